@@ -1,0 +1,100 @@
+"""Small typed records passed between the pipeline stages.
+
+Images are numpy arrays. RGB images are HxWx3 uint8. Boxes are float
+(x0, y0, x1, y1) in pixels of the full-resolution frame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Optional
+
+import numpy as np
+
+
+@dataclass
+class Frame:
+    """One decoded video frame.
+
+    `planes` keeps the decoder's own 8-bit planar YUV data (Y, U, V) so that
+    pixels outside the face regions are written back untouched; `rgb` is
+    made on demand for analysis only.
+    """
+
+    index: int
+    pts: Optional[int]
+    time_base: Optional[Fraction]
+    planes: list  # [Y, U, V] uint8 arrays, native subsampling
+    pix_fmt: str  # working pixel format of `planes` (yuv420p, yuvj444p, ...)
+    full_range: bool = False
+    matrix: str = "bt601"  # YUV<->RGB matrix: bt601 | bt709
+    rotation: int = 0  # degrees from the display matrix side data (kept, not applied)
+    time: float = 0.0  # seconds
+
+    @property
+    def width(self) -> int:
+        return self.planes[0].shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.planes[0].shape[0]
+
+
+@dataclass
+class Face:
+    """One detection: box, confidence and the detector's keypoints."""
+
+    box: np.ndarray  # (4,) x0 y0 x1 y1
+    score: float
+    # (K, 2) keypoints in frame pixels; BlazeFace/CenterFace order:
+    # right eye, left eye, nose tip, mouth centre, (right ear, left ear)
+    keypoints: Optional[np.ndarray] = None
+
+    @property
+    def size(self) -> float:
+        return float(max(self.box[2] - self.box[0], self.box[3] - self.box[1]))
+
+
+@dataclass
+class Codes:
+    """Per-frame parametric codes of one face (Step I).
+
+    Only the *perturbed* identity is carried here; the real ID code stays
+    inside the identity stage's per-track state.
+    """
+
+    rotation: np.ndarray  # (3, 3) canonical -> camera
+    scale: float
+    translation: np.ndarray  # (3,)
+    expression: np.ndarray  # (468, 3) canonical-frame residual after identity
+    id_perturbed: np.ndarray  # (K,) z'_id
+
+
+@dataclass
+class FaceJob:
+    """Everything the render/restore/blend stages need for one face in one frame."""
+
+    track_id: int
+    box: np.ndarray  # region that is obfuscated if anything fails
+    landmarks: Optional[np.ndarray] = None  # (468, 3) frame pixels (x, y, z)
+    target: Optional[np.ndarray] = None  # (468, 2) perturbed landmark positions
+    visible: Optional[np.ndarray] = None  # (468,) bool: vertex faces the camera
+    codes: Optional[Codes] = None
+    fallback_reason: Optional[str] = None  # set when the face must be obfuscated
+    escalation: int = 0  # privacy-guard level (0 = geometry only)
+
+
+@dataclass
+class Track:
+    """A face followed over time. `seed` fixes the perturbation for the track's life."""
+
+    id: int
+    seed: int
+    box: np.ndarray
+    first_frame: int
+    last_frame: int
+    hits: int = 0
+    misses: int = 0  # consecutive frames without a detection
+    frames: int = 0
+    fallback_frames: int = 0
+    fallback_reasons: dict = field(default_factory=dict)

@@ -30,6 +30,13 @@ class Frame:
     matrix: str = "bt601"  # YUV<->RGB matrix: bt601 | bt709
     rotation: int = 0  # degrees from the display matrix side data (kept, not applied)
     time: float = 0.0  # seconds
+    small: Optional[np.ndarray] = None  # downscaled RGB copy for the detector
+    small_scale: float = 1.0  # full-frame pixels per `small` pixel
+
+    @property
+    def is_rgb(self) -> bool:
+        """Planes are R, G, B (still images) instead of Y, U, V."""
+        return self.pix_fmt == "rgb"
 
     @property
     def width(self) -> int:

@@ -1,0 +1,189 @@
+"""MediaPipe FaceMesh (468 3D landmarks) run on a region we choose.
+
+The legacy `mp.solutions.face_mesh` runs its own detector; we already have
+detections and tracks, so we drive MediaPipe's `FaceLandmarkCpu` subgraph
+directly with an image and a rotated ROI (the model ships inside the
+mediapipe 0.10.21 wheel, nothing is downloaded). The subgraph drops the
+output when its face-presence score is low, which we report as "no face".
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+# mediapipe/absl log through glog; keep the console for our own messages.
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from mediapipe.python.solutions import face_mesh_connections as _conn  # noqa: E402
+
+N_LANDMARKS = 468
+
+# Index sets of the 468-point topology, taken from mediapipe's own tables.
+def _ring(edges) -> list[int]:
+    return sorted({i for e in edges for i in e})
+
+
+LEFT_EYE = _ring(_conn.FACEMESH_LEFT_EYE)  # subject's left (image right when frontal)
+RIGHT_EYE = _ring(_conn.FACEMESH_RIGHT_EYE)
+LEFT_BROW = _ring(_conn.FACEMESH_LEFT_EYEBROW)
+RIGHT_BROW = _ring(_conn.FACEMESH_RIGHT_EYEBROW)
+LIPS = _ring(_conn.FACEMESH_LIPS)
+NOSE = _ring(_conn.FACEMESH_NOSE)
+TESSELATION_EDGES = np.array(sorted(_conn.FACEMESH_TESSELATION), dtype=np.int32)
+
+
+def oval_order() -> list[int]:
+    """Face-oval vertices in walking order (the table stores unordered edges)."""
+    nxt = {}
+    for a, b in _conn.FACEMESH_FACE_OVAL:
+        nxt.setdefault(a, []).append(b)
+        nxt.setdefault(b, []).append(a)
+    start = 10  # top of the forehead
+    order, prev, cur = [start], None, start
+    while True:
+        cand = [n for n in nxt[cur] if n != prev]
+        if not cand or cand[0] == start:
+            break
+        prev, cur = cur, cand[0]
+        order.append(cur)
+    return order
+
+
+FACE_OVAL = oval_order()
+
+# Named anatomical points (MediaPipe topology).
+RIGHT_EYE_OUTER, RIGHT_EYE_INNER = 33, 133
+LEFT_EYE_INNER, LEFT_EYE_OUTER = 362, 263
+NOSE_TIP, SUBNASALE, NASION = 1, 2, 168
+MOUTH_RIGHT, MOUTH_LEFT = 61, 291
+UPPER_LIP_TOP, UPPER_LIP_INNER, LOWER_LIP_INNER, LOWER_LIP_BOTTOM = 0, 13, 14, 17
+CHIN, FOREHEAD = 152, 10
+RIGHT_CHEEK, LEFT_CHEEK = 234, 454
+
+
+@dataclass
+class Roi:
+    """A rotated square region, in pixels of the image it refers to."""
+
+    cx: float
+    cy: float
+    size: float
+    rotation: float  # radians, counter-clockwise turn that makes the face upright
+
+    def corners(self) -> np.ndarray:
+        h = self.size / 2
+        c, s = math.cos(self.rotation), math.sin(self.rotation)
+        pts = np.array([[-h, -h], [h, -h], [h, h], [-h, h]])
+        rot = np.array([[c, -s], [s, c]])
+        return pts @ rot.T + [self.cx, self.cy]
+
+
+def _eye_angle(right_eye: np.ndarray, left_eye: np.ndarray) -> float:
+    # MediaPipe's convention: rotation that brings the eye line horizontal
+    dx, dy = left_eye[0] - right_eye[0], left_eye[1] - right_eye[1]
+    return -math.atan2(-dy, dx)
+
+
+def roi_from_keypoints(box: np.ndarray, right_eye: Optional[np.ndarray], left_eye: Optional[np.ndarray],
+                       scale: float = 1.6) -> Roi:
+    """ROI for a fresh detection: square around the box, turned by the eye line."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    size = max(box[2] - box[0], box[3] - box[1]) * scale
+    rot = _eye_angle(right_eye, left_eye) if right_eye is not None and left_eye is not None else 0.0
+    return Roi(cx, cy, size, rot)
+
+
+def roi_from_landmarks(lm: np.ndarray, scale: float = 1.5) -> Roi:
+    """ROI for tracking: the previous frame's landmarks, as MediaPipe's own tracker does."""
+    rot = _eye_angle(lm[RIGHT_EYE_OUTER, :2], lm[LEFT_EYE_OUTER, :2])
+    c, s = math.cos(-rot), math.sin(-rot)
+    pts = lm[:, :2]
+    centre0 = (pts.min(0) + pts.max(0)) / 2
+    rel = (pts - centre0) @ np.array([[c, -s], [s, c]]).T  # undo rotation
+    lo, hi = rel.min(0), rel.max(0)
+    mid = (lo + hi) / 2
+    centre = centre0 + mid @ np.array([[c, s], [-s, c]]).T
+    size = float(max(hi - lo)) * scale
+    return Roi(float(centre[0]), float(centre[1]), size, rot)
+
+
+class FaceMesh:
+    """468-point mesh on a given rotated ROI. One graph; calls are serialised."""
+
+    def __init__(self, min_presence: float = 0.5, input_px: int = 256):
+        from google.protobuf import text_format
+        from mediapipe.framework import calculator_pb2
+        from mediapipe.python import solution_base
+
+        cfg = text_format.Parse(
+            """
+            input_stream: "image"
+            input_stream: "roi"
+            input_side_packet: "with_attention"
+            output_stream: "face_landmarks"
+            node {
+              calculator: "FaceLandmarkCpu"
+              input_stream: "IMAGE:image"
+              input_stream: "ROI:roi"
+              input_side_packet: "WITH_ATTENTION:with_attention"
+              output_stream: "LANDMARKS:face_landmarks"
+            }
+            """,
+            calculator_pb2.CalculatorGraphConfig(),
+        )
+        proto = solution_base.PacketDataType.PROTO
+        self._graph = solution_base.SolutionBase(
+            graph_config=cfg,
+            side_inputs={"with_attention": False},
+            stream_type_hints={"roi": proto, "face_landmarks": proto},
+        )
+        if min_presence != 0.5:
+            # the subgraph's presence threshold is fixed at 0.5 in the shipped graph
+            raise ValueError("FaceLandmarkCpu has a fixed presence threshold of 0.5")
+        from mediapipe.framework.formats import rect_pb2
+
+        self._rect = rect_pb2.NormalizedRect
+        self._lock = threading.Lock()
+        self.input_px = input_px
+
+    def close(self) -> None:
+        self._graph.close()
+
+    def __call__(self, image: np.ndarray, roi: Roi) -> Optional[np.ndarray]:
+        """Landmarks (468, 3) in pixels of `image` (z in the same pixel scale), or None."""
+        import cv2
+
+        h, w = image.shape[:2]
+        # Cut the ROI's bounding square first (and shrink big faces): the model
+        # sees 192x192, so converting and copying the whole frame is wasted work.
+        half = roi.size * 0.75
+        x0, y0 = int(max(0, math.floor(roi.cx - half))), int(max(0, math.floor(roi.cy - half)))
+        x1, y1 = int(min(w, math.ceil(roi.cx + half))), int(min(h, math.ceil(roi.cy + half)))
+        if x1 - x0 < 4 or y1 - y0 < 4:
+            return None
+        crop = image[y0:y1, x0:x1]
+        k = min(1.0, self.input_px * 1.5 / max(1.0, roi.size))
+        if k < 1.0:
+            crop = cv2.resize(crop, (max(1, round((x1 - x0) * k)), max(1, round((y1 - y0) * k))),
+                              interpolation=cv2.INTER_AREA)
+        ch, cw = crop.shape[:2]
+        sx, sy = cw / (x1 - x0), ch / (y1 - y0)
+        rect = self._rect(
+            x_center=(roi.cx - x0) * sx / cw, y_center=(roi.cy - y0) * sy / ch,
+            width=roi.size * sx / cw, height=roi.size * sy / ch, rotation=roi.rotation,
+        )
+        with self._lock:
+            out = self._graph.process({"image": np.ascontiguousarray(crop), "roi": rect}).face_landmarks
+        if out is None or len(out.landmark) < N_LANDMARKS:
+            return None
+        lm = np.array([(p.x, p.y, p.z) for p in out.landmark[:N_LANDMARKS]], dtype=np.float64)
+        lm[:, 0] = lm[:, 0] * cw / sx + x0
+        lm[:, 1] = lm[:, 1] * ch / sy + y0
+        lm[:, 2] = lm[:, 2] * cw / sx
+        return lm

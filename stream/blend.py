@@ -1,0 +1,156 @@
+"""Paste-back: read a face crop as RGB, write it back into the YUV planes.
+
+The frame stays in the decoder's planar YUV; only the face crop is turned
+into RGB for processing and blended back through the feathered mask, plane by
+plane. Where the mask is 0 the planes are not written at all, so every pixel
+outside the face masks is bit-identical to the decoded input.
+
+Also here: obfuscation of a box (the fail-closed fallback).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ideud.stream.render import Crop
+from ideud.stream.types import Frame
+
+# (Kr, Kb) of the YUV matrices
+_MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
+
+
+def _subsampling(frame: Frame) -> tuple[int, int]:
+    y, u = frame.planes[0], frame.planes[1]
+    return (2 if u.shape[1] < y.shape[1] else 1), (2 if u.shape[0] < y.shape[0] else 1)
+
+
+def _chroma_box(frame: Frame, crop: Crop) -> tuple[int, int, int, int, int, int]:
+    sx, sy = _subsampling(frame)
+    return crop.x0 // sx, crop.y0 // sy, -(-crop.x1 // sx), -(-crop.y1 // sy), sx, sy
+
+
+def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, matrix: str, full_range: bool) -> np.ndarray:
+    kr, kb = _MATRICES.get(matrix, _MATRICES["bt601"])
+    kg = 1 - kr - kb
+    y = y.astype(np.float32)
+    u = u.astype(np.float32) - 128.0
+    v = v.astype(np.float32) - 128.0
+    if not full_range:
+        y = (y - 16.0) * (255.0 / 219.0)
+        u *= 255.0 / 224.0
+        v *= 255.0 / 224.0
+    r = y + 2 * (1 - kr) * v
+    b = y + 2 * (1 - kb) * u
+    g = (y - kr * r - kb * b) / kg
+    return np.clip(np.dstack([r, g, b]) + 0.5, 0, 255).astype(np.uint8)
+
+
+def rgb_to_yuv(rgb: np.ndarray, matrix: str, full_range: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    kr, kb = _MATRICES.get(matrix, _MATRICES["bt601"])
+    rgb = rgb.astype(np.float32)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = kr * r + (1 - kr - kb) * g + kb * b
+    u = (b - y) / (2 * (1 - kb))
+    v = (r - y) / (2 * (1 - kr))
+    if not full_range:
+        y = y * (219.0 / 255.0) + 16.0
+        u *= 224.0 / 255.0
+        v *= 224.0 / 255.0
+    return y, u + 128.0, v + 128.0
+
+
+def crop_rgb(frame: Frame, crop: Crop) -> np.ndarray:
+    """The crop of the frame as RGB uint8 (chroma upsampled bilinearly)."""
+    if frame.is_rgb:
+        return np.dstack([p[crop.y0:crop.y1, crop.x0:crop.x1] for p in frame.planes])
+    y = frame.planes[0][crop.y0:crop.y1, crop.x0:crop.x1]
+    cx0, cy0, cx1, cy1, sx, sy = _chroma_box(frame, crop)
+    h, w = y.shape
+    u = frame.planes[1][cy0:cy1, cx0:cx1]
+    v = frame.planes[2][cy0:cy1, cx0:cx1]
+    if u.shape != y.shape:
+        u = cv2.resize(u, (u.shape[1] * sx, u.shape[0] * sy), interpolation=cv2.INTER_LINEAR)[:h, :w]
+        v = cv2.resize(v, (v.shape[1] * sx, v.shape[0] * sy), interpolation=cv2.INTER_LINEAR)[:h, :w]
+    return yuv_to_rgb(y, u, v, frame.matrix, frame.full_range)
+
+
+def frame_rgb(frame: Frame) -> np.ndarray:
+    return crop_rgb(frame, Crop(0, 0, frame.width, frame.height))
+
+
+def match_colour(image: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-channel mean/std of `image` inside the mask matched to `reference`'s."""
+    sel = mask > 0.5
+    if sel.sum() < 16:
+        return image
+    img = image.astype(np.float32)
+    ref = reference.astype(np.float32)
+    a, b = img[sel], ref[sel]
+    gain = np.clip(b.std(0) / np.maximum(a.std(0), 1e-3), 0.7, 1.4)
+    out = (img - a.mean(0)) * gain + b.mean(0)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _blend_plane(plane: np.ndarray, new: np.ndarray, mask: np.ndarray) -> None:
+    sel = mask > 0
+    if not sel.any():
+        return
+    old = plane[sel].astype(np.float32)
+    plane[sel] = np.clip(old + mask[sel] * (new[sel] - old) + 0.5, 0, 255).astype(np.uint8)
+
+
+def paste_rgb(frame: Frame, crop: Crop, rgb: np.ndarray, mask: np.ndarray) -> None:
+    """Blend an RGB crop into the frame's planes through `mask` (in place)."""
+    if frame.is_rgb:
+        for i, plane in enumerate(frame.planes):
+            _blend_plane(plane[crop.y0:crop.y1, crop.x0:crop.x1], rgb[..., i].astype(np.float32), mask)
+        return
+    y, u, v = rgb_to_yuv(rgb, frame.matrix, frame.full_range)
+    _blend_plane(frame.planes[0][crop.y0:crop.y1, crop.x0:crop.x1], y, mask)
+    cx0, cy0, cx1, cy1, sx, sy = _chroma_box(frame, crop)
+    if (sx, sy) != (1, 1):
+        cw, ch = cx1 - cx0, cy1 - cy0
+        pad = ((0, ch * sy - mask.shape[0]), (0, cw * sx - mask.shape[1]))
+        m = cv2.resize(np.pad(mask, pad), (cw, ch), interpolation=cv2.INTER_AREA)
+        u = cv2.resize(np.pad(u, pad, mode="edge"), (cw, ch), interpolation=cv2.INTER_AREA)
+        v = cv2.resize(np.pad(v, pad, mode="edge"), (cw, ch), interpolation=cv2.INTER_AREA)
+    else:
+        m = mask
+    _blend_plane(frame.planes[1][cy0:cy1, cx0:cx1], u, m)
+    _blend_plane(frame.planes[2][cy0:cy1, cx0:cx1], v, m)
+
+
+FALLBACKS = ("pixelate", "blur", "black")
+
+
+def obfuscate(frame: Frame, box: np.ndarray, mode: str = "pixelate", grow: float = 0.25) -> None:
+    """Destroy the identity in a box (grown by `grow` each side), in place."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    x0 = int(max(0, np.floor(box[0] - grow * w)))
+    y0 = int(max(0, np.floor(box[1] - grow * h)))
+    x1 = int(min(frame.width, np.ceil(box[2] + grow * w)))
+    y1 = int(min(frame.height, np.ceil(box[3] + grow * h)))
+    if x1 <= x0 or y1 <= y0:
+        return
+    crop = Crop(x0 - x0 % 2, y0 - y0 % 2, x1, y1)
+    cx0, cy0, cx1, cy1, sx, sy = _chroma_box(frame, crop)
+    # ~8 blocks across the face: no recognisable detail survives
+    block = max(2, int(max(w, h) / 8))
+    for i, (plane, box_p, blk) in enumerate([
+        (frame.planes[0], (crop.y0, crop.y1, crop.x0, crop.x1), block),
+        (frame.planes[1], (cy0, cy1, cx0, cx1), max(1, block // sx)),
+        (frame.planes[2], (cy0, cy1, cx0, cx1), max(1, block // sx)),
+    ]):
+        r0, r1, c0, c1 = box_p
+        region = plane[r0:r1, c0:c1]
+        if region.size == 0:
+            continue
+        if mode == "black":
+            region[:] = 0 if frame.is_rgb or (i == 0 and frame.full_range) else (16 if i == 0 else 128)
+        elif mode == "blur":
+            k = max(3, blk * 2 + 1)
+            small = cv2.resize(region, (max(1, region.shape[1] // blk), max(1, region.shape[0] // blk)), interpolation=cv2.INTER_AREA)
+            region[:] = cv2.GaussianBlur(cv2.resize(small, region.shape[::-1], interpolation=cv2.INTER_LINEAR), (k | 1, k | 1), 0)
+        else:
+            small = cv2.resize(region, (max(1, region.shape[1] // blk), max(1, region.shape[0] // blk)), interpolation=cv2.INTER_AREA)
+            region[:] = cv2.resize(small, region.shape[::-1], interpolation=cv2.INTER_NEAREST)

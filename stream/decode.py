@@ -1,0 +1,216 @@
+"""Decode: PyAV demux + threaded decoding into `Frame` records.
+
+Keeps what the encoder needs to give back an equivalent stream: size, frame
+rate, time base, every frame's pts, rotation side data, colour range and
+matrix. Audio packets are passed through untouched, in demux order, so the
+encoder can copy them without re-encoding.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Callable, Iterator, Optional, Union
+
+import av
+import cv2
+import numpy as np
+
+from ideud.stream.types import Frame
+
+# Planar 8-bit YUV formats we process natively; anything else is converted once.
+WORK_FORMATS = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class InputError(Exception):
+    """The input cannot be read; the message is one line for the user."""
+
+
+@dataclass
+class VideoInfo:
+    width: int
+    height: int
+    rate: Optional[Fraction]
+    time_base: Optional[Fraction]
+    frames: int  # 0 when the container does not say
+    rotation: int
+    codec: str
+    pix_fmt: str
+    audio: list = field(default_factory=list)  # input audio streams (for copying)
+    container_metadata: dict = field(default_factory=dict)
+    stream_metadata: dict = field(default_factory=dict)
+    duration: Optional[float] = None
+    work_fmt: str = "yuv420p"  # pixel format of Frame.planes
+
+
+@dataclass
+class AudioPacket:
+    packet: "av.Packet"
+    stream_index: int  # index into VideoInfo.audio
+
+
+Item = Union[Frame, AudioPacket]
+
+
+def is_image(path: str) -> bool:
+    return os.path.splitext(str(path))[1].lower() in IMAGE_EXTENSIONS
+
+
+def _matrix(frame: "av.VideoFrame") -> str:
+    cs = int(frame.colorspace or 2)
+    if cs == 1:
+        return "bt709"
+    if cs in (5, 6):
+        return "bt601"
+    return "bt709" if frame.height >= 720 else "bt601"  # unspecified: FFmpeg's usual guess
+
+
+def _work_format(fmt: "av.VideoFormat") -> str:
+    name = fmt.name
+    if name in WORK_FORMATS:
+        return name
+    # keep full chroma resolution when the source has it
+    comps = fmt.components
+    full_chroma = len(comps) >= 3 and comps[1].width == comps[0].width and comps[1].height == comps[0].height
+    return "yuv444p" if full_chroma else "yuv420p"
+
+
+def planes_of(frame: "av.VideoFrame") -> list[np.ndarray]:
+    return [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width].copy() for p in frame.planes]
+
+
+def _first_video_stream(container) -> "av.video.stream.VideoStream":
+    for s in container.streams.video:
+        if not s.disposition & av.stream.Disposition.attached_pic:  # cover images are not the video
+            return s
+    raise InputError("no video stream")
+
+
+class VideoSource:
+    """A video file or URL, read as a sequence of Frame / AudioPacket items."""
+
+    def __init__(self, url: str, options: Optional[dict] = None, timeout: Optional[float] = None,
+                 detect_size: Optional[Callable[[int, int], tuple[int, int]]] = None, audio: bool = True,
+                 fmt: Optional[str] = None):
+        self.url = url
+        try:
+            self.container = av.open(url, mode="r", options=options or {}, timeout=timeout, format=fmt)
+        except av.error.FileNotFoundError:
+            raise InputError(f"{url}: no such file") from None
+        except (av.error.InvalidDataError, av.error.ValueError):
+            raise InputError(f"{url}: not a video file FFmpeg can read") from None
+        except av.error.FFmpegError as e:
+            raise InputError(f"{url}: cannot open ({e.strerror or type(e).__name__})") from None
+        try:
+            self.stream = _first_video_stream(self.container)
+        except InputError:
+            self.container.close()
+            raise InputError(f"{url}: has no video stream") from None
+        if self.stream.codec_context is None or self.stream.codec_context.width == 0:
+            self.container.close()
+            raise InputError(f"{url}: video stream has an unsupported codec or no frames")
+        self.stream.thread_type = "AUTO"
+        cc = self.stream.codec_context
+        self.audio_streams = list(self.container.streams.audio) if audio else []
+        rate = self.stream.average_rate or self.stream.guessed_rate or self.stream.base_rate
+        duration = None
+        if self.container.duration:
+            duration = self.container.duration / av.time_base
+        self.info = VideoInfo(
+            width=cc.width, height=cc.height, rate=Fraction(rate) if rate else None,
+            time_base=self.stream.time_base, frames=int(self.stream.frames or 0),
+            rotation=0, codec=cc.name, pix_fmt=cc.pix_fmt or "", audio=self.audio_streams,
+            container_metadata=dict(self.container.metadata), stream_metadata=dict(self.stream.metadata),
+            duration=duration,
+            work_fmt=_work_format(av.VideoFormat(cc.pix_fmt)) if cc.pix_fmt else "yuv420p",
+        )
+        self.detect_size = detect_size
+        self.lost_packets = 0  # packets the decoder rejected (corrupt data)
+        self.errors: list[str] = []
+
+    def close(self) -> None:
+        self.container.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _frame(self, f: "av.VideoFrame", index: int) -> Frame:
+        fmt = _work_format(f.format)
+        if fmt != f.format.name:
+            f = f.reformat(format=fmt)
+        full = fmt.startswith("yuvj") or int(f.color_range or 0) == 2
+        tb = f.time_base or self.stream.time_base
+        pts = f.pts
+        fr = Frame(index=index, pts=pts, time_base=tb, planes=planes_of(f), pix_fmt=fmt,
+                   full_range=full, matrix=_matrix(f), rotation=int(f.rotation or 0),
+                   time=float(pts * tb) if pts is not None and tb else index / float(self.info.rate or 25))
+        if self.detect_size is not None:
+            dw, dh = self.detect_size(f.width, f.height)
+            fr.small = f.reformat(width=dw, height=dh, format="rgb24").to_ndarray()
+            fr.small_scale = f.width / dw
+        return fr
+
+    def items(self) -> Iterator[Item]:
+        """Frames and audio packets in demux order; corrupt packets are skipped and counted."""
+        index = 0
+        audio_index = {s.index: i for i, s in enumerate(self.audio_streams)}
+        streams = [self.stream, *self.audio_streams]
+        demux = self.container.demux(*streams)
+        while True:
+            try:
+                packet = next(demux)
+            except StopIteration:
+                return
+            except av.error.EOFError:
+                return
+            except av.error.FFmpegError as e:
+                # a broken container mid-file: keep what was decodable
+                self.errors.append(f"demux stopped at frame {index}: {e.strerror or type(e).__name__}")
+                self.lost_packets += 1
+                for f in self._flush():
+                    yield self._frame(f, index)
+                    index += 1
+                return
+            if packet.stream.index in audio_index:
+                if packet.dts is not None and packet.size:
+                    yield AudioPacket(packet, audio_index[packet.stream.index])
+                continue
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                self.lost_packets += 1
+                continue
+            for f in frames:
+                yield self._frame(f, index)
+                index += 1
+
+    def _flush(self):
+        try:
+            return self.stream.codec_context.decode(None)
+        except av.error.FFmpegError:
+            return []
+
+
+def read_image(path: str) -> Frame:
+    """A still image as a one-frame RGB Frame."""
+    data = np.fromfile(path, np.uint8) if os.path.exists(path) else None
+    if data is None:
+        raise InputError(f"{path}: no such file")
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise InputError(f"{path}: not an image file OpenCV can read")
+    rgb = img[:, :, ::-1]
+    return Frame(index=0, pts=0, time_base=Fraction(1, 1), planes=[np.ascontiguousarray(rgb[..., i]) for i in range(3)],
+                 pix_fmt="rgb", full_range=True)
+
+
+def attach_small(frame: Frame, detect_size: Callable[[int, int], tuple[int, int]]) -> None:
+    """Give a still-image frame its detector copy (videos get it from swscale)."""
+    dw, dh = detect_size(frame.width, frame.height)
+    rgb = np.dstack(frame.planes)
+    frame.small = cv2.resize(rgb, (dw, dh), interpolation=cv2.INTER_AREA) if (dw, dh) != (frame.width, frame.height) else rgb
+    frame.small_scale = frame.width / dw

@@ -1,0 +1,138 @@
+"""Re-render the face with its perturbed geometry, and build its masks.
+
+The re-rendering is a piecewise-affine warp over a Delaunay triangulation of
+the perturbed landmark positions (those facing the camera), closed by a ring
+of fixed points around the face so the warp fades to the identity before the
+hair and background: each output pixel samples the original crop at the
+place its triangle came from (cv2.remap). The displacement field is smooth, so
+it is evaluated on a coarse grid and upsampled.
+
+Masks (visual similarity assistance): the face region is the face oval with
+the forehead cut below the hairline, taken from both the original and the
+perturbed geometry; hair, ears, neck, accessories and background stay
+original.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.interpolate import LinearNDInterpolator
+
+from ideud.models import facemesh as fm
+
+RING_SCALE = 1.3  # fixed ring: face oval grown by this factor about the face centre
+CROP_MARGIN = 0.08  # crop around the ring, as a share of the face size
+GRID = 48  # coarse grid for the displacement field, per crop side
+
+
+@dataclass
+class Crop:
+    """An axis-aligned region of the frame, in luma pixels; x0/y0 even for chroma."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.y1 - self.y0, self.x1 - self.x0
+
+    @property
+    def offset(self) -> np.ndarray:
+        return np.array([self.x0, self.y0], float)
+
+
+@dataclass
+class Rendered:
+    crop: Crop
+    image: np.ndarray  # warped RGB crop
+    mask: np.ndarray  # float32 face mask in the crop
+    target: np.ndarray  # (468, 2) perturbed landmarks in crop pixels
+
+
+def face_size(lm: np.ndarray) -> float:
+    return float(max(np.ptp(lm[:, 0]), np.ptp(lm[:, 1])))
+
+
+def _ring(points2d: np.ndarray, scale: float) -> np.ndarray:
+    oval = points2d[fm.FACE_OVAL]
+    centre = points2d.mean(0)
+    return centre + (oval - centre) * scale
+
+
+def crop_for(lm: np.ndarray, target: np.ndarray, width: int, height: int) -> Crop:
+    """The frame region that the warp and masks of one face can touch."""
+    pts = np.vstack([_ring(lm[:, :2], RING_SCALE), _ring(target, RING_SCALE)])
+    m = CROP_MARGIN * face_size(lm)
+    x0, y0 = np.floor(pts.min(0) - m).astype(int)
+    x1, y1 = np.ceil(pts.max(0) + m).astype(int)
+    x0, y0 = max(0, x0 - (x0 % 2)), max(0, y0 - (y0 % 2))
+    x1, y1 = min(width, x1 + (x1 % 2)), min(height, y1 + (y1 % 2))
+    return Crop(int(x0), int(y0), int(x1), int(y1))
+
+
+def face_polygon(points2d: np.ndarray) -> np.ndarray:
+    """Face oval with the forehead lowered below the hairline (2D, same frame as input)."""
+    oval = points2d[fm.FACE_OVAL].copy()
+    eyes = (points2d[fm.LEFT_EYE_OUTER] + points2d[fm.RIGHT_EYE_OUTER]) / 2
+    up = eyes - points2d[fm.CHIN]
+    up /= max(np.linalg.norm(up), 1e-6)
+    brow = points2d[fm.LEFT_BROW + fm.RIGHT_BROW] @ up
+    brow_level = float(np.max(brow))
+    height = (oval @ up) - brow_level
+    above = height > 0
+    # keep 40% of the forehead height: the hairline sits higher on almost every face
+    oval[above] -= np.outer(height[above] * 0.6, up)
+    return oval
+
+
+def face_mask(shape: tuple[int, int], polygons: list[np.ndarray], feather: float) -> np.ndarray:
+    """Filled union of polygons, feathered inwards-and-outwards by a Gaussian."""
+    mask = np.zeros(shape, np.uint8)
+    for poly in polygons:
+        cv2.fillPoly(mask, [np.round(poly * 4).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=2)
+    if feather > 0.5:
+        # grow first so the feather's midpoint sits on the polygon's edge
+        k = int(round(feather))
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+        mask = cv2.GaussianBlur(mask, (0, 0), feather)
+    return mask.astype(np.float32) / 255.0
+
+
+def warp_field(shape: tuple[int, int], src: np.ndarray, dst: np.ndarray, anchors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Backward maps (map_x, map_y) for cv2.remap that carry `src` points to `dst`.
+
+    Piecewise affine on the Delaunay triangulation of dst + anchors (anchors do
+    not move); evaluated on a coarse grid, then upsampled (the field is smooth).
+    """
+    h, w = shape
+    nodes = np.vstack([dst, anchors])
+    offsets = np.vstack([src - dst, np.zeros_like(anchors)])
+    interp = LinearNDInterpolator(nodes, offsets, fill_value=0.0)
+    gx = np.linspace(0, w - 1, min(GRID, w))
+    gy = np.linspace(0, h - 1, min(GRID, h))
+    xx, yy = np.meshgrid(gx, gy)
+    coarse = interp(xx, yy).astype(np.float32)
+    fine = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
+    base_x, base_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return base_x + fine[..., 0], base_y + fine[..., 1]
+
+
+def render(rgb_crop: np.ndarray, crop: Crop, landmarks: np.ndarray, target: np.ndarray, visible: np.ndarray) -> Rendered:
+    """Warp one face crop to its perturbed geometry and make its face mask."""
+    off = crop.offset
+    src = landmarks[:, :2] - off
+    dst = target - off
+    vis = visible.copy()
+    vis[fm.FACE_OVAL] = True  # the silhouette is always on screen
+    h, w = crop.shape
+    corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], float)
+    anchors = np.vstack([_ring(src, RING_SCALE), corners])
+    map_x, map_y = warp_field((h, w), src[vis], dst[vis], anchors)
+    warped = cv2.remap(rgb_crop, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    size = face_size(src)
+    mask = face_mask((h, w), [face_polygon(src), face_polygon(dst)], feather=max(1.0, 0.04 * size))
+    return Rendered(crop, warped, mask, dst)

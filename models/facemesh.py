@@ -8,8 +8,10 @@ output when its face-presence score is low, which we report as "no face".
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Optional
@@ -23,6 +25,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from mediapipe.python.solutions import face_mesh_connections as _conn  # noqa: E402
 
 N_LANDMARKS = 468
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Mute the C++ side's start-up chatter (TFLite/absl write straight to fd 2)."""
+    if os.environ.get("IDEUD_DEBUG"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreters)
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 # Index sets of the 468-point topology, taken from mediapipe's own tables.
 def _ring(edges) -> list[int]:

@@ -74,6 +74,24 @@ def crop_rgb(frame: Frame, crop: Crop) -> np.ndarray:
     return yuv_to_rgb(y, u, v, frame.matrix, frame.full_range)
 
 
+def crop_rgb_scaled(frame: Frame, crop: Crop, max_side: int) -> tuple[np.ndarray, float]:
+    """The crop as RGB, shrunk so its longer side is at most `max_side`; returns (rgb, scale)."""
+    h, w = crop.shape
+    k = min(1.0, max_side / max(h, w))
+    if k >= 1.0:
+        return crop_rgb(frame, crop), 1.0
+    size = (max(1, round(w * k)), max(1, round(h * k)))
+    if frame.is_rgb:
+        rgb = crop_rgb(frame, crop)
+        return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), size[0] / w
+    # shrink the planes before converting: big faces would cost a full-size conversion
+    y = cv2.resize(frame.planes[0][crop.y0:crop.y1, crop.x0:crop.x1], size, interpolation=cv2.INTER_AREA)
+    cx0, cy0, cx1, cy1, _, _ = _chroma_box(frame, crop)
+    u = cv2.resize(frame.planes[1][cy0:cy1, cx0:cx1], size, interpolation=cv2.INTER_AREA)
+    v = cv2.resize(frame.planes[2][cy0:cy1, cx0:cx1], size, interpolation=cv2.INTER_AREA)
+    return yuv_to_rgb(y, u, v, frame.matrix, frame.full_range), size[0] / w
+
+
 def frame_rgb(frame: Frame) -> np.ndarray:
     return crop_rgb(frame, Crop(0, 0, frame.width, frame.height))
 

@@ -98,7 +98,7 @@ class VideoSource:
             self.container = av.open(url, mode="r", options=options or {}, timeout=timeout, format=fmt)
         except av.error.FileNotFoundError:
             raise InputError(f"{url}: no such file") from None
-        except (av.error.InvalidDataError, av.error.ValueError):
+        except (av.error.InvalidDataError, av.error.EOFError):
             raise InputError(f"{url}: not a video file FFmpeg can read") from None
         except av.error.FFmpegError as e:
             raise InputError(f"{url}: cannot open ({e.strerror or type(e).__name__})") from None

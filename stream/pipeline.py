@@ -1,0 +1,530 @@
+"""The stream processor: decode -> detect -> track -> identity -> render -> restore -> blend -> encode.
+
+`FaceProcessor.process(frame)` de-identifies one frame in place (every face,
+fail closed); `deidentify(src, dst, options)` runs a whole file or image with
+decode and encode on their own threads and bounded queues between them.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from ideud.models import facemesh as fm
+from ideud.stream import blend as bl
+from ideud.stream.decode import AudioPacket, InputError, VideoSource, attach_small, is_image, read_image
+from ideud.stream.encode import OutputError, VideoSink, write_image
+from ideud.stream.identity import IdentityStage
+from ideud.stream.render import Crop, crop_for, render
+from ideud.stream.restore import RestoreItem, make_restorer
+from ideud.stream.track import Tracker, iou_matrix
+from ideud.stream.types import Face, Frame, Track
+
+
+class FaceFault(RuntimeError):
+    """Raised by the fault-injection hook (tests of the fail-closed paths)."""
+
+
+@dataclass
+class Options:
+    scale: float = 0.25  # sigma of the ID-code perturbation
+    seed: Optional[int] = None  # fixes every track's seed (reproducible runs)
+    min_face: int = 12  # faces smaller than this (px) are obfuscated, not re-rendered
+    det_threshold: float = 0.5
+    detector: str = "auto"
+    restorer: str = "classic"
+    fallback: str = "pixelate"  # obfuscation for faces that cannot be de-identified
+    codec: str = "libx264"
+    crf: Optional[int] = 18
+    preset: Optional[str] = "veryfast"
+    audio: bool = True
+    keep_metadata: bool = False
+    force: bool = False
+    max_misses: int = 12  # frames a track survives without detection (predicted box processed)
+    smooth: bool = True
+    frame_log: bool = False  # per-frame face list in the report (boxes and status only)
+    progress: bool = False
+    # test hook: stage name -> frame indices on which that stage raises
+    inject_faults: dict = field(default_factory=dict)
+
+
+class StageTimer:
+    def __init__(self):
+        self.total = defaultdict(float)
+        self.count = defaultdict(int)
+
+    def add(self, stage: str, seconds: float, n: int = 1):
+        self.total[stage] += seconds
+        self.count[stage] += n
+
+    def timed(self, stage: str):
+        timer = self
+
+        class _Ctx:
+            def __enter__(self):
+                self.t = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.add(stage, time.perf_counter() - self.t)
+        return _Ctx()
+
+    def summary(self, frames: int) -> dict:
+        return {k: {"total_s": round(v, 4), "ms_per_frame": round(1000 * v / max(frames, 1), 3),
+                    "calls": self.count[k]} for k, v in self.total.items()}
+
+
+@dataclass
+class _FaceState:
+    """Per-track memory of the face stage (not identity: that lives in IdentityStage)."""
+
+    landmarks: Optional[np.ndarray] = None
+    last_frame: int = -1
+    box_rel: Optional[np.ndarray] = None  # detector box relative to the landmark box
+
+
+def _landmark_box(lm: np.ndarray) -> tuple[np.ndarray, float]:
+    lo, hi = lm[:, :2].min(0), lm[:, :2].max(0)
+    return (lo + hi) / 2, float(max(hi - lo))
+
+
+def _box_from_landmarks(lm: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    centre, size = _landmark_box(lm)
+    return np.r_[centre, centre] + rel * size
+
+
+def _relation(lm: np.ndarray, box: np.ndarray) -> np.ndarray:
+    centre, size = _landmark_box(lm)
+    return (np.asarray(box, float) - np.r_[centre, centre]) / max(size, 1e-6)
+
+
+class FaceProcessor:
+    """De-identifies frames in place. Holds the models and every track's state."""
+
+    def __init__(self, options: Options, detector=None, restorer=None):
+        self.o = options
+        if options.fallback not in bl.FALLBACKS:
+            raise ValueError(f"unknown fallback {options.fallback!r}; choose one of {', '.join(bl.FALLBACKS)}")
+        with fm.native_stderr_silenced():
+            from ideud.stream.detect import make_detector
+
+            self.detector = detector or make_detector(options.detector, threshold=options.det_threshold)
+            self.mesh = fm.FaceMesh()
+        self.identity = IdentityStage(sigma=options.scale, smooth=options.smooth)
+        self.restorer = restorer or make_restorer(options.restorer)
+        rng = np.random.default_rng(options.seed)  # seed None: fresh OS entropy every run
+        self.tracker = Tracker(max_misses=options.max_misses, seed_rng=rng)
+        self.timer = StageTimer()
+        self._faces: dict[int, _FaceState] = {}
+        self.track_stats: dict[int, dict] = {}
+        self.frames = 0
+        self.face_frames = 0
+        self.fallback_face_frames = 0
+        self.frame_failures = 0
+        self.frame_log: list = []
+
+    def detect_size(self, width: int, height: int) -> tuple[int, int]:
+        return self.detector.input_size(width, height)
+
+    # ------------------------------------------------------------------ faults
+    def _fault(self, stage: str, frame: Frame):
+        if frame.index in self.o.inject_faults.get(stage, ()):
+            raise FaceFault(f"injected fault in {stage} at frame {frame.index}")
+
+    # ------------------------------------------------------------------ per frame
+    def process(self, frame: Frame) -> None:
+        """De-identify every face of `frame` in place; never leaves a detected face raw."""
+        if self.frames == 0:
+            with fm.native_stderr_silenced():  # the graphs start on their first input
+                return self._process(frame)
+        return self._process(frame)
+
+    def _process(self, frame: Frame) -> None:
+        self.frames += 1
+        if frame.small is None:
+            attach_small(frame, self.detect_size) if frame.is_rgb else None
+        try:
+            with self.timer.timed("detect"):
+                self._fault("detect", frame)
+                faces = self.detector.detect(frame.small, frame.small_scale) if frame.small is not None else []
+        except Exception as e:
+            # without detections we cannot know where faces are: hide the whole frame
+            self._fail_frame(frame, [], f"detect: {type(e).__name__}")
+            return
+        with self.timer.timed("track"):
+            pairs = self.tracker.update(faces, frame.index)
+            self._drop_finished()
+        log = []
+        try:
+            self._fault("frame", frame)
+            jobs = []
+            for track, face in pairs:
+                job = self._analyse(frame, track, face)
+                jobs.append(job)
+            self._render_restore_blend(frame, jobs)
+            for job in jobs:
+                self._account(job)
+                log.append(job)
+        except Exception as e:
+            self._fail_frame(frame, [tr.box for tr, _ in pairs] + [f.box for f in faces], f"frame: {type(e).__name__}")
+            return
+        if self.o.frame_log:
+            self.frame_log.append({"frame": frame.index, "faces": [
+                {"track": j["track"].id, "box": [round(float(v), 1) for v in j["box"]],
+                 "status": "deidentified" if j["reason"] is None else f"fallback:{j['reason']}"} for j in log]})
+
+    def _fail_frame(self, frame: Frame, boxes, reason: str):
+        self.frame_failures += 1
+        if boxes:
+            for box in boxes:
+                bl.obfuscate(frame, np.asarray(box, float), self.o.fallback)
+        else:
+            bl.obfuscate(frame, np.array([0, 0, frame.width, frame.height], float), self.o.fallback, grow=0)
+        if self.o.frame_log:
+            self.frame_log.append({"frame": frame.index, "failed": reason, "faces": [
+                {"box": [round(float(v), 1) for v in b], "status": "fallback:frame"} for b in boxes]})
+
+    def _drop_finished(self):
+        for tr in self.tracker.finished:
+            self.identity.drop(tr.id)  # the real ID code is forgotten with the track
+            self._faces.pop(tr.id, None)
+        self.tracker.finished.clear()
+
+    def _analyse(self, frame: Frame, track: Track, face: Optional[Face]) -> dict:
+        """Landmarks and perturbed geometry of one face; a `reason` when it must be obfuscated."""
+        st = self._faces.setdefault(track.id, _FaceState())
+        box = np.asarray(face.box if face is not None else track.box, float)
+        job = {"track": track, "box": box, "reason": None, "face": face}
+        if max(box[2] - box[0], box[3] - box[1]) < self.o.min_face:
+            job["reason"] = "small"
+            return job
+        try:
+            with self.timer.timed("mesh"):
+                lm = self._landmarks(frame, track, face, st)
+            if lm is None:
+                job["reason"] = "no_mesh" if face is not None else "lost"
+                st.landmarks = None
+                return job
+            st.landmarks, st.last_frame = lm, frame.index
+            if face is not None:
+                rel = _relation(lm, face.box)
+                st.box_rel = rel if st.box_rel is None else 0.8 * st.box_rel + 0.2 * rel
+            elif st.box_rel is not None:
+                # the mesh found the face the detector missed: keep the track on it
+                self.tracker.measured(track.id, _box_from_landmarks(lm, st.box_rel))
+            job["box"] = np.r_[lm[:, :2].min(0), lm[:, :2].max(0)]
+            with self.timer.timed("identity"):
+                self._fault("identity", frame)
+                job["render"] = self.identity.process(track.id, track.seed, lm, frame.time)
+        except Exception as e:
+            job["reason"] = f"error:{type(e).__name__}"
+        return job
+
+    def _landmarks(self, frame: Frame, track: Track, face: Optional[Face], st: _FaceState) -> Optional[np.ndarray]:
+        roi = None
+        if st.landmarks is not None and st.last_frame == frame.index - 1:
+            roi = fm.roi_from_landmarks(st.landmarks)
+            if face is not None and st.box_rel is not None:
+                prev_box = _box_from_landmarks(st.landmarks, st.box_rel)
+                if iou_matrix(prev_box[None], face.box[None])[0, 0] < 0.3:
+                    roi = None  # the detector disagrees: re-seed from the detection
+        if roi is None:
+            kp = face.keypoints if face is not None else None
+            src = face.box if face is not None else track.box
+            roi = fm.roi_from_keypoints(src, *(kp[:2] if kp is not None and len(kp) >= 2 else (None, None)))
+        half = roi.size * 0.75
+        crop = Crop(*_even_box(roi.cx - half, roi.cy - half, roi.cx + half, roi.cy + half, frame.width, frame.height))
+        if crop.x1 - crop.x0 < 8 or crop.y1 - crop.y0 < 8:
+            return None
+        rgb, k = bl.crop_rgb_scaled(frame, crop, max_side=self.mesh.input_px * 2)
+        local = fm.Roi((roi.cx - crop.x0) * k, (roi.cy - crop.y0) * k, roi.size * k, roi.rotation)
+        lm = self.mesh(rgb, local)
+        if lm is None:
+            return None
+        lm[:, :2] = lm[:, :2] / k + crop.offset
+        lm[:, 2] /= k
+        # a mesh far from where the track is was fitted to something else
+        centre, size = _landmark_box(lm)
+        tb = track.box if face is None else face.box
+        tc = np.array([(tb[0] + tb[2]) / 2, (tb[1] + tb[3]) / 2])
+        if np.linalg.norm(centre - tc) > 0.75 * max(size, tb[2] - tb[0]):
+            return None
+        return lm
+
+    def _render_restore_blend(self, frame: Frame, jobs: list[dict]) -> None:
+        items, rendered_jobs = [], []
+        for job in jobs:
+            if job["reason"] is not None:
+                continue
+            r = job["render"]
+            try:
+                with self.timer.timed("render"):
+                    self._fault("render", frame)
+                    crop = crop_for(r.landmarks, r.target, frame.width, frame.height)
+                    original = bl.crop_rgb(frame, crop)
+                    out = render(original, crop, r.landmarks, r.target, r.visible)
+                tr = job["track"]
+                items.append(RestoreItem(image=out.image, original=original, mask=out.mask, landmarks=out.target,
+                                         track_id=tr.id, seed=tr.seed))
+                rendered_jobs.append((job, out))
+            except Exception as e:
+                job["reason"] = f"error:{type(e).__name__}"
+        restored = []
+        if items:
+            try:
+                with self.timer.timed("restore"):
+                    self._fault("restore", frame)
+                    restored = self.restorer.restore(items)
+                if len(restored) != len(items):
+                    raise RuntimeError("restorer returned a different number of faces")
+            except Exception as e:
+                for job, _ in rendered_jobs:
+                    job["reason"] = f"error:{type(e).__name__}"
+                rendered_jobs, restored = [], []
+        with self.timer.timed("blend"):
+            for (job, out), face_rgb, item in zip(rendered_jobs, restored, items):
+                try:
+                    self._fault("blend", frame)
+                    face_rgb = bl.match_colour(face_rgb, item.image, out.mask)
+                    bl.paste_rgb(frame, out.crop, face_rgb, out.mask)
+                except Exception as e:
+                    job["reason"] = f"error:{type(e).__name__}"
+            for job in jobs:
+                if job["reason"] is not None:
+                    bl.obfuscate(frame, job["box"], self.o.fallback)
+
+    def _account(self, job: dict) -> None:
+        tr: Track = job["track"]
+        s = self.track_stats.setdefault(tr.id, {"id": tr.id, "first_frame": self.frames - 1, "frames": 0,
+                                                "fallback_frames": 0, "fallback_reasons": {}})
+        s["frames"] += 1
+        s["last_frame"] = self.frames - 1
+        self.face_frames += 1
+        tr.frames += 1
+        n = self.identity.noise_of(tr.id)
+        if n is not None:
+            s["perturbation"] = n  # random draw (from the seed), not derived from the face
+        if job["reason"] is not None:
+            s["fallback_frames"] += 1
+            s["fallback_reasons"][job["reason"]] = s["fallback_reasons"].get(job["reason"], 0) + 1
+            tr.fallback_frames += 1
+            self.fallback_face_frames += 1
+
+    def report(self) -> dict:
+        tracks = []
+        for tid, s in sorted(self.track_stats.items()):
+            n = s.get("perturbation")
+            tracks.append({**s, "sigma": self.o.scale,
+                           "perturbation": None if n is None else [round(float(v), 6) for v in n]})
+        return {"frames": self.frames, "face_frames": self.face_frames,
+                "fallback_face_frames": self.fallback_face_frames, "failed_frames": self.frame_failures,
+                "tracks": tracks, "timing": self.timer.summary(self.frames),
+                **({"frame_log": self.frame_log} if self.o.frame_log else {})}
+
+    def close(self):
+        self.mesh.close()
+
+
+def _even_box(x0, y0, x1, y1, w, h):
+    x0, y0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
+    x0, y0 = x0 - x0 % 2, y0 - y0 % 2
+    return x0, y0, min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1)))
+
+
+# ---------------------------------------------------------------------- whole files
+
+class UsageError(Exception):
+    """A request that cannot be carried out as asked (one line for the user)."""
+
+
+def check_paths(src: str, dst: str, force: bool) -> None:
+    if src != "-" and "://" not in src and not os.path.exists(src):
+        raise InputError(f"{src}: no such file")
+    if src != "-" and "://" not in src and os.path.isdir(src):
+        raise InputError(f"{src}: is a folder, not a video or image")
+    if dst == "-" or "://" in dst:
+        return
+    if os.path.exists(dst):
+        if os.path.exists(src) and os.path.samefile(src, dst):
+            raise UsageError(f"{dst}: output is the input file; refusing to overwrite it")
+        if not force:
+            raise UsageError(f"{dst}: exists; use --force to replace it")
+    folder = os.path.dirname(os.path.abspath(dst))
+    if not os.path.isdir(folder):
+        raise OutputError(f"{dst}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"{dst}: folder {folder} is not writable")
+
+
+_END = object()
+
+
+class _Worker(threading.Thread):
+    """A pipeline thread that hands its exception back to the caller."""
+
+    def __init__(self, target, name):
+        super().__init__(target=self._run, name=name, daemon=True)
+        self._target_fn = target
+        self.error: Optional[BaseException] = None
+
+    def _run(self):
+        try:
+            self._target_fn()
+        except BaseException as e:  # re-raised in the main thread
+            self.error = e
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def deidentify(src: str, dst: str, options: Optional[Options] = None,
+               on_frame: Optional[Callable[[int, int], None]] = None, processor: Optional[FaceProcessor] = None) -> dict:
+    """De-identify a video or image file. Returns the report (nothing identity-derived in it)."""
+    o = options or Options()
+    check_paths(src, dst, o.force)
+    if is_image(src):
+        return _deidentify_image(src, dst, o, processor)
+    t0 = time.perf_counter()
+    source = VideoSource(src, audio=o.audio)  # bad input fails here, before any model loads
+    try:
+        proc = processor or FaceProcessor(o)
+    except BaseException:
+        source.close()
+        raise
+    source.detect_size = proc.detect_size
+    info = source.info
+    stop = threading.Event()
+    decoded: queue.Queue = queue.Queue(maxsize=8)
+    processed: queue.Queue = queue.Queue(maxsize=8)
+    sink_box: dict = {}
+
+    def decode_loop():
+        t = time.perf_counter()
+        n = 0
+        for item in source.items():
+            if isinstance(item, Frame):
+                n += 1
+            proc.timer.add("decode", time.perf_counter() - t, 1 if isinstance(item, Frame) else 0)
+            if not _put(decoded, item, stop):
+                return
+            t = time.perf_counter()
+        _put(decoded, _END, stop)
+
+    def encode_loop():
+        pending_audio = []
+        while True:
+            try:
+                item = processed.get(timeout=0.1)
+            except queue.Empty:
+                if stop.is_set():
+                    return
+                continue
+            if item is _END:
+                return
+            t = time.perf_counter()
+            if isinstance(item, AudioPacket):
+                if "sink" in sink_box:
+                    sink_box["sink"].write_audio(item)
+                else:
+                    pending_audio.append(item)  # audio before the first video frame
+                continue
+            if "sink" not in sink_box:
+                info.rotation = item.rotation
+                info.work_fmt = item.pix_fmt
+                sink_box["sink"] = VideoSink(dst, info, codec=o.codec, crf=o.crf, preset=o.preset,
+                                             keep_metadata=o.keep_metadata, audio=o.audio)
+                for a in pending_audio:
+                    sink_box["sink"].write_audio(a)
+                pending_audio.clear()
+            sink_box["sink"].write(item)
+            proc.timer.add("encode", time.perf_counter() - t)
+
+    dec = _Worker(decode_loop, "ideud-decode")
+    enc = _Worker(encode_loop, "ideud-encode")
+    dec.start()
+    enc.start()
+    frames = 0
+    try:
+        while True:
+            try:
+                item = decoded.get(timeout=0.1)
+            except queue.Empty:
+                for w in (dec, enc):
+                    if w.error is not None:
+                        raise w.error
+                continue
+            if item is _END:
+                break
+            if isinstance(item, Frame):
+                proc.process(item)
+                frames += 1
+                if on_frame:
+                    on_frame(frames, info.frames)
+            if not _put(processed, item, stop) or enc.error is not None:
+                raise enc.error or RuntimeError("encoder stopped")
+        _put(processed, _END, stop)
+        enc.join()
+        for w in (dec, enc):
+            if w.error is not None:
+                raise w.error
+        if "sink" not in sink_box:
+            raise InputError(f"{src}: no decodable video frames")
+        sink_box["sink"].close()
+    except BaseException:
+        stop.set()
+        if "sink" in sink_box:
+            sink_box["sink"].abort()
+        raise
+    finally:
+        stop.set()
+        dec.join(timeout=5)
+        enc.join(timeout=5)
+        source.close()
+        if processor is None:
+            proc.close()
+    wall = time.perf_counter() - t0
+    report = proc.report()
+    sink = sink_box["sink"]
+    report.update({
+        "input": {"width": info.width, "height": info.height, "fps": float(info.rate) if info.rate else None,
+                  "codec": info.codec, "frames_declared": info.frames, "audio_streams": len(info.audio)},
+        "output": {"path": os.path.abspath(dst), "frames": sink.frames, "codec": o.codec,
+                   "audio_streams": sum(1 for s in sink.audio_out if s is not None),
+                   "dropped_audio_streams": sink.dropped_audio_streams},
+        "lost_packets": source.lost_packets, "decode_errors": source.errors,
+        "options": {k: v for k, v in asdict(o).items() if k not in ("inject_faults",)},
+        "wall_s": round(wall, 3), "fps": round(frames / wall, 2) if wall > 0 else None,
+    })
+    return report
+
+
+def _deidentify_image(src: str, dst: str, o: Options, processor: Optional[FaceProcessor]) -> dict:
+    if not is_image(dst):
+        raise UsageError(f"{dst}: an image input needs an image output (.jpg, .png, ...)")
+    t0 = time.perf_counter()
+    frame = read_image(src)
+    proc = processor or FaceProcessor(o)
+    try:
+        proc.process(frame)
+    finally:
+        if processor is None:
+            proc.close()
+    write_image(dst, frame)
+    report = proc.report()
+    report.update({"input": {"width": frame.width, "height": frame.height, "image": True},
+                   "output": {"path": os.path.abspath(dst), "frames": 1},
+                   "options": {k: v for k, v in asdict(o).items() if k not in ("inject_faults",)},
+                   "wall_s": round(time.perf_counter() - t0, 3)})
+    return report

@@ -147,6 +147,15 @@ def _field_eye_spacing(c):
     return d
 
 
+def _field_eye_size(c):
+    # scale about the inner corner, so the eyes grow outwards and en-en stays
+    d = np.zeros_like(c)
+    for ring, inner in ((fm.LEFT_EYE, fm.LEFT_EYE_INNER), (fm.RIGHT_EYE, fm.RIGHT_EYE_INNER)):
+        w = _smooth_weight(c, _eye_centre(c, ring), 9)
+        d[:, :2] += (c[:, :2] - c[inner, :2]) * w[:, None]
+    return d
+
+
 def _field_local_scale(centres_fn, radius, axes):
     def field(c):
         d = np.zeros_like(c)
@@ -167,6 +176,27 @@ def _field_translate(centres_fn, radius, direction):
     return field
 
 
+def _field_nose_length(c):
+    # the lower nose moves down; below the subnasale the effect dies within ~4 mm (the lip stays)
+    w = _smooth_weight(c, _mid(c, fm.NOSE_TIP, fm.SUBNASALE), 12)
+    below = np.clip(c[:, 1] - c[fm.SUBNASALE, 1], 0, None)
+    d = np.zeros_like(c)
+    d[:, 1] = w * np.exp(-(below / 3.0) ** 2)
+    return d
+
+
+def _field_lips(c):
+    # scale the lips' height about the stomion; fades within ~4 mm past the vermilion borders
+    sto = _mid(c, fm.UPPER_LIP_INNER, fm.LOWER_LIP_INNER)
+    dy = c[:, 1] - sto[1]
+    reach = np.where(dy < 0, sto[1] - c[fm.UPPER_LIP_TOP, 1], c[fm.LOWER_LIP_BOTTOM, 1] - sto[1])
+    beyond = np.clip(np.abs(dy) - reach, 0, None)
+    across = np.exp(-((c[:, 0] - sto[0]) / 22.0) ** 2)
+    d = np.zeros_like(c)
+    d[:, 1] = dy * across * np.exp(-(beyond / 3.0) ** 2)
+    return d
+
+
 def _field_chin(c):
     sto = _mid(c, fm.UPPER_LIP_INNER, fm.LOWER_LIP_INNER)[1]
     d = np.zeros_like(c)
@@ -175,8 +205,10 @@ def _field_chin(c):
 
 
 def _field_face_length(c):
+    # stretch nasion..stomion linearly; everything below moves down with the mouth
+    top, sto = c[fm.NASION, 1], _mid(c, fm.UPPER_LIP_INNER, fm.LOWER_LIP_INNER)[1]
     d = np.zeros_like(c)
-    d[:, 1] = _ramp(c[:, 1], c[fm.NASION, 1], c[fm.CHIN, 1]) * (c[:, 1] - c[fm.NASION, 1])
+    d[:, 1] = np.clip((c[:, 1] - top) / (sto - top), 0.0, 1.0)
     return d
 
 
@@ -196,10 +228,6 @@ def _field_cheeks(c):
     return d
 
 
-def _eyes(c):
-    return [_eye_centre(c, fm.LEFT_EYE), _eye_centre(c, fm.RIGHT_EYE)]
-
-
 def _lower_nose(c):
     return [_mid(c, fm.NOSE_TIP, fm.SUBNASALE)]
 
@@ -213,29 +241,29 @@ COMPONENTS: tuple[Component, ...] = (
               lambda x: _dist(x, fm.LEFT_EYE_INNER, fm.RIGHT_EYE_INNER, 0), _field_eye_spacing),
     Component("eye_size", "palpebral fissure length ex-en, mean of both eyes (eye opening scales with it)", 30.5, 1.6,
               lambda x: (_dist(x, fm.RIGHT_EYE_OUTER, fm.RIGHT_EYE_INNER) + _dist(x, fm.LEFT_EYE_OUTER, fm.LEFT_EYE_INNER)) / 2,
-              _field_local_scale(_eyes, 9, (0, 1))),
+              _field_eye_size),
     Component("nose_width", "alar width al-al", 33.5, 3.0,
               lambda x: _dist(x, ALA_LEFT, ALA_RIGHT, 0), _field_local_scale(_lower_nose, 11, (0,))),
     Component("nose_length", "nose height n-sn (nasion to subnasale)", 52.0, 4.0,
-              lambda x: _dist(x, fm.SUBNASALE, fm.NASION, 1), _field_translate(_lower_nose, 12, np.array([0.0, 1.0, 0.0]))),
+              lambda x: _dist(x, fm.SUBNASALE, fm.NASION, 1), _field_nose_length),
     Component("nose_bridge", "nasal tip protrusion sn-prn (depth of the nose)", 20.0, 2.0,
               lambda x: _dist(x, fm.SUBNASALE, fm.NOSE_TIP, 2), _field_translate(lambda c: [c[fm.NOSE_TIP]], 11, np.array([0.0, 0.0, -1.0]))),
     Component("mouth_width", "mouth width ch-ch (mouth corners)", 50.0, 3.5,
               lambda x: _dist(x, fm.MOUTH_LEFT, fm.MOUTH_RIGHT, 0), _field_local_scale(_mouth, 16, (0,))),
     Component("lip_thickness", "vermilion height, upper + lower lip", 17.5, 3.0,
               lambda x: _dist(x, fm.UPPER_LIP_TOP, fm.UPPER_LIP_INNER, 1) + _dist(x, fm.LOWER_LIP_INNER, fm.LOWER_LIP_BOTTOM, 1),
-              _field_local_scale(_mouth, 10, (1,))),
+              _field_lips),
     Component("jaw_width", "bigonial width go-go (jaw angles)", 98.0, 7.0,
               lambda x: _dist(x, GONION_LEFT, GONION_RIGHT, 0), _field_jaw),
     Component("chin_length", "lower-face height sto-gn (mouth to chin)", 45.0, 4.0,
-              lambda x: _dist(x, fm.CHIN, fm.LOWER_LIP_INNER, 1), _field_chin),
+              lambda x: float(x[fm.CHIN, 1] - _mid(x, fm.UPPER_LIP_INNER, fm.LOWER_LIP_INNER)[1]), _field_chin),
     Component("cheek_width", "bizygomatic width zy-zy (cheekbones)", 130.0, 6.0,
               lambda x: _dist(x, fm.LEFT_CHEEK, fm.RIGHT_CHEEK, 0), _field_cheeks),
     Component("brow_height", "brow-to-eye height (upper eyelid to brow), mean of both sides", 20.0, 3.0,
               lambda x: (_dist(x, BROW_LEFT, EYE_TOP_LEFT, 1) + _dist(x, BROW_RIGHT, EYE_TOP_RIGHT, 1)) / 2,
               _field_translate(lambda c: [c[BROW_LEFT], c[BROW_RIGHT]], 10, np.array([0.0, -1.0, 0.0]))),
-    Component("face_length", "face height n-gn (nasion to chin)", 118.0, 6.0,
-              lambda x: _dist(x, fm.CHIN, fm.NASION, 1), _field_face_length),
+    Component("face_length", "upper face height n-sto (nasion to mouth; the chin is its own component)", 72.0, 4.5,
+              lambda x: float(_mid(x, fm.UPPER_LIP_INNER, fm.LOWER_LIP_INNER)[1] - x[fm.NASION, 1]), _field_face_length),
 )
 K = len(COMPONENTS)
 Z_RANGE_SD = 3.0  # z = +-1 means +-3 SD

@@ -128,6 +128,7 @@ def demo(argv: list[str]) -> int:
     p.add_argument("output", help="side-by-side video to write (.mp4)")
     p.add_argument("--scale", type=float, default=0.25)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--frames", type=int, default=75, help="clip length (default 75 frames, 3 s)")
     p.add_argument("--force", action="store_true")
     a = p.parse_args(argv)
     from ideud.stream.pipeline import Options, UsageError
@@ -135,7 +136,7 @@ def demo(argv: list[str]) -> int:
 
     if os.path.exists(a.output) and not a.force:
         raise UsageError(f"{a.output}: exists; use --force to replace it")
-    rep = run_demo(a.output, Options(scale=a.scale, seed=a.seed))
+    rep = run_demo(a.output, Options(scale=a.scale, seed=a.seed), frames=a.frames)
     print(f"{a.output}: original | de-identified; {_summary(rep)}", file=sys.stderr)
     return EXIT_OK
 

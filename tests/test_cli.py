@@ -1,0 +1,98 @@
+"""The command line: bad input gets one line and a non-zero exit, never a traceback."""
+import hashlib
+import os
+import subprocess
+import sys
+
+import av
+import pytest
+
+CLI = [sys.executable, "-m", "ideud.tools.cli"]
+
+
+def run(*args, cwd=None):
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def one_line_error(proc, code=2):
+    assert proc.returncode == code, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert lines[0].startswith("ideud-video: error:")
+    return lines[0]
+
+
+def test_missing_file(tmp_path):
+    line = one_line_error(run(tmp_path / "nope.mp4", tmp_path / "o.mp4"))
+    assert "no such file" in line
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_text_file_renamed_mp4(tmp_path):
+    src = tmp_path / "notes.mp4"
+    src.write_text("this is not a video\n" * 20)
+    before = src.read_bytes()
+    one_line_error(run(src, tmp_path / "o.mp4"))
+    assert src.read_bytes() == before
+    assert os.listdir(tmp_path) == ["notes.mp4"]  # no temp file left behind
+
+
+def test_zero_byte_file(tmp_path):
+    src = tmp_path / "empty.mp4"
+    src.write_bytes(b"")
+    one_line_error(run(src, tmp_path / "o.mp4"))
+    assert os.listdir(tmp_path) == ["empty.mp4"]
+
+
+def test_output_is_input(face_clip):
+    before = hashlib.sha256(face_clip.read_bytes()).hexdigest()
+    line = one_line_error(run(face_clip, face_clip))
+    assert "input" in line
+    line = one_line_error(run(face_clip, face_clip, "--force"))
+    assert hashlib.sha256(face_clip.read_bytes()).hexdigest() == before
+
+
+def test_existing_output_needs_force(face_clip, tmp_path):
+    out = tmp_path / "o.mp4"
+    out.write_bytes(b"keep me")
+    assert "--force" in one_line_error(run(face_clip, out))
+    assert out.read_bytes() == b"keep me"
+
+
+def test_unwritable_output_folder(face_clip, tmp_path):
+    one_line_error(run(face_clip, tmp_path / "missing" / "o.mp4"), code=1)
+
+
+def test_bad_option_value(face_clip, tmp_path):
+    one_line_error(run(face_clip, tmp_path / "o.mp4", "--det-threshold", "3"))
+
+
+def test_help_explains_every_option():
+    out = run("--help").stdout
+    for opt in ("--scale", "--seed", "--min-face", "--det-threshold", "--codec", "--crf", "--no-audio",
+                "--report", "--force", "--keep-metadata", "--quiet", "--fallback", "--restorer"):
+        assert opt in out
+
+
+def test_run_writes_report_and_output(face_clip, tmp_path):
+    out, rep = tmp_path / "o.mp4", tmp_path / "r.json"
+    p = run(face_clip, out, "--report", rep, "--seed", "1", "--quiet")
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].frames == 30
+    import json
+
+    r = json.loads(rep.read_text())
+    assert r["frames"] == 30 and r["tracks"]
+    assert [f for f in os.listdir(tmp_path) if f.startswith(".")] == []
+
+
+def test_demo_side_by_side(tmp_path):
+    out = tmp_path / "demo.mp4"
+    p = run("demo", out, "--frames", "12", "--seed", "1")
+    assert p.returncode == 0, p.stderr
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        assert v.codec_context.width == 2 * 960 and v.frames == 12

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.interpolate import LinearNDInterpolator
+import matplotlib.tri as mtri
 
 from ideud.models import facemesh as fm
 
@@ -107,15 +107,33 @@ def warp_field(shape: tuple[int, int], src: np.ndarray, dst: np.ndarray, anchors
 
     Piecewise affine on the Delaunay triangulation of dst + anchors (anchors do
     not move); evaluated on a coarse grid, then upsampled (the field is smooth).
+    Triangles are looked up with matplotlib's trapezoid map: Qhull's own
+    point location can walk for seconds on near-degenerate meshes.
     """
     h, w = shape
     nodes = np.vstack([dst, anchors])
     offsets = np.vstack([src - dst, np.zeros_like(anchors)])
-    interp = LinearNDInterpolator(nodes, offsets, fill_value=0.0)
+    nodes, keep = np.unique(np.round(nodes, 3), axis=0, return_index=True)  # duplicates break the triangulation
+    offsets = offsets[keep]
+    tri = mtri.Triangulation(nodes[:, 0], nodes[:, 1])
     gx = np.linspace(0, w - 1, min(GRID, w))
     gy = np.linspace(0, h - 1, min(GRID, h))
     xx, yy = np.meshgrid(gx, gy)
-    coarse = interp(xx, yy).astype(np.float32)
+    q = np.stack([xx.ravel(), yy.ravel()], 1)
+    idx = tri.get_trifinder()(q[:, 0], q[:, 1])
+    inside = idx >= 0
+    corners = tri.triangles[idx[inside]]  # (n, 3) vertex ids
+    a, b, c = nodes[corners[:, 0]], nodes[corners[:, 1]], nodes[corners[:, 2]]
+    v0, v1, v2 = b - a, c - a, q[inside] - a
+    den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
+    den = np.where(np.abs(den) < 1e-12, 1e-12, den)
+    wb = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
+    wc = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
+    wa = 1.0 - wb - wc
+    field = np.zeros((len(q), 2), np.float32)
+    field[inside] = (wa[:, None] * offsets[corners[:, 0]] + wb[:, None] * offsets[corners[:, 1]]
+                     + wc[:, None] * offsets[corners[:, 2]])
+    coarse = field.reshape(len(gy), len(gx), 2)
     fine = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
     base_x, base_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     return base_x + fine[..., 0], base_y + fine[..., 1]

@@ -151,7 +151,7 @@ class VideoSource:
         if self.detect_size is not None:
             dw, dh = self.detect_size(f.width, f.height)
             fr.small = f.reformat(width=dw, height=dh, format="rgb24").to_ndarray()
-            fr.small_scale = f.width / dw
+            fr.small_scale = (f.width / dw, f.height / dh)
         return fr
 
     def items(self) -> Iterator[Item]:
@@ -213,4 +213,4 @@ def attach_small(frame: Frame, detect_size: Callable[[int, int], tuple[int, int]
     dw, dh = detect_size(frame.width, frame.height)
     rgb = np.dstack(frame.planes)
     frame.small = cv2.resize(rgb, (dw, dh), interpolation=cv2.INTER_AREA) if (dw, dh) != (frame.width, frame.height) else rgb
-    frame.small_scale = frame.width / dw
+    frame.small_scale = (frame.width / dw, frame.height / dh)

@@ -31,7 +31,7 @@ class Frame:
     rotation: int = 0  # degrees from the display matrix side data (kept, not applied)
     time: float = 0.0  # seconds
     small: Optional[np.ndarray] = None  # downscaled RGB copy for the detector
-    small_scale: float = 1.0  # full-frame pixels per `small` pixel
+    small_scale: tuple = (1.0, 1.0)  # full-frame pixels per `small` pixel (x, y)
 
     @property
     def is_rgb(self) -> bool:

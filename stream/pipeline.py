@@ -151,43 +151,66 @@ class FaceProcessor:
         try:
             with self.timer.timed("detect"):
                 self._fault("detect", frame)
-                faces = self.detector.detect(frame.small, frame.small_scale) if frame.small is not None else []
+                faces = self._detect_upright(frame) if frame.small is not None else []
         except Exception as e:
             # without detections we cannot know where faces are: hide the whole frame
-            self._fail_frame(frame, [], f"detect: {type(e).__name__}")
+            self._fail_frame(frame, None, f"detect: {type(e).__name__}")
             return
         with self.timer.timed("track"):
             pairs = self.tracker.update(faces, frame.index)
             self._drop_finished()
-        log = []
         try:
             self._fault("frame", frame)
-            jobs = []
-            for track, face in pairs:
-                job = self._analyse(frame, track, face)
-                jobs.append(job)
+            jobs = [self._analyse(frame, track, face) for track, face in pairs]
             self._render_restore_blend(frame, jobs)
-            for job in jobs:
-                self._account(job)
-                log.append(job)
         except Exception as e:
-            self._fail_frame(frame, [tr.box for tr, _ in pairs] + [f.box for f in faces], f"frame: {type(e).__name__}")
-            return
+            # a whole-frame stage failed: hide every face we know of in this frame
+            jobs = [{"track": tr, "box": np.asarray(face.box if face is not None else tr.box, float), "reason": "frame"}
+                    for tr, face in pairs]
+            self._fail_frame(frame, [j["box"] for j in jobs], f"frame: {type(e).__name__}", log=False)
+        for job in jobs:
+            self._account(job)
         if self.o.frame_log:
             self.frame_log.append({"frame": frame.index, "faces": [
                 {"track": j["track"].id, "box": [round(float(v), 1) for v in j["box"]],
-                 "status": "deidentified" if j["reason"] is None else f"fallback:{j['reason']}"} for j in log]})
+                 "status": "deidentified" if j["reason"] is None else f"fallback:{j['reason']}"} for j in jobs]})
 
-    def _fail_frame(self, frame: Frame, boxes, reason: str):
+    def _detect_upright(self, frame: Frame) -> list[Face]:
+        """Detect on the frame as it is displayed (phone videos are stored turned), boxes in stored pixels."""
+        k = (frame.rotation % 360) // 90 if frame.rotation % 90 == 0 else 0
+        if k == 0:
+            return self.detector.detect(frame.small, frame.small_scale)
+        h, w = frame.small.shape[:2]
+        faces = self.detector.detect(np.ascontiguousarray(np.rot90(frame.small, k)), 1.0)
+        sx, sy = frame.small_scale
+
+        def back(p: np.ndarray) -> np.ndarray:  # upright -> stored, then to full-frame pixels
+            x, y = p[..., 0], p[..., 1]
+            if k == 1:
+                x, y = w - y, x
+            elif k == 2:
+                x, y = w - x, h - y
+            else:
+                x, y = y, h - x
+            return np.stack([x * sx, y * sy], -1)
+
+        for f in faces:
+            corners = back(np.array([[f.box[0], f.box[1]], [f.box[2], f.box[3]]], float))
+            f.box = np.r_[corners.min(0), corners.max(0)]
+            if f.keypoints is not None:
+                f.keypoints = back(np.asarray(f.keypoints, float))
+        return faces
+
+    def _fail_frame(self, frame: Frame, boxes, reason: str, log: bool = True):
         self.frame_failures += 1
-        if boxes:
+        if boxes is not None:
             for box in boxes:
                 bl.obfuscate(frame, np.asarray(box, float), self.o.fallback)
-        else:
+        else:  # not even detection ran: no place in the frame is known to be face-free
             bl.obfuscate(frame, np.array([0, 0, frame.width, frame.height], float), self.o.fallback, grow=0)
-        if self.o.frame_log:
+        if self.o.frame_log and log:
             self.frame_log.append({"frame": frame.index, "failed": reason, "faces": [
-                {"box": [round(float(v), 1) for v in b], "status": "fallback:frame"} for b in boxes]})
+                {"box": [round(float(v), 1) for v in b], "status": "fallback:frame"} for b in boxes or []]})
 
     def _drop_finished(self):
         for tr in self.tracker.finished:

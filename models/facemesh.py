@@ -162,19 +162,30 @@ class FaceMesh:
             calculator_pb2.CalculatorGraphConfig(),
         )
         proto = solution_base.PacketDataType.PROTO
-        self._graph = solution_base.SolutionBase(
-            graph_config=cfg,
-            side_inputs={"with_attention": False},
-            stream_type_hints={"roi": proto, "face_landmarks": proto},
-        )
+        with native_stderr_silenced():
+            self._graph = solution_base.SolutionBase(
+                graph_config=cfg,
+                side_inputs={"with_attention": False},
+                stream_type_hints={"roi": proto, "face_landmarks": proto},
+            )
+            # the graph opens its calculators (and logs about it) on its own threads;
+            # one blank input also gets its once-only projection warning out of the way
+            # (the windows we pass are square, where that projection is exact)
+            self._graph._graph.wait_until_idle()
+            self._graph.process({"image": np.zeros((64, 64, 3), np.uint8),
+                                 "roi": self._rect_type()(x_center=0.5, y_center=0.5, width=0.5, height=0.5)})
+        self._rect = self._rect_type()
         if min_presence != 0.5:
             # the subgraph's presence threshold is fixed at 0.5 in the shipped graph
             raise ValueError("FaceLandmarkCpu has a fixed presence threshold of 0.5")
-        from mediapipe.framework.formats import rect_pb2
-
-        self._rect = rect_pb2.NormalizedRect
         self._lock = threading.Lock()
         self.input_px = input_px
+
+    @staticmethod
+    def _rect_type():
+        from mediapipe.framework.formats import rect_pb2
+
+        return rect_pb2.NormalizedRect
 
     def close(self) -> None:
         self._graph.close()
@@ -183,31 +194,24 @@ class FaceMesh:
         """Landmarks (468, 3) in pixels of `image` (z in the same pixel scale), or None."""
         import cv2
 
-        h, w = image.shape[:2]
-        # Cut the ROI's bounding square first (and shrink big faces): the model
-        # sees 192x192, so converting and copying the whole frame is wasted work.
+        # A square window around the ROI, shrunk for big faces and zero-padded past
+        # the image edge: the model sees 192x192 anyway, and the graph projects its
+        # landmarks back exactly only for a square image.
         half = roi.size * 0.75
-        x0, y0 = int(max(0, math.floor(roi.cx - half))), int(max(0, math.floor(roi.cy - half)))
-        x1, y1 = int(min(w, math.ceil(roi.cx + half))), int(min(h, math.ceil(roi.cy + half)))
-        if x1 - x0 < 4 or y1 - y0 < 4:
+        n = int(min(math.ceil(2 * half), 1.5 * self.input_px))
+        if n < 8:
             return None
-        crop = image[y0:y1, x0:x1]
-        k = min(1.0, self.input_px * 1.5 / max(1.0, roi.size))
-        if k < 1.0:
-            crop = cv2.resize(crop, (max(1, round((x1 - x0) * k)), max(1, round((y1 - y0) * k))),
-                              interpolation=cv2.INTER_AREA)
-        ch, cw = crop.shape[:2]
-        sx, sy = cw / (x1 - x0), ch / (y1 - y0)
-        rect = self._rect(
-            x_center=(roi.cx - x0) * sx / cw, y_center=(roi.cy - y0) * sy / ch,
-            width=roi.size * sx / cw, height=roi.size * sy / ch, rotation=roi.rotation,
-        )
+        k = n / (2 * half)
+        ox, oy = roi.cx - half, roi.cy - half
+        affine = np.array([[k, 0, -ox * k], [0, k, -oy * k]], np.float32)
+        crop = cv2.warpAffine(image, affine, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        rect = self._rect(x_center=0.5, y_center=0.5, width=1 / 1.5, height=1 / 1.5, rotation=roi.rotation)
         with self._lock:
-            out = self._graph.process({"image": np.ascontiguousarray(crop), "roi": rect}).face_landmarks
+            out = self._graph.process({"image": crop, "roi": rect}).face_landmarks
         if out is None or len(out.landmark) < N_LANDMARKS:
             return None
         lm = np.array([(p.x, p.y, p.z) for p in out.landmark[:N_LANDMARKS]], dtype=np.float64)
-        lm[:, 0] = lm[:, 0] * cw / sx + x0
-        lm[:, 1] = lm[:, 1] * ch / sy + y0
-        lm[:, 2] = lm[:, 2] * cw / sx
+        lm *= n / k  # normalised -> window pixels -> image pixels (z scales like x)
+        lm[:, 0] += ox
+        lm[:, 1] += oy
         return lm

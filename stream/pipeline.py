@@ -50,6 +50,9 @@ class Options:
     smooth: bool = True
     frame_log: bool = False  # per-frame face list in the report (boxes and status only)
     progress: bool = False
+    # pass 1 of a segmented batch run: detect, track and fit landmarks only. No pixel is
+    # changed, so frames processed this way must never be written (stream/batch.py)
+    track_only: bool = False
     # test hook: stage name -> frame indices on which that stage raises
     inject_faults: dict = field(default_factory=dict)
 
@@ -110,11 +113,10 @@ class FaceProcessor:
         self.o = options
         if options.fallback not in bl.FALLBACKS:
             raise ValueError(f"unknown fallback {options.fallback!r}; choose one of {', '.join(bl.FALLBACKS)}")
-        with fm.native_stderr_silenced():
-            from ideud.stream.detect import make_detector
+        from ideud.stream.detect import make_detector
 
-            self.detector = detector or make_detector(options.detector, threshold=options.det_threshold)
-            self.mesh = fm.FaceMesh()
+        self.detector = detector or make_detector(options.detector, threshold=options.det_threshold)
+        self.mesh = fm.FaceMesh()
         self.identity = IdentityStage(sigma=options.scale, smooth=options.smooth)
         self.restorer = restorer or make_restorer(options.restorer)
         rng = np.random.default_rng(options.seed)  # seed None: fresh OS entropy every run
@@ -139,12 +141,6 @@ class FaceProcessor:
     # ------------------------------------------------------------------ per frame
     def process(self, frame: Frame) -> None:
         """De-identify every face of `frame` in place; never leaves a detected face raw."""
-        if self.frames == 0:
-            with fm.native_stderr_silenced():  # the graphs start on their first input
-                return self._process(frame)
-        return self._process(frame)
-
-    def _process(self, frame: Frame) -> None:
         self.frames += 1
         if frame.small is None:
             attach_small(frame, self.detect_size) if frame.is_rgb else None
@@ -162,7 +158,8 @@ class FaceProcessor:
         try:
             self._fault("frame", frame)
             jobs = [self._analyse(frame, track, face) for track, face in pairs]
-            self._render_restore_blend(frame, jobs)
+            if not self.o.track_only:
+                self._render_restore_blend(frame, jobs)
         except Exception as e:
             # a whole-frame stage failed: hide every face we know of in this frame
             jobs = [{"track": tr, "box": np.asarray(face.box if face is not None else tr.box, float), "reason": "frame"}
@@ -241,6 +238,8 @@ class FaceProcessor:
                 # the mesh found the face the detector missed: keep the track on it
                 self.tracker.measured(track.id, _box_from_landmarks(lm, st.box_rel))
             job["box"] = np.r_[lm[:, :2].min(0), lm[:, :2].max(0)]
+            if self.o.track_only:
+                return job
             with self.timer.timed("identity"):
                 self._fault("identity", frame)
                 job["render"] = self.identity.process(track.id, track.seed, lm, frame.time)

@@ -7,7 +7,7 @@ for a track's life. Each new track draws its seed from the run's generator.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from filterpy.kalman import KalmanFilter
@@ -78,12 +78,19 @@ class Tracker:
 
     `max_misses` frames without a detection keep a track alive at its
     predicted place (measured tracks, e.g. by the face mesh, reset it).
+
+    `seed_for(track_id, frame_index, box)`, when given, is asked for a new
+    track's seed before the run's generator: a segmented batch run uses it to
+    hand a track the seed of the global (stitched) track it belongs to.
+    Returning None draws from the generator as usual.
     """
 
-    def __init__(self, max_misses: int = 12, iou_threshold: float = 0.2, seed_rng: Optional[np.random.Generator] = None):
+    def __init__(self, max_misses: int = 12, iou_threshold: float = 0.2, seed_rng: Optional[np.random.Generator] = None,
+                 seed_for: Optional[Callable[[int, int, np.ndarray], Optional[int]]] = None):
         self.max_misses = max_misses
         self.iou_threshold = iou_threshold
         self._rng = seed_rng or np.random.default_rng()
+        self.seed_for = seed_for
         self._filters: dict[int, _BoxFilter] = {}
         self.tracks: dict[int, Track] = {}
         self.finished: list[Track] = []
@@ -132,7 +139,10 @@ class Tracker:
                 continue
             tid = self._next_id
             self._next_id += 1
-            tr = Track(id=tid, seed=int(self._rng.integers(0, 2**63 - 1)), box=face.box.astype(float).copy(),
+            seed = self.seed_for(tid, frame_index, face.box) if self.seed_for is not None else None
+            if seed is None:
+                seed = int(self._rng.integers(0, 2**63 - 1))
+            tr = Track(id=tid, seed=int(seed), box=face.box.astype(float).copy(),
                        first_frame=frame_index, last_frame=frame_index, hits=1)
             self.tracks[tid] = tr
             self._filters[tid] = _BoxFilter(face.box)

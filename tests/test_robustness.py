@@ -208,3 +208,73 @@ def test_read_only_output_folder(small_clip, tmp_path):
         assert p.returncode == 1 and "not writable" in p.stderr
     finally:
         os.chmod(ro, 0o755)
+
+
+@pytest.fixture()
+def tiny_fs(tmp_path):
+    """A 300 kB filesystem, to run out of space for real (needs root; skipped otherwise)."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mnt)], capture_output=True)
+    if p.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield mnt
+    subprocess.run(["umount", str(mnt)])
+
+
+def test_disk_full_gives_one_line_and_leaves_nothing(tmp_path, tiny_fs):
+    src = write_clip(tmp_path / "big.mp4", moving_faces(40, 640, 360, size=200), audio=False)
+    p = run_cli(src, tiny_fs / "o.mkv", "--codec", "ffv1", "--quiet")
+    assert p.returncode == 1, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+    assert "o.mkv" in p.stderr
+    assert os.listdir(tiny_fs) == []  # the temp file is gone too
+
+
+def test_two_runs_to_the_same_output_do_not_corrupt_each_other(small_clip, tmp_path):
+    out = tmp_path / "same.mp4"
+    procs = [subprocess.Popen([*CLI, str(small_clip), str(out), "--force", "--quiet", "--seed", str(s)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for s in (1, 2)]
+    codes = [p.wait(timeout=300) for p in procs]
+    assert codes == [0, 0]
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 40
+    assert os.listdir(tmp_path) == ["same.mp4"]
+
+
+def test_4k_memory_bounded(tmp_path):
+    big = [cv2.resize(f, (3840, 2160)) for f in moving_faces(6, 640, 360, size=200)]
+    src = encode(tmp_path / "4k.mp4", big, options={"preset": "ultrafast"})
+    code = ("import resource, sys\n"
+            "from ideud.stream.pipeline import Options, deidentify\n"
+            f"rep = deidentify({str(src)!r}, {str(tmp_path / 'o.mp4')!r}, Options(seed=1, preset='ultrafast'))\n"
+            "assert rep['frames'] == 6 and rep['face_frames'] == 6, rep['face_frames']\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    peak_mb = int(p.stdout.strip().splitlines()[-1]) / 1024
+    # models ~0.4 GB; frames in flight are bounded by the queues (8 + 8 + encoder look-ahead)
+    assert peak_mb < 2000, peak_mb
+
+
+def test_cover_image_and_data_streams_are_not_copied(small_clip, tmp_path):
+    # an mp4 with a GPS-bearing metadata set and a cover image (attached picture stream)
+    src = tmp_path / "cover.mkv"
+    cover = cv2.imencode(".png", np.full((32, 32, 3), 200, np.uint8))[1].tobytes()
+    with av.open(str(small_clip)) as inp, av.open(str(src), "w") as out:
+        out.metadata.update({"location": "+48.8584+002.2945/", "artist": "Jane Doe"})
+        vin = inp.streams.video[0]
+        vout = out.add_stream_from_template(vin)
+        vout.metadata["title"] = "Jane's camera"
+        out.add_attachment("cover.png", "image/png", cover)
+        for p in inp.demux(vin):
+            if p.dts is None:
+                continue
+            p.stream = vout
+            out.mux(p)
+    out = tmp_path / "o.mkv"
+    deidentify(str(src), str(out), Options(seed=1, codec="ffv1"))
+    raw = out.read_bytes()
+    assert b"Jane" not in raw and b"+48.8584" not in raw and cover not in raw
+    with av.open(str(out)) as c:
+        assert len(c.streams) == 1 and c.streams[0].type == "video"

@@ -90,16 +90,25 @@ def face_polygon(points2d: np.ndarray) -> np.ndarray:
 
 
 def face_mask(shape: tuple[int, int], polygons: list[np.ndarray], feather: float) -> np.ndarray:
-    """Filled union of polygons, feathered inwards-and-outwards by a Gaussian."""
-    mask = np.zeros(shape, np.uint8)
+    """Filled union of polygons, feathered by a Gaussian centred on the polygon edge."""
+    # drawn at a coarser scale: the feather is several pixels wide, so nothing is lost
+    k = 0.5 if feather >= 4 else 1.0
+    h, w = shape
+    small = (max(1, int(round(w * k))), max(1, int(round(h * k))))
+    mask = np.zeros(small[::-1], np.uint8)
     for poly in polygons:
-        cv2.fillPoly(mask, [np.round(poly * 4).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=2)
+        cv2.fillPoly(mask, [np.round(poly * k * 4).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=2)
     if feather > 0.5:
-        # grow first so the feather's midpoint sits on the polygon's edge
-        k = int(round(feather))
-        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
-        mask = cv2.GaussianBlur(mask, (0, 0), feather)
-    return mask.astype(np.float32) / 255.0
+        f = feather * k
+        r = int(round(f))
+        if r > 0:  # grow first so the feather's midpoint sits on the polygon's edge
+            mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        mask = cv2.GaussianBlur(mask, (0, 0), f)
+    mask = mask.astype(np.float32) * (1.0 / 255.0)
+    if k != 1.0:
+        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
+    mask[mask < 1.0 / 255.0] = 0.0  # the far tail stays exactly untouched
+    return mask
 
 
 def warp_field(shape: tuple[int, int], src: np.ndarray, dst: np.ndarray, anchors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

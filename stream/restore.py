@@ -60,11 +60,9 @@ class ClassicRestorer:
     def restore(self, items: Sequence[RestoreItem]) -> list[np.ndarray]:
         out = []
         for it in items:
-            img = it.image.astype(np.float32)
-            sigma = max(0.6, self.sigma_frac * max(img.shape[:2]))
-            low = cv2.GaussianBlur(img, (0, 0), sigma)
-            sharp = img + self.amount * (img - low)
-            out.append(np.clip(sharp + 0.5, 0, 255).astype(np.uint8))
+            sigma = max(0.6, self.sigma_frac * max(it.image.shape[:2]))
+            low = cv2.GaussianBlur(it.image, (0, 0), sigma)
+            out.append(cv2.addWeighted(it.image, 1 + self.amount, low, -self.amount, 0))  # saturating uint8
         return out
 
 

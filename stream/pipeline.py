@@ -6,6 +6,7 @@ decode and encode on their own threads and bounded queues between them.
 """
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -22,9 +23,12 @@ from ideud.stream.decode import AudioPacket, InputError, VideoSource, attach_sma
 from ideud.stream.encode import OutputError, VideoSink, write_image
 from ideud.stream.identity import IdentityStage
 from ideud.stream.render import Crop, crop_for, render
-from ideud.stream.restore import RestoreItem, make_restorer
+from ideud.stream.restore import RestoreItem, auto_restorer, make_restorer
 from ideud.stream.track import Tracker, iou_matrix
 from ideud.stream.types import Face, Frame, Track
+
+
+log = logging.getLogger("ideud")
 
 
 class FaceFault(RuntimeError):
@@ -38,7 +42,7 @@ class Options:
     min_face: int = 12  # faces smaller than this (px) are obfuscated, not re-rendered
     det_threshold: float = 0.5
     detector: str = "auto"
-    restorer: str = "classic"
+    restorer: str = "auto"  # auto: the GAN tier with weights and a GPU, else the embedded tier
     fallback: str = "pixelate"  # obfuscation for faces that cannot be de-identified
     codec: str = "libx264"
     crf: Optional[int] = 18
@@ -118,7 +122,9 @@ class FaceProcessor:
         self.detector = detector or make_detector(options.detector, threshold=options.det_threshold)
         self.mesh = fm.FaceMesh()
         self.identity = IdentityStage(sigma=options.scale, smooth=options.smooth)
-        self.restorer = restorer or make_restorer(options.restorer)
+        if restorer is None:
+            restorer = auto_restorer(log.info) if options.restorer == "auto" else make_restorer(options.restorer)
+        self.restorer = restorer
         rng = np.random.default_rng(options.seed)  # seed None: fresh OS entropy every run
         self.tracker = Tracker(max_misses=options.max_misses, seed_rng=rng)
         self.timer = StageTimer()
@@ -343,7 +349,8 @@ class FaceProcessor:
             n = s.get("perturbation")
             tracks.append({**s, "sigma": self.o.scale,
                            "perturbation": None if n is None else [round(float(v), 6) for v in n]})
-        return {"frames": self.frames, "face_frames": self.face_frames,
+        return {"frames": self.frames, "restorer": getattr(self.restorer, "name", type(self.restorer).__name__),
+                "face_frames": self.face_frames,
                 "fallback_face_frames": self.fallback_face_frames, "failed_frames": self.frame_failures,
                 "tracks": tracks, "timing": self.timer.summary(self.frames),
                 **({"frame_log": self.frame_log} if self.o.frame_log else {})}

@@ -82,5 +82,38 @@ def register_restorer(name: str, factory) -> None:
     RESTORERS[name] = factory
 
 
-def default_restorer(preferred: Optional[str] = None) -> Restorer:
-    return make_restorer(preferred or "classic")
+def _gan_restorer(**kwargs) -> Restorer:
+    # imported on demand: the GAN tier needs torch, an optional extra
+    from ideud.stream.restore_gan import make_gan_restorer
+
+    return make_gan_restorer(**kwargs)
+
+
+RESTORERS["gan"] = _gan_restorer
+EMBEDDED_DEFAULT = "classic"  # best restorer that needs no downloaded weights
+
+
+def auto_restorer(log=None) -> Restorer:
+    """The GAN tier when its weights are present and a GPU can run it; else the embedded tier.
+
+    On a CPU the full GAN takes ~20 s per face, so it is used there only when asked for by name.
+    """
+    from ideud.stream.restore_gan import load_gan_restorer
+
+    try:
+        import torch
+
+        gpu = torch.cuda.is_available()
+    except ImportError:
+        gpu = False
+    if gpu:
+        restorer, reason = load_gan_restorer()
+        if restorer is not None:
+            if log:
+                log(f"restorer: {reason}")
+            return restorer
+    else:
+        reason = "no CUDA GPU for the GAN restorer"
+    if log:
+        log(f"using the embedded tier ({EMBEDDED_DEFAULT} restorer): {reason}")
+    return make_restorer(EMBEDDED_DEFAULT)

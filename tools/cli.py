@@ -17,6 +17,11 @@ import signal
 import sys
 from typing import Optional
 
+# Our matrices are tiny (Kalman 7x7, 12x468x3 bases): a BLAS thread pool only fights the
+# decoder, detector and encoder threads for the cores. Set before numpy loads.
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 PROG = "ideud-video"
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -28,15 +33,18 @@ def _parser() -> argparse.ArgumentParser:
                     "keeping pose, expression, lighting, hair, clothes and background. "
                     f"Other commands: '{PROG} demo OUT.mp4', '{PROG} models list|fetch|verify'.",
     )
-    p.add_argument("input", help="input video or image (file path)")
-    p.add_argument("output", help="output path; its extension picks the container (.mp4, .mkv, .mov, .jpg, .png)")
+    p.add_argument("input", help="input video or image: a file, a stream URL (rtsp://, rtmp://, http(s)://, udp://, "
+                                 "srt://), a webcam (/dev/video0) or - for stdin")
+    p.add_argument("output", help="output path; its extension picks the container (.mp4, .mkv, .mov, .jpg, .png); "
+                                  "for a live input also a URL (rtsp://, rtmp://, udp://) or - for stdout (MPEG-TS)")
     g = p.add_argument_group("identity")
     g.add_argument("--scale", type=float, default=0.25, metavar="SIGMA",
                    help="standard deviation of the ID-code perturbation; 0.2-0.3 recommended (default 0.25)")
     g.add_argument("--seed", type=int, default=None,
                    help="fix the random seed so a re-run gives the same fake identities (default: random per run)")
-    g.add_argument("--restorer", default="classic",
-                   help="step II restorer: classic (no weights, default), none")
+    g.add_argument("--restorer", default="auto",
+                   help="step II restorer: auto (default: the GAN with fetched weights and a CUDA GPU, else the "
+                        "embedded tier), classic (no weights), gan (GFPGAN; 'ideud-video models fetch' first), none")
     g.add_argument("--fallback", default="pixelate", choices=["pixelate", "blur", "black"],
                    help="obfuscation for a face that cannot be de-identified (default pixelate)")
     d = p.add_argument_group("detection")
@@ -56,7 +64,42 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--report", metavar="JSON",
                    help="write a JSON report: per track frames, sigma, perturbation, fallbacks; timings per stage")
     e.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    lv = p.add_argument_group("live streams (automatic for URL and webcam inputs; - streams stdin/stdout)")
+    lv.add_argument("--live", action="store_true",
+                    help="live mode: bounded latency (frames are dropped before processing when behind, and counted), "
+                         "no B-frames, crash-safe output (Matroska, fragmented MP4) that plays if the run is killed; "
+                         "a file input is played in real time")
+    lv.add_argument("--reconnect", type=float, default=30, metavar="SECONDS",
+                    help="reconnect a lost source with exponential backoff up to this wait; 0: stop instead (default 30)")
+    lv.add_argument("--rtsp-transport", default="tcp", choices=["tcp", "udp", "udp_multicast", "http"],
+                    help="RTSP transport (default tcp)")
+    lv.add_argument("--open-timeout", type=float, default=10, metavar="SECONDS", help="connect timeout (default 10)")
+    lv.add_argument("--read-timeout", type=float, default=5, metavar="SECONDS",
+                    help="a source silent this long is lost (default 5)")
+    lv.add_argument("--segment", metavar="DURATION",
+                    help="rolling output files of this length (e.g. 10m), named OUT-YYYYmmdd-HHMMSS.ext "
+                         "(or by strftime codes in OUT)")
+    lv.add_argument("--duration", metavar="DURATION", help="stop after this long (e.g. 30s, 2h); default: until "
+                                                           "Ctrl-C/SIGTERM, which flush and close the output")
+    lv.add_argument("--stats", action="store_true",
+                    help="print input/output fps, dropped frames and p50/p95 latency every 5 s and at the end")
+    lv.add_argument("--input-format", metavar="FMT", help="FFmpeg demuxer for the input (e.g. mpegts for stdin)")
+    lv.add_argument("--output-format", metavar="FMT", help="FFmpeg muxer for the output (default: from URL/extension)")
+    lv.add_argument("--debug-delay-ms", type=float, default=0, help=argparse.SUPPRESS)  # test hook: a slow pipeline
     return p
+
+
+def _live_options(a):
+    from ideud.stream.live import LiveOptions, is_live_source, parse_duration
+
+    if a.reconnect < 0 or a.open_timeout <= 0 or a.read_timeout <= 0:
+        raise ValueError("--reconnect must be >= 0 and the timeouts > 0")
+    return LiveOptions(reconnect=a.reconnect, rtsp_transport=a.rtsp_transport, open_timeout=a.open_timeout,
+                       read_timeout=a.read_timeout, segment=parse_duration(a.segment) if a.segment else None,
+                       duration=parse_duration(a.duration) if a.duration else None, stats=a.stats,
+                       input_format=a.input_format, output_format=a.output_format, delay_ms=a.debug_delay_ms,
+                       # stdin is read at its own pace (every frame) unless --live says it is a live feed
+                       realtime=a.live or (is_live_source(a.input) and a.input != "-"))
 
 
 def _options(a):
@@ -71,6 +114,19 @@ def _options(a):
     return Options(scale=a.scale, seed=a.seed, min_face=a.min_face, det_threshold=a.det_threshold,
                    detector=a.detector, restorer=a.restorer, fallback=a.fallback, codec=a.codec, crf=a.crf,
                    preset=a.preset, audio=not a.no_audio, keep_metadata=a.keep_metadata, force=a.force)
+
+
+def _log_to_stderr(quiet: bool) -> None:
+    """The library's one-line notices (tier chosen, outages) as `ideud-video: ...` lines."""
+    import logging
+
+    log = logging.getLogger("ideud")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def _progress(quiet: bool):
@@ -107,8 +163,12 @@ def _summary(rep: dict) -> str:
 
 def run(argv: list[str]) -> int:
     a = _parser().parse_args(argv)
+    _log_to_stderr(a.quiet)
+    from ideud.stream.live import is_live_output, is_live_source
     from ideud.stream.pipeline import deidentify
 
+    if a.live or is_live_source(a.input) or is_live_output(a.output):
+        return _run_live(a)
     bars, on_frame = _progress(a.quiet)
     try:
         rep = deidentify(a.input, a.output, _options(a), on_frame=on_frame)
@@ -119,6 +179,30 @@ def run(argv: list[str]) -> int:
         write_json(a.report, rep)
     if not a.quiet:
         print(f"{a.output}: {_summary(rep)}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _run_live(a) -> int:
+    """A stream: runs until the source ends, --duration, or Ctrl-C/SIGTERM (output closed and playable)."""
+    import logging
+
+    from ideud.stream.live import format_summary, run_live
+
+    if a.stats:  # asked for: shown even with --quiet (through the handler of _log_to_stderr)
+        logging.getLogger("ideud.live").setLevel(logging.INFO)
+    try:
+        rep = run_live(a.input, a.output, _options(a), _live_options(a))
+    except KeyboardInterrupt:  # before the stream started, or a second Ctrl-C while the output was finished
+        partial = a.segment or os.path.isfile(a.output)
+        print(f"{PROG}: interrupted; " + ("the output may lack its last frames" if partial else "no output written"),
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if a.report:
+        write_json(a.report, rep)
+    if not a.quiet:
+        files = rep["output"]["files"]
+        where = a.output if len(files) <= 1 else f"{len(files)} files"
+        print(f"{where}: {_summary(rep)}; {format_summary(rep['live'])} ({rep['live']['stopped_by']})", file=sys.stderr)
     return EXIT_OK
 
 
@@ -147,7 +231,7 @@ def models(argv: list[str]) -> int:
     return models_cli.main(argv)
 
 
-COMMANDS = {"demo": demo, "models": models}
+COMMANDS = {"demo": demo, "models": models, "batch": lambda argv: __import__("ideud.tools.batch", fromlist=["main"]).main(argv)}
 
 
 def _interrupt(signum, frame):
@@ -156,6 +240,7 @@ def _interrupt(signum, frame):
 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    from ideud.models.registry import ModelUnavailable
     from ideud.stream.decode import InputError
     from ideud.stream.encode import OutputError
 
@@ -169,7 +254,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     cmd = COMMANDS.get(argv[0]) if argv and not os.path.exists(argv[0]) else None
     try:
         return cmd(argv[1:]) if cmd else run(argv)
-    except (InputError, UsageError, ValueError) as e:
+    except (InputError, UsageError, ValueError, ModelUnavailable) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except OutputError as e:

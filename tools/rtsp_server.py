@@ -1,0 +1,41 @@
+"""Serve an H.264 mp4 over RTSP at rtsp://127.0.0.1:PORT/test (Debian's GStreamer RTSP server).
+
+    /usr/bin/python3 rtsp_server.py CLIP.mp4 [PORT]
+
+A test and benchmark helper, not part of the package's runtime: it needs
+Debian's own python3 with python3-gi, gir1.2-gst-rtsp-server-1.0,
+gstreamer1.0-plugins-good and -bad (see .ci/setup_live.sh). The file is
+played once per client, in real time (the server's sinks follow the clock),
+from its start; a client that reconnects gets it from the start again.
+Prints the URL on stdout once it listens. Killing the process is an honest
+network outage for the reconnect tests.
+"""
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+
+
+def main() -> None:
+    Gst.init(None)
+    path = sys.argv[1]
+    port = sys.argv[2] if len(sys.argv) > 2 else "8554"
+    srv = GstRtspServer.RTSPServer()
+    srv.set_address("127.0.0.1")
+    srv.set_service(port)
+    f = GstRtspServer.RTSPMediaFactory()
+    f.set_launch(f"( filesrc location={path} ! qtdemux ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 )")
+    f.set_shared(False)  # each (re)connecting client gets a fresh pipeline from the start
+    srv.get_mount_points().add_factory("/test", f)
+    if srv.attach(None) == 0:
+        print(f"cannot listen on 127.0.0.1:{port}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    print(f"rtsp://127.0.0.1:{port}/test", flush=True)
+    GLib.MainLoop().run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,8 @@
 """`ideud-video`: the command line.
 
-    ideud-video IN OUT [options]      de-identify a video or an image
+    ideud-video IN OUT [options]      de-identify a video, image or live stream
     ideud-video demo OUT.mp4          original | de-identified, from a bundled portrait
+    ideud-video batch INPUTS... --out DIR   many files / long videos on Ray
     ideud-video models list|fetch|verify   GAN-tier weights (optional)
 
 Errors are one line on stderr and a non-zero exit (2: bad input or usage,
@@ -31,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Give every face in a video (or image) a new identity that stays the same for that person, "
                     "keeping pose, expression, lighting, hair, clothes and background. "
-                    f"Other commands: '{PROG} demo OUT.mp4', '{PROG} models list|fetch|verify'.",
+                    f"Other commands: '{PROG} demo OUT.mp4', '{PROG} batch INPUTS... --out DIR', "
+                    f"'{PROG} models list|fetch|verify'.",
     )
     p.add_argument("input", help="input video or image: a file, a stream URL (rtsp://, rtmp://, http(s)://, udp://, "
                                  "srt://), a webcam (/dev/video0) or - for stdin")
@@ -231,7 +233,13 @@ def models(argv: list[str]) -> int:
     return models_cli.main(argv)
 
 
-COMMANDS = {"demo": demo, "models": models, "batch": lambda argv: __import__("ideud.tools.batch", fromlist=["main"]).main(argv)}
+def batch(argv: list[str]) -> int:
+    from ideud.tools import batch as batch_cli
+
+    return batch_cli.main(argv)
+
+
+COMMANDS = {"demo": demo, "models": models, "batch": batch}
 
 
 def _interrupt(signum, frame):

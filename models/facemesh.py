@@ -190,28 +190,46 @@ class FaceMesh:
     def close(self) -> None:
         self._graph.close()
 
-    def __call__(self, image: np.ndarray, roi: Roi) -> Optional[np.ndarray]:
-        """Landmarks (468, 3) in pixels of `image` (z in the same pixel scale), or None."""
-        import cv2
+    def window(self, roi: Roi) -> Optional[np.ndarray]:
+        """2x3 affine from image pixels to the square window the model is given, or None if too small.
 
-        # A square window around the ROI, shrunk for big faces and zero-padded past
-        # the image edge: the model sees 192x192 anyway, and the graph projects its
-        # landmarks back exactly only for a square image.
+        A square window around the ROI, shrunk for big faces and zero-padded past
+        the image edge: the model sees 192x192 anyway, and the graph projects its
+        landmarks back exactly only for a square image.
+        """
         half = roi.size * 0.75
         n = int(min(math.ceil(2 * half), 1.5 * self.input_px))
         if n < 8:
             return None
         k = n / (2 * half)
-        ox, oy = roi.cx - half, roi.cy - half
-        affine = np.array([[k, 0, -ox * k], [0, k, -oy * k]], np.float32)
-        crop = cv2.warpAffine(image, affine, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        return np.array([[k, 0, -(roi.cx - half) * k], [0, k, -(roi.cy - half) * k]], np.float32)
+
+    @staticmethod
+    def window_size(affine: np.ndarray, roi: Roi) -> int:
+        return int(round(float(affine[0, 0]) * roi.size * 1.5))
+
+    def on_window(self, window: np.ndarray, affine: np.ndarray, roi: Roi) -> Optional[np.ndarray]:
+        """Landmarks (468, 3) in image pixels from the RGB `window` cut with `affine`, or None."""
+        n = window.shape[0]
         rect = self._rect(x_center=0.5, y_center=0.5, width=1 / 1.5, height=1 / 1.5, rotation=roi.rotation)
         with self._lock:
-            out = self._graph.process({"image": crop, "roi": rect}).face_landmarks
+            out = self._graph.process({"image": window, "roi": rect}).face_landmarks
         if out is None or len(out.landmark) < N_LANDMARKS:
             return None
+        k = float(affine[0, 0])
         lm = np.array([(p.x, p.y, p.z) for p in out.landmark[:N_LANDMARKS]], dtype=np.float64)
         lm *= n / k  # normalised -> window pixels -> image pixels (z scales like x)
-        lm[:, 0] += ox
-        lm[:, 1] += oy
+        lm[:, 0] -= affine[0, 2] / k
+        lm[:, 1] -= affine[1, 2] / k
         return lm
+
+    def __call__(self, image: np.ndarray, roi: Roi) -> Optional[np.ndarray]:
+        """Landmarks (468, 3) in pixels of an RGB `image` (z in the same pixel scale), or None."""
+        import cv2
+
+        affine = self.window(roi)
+        if affine is None:
+            return None
+        n = self.window_size(affine, roi)
+        win = cv2.warpAffine(image, affine, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        return self.on_window(win, affine, roi)

@@ -9,7 +9,8 @@ through a temp file renamed into place, so a retry never duplicates output):
            pts, the keyframes; plan the segments.
 * whole:   a short file (or an image) is one task: `pipeline.deidentify`, the
            very code a single-process run uses, so the output is the same bytes.
-* pass 1:  per segment, detect + track + landmarks only (`Options.track_only`)
+* pass 1:  per segment, detect + track + landmarks only (`Options.track_only`); with the
+           privacy guard on, also render, so that the guard picks each track's new face
            over the segment plus a pre-roll of `overlap` seconds that starts at
            an earlier keyframe, inside the previous segment.
 * stitch:  (driver) in each pre-roll the tracks of segment k and those of
@@ -335,9 +336,12 @@ def stitch(segments: list[Segment], pass1: list[dict], seed: Optional[int],
                             "members": [[k, lid] for k, lid in members],
                             "first_frame": min(tracks[k][lid]["first"] for k, lid in members),
                             "last_frame": max(tracks[k][lid]["last"] for k, lid in members)})
+        # the privacy guard's choice made where the person first appears serves every segment
+        choice = next((tracks[k][lid].get("choice") for k, lid in members if tracks[k][lid].get("choice")), None)
         for k, lid in members:
             t = tracks[k][lid]
-            per_seg[k][lid] = {"global": gid, "seed": s, "first": t["first"], "first_box": t["first_box"]}
+            per_seg[k][lid] = {"global": gid, "seed": s, "first": t["first"], "first_box": t["first_box"],
+                               "choice": choice}
     return glob_tracks, per_seg
 
 
@@ -349,10 +353,11 @@ class SeedPolicy:
     (pass 2 diverged) draws from the tracker's own generator and is counted.
     """
 
-    def __init__(self, seeds: dict):
+    def __init__(self, seeds: dict, guard=None):
         self.seeds = {int(k): v for k, v in seeds.items()}
         self.by_local: dict[int, dict] = {}
         self.unmatched = 0
+        self.guard = guard
 
     def __call__(self, track_id: int, frame_index: int, box) -> Optional[int]:
         rec = self.seeds.get(track_id)
@@ -365,6 +370,8 @@ class SeedPolicy:
             self.unmatched += 1
             return None
         self.by_local[track_id] = rec
+        if self.guard is not None and rec.get("choice"):
+            self.guard.preset(track_id, int(rec["seed"]), rec["choice"])  # checked again at its first frame
         return int(rec["seed"])
 
 
@@ -477,7 +484,10 @@ def _pass1(src: str, seg: Segment, options, progress, key: str) -> tuple[dict, d
     from ideud.models import facemesh as fm
     from ideud.stream.pipeline import FaceProcessor
 
-    o = dataclasses.replace(options, track_only=True, frame_log=False, progress=False)
+    # with the privacy guard on, pass 1 renders too: the guard's choice for each track needs the
+    # rendered face, and one choice per person is handed to every segment (stitch -> pass 2)
+    guarded = getattr(options, "privacy", "off") != "off"
+    o = dataclasses.replace(options, track_only=not guarded, frame_log=False, progress=False)
     with fm.native_stderr_silenced():
         recorder = _RecordingDetector(make_detector(o.detector, threshold=o.det_threshold))
     proc = FaceProcessor(o, detector=recorder)
@@ -506,6 +516,10 @@ def _pass1(src: str, seg: Segment, options, progress, key: str) -> tuple[dict, d
     finally:
         tick.close()
         proc.close()
+    if guarded:
+        for t in proc.report()["tracks"]:
+            if t["id"] in tracks:
+                tracks[t["id"]]["choice"] = (t.get("privacy") or {}).get("choice")
     summary = {"segment": seg.index, "tracks": tracks, "frames": seg.window, "wall_s": round(time.perf_counter() - t0, 3)}
     return summary, {"calls": recorder.calls, "size": size}
 
@@ -531,7 +545,7 @@ def _pass2(src: str, seg: Segment, options, seeds: dict, detections: Optional[di
     o = dataclasses.replace(options, seed=seg_seed, track_only=False, frame_log=False, progress=False)
     replay = _ReplayDetector(detections["calls"], detections["size"]) if detections else None
     proc = FaceProcessor(o, detector=replay)
-    policy = SeedPolicy(seeds)
+    policy = SeedPolicy(seeds, guard=proc.guard)
     proc.tracker.seed_for = policy
     tick = _Ticker(progress, key)
     sink = None

@@ -234,7 +234,7 @@ class CenterFaceDetector:
         input_scale: Optional[float] = None,
         min_input_pixels: int = 448 * 252,
         model_path: Union[str, Path, None] = None,
-        threads: int = 2,
+        threads: int = 1,
         nms_iou: float = 0.3,
     ):
         import onnxruntime as ort

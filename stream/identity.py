@@ -114,6 +114,15 @@ class IdentityStage:
         if st.z is not None:
             st.delta = self.basis.displacement(st.z_perturbed() - st.z)
 
+    def target(self, track_id: int, rendering: Rendering) -> np.ndarray:
+        """`rendering.target` again, under the track's current noise (the guard re-renders with it)."""
+        st, c = self._tracks[track_id], rendering.codes
+        return (rendering.landmarks + c.scale * st.delta @ c.rotation.T)[:, :2]
+
+    def is_frozen(self, track_id: int) -> bool:
+        st = self._tracks.get(track_id)
+        return bool(st is not None and st.frozen)
+
     def drop(self, track_id: int) -> None:
         """Forget a finished track, including its real ID code."""
         self._tracks.pop(track_id, None)

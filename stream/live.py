@@ -434,6 +434,9 @@ def run_live(src: str, dst: str, options: Optional[Options] = None, live: Option
     """De-identify a live source into `dst` until it ends, `live.duration` passes, `stop` is set,
     or SIGINT/SIGTERM arrives (the output is then flushed and closed, and plays). Returns the report."""
     o, lo = options or Options(), live or LiveOptions()
+    if lo.realtime and o.guard_per_frame is None:
+        # a blocking guard search (~1 s) would stall the stream: spread it, one candidate a frame
+        o = dataclasses.replace(o, guard_per_frame=1)
     check_live(src, dst, o, lo)
     stop = stop or threading.Event()
     source = open_source(src, lo)  # a bad URL fails here, before any model loads

@@ -22,7 +22,7 @@ from ideud.stream import blend as bl
 from ideud.stream.decode import AudioPacket, InputError, VideoSource, attach_small, is_image, read_image
 from ideud.stream.encode import OutputError, VideoSink, write_image
 from ideud.stream.identity import IdentityStage
-from ideud.stream.render import Crop, crop_for, render
+from ideud.stream.render import crop_for, render
 from ideud.stream.restore import RestoreItem, auto_restorer, make_restorer
 from ideud.stream.track import Tracker, iou_matrix
 from ideud.stream.types import Face, Frame, Track
@@ -40,9 +40,13 @@ class Options:
     scale: float = 0.25  # sigma of the ID-code perturbation
     seed: Optional[int] = None  # fixes every track's seed (reproducible runs)
     min_face: int = 12  # faces smaller than this (px) are obfuscated, not re-rendered
-    det_threshold: float = 0.5
+    det_threshold: Optional[float] = None  # None: the detector's own (CenterFace 0.3, chosen for recall)
     detector: str = "auto"
     restorer: str = "auto"  # auto: the GAN tier with weights and a GPU, else the embedded tier
+    privacy: str = "balanced"  # privacy guard (stream/guard.py): off | balanced | strict
+    # guard candidates tried per frame during a search; None: the whole search in one frame (files).
+    # Live streams spread it (the face stays obfuscated meanwhile) to keep latency bounded.
+    guard_per_frame: Optional[int] = None
     fallback: str = "pixelate"  # obfuscation for faces that cannot be de-identified
     codec: str = "libx264"
     crf: Optional[int] = 18
@@ -125,6 +129,10 @@ class FaceProcessor:
         if restorer is None:
             restorer = auto_restorer(log.info) if options.restorer == "auto" else make_restorer(options.restorer)
         self.restorer = restorer
+        from ideud.stream.guard import PrivacyGuard
+
+        self.guard = PrivacyGuard.create(options.privacy, identity=self.identity, restorer=self.restorer,
+                                         mesh=self.mesh, sigma=options.scale, per_frame=options.guard_per_frame)
         rng = np.random.default_rng(options.seed)  # seed None: fresh OS entropy every run
         self.tracker = Tracker(max_misses=options.max_misses, seed_rng=rng)
         self.timer = StageTimer()
@@ -218,6 +226,8 @@ class FaceProcessor:
     def _drop_finished(self):
         for tr in self.tracker.finished:
             self.identity.drop(tr.id)  # the real ID code is forgotten with the track
+            if self.guard is not None:
+                self.guard.drop(tr.id)  # and the guard's embeddings of the person
             self._faces.pop(tr.id, None)
         self.tracker.finished.clear()
 
@@ -265,17 +275,14 @@ class FaceProcessor:
             kp = face.keypoints if face is not None else None
             src = face.box if face is not None else track.box
             roi = fm.roi_from_keypoints(src, *(kp[:2] if kp is not None and len(kp) >= 2 else (None, None)))
-        half = roi.size * 0.75
-        crop = Crop(*_even_box(roi.cx - half, roi.cy - half, roi.cx + half, roi.cy + half, frame.width, frame.height))
-        if crop.x1 - crop.x0 < 8 or crop.y1 - crop.y0 < 8:
+        affine = self.mesh.window(roi)
+        if affine is None:
             return None
-        rgb, k = bl.crop_rgb_scaled(frame, crop, max_side=self.mesh.input_px * 2)
-        local = fm.Roi((roi.cx - crop.x0) * k, (roi.cy - crop.y0) * k, roi.size * k, roi.rotation)
-        lm = self.mesh(rgb, local)
+        # the model's window is cut straight from the YUV planes: one resample, at its small size
+        window = bl.affine_rgb(frame, affine, self.mesh.window_size(affine, roi))
+        lm = self.mesh.on_window(window, affine, roi)
         if lm is None:
             return None
-        lm[:, :2] = lm[:, :2] / k + crop.offset
-        lm[:, 2] /= k
         # a mesh far from where the track is was fitted to something else
         centre, size = _landmark_box(lm)
         tb = track.box if face is None else face.box
@@ -290,6 +297,12 @@ class FaceProcessor:
             if job["reason"] is not None:
                 continue
             r = job["render"]
+            level, seed = 0, job["track"].seed
+            if self.guard is not None:
+                job["reason"] = self.guard.admit(job["track"], r)  # e.g. not verified yet: obfuscated
+                if job["reason"] is not None:
+                    continue
+                level, seed = self.guard.restore_params(job["track"].id)
             try:
                 with self.timer.timed("render"):
                     self._fault("render", frame)
@@ -298,7 +311,7 @@ class FaceProcessor:
                     out = render(original, crop, r.landmarks, r.target, r.visible)
                 tr = job["track"]
                 items.append(RestoreItem(image=out.image, original=original, mask=out.mask, landmarks=out.target,
-                                         track_id=tr.id, seed=tr.seed))
+                                         track_id=tr.id, seed=seed, level=level))
                 rendered_jobs.append((job, out))
             except Exception as e:
                 job["reason"] = f"error:{type(e).__name__}"
@@ -314,6 +327,24 @@ class FaceProcessor:
                 for job, _ in rendered_jobs:
                     job["reason"] = f"error:{type(e).__name__}"
                 rendered_jobs, restored = [], []
+        if self.guard is not None and rendered_jobs:
+            # the guard may re-render a face (new perturbation / restorer level) or have it obfuscated
+            try:
+                with self.timer.timed("guard"):
+                    self._fault("guard", frame)
+                    kept = self.guard.review(frame, [(j, o, it, f) for (j, o), it, f in
+                                                     zip(rendered_jobs, items, restored)])
+            except Exception as e:
+                kept = [None] * len(rendered_jobs)
+                for job, _ in rendered_jobs:
+                    job["reason"] = f"error:{type(e).__name__}"
+            for (job, _), k in zip(rendered_jobs, kept):
+                if k is None and job["reason"] is None:
+                    job["reason"] = "privacy"
+            kept = [k for k in kept if k is not None]
+            rendered_jobs = [(j, o) for j, o, _, _ in kept]
+            items = [it for _, _, it, _ in kept]
+            restored = [f for _, _, _, f in kept]
         with self.timer.timed("blend"):
             for (job, out), face_rgb, item in zip(rendered_jobs, restored, items):
                 try:
@@ -348,21 +379,18 @@ class FaceProcessor:
         for tid, s in sorted(self.track_stats.items()):
             n = s.get("perturbation")
             tracks.append({**s, "sigma": self.o.scale,
-                           "perturbation": None if n is None else [round(float(v), 6) for v in n]})
+                           "perturbation": None if n is None else [round(float(v), 6) for v in n],
+                           **({"privacy": self.guard.track_report(tid)} if self.guard is not None else {})})
         return {"frames": self.frames, "restorer": getattr(self.restorer, "name", type(self.restorer).__name__),
                 "face_frames": self.face_frames,
                 "fallback_face_frames": self.fallback_face_frames, "failed_frames": self.frame_failures,
                 "tracks": tracks, "timing": self.timer.summary(self.frames),
+                "privacy": self.guard.summary() if self.guard is not None else {"mode": "off"},
                 **({"frame_log": self.frame_log} if self.o.frame_log else {})}
 
     def close(self):
         self.mesh.close()
 
-
-def _even_box(x0, y0, x1, y1, w, h):
-    x0, y0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
-    x0, y0 = x0 - x0 % 2, y0 - y0 % 2
-    return x0, y0, min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1)))
 
 
 # ---------------------------------------------------------------------- whole files

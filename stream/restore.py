@@ -8,7 +8,7 @@ pastes them back through `item.mask`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -90,7 +90,17 @@ def _gan_restorer(**kwargs) -> Restorer:
 
 
 RESTORERS["gan"] = _gan_restorer
-EMBEDDED_DEFAULT = "classic"  # best restorer that needs no downloaded weights
+
+
+def _bank_restorer(**kwargs) -> Restorer:
+    # donor-bank detail re-synthesis (stream/restore_bank.py), no weights; imported on demand
+    from ideud.stream.restore_bank import BankRestorer
+
+    return BankRestorer(**kwargs)
+
+
+RESTORERS["bank"] = _bank_restorer
+EMBEDDED_DEFAULT = "bank"  # best restorer without downloaded weights, by tools/bench_privacy.py (classic: geometry only)
 
 
 def auto_restorer(log=None) -> Restorer:

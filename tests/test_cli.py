@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import av
-import pytest
 
 CLI = [sys.executable, "-m", "ideud.tools.cli"]
 

@@ -186,9 +186,15 @@ def source_frames(live_clip):
 
 
 class Cli:
-    """ideud-video in a subprocess; stderr read on a thread so waits can be bounded."""
+    """ideud-video in a subprocess; stderr read on a thread so waits can be bounded.
+
+    The privacy guard is off unless a test asks for it: these tests are about stream mechanics, and
+    the test face (the astronaut) is a donor of the embedded restorer, so the guard spends seconds
+    searching and then pixelates her (tests/test_guard.py; test_slow_pipeline_drops_before_processing
+    runs with it on)."""
 
     def __init__(self, *args):
+        args = list(args) if "--privacy" in args else [*args, "--privacy", "off"]
         self.proc = subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True)
         self.lines: list[str] = []

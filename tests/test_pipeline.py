@@ -20,7 +20,10 @@ def lossless_run(face_clip, tmp_path_factory):
     out = tmp_path_factory.mktemp("out") / "deid.mkv"
     before = sha(face_clip)
     # no audio: AAC priming starts before 0 and Matroska shifts every stream to make it non-negative
-    rep = deidentify(str(face_clip), str(out), Options(codec="ffv1", seed=7, frame_log=True, audio=False))
+    # privacy="off": these tests are about rendering and tracking; at sigma 0.25 the geometry-only restorer
+    # leaves the astronaut recognisable, so the guard (tests/test_guard.py) would obfuscate her
+    rep = deidentify(str(face_clip), str(out), Options(codec="ffv1", seed=7, frame_log=True, audio=False,
+                                                       privacy="off"))
     assert sha(face_clip) == before, "the input file was modified"
     return out, rep
 
@@ -157,7 +160,7 @@ def test_image_in_image_out(tmp_path):
 
 def test_two_faces_get_two_tracks_and_different_perturbations(tmp_path):
     src = write_clip(tmp_path / "two.mp4", moving_faces(12, 640, 300, size=220, faces=2), audio=False)
-    rep = deidentify(str(src), str(tmp_path / "o.mp4"), Options(seed=5, frame_log=True))
+    rep = deidentify(str(src), str(tmp_path / "o.mp4"), Options(seed=5, frame_log=True, privacy="off"))
     assert len(rep["tracks"]) == 2
     a, b = rep["tracks"]
     assert a["perturbation"] != b["perturbation"]

@@ -16,6 +16,12 @@ from ideud.stream.pipeline import Options, deidentify
 CLI = [sys.executable, "-m", "ideud.tools.cli"]
 
 
+# Tests that check every face comes out re-rendered (not obfuscated) run without the privacy guard:
+# at sigma 0.25 the geometry-only restorer leaves the astronaut recognisable and the guard would
+# obfuscate her (tests/test_guard.py covers the guard).
+NO_GUARD = "off"
+
+
 def encode(path, frames, codec="libx264", pix_fmt="yuv420p", rate=25, pts=None, rotation=0, options=None):
     with av.open(str(path), "w") as out:
         h, w = frames[0].shape[:2]
@@ -57,7 +63,7 @@ def test_rotated_phone_video(tmp_path):
     frames = [cv2.rotate(f, cv2.ROTATE_90_CLOCKWISE) for f in moving_faces(12, 480, 270, size=200)]
     src = encode(tmp_path / "rot.mp4", frames, rotation=90)
     out = tmp_path / "out.mp4"
-    rep = deidentify(str(src), str(out), Options(seed=1, frame_log=True))
+    rep = deidentify(str(src), str(out), Options(seed=1, frame_log=True, privacy=NO_GUARD))
     faces_all_deidentified(rep, 12)
     with av.open(str(out)) as c:
         f = next(c.decode(video=0))
@@ -70,7 +76,7 @@ def test_odd_sizes(tmp_path, size):
     frames = [cv2.resize(f, (w, h)) for f in moving_faces(10, 480, 270, size=200)]
     src = encode(tmp_path / "odd.mkv", frames, codec="ffv1")
     out = tmp_path / "out.mkv"
-    rep = deidentify(str(src), str(out), Options(seed=1, frame_log=True, codec="ffv1"))
+    rep = deidentify(str(src), str(out), Options(seed=1, frame_log=True, codec="ffv1", privacy=NO_GUARD))
     faces_all_deidentified(rep, 10)
     with av.open(str(out)) as c:
         cc = c.streams.video[0].codec_context
@@ -83,7 +89,7 @@ def test_other_pixel_formats(tmp_path, pix_fmt, codec):
     frames = list(moving_faces(8, 480, 270, size=200))
     src = encode(tmp_path / f"in.{'mkv' if codec == 'ffv1' else 'mp4'}", frames, codec=codec, pix_fmt=pix_fmt)
     out = tmp_path / "out.mp4"
-    rep = deidentify(str(src), str(out), Options(seed=1, frame_log=True))
+    rep = deidentify(str(src), str(out), Options(seed=1, frame_log=True, privacy=NO_GUARD))
     faces_all_deidentified(rep, 8)
     assert changed_in_face(src, out, rep) > 0.3
     # colours survive: the background matches the input closely
@@ -158,9 +164,10 @@ def test_corrupted_packets_in_the_middle(small_clip, tmp_path):
 def test_fault_injection_obfuscates_those_frames_only(small_clip, tmp_path):
     faults = {"identity": {3}, "render": {7}, "restore": {11}, "blend": {15}, "frame": {19}}
     out = tmp_path / "o.mkv"
-    rep = deidentify(str(small_clip), str(out), Options(seed=1, frame_log=True, codec="ffv1", inject_faults=faults))
+    rep = deidentify(str(small_clip), str(out), Options(seed=1, frame_log=True, codec="ffv1", inject_faults=faults,
+                                                        privacy=NO_GUARD))
     bad = {i for s in faults.values() for i in s}
-    src_frames, out_frames = read_frames(small_clip), read_frames(out)
+    out_frames = read_frames(out)
     for fr in rep["frame_log"]:
         i = fr["frame"]
         statuses = [f["status"] for f in fr["faces"]]

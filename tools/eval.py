@@ -59,6 +59,10 @@ def _sweep_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="ideud-sweep", metavar="DIR", help="output folder (default ./ideud-sweep)")
     p.add_argument("--seed", type=int, default=0,
                    help="pipeline seed (Options.seed), the same at every scale (default 0)")
+    p.add_argument("--privacy", default="off", choices=["off", "balanced", "strict"],
+                   help="privacy guard during the sweep (default off: the curve shows the method itself; "
+                        "with the guard, faces it cannot clear are pixelated)")
+    p.add_argument("--restorer", default="auto", help="the pipeline's --restorer (default auto)")
     _common(p)
     return p
 
@@ -80,7 +84,7 @@ class _BadInput(ValueError):
     pass
 
 
-def pipeline_run_fn(seed: Optional[int] = None):
+def pipeline_run_fn(seed: Optional[int] = None, privacy: str = "off", restorer: str = "auto"):
     """``run_fn(src, dst, scale)`` backed by ``ideud.stream.pipeline.deidentify`` (imported lazily)."""
     try:
         from ideud.stream.pipeline import Options, deidentify
@@ -89,7 +93,8 @@ def pipeline_run_fn(seed: Optional[int] = None):
             f"the de-identification pipeline (ideud.stream.pipeline) is not available: {e}") from None
 
     def run(src: str, dst: str, scale: float):
-        return deidentify(src, dst, Options(scale=scale, seed=seed))
+        return deidentify(src, dst, Options(scale=scale, seed=seed, privacy=privacy, restorer=restorer,
+                                                force=True))
 
     return run
 
@@ -119,7 +124,7 @@ def _run_sweep(a) -> int:
         raise _BadInput("--scales is empty")
     opt = _options(a)
     probe(a.input)  # bad input before importing the pipeline
-    res = sweep(a.input, scales, pipeline_run_fn(a.seed), a.out, opt, log=print)
+    res = sweep(a.input, scales, pipeline_run_fn(a.seed, a.privacy, a.restorer), a.out, opt, log=print)
     print(f"sweep: {res['json']}, {res['csv']}" + (f", {res['plot']}" if res["plot"] else ""))
     if res["note"]:
         print(f"note: {res['note']}")

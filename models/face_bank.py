@@ -1,0 +1,144 @@
+"""A tiny bank of public-domain donor faces, and a mesh-to-mesh warp.
+
+The `bank` restorer (stream/restore_bank.py) takes the mid-frequency detail
+of the face (eyes, lids, brows, nose, skin structure) from a donor instead of
+from the person in the video. The donors are the two public-domain
+portraits of models/data/face_bank.npz (`tools/build_face_bank.py`):
+Eileen Collins (NASA) and Grace Hopper (US Navy), each also mirrored, so
+four variants. Nothing else ships: no photo of the test sets, no average
+derived from them.
+
+A donor is carried onto a target face by a piecewise-affine warp over the
+468-point FaceMesh topology (the donor's triangle -> the same triangle of
+the target), so eyes, lids, nostrils and lips land where the target has
+them, not where a similarity transform would put them.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib import resources
+
+import cv2
+import numpy as np
+
+from ideud.models import meshhead as mh
+
+COMPONENTS = ("eyes", "brows", "nose", "mouth", "skin")
+
+
+@dataclass(frozen=True)
+class Donor:
+    name: str
+    image: np.ndarray  # HxWx3 float32 RGB, 0..255
+    landmarks: np.ndarray  # (468, 2) float32, pixels of `image`
+    valid: np.ndarray  # HxW float32 in [0, 1]: where its detail may be used
+    brows: bool  # its brows may be used
+    mirrored: bool = False
+
+
+@functools.lru_cache(maxsize=1)
+def mirror_index() -> np.ndarray:
+    """FaceMesh vertex i <-> its mirror image vertex (left/right swapped)."""
+    from scipy.optimize import linear_sum_assignment
+
+    c = mh.canonical()
+    m = c * np.array([-1.0, 1.0, 1.0])
+    cost = np.linalg.norm(c[:, None, :] - m[None, :, :], axis=2)
+    rows, cols = linear_sum_assignment(cost)
+    idx = np.empty(len(c), int)
+    idx[rows] = cols
+    return idx
+
+
+def _mirror(d: Donor) -> Donor:
+    w = d.image.shape[1]
+    lm = d.landmarks.copy()
+    lm[:, 0] = w - 1 - lm[:, 0]
+    return Donor(d.name, np.ascontiguousarray(d.image[:, ::-1]), lm[mirror_index()].astype(np.float32),
+                 np.ascontiguousarray(d.valid[:, ::-1]), d.brows, not d.mirrored)
+
+
+@functools.lru_cache(maxsize=1)
+def donors() -> tuple[Donor, ...]:
+    """Every donor variant: each portrait as it is, then mirrored."""
+    with resources.files("ideud.models").joinpath("data/face_bank.npz").open("rb") as f:
+        z = np.load(f)
+        base = []
+        for name in [str(n) for n in z["names"]]:
+            img = cv2.imdecode(z[f"{name}_jpg"], cv2.IMREAD_COLOR)[:, :, ::-1].astype(np.float32)
+            valid = cv2.imdecode(z[f"{name}_valid_png"], cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
+            base.append(Donor(name, np.ascontiguousarray(img), z[f"{name}_landmarks"].astype(np.float32),
+                              valid, bool(z[f"{name}_brows"])))
+    return tuple(base) + tuple(_mirror(d) for d in base)
+
+
+class MeshWarp:
+    """Backward piecewise-affine maps onto one target mesh, reusable for many sources.
+
+    The target's triangles (Delaunay of the 468 points plus a ring and the
+    crop corners) are located once; `sample(image, landmarks)` then only
+    interpolates that source's vertex positions. Outside the ring the source
+    follows the similarity that best fits the two meshes.
+    """
+
+    def __init__(self, target: np.ndarray, shape: tuple[int, int], step: int = 2):
+        import matplotlib.tri as mtri
+
+        self.target = np.asarray(target, np.float64)
+        self.shape = shape
+        h, w = shape
+        centre = self.target.mean(0)
+        ring = centre + (self.target[_oval()] - centre) * 1.6
+        corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], float)
+        self.extra = np.vstack([ring, corners])
+        nodes = np.vstack([self.target, self.extra])
+        nodes, keep = np.unique(np.round(nodes, 3), axis=0, return_index=True)
+        self.keep = keep
+        tri = mtri.Triangulation(nodes[:, 0], nodes[:, 1])
+        gy, gx = np.arange(0, h + step - 1, step, dtype=float), np.arange(0, w + step - 1, step, dtype=float)
+        self.grid = (len(gy), len(gx))
+        qx, qy = np.meshgrid(gx, gy)
+        q = np.stack([qx.ravel(), qy.ravel()], 1)
+        idx = tri.get_trifinder()(q[:, 0], q[:, 1])
+        self.q = q
+        self.inside = idx >= 0
+        corners_id = tri.triangles[idx[self.inside]]
+        a, b, c = nodes[corners_id[:, 0]], nodes[corners_id[:, 1]], nodes[corners_id[:, 2]]
+        v0, v1, v2 = b - a, c - a, q[self.inside] - a
+        den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
+        den = np.where(np.abs(den) < 1e-12, 1e-12, den)
+        wb = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
+        wc = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
+        self.weights = np.stack([1.0 - wb - wc, wb, wc], 1)
+        self.corners = corners_id
+        self.step = step
+
+    def maps(self, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        src = np.asarray(landmarks, np.float64)
+        m, _ = cv2.estimateAffinePartial2D(self.target.astype(np.float32), src.astype(np.float32))
+        if m is None:
+            raise ValueError("meshes do not fit")
+        extra_src = self.extra @ m[:, :2].T + m[:, 2]
+        nodes_src = np.vstack([src, extra_src])[self.keep]
+        res = self.q @ m[:, :2].T + m[:, 2]
+        res[self.inside] = np.einsum("nk,nkd->nd", self.weights, nodes_src[self.corners])
+        coarse = res.reshape(*self.grid, 2).astype(np.float32)
+        if self.step == 1:
+            return np.ascontiguousarray(coarse[..., 0]), np.ascontiguousarray(coarse[..., 1])
+        # grid node k sits on pixel k * step: bilinear upsampling with those nodes as anchors
+        h, w = self.shape
+        ux, uy = np.meshgrid(np.arange(w, dtype=np.float32) / self.step, np.arange(h, dtype=np.float32) / self.step)
+        full = cv2.remap(coarse, ux, uy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return np.ascontiguousarray(full[..., 0]), np.ascontiguousarray(full[..., 1])
+
+    def sample(self, image: np.ndarray, landmarks: np.ndarray, border=cv2.BORDER_REFLECT) -> np.ndarray:
+        mx, my = self.maps(landmarks)
+        return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=border)
+
+
+@functools.lru_cache(maxsize=1)
+def _oval() -> list:
+    from ideud.models import facemesh as fm
+
+    return list(fm.FACE_OVAL)

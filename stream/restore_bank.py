@@ -46,7 +46,9 @@ face from the donor:
              still a face with its pose and expression (the alternative at this
              point is obfuscation)
 
-Cost on the 2-core CPU box: ~16 ms for a 110 px face, ~40 ms for 250 px.
+Cost on the 2-core CPU box: ~16 ms for a 110 px face; bigger faces are worked at 112 px face
+width and the change is added at full size (~20 ms however big the face; the DIS it reaches
+changed by < 0.02 against working at full size, sharpness ratio 0.99 either way).
 """
 from __future__ import annotations
 
@@ -159,6 +161,9 @@ def _gain_map(yo: np.ndarray, yd: np.ndarray, weight_d: np.ndarray, masks: dict)
     return np.where(den > 1e-3, num / den, 1.0).astype(np.float32)
 
 
+WORK_FACE_PX = 112.0  # face width (cheek to cheek) above which the detail is made at this size
+
+
 class BankRestorer:
     """Mid-frequency face detail from a public-domain donor bank; see the module docstring."""
 
@@ -180,7 +185,28 @@ class BankRestorer:
         return first, second
 
     def restore(self, items: Sequence[RestoreItem]) -> list[np.ndarray]:
-        return [self._one(it) for it in items]
+        return [self._scaled(it) for it in items]
+
+    def _scaled(self, it: RestoreItem) -> np.ndarray:
+        """Big faces are re-synthesised at WORK_FACE_PX and the change is added at full size.
+
+        The donor detail lives at mid frequencies (and the donors are smaller than that); what
+        is finer stays the person's own grain anyway. ~4x cheaper on a 420 px face.
+        """
+        lm = np.asarray(it.landmarks, np.float64)
+        fw = float(np.linalg.norm(lm[CHEEK_R] - lm[CHEEK_L]))
+        k = WORK_FACE_PX / fw if fw > WORK_FACE_PX else 1.0
+        if k >= 1.0:
+            return self._one(it)
+        h, w = it.image.shape[:2]
+        size = (max(8, round(w * k)), max(8, round(h * k)))
+        small = cv2.resize(it.image, size, interpolation=cv2.INTER_AREA)
+        sk = np.array([size[0] / w, size[1] / h])
+        done = self._one(RestoreItem(image=small, original=cv2.resize(it.original, size, interpolation=cv2.INTER_AREA),
+                                     mask=cv2.resize(it.mask, size, interpolation=cv2.INTER_AREA),
+                                     landmarks=lm[:, :2] * sk, track_id=it.track_id, seed=it.seed, level=it.level))
+        change = cv2.resize(done.astype(np.float32) - small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        return np.clip(it.image.astype(np.float32) + change + 0.5, 0, 255).astype(np.uint8)
 
     def _one(self, it: RestoreItem) -> np.ndarray:
         lm = np.asarray(it.landmarks, np.float64)

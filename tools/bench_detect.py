@@ -42,7 +42,8 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from ideud.stream.detect import DETECTORS, find_centerface_model, iou_matrix, make_detector, prepare_centerface_model
+from ideud.stream.detect import DETECTORS, find_centerface_model, make_detector, prepare_centerface_model
+from ideud.stream.track import iou_matrix
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout, when installed editable
 _SHARED = Path("shared") / "testdata" / "faces"

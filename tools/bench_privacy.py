@@ -40,7 +40,6 @@ import math
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -76,13 +75,11 @@ def astronaut_clips(folder: Path, frames: int = 40) -> list[Case]:
 
 
 def pascal_boxes(faces_dir: Path):
-    for xml in ("training.xml", "testing.xml"):
-        p = faces_dir / xml
-        if not p.exists():
-            continue
-        for image in ET.parse(p).getroot().iter("image"):
-            for box in image.iter("box"):
-                yield image.get("file"), [int(box.get(k)) for k in ("left", "top", "width", "height")]
+    """(file name, [left, top, width, height]) of every annotated face."""
+    from ideud.tools.build_canonical import annotated_boxes
+
+    for path, (x0, y0, x1, y1) in annotated_boxes(faces_dir):
+        yield path.name, [int(x0), int(y0), int(x1 - x0), int(y1 - y0)]
 
 
 def pascal_images(folder: Path, faces_dir: Path, size: int = 256, grow: float = 2.0,

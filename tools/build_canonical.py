@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import cv2
@@ -22,15 +21,14 @@ from ideud.models.meshhead import BIOCULAR_MM, rotation_angles, similarity_fit
 
 
 def annotated_boxes(faces_dir: Path):
+    """(image path, box x0 y0 x1 y1) of every annotated face in training.xml and testing.xml."""
+    from ideud.tools.bench_detect import load_imglab
+
     for xml in ("training.xml", "testing.xml"):
-        path = faces_dir / xml
-        if not path.exists():
-            continue
-        for image in ET.parse(path).getroot().iter("image"):
-            for box in image.iter("box"):
-                x, y = float(box.get("left")), float(box.get("top"))
-                w, h = float(box.get("width")), float(box.get("height"))
-                yield faces_dir / image.get("file"), np.array([x, y, x + w, y + h])
+        if (faces_dir / xml).exists():
+            for item in load_imglab(faces_dir / xml):
+                for box in item.boxes:
+                    yield faces_dir / item.file, box
 
 
 def fit_shapes(faces_dir: Path, extra_images=()) -> list[np.ndarray]:

@@ -72,8 +72,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -82,6 +80,8 @@ from typing import Callable, Iterator, Optional, Sequence
 import cv2
 import numpy as np
 
+from ideud.models.facemesh import native_stderr_silenced
+from ideud.models.meshhead import similarity_fit
 from ideud.models.recognizer import FaceRecognizer, THRESHOLD, default_recognizer
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -399,7 +399,7 @@ class MeshPose:
     @classmethod
     def create(cls) -> Optional["MeshPose"]:
         try:
-            with _quiet_stderr():  # TFLite/absl start-up chatter
+            with native_stderr_silenced():  # TFLite/absl start-up chatter
                 import mediapipe as mp
 
                 fm = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
@@ -417,7 +417,7 @@ class MeshPose:
         m = np.float32([[s, 0, size / 2.0 - s * cx], [0, s, size / 2.0 - s * cy]])
         crop = cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if self._quiet:
-            with _quiet_stderr():
+            with native_stderr_silenced():
                 res = self._fm.process(crop)
             self._quiet = not res.multi_face_landmarks
         else:
@@ -436,33 +436,9 @@ class MeshPose:
         self._fm.close()
 
 
-class _quiet_stderr:
-    """Send file descriptor 2 to /dev/null for a moment (C++ logging of mediapipe)."""
-
-    def __enter__(self):
-        try:
-            sys.stderr.flush()
-            self._saved = os.dup(2)
-            nul = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(nul, 2)
-            os.close(nul)
-        except OSError:
-            self._saved = None
-        return self
-
-    def __exit__(self, *exc):
-        if self._saved is not None:
-            os.dup2(self._saved, 2)
-            os.close(self._saved)
-        return False
-
-
 def relative_rotation(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Rotation R with q ~ s R p + t (least squares, Kabsch) for (N, 3) point sets."""
-    pc, qc = p - p.mean(0), q - q.mean(0)
-    u, _, vt = np.linalg.svd(pc.T @ qc)
-    d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
-    return vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    """Rotation R with q ~ s R p + t (least squares) for (N, 3) point sets."""
+    return similarity_fit(p, q)[1]
 
 
 def _dist(p, a, b):

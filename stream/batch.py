@@ -63,6 +63,7 @@ import numpy as np
 
 from ideud.stream.decode import IMAGE_EXTENSIONS, InputError, VideoSource, is_image
 from ideud.stream.encode import OutputError, temp_path_for
+from ideud.stream.track import box_iou
 from ideud.stream.types import Frame
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
@@ -265,14 +266,6 @@ def make_plan(src: str, segment_seconds: float, overlap_seconds: float) -> Plan:
 # ---------------------------------------------------------------------- stitching
 
 
-def _iou(a, b) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _zone_score(a: dict, b: dict, lo: int, hi: int) -> float:
     """Sum of IoU over frames both tracks are present, over frames either is present, in [lo, hi)."""
     fa = {f for f in a if lo <= f < hi}
@@ -280,7 +273,7 @@ def _zone_score(a: dict, b: dict, lo: int, hi: int) -> float:
     either = fa | fb
     if not either:
         return 0.0
-    return sum(_iou(a[f], b[f]) for f in fa & fb) / len(either)
+    return sum(box_iou(a[f], b[f]) for f in fa & fb) / len(either)
 
 
 def stitch(segments: list[Segment], pass1: list[dict], seed: Optional[int],
@@ -361,10 +354,10 @@ class SeedPolicy:
 
     def __call__(self, track_id: int, frame_index: int, box) -> Optional[int]:
         rec = self.seeds.get(track_id)
-        if rec is None or rec["first"] != frame_index or _iou(rec["first_box"], box) < 0.5:
+        if rec is None or rec["first"] != frame_index or box_iou(rec["first_box"], box) < 0.5:
             cands = [r for r in self.seeds.values() if r["first"] == frame_index]
-            rec = max(cands, key=lambda r: _iou(r["first_box"], box), default=None)
-            if rec is not None and _iou(rec["first_box"], box) < 0.5:
+            rec = max(cands, key=lambda r: box_iou(r["first_box"], box), default=None)
+            if rec is not None and box_iou(rec["first_box"], box) < 0.5:
                 rec = None
         if rec is None:
             self.unmatched += 1

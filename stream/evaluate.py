@@ -83,6 +83,7 @@ import numpy as np
 from ideud.models.facemesh import native_stderr_silenced
 from ideud.models.meshhead import similarity_fit
 from ideud.models.recognizer import FaceRecognizer, THRESHOLD, default_recognizer
+from ideud.stream.track import box_iou
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 PSNR_CAP = 100.0
@@ -465,14 +466,6 @@ def laplacian_variance(gray: np.ndarray, mask: np.ndarray) -> Optional[float]:
     return float(lap[mask[y0:y1, x0:x1]].var())
 
 
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    u = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / u if u > 0 else 0.0
-
-
 # ====================================================================== evaluation
 @dataclass
 class EvalOptions:
@@ -606,7 +599,7 @@ class Evaluator:
             v_o, v_d = laplacian_variance(gray_o, core), laplacian_variance(gray_d, core)
             sharp = (v_d / v_o) if (v_o is not None and v_d is not None and v_o > 1e-6) else None
             region |= face_region_mask(hw, p68, d68, opt.dilate, opt.forehead)
-            detected = any(iou(box, b) >= opt.detect_iou for b in out_boxes)
+            detected = any(box_iou(box, b) >= opt.detect_iou for b in out_boxes)
             o = _Obs(index, tuple(float(v) for v in box), f["score"], f["e"], e_d, dis, pose_err, pyr_err, pnp_err,
                      abs(f["expr"]["mouth"] - ex_d["mouth"]), abs(f["expr"]["eyes"] - ex_d["eyes"]),
                      sharp, detected)
@@ -649,7 +642,7 @@ class Evaluator:
         sa = math.sqrt(max(1e-6, (a[2] - a[0]) * (a[3] - a[1])))
         sb = math.sqrt(max(1e-6, (b[2] - b[0]) * (b[3] - b[1])))
         d = math.hypot((a[0] + a[2] - b[0] - b[2]) / 2, (a[1] + a[3] - b[1] - b[3]) / 2) / ((sa + sb) / 2)
-        if iou(a, b) >= self.opt.link_iou or (d <= self.opt.link_dist and 2 / 3 <= sa / sb <= 3 / 2):
+        if box_iou(a, b) >= self.opt.link_iou or (d <= self.opt.link_dist and 2 / 3 <= sa / sb <= 3 / 2):
             return d
         return _NO_LINK
 

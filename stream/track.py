@@ -31,6 +31,11 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
+def box_iou(a, b) -> float:
+    """IoU of two boxes x0 y0 x1 y1."""
+    return float(iou_matrix(a, b)[0, 0])
+
+
 def _box_to_z(box: np.ndarray) -> np.ndarray:
     w, h = box[2] - box[0], box[3] - box[1]
     return np.array([box[0] + w / 2, box[1] + h / 2, w * h, w / max(h, 1e-6)]).reshape(4, 1)

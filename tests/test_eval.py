@@ -20,6 +20,7 @@ import pytest
 from ideud.models.recognizer import (FACEMESH_POINTS5, IBUG68_POINTS5, THRESHOLD, FaceRecognizer,
                                      default_recognizer)
 from ideud.stream import evaluate as ev
+from ideud.stream.track import box_iou
 from ideud.tools.eval import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -209,7 +210,7 @@ def test_cnn_detector_finds_the_face(rec, astro):
     crop = np.ascontiguousarray(img[y0:y0 + 240, x0:x0 + 240])
     found = rec.detect_scored(crop, 0, cnn=True)
     assert len(found) == 1 and found[0][1] > 0.3
-    assert ev.iou([box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0], found[0][0]) > 0.5
+    assert box_iou([box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0], found[0][0]) > 0.5
 
 
 # ============================================================== metric primitives

@@ -47,6 +47,8 @@ from typing import Callable, Optional, Sequence
 import cv2
 import numpy as np
 
+from ideud.stream.track import box_iou
+
 DEFAULT_CONFIGS = ("classic:off", "classic:balanced", "bank:off", "bank:balanced", "bank:strict")
 DEFAULT_FACES = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "faces"
 
@@ -103,13 +105,6 @@ def pascal_images(folder: Path, faces_dir: Path, size: int = 256, grow: float = 
 
 
 # ---------------------------------------------------------------------- one run
-def _iou(a, b) -> float:
-    x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    ua = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / ua if ua > 0 else 0.0
-
-
 def face_rows(ev_report: dict, pipe_report: dict) -> list[dict]:
     """Eval face-frames with the pipeline's status for them (deidentified | fallback | missed)."""
     log = {f["frame"]: f.get("faces", []) for f in pipe_report.get("frame_log", [])}
@@ -117,7 +112,7 @@ def face_rows(ev_report: dict, pipe_report: dict) -> list[dict]:
     for f in ev_report.get("faces", []):
         best, status = 0.0, "missed"
         for pf in log.get(f["frame"], []):
-            v = _iou(f["box"], pf["box"])
+            v = box_iou(f["box"], pf["box"])
             if v > best and v >= 0.3:
                 best, status = v, ("deidentified" if pf["status"] == "deidentified" else "fallback")
         rows.append({**f, "status": status})

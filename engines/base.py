@@ -82,9 +82,12 @@ def model_fingerprint(model, extra: dict | None = None) -> str:
 
 
 def measure_throughput(engine: Engine, batch_size: int, size: int = 512, warmup: int = 1, iters: int = 3,
-                       seed: int = 0) -> dict:
-    """Faces per second of `engine.run` on random N x 3 x size x size batches (numpy in, numpy out).
+                       seed: int = 0, device: str | None = None) -> dict:
+    """Faces per second of `engine.run` on random N x 3 x size x size batches.
 
+    By default numpy in, numpy out (host copies included, as the pipeline
+    uses it); with `device` (e.g. "cuda") the batch is a torch tensor already
+    there and the clock stops after the device has finished.
     Warm-up calls are not timed (they include export/compile/capture and
     kernel selection); the median and the best of `iters` timed calls are
     reported (the best is the better estimate on a shared, busy machine),
@@ -95,19 +98,28 @@ def measure_throughput(engine: Engine, batch_size: int, size: int = 512, warmup:
 
     rng = np.random.default_rng(seed)
     batch = (rng.random((batch_size, 3, size, size), dtype=np.float32) * 2 - 1).astype(np.float32)
-    t0 = time.perf_counter()
-    engine.run(batch)
-    first = time.perf_counter() - t0
-    for _ in range(max(0, warmup - 1)):
-        engine.run(batch)
-    times = []
-    for _ in range(iters):
+    sync = lambda: None  # noqa: E731
+    if device is not None:
+        import torch
+
+        batch = torch.from_numpy(batch).to(device)
+        if batch.is_cuda:
+            sync = torch.cuda.synchronize
+
+    def timed_call() -> float:
         t0 = time.perf_counter()
         engine.run(batch)
-        times.append(time.perf_counter() - t0)
+        sync()
+        return time.perf_counter() - t0
+
+    first = timed_call()
+    for _ in range(max(0, warmup - 1)):
+        timed_call()
+    times = [timed_call() for _ in range(iters)]
     med, best = statistics.median(times), min(times)
     return {
         "batch": batch_size,
+        "input": "host" if device is None else str(device),
         "first_call_s": round(first, 4),
         "median_s": round(med, 4),
         "best_s": round(best, 4),

@@ -61,6 +61,9 @@ class TorchEngine(Engine):
             raise EngineUnavailable("torch engine: fp16 needs a CUDA device (use fp32 or bf16 on CPU)")
         if cuda_graphs and self.device.type != "cuda":
             raise EngineUnavailable("torch engine: CUDA graphs need a CUDA device")
+        if self.device.type == "cuda":
+            # batches are padded to a few bucket sizes, so per-shape algorithm search pays off
+            torch.backends.cudnn.benchmark = True
         self.dtype = DTYPES[dtype]
         self.dtype_name = dtype
         self.channels_last = channels_last

@@ -58,6 +58,22 @@ def five_points_from_facemesh(landmarks: np.ndarray) -> np.ndarray:
     )
 
 
+def facemesh_from_five_points(points5: np.ndarray) -> np.ndarray:
+    """(468, 2) landmarks whose eye contours, nose tip and mouth corners give `points5`.
+
+    The inverse of `five_points_from_facemesh` for synthetic faces (tests,
+    benchmarks); the other vertices sit at the points' centre.
+    """
+    p = np.asarray(points5, dtype=np.float64)
+    lm = np.tile(p.mean(axis=0), (468, 1))
+    lm[list(MP_RIGHT_EYE)] = p[0]
+    lm[list(MP_LEFT_EYE)] = p[1]
+    lm[MP_NOSE_TIP] = p[2]
+    lm[MP_MOUTH_RIGHT] = p[3]
+    lm[MP_MOUTH_LEFT] = p[4]
+    return lm
+
+
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity (Umeyama, no reflection) taking `src` points onto `dst`; 2x3 matrix.
 

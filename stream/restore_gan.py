@@ -60,10 +60,27 @@ class GanRestorer:
         out = [it.image for it in items]
         if not todo:
             return out
-        restored = from_network(np.asarray(self.engine.run(to_network([aligned[i].image for i in todo]))))
+        restored = self._run_engine([aligned[i].image for i in todo])
         for i, face in zip(todo, restored):
             out[i] = paste_back(aligned[i], face, items[i].image, feather=self.feather)
         return out
+
+    def _run_engine(self, faces: list) -> np.ndarray:
+        """Aligned uint8 faces -> restored uint8 faces."""
+        device = getattr(self.engine, "device", None)
+        if getattr(device, "type", None) == "cuda":
+            return self._run_engine_cuda(faces, device)
+        return from_network(np.asarray(self.engine.run(to_network(faces))))
+
+    def _run_engine_cuda(self, faces: list, device) -> np.ndarray:
+        # Move uint8 pixels (4x fewer bytes than float) and convert on the GPU. The NHWC
+        # upload permuted to NCHW is already in channels_last layout.
+        import torch
+
+        x = torch.from_numpy(np.stack(faces)).pin_memory().to(device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2).to(torch.float32).div_(127.5).sub_(1.0)
+        y = self.engine.run(x).float().clamp_(-1.0, 1.0).add_(1.0).mul_(127.5).round_()
+        return y.to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
     def close(self) -> None:
         self.engine.close()

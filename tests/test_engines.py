@@ -1,3 +1,4 @@
+import copy
 import importlib.util
 
 import numpy as np
@@ -103,7 +104,9 @@ def test_backend_resolution_and_errors(tiny_net):
 @pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
 @pytest.mark.parametrize("dtype,atol", [("fp32", 1e-3), ("fp16", 5e-2), ("bf16", 1e-1)])
 def test_torch_cuda_graphs_match_cpu(tiny_net, batch, torch_out, dtype, atol):
-    eng = TorchEngine(tiny_net, device="cuda", dtype=dtype, cuda_graphs=True, channels_last=True, max_batch=4)
+    # the engine takes its model over (moves and casts it): give it a copy
+    eng = TorchEngine(copy.deepcopy(tiny_net), device="cuda", dtype=dtype, cuda_graphs=True, channels_last=True,
+                      max_batch=4)
     got = eng.run(batch)
     assert float(np.abs(got - torch_out).max()) < atol
     again = eng.run(batch[:2])  # replays the captured graph for bucket 2
@@ -112,9 +115,27 @@ def test_torch_cuda_graphs_match_cpu(tiny_net, batch, torch_out, dtype, atol):
     assert t.is_cuda
 
 
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
+def test_torch_compiled_cuda_matches_cpu(tiny_net, batch, torch_out):
+    eng = TorchEngine(copy.deepcopy(tiny_net), device="cuda", dtype="fp16", compile=True, channels_last=True,
+                      max_batch=4)
+    got = eng.run(batch)  # 3 faces, padded to the bucket of 4
+    assert got.shape == batch.shape
+    assert float(np.abs(got - torch_out).max()) < 5e-2  # fp16 compute, as the CUDA-graph test
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
+def test_measure_throughput_with_device_input(tiny_net):
+    from ideud.engines.base import measure_throughput
+
+    eng = TorchEngine(copy.deepcopy(tiny_net), device="cuda", dtype="fp16", max_batch=2)
+    r = measure_throughput(eng, 2, iters=2, device="cuda")
+    assert r["input"] == "cuda" and r["faces_per_s"] > 0
+
+
 @pytest.mark.skipif(not (HAS_TRT and HAS_CUDA), reason="needs TensorRT and CUDA")
 def test_tensorrt_matches_torch(tiny_net, batch, torch_out, tmp_path):
-    eng = make_engine(tiny_net, "tensorrt", cache_dir=tmp_path, max_batch=2, fp16=True, streams=2)
+    eng = make_engine(copy.deepcopy(tiny_net), "tensorrt", cache_dir=tmp_path, max_batch=2, fp16=True, streams=2)
     got = eng.run(batch)  # 3 items over 2 streams: chunks of 2 and 1
     assert float(np.abs(got - torch_out).max()) < 5e-2  # fp16 compute
     t = eng.run(torch.from_numpy(batch).cuda())

@@ -77,10 +77,11 @@ class GanRestorer:
         # upload permuted to NCHW is already in channels_last layout.
         import torch
 
-        x = torch.from_numpy(np.stack(faces)).pin_memory().to(device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).to(torch.float32).div_(127.5).sub_(1.0)
-        y = self.engine.run(x).float().clamp_(-1.0, 1.0).add_(1.0).mul_(127.5).round_()
-        return y.to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        with torch.inference_mode():
+            x = torch.from_numpy(np.stack(faces)).pin_memory().to(device, non_blocking=True)
+            x = x.permute(0, 3, 1, 2).to(torch.float32).div_(127.5).sub_(1.0)
+            y = self.engine.run(x).float().clamp_(-1.0, 1.0).add_(1.0).mul_(127.5).round_()
+            return y.to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
     def close(self) -> None:
         self.engine.close()

@@ -102,15 +102,19 @@ def test_backend_resolution_and_errors(tiny_net):
 
 
 @pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
-@pytest.mark.parametrize("dtype,atol", [("fp32", 1e-3), ("fp16", 5e-2), ("bf16", 1e-1)])
+# fp32 convolutions on the GPU run in TF32 by default (cuDNN's allow_tf32): 10-bit mantissa, so
+# fp32 gets fp16-like tolerance (measured on an H200: fp32 2.1e-3 vs the CPU).
+@pytest.mark.parametrize("dtype,atol", [("fp32", 1e-2), ("fp16", 5e-2), ("bf16", 1e-1)])
 def test_torch_cuda_graphs_match_cpu(tiny_net, batch, torch_out, dtype, atol):
     # the engine takes its model over (moves and casts it): give it a copy
     eng = TorchEngine(copy.deepcopy(tiny_net), device="cuda", dtype=dtype, cuda_graphs=True, channels_last=True,
                       max_batch=4)
     got = eng.run(batch)
     assert float(np.abs(got - torch_out).max()) < atol
-    again = eng.run(batch[:2])  # replays the captured graph for bucket 2
-    np.testing.assert_allclose(again, got[:2], atol=1e-5)
+    again = eng.run(batch[:2])  # replays the graph captured for bucket 2
+    # a different batch size may get a different cuDNN algorithm: same result up to rounding
+    # (H200: fp16 5.9e-3, bf16 2.3e-2)
+    np.testing.assert_allclose(again, got[:2], atol=atol)
     t = eng.run(torch.from_numpy(batch).cuda())
     assert t.is_cuda
 

@@ -129,6 +129,8 @@ class _Track:
     choice: Optional[tuple] = None  # (step, candidate) in use: no identity in it, shareable (batch)
     preset: Optional[tuple] = None  # a choice made elsewhere for this track, to check first
     cursor: Optional[list] = None  # a search under way: [step, candidate, best, noise before]
+    version: int = 0  # bumped whenever the output parameters or the status change
+    refreshed: int = 0  # faces rendered again because they were rendered under an older version
     checks: int = 0
     searches: int = 0
     candidates: int = 0
@@ -212,6 +214,27 @@ class PrivacyGuard:
             out.append(None if res is None else (job, *res))
         return out
 
+    def version(self, track_id: int) -> int:
+        """Changes whenever the track's perturbation, restorer level/seed or status changes: a face
+        rendered under an older version (frames waiting for the restorer) is out of date."""
+        st = self._tracks.get(track_id)
+        return -1 if st is None else st.version
+
+    def refresh(self, frame, job) -> Optional[tuple]:
+        """A face rendered before its track's parameters changed: rendered again with the current,
+        verified ones -> (job, rendered, item, restored), or None where it must be obfuscated."""
+        st = self._tracks.get(job["track"].id)
+        if st is None:
+            return None
+        res = None
+        if st.status == "verified" and st.cursor is None:
+            st.refreshed += 1
+            res = self._render(frame, job["track"].id, job["render"], st.level, st.appearance)
+        if res is None:
+            st.fallback_frames += 1
+            return None
+        return (job, *res)
+
     def drop(self, track_id: int) -> None:
         """Forget a finished track's embeddings; keep its numbers for the report."""
         st = self._tracks.pop(track_id, None)
@@ -239,7 +262,7 @@ class PrivacyGuard:
                 "best_candidate": rnd(st.best_tried),
                 "tau": self.policy.tau, "step": st.step, "level": st.level, "sigma": round(st.sigma, 4),
                 "checks": st.checks, "searches": st.searches, "candidates": st.candidates,
-                "fallback_frames": st.fallback_frames, "seconds": round(st.seconds, 3),
+                "fallback_frames": st.fallback_frames, "refreshed": st.refreshed, "seconds": round(st.seconds, 3),
                 # (step, candidate) of a verified track: nothing of the person, shareable (batch segments)
                 "choice": list(st.choice) if st.status == "verified" and st.choice is not None else None}
 
@@ -329,6 +352,7 @@ class PrivacyGuard:
             self._apply(st, tid, step, k)
             current = self._render(frame, tid, r, st.level, st.appearance)
             st.status = "verified"
+            st.version += 1
         if st.status == "verified":
             d = self._distance(st, ctx_rgb, ctx, *current)
             if d >= self.policy.tau:
@@ -352,6 +376,7 @@ class PrivacyGuard:
         noise, level, seed, sigma = self._candidate(st, step, k)
         self.identity.set_noise(tid, noise)
         st.step, st.level, st.appearance, st.sigma, st.choice = step, level, seed, sigma, (step, k)
+        st.version += 1
 
     def decision(self, track_id: int) -> Optional[tuple]:
         """The (step, candidate) a verified track uses; nothing of the person is in it."""
@@ -404,6 +429,7 @@ class PrivacyGuard:
                     if at != frame.index:  # found over several frames: draw it on this one
                         cand = self._render(frame, tid, r, st.level, st.appearance)
                     st.status = "verified"
+                    st.version += 1
                     st.distance = d
                     st.min_distance = d if st.min_distance is None else min(st.min_distance, d)
                     return cand
@@ -413,6 +439,7 @@ class PrivacyGuard:
                 self.identity.set_noise(tid, st.cursor[3])
             st.cursor = None
             st.status, st.step, st.choice = "obfuscated", len(STEPS), None
+            st.version += 1
             return None
         finally:
             if st.cursor is not None and st.cursor[3] is not None:

@@ -11,7 +11,8 @@ import os
 import queue
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
@@ -24,6 +25,7 @@ from ideud.stream.encode import OutputError, VideoSink, write_image
 from ideud.stream.identity import IdentityStage
 from ideud.stream.render import crop_for, render
 from ideud.stream.restore import RestoreItem, auto_restorer, make_restorer
+from ideud.stream.restore_worker import RestoreWorker
 from ideud.stream.track import Tracker, iou_matrix
 from ideud.stream.types import Face, Frame, Track
 
@@ -61,6 +63,10 @@ class Options:
     # pass 1 of a segmented batch run: detect, track and fit landmarks only. No pixel is
     # changed, so frames processed this way must never be written (stream/batch.py)
     track_only: bool = False
+    # frames whose faces may wait for the restorer while Step I runs on the next ones (the
+    # restorer on its own thread, faces of waiting frames in one batch). None: 2 with a GPU
+    # restorer, else 0 (everything on one thread: the CPU restorers share the cores anyway)
+    restore_ahead: Optional[int] = None
     # test hook: stage name -> frame indices on which that stage raises
     inject_faults: dict = field(default_factory=dict)
 
@@ -99,6 +105,22 @@ class _FaceState:
     box_rel: Optional[np.ndarray] = None  # detector box relative to the landmark box
 
 
+@dataclass
+class PendingFrame:
+    """A frame between Step I (`prepare`) and Step II + paste-back (`finish`)."""
+
+    frame: Frame
+    number: int  # the processor's count of this frame (report), not the decoder's index
+    pairs: list = field(default_factory=list)  # (track, face or None)
+    jobs: list = field(default_factory=list)
+    items: list = field(default_factory=list)  # RestoreItems of the rendered faces
+    rendered: list = field(default_factory=list)  # (job, render output), one per item
+    future: Optional[Future] = None  # the restore worker's answer
+    finished_tracks: list = field(default_factory=list)  # dropped once this frame is done
+    error: Optional[BaseException] = None  # a whole-frame stage failed in prepare
+    done: bool = False  # nothing left to do (detection failed: the frame is hidden)
+
+
 def _landmark_box(lm: np.ndarray) -> tuple[np.ndarray, float]:
     lo, hi = lm[:, :2].min(0), lm[:, :2].max(0)
     return (lo + hi) / 2, float(max(hi - lo))
@@ -133,6 +155,14 @@ class FaceProcessor:
 
         self.guard = PrivacyGuard.create(options.privacy, identity=self.identity, restorer=self.restorer,
                                          mesh=self.mesh, sigma=options.scale, per_frame=options.guard_per_frame)
+        self.restore_ahead = (options.restore_ahead if options.restore_ahead is not None
+                              else (2 if getattr(restorer, "on_gpu", False) else 0))
+        self.worker: Optional[RestoreWorker] = None
+        if self.restore_ahead > 0 and not options.track_only:
+            engine = getattr(restorer, "engine", None)
+            self.worker = RestoreWorker(restorer, max_faces=getattr(engine, "max_batch", 16))
+            if self.guard is not None:
+                self.guard.restorer = self.worker  # one thread calls the model
         rng = np.random.default_rng(options.seed)  # seed None: fresh OS entropy every run
         self.tracker = Tracker(max_misses=options.max_misses, seed_rng=rng)
         self.timer = StageTimer()
@@ -155,7 +185,15 @@ class FaceProcessor:
     # ------------------------------------------------------------------ per frame
     def process(self, frame: Frame) -> None:
         """De-identify every face of `frame` in place; never leaves a detected face raw."""
+        self.finish(self.prepare(frame))
+
+    def prepare(self, frame: Frame) -> PendingFrame:
+        """Detect, track, Step I and render; the faces go to the restorer (the worker, if any).
+
+        Frames must be finished in the order they were prepared.
+        """
         self.frames += 1
+        p = PendingFrame(frame, self.frames - 1)
         if frame.small is None:
             attach_small(frame, self.detect_size) if frame.is_rgb else None
         try:
@@ -165,26 +203,46 @@ class FaceProcessor:
         except Exception as e:
             # without detections we cannot know where faces are: hide the whole frame
             self._fail_frame(frame, None, f"detect: {type(e).__name__}")
-            return
+            p.done = True
+            return p
         with self.timer.timed("track"):
-            pairs = self.tracker.update(faces, frame.index)
-            self._drop_finished()
+            p.pairs = self.tracker.update(faces, frame.index)
+            # forgotten when this frame is finished: frames still waiting may hold their faces
+            p.finished_tracks = list(self.tracker.finished)
+            self.tracker.finished.clear()
         try:
             self._fault("frame", frame)
-            jobs = [self._analyse(frame, track, face) for track, face in pairs]
+            p.jobs = [self._analyse(frame, track, face) for track, face in p.pairs]
             if not self.o.track_only:
-                self._render_restore_blend(frame, jobs)
+                p.items, p.rendered = self._render_jobs(frame, p.jobs)
+                if self.worker is not None and p.items:
+                    p.future = self.worker.submit(p.items)
         except Exception as e:
-            # a whole-frame stage failed: hide every face we know of in this frame
-            jobs = [{"track": tr, "box": np.asarray(face.box if face is not None else tr.box, float), "reason": "frame"}
-                    for tr, face in pairs]
-            self._fail_frame(frame, [j["box"] for j in jobs], f"frame: {type(e).__name__}", log=False)
-        for job in jobs:
-            self._account(job)
-        if self.o.frame_log:
-            self.frame_log.append({"frame": frame.index, "faces": [
-                {"track": j["track"].id, "box": [round(float(v), 1) for v in j["box"]],
-                 "status": "deidentified" if j["reason"] is None else f"fallback:{j['reason']}"} for j in jobs]})
+            p.error = e
+        return p
+
+    def finish(self, p: PendingFrame) -> None:
+        """Restore (or collect the worker's result), privacy review, paste back, account."""
+        frame = p.frame
+        if not p.done:
+            try:
+                if p.error is not None:
+                    raise p.error
+                if not self.o.track_only:
+                    self._restore_review_blend(frame, p)
+            except Exception as e:
+                # a whole-frame stage failed: hide every face we know of in this frame
+                p.jobs = [{"track": tr, "box": np.asarray(face.box if face is not None else tr.box, float),
+                           "reason": "frame"} for tr, face in p.pairs]
+                self._fail_frame(frame, [j["box"] for j in p.jobs], f"frame: {type(e).__name__}", log=False)
+            for job in p.jobs:
+                self._account(job, p.number)
+            if self.o.frame_log:
+                self.frame_log.append({"frame": frame.index, "faces": [
+                    {"track": j["track"].id, "box": [round(float(v), 1) for v in j["box"]],
+                     "status": "deidentified" if j["reason"] is None else f"fallback:{j['reason']}"}
+                    for j in p.jobs]})
+        self._drop_tracks(p.finished_tracks)
 
     def _detect_upright(self, frame: Frame) -> list[Face]:
         """Detect on the frame as it is displayed (phone videos are stored turned), boxes in stored pixels."""
@@ -223,13 +281,12 @@ class FaceProcessor:
             self.frame_log.append({"frame": frame.index, "failed": reason, "faces": [
                 {"box": [round(float(v), 1) for v in b], "status": "fallback:frame"} for b in boxes or []]})
 
-    def _drop_finished(self):
-        for tr in self.tracker.finished:
+    def _drop_tracks(self, tracks) -> None:
+        for tr in tracks:
             self.identity.drop(tr.id)  # the real ID code is forgotten with the track
             if self.guard is not None:
                 self.guard.drop(tr.id)  # and the guard's embeddings of the person
             self._faces.pop(tr.id, None)
-        self.tracker.finished.clear()
 
     def _analyse(self, frame: Frame, track: Track, face: Optional[Face]) -> dict:
         """Landmarks and perturbed geometry of one face; a `reason` when it must be obfuscated."""
@@ -291,7 +348,8 @@ class FaceProcessor:
             return None
         return lm
 
-    def _render_restore_blend(self, frame: Frame, jobs: list[dict]) -> None:
+    def _render_jobs(self, frame: Frame, jobs: list[dict]) -> tuple[list, list]:
+        """Admit (privacy guard) and render each analysed face: (restore items, (job, output) pairs)."""
         items, rendered_jobs = [], []
         for job in jobs:
             if job["reason"] is not None:
@@ -303,6 +361,7 @@ class FaceProcessor:
                 if job["reason"] is not None:
                     continue
                 level, seed = self.guard.restore_params(job["track"].id)
+                job["guard_version"] = self.guard.version(job["track"].id)
             try:
                 with self.timer.timed("render"):
                     self._fault("render", frame)
@@ -315,12 +374,20 @@ class FaceProcessor:
                 rendered_jobs.append((job, out))
             except Exception as e:
                 job["reason"] = f"error:{type(e).__name__}"
+        return items, rendered_jobs
+
+    def _restore_review_blend(self, frame: Frame, p: PendingFrame) -> None:
+        jobs, items, rendered_jobs = p.jobs, p.items, p.rendered
         restored = []
         if items:
             try:
-                with self.timer.timed("restore"):
-                    self._fault("restore", frame)
-                    restored = self.restorer.restore(items)
+                self._fault("restore", frame)
+                if p.future is not None:
+                    restored, seconds = p.future.result()
+                    self.timer.add("restore", seconds)
+                else:
+                    with self.timer.timed("restore"):
+                        restored = self.restorer.restore(items)
                 if len(restored) != len(items):
                     raise RuntimeError("restorer returned a different number of faces")
             except Exception as e:
@@ -332,8 +399,8 @@ class FaceProcessor:
             try:
                 with self.timer.timed("guard"):
                     self._fault("guard", frame)
-                    kept = self.guard.review(frame, [(j, o, it, f) for (j, o), it, f in
-                                                     zip(rendered_jobs, items, restored)])
+                    kept = self._review(frame, [(j, o, it, f) for (j, o), it, f in
+                                                zip(rendered_jobs, items, restored)])
             except Exception as e:
                 kept = [None] * len(rendered_jobs)
                 for job, _ in rendered_jobs:
@@ -357,12 +424,21 @@ class FaceProcessor:
                 if job["reason"] is not None:
                     bl.obfuscate(frame, job["box"], self.o.fallback)
 
-    def _account(self, job: dict) -> None:
+    def _review(self, frame: Frame, entries: list) -> list:
+        """The guard's review. A face rendered before its track's parameters changed (possible
+        when frames wait for the restorer) is rendered again with the current ones first, and
+        reviewed like any other."""
+        entries = [e if e[0]["guard_version"] == self.guard.version(e[0]["track"].id)
+                   else self.guard.refresh(frame, e[0]) for e in entries]
+        reviewed = iter(self.guard.review(frame, [e for e in entries if e is not None]))
+        return [None if e is None else next(reviewed) for e in entries]
+
+    def _account(self, job: dict, number: int) -> None:
         tr: Track = job["track"]
-        s = self.track_stats.setdefault(tr.id, {"id": tr.id, "first_frame": self.frames - 1, "frames": 0,
+        s = self.track_stats.setdefault(tr.id, {"id": tr.id, "first_frame": number, "frames": 0,
                                                 "fallback_frames": 0, "fallback_reasons": {}})
         s["frames"] += 1
-        s["last_frame"] = self.frames - 1
+        s["last_frame"] = number
         self.face_frames += 1
         tr.frames += 1
         n = self.identity.noise_of(tr.id)
@@ -386,9 +462,13 @@ class FaceProcessor:
                 "fallback_face_frames": self.fallback_face_frames, "failed_frames": self.frame_failures,
                 "tracks": tracks, "timing": self.timer.summary(self.frames),
                 "privacy": self.guard.summary() if self.guard is not None else {"mode": "off"},
+                **({"restore_worker": {"ahead": self.restore_ahead, **self.worker.stats()}}
+                   if self.worker is not None else {}),
                 **({"frame_log": self.frame_log} if self.o.frame_log else {})}
 
     def close(self):
+        if self.worker is not None:
+            self.worker.close()
         self.mesh.close()
 
 
@@ -513,6 +593,25 @@ def deidentify(src: str, dst: str, options: Optional[Options] = None,
     dec.start()
     enc.start()
     frames = 0
+    # Frames prepared but not finished (restore_ahead > 0: their faces are with the restore
+    # worker) and the audio packets behind them, in decode order.
+    waiting: deque = deque()
+    in_flight = 0
+
+    def emit(limit: int) -> None:
+        nonlocal frames, in_flight
+        while waiting and (in_flight > limit or not isinstance(waiting[0], PendingFrame)):
+            item = waiting.popleft()
+            if isinstance(item, PendingFrame):
+                proc.finish(item)
+                in_flight -= 1
+                item = item.frame
+                frames += 1
+                if on_frame:
+                    on_frame(frames, info.frames)
+            if not _put(processed, item, stop) or enc.error is not None:
+                raise enc.error or RuntimeError("encoder stopped")
+
     try:
         while True:
             try:
@@ -525,12 +624,12 @@ def deidentify(src: str, dst: str, options: Optional[Options] = None,
             if item is _END:
                 break
             if isinstance(item, Frame):
-                proc.process(item)
-                frames += 1
-                if on_frame:
-                    on_frame(frames, info.frames)
-            if not _put(processed, item, stop) or enc.error is not None:
-                raise enc.error or RuntimeError("encoder stopped")
+                waiting.append(proc.prepare(item))
+                in_flight += 1
+            else:
+                waiting.append(item)
+            emit(proc.restore_ahead)
+        emit(0)
         _put(processed, _END, stop)
         enc.join()
         for w in (dec, enc):

@@ -9,6 +9,8 @@ the warped input, and the square's edge is feathered, so the blend stage
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -42,10 +44,21 @@ class GanRestorer:
 
     name = "gan"
 
-    def __init__(self, engine, size: int = FACE_SIZE, feather: float = 0.02):
+    def __init__(self, engine, size: int = FACE_SIZE, feather: float = 0.02, workers: Optional[int] = None):
         self.engine = engine
         self.size = size
         self.feather = feather
+        # the pipeline runs a GPU restorer on its own thread, overlapped with Step I
+        self.on_gpu = getattr(getattr(engine, "device", None), "type", None) == "cuda" or bool(
+            getattr(engine, "on_cuda", False))
+        if workers is None:
+            # On a GPU the alignment and paste-back warps (OpenCV, GIL released) are the
+            # stage's bottleneck: spread them over the cores. On a CPU the engine is.
+            workers = min(8, os.cpu_count() or 1) if self.on_gpu else 1
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="ideud-align") if workers > 1 else None
+
+    def _map(self, fn, *args) -> list:
+        return list(self._pool.map(fn, *args) if self._pool is not None else map(fn, *args))
 
     def _align(self, item: RestoreItem) -> Optional[AlignedFace]:
         try:
@@ -55,14 +68,16 @@ class GanRestorer:
             return None
 
     def restore(self, items: Sequence[RestoreItem]) -> list[np.ndarray]:
-        aligned = [self._align(it) for it in items]
+        aligned = self._map(self._align, items)
         todo = [i for i, a in enumerate(aligned) if a is not None]
         out = [it.image for it in items]
         if not todo:
             return out
         restored = self._run_engine([aligned[i].image for i in todo])
-        for i, face in zip(todo, restored):
-            out[i] = paste_back(aligned[i], face, items[i].image, feather=self.feather)
+        pasted = self._map(lambda i, face: paste_back(aligned[i], face, items[i].image, feather=self.feather),
+                           todo, restored)
+        for i, face in zip(todo, pasted):
+            out[i] = face
         return out
 
     def _run_engine(self, faces: list) -> np.ndarray:
@@ -84,6 +99,8 @@ class GanRestorer:
             return y.to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
         self.engine.close()
 
 
@@ -97,7 +114,7 @@ def load_gan_restorer(
     backend: str = "auto",
     model: Optional[str] = None,
     device: Optional[str] = None,
-    max_batch: int = 4,
+    max_batch: int = 8,
     download: bool = False,
     **engine_opts,
 ) -> LoadResult:

@@ -23,13 +23,16 @@ from ideud.tools.demo import moving_faces, write_clip
 CLIPS = {
     "720p_1face": dict(width=1280, height=720, size=420, faces=1),
     "360p_4faces": dict(width=640, height=360, size=150, faces=4),
+    "1080p_4faces": dict(width=1920, height=1080, size=400, faces=4),  # the GAN tier's benchmark clip
 }
+DEFAULT_CLIPS = ("720p_1face", "360p_4faces")
 
 
-def make_clips(folder: str, frames: int) -> dict[str, str]:
+def make_clips(folder: str, frames: int, names=DEFAULT_CLIPS) -> dict[str, str]:
     os.makedirs(folder, exist_ok=True)
     paths = {}
-    for name, spec in CLIPS.items():
+    for name in names:
+        spec = CLIPS[name]
         path = os.path.join(folder, f"{name}_{frames}.mp4")
         if not os.path.exists(path):
             write_clip(path, moving_faces(frames, spec["width"], spec["height"], size=spec["size"], faces=spec["faces"]),
@@ -38,13 +41,24 @@ def make_clips(folder: str, frames: int) -> dict[str, str]:
     return paths
 
 
-def bench_ideud(src: str, dst: str, options: Options) -> dict:
+def bench_ideud(src: str, dst: str, options: Options, restorer=None) -> dict:
+    """One run; with `restorer` the models are loaded before the clock starts (a warm processor)."""
     options.force = True
-    t = time.perf_counter()
-    rep = deidentify(src, dst, options)
-    wall = time.perf_counter() - t
+    proc = None
+    if restorer is not None:
+        from ideud.stream.pipeline import FaceProcessor
+
+        proc = FaceProcessor(options, restorer=restorer)
+    try:
+        t = time.perf_counter()
+        rep = deidentify(src, dst, options, processor=proc)
+        wall = time.perf_counter() - t
+    finally:
+        if proc is not None:
+            proc.close()
     return {"fps": rep["frames"] / wall, "frames": rep["frames"], "wall_s": wall,
             "processing_fps": rep["fps"], "fallback_face_frames": rep["fallback_face_frames"],
+            "restorer": rep["restorer"], "restore_worker": rep.get("restore_worker"),
             "ms_per_stage": {k: v["ms_per_frame"] for k, v in rep["timing"].items()}}
 
 
@@ -62,17 +76,31 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="bench_out", help="folder for clips and outputs")
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--deface", help="path to a deface executable to compare against")
-    ap.add_argument("--restorer", default="classic")
+    ap.add_argument("--clips", default=",".join(DEFAULT_CLIPS), help=f"comma-separated, of {', '.join(CLIPS)}")
+    ap.add_argument("--restorer", default="classic",
+                    help="a restorer name, or gan-random[:ENGINE]: a full-size GFPGAN with random weights on a "
+                         "bench_gan engine (default torch-cudagraphs), for GPU speed without the official weights")
     ap.add_argument("--privacy", default=None, help="privacy guard mode, if the pipeline has one")
+    ap.add_argument("--restore-ahead", type=int, default=None, help="frames in flight to the restorer thread")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args(argv)
-    clips = make_clips(a.out, a.frames)
-    results = {"machine": f"{os.cpu_count()} CPU cores", "frames": a.frames, "clips": {}}
+    names = [c.strip() for c in a.clips.split(",") if c.strip()]
+    unknown = [c for c in names if c not in CLIPS]
+    if unknown:
+        ap.error(f"unknown clip(s) {', '.join(unknown)}")
+    clips = make_clips(a.out, a.frames, names)
+    results = {"machine": f"{os.cpu_count()} CPU cores", "frames": a.frames, "restorer": a.restorer, "clips": {}}
+    restorer = None
+    if a.restorer.startswith("gan-random"):
+        from ideud.tools.bench_gan import machine_description, random_gan_restorer
+
+        restorer = random_gan_restorer(a.restorer.partition(":")[2] or "torch-cudagraphs")
+        results["machine"] += f", {machine_description()}"
     for name, src in clips.items():
-        opts = Options(seed=1, restorer=a.restorer)
+        opts = Options(seed=1, restorer="none" if restorer is not None else a.restorer, restore_ahead=a.restore_ahead)
         if a.privacy is not None and hasattr(opts, "privacy"):
             opts.privacy = a.privacy
-        r = {"ideud": bench_ideud(src, os.path.join(a.out, f"{name}.ideud.mp4"), opts)}
+        r = {"ideud": bench_ideud(src, os.path.join(a.out, f"{name}.ideud.mp4"), opts, restorer)}
         if a.deface:
             r["deface"] = bench_deface(a.deface, src, os.path.join(a.out, f"{name}.deface.mp4"), a.frames)
             if "fps" in r["deface"]:

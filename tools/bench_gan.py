@@ -62,7 +62,7 @@ def parse_grid(spec: str, default_batches: Sequence[int] = (1, 4)) -> list:
     return grid
 
 
-def _engine_opts(name: str, dtype: str, max_batch: int, device: str, cache_dir) -> tuple[str, dict]:
+def engine_opts(name: str, dtype: str, max_batch: int, device: str, cache_dir) -> tuple[str, dict]:
     backend, opts = ENGINES[name]
     opts = dict(opts, max_batch=max_batch)
     if backend == "torch":
@@ -112,7 +112,7 @@ def run_benchmark(narrow: float, grid: Sequence, iters: int = 3, dtype: Optional
             log(f"{name}: skipped (deadline)")
             add({"engine": name, "dtype": dt, "skipped": "deadline"})
             continue
-        backend, opts = _engine_opts(name, dt, max(batches), device, cache_dir)
+        backend, opts = engine_opts(name, dt, max(batches), device, cache_dir)
         try:
             t0 = time.perf_counter()
             engine = make_engine(GFPGANv1Clean(narrow=narrow).eval(), backend, **opts)
@@ -148,6 +148,21 @@ def run_benchmark(narrow: float, grid: Sequence, iters: int = 3, dtype: Optional
     return report
 
 
+def random_gan_restorer(engine_name: str, narrow: float = 1.0, max_batch: int = 16, dtype: Optional[str] = None):
+    """A GanRestorer over a full-size GFPGAN with random weights (speed only: no weights ship here)."""
+    import torch
+
+    from ideud.engines import make_engine
+    from ideud.models.gfpgan import GFPGANv1Clean
+    from ideud.stream.restore_gan import GanRestorer
+
+    cuda = torch.cuda.is_available()
+    backend, opts = engine_opts(engine_name, dtype or ("fp16" if cuda else "fp32"), max_batch,
+                                "cuda" if cuda else "cpu", tempfile.mkdtemp(prefix="ideud-bench-"))
+    torch.manual_seed(0)
+    return GanRestorer(make_engine(GFPGANv1Clean(narrow=narrow).eval(), backend, **opts))
+
+
 def synthetic_face_items(n: int, crop: int = 400, face_scale: float = 0.45, seed: int = 0) -> list:
     """`n` restorer inputs shaped like faces of a 1080p frame: a `crop`-pixel crop, eyes ~56 px apart."""
     import numpy as np
@@ -172,17 +187,11 @@ def run_stage_benchmark(narrow: float, engine_name: str, batches: Sequence[int],
 
     import torch
 
-    from ideud.engines import EngineUnavailable, make_engine
-    from ideud.models.gfpgan import GFPGANv1Clean
-    from ideud.stream.restore_gan import GanRestorer
+    from ideud.engines import EngineUnavailable
 
-    cuda = torch.cuda.is_available()
-    dt = dtype or ("fp16" if cuda else "fp32")
-    backend, opts = _engine_opts(engine_name, dt, max(batches), "cuda" if cuda else "cpu",
-                                 cache_dir or tempfile.mkdtemp(prefix="ideud-bench-"))
-    torch.manual_seed(0)
+    dt = dtype or ("fp16" if torch.cuda.is_available() else "fp32")
     try:
-        restorer = GanRestorer(make_engine(GFPGANv1Clean(narrow=narrow).eval(), backend, **opts))
+        restorer = random_gan_restorer(engine_name, narrow, max(batches), dt)
     except EngineUnavailable as e:
         log(f"stage {engine_name}: skipped ({e})")
         return {"machine": machine_description(), "engine": engine_name, "skipped": str(e)}

@@ -55,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
                         "escalated (new perturbations, stronger sigma, more re-synthesis, then obfuscation) until "
                         "it no longer matches; balanced: distance >= 0.6 (dlib's same-person threshold), "
                         "strict: >= 0.7 and checked more often, off: no check (default balanced)")
+    g.add_argument("--restore-ahead", type=int, default=None, metavar="N",
+                   help="frames whose faces may wait for the restorer while the next ones are analysed; the "
+                        "restorer runs on its own thread and batches their faces (default: 2 with a GPU "
+                        "restorer, 0 on the CPU)")
     d = p.add_argument_group("detection")
     d.add_argument("--min-face", type=int, default=12, metavar="PX",
                    help="faces smaller than this are obfuscated instead of re-rendered (default 12)")
@@ -120,7 +124,10 @@ def _options(a):
         raise ValueError("--min-face must be >= 0")
     if a.det_threshold is not None and not 0 < a.det_threshold < 1:
         raise ValueError("--det-threshold must be between 0 and 1")
+    if a.restore_ahead is not None and not 0 <= a.restore_ahead <= 64:
+        raise ValueError("--restore-ahead must be between 0 and 64")
     return Options(scale=a.scale, seed=a.seed, min_face=a.min_face, det_threshold=a.det_threshold,
+                   restore_ahead=a.restore_ahead,
                    detector=a.detector, restorer=a.restorer, fallback=a.fallback, privacy=a.privacy,
                    codec=a.codec, crf=a.crf,
                    preset=a.preset, audio=not a.no_audio, keep_metadata=a.keep_metadata, force=a.force)

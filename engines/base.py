@@ -41,6 +41,15 @@ class Engine(ABC):
 
         return torch.cat(parts)
 
+    def warmup_sizes(self) -> list:
+        return [self.max_batch]
+
+    def warmup(self, size: int = 512) -> None:
+        """Run every batch size the engine will see once (graph capture, compilation, kernel
+        choice), so that the first frames with faces do not stall the stream."""
+        for n in self.warmup_sizes():
+            self.run(np.zeros((n, 3, size, size), np.float32))
+
     @abstractmethod
     def _run(self, batch):
         """Run at most `max_batch` items."""

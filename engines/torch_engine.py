@@ -102,6 +102,10 @@ class TorchEngine(Engine):
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
+    def warmup_sizes(self) -> list:
+        # padded engines see only the bucket sizes; eager ones any size (each new one is tuned once)
+        return list(self._bucket_sizes) if self._pad else [1, self.max_batch]
+
     def _bucket(self, n: int) -> int:
         return next(b for b in self._bucket_sizes if b >= n)
 

@@ -45,6 +45,7 @@ class Options:
     det_threshold: Optional[float] = None  # None: the detector's own (CenterFace 0.3, chosen for recall)
     detector: str = "auto"
     restorer: str = "auto"  # auto: the GAN tier with weights and a GPU, else the embedded tier
+    gan_engine: str = "auto"  # how the GAN runs (stream/restore_gan.py GAN_ENGINES)
     privacy: str = "balanced"  # privacy guard (stream/guard.py): off | balanced | strict
     # guard candidates tried per frame during a search; None: the whole search in one frame (files).
     # Live streams spread it (the face stays obfuscated meanwhile) to keep latency bounded.
@@ -149,12 +150,21 @@ class FaceProcessor:
         self.mesh = fm.FaceMesh()
         self.identity = IdentityStage(sigma=options.scale, smooth=options.smooth)
         if restorer is None:
-            restorer = auto_restorer(log.info) if options.restorer == "auto" else make_restorer(options.restorer)
+            if options.restorer == "auto":
+                restorer = auto_restorer(log.info, options.gan_engine)
+            elif options.restorer == "gan":
+                from ideud.stream.restore_gan import gan_engine_options
+
+                restorer = make_restorer("gan", **gan_engine_options(options.gan_engine))
+            else:
+                restorer = make_restorer(options.restorer)
         self.restorer = restorer
         from ideud.stream.guard import PrivacyGuard
 
         self.guard = PrivacyGuard.create(options.privacy, identity=self.identity, restorer=self.restorer,
                                          mesh=self.mesh, sigma=options.scale, per_frame=options.guard_per_frame)
+        if getattr(restorer, "on_gpu", False) and hasattr(restorer, "warmup"):
+            restorer.warmup()  # seconds now rather than a stall at the first faces of a stream
         self.restore_ahead = (options.restore_ahead if options.restore_ahead is not None
                               else (2 if getattr(restorer, "on_gpu", False) else 0))
         self.worker: Optional[RestoreWorker] = None

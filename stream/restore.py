@@ -103,12 +103,12 @@ RESTORERS["bank"] = _bank_restorer
 EMBEDDED_DEFAULT = "bank"  # best restorer without downloaded weights, by tools/bench_privacy.py (classic: geometry only)
 
 
-def auto_restorer(log=None) -> Restorer:
+def auto_restorer(log=None, gan_engine: str = "auto") -> Restorer:
     """The GAN tier when its weights are present and a GPU can run it; else the embedded tier.
 
     On a CPU the full GAN takes ~20 s per face, so it is used there only when asked for by name.
     """
-    from ideud.stream.restore_gan import load_gan_restorer
+    from ideud.stream.restore_gan import gan_engine_options, load_gan_restorer
 
     try:
         import torch
@@ -117,7 +117,7 @@ def auto_restorer(log=None) -> Restorer:
     except ImportError:
         gpu = False
     if gpu:
-        restorer, reason = load_gan_restorer()
+        restorer, reason = load_gan_restorer(**gan_engine_options(gan_engine))
         if restorer is not None:
             if log:
                 log(f"restorer: {reason}")

@@ -85,6 +85,16 @@ def test_onnx_cache_is_keyed_by_weights(tiny_net, tmp_path):
     assert model_fingerprint(small) != model_fingerprint(GFPGANv1Clean(out_size=32, narrow=0.25, num_style_feat=32))
 
 
+def test_warmup_runs_every_size_the_engine_will_see():
+    small = GFPGANv1Clean(out_size=32, narrow=0.25, num_style_feat=32)
+    eng = TorchEngine(small, device="cpu", max_batch=8)
+    assert eng.warmup_sizes() == [1, 8]  # eager: not padded
+    eng.warmup(size=32)
+    from ideud.engines.torch_engine import _buckets
+
+    assert _buckets(8) == [1, 2, 4, 8] and _buckets(6) == [1, 2, 4, 6]  # what compiled / graph engines see
+
+
 def test_backend_resolution_and_errors(tiny_net):
     assert resolve_backend("torch") == "torch"
     assert resolve_backend("ort") == "onnxruntime" and resolve_backend("trt") == "tensorrt"

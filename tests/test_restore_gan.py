@@ -89,6 +89,17 @@ def test_load_gan_restorer_from_models_dir(tiny_net, tmp_path):
         out = restorer.restore([_item()])
         assert out[0].shape == (320, 280, 3)
 
+        from ideud.stream.restore_gan import gan_engine_options
+
+        graphs, reason = load_gan_restorer(models_dir=tmp_path, model=entry.name,
+                                           **gan_engine_options("cudagraphs"))
+        if torch.cuda.is_available():
+            assert graphs is not None and "cuda" in reason
+        else:  # asked for a GPU engine on a CPU machine: one line saying why, no restorer
+            assert graphs is None and "\n" not in reason and "CUDA" in reason
+        with pytest.raises(ValueError, match="unknown GAN engine"):
+            gan_engine_options("tflite")
+
         missing, reason = load_gan_restorer(models_dir=tmp_path / "empty", backend="torch", model=entry.name)
         assert missing is None
         assert "\n" not in reason and "not found" in reason and "models fetch tiny-restorer" in reason

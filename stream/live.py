@@ -82,6 +82,9 @@ class LiveOptions:
     realtime: bool = True  # drop frames when behind (live); False: every frame, the input waits (a pipe)
     gop: float = 2.0  # s between keyframes (fragment length of an MP4, join delay of a live output)
     delay_ms: float = 0.0  # test hook: extra time per frame in the face stage (a slow pipeline)
+    # a network source that cannot be opened at start is retried (backoff) this long; 0: fail at
+    # once (a mistyped URL says so), math.inf: wait for the camera however long it takes
+    start_wait: float = 0.0
 
 
 # ---------------------------------------------------------------------- clock
@@ -210,6 +213,27 @@ def open_source(src: str, lo: LiveOptions) -> VideoSource:
         raise InputError(_redact(str(e))) from None  # a camera's password stays out of logs
     source.stream.thread_type = "SLICE"  # frame threads would hold frames back (latency)
     return source
+
+
+def open_waiting(src: str, lo: LiveOptions, stop: threading.Event) -> VideoSource:
+    """`open_source`, retried with exponential backoff for up to `lo.start_wait` seconds when a
+    network source is not up yet (a camera still booting, a server restarting)."""
+    if lo.start_wait <= 0 or src == "-" or not is_live_source(src) or is_device(src):
+        return open_source(src, lo)
+    deadline = time.monotonic() + lo.start_wait
+    attempt = 0
+    while True:
+        try:
+            return open_source(src, lo)
+        except InputError as e:
+            attempt += 1
+            wait = min(max(lo.reconnect, 1.0), 0.5 * 2 ** attempt)
+            if time.monotonic() + wait > deadline or stop.wait(0):
+                raise
+            (log.warning if attempt == 1 else log.info)("source not available yet (%s); try %d again in %.1f s",
+                                                        e, attempt + 1, wait)
+            if stop.wait(wait):
+                raise
 
 
 def read_frames(source: VideoSource, stop: threading.Event):
@@ -439,7 +463,7 @@ def run_live(src: str, dst: str, options: Optional[Options] = None, live: Option
         o = dataclasses.replace(o, guard_per_frame=1)
     check_live(src, dst, o, lo)
     stop = stop or threading.Event()
-    source = open_source(src, lo)  # a bad URL fails here, before any model loads
+    source = open_waiting(src, lo, stop)  # a bad URL fails here, before any model loads
     try:
         proc = processor or FaceProcessor(o)
     except BaseException:
@@ -450,7 +474,7 @@ def run_live(src: str, dst: str, options: Optional[Options] = None, live: Option
         # the stream went on while the models loaded: start afresh rather than from a stale backlog
         source.close()
         try:
-            source = open_source(src, lo)
+            source = open_waiting(src, lo, stop)
         except BaseException:
             if processor is None:
                 proc.close()

@@ -365,6 +365,29 @@ def test_reconnect_after_server_restart_and_sigint(server, source_frames, tmp_pa
     assert len(r["tracks"]) >= 2  # tracks reset across the gap: a new identity after it
 
 
+def test_source_down_at_start_is_waited_for(rtsp_clip, source_frames, tmp_path):
+    srv = RtspServer(rtsp_clip, free_port())  # not started yet: the camera is still booting
+    out = tmp_path / "late.mkv"
+    cli = Cli(srv.url, out, "--wait-for-source", "60", "--reconnect", "2", "--open-timeout", "3",
+              "--report", tmp_path / "r.json")
+    try:
+        cli.wait_for("source not available yet", 30)
+        time.sleep(2)
+        srv.start()
+        cli.wait_for("first frame written", 60)
+        time.sleep(2)
+        cli.proc.send_signal(signal.SIGINT)
+        assert cli.finish(60) == 0, cli.stderr
+    finally:
+        cli.stop()
+        srv.kill()
+    assert "Traceback" not in cli.stderr
+    frames = decode_all(out)
+    assert len(frames) >= 20
+    raw, _ = raw_face_frames(frames, source_frames)
+    assert raw == [], f"untouched faces in output frames {raw}"
+
+
 def test_segments_and_sigterm(server, tmp_path):
     pattern = tmp_path / "seg.mkv"
     cli = Cli(server.url, pattern, "--segment", "2s", "--report", tmp_path / "r.json", "--quiet")

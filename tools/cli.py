@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -94,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     lv.add_argument("--open-timeout", type=float, default=10, metavar="SECONDS", help="connect timeout (default 10)")
     lv.add_argument("--read-timeout", type=float, default=5, metavar="SECONDS",
                     help="a source silent this long is lost (default 5)")
+    lv.add_argument("--wait-for-source", default="0", metavar="DURATION",
+                    help="a network source that is not up at start is retried (exponential backoff) this long, "
+                         "e.g. 5m, or 'forever'; default 0: fail at once")
     lv.add_argument("--segment", metavar="DURATION",
                     help="rolling output files of this length (e.g. 10m), named OUT-YYYYmmdd-HHMMSS.ext "
                          "(or by strftime codes in OUT)")
@@ -115,6 +119,8 @@ def _live_options(a):
     return LiveOptions(reconnect=a.reconnect, rtsp_transport=a.rtsp_transport, open_timeout=a.open_timeout,
                        read_timeout=a.read_timeout, segment=parse_duration(a.segment) if a.segment else None,
                        duration=parse_duration(a.duration) if a.duration else None, stats=a.stats,
+                       start_wait=math.inf if a.wait_for_source.strip().lower() in ("forever", "inf")
+                       else parse_duration(a.wait_for_source),
                        input_format=a.input_format, output_format=a.output_format, delay_ms=a.debug_delay_ms,
                        # stdin is read at its own pace (every frame) unless --live says it is a live feed
                        realtime=a.live or (is_live_source(a.input) and a.input != "-"))

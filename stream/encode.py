@@ -8,8 +8,10 @@ data/subtitle streams) is not carried over unless `keep_metadata`.
 """
 from __future__ import annotations
 
+import logging
 import os
 import uuid
+import zlib
 from typing import Optional
 
 import av
@@ -18,6 +20,8 @@ import numpy as np
 
 from ideud.stream.decode import AudioPacket, VideoInfo
 from ideud.stream.types import Frame
+
+log = logging.getLogger("ideud")
 
 # tags that say nothing about who or where; kept even without --keep-metadata
 SAFE_STREAM_TAGS = {"language"}
@@ -186,18 +190,43 @@ class VideoSink:
                 pass
 
 
-def write_image(dst: str, frame: Frame, quality: int = 95) -> None:
-    """Still image out, via a temp file; OpenCV writes no EXIF/GPS."""
+def with_exif(data: bytes, ext: str, exif: bytes) -> Optional[bytes]:
+    """The encoded JPEG/PNG `data` with an EXIF block added (None for other formats)."""
+    if ext in (".jpg", ".jpeg") and data[:2] == b"\xff\xd8":
+        at = 2
+        if data[2:4] == b"\xff\xe0":  # after the JFIF header, where readers expect APP1
+            at = 4 + int.from_bytes(data[4:6], "big")
+        if len(exif) + 2 > 0xFFFF:
+            return None
+        return data[:at] + b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif + data[at:]
+    if ext == ".png" and data[:8] == b"\x89PNG\r\n\x1a\n":
+        tiff = exif[6:] if exif.startswith(b"Exif\x00\x00") else exif
+        chunk = b"eXIf" + tiff
+        at = 8 + 12 + int.from_bytes(data[8:12], "big")  # after IHDR, before the image data
+        return (data[:at] + len(tiff).to_bytes(4, "big") + chunk
+                + (zlib.crc32(chunk) & 0xFFFFFFFF).to_bytes(4, "big") + data[at:])
+    return None
+
+
+def write_image(dst: str, frame: Frame, quality: int = 95, exif: Optional[bytes] = None) -> None:
+    """Still image out, via a temp file. OpenCV writes no EXIF/GPS; `exif` (--keep-metadata) is
+    added to JPEG and PNG files."""
     rgb = np.dstack(frame.planes)
     ext = os.path.splitext(dst)[1].lower()
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(ext, rgb[:, :, ::-1], params)
     if not ok:
         raise OutputError(f"{dst}: cannot encode an image with extension {ext!r}")
+    data = buf.tobytes()
+    if exif:
+        kept = with_exif(data, ext, exif)
+        if kept is None:
+            log.warning("%s: metadata can be kept in JPEG and PNG outputs only; written without", dst)
+        data = kept or data
     tmp = temp_path_for(dst)
     try:
         with open(tmp, "wb") as f:
-            f.write(buf.tobytes())
+            f.write(data)
         os.replace(tmp, dst)
     except OSError as e:
         try:

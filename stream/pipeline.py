@@ -20,7 +20,7 @@ import numpy as np
 
 from ideud.models import facemesh as fm
 from ideud.stream import blend as bl
-from ideud.stream.decode import AudioPacket, InputError, VideoSource, attach_small, is_image, read_image
+from ideud.stream.decode import AudioPacket, InputError, VideoSource, attach_small, image_exif, is_image, read_image
 from ideud.stream.encode import OutputError, VideoSink, write_image
 from ideud.stream.identity import IdentityStage
 from ideud.stream.render import crop_for, render
@@ -687,7 +687,7 @@ def _deidentify_image(src: str, dst: str, o: Options, processor: Optional[FacePr
     finally:
         if processor is None:
             proc.close()
-    write_image(dst, frame)
+    write_image(dst, frame, exif=image_exif(src) if o.keep_metadata else None)
     report = proc.report()
     report.update({"input": {"width": frame.width, "height": frame.height, "image": True},
                    "output": {"path": os.path.abspath(dst), "frames": 1},

@@ -158,6 +158,36 @@ def test_image_in_image_out(tmp_path):
     assert face > 2
 
 
+@pytest.mark.parametrize("ext", [".jpg", ".png"])
+def test_image_metadata_stripped_unless_kept(tmp_path, ext):
+    from PIL import Image
+
+    from clips import astronaut
+
+    exif = Image.Exif()
+    exif[0x010F] = "Apple"  # Make
+    exif[0x0110] = "iPhone 15"  # Model
+    exif[0x0112] = 6  # Orientation: stored turned
+    exif[0x9003] = "2026:01:02 03:04:05"  # DateTimeOriginal
+    exif.get_ifd(0x8825)[2] = (48.0, 51.0, 30.0)  # GPSLatitude
+    src = tmp_path / "phone.jpg"
+    # stored on its side, as a phone does: the orientation tag says how to show it
+    Image.fromarray(np.ascontiguousarray(np.rot90(astronaut(), 1))).save(src, exif=exif.tobytes(), quality=95)
+    o = dict(seed=2, privacy="off", restorer="classic")
+    for keep in (False, True):
+        out = tmp_path / f"out{int(keep)}{ext}"
+        deidentify(str(src), str(out), Options(**o, keep_metadata=keep))
+        with Image.open(out) as im:
+            got = im.getexif()
+            assert im.size == (512, 512)
+            if not keep:
+                assert not got and b"Apple" not in out.read_bytes() and b"iPhone" not in out.read_bytes()
+            else:
+                assert got[0x010F] == "Apple" and got[0x0110] == "iPhone 15"
+                assert got.get_ifd(0x8825)[2] == (48.0, 51.0, 30.0)
+                assert got[0x0112] == 1  # the pixels are upright now: shown as they are
+
+
 def test_two_faces_get_two_tracks_and_different_perturbations(tmp_path):
     src = write_clip(tmp_path / "two.mp4", moving_faces(12, 640, 300, size=220, faces=2), audio=False)
     rep = deidentify(str(src), str(tmp_path / "o.mp4"), Options(seed=5, frame_log=True, privacy="off"))

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One prepared GPU check (a lent H100/H200 has torch and onnxruntime, not our other dependencies):
 # the CUDA tests of the GAN tier, then bench_gan (engines x batch sizes, host and device input, the
-# restorer stage), compiled engines last because they take a minute each to build.
-# Results land in $OUT (default ./gpu_out); the whole script stays under ~8 minutes.
+# restorer stage), with .whl/ present (tools/gpu_wheels.sh, carried) the end-to-end 1080p 4-face
+# benchmark, and compiled engines last because they take a minute each to build.
+# Results land in $OUT (default ./gpu_out); the whole script stays under ~9 minutes.
 #   bash tools/bench_gpu.sh
 set -u
 OUT=${OUT:-gpu_out}
@@ -13,6 +14,9 @@ export PYTHONUNBUFFERED=1
 site=$(mktemp -d)
 mkdir -p "$site/ideud"
 for d in stream engines models tools; do ln -s "$PWD/$d" "$site/ideud/$d"; done
+if compgen -G ".whl/*.zip" > /dev/null; then  # PyAV, mediapipe, ...: unpacked, not installed
+    for z in .whl/*.zip; do "${PYTHON:-python3}" -m zipfile -e "$z" "$site"; done
+fi
 export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PYTHON:-python3}
 # BENCH_EXTRA, e.g. "--narrow 0.0625 --iters 1", makes a quick dry run on a CPU machine
@@ -29,5 +33,13 @@ bench 100 --grid "torch-eager:1,8 torch-shared:1,8,32 torch-shared-cl:8,32,64 to
     torch-cudagraphs@bf16:32 onnxruntime:1 tensorrt:1" --json "$OUT/bench_gan.json"
 bench 60 --gpu-input --grid "torch-cudagraphs:8,32 torch-shared-cl:64" --json "$OUT/bench_gan_gpu_input.json"
 bench 60 --stage torch-cudagraphs --stage-batches 4,16 --json "$OUT/bench_stage.json"
+if "$PY" -c "import av, mediapipe" 2>/dev/null; then
+    for ra in 0 2; do  # the GAN on the main thread, then on its own thread (--restore-ahead)
+        timeout 90 "$PY" -m ideud.tools.bench --out /tmp/ideud-bench --frames 96 --clips 1080p_4faces \
+            --restorer gan-random --privacy off --restore-ahead $ra --json "$OUT/e2e_gan_ahead$ra.json"
+    done
+    timeout 45 "$PY" -m ideud.tools.bench --out /tmp/ideud-bench --frames 96 --clips 1080p_4faces \
+        --restorer classic --privacy off --json "$OUT/e2e_classic.json"
+fi
 bench "${COMPILE_BUDGET:-200}" --deadline "$(( ${COMPILE_BUDGET:-200} - 60 ))" \
     --grid "torch-compiled-cl:32,8 torch-compiled-cudagraphs:8" --json "$OUT/bench_compiled.json"

@@ -181,7 +181,7 @@ def synthetic_face_items(n: int, crop: int = 400, face_scale: float = 0.45, seed
 
 
 def run_stage_benchmark(narrow: float, engine_name: str, batches: Sequence[int], dtype: Optional[str] = None,
-                        iters: int = 5, cache_dir=None, log=print) -> dict:
+                        iters: int = 5, log=print) -> dict:
     """The restorer stage (align + engine + paste-back), faces/s for each number of faces per call."""
     import statistics
 

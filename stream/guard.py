@@ -352,7 +352,6 @@ class PrivacyGuard:
             self._apply(st, tid, step, k)
             current = self._render(frame, tid, r, st.level, st.appearance)
             st.status = "verified"
-            st.version += 1
         if st.status == "verified":
             d = self._distance(st, ctx_rgb, ctx, *current)
             if d >= self.policy.tau:
@@ -376,7 +375,7 @@ class PrivacyGuard:
         noise, level, seed, sigma = self._candidate(st, step, k)
         self.identity.set_noise(tid, noise)
         st.step, st.level, st.appearance, st.sigma, st.choice = step, level, seed, sigma, (step, k)
-        st.version += 1
+        st.version += 1  # every way to "verified" goes through here
 
     def decision(self, track_id: int) -> Optional[tuple]:
         """The (step, candidate) a verified track uses; nothing of the person is in it."""
@@ -429,7 +428,6 @@ class PrivacyGuard:
                     if at != frame.index:  # found over several frames: draw it on this one
                         cand = self._render(frame, tid, r, st.level, st.appearance)
                     st.status = "verified"
-                    st.version += 1
                     st.distance = d
                     st.min_distance = d if st.min_distance is None else min(st.min_distance, d)
                     return cand

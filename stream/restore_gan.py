@@ -48,9 +48,10 @@ class GanRestorer:
         self.engine = engine
         self.size = size
         self.feather = feather
+        device = getattr(engine, "device", None)
+        self._cuda_device = device if getattr(device, "type", None) == "cuda" else None  # a torch engine's
         # the pipeline runs a GPU restorer on its own thread, overlapped with Step I
-        self.on_gpu = getattr(getattr(engine, "device", None), "type", None) == "cuda" or bool(
-            getattr(engine, "on_cuda", False))
+        self.on_gpu = self._cuda_device is not None or bool(getattr(engine, "on_cuda", False))
         if workers is None:
             # On a GPU the alignment and paste-back warps (OpenCV, GIL released) are the
             # stage's bottleneck: spread them over the cores. On a CPU the engine is.
@@ -88,9 +89,8 @@ class GanRestorer:
 
     def _run_engine(self, faces: list) -> np.ndarray:
         """Aligned uint8 faces -> restored uint8 faces."""
-        device = getattr(self.engine, "device", None)
-        if getattr(device, "type", None) == "cuda":
-            return self._run_engine_cuda(faces, device)
+        if self._cuda_device is not None:
+            return self._run_engine_cuda(faces, self._cuda_device)
         return from_network(np.asarray(self.engine.run(to_network(faces))))
 
     def _run_engine_cuda(self, faces: list, device) -> np.ndarray:

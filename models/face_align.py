@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ideud.models.geometry import similarity_matrix
+
 # FFHQ 5-point template for 512x512 crops (the positions GFPGAN/facexlib align to).
 FFHQ_TEMPLATE_512 = np.array(
     [
@@ -76,29 +78,12 @@ def facemesh_from_five_points(points5: np.ndarray) -> np.ndarray:
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (Umeyama, no reflection) taking `src` points onto `dst`; 2x3 matrix.
+    """Least-squares similarity taking `src` points onto `dst`; 2x3 matrix.
 
     Closed form instead of cv2.estimateAffinePartial2D: deterministic, and with
     5 points there is nothing for a robust estimator to reject.
     """
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s, d = src - mu_s, dst - mu_d
-    var_s = (s**2).sum() / len(src)
-    if var_s < 1e-12:
-        raise ValueError("degenerate landmarks: all points coincide")
-    cov = d.T @ s / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    fix = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        fix[1, 1] = -1
-    rot = u @ fix @ vt
-    scale = (sig * np.diag(fix)).sum() / var_s
-    m = np.empty((2, 3))
-    m[:, :2] = scale * rot
-    m[:, 2] = mu_d - scale * rot @ mu_s
-    return m
+    return similarity_matrix(src, dst)
 
 
 def invert_affine(m: np.ndarray) -> np.ndarray:

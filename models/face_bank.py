@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from ideud.models import meshhead as mh
+from ideud.models.geometry import match
 
 COMPONENTS = ("eyes", "brows", "nose", "mouth", "skin")
 
@@ -40,14 +41,12 @@ class Donor:
 @functools.lru_cache(maxsize=1)
 def mirror_index() -> np.ndarray:
     """FaceMesh vertex i <-> its mirror image vertex (left/right swapped)."""
-    from scipy.optimize import linear_sum_assignment
-
     c = mh.canonical()
     m = c * np.array([-1.0, 1.0, 1.0])
     cost = np.linalg.norm(c[:, None, :] - m[None, :, :], axis=2)
-    rows, cols = linear_sum_assignment(cost)
     idx = np.empty(len(c), int)
-    idx[rows] = cols
+    for r, col in match(-cost):
+        idx[r] = col
     return idx
 
 

@@ -27,29 +27,12 @@ from typing import Callable
 import numpy as np
 
 from ideud.models import facemesh as fm
+from ideud.models.geometry import similarity_fit  # noqa: F401  (callers use meshhead.similarity_fit)
 
 BIOCULAR_MM = 90.0  # ex-ex (outer eye corners) sets the canonical scale
 
 
 # --------------------------------------------------------------------------- geometry
-
-def similarity_fit(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None):
-    """s, R, t minimising sum w |dst - (s R src + t)|^2 (Umeyama), det(R) = +1."""
-    w = np.ones(len(src)) if weights is None else np.asarray(weights, float)
-    w = w / w.sum()
-    mu_s, mu_d = w @ src, w @ dst
-    a, b = src - mu_s, dst - mu_d
-    cov = (b * w[:, None]).T @ a
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[-1] = -1
-    rot = u @ np.diag(d) @ vt
-    var = (w * (a ** 2).sum(1)).sum()
-    scale = float((sig * d).sum() / var)
-    trans = mu_d - scale * rot @ mu_s
-    return scale, rot, trans
-
 
 def rotation_angles(rot: np.ndarray) -> tuple[float, float, float]:
     """(yaw, pitch, roll) in degrees of a canonical->camera rotation."""

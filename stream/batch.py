@@ -61,9 +61,10 @@ from typing import Callable, Iterator, Optional
 import av
 import numpy as np
 
-from ideud.stream.decode import IMAGE_EXTENSIONS, InputError, VideoSource, is_image
-from ideud.stream.encode import OutputError, temp_path_for
-from ideud.stream.track import box_iou
+from ideud.stream.decode import IMAGE_EXTENSIONS, VideoSource, is_image
+from ideud.stream.encode import temp_path_for
+from ideud.stream.errors import InputError, OutputError, UsageError
+from ideud.models.geometry import box_iou
 from ideud.stream.types import Frame
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
@@ -77,10 +78,6 @@ PROGRESS_EVERY = 5  # frames between progress messages from a task
 
 class SegmentError(RuntimeError):
     """The file cannot be processed in segments (frames do not map to pts); it is redone whole."""
-
-
-class UsageError(ValueError):
-    """A batch request that cannot be carried out as asked (one line for the user)."""
 
 
 # ---------------------------------------------------------------------- inputs
@@ -822,7 +819,7 @@ def one_line(e: BaseException) -> str:
     cause = getattr(e, "cause", None)
     if cause is not None and cause is not e:
         e = cause
-    if isinstance(e, (InputError, OutputError, UsageError)) or type(e).__name__ in ("UsageError",):
+    if isinstance(e, (InputError, OutputError, UsageError)):
         msg = str(e)
     else:
         msg = f"{type(e).__name__}: {e}"

@@ -16,15 +16,12 @@ import av
 import cv2
 import numpy as np
 
+from ideud.stream.errors import InputError
 from ideud.stream.types import Frame
 
 # Planar 8-bit YUV formats we process natively; anything else is converted once.
 WORK_FORMATS = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"}
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
-
-class InputError(Exception):
-    """The input cannot be read; the message is one line for the user."""
 
 
 @dataclass

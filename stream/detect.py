@@ -42,7 +42,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ideud.stream.track import iou_matrix
+from ideud.models.geometry import iou_matrix, nms
 from ideud.stream.types import Face
 
 log = logging.getLogger(__name__)
@@ -55,20 +55,6 @@ Scale = Union[float, Sequence[float]]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.3) -> np.ndarray:
-    """Greedy non-maximum suppression; returns kept indices, best score first."""
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    keep = []
-    while order.size:
-        i = order[0]
-        keep.append(i)
-        if order.size == 1:
-            break
-        ov = iou_matrix(boxes[i : i + 1], boxes[order[1:]])[0]
-        order = order[1:][ov < iou]
-    return np.asarray(keep, dtype=np.int64)
 
 
 def _scale_xy(scale: Scale) -> tuple[float, float]:

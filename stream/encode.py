@@ -19,16 +19,13 @@ import cv2
 import numpy as np
 
 from ideud.stream.decode import AudioPacket, VideoInfo
+from ideud.stream.errors import OutputError
 from ideud.stream.types import Frame
 
 log = logging.getLogger("ideud")
 
 # tags that say nothing about who or where; kept even without --keep-metadata
 SAFE_STREAM_TAGS = {"language"}
-
-
-class OutputError(Exception):
-    """The output cannot be written; the message is one line for the user."""
 
 
 def temp_path_for(dst: str) -> str:

@@ -83,7 +83,7 @@ import numpy as np
 from ideud.models.facemesh import native_stderr_silenced
 from ideud.models.meshhead import similarity_fit
 from ideud.models.recognizer import FaceRecognizer, THRESHOLD, default_recognizer
-from ideud.stream.track import box_iou
+from ideud.models.geometry import box_iou
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 PSNR_CAP = 100.0

@@ -20,13 +20,15 @@ import numpy as np
 
 from ideud.models import facemesh as fm
 from ideud.stream import blend as bl
-from ideud.stream.decode import AudioPacket, InputError, VideoSource, attach_small, image_exif, is_image, read_image
-from ideud.stream.encode import OutputError, VideoSink, write_image
+from ideud.stream.errors import InputError, OutputError, UsageError
+from ideud.stream.decode import AudioPacket, VideoSource, attach_small, image_exif, is_image, read_image
+from ideud.stream.encode import VideoSink, write_image
 from ideud.stream.identity import IdentityStage
 from ideud.stream.render import crop_for, render
 from ideud.stream.restore import RestoreItem, auto_restorer, make_restorer
 from ideud.stream.restore_worker import RestoreWorker
-from ideud.stream.track import Tracker, iou_matrix
+from ideud.models.geometry import iou_matrix
+from ideud.stream.track import Tracker
 from ideud.stream.types import Face, Frame, Track
 
 
@@ -484,10 +486,6 @@ class FaceProcessor:
 
 
 # ---------------------------------------------------------------------- whole files
-
-class UsageError(Exception):
-    """A request that cannot be carried out as asked (one line for the user)."""
-
 
 def check_paths(src: str, dst: str, force: bool) -> None:
     if src != "-" and "://" not in src and not os.path.exists(src):

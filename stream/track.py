@@ -11,29 +11,9 @@ from typing import Callable, Optional
 
 import numpy as np
 from filterpy.kalman import KalmanFilter
-from scipy.optimize import linear_sum_assignment
 
+from ideud.models.geometry import iou_matrix, match
 from ideud.stream.types import Face, Track
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in `a` (N,4) with every box in `b` (M,4), x0 y0 x1 y1."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
-
-
-def box_iou(a, b) -> float:
-    """IoU of two boxes x0 y0 x1 y1."""
-    return float(iou_matrix(a, b)[0, 0])
 
 
 def _box_to_z(box: np.ndarray) -> np.ndarray:
@@ -114,12 +94,7 @@ class Tracker:
         predicted = np.array([self._filters[i].predict() for i in ids]).reshape(-1, 4)
         boxes = np.array([f.box for f in faces], dtype=float).reshape(-1, 4)
         iou = iou_matrix(predicted, boxes)
-        matched: dict[int, int] = {}
-        if iou.size:
-            rows, cols = linear_sum_assignment(-iou)
-            for r, c in zip(rows, cols):
-                if iou[r, c] >= self.iou_threshold:
-                    matched[ids[r]] = c
+        matched = {ids[r]: c for r, c in match(iou, self.iou_threshold)}
         out = []
         for i, tid in enumerate(ids):
             tr = self.tracks[tid]

@@ -22,10 +22,9 @@ from ideud.stream.detect import (
     BlazeFaceDetector,
     CenterFaceDetector,
     find_centerface_model,
-    iou_matrix,
     make_detector,
-    nms,
 )
+from ideud.models.geometry import iou_matrix, nms
 from ideud.tools.bench_detect import detect_dataset, load_imglab, run_detector, score
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ import pytest
 from ideud.models.recognizer import (FACEMESH_POINTS5, IBUG68_POINTS5, THRESHOLD, FaceRecognizer,
                                      default_recognizer)
 from ideud.stream import evaluate as ev
-from ideud.stream.track import box_iou
+from ideud.models.geometry import box_iou
 from ideud.tools.eval import main
 
 REPO = Path(__file__).resolve().parents[1]

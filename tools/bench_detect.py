@@ -43,7 +43,7 @@ import cv2
 import numpy as np
 
 from ideud.stream.detect import DETECTORS, find_centerface_model, make_detector, prepare_centerface_model
-from ideud.stream.track import iou_matrix
+from ideud.models.geometry import iou_matrix
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout, when installed editable
 _SHARED = Path("shared") / "testdata" / "faces"

@@ -47,7 +47,7 @@ from typing import Callable, Optional, Sequence
 import cv2
 import numpy as np
 
-from ideud.stream.track import box_iou
+from ideud.models.geometry import box_iou
 
 DEFAULT_CONFIGS = ("classic:off", "classic:balanced", "bank:off", "bank:balanced", "bank:strict")
 DEFAULT_FACES = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "faces"

@@ -80,7 +80,7 @@ from ideud.models.recognizer import FACEMESH_POINTS5, FaceRecognizer, default_re
 from ideud.stream import blend as bl
 from ideud.stream.identity import FIT_MAX_PITCH, FIT_MAX_YAW, perturbation
 from ideud.stream.render import Crop, crop_for, render
-from ideud.stream.restore import RestoreItem
+from ideud.stream.types import RestoreItem
 
 MODES = ("off", "balanced", "strict")
 

@@ -25,7 +25,8 @@ from ideud.stream.decode import AudioPacket, VideoSource, attach_small, image_ex
 from ideud.stream.encode import VideoSink, write_image
 from ideud.stream.identity import IdentityStage
 from ideud.stream.render import crop_for, render
-from ideud.stream.restore import RestoreItem, auto_restorer, make_restorer
+from ideud.stream.restore import auto_restorer, make_restorer
+from ideud.stream.types import RestoreItem
 from ideud.stream.restore_worker import RestoreWorker
 from ideud.models.geometry import iou_matrix
 from ideud.stream.track import Tracker

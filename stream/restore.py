@@ -7,24 +7,12 @@ pastes them back through `item.mask`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 import cv2
 import numpy as np
 
-
-@dataclass
-class RestoreItem:
-    """One face to restore, all in the coordinates of one crop of the frame."""
-
-    image: np.ndarray  # HxWx3 uint8 RGB: the warped (re-rendered) crop
-    original: np.ndarray  # HxWx3 uint8 RGB: the same crop before the warp
-    mask: np.ndarray  # HxW float32 in [0, 1]: face region (1 = taken from `image`)
-    landmarks: np.ndarray  # (468, 2) perturbed landmark positions in crop pixels
-    track_id: int
-    seed: int  # the track's seed, for restorers that draw per-track randomness
-    level: int = 0  # privacy-guard escalation level asked of the restorer
+from ideud.stream.types import RestoreItem
 
 
 class Restorer(Protocol):
@@ -66,40 +54,36 @@ class ClassicRestorer:
         return out
 
 
-RESTORERS = {"none": IdentityRestorer, "classic": ClassicRestorer}
+# name -> class, or "module:attribute" of a factory imported on demand (the GAN tier needs torch,
+# an optional extra; the bank loads its donors). Restorer modules never import this one: no cycle.
+RESTORERS: dict = {
+    "none": IdentityRestorer,
+    "classic": ClassicRestorer,
+    "bank": "ideud.stream.restore_bank:BankRestorer",
+    "gan": "ideud.stream.restore_gan:make_gan_restorer",
+}
 
 
 def make_restorer(name: str, **kwargs) -> Restorer:
     try:
-        cls = RESTORERS[name]
+        factory = RESTORERS[name]
     except KeyError:
-        raise ValueError(f"unknown restorer {name!r}; choose one of {', '.join(sorted(RESTORERS))}") from None
-    return cls(**kwargs)
+        raise ValueError(f"unknown restorer {name!r}; choose one of auto, {', '.join(sorted(RESTORERS))}") from None
+    if isinstance(factory, str):
+        import importlib
+
+        module, attr = factory.split(":")
+        factory = getattr(importlib.import_module(module), attr)
+    return factory(**kwargs)
 
 
 def register_restorer(name: str, factory) -> None:
-    """Optional tiers (GAN, k-Same) add themselves here when importable."""
+    """Adds a restorer (a class or factory, or "module:attribute"); a name is registered once."""
+    if name in RESTORERS:
+        raise ValueError(f"restorer {name!r} is registered already")
     RESTORERS[name] = factory
 
 
-def _gan_restorer(**kwargs) -> Restorer:
-    # imported on demand: the GAN tier needs torch, an optional extra
-    from ideud.stream.restore_gan import make_gan_restorer
-
-    return make_gan_restorer(**kwargs)
-
-
-RESTORERS["gan"] = _gan_restorer
-
-
-def _bank_restorer(**kwargs) -> Restorer:
-    # donor-bank detail re-synthesis (stream/restore_bank.py), no weights; imported on demand
-    from ideud.stream.restore_bank import BankRestorer
-
-    return BankRestorer(**kwargs)
-
-
-RESTORERS["bank"] = _bank_restorer
 EMBEDDED_DEFAULT = "bank"  # best restorer without downloaded weights, by tools/bench_privacy.py (classic: geometry only)
 
 

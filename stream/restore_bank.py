@@ -60,7 +60,7 @@ import numpy as np
 
 from ideud.models import face_bank as fbk
 from ideud.stream import render as rd
-from ideud.stream.restore import RestoreItem, register_restorer
+from ideud.stream.types import RestoreItem
 
 R_EYE = ([33, 246, 161, 160, 159, 158, 157, 173, 133], [33, 7, 163, 144, 145, 153, 154, 155, 133])
 L_EYE = ([263, 466, 388, 387, 386, 385, 384, 398, 362], [263, 249, 390, 373, 374, 380, 381, 382, 362])
@@ -311,5 +311,3 @@ def draw_glasses(img: np.ndarray, lm: np.ndarray, seed: int) -> np.ndarray:
     out = img * (1.0 - 0.3 * shadow)[..., None]
     return out * (1.0 - frame[..., None]) + colour * frame[..., None]
 
-
-register_restorer("bank", BankRestorer)

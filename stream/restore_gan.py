@@ -16,7 +16,7 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 
 from ideud.models.face_align import AlignedFace, align_face, five_points_from_facemesh, paste_back
-from ideud.stream.restore import RestoreItem
+from ideud.stream.types import RestoreItem
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def gan_engine_options(name: str) -> dict:
 
 
 def make_gan_restorer(**kwargs) -> GanRestorer:
-    """Factory for `restore.register_restorer("gan", ...)`: raises ModelUnavailable instead of returning None."""
+    """Factory for the "gan" entry of `restore.RESTORERS`: raises ModelUnavailable instead of returning None."""
     from ideud.models.registry import ModelUnavailable
 
     restorer, reason = load_gan_restorer(**kwargs)

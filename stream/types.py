@@ -105,3 +105,16 @@ class Track:
     frames: int = 0
     fallback_frames: int = 0
     fallback_reasons: dict = field(default_factory=dict)
+
+
+@dataclass
+class RestoreItem:
+    """One face to restore, all in the coordinates of one crop of the frame."""
+
+    image: np.ndarray  # HxWx3 uint8 RGB: the warped (re-rendered) crop
+    original: np.ndarray  # HxWx3 uint8 RGB: the same crop before the warp
+    mask: np.ndarray  # HxW float32 in [0, 1]: face region (1 = taken from `image`)
+    landmarks: np.ndarray  # (468, 2) perturbed landmark positions in crop pixels
+    track_id: int
+    seed: int  # the track's seed, for restorers that draw per-track randomness
+    level: int = 0  # privacy-guard escalation level asked of the restorer

@@ -10,7 +10,7 @@ from ideud.engines.torch_engine import TorchEngine  # noqa: E402
 from ideud.models import face_align as fa  # noqa: E402
 from ideud.models import registry  # noqa: E402
 from ideud.models.gfpgan import GFPGANv1Clean  # noqa: E402
-from ideud.stream.restore import RestoreItem  # noqa: E402
+from ideud.stream.types import RestoreItem  # noqa: E402
 from ideud.stream.restore_gan import GanRestorer, from_network, load_gan_restorer, to_network  # noqa: E402
 
 TINY = dict(narrow=0.125, num_style_feat=32)

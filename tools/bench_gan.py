@@ -168,7 +168,7 @@ def synthetic_face_items(n: int, crop: int = 400, face_scale: float = 0.45, seed
     import numpy as np
 
     from ideud.models import face_align as fa
-    from ideud.stream.restore import RestoreItem
+    from ideud.stream.types import RestoreItem
 
     rng = np.random.default_rng(seed)
     items = []

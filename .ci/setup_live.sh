@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The live-stream tests' RTSP server: Debian's GStreamer RTSP server, run by Debian's own python3
-# (tools/rtsp_server.py). Idempotent and quick when the packages are there. Never fails the caller:
+# (tests/rtsp_server.py). Idempotent and quick when the packages are there. Never fails the caller:
 # without the server tests/test_live.py skips its server tests with the reason (or fails them
 # when IDEUD_LIVE_REQUIRED=1).
 set -uo pipefail

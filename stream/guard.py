@@ -1,70 +1,69 @@
 """The privacy guard: measure, per track, that the output face no longer matches the person.
 
-`--privacy off|balanced|strict` (default balanced). The guard embeds faces
-with dlib's ResNet (models/recognizer.py: CPU, ~75-115 ms per face) and
-calls two faces the same person when their distance is under tau:
+`--privacy off|balanced|strict` (default balanced). A face passes only if BOTH recognizers of
+models/recognizers.py place it among different people, each on several views of the output face
+(the chip, its mirror, +-5 % scale/crop jitter, a JPEG re-encode; the worst view counts):
 
-    balanced  tau 0.6 (dlib's own same-person threshold), a search accepts 0.64,
-              re-check every 12 frames
-    strict    tau 0.7, a search accepts 0.75, re-check every 6 frames
+    dlib's ResNet (L2 distance d, same person under tau; ~80 ms a view)
+    EdgeFace      (cosine similarity s, same person over edge_max; ~5 ms a view, batched;
+                   models/edgeface.py, thresholds in models/data/edgeface_calibration.json)
+
+    level     dlib tau   search accepts   EdgeFace edge_max                       search accepts
+    balanced  0.6        d >= 0.64        0.214 (p99 of impostor pairs, portraits)  s <= 0.184
+    strict    0.7        d >= 0.75        0.152 (p95 of impostor pairs, portraits)  s <= 0.122
 
 Per track
 ---------
-1. Verification. At the track's first frame the guard embeds the person
-   and searches for a new face (`search`); no frame of the track is handed
-   back before that. If that frame is not a good one (near-frontal: |yaw| <=
-   25, |pitch| <= 20 degrees, as the ID fit uses), the track is checked again
-   at its first good frame, with the person's embedding from there.
-   Cost: one embedding is ~75-115 ms here, a step of 8 candidates ~1 s (render,
-   restore, embed, FaceMesh check each). By default the search blocks the frame
-   that needs it, once per track: obfuscating the track's frames until a check
-   in the background is done costs the same recogniser time, shows every new
-   face pixelated for as long (a step = ~25 frames at 25 fps), and needs a
-   second recogniser thread next to a single-threaded identity state. Where
-   latency matters more than those frames (live streams), `Policy.per_frame`
-   spreads the search over frames, `per_frame` candidates each, the face
-   obfuscated until it is verified.
-2. Search, in escalation steps (`STEPS`), each trying `candidates`
-   perturbations derived from the track seed (candidate 0 of step 0 is the
-   track's own): re-render (identity.set_noise, the restorer at the step's
-   `RestoreItem.level`, the appearance seed), paste into the frame around the
-   face, embed, and keep the candidate farthest from the person that still
-   looks like a face (FaceMesh finds it where it was drawn). The z' = clip(z +
-   n, -1, 1) of the identity stage is what every candidate renders, so every
-   kept one respects the clip. The first step whose best candidate reaches
-   tau + margin wins:
+1. Verification. At the track's first frame the guard embeds the person (both recognizers, the
+   unmirrored chip) and searches for a new face (`search`); no frame of the track is handed back
+   before that. If that frame is not near-frontal (|yaw| <= 25, |pitch| <= 20 degrees, as the ID
+   fit uses), the track is checked again at its first good frame. By default the search blocks
+   the frame that needs it, once per track; where latency matters more (live streams),
+   `Policy.per_frame` spreads it over frames, `per_frame` candidates each, the face obfuscated
+   until it is verified.
+2. Search, in escalation steps (`STEPS`), each of `candidates` perturbations derived from the
+   track seed (candidate 0 of step 0 is the track's own), `batch` at a time: re-render each
+   (identity.set_noise, the restorer at the step's level, the appearance seed), paste it into the
+   frame around the face, and run every view of every candidate of the batch through EdgeFace in
+   one call. Candidates EdgeFace rejects cost no dlib time; the others go to dlib, most different
+   first, and the first that passes both with the margins and still looks like a face (FaceMesh
+   finds it where it was drawn) is kept: the search stops there.
 
        step 0  sigma x1, restorer level 0
        step 1  sigma x1, restorer level 1 (more of the face from the restorer)
        step 2  sigma x2, restorer level 1
        step 3  sigma x2, restorer level 2
        step 4  sigma x2, restorer level 3 (the bank restorer adds glasses)
-       else    the track is obfuscated (a new search every `retry_every`
-               frames, at a good frame)
+       else    the track is obfuscated (a new search every `retry_every` frames, at a good frame)
 
-   A restorer without levels (classic, gan) renders the same face at every
-   level, so for it the steps only vary and strengthen the geometry.
+   A restorer without levels (classic, gan) renders the same face at every level, so for it the
+   steps only vary and strengthen the geometry. z' = clip(z + n, -1, 1) is what every candidate
+   renders, so every kept one respects the clip.
+3. Re-check on change, not on the clock: when yaw or pitch moved more than `pose_delta` degrees
+   since the last check (down to a third of that for a face within 0.2 of tau or 0.1 of edge_max),
+   when the face grew or shrank by `scale_delta`, and once when the ID code freezes. The output
+   must pass both recognizers (without the margins) against the person at this frame and the
+   references kept from earlier poses (up to 4); EdgeFace goes first, dlib only if it passed. If
+   not, the search goes on with the next step and that frame is not handed back until a
+   candidate passes (or it is obfuscated).
+4. The fallback is verified too. When a track ends obfuscated, its face's mosaic (blend.obfuscate
+   at the track's strength, drawn here on RGB) is measured like a rendered face; while either
+   recognizer still matches it (dlib under 0.6 in both modes: a face-less fill sits only
+   ~0.61-0.74 from anyone, so 0.7 is out of reach; EdgeFace over edge_max) the strength goes up
+   (fewer blocks, then a solid fill) and `mosaic_strength(track)` is what the pipeline draws.
 
-3. Re-check: every `recheck_every` frames for a face 0.2 or more past tau,
-   more often the closer it is (every frame just past tau: from frame to
-   frame the distance moves by ~0.05), when yaw or pitch moved more than
-   `pose_delta` degrees since the last check, and once when the ID code
-   freezes. The output must be at least tau from the person at this frame
-   and from the references kept from earlier ones (up to 4 poses); if not,
-   the search goes on with the next step (a new face for the track: the old
-   one no longer holds) and that frame is not handed back until a candidate
-   passes (or it is obfuscated).
+Not done yet: the inversion check of the face-prior issue (undo the identity mapping, check the
+undone face too) needs that mapping; the guard checks the forward output only.
 
-Privacy of the guard itself: the person's embeddings live in this object's
-memory only and are dropped with the track (`drop`). The report holds
-distances, levels, counts and timings; no embedding, no ID code, no crop.
-Which candidate was kept depends on the face (a few bits); the candidates
-themselves are drawn from the track seed, not from the face.
+Privacy of the guard itself: the person's embeddings (dlib and EdgeFace) live in this object's
+memory only and are dropped with the track (`drop`). The report holds per track both worst-view
+numbers reached (dlib distance, EdgeFace similarity), the escalation step, the frames obfuscated
+and why, the mosaic strength and its two numbers; no embedding, no ID code, no crop. Which
+candidate was kept depends on the face (a few bits); the candidates are drawn from the track seed.
 
-Batch runs that split a video: `decision(track)` is the (step, candidate)
-a track uses and `preset(track, seed, choice)` starts the same person's
-track in another segment from it (checked like a re-check), so that the
-segments keep one new face.
+Batch runs that split a video: `decision(track)` is the (step, candidate) a track uses and
+`preset(track, seed, choice)` starts the same person's track in another segment from it (checked
+like a re-check), so that the segments keep one new face.
 """
 from __future__ import annotations
 
@@ -76,72 +75,84 @@ from typing import Optional
 import numpy as np
 
 from ideud.models import facemesh as fm
-from ideud.models.recognizer import FACEMESH_POINTS5, FaceRecognizer, default_recognizer
+from ideud.models.edgeface import calibration as edge_calibration
+from ideud.models.recognizer import FaceRecognizer
+from ideud.models.recognizers import TwoRecognizers
 from ideud.stream import blend as bl
+from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, looks_like_face,  # noqa: F401
+                                      obfuscated, render_candidate, verified_mosaic)
 from ideud.stream.identity import FIT_MAX_PITCH, FIT_MAX_YAW, perturbation
-from ideud.stream.render import Crop, crop_for, render
-from ideud.stream.types import RestoreItem
+from ideud.stream.types import Crop
 
 MODES = ("off", "balanced", "strict")
 
 #: escalation steps: (sigma multiplier, restorer level)
 STEPS = ((1.0, 0), (1.0, 1), (2.0, 1), (2.0, 2), (2.0, 3))
 MAX_REFERENCES = 4  # embeddings of the person per track (different poses)
-CONTEXT = 0.65  # the checked region: the face box grown by this much each side (FaceMesh needs ~0.6)
+
+
+#: EdgeFace's calibrated "same person" cosine similarities (models/data/edgeface_calibration.json):
+#: balanced = the 99th percentile of different-person pairs among the build portraits, strict = the 95th
+EDGE_THRESHOLDS = edge_calibration()["thresholds"]
 
 
 @dataclass(frozen=True)
 class Policy:
-    tau: float
-    candidates: int = 8
-    margin: float = 0.04  # a search accepts tau + margin: one check must hold between checks
-    recheck_every: int = 12
-    pose_delta: float = 15.0
+    tau: float  # dlib: two faces closer than this (L2) are one person
+    edge_max: float  # EdgeFace: two faces more similar than this (cosine) are one person
+    candidates: int = 4  # per step (8 doubled the guard's time; more steps help more than more draws)
+    margin: float = 0.04  # a search accepts dlib >= tau + margin: one check must hold between checks
+    edge_margin: float = 0.03  # ... and EdgeFace <= edge_max - edge_margin
+    pose_delta: float = 15.0  # re-check when yaw or pitch moved this much (less for a face near a threshold)
+    scale_delta: float = 1.5  # re-check when the face grew or shrank by this factor
     retry_every: int = 150
     face_tolerance: float = 0.2  # "still a face": FaceMesh finds one, within this share of the face size
+    batch: int = 4  # candidates rendered, then embedded by EdgeFace in one batch (every view of each)
     # candidates tried per frame during a search; None: the whole search in the frame that needs it
     # (files). A number spreads it over frames, the face obfuscated meanwhile (live streams).
     per_frame: Optional[int] = None
 
 
-POLICIES = {"balanced": Policy(tau=0.6), "strict": Policy(tau=0.7, margin=0.05, recheck_every=6)}
+POLICIES = {"balanced": Policy(tau=0.6, edge_max=EDGE_THRESHOLDS["balanced"]),
+            "strict": Policy(tau=0.7, margin=0.05, edge_max=EDGE_THRESHOLDS["strict"], pose_delta=10.0)}
 
 
 @dataclass
 class _Track:
     seed: int
     status: str = "pending"  # pending | verified | obfuscated
-    refs: list = field(default_factory=list)  # the person's embeddings: memory only
-    now: Optional[np.ndarray] = None  # the person at the frame being checked: memory only
+    refs: list = field(default_factory=list)  # the person's dlib embeddings: memory only
+    edge_refs: list = field(default_factory=list)  # the person's EdgeFace embeddings: memory only
+    now: Optional[tuple] = None  # the person at the frame being checked (dlib, EdgeFace): memory only
     ref_poses: list = field(default_factory=list)
     step: int = 0
     level: int = 0
     appearance: int = 0  # seed handed to the restorer
     sigma: float = 0.0
-    distance: Optional[float] = None  # at the last check
-    min_distance: Optional[float] = None  # lowest distance measured at a check that passed
-    best_tried: Optional[float] = None  # farthest candidate of the last search (obfuscated tracks: how far it got)
+    distance: Optional[float] = None  # dlib, worst view, at the last check (None: not run, EdgeFace failed first)
+    min_distance: Optional[float] = None  # lowest dlib distance measured at a check that passed
+    similarity: Optional[float] = None  # EdgeFace, worst view, at the last check
+    max_similarity: Optional[float] = None  # highest EdgeFace similarity measured at a check that passed
+    best_tried: Optional[tuple] = None  # (dlib, EdgeFace) of the last search's closest-to-passing candidate
     frames: int = 0
     since_check: int = 0
     last_pose: Optional[tuple] = None
+    last_size: Optional[float] = None
     frozen_seen: bool = False
     provisional: bool = False  # verified at a frame that was not near-frontal
     choice: Optional[tuple] = None  # (step, candidate) in use: no identity in it, shareable (batch)
     preset: Optional[tuple] = None  # a choice made elsewhere for this track, to check first
-    cursor: Optional[list] = None  # a search under way: [step, candidate, best, noise before]
+    cursor: Optional[list] = None  # a search under way: [step, candidate, noise before]
     version: int = 0  # bumped whenever the output parameters or the status change
     refreshed: int = 0  # faces rendered again because they were rendered under an older version
     checks: int = 0
     searches: int = 0
     candidates: int = 0
     fallback_frames: int = 0
+    fallback_why: dict = field(default_factory=dict)  # why its frames were obfuscated: counts
+    mosaic: int = 0  # obfuscation strength (blend.obfuscate) verified for this face
+    mosaic_check: Optional[tuple] = None  # (dlib, EdgeFace) of that mosaic against the person
     seconds: float = 0.0
-
-
-def _mix(*parts: int) -> int:
-    """A 63-bit seed from integers (numpy's SeedSequence, stable across runs)."""
-    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint32)
-               .astype(np.uint64) @ np.array([1 << 31, 1], np.uint64)) & ((1 << 63) - 1)
 
 
 class PrivacyGuard:
@@ -160,11 +171,9 @@ class PrivacyGuard:
         self.restorer = restorer
         self.mesh = mesh
         self.sigma = sigma
-        self.rec = recognizer or default_recognizer()
+        self.two = TwoRecognizers(dlib=recognizer)
         self._tracks: dict[int, _Track] = {}
         self._done: dict[int, dict] = {}  # reports of dropped tracks (numbers only)
-        self.embeds = 0
-        self.embed_s = 0.0
 
     @classmethod
     def create(cls, mode: str, **kw) -> Optional["PrivacyGuard"]:
@@ -181,7 +190,7 @@ class PrivacyGuard:
         st.frames += 1
         st.since_check += 1
         if st.status == "obfuscated" and not (_good(rendering) and st.since_check >= self.policy.retry_every):
-            st.fallback_frames += 1
+            _count(st, "no_candidate_passed")
             return "privacy"
         return None
 
@@ -198,9 +207,9 @@ class PrivacyGuard:
         """
         out = []
         for job, rendered, item, face_rgb in entries:
-            tr = job["track"]
+            tr = job.track
             st = self._tracks[tr.id]
-            r = job["render"]
+            r = job.rendering
             if not self._due(st, tr.id, r):
                 out.append((job, rendered, item, face_rgb))
                 continue
@@ -210,7 +219,8 @@ class PrivacyGuard:
             finally:
                 st.seconds += time.perf_counter() - t0
             if res is None:
-                st.fallback_frames += 1
+                _count(st, "searching" if st.cursor is not None else
+                       "no_candidate_passed" if st.status == "obfuscated" else "check_failed")
             out.append(None if res is None else (job, *res))
         return out
 
@@ -223,15 +233,16 @@ class PrivacyGuard:
     def refresh(self, frame, job) -> Optional[tuple]:
         """A face rendered before its track's parameters changed: rendered again with the current,
         verified ones -> (job, rendered, item, restored), or None where it must be obfuscated."""
-        st = self._tracks.get(job["track"].id)
+        st = self._tracks.get(job.track.id)
         if st is None:
             return None
         res = None
         if st.status == "verified" and st.cursor is None:
             st.refreshed += 1
-            res = self._render(frame, job["track"].id, job["render"], st.level, st.appearance)
+            res = render_candidate(self.identity, self.restorer, frame, job.track.id, job.rendering, st.level,
+                                   st.appearance)
         if res is None:
-            st.fallback_frames += 1
+            _count(st, "searching" if st.cursor is not None else "not_verified")
             return None
         return (job, *res)
 
@@ -240,6 +251,7 @@ class PrivacyGuard:
         st = self._tracks.pop(track_id, None)
         if st is not None:
             st.refs.clear()
+            st.edge_refs.clear()
             st.now = None
             self._done[track_id] = self._track_report(st)
 
@@ -250,98 +262,96 @@ class PrivacyGuard:
     def summary(self) -> dict:
         reps = [self._track_report(s) for s in self._tracks.values()] + list(self._done.values())
         return {"mode": self.mode, "tau": self.policy.tau, "margin": self.policy.margin,
+                "edgeface_max": self.policy.edge_max, "edgeface_margin": self.policy.edge_margin,
                 "tracks": len(reps),
                 "tracks_verified": sum(r["status"] == "verified" for r in reps),
                 "tracks_obfuscated": sum(r["status"] == "obfuscated" for r in reps),
-                "embeds": self.embeds, "embed_ms_mean": round(1000 * self.embed_s / max(self.embeds, 1), 1)}
+                "dlib_chips": self.two.dlib_chips, "edgeface_chips": self.two.edge_chips}
 
     # ------------------------------------------------------------------ internals
     def _track_report(self, st: _Track) -> dict:
         rnd = (lambda v: None if v is None else round(float(v), 3))
+        best = None if st.best_tried is None else {"dlib": rnd(st.best_tried[0]), "edgeface": rnd(st.best_tried[1])}
         return {"status": st.status, "distance": rnd(st.distance), "min_distance": rnd(st.min_distance),
-                "best_candidate": rnd(st.best_tried),
-                "tau": self.policy.tau, "step": st.step, "level": st.level, "sigma": round(st.sigma, 4),
+                "edgeface": rnd(st.similarity), "max_edgeface": rnd(st.max_similarity),
+                "best_candidate": best,
+                "tau": self.policy.tau, "edgeface_max": self.policy.edge_max,
+                "step": st.step, "level": st.level, "sigma": round(st.sigma, 4),
                 "checks": st.checks, "searches": st.searches, "candidates": st.candidates,
-                "fallback_frames": st.fallback_frames, "refreshed": st.refreshed, "seconds": round(st.seconds, 3),
+                "fallback_frames": st.fallback_frames, "fallback_why": dict(st.fallback_why),
+                "mosaic_strength": st.mosaic,
+                "mosaic_check": None if st.mosaic_check is None else
+                {"dlib": rnd(st.mosaic_check[0]), "edgeface": rnd(st.mosaic_check[1])},
+                "refreshed": st.refreshed, "seconds": round(st.seconds, 3),
                 # (step, candidate) of a verified track: nothing of the person, shareable (batch segments)
                 "choice": list(st.choice) if st.status == "verified" and st.choice is not None else None}
 
+    def mosaic_strength(self, track_id: int) -> int:
+        """The obfuscation strength verified for this track's face (0: blend's default)."""
+        st = self._tracks.get(track_id)
+        return 0 if st is None else st.mosaic
+
     def _due(self, st: _Track, tid: int, r) -> bool:
+        """Checked on change, not on the clock: a new pose (the closer the face is to a threshold,
+        the smaller the pose change that triggers it), a new face size, the ID code freezing."""
         if st.status != "verified" or st.cursor is not None:
             return True  # pending, a search under way, or an obfuscated track's retry
         p = self.policy
+        slack = 1.0
+        if st.distance is not None:
+            slack = min(slack, (st.distance - p.tau) / 0.2)
+        if st.similarity is not None:
+            slack = min(slack, (p.edge_max - st.similarity) / 0.1)
+        delta = p.pose_delta * float(np.clip(slack, 1 / 3, 1.0))
+        pose_moved = st.last_pose is not None and (abs(r.yaw - st.last_pose[0]) > delta
+                                                   or abs(r.pitch - st.last_pose[1]) > delta)
+        size = _size(r)
+        resized = st.last_size is not None and max(size / st.last_size, st.last_size / size) > p.scale_delta
         frozen = self.identity.is_frozen(tid)
-        pose_moved = st.last_pose is not None and (abs(r.yaw - st.last_pose[0]) > p.pose_delta
-                                                   or abs(r.pitch - st.last_pose[1]) > p.pose_delta)
-        return (st.since_check >= self._interval(st) or pose_moved or (frozen and not st.frozen_seen)
-                or (st.provisional and _good(r)))
+        return pose_moved or resized or (frozen and not st.frozen_seen) or (st.provisional and _good(r))
 
-    def _interval(self, st: _Track) -> int:
-        """Frames between re-checks: `recheck_every` for a face 0.2 or more past tau, down to every
-        frame for one just past it (the distance moves by ~0.05 from frame to frame)."""
+    def _refs(self, st: _Track) -> tuple[np.ndarray, np.ndarray]:
+        now = [] if st.now is None else [st.now]
+        return (np.array(st.refs + [n[0] for n in now]), np.array(st.edge_refs + [n[1] for n in now]))
+
+    def _passes(self, d: Optional[float], s: float, strict_margin: bool) -> bool:
         p = self.policy
-        slack = 0.0 if st.distance is None else st.distance - p.tau
-        return int(np.clip(round(p.recheck_every * (slack / 0.2) ** 2), 1, p.recheck_every))
-
-    def _embed(self, rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """dlib's embedding, aligned on the mesh's 5 points (within ~0.05 of dlib's own 5-point
-        fit on the PASCAL faces; a box-seeded dlib fit was further from ideud-eval's numbers)."""
-        t = time.perf_counter()
-        e = self.rec.embed(rgb, points5=points[list(FACEMESH_POINTS5)])
-        self.embed_s += time.perf_counter() - t
-        self.embeds += 1
-        return e
-
-    @staticmethod
-    def _context(frame, r, target) -> Crop:
-        pts = np.vstack([r.landmarks[:, :2], target])
-        lo, hi = pts.min(0), pts.max(0)
-        grow = CONTEXT * (hi - lo)
-        x0, y0 = (np.floor(lo - grow).astype(int) // 2) * 2
-        x1, y1 = np.ceil(hi + grow).astype(int)
-        return Crop(max(0, int(x0)), max(0, int(y0)), min(frame.width, int(x1)), min(frame.height, int(y1)))
-
-    def _distance(self, st: _Track, ctx_rgb: np.ndarray, ctx: Crop, rendered, item, face_rgb) -> float:
-        """Distance of one candidate output (pasted into the context) to the person's references."""
-        img = _paste(ctx_rgb, ctx, rendered.crop, bl.match_colour(face_rgb, item.image, rendered.mask), rendered.mask)
-        e = self._embed(img, rendered.target + rendered.crop.offset - ctx.offset)
-        d = min(FaceRecognizer.distance(e, ref) for ref in st.refs + [st.now])
-        if not self._looks_like_face(img, rendered.target + rendered.crop.offset - ctx.offset):
-            return -1.0
-        return d
-
-    def _looks_like_face(self, img: np.ndarray, target: np.ndarray) -> bool:
-        if self.mesh is None:
-            return True
-        lm = self.mesh(img, fm.roi_from_landmarks(np.c_[target, np.zeros(len(target))]))
-        if lm is None:
-            return False
-        size = float(max(np.ptp(target[:, 0]), np.ptp(target[:, 1])))
-        return float(np.median(np.linalg.norm(lm[:, :2] - target, axis=1))) <= self.policy.face_tolerance * size
+        if strict_margin:
+            return d is not None and d >= p.tau + p.margin and s <= p.edge_max - p.edge_margin
+        return d is not None and d >= p.tau and s <= p.edge_max
 
     def _add_reference(self, st: _Track, ctx_rgb: np.ndarray, ctx: Crop, r) -> None:
-        """The person at this frame (what the output is compared with now); kept as a
-        reference for later checks if no kept one has about this pose."""
-        st.now = self._embed(ctx_rgb, r.landmarks[:, :2] - ctx.offset)
+        """The person at this frame; kept as a reference for later checks if no kept one has about
+        this pose. Near a kept pose the kept one stands for it (saves two embeddings a check)."""
         pose = (r.yaw, r.pitch)
         if st.refs and min(max(abs(pose[0] - q[0]), abs(pose[1] - q[1])) for q in st.ref_poses) < 5.0:
+            st.now = None
             return
-        st.refs.append(st.now)
+        st.now = self.two.person(ctx_rgb, r.landmarks[:, :2] - ctx.offset)
+        st.refs.append(st.now[0])
+        st.edge_refs.append(st.now[1])
         st.ref_poses.append(pose)
+        st.now = None  # it is in the references now
         if len(st.refs) > MAX_REFERENCES:
             st.refs.pop(0)
+            st.edge_refs.pop(0)
             st.ref_poses.pop(0)
+
+    def _measure(self, st: _Track, img: np.ndarray, pts: np.ndarray, **limits) -> tuple:
+        dref, eref = self._refs(st)
+        return self.two.measure(img, pts, dref, eref, **limits)
 
     def _check(self, frame, tid: int, st: _Track, r, current) -> Optional[tuple]:
         st.checks += 1
         st.since_check = 0
         st.last_pose = (r.yaw, r.pitch)
+        st.last_size = _size(r)
         st.frozen_seen = self.identity.is_frozen(tid)
         if _good(r):
             st.provisional = False
         elif st.status != "verified":
             st.provisional = True  # check again at the first near-frontal frame
-        ctx = self._context(frame, r, current[0].target + current[0].crop.offset)
+        ctx = context_crop(frame, r, current[0].target + current[0].crop.offset)
         ctx_rgb = bl.crop_rgb(frame, ctx)
         self._add_reference(st, ctx_rgb, ctx, r)
         if st.cursor is not None:  # a search spread over frames goes on
@@ -350,13 +360,16 @@ class PrivacyGuard:
             step, k = st.preset
             st.preset = None
             self._apply(st, tid, step, k)
-            current = self._render(frame, tid, r, st.level, st.appearance)
+            current = render_candidate(self.identity, self.restorer, frame, tid, r, st.level, st.appearance)
             st.status = "verified"
-        if st.status == "verified":
-            d = self._distance(st, ctx_rgb, ctx, *current)
-            if d >= self.policy.tau:
-                st.distance = d
+        if st.status == "verified" and current is not None:
+            img, pts = candidate_output(ctx_rgb, ctx, *current)
+            d, s = self._measure(st, img, pts, edge_limit=self.policy.edge_max, dlib_stop=self.policy.tau)
+            st.distance, st.similarity = d, s
+            if self._passes(d, s, strict_margin=False) and looks_like_face(self.mesh, img, pts,
+                                                                           self.policy.face_tolerance):
                 st.min_distance = d if st.min_distance is None else min(st.min_distance, d)
+                st.max_similarity = s if st.max_similarity is None else max(st.max_similarity, s)
                 return current
             start, first = st.step + 1, None  # escalate past the step that no longer holds
         else:
@@ -389,86 +402,98 @@ class PrivacyGuard:
         st = self._tracks.setdefault(track_id, _Track(seed=seed, appearance=seed, sigma=self.sigma))
         st.preset = (int(choice[0]), int(choice[1]))
 
+    def _tried(self, st: _Track, d: Optional[float], s: float) -> None:
+        """Keep the candidate closest to passing (the smaller of its two slacks) for the report."""
+        p = self.policy
+
+        def slack(c):
+            return min(-1.0 if c[0] is None else (c[0] - p.tau) / 0.2, (p.edge_max - c[1]) / 0.1)
+        if st.best_tried is None or slack((d, s)) > slack(st.best_tried):
+            st.best_tried = (d, s)
+
     def _search(self, frame, tid: int, st: _Track, r, ctx: Crop, ctx_rgb, start: int, first) -> Optional[tuple]:
-        """Try the candidates of the steps from `start` on; the best of the first step that reaches
-        tau + margin is kept. With `per_frame` set, stops after that many candidates and resumes at
-        the next frame (None is returned meanwhile: the face is obfuscated)."""
+        """Try the candidates of the steps from `start` on, `batch` at a time: render them, run every
+        view of every one through EdgeFace in one batch, then dlib (the costly one) on those EdgeFace
+        passes, most different first; the first that passes both (with the margins) and still looks
+        like a face is kept (early stop). With `per_frame` set, stops after that many candidates and
+        resumes at the next frame (None is returned meanwhile: the face is obfuscated)."""
         p = self.policy
         if st.cursor is None:
             st.searches += 1
             st.best_tried = None
-            st.cursor = [start, 0, None, self.identity.noise_of(tid)]
+            st.cursor = [start, 0, self.identity.noise_of(tid)]
         budget = p.per_frame if p.per_frame else 1 << 30
+        dref, eref = self._refs(st)
         try:
             while st.cursor[0] < len(STEPS):
-                step, k, best, _ = st.cursor
-                if k < p.candidates:
-                    if budget <= 0:
-                        return None  # go on at the next frame
-                    budget -= 1
-                    st.cursor[1] = k + 1
-                    noise, level, seed, sigma = self._candidate(st, step, k)
-                    if first is not None and step == 0 and k == 0:
+                step, k, _ = st.cursor
+                if k >= p.candidates:
+                    st.cursor = [step + 1, 0, st.cursor[2]]
+                    continue
+                if budget <= 0:
+                    return None  # go on at the next frame
+                n = min(p.batch, p.candidates - k, budget)
+                budget -= n
+                st.cursor[1] = k + n
+                group = []
+                for j in range(k, k + n):
+                    noise, level, seed, _ = self._candidate(st, step, j)
+                    if first is not None and step == 0 and j == 0:
                         cand = first  # already rendered by the pipeline with the track's own noise and seed
                     else:
                         self.identity.set_noise(tid, noise)
-                        cand = self._render(frame, tid, r, level, seed)
-                    if cand is None:
-                        continue
-                    st.candidates += 1
-                    d = self._distance(st, ctx_rgb, ctx, *cand)
-                    st.best_tried = d if st.best_tried is None else max(st.best_tried, d)
-                    if best is None or d > best[0]:
-                        st.cursor[2] = (d, k, cand, frame.index)
+                        cand = render_candidate(self.identity, self.restorer, frame, tid, r, level, seed)
+                    if cand is not None:
+                        group.append((j, cand, *candidate_output(ctx_rgb, ctx, *cand)))
+                st.candidates += len(group)
+                if not group:
                     continue
-                if best is not None and best[0] >= p.tau + p.margin:
-                    d, k, cand, at = best
+                # first pass: chip + mirror of every candidate in one batch; all views for the ones left
+                quick = self.two.edge_similarity([(img, pts) for _, _, img, pts in group], eref, full="quick")
+                for idx in np.argsort(quick, kind="stable"):
+                    j, cand, img, pts = group[idx]
+                    s = float(quick[idx])
+                    if s <= p.edge_max - p.edge_margin:
+                        s = float(self.two.edge_similarity([(img, pts)], eref)[0])
+                    if s > p.edge_max - p.edge_margin:
+                        self._tried(st, None, s)
+                        continue
+                    d = self.two.dlib_distance(img, pts, dref, stop_below=p.tau + p.margin)
+                    self._tried(st, d, s)
+                    if not (self._passes(d, s, strict_margin=True)
+                            and looks_like_face(self.mesh, img, pts, p.face_tolerance)):
+                        continue
                     st.cursor = None
-                    self._apply(st, tid, step, k)
-                    if at != frame.index:  # found over several frames: draw it on this one
-                        cand = self._render(frame, tid, r, st.level, st.appearance)
+                    self._apply(st, tid, step, j)
                     st.status = "verified"
-                    st.distance = d
+                    st.distance, st.similarity = d, s
                     st.min_distance = d if st.min_distance is None else min(st.min_distance, d)
+                    st.max_similarity = s if st.max_similarity is None else max(st.max_similarity, s)
                     return cand
-                st.cursor = [step + 1, 0, None, st.cursor[3]]
-            # nothing reached tau: obfuscate (the track keeps the noise it had)
-            if st.cursor[3] is not None:
-                self.identity.set_noise(tid, st.cursor[3])
+            # nothing passed: obfuscate (the track keeps the noise it had), with a mosaic checked too
+            if st.cursor[2] is not None:
+                self.identity.set_noise(tid, st.cursor[2])
             st.cursor = None
             st.status, st.step, st.choice = "obfuscated", len(STEPS), None
             st.version += 1
+            self._verify_mosaic(st, ctx_rgb, r.landmarks[:, :2] - ctx.offset)
             return None
         finally:
-            if st.cursor is not None and st.cursor[3] is not None:
-                self.identity.set_noise(tid, st.cursor[3])  # between frames the track keeps its noise
+            if st.cursor is not None and st.cursor[2] is not None:
+                self.identity.set_noise(tid, st.cursor[2])  # between frames the track keeps its noise
 
-    def _render(self, frame, tid: int, r, level: int, seed: int) -> Optional[tuple]:
-        target = self.identity.target(tid, r)
-        crop = crop_for(r.landmarks, target, frame.width, frame.height)
-        original = bl.crop_rgb(frame, crop)
-        out = render(original, crop, r.landmarks, target, r.visible)
-        item = RestoreItem(image=out.image, original=original, mask=out.mask, landmarks=out.target,
-                           track_id=tid, seed=seed, level=level)
-        restored = self.restorer.restore([item])
-        if len(restored) != 1:
-            return None
-        return out, item, restored[0]
+    def _verify_mosaic(self, st: _Track, ctx_rgb: np.ndarray, pts: np.ndarray) -> None:
+        """The fallback is checked like a rendered face: the mosaic of this face (as `blend.obfuscate`
+        draws it, here on RGB) must be among different people for both recognizers, on every view;
+        if not, the next strength is tried (fewer blocks, then a solid fill). dlib's own threshold
+        (0.6) applies in strict mode too: a face-less fill sits only ~0.61-0.74 from anyone."""
+        st.mosaic, st.mosaic_check = verified_mosaic(self.two, ctx_rgb, pts, *self._refs(st),
+                                                     self.policy.edge_max, start=st.mosaic)
+
+def _count(st: _Track, why: str) -> None:
+    st.fallback_frames += 1
+    st.fallback_why[why] = st.fallback_why.get(why, 0) + 1
 
 
 def _good(r) -> bool:
     return abs(r.yaw) <= FIT_MAX_YAW and abs(r.pitch) <= FIT_MAX_PITCH
-
-
-def _paste(ctx_rgb: np.ndarray, ctx: Crop, crop: Crop, rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The context with one face crop blended in (RGB, float mask), as the blend stage would."""
-    img = ctx_rgb.copy()
-    x0, y0 = max(crop.x0, ctx.x0), max(crop.y0, ctx.y0)
-    x1, y1 = min(crop.x1, ctx.x1), min(crop.y1, ctx.y1)
-    if x1 <= x0 or y1 <= y0:
-        return img
-    a = img[y0 - ctx.y0:y1 - ctx.y0, x0 - ctx.x0:x1 - ctx.x0].astype(np.float32)
-    b = rgb[y0 - crop.y0:y1 - crop.y0, x0 - crop.x0:x1 - crop.x0].astype(np.float32)
-    m = mask[y0 - crop.y0:y1 - crop.y0, x0 - crop.x0:x1 - crop.x0, None]
-    img[y0 - ctx.y0:y1 - ctx.y0, x0 - ctx.x0:x1 - ctx.x0] = np.clip(a + m * (b - a) + 0.5, 0, 255).astype(np.uint8)
-    return img

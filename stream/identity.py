@@ -23,7 +23,7 @@ import numpy as np
 
 from ideud.models import facemesh as fm
 from ideud.models import meshhead as mh
-from ideud.stream.types import Codes
+from ideud.stream.types import Codes, Rendering
 
 # frames whose pose is further from frontal than this do not feed the ID fit
 FIT_MAX_YAW, FIT_MAX_PITCH = 25.0, 20.0
@@ -72,7 +72,9 @@ def perturbation(seed: int, sigma: float, k: int = mh.K) -> np.ndarray:
 class _TrackState:
     seed: int
     noise: np.ndarray
-    smoother: OneEuro = field(default_factory=OneEuro)
+    # beta 4 (speed in face sizes/s): a face moving a fiftieth of its size a frame trails by ~1 px
+    # instead of ~7 at 0.05 (tools/bench/bench_footage.py); still faces are held, not smoothed
+    smoother: OneEuro = field(default_factory=lambda: OneEuro(beta=4.0))
     samples: list = field(default_factory=list)  # measurements (mm) of good frames
     z: Optional[np.ndarray] = None  # real ID code: in memory only
     frozen: bool = False
@@ -80,18 +82,6 @@ class _TrackState:
 
     def z_perturbed(self) -> np.ndarray:
         return np.clip(self.z + self.noise, -1.0, 1.0)
-
-
-@dataclass
-class Rendering:
-    """What the render stage needs for one face in one frame."""
-
-    landmarks: np.ndarray  # (468, 3) smoothed, frame pixels
-    target: np.ndarray  # (468, 2) perturbed positions, frame pixels
-    visible: np.ndarray  # (468,) bool
-    codes: Codes
-    yaw: float
-    pitch: float
 
 
 class IdentityStage:

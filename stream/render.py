@@ -14,43 +14,17 @@ original.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 import matplotlib.tri as mtri
 
 from ideud.models import facemesh as fm
+from ideud.models.facemesh import face_polygon
+from ideud.stream.types import Crop, Rendered
 
 RING_SCALE = 1.3  # fixed ring: face oval grown by this factor about the face centre
 CROP_MARGIN = 0.08  # crop around the ring, as a share of the face size
 GRID = 48  # coarse grid for the displacement field, per crop side
-
-
-@dataclass
-class Crop:
-    """An axis-aligned region of the frame, in luma pixels; x0/y0 even for chroma."""
-
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.y1 - self.y0, self.x1 - self.x0
-
-    @property
-    def offset(self) -> np.ndarray:
-        return np.array([self.x0, self.y0], float)
-
-
-@dataclass
-class Rendered:
-    crop: Crop
-    image: np.ndarray  # warped RGB crop
-    mask: np.ndarray  # float32 face mask in the crop
-    target: np.ndarray  # (468, 2) perturbed landmarks in crop pixels
 
 
 def face_size(lm: np.ndarray) -> float:
@@ -72,21 +46,6 @@ def crop_for(lm: np.ndarray, target: np.ndarray, width: int, height: int) -> Cro
     x0, y0 = max(0, x0 - (x0 % 2)), max(0, y0 - (y0 % 2))
     x1, y1 = min(width, x1 + (x1 % 2)), min(height, y1 + (y1 % 2))
     return Crop(int(x0), int(y0), int(x1), int(y1))
-
-
-def face_polygon(points2d: np.ndarray) -> np.ndarray:
-    """Face oval with the forehead lowered below the hairline (2D, same frame as input)."""
-    oval = points2d[fm.FACE_OVAL].copy()
-    eyes = (points2d[fm.LEFT_EYE_OUTER] + points2d[fm.RIGHT_EYE_OUTER]) / 2
-    up = eyes - points2d[fm.CHIN]
-    up /= max(np.linalg.norm(up), 1e-6)
-    brow = points2d[fm.LEFT_BROW + fm.RIGHT_BROW] @ up
-    brow_level = float(np.max(brow))
-    height = (oval @ up) - brow_level
-    above = height > 0
-    # keep 40% of the forehead height: the hairline sits higher on almost every face
-    oval[above] -= np.outer(height[above] * 0.6, up)
-    return oval
 
 
 def face_mask(shape: tuple[int, int], polygons: list[np.ndarray], feather: float) -> np.ndarray:

@@ -1,34 +1,35 @@
 """Step II: turn the re-rendered (warped) hybrid face into a natural face.
 
-Every restorer has one method, `restore(items) -> list of RGB crops`, and
-works on a batch so that GPU restorers can batch faces across frames.
+Every restorer has one method that does the work, `restore(items) -> list of
+RGB crops`, on a batch so that GPU restorers can batch faces across frames;
+the rest of what the pipeline asks of it is the `Restorer` protocol
+(stream/protocols.py).
 The crops handed back have the same size as `item.image`; the blend stage
 pastes them back through `item.mask`.
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
 
+from ideud.stream.protocols import Restorer
 from ideud.stream.types import RestoreItem
-
-
-class Restorer(Protocol):
-    name: str
-
-    def restore(self, items: Sequence[RestoreItem]) -> list[np.ndarray]:
-        ...
 
 
 class IdentityRestorer:
     """Hands the warped face back unchanged (for tests and `--restorer none`)."""
 
     name = "none"
+    on_gpu = False
+    max_batch = 16
 
     def restore(self, items: Sequence[RestoreItem]) -> list[np.ndarray]:
         return [it.image for it in items]
+
+    def warmup(self) -> None:
+        """Nothing to prepare."""
 
 
 class ClassicRestorer:
@@ -40,6 +41,8 @@ class ClassicRestorer:
     """
 
     name = "classic"
+    on_gpu = False
+    max_batch = 16
 
     def __init__(self, amount: float = 0.6, sigma_frac: float = 0.006):
         self.amount = amount
@@ -53,6 +56,9 @@ class ClassicRestorer:
             out.append(cv2.addWeighted(it.image, 1 + self.amount, low, -self.amount, 0))  # saturating uint8
         return out
 
+    def warmup(self) -> None:
+        """Nothing to prepare."""
+
 
 # name -> class, or "module:attribute" of a factory imported on demand (the GAN tier needs torch,
 # an optional extra; the bank loads its donors). Restorer modules never import this one: no cycle.
@@ -61,10 +67,18 @@ RESTORERS: dict = {
     "classic": ClassicRestorer,
     "bank": "ideud.stream.restore_bank:BankRestorer",
     "gan": "ideud.stream.restore_gan:make_gan_restorer",
+    "prior": "ideud.stream.restore_prior:PriorRestorer",
+    "learned": "ideud.stream.restore_learned:LearnedRestorer",
 }
 
 
-def make_restorer(name: str, **kwargs) -> Restorer:
+# restorers whose new face depends on the ID-code noise σ (--scale)
+TAKES_SIGMA = {"prior"}
+
+
+def make_restorer(name: str, sigma: float | None = None, **kwargs) -> Restorer:
+    if sigma is not None and name in TAKES_SIGMA:
+        kwargs["sigma"] = sigma
     try:
         factory = RESTORERS[name]
     except KeyError:
@@ -84,10 +98,12 @@ def register_restorer(name: str, factory) -> None:
     RESTORERS[name] = factory
 
 
-EMBEDDED_DEFAULT = "bank"  # best restorer without downloaded weights, by tools/bench_privacy.py (classic: geometry only)
+# best restorer without downloaded weights, by tools/bench/bench_face_prior.py on the held-out portraits
+# (dlib mean 0.662 vs the bank's 0.598; EdgeFace matches 76 vs 97 of 100; classic: geometry only)
+EMBEDDED_DEFAULT = "prior"
 
 
-def auto_restorer(log=None, gan_engine: str = "auto") -> Restorer:
+def auto_restorer(log=None, gan_engine: str = "auto", sigma: float | None = None) -> Restorer:
     """The GAN tier when its weights are present and a GPU can run it; else the embedded tier.
 
     On a CPU the full GAN takes ~20 s per face, so it is used there only when asked for by name.
@@ -110,4 +126,4 @@ def auto_restorer(log=None, gan_engine: str = "auto") -> Restorer:
         reason = "no CUDA GPU for the GAN restorer"
     if log:
         log(f"using the embedded tier ({EMBEDDED_DEFAULT} restorer): {reason}")
-    return make_restorer(EMBEDDED_DEFAULT)
+    return make_restorer(EMBEDDED_DEFAULT, sigma=sigma)

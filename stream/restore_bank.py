@@ -168,6 +168,8 @@ class BankRestorer:
     """Mid-frequency face detail from a public-domain donor bank; see the module docstring."""
 
     name = "bank"
+    on_gpu = False
+    max_batch = 16
 
     def __init__(self, donors: Optional[Sequence[fbk.Donor]] = None, exclude: Sequence[str] = ()):
         """`exclude`: donor names to leave out (e.g. to measure a donor's own photo fairly)."""
@@ -186,6 +188,9 @@ class BankRestorer:
 
     def restore(self, items: Sequence[RestoreItem]) -> list[np.ndarray]:
         return [self._scaled(it) for it in items]
+
+    def warmup(self) -> None:
+        """Nothing to prepare: the donors are loaded in __init__."""
 
     def _scaled(self, it: RestoreItem) -> np.ndarray:
         """Big faces are re-synthesised at WORK_FACE_PX and the change is added at full size.

@@ -46,6 +46,7 @@ class GanRestorer:
 
     def __init__(self, engine, size: int = FACE_SIZE, feather: float = 0.02, workers: Optional[int] = None):
         self.engine = engine
+        self.max_batch = engine.max_batch
         self.size = size
         self.feather = feather
         device = getattr(engine, "device", None)

@@ -3,9 +3,9 @@
 `RestoreWorker.submit(items)` returns a future. Submissions that are waiting
 when the worker becomes free go into one `restorer.restore` call, so faces
 of several frames share one GPU batch. The worker is also a restorer itself
-(`restore(items)`, synchronous), so every user of the model (the privacy
-guard included) goes through the one thread and the engine is never called
-from two threads at once.
+(`restore(items)`, synchronous; `warmup()`), so every user of the model
+(the privacy guard included) goes through the one thread and the engine is
+never called from two threads at once.
 """
 from __future__ import annotations
 
@@ -15,14 +15,21 @@ import time
 from concurrent.futures import Future
 from typing import Sequence
 
+from ideud.stream.protocols import Restorer
+
 _STOP = object()
+_WARMUP = object()  # a queue entry: warm the restorer up, on this thread
 
 
 class RestoreWorker:
-    def __init__(self, restorer, max_faces: int = 16):
+    """A `Restorer` around another one, which only this worker's thread calls."""
+
+    def __init__(self, restorer: Restorer, max_faces: int = 16):
         self.restorer = restorer
-        self.name = getattr(restorer, "name", type(restorer).__name__)
+        self.name = restorer.name
+        self.on_gpu = restorer.on_gpu
         self.max_faces = max(1, int(max_faces))
+        self.max_batch = self.max_faces
         self._queue: queue.Queue = queue.Queue()
         self.calls = 0
         self.faces = 0
@@ -43,25 +50,47 @@ class RestoreWorker:
     def restore(self, items: Sequence) -> list:
         return self.submit(items).result()[0]
 
+    def waiting(self) -> int:
+        """Submissions queued behind the call under way."""
+        return self._queue.qsize()
+
+    def warmup(self) -> None:
+        """The restorer's warmup, run on the worker's thread; returns when it is done."""
+        fut: Future = Future()
+        if not self._thread.is_alive():
+            raise RuntimeError("restore worker is closed")
+        self._queue.put((_WARMUP, fut))
+        fut.result()
+
     def _loop(self) -> None:
+        held = None  # an entry that could not join the last call (warmup or stop)
         while True:
-            first = self._queue.get()
+            first, held = (held, None) if held is not None else (self._queue.get(), None)
             if first is _STOP:
                 return
-            batch, n, stop = [first], len(first[0]), False
+            if first[0] is _WARMUP:
+                self._warmup(first[1])
+                continue
+            batch, n = [first], len(first[0])
             while n < self.max_faces:  # what else is waiting joins this call
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is _STOP:
-                    stop = True
+                if nxt is _STOP or nxt[0] is _WARMUP:
+                    held = nxt
                     break
                 batch.append(nxt)
                 n += len(nxt[0])
             self._run(batch, n)
-            if stop:
-                return
+
+    def _warmup(self, fut: Future) -> None:
+        try:
+            self.restorer.warmup()
+        except BaseException as e:
+            fut.set_exception(e)
+            return
+        fut.set_result(None)
 
     def _run(self, batch: list, n: int) -> None:
         t0 = time.perf_counter()

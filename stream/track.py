@@ -102,7 +102,6 @@ class Tracker:
                 face = faces[matched[tid]]
                 self._filters[tid].update(face.box)
                 tr.box = face.box.astype(float).copy()
-                tr.hits += 1
                 tr.misses = 0
             else:
                 face = None
@@ -124,7 +123,7 @@ class Tracker:
             if seed is None:
                 seed = int(self._rng.integers(0, 2**63 - 1))
             tr = Track(id=tid, seed=int(seed), box=face.box.astype(float).copy(),
-                       first_frame=frame_index, last_frame=frame_index, hits=1)
+                       first_frame=frame_index, last_frame=frame_index)
             self.tracks[tid] = tr
             self._filters[tid] = _BoxFilter(face.box)
             out.append((tr, face))

@@ -1,11 +1,16 @@
 """Small typed records passed between the pipeline stages.
 
+Decode gives a `Frame`; detect `Face`s; track `Track`s. Per face and frame one `FaceJob`
+goes through the stages: Step I fills its `Rendering` (the perturbed geometry, with the
+`Codes`), render its `Rendered` crop on a `Crop` of the frame, and the restorer is handed its
+`RestoreItem`.
+
 Images are numpy arrays. RGB images are HxWx3 uint8. Boxes are float
 (x0, y0, x1, y1) in pixels of the full-resolution frame.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Optional
 
@@ -78,20 +83,6 @@ class Codes:
 
 
 @dataclass
-class FaceJob:
-    """Everything the render/restore/blend stages need for one face in one frame."""
-
-    track_id: int
-    box: np.ndarray  # region that is obfuscated if anything fails
-    landmarks: Optional[np.ndarray] = None  # (468, 3) frame pixels (x, y, z)
-    target: Optional[np.ndarray] = None  # (468, 2) perturbed landmark positions
-    visible: Optional[np.ndarray] = None  # (468,) bool: vertex faces the camera
-    codes: Optional[Codes] = None
-    fallback_reason: Optional[str] = None  # set when the face must be obfuscated
-    escalation: int = 0  # privacy-guard level (0 = geometry only)
-
-
-@dataclass
 class Track:
     """A face followed over time. `seed` fixes the perturbation for the track's life."""
 
@@ -100,11 +91,47 @@ class Track:
     box: np.ndarray
     first_frame: int
     last_frame: int
-    hits: int = 0
     misses: int = 0  # consecutive frames without a detection
-    frames: int = 0
-    fallback_frames: int = 0
-    fallback_reasons: dict = field(default_factory=dict)
+
+
+@dataclass
+class Crop:
+    """An axis-aligned region of the frame, in luma pixels; x0/y0 even for chroma."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.y1 - self.y0, self.x1 - self.x0
+
+    @property
+    def offset(self) -> np.ndarray:
+        return np.array([self.x0, self.y0], float)
+
+
+@dataclass
+class Rendering:
+    """Step I's answer for one face in one frame: what the render stage draws (stream/identity.py)."""
+
+    landmarks: np.ndarray  # (468, 3) smoothed, frame pixels
+    target: np.ndarray  # (468, 2) perturbed positions, frame pixels
+    visible: np.ndarray  # (468,) bool
+    codes: Codes
+    yaw: float
+    pitch: float
+
+
+@dataclass
+class Rendered:
+    """The render stage's output for one face: the warped crop and its mask (stream/render.py)."""
+
+    crop: Crop
+    image: np.ndarray  # warped RGB crop
+    mask: np.ndarray  # float32 face mask in the crop
+    target: np.ndarray  # (468, 2) perturbed landmarks in crop pixels
 
 
 @dataclass
@@ -118,3 +145,24 @@ class RestoreItem:
     track_id: int
     seed: int  # the track's seed, for restorers that draw per-track randomness
     level: int = 0  # privacy-guard escalation level asked of the restorer
+
+
+@dataclass
+class FaceJob:
+    """One face in one frame, from the tracker to paste-back (stream/processor.py).
+
+    Filled in stage by stage; `reason` set at any stage means the face is obfuscated at `box`
+    instead of pasted (fail closed). Nothing of the person's real identity is kept here.
+    """
+
+    track: Track
+    box: np.ndarray  # region obfuscated if anything fails: the detection or predicted box, then the mesh's
+    reason: Optional[str] = None  # why the face is obfuscated (small, no_mesh, lost, privacy, error:...)
+    rendering: Optional[Rendering] = None  # Step I: geometry to draw
+    rendered: Optional[Rendered] = None  # render: the warped crop and its mask
+    item: Optional[RestoreItem] = None  # what the restorer is handed (its `image` is `rendered.image`)
+    guard_version: int = -1  # the guard's version of the track's parameters when the face was rendered
+
+    @property
+    def status(self) -> str:
+        return "deidentified" if self.reason is None else f"fallback:{self.reason}"

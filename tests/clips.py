@@ -1,15 +1,100 @@
 """Test media, made at test time from the public-domain astronaut portrait."""
 from __future__ import annotations
 
+import itertools
+import math
+from fractions import Fraction
+from importlib import resources
 from pathlib import Path
+from typing import Iterator
 
 import av
+import cv2
 import numpy as np
-
-from ideud.tools.demo import astronaut, background, moving_faces, portrait, write_clip  # noqa: F401
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FACES_DIR = SHARED / "testdata" / "faces"
+
+
+def astronaut() -> np.ndarray:
+    """512x512 RGB portrait (NASA, public domain)."""
+    data = resources.files("ideud.models").joinpath("data/astronaut.jpg").read_bytes()
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+
+
+def portrait(size: int = 220) -> np.ndarray:
+    """The astronaut's head and shoulders, square, `size` px."""
+    return cv2.resize(astronaut()[20:300, 90:370], (size, size), interpolation=cv2.INTER_AREA)
+
+
+def background(width: int, height: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    bg = np.stack([80 + 60 * np.sin(xx / 37.0), 90 + 50 * np.cos(yy / 23.0), 110 + 40 * np.sin((xx + yy) / 51.0)], -1)
+    bg += rng.normal(0, 6, bg.shape)
+    return np.clip(bg, 0, 255).astype(np.uint8)
+
+
+def moving_faces(n: int, width: int = 640, height: int = 360, size: int = 220, faces: int = 1,
+                 angle: float = 8.0) -> Iterator[np.ndarray]:
+    """RGB frames with `faces` astronaut heads drifting, scaling and turning slightly."""
+    bg = background(width, height)
+    head = portrait(size)
+    for i in range(n):
+        img = bg.copy()
+        t = i / max(n - 1, 1)
+        for f in range(faces):
+            s = 1.0 + 0.1 * math.sin(2 * math.pi * t + f)
+            a = angle * math.sin(2 * math.pi * t + f)
+            cx = width * (f + 1) / (faces + 1) + 20 * math.sin(2 * math.pi * t)
+            cy = height / 2 + 10 * math.cos(2 * math.pi * t)
+            m = cv2.getRotationMatrix2D((size / 2, size / 2), a, s)
+            m[:, 2] += [cx - size / 2, cy - size / 2]
+            mask = cv2.warpAffine(np.full((size, size), 255, np.uint8), m, (width, height))
+            warped = cv2.warpAffine(head, m, (width, height))
+            img[mask > 0] = warped[mask > 0]
+        yield img
+
+
+def write_clip(path: str, frames, fps: int = 25, codec: str = "libx264", pix_fmt: str = "yuv420p",
+               audio: bool = True, metadata: dict | None = None, options: dict | None = None) -> str:
+    """Encode RGB frames (and a 440 Hz tone as AAC) with PyAV."""
+    frames = iter(frames)
+    first = next(frames)
+    h, w = first.shape[:2]
+    n = 0
+    # phones keep make/model in QuickTime keys, which FFmpeg's mp4 muxer writes only when told to
+    mov = str(path).lower().endswith((".mp4", ".mov", ".m4v"))
+    with av.open(str(path), "w", options={"movflags": "use_metadata_tags"} if metadata and mov else {}) as out:
+        if metadata:
+            out.metadata.update(metadata)
+        vs = out.add_stream(codec, rate=fps)
+        vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
+        if options:
+            vs.options = options
+        astream = None
+        if audio:  # every stream must exist before the first packet is muxed
+            astream = out.add_stream("aac", rate=48000)
+            astream.layout = "mono"
+        for img in itertools.chain([first], frames):
+            vf = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format=pix_fmt)
+            vf.pts, vf.time_base = n, Fraction(1, fps)
+            n += 1
+            for p in vs.encode(vf):
+                out.mux(p)
+        for p in vs.encode(None):
+            out.mux(p)
+        if astream is not None:
+            samples = int(48000 * n / fps)
+            tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / 48000)).astype(np.float32)
+            for k in range(0, samples, 1024):
+                af = av.AudioFrame.from_ndarray(tone[None, k:k + 1024], format="fltp", layout="mono")
+                af.sample_rate, af.pts, af.time_base = 48000, k, Fraction(1, 48000)
+                for p in astream.encode(af):
+                    out.mux(p)
+            for p in astream.encode(None):
+                out.mux(p)
+    return str(path)
 
 
 def read_frames(path, fmt: str = "rgb24") -> list[np.ndarray]:

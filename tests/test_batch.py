@@ -199,9 +199,11 @@ def long_clip(tmp_path_factory):
 @pytest.fixture(scope="module")
 def segmented(cluster, long_clip, tmp_path_factory):
     out = tmp_path_factory.mktemp("long_out")
-    # privacy off: these tests are about one rendered identity across segments, and the astronaut is a
-    # donor face of the embedded restorer, so the guard would pixelate her (guard choices: test below)
-    o = Options(seed=SEED, codec="ffv1", audio=False, privacy="off")
+    # privacy off: these tests are about one rendered identity across segments (guard choices: test
+    # below). The bank restorer: its face is a function of the track seed, which the stitch carries.
+    # The prior restorer's farthest-of-32 pick also depends on the frame where the track's code is
+    # first fitted, which a later segment does not see (README: what is not done).
+    o = Options(seed=SEED, codec="ffv1", audio=False, privacy="off", restorer="bank")
     res = run_batch([str(long_clip)], str(out), o, segment_seconds=0.8, overlap_seconds=0.4, ext="mkv")
     assert res.done == ["long.mkv"], res.failed
     return out / "long.mkv", res.reports["long.mkv"]
@@ -237,7 +239,7 @@ def test_segmented_output_has_input_frames_and_timestamps_and_matches_single_run
     assert [float(p * ta) for p in pa] == pytest.approx([float(p * tb) for p in pb], abs=1e-3)
     # the same run in one process (same seed: the global tracks draw the seeds the tracker would)
     ref = tmp_path / "ref.mkv"
-    deidentify(str(long_clip), str(ref), Options(seed=SEED, codec="ffv1", audio=False, privacy="off"))
+    deidentify(str(long_clip), str(ref), Options(seed=SEED, codec="ffv1", audio=False, privacy="off", restorer="bank"))
     src, one, seg = read_frames(long_clip), read_frames(ref), read_frames(out)
     for i, (s, r, x) in enumerate(zip(src, one, seg)):
         changed = np.abs(r.astype(int) - s.astype(int)).mean()  # how much de-identification changed the frame

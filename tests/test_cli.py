@@ -60,7 +60,7 @@ def test_existing_output_needs_force(face_clip, tmp_path):
 
 
 def test_unwritable_output_folder(face_clip, tmp_path):
-    one_line_error(run(face_clip, tmp_path / "missing" / "o.mp4"), code=1)
+    one_line_error(run(face_clip, tmp_path / "missing" / "o.mp4"), code=2)
 
 
 def test_bad_option_value(face_clip, tmp_path):
@@ -94,4 +94,25 @@ def test_demo_side_by_side(tmp_path):
     assert p.returncode == 0, p.stderr
     with av.open(str(out)) as c:
         v = c.streams.video[0]
-        assert v.codec_context.width == 2 * 960 and v.frames == 12
+        assert v.codec_context.width == 2 * 640 and v.frames == 12
+
+
+def test_defaults_come_from_options():
+    from ideud.stream.options import Options
+    from ideud.tools import batch, cli
+
+    single = cli.parser().parse_args(["in.mp4", "out.mp4"])
+    many = batch.parser().parse_args(["in.mp4", "--out", "d"])
+    o = Options()
+    for name in ("scale", "seed", "restorer", "fallback", "privacy", "gan_engine", "restore_ahead", "min_face",
+                 "det_threshold", "detector", "codec", "crf", "preset", "keep_metadata"):
+        assert getattr(single, name) == getattr(many, name) == getattr(o, name), name
+    assert single.no_audio is (not o.audio) and single.force is o.force
+
+
+def test_batch_shares_the_pipeline_checks(tmp_path):
+    for args in (["--crf", "-5"], ["--det-threshold", "3"]):
+        p = subprocess.run([*CLI, "batch", str(tmp_path), "--out", str(tmp_path / "o"), *args],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2 and p.stderr.startswith("ideud-video: error:"), p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr

@@ -25,7 +25,7 @@ from ideud.stream.detect import (
     make_detector,
 )
 from ideud.models.geometry import iou_matrix, nms
-from ideud.tools.bench_detect import detect_dataset, load_imglab, run_detector, score
+from face_dataset import detect_dataset, load_imglab, run_detector, score
 
 REPO = Path(__file__).resolve().parents[1]
 FACES = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "faces"
@@ -241,7 +241,7 @@ def test_make_detector(monkeypatch, tmp_path):
 def test_exported_model_loads_without_onnx_package(tmp_path):
     out = tmp_path / "centerface.onnx"
     r = subprocess.run(
-        [sys.executable, "-m", "ideud.tools.bench_detect", "--export-centerface", str(out), "--centerface-src", str(CF_MODEL)],
+        [sys.executable, str(REPO / "tools" / "build" / "export_centerface.py"), str(out), "--centerface-src", str(CF_MODEL)],
         capture_output=True, text=True, timeout=120,
     )
     assert r.returncode == 0, r.stderr

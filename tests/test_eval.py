@@ -19,7 +19,7 @@ import pytest
 
 from ideud.models.recognizer import (FACEMESH_POINTS5, IBUG68_POINTS5, THRESHOLD, FaceRecognizer,
                                      default_recognizer)
-from ideud.stream import evaluate as ev
+from ideud import eval as ev
 from ideud.models.geometry import box_iou
 from ideud.tools.eval import main
 
@@ -507,3 +507,40 @@ def test_sweep_cli_without_the_pipeline(tmp_path, capsys, monkeypatch):
     rc, out, err = run_cli(["sweep", ASTRONAUT, "--scales", "0", "--out", tmp_path / "o"], capsys)
     assert rc == 1 and "ideud.stream.pipeline" in err and len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
+
+
+# ============================================================== the contact sheet and the package's independence
+def test_contact_sheet_labels_and_title_are_not_clipped(tmp_path):
+    """Long labels (a 5-digit face-frame count) and the title stay inside the sheet, clear of the crops."""
+    import types
+
+    from ideud.eval.sheet import write_contact_sheet
+
+    blue = (0, 0, 255)  # RGB crops of one colour no text uses, to find where the crops start
+
+    def track(i, n, pairs):
+        obs = [types.SimpleNamespace(dis=0.3 + 0.5 * (k % 2)) for k in range(n)]
+        crops = [(f, 0.5, np.full((96, 96, 3), blue, np.uint8), np.full((96, 96, 3), blue, np.uint8))
+                 for f in range(pairs)]
+        return types.SimpleNamespace(id=i, obs=obs, sheet=crops)
+
+    for tracks, cols in (([track(12, 12345, 1)], 4), ([track(1, 200, 8), track(123, 99999, 3)], 4)):
+        path = write_contact_sheet(tracks, ev.EvalOptions(sheet_cols=cols), tmp_path / "s.png")
+        img = cv2.imread(path)[:, :, ::-1].astype(int)
+        is_blue = (img == blue).all(2)
+        ys, xs = np.nonzero(is_blue)
+        ink = (img < 200).any(2) & ~is_blue  # text (anti-aliased dark pixels)
+        assert not ink[:, -2:].any() and not ink[-2:, :].any(), "text runs off the sheet's right or bottom edge"
+        assert not ink[: ys.min()].any(0)[-3:].any()
+        left = xs.min()  # the first crop column: labels must end before it
+        assert not ink[ys.min():, left - 3:left].any(), "a track label runs into the crops"
+        assert ink[: ys.min()].any(), "no title drawn"
+        assert ink[ys.min():, :left].sum() > 200, "no labels drawn"
+
+
+def test_evaluator_imports_nothing_of_the_pipeline():
+    code = ("import sys, ideud.eval as ev; [getattr(ev, n) for n in ev.__all__]; import ideud.tools.eval; "
+            "print(' '.join(m for m in sys.modules if m.startswith('ideud.stream')))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "", f"ideud.eval imported {p.stdout.strip()}"

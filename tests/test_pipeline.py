@@ -122,6 +122,7 @@ def test_metadata_stripped_unless_kept(face_clip, mp4_run, tmp_path):
         assert c.metadata.get("artist") == "Jane Doe"
 
 
+@pytest.mark.slow
 def test_same_seed_same_output_other_seed_differs(face_clip, tmp_path):
     outs = []
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
@@ -196,3 +197,28 @@ def test_two_faces_get_two_tracks_and_different_perturbations(tmp_path):
     assert a["perturbation"] != b["perturbation"]
     assert all(len(fr["faces"]) == 2 for fr in rep["frame_log"])
     assert rep["fallback_face_frames"] == 0
+
+
+def test_every_restorer_and_detector_has_what_the_pipeline_asks_for():
+    from ideud.stream.detect import DETECTOR_NAMES, make_detector
+    from ideud.stream.protocols import Detector, Restorer
+    from ideud.stream.restore import RESTORERS, make_restorer
+    from ideud.stream.restore_worker import RestoreWorker
+
+    for name in sorted(set(RESTORERS) - {"gan"}):  # the GAN: tests/test_restore_ahead.py runs it in the pipeline
+        r = make_restorer(name)
+        assert isinstance(r, Restorer) and r.name == name and isinstance(r.on_gpu, bool) and r.max_batch >= 1
+        worker = RestoreWorker(r, max_faces=r.max_batch)
+        try:
+            assert isinstance(worker, Restorer) and worker.name == name
+            worker.warmup()  # on the worker's thread
+        finally:
+            worker.close()
+    # the names the help documents, and the older ones
+    for name, kind in (("blazeface", "blaze"), ("blaze", "blaze"), ("blazeface-tiled", "blaze-tiled"),
+                       ("blaze-tiled", "blaze-tiled")):
+        d = make_detector(name)
+        assert isinstance(d, Detector) and d.name == kind
+    assert {"auto", "centerface", "blazeface", "blazeface-tiled"} <= set(DETECTOR_NAMES)
+    with pytest.raises(ValueError, match="blazeface"):
+        make_detector("blazefase")

@@ -9,16 +9,27 @@ import numpy as np
 import pytest
 
 from clips import frame_pts, moving_faces, read_frames, write_clip
-from ideud.stream.evaluate import EvalOptions, evaluate
+from ideud.eval import EvalOptions, evaluate
 from ideud.stream.pipeline import FaceProcessor, Options, deidentify
 from ideud.stream.restore import ClassicRestorer
 
 
-class SlowClassic(ClassicRestorer):
-    """The classic restorer taking as long as a busy GPU would, so that frames queue up for it."""
+class HeldClassic(ClassicRestorer):
+    """The classic restorer whose first call is held, as by a busy GPU, until more frames' faces
+    wait behind it (a condition, not a fixed delay: the next call must find them waiting)."""
+
+    def __init__(self, behind: int = 2):
+        super().__init__()
+        self.behind = behind
+        self.worker = None  # set once the processor has made its restore worker
+        self.calls = 0
 
     def restore(self, items):
-        time.sleep(0.05)
+        self.calls += 1
+        if self.calls == 1:
+            deadline = time.monotonic() + 60  # generous: a loaded machine only makes Step I slower
+            while self.worker.waiting() < self.behind and time.monotonic() < deadline:
+                time.sleep(0.01)
         return super().restore(items)
 
 
@@ -31,7 +42,9 @@ def test_restore_ahead_gives_the_same_video_and_batches_across_frames(face_clip,
     o = dict(codec="ffv1", seed=5, privacy="off", restorer="classic")
     seq = deidentify(str(face_clip), str(tmp_path / "seq.mkv"), Options(**o, audio=False, restore_ahead=0))
     assert "restore_worker" not in seq
-    proc = FaceProcessor(Options(**o, audio=False, restore_ahead=4), restorer=SlowClassic())
+    held = HeldClassic()
+    proc = FaceProcessor(Options(**o, audio=False, restore_ahead=4), restorer=held)
+    held.worker = proc.worker
     try:
         ahead = deidentify(str(face_clip), str(tmp_path / "ahead.mkv"), Options(**o, audio=False), processor=proc)
     finally:
@@ -56,9 +69,10 @@ def test_restore_ahead_keeps_audio_and_frame_order(face_clip, tmp_path):
     assert pts == sorted(pts) and len(set(pts)) == 30
 
 
+@pytest.mark.slow
 def test_restore_ahead_with_the_guard_redraws_faces_rendered_before_a_decision(tmp_path):
     src = write_clip(tmp_path / "two.mp4", moving_faces(10, 720, 300, size=260, faces=2), audio=False)
-    o = dict(seed=4, restorer="bank", codec="ffv1", audio=False)
+    o = dict(seed=4, restorer="prior", codec="ffv1", audio=False)  # the bank could never clear the astronaut: a donor
     seq = deidentify(str(src), str(tmp_path / "seq.mkv"), Options(**o, restore_ahead=0))
     ahead = deidentify(str(src), str(tmp_path / "ahead.mkv"), Options(**o, restore_ahead=2))
     # frames 1 and 2 were rendered before frame 0's search chose a track's new face: drawn again
@@ -73,6 +87,7 @@ def test_restore_ahead_with_the_guard_redraws_faces_rendered_before_a_decision(t
     assert ev["privacy"]["leak_rate"] == 0.0, [f["dis"] for f in ev["faces"]]
 
 
+@pytest.mark.slow
 def test_gan_restorer_on_its_own_thread(face_clip, tmp_path):
     torch = pytest.importorskip("torch")
     from ideud.engines.torch_engine import TorchEngine

@@ -49,3 +49,14 @@ def test_seeds_reproducible_from_run_seed():
     a = Tracker(seed_rng=np.random.default_rng(42)).update([face_at(0, 0)], 0)[0][0].seed
     b = Tracker(seed_rng=np.random.default_rng(42)).update([face_at(0, 0)], 0)[0][0].seed
     assert a == b
+
+
+def test_reset_at_a_cut_ends_every_track_and_keeps_no_predicted_box():
+    tr = Tracker(max_misses=12, seed_rng=np.random.default_rng(0))
+    for i in range(5):
+        tr.update([face_at(10 + 3 * i, 10), face_at(200, 40)], i)
+    ended = {t.id for t in tr.tracks.values()}
+    tr.reset()  # what the processor does at a scene cut
+    assert {t.id for t in tr.finished} == ended and not tr.tracks
+    out = tr.update([face_at(400, 100)], 5)  # the new shot: only its own face, on a new track
+    assert len(out) == 1 and out[0][0].id not in ended and out[0][1] is not None

@@ -13,11 +13,13 @@ import argparse
 import sys
 from typing import Optional
 
+from ideud.tools.frontdoor import EXIT_FAIL, EXIT_OK, add_pipeline_arguments, pipeline_options, run_guarded, write_json
+
 PROG = "ideud-video batch"
-SINGLE_ONLY = {"force", "report", "quiet"}  # single-file options that batch has its own way of
+SINGLE_ONLY = frozenset({"force", "report", "quiet"})  # single-file options that batch has its own way of
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video/image files, folders or globs")
@@ -39,29 +41,21 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--report", metavar="JSON", help="write every file's report (tracks, seeds, perturbations, timing)")
     c.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     # the pipeline options are the single-file command's own (same names, defaults and help)
-    from ideud.tools.cli import _parser as single_parser
-
-    g = p.add_argument_group("pipeline (as for a single file)")
-    taken = {a.dest for a in p._actions}
-    for group in single_parser()._action_groups:
-        if group.title in ("identity", "detection", "output"):
-            for action in group._group_actions:
-                if action.dest not in taken and action.dest not in SINGLE_ONLY:
-                    g._add_action(action)
+    add_pipeline_arguments(p, skip=SINGLE_ONLY)
     return p
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    a = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    a = parser().parse_args(sys.argv[1:] if argv is None else argv)
     from ideud.stream.batch import run_batch
-    from ideud.tools.cli import EXIT_FAIL, EXIT_OK, _options, write_json
+    from ideud.stream.errors import UsageError
 
     a.force = True  # outputs under --out are the batch's own; the manifest decides what is skipped
     if a.workers is not None and a.workers < 1:
-        raise ValueError("--workers must be >= 1")
+        raise UsageError("--workers must be >= 1")
     if a.gpus_per_worker < 0:
-        raise ValueError("--gpus-per-worker must be >= 0")
-    options = _options(a)
+        raise UsageError("--gpus-per-worker must be >= 0")
+    options = pipeline_options(a)
     res = run_batch(a.inputs, a.out, options, address=a.ray_address, workers=a.workers,
                     gpus_per_worker=a.gpus_per_worker, segment_seconds=a.segment_seconds,
                     overlap_seconds=a.overlap_seconds, max_retries=a.retries, ext=a.ext, progress=not a.quiet)
@@ -78,6 +72,4 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    from ideud.tools.cli import main as _cli_main
-
-    sys.exit(_cli_main(["batch", *sys.argv[1:]]))
+    sys.exit(run_guarded(PROG, main, sys.argv[1:]))

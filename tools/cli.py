@@ -12,10 +12,8 @@ and a failed run leaves no output file behind.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import signal
 import sys
 from typing import Optional
 
@@ -24,11 +22,15 @@ from typing import Optional
 for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+from ideud.tools.frontdoor import (  # noqa: E402
+    EXIT_INTERRUPTED, EXIT_OK, add_pipeline_arguments, log_to_stderr, pipeline_options, run_guarded, summary,
+    write_json,
+)
+
 PROG = "ideud-video"
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Give every face in a video (or image) a new identity that stays the same for that person, "
@@ -38,51 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", help="input video or image: a file, a stream URL (rtsp://, rtmp://, http(s)://, udp://, "
                                  "srt://), a webcam (/dev/video0) or - for stdin")
-    p.add_argument("output", help="output path; its extension picks the container (.mp4, .mkv, .mov, .jpg, .png); "
-                                  "for a live input also a URL (rtsp://, rtmp://, udp://) or - for stdout (MPEG-TS)")
-    g = p.add_argument_group("identity")
-    g.add_argument("--scale", type=float, default=0.25, metavar="SIGMA",
-                   help="standard deviation of the ID-code perturbation; 0.2-0.3 recommended (default 0.25)")
-    g.add_argument("--seed", type=int, default=None,
-                   help="fix the random seed so a re-run gives the same fake identities (default: random per run)")
-    g.add_argument("--restorer", default="auto",
-                   help="step II restorer: auto (default: the GAN with fetched weights and a CUDA GPU, else the "
-                        "embedded tier), bank (no weights: face detail from a public-domain donor bank), classic "
-                        "(no weights, geometry only), gan (GFPGAN; 'ideud-video models fetch' first), none")
-    g.add_argument("--fallback", default="pixelate", choices=["pixelate", "blur", "black"],
-                   help="obfuscation for a face that cannot be de-identified (default pixelate)")
-    g.add_argument("--privacy", default="balanced", choices=["off", "balanced", "strict"],
-                   help="privacy guard: a face recogniser checks every person's new face and the change is "
-                        "escalated (new perturbations, stronger sigma, more re-synthesis, then obfuscation) until "
-                        "it no longer matches; balanced: distance >= 0.6 (dlib's same-person threshold), "
-                        "strict: >= 0.7 and checked more often, off: no check (default balanced)")
-    g.add_argument("--gan-engine", default="auto",
-                   choices=["auto", "cudagraphs", "compiled", "eager", "onnxruntime", "tensorrt"],
-                   help="how the GAN restorer runs on the GPU: auto (TensorRT if installed, else torch fp16 with "
-                        "CUDA graphs), compiled (torch.compile + CUDA graphs: ~2x faster, ~40 s per batch size "
-                        "to build at start), eager (torch fp16), onnxruntime, tensorrt (default auto)")
-    g.add_argument("--restore-ahead", type=int, default=None, metavar="N",
-                   help="frames whose faces may wait for the restorer while the next ones are analysed; the "
-                        "restorer runs on its own thread and batches their faces (default: 2 with a GPU "
-                        "restorer, 0 on the CPU)")
-    d = p.add_argument_group("detection")
-    d.add_argument("--min-face", type=int, default=12, metavar="PX",
-                   help="faces smaller than this are obfuscated instead of re-rendered (default 12)")
-    d.add_argument("--det-threshold", type=float, default=None, metavar="P",
-                   help="face detector confidence threshold; lower finds more faces "
-                        "(default: the detector's own, 0.3 for CenterFace, tuned for recall)")
-    d.add_argument("--detector", default="auto", help="face detector: auto, centerface, blazeface")
-    e = p.add_argument_group("output")
-    e.add_argument("--codec", default="libx264", help="video encoder (default libx264; ffv1 for lossless)")
-    e.add_argument("--crf", type=int, default=18, help="quality for libx264/libx265, lower is better (default 18)")
-    e.add_argument("--preset", default="veryfast", help="libx264/libx265 speed preset (default veryfast)")
-    e.add_argument("--no-audio", action="store_true", help="drop the audio streams (default: copied unchanged)")
-    e.add_argument("--keep-metadata", action="store_true",
-                   help="keep the input's metadata (GPS, device, author, dates); default: stripped")
-    e.add_argument("--force", action="store_true", help="replace an existing output file")
-    e.add_argument("--report", metavar="JSON",
-                   help="write a JSON report: per track frames, sigma, perturbation, fallbacks; timings per stage")
-    e.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("output", help="output path; its extension picks the container (.mp4, .mkv, .mov; .jpg, .png "
+                                  "for an image input); for a live input also a URL (rtsp://, rtmp://, udp://) or - "
+                                  "for stdout (MPEG-TS)")
+    add_pipeline_arguments(p)
     lv = p.add_argument_group("live streams (automatic for URL and webcam inputs; - streams stdin/stdout)")
     lv.add_argument("--live", action="store_true",
                     help="live mode: bounded latency (frames are dropped before processing when behind, and counted), "
@@ -126,38 +87,7 @@ def _live_options(a):
                        realtime=a.live or (is_live_source(a.input) and a.input != "-"))
 
 
-def _options(a):
-    from ideud.stream.pipeline import Options
-
-    if not 0 <= a.scale <= 5:
-        raise ValueError("--scale must be between 0 and 5")
-    if a.min_face < 0:
-        raise ValueError("--min-face must be >= 0")
-    if a.det_threshold is not None and not 0 < a.det_threshold < 1:
-        raise ValueError("--det-threshold must be between 0 and 1")
-    if a.restore_ahead is not None and not 0 <= a.restore_ahead <= 64:
-        raise ValueError("--restore-ahead must be between 0 and 64")
-    return Options(scale=a.scale, seed=a.seed, min_face=a.min_face, det_threshold=a.det_threshold,
-                   restore_ahead=a.restore_ahead, gan_engine=a.gan_engine,
-                   detector=a.detector, restorer=a.restorer, fallback=a.fallback, privacy=a.privacy,
-                   codec=a.codec, crf=a.crf,
-                   preset=a.preset, audio=not a.no_audio, keep_metadata=a.keep_metadata, force=a.force)
-
-
-def _log_to_stderr(quiet: bool) -> None:
-    """The library's one-line notices (tier chosen, outages) as `ideud-video: ...` lines."""
-    import logging
-
-    log = logging.getLogger("ideud")
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
-        log.addHandler(handler)
-        log.propagate = False
-    log.setLevel(logging.WARNING if quiet else logging.INFO)
-
-
-def _progress(quiet: bool):
+def _progress(quiet: int):
     if quiet:
         return None, None
     from tqdm import tqdm
@@ -171,55 +101,41 @@ def _progress(quiet: bool):
     return holder, on_frame
 
 
-def write_json(path: str, data: dict) -> None:
-    from ideud.stream.encode import temp_path_for
-
-    tmp = temp_path_for(path)
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
-
-
-def _summary(rep: dict) -> str:
-    t = rep.get("tracks", [])
-    fb = rep.get("fallback_face_frames", 0)
-    ff = rep.get("face_frames", 0)
-    fps = rep.get("fps")
-    return (f"{rep.get('frames', 0)} frames, {len(t)} face tracks, {ff} face-frames de-identified"
-            f"{f' ({fb} obfuscated)' if fb else ''}" + (f", {fps:.1f} fps" if fps else ""))
-
-
 def run(argv: list[str]) -> int:
-    a = _parser().parse_args(argv)
-    _log_to_stderr(a.quiet)
+    a = parser().parse_args(argv)
+    log_to_stderr(PROG, a.quiet)
+    from ideud.stream.decode import is_image
+    from ideud.stream.encode import check_output_path
     from ideud.stream.live import is_live_output, is_live_source
     from ideud.stream.pipeline import deidentify
 
+    options = pipeline_options(a)
     if a.live or is_live_source(a.input) or is_live_output(a.output):
-        return _run_live(a)
+        return _run_live(a, options)
+    check_output_path(a.output, video_input=not is_image(a.input))
     bars, on_frame = _progress(a.quiet)
     try:
-        rep = deidentify(a.input, a.output, _options(a), on_frame=on_frame)
+        rep = deidentify(a.input, a.output, options, on_frame=on_frame)
     finally:
         for bar in bars or ():
             bar.close()
     if a.report:
         write_json(a.report, rep)
     if not a.quiet:
-        print(f"{a.output}: {_summary(rep)}", file=sys.stderr)
+        print(f"{a.output}: {summary(rep)}", file=sys.stderr)
     return EXIT_OK
 
 
-def _run_live(a) -> int:
+def _run_live(a, options) -> int:
     """A stream: runs until the source ends, --duration, or Ctrl-C/SIGTERM (output closed and playable)."""
     import logging
 
     from ideud.stream.live import format_summary, run_live
 
-    if a.stats:  # asked for: shown even with --quiet (through the handler of _log_to_stderr)
+    if a.stats:  # asked for: shown even with --quiet (through the handler of log_to_stderr)
         logging.getLogger("ideud.live").setLevel(logging.INFO)
     try:
-        rep = run_live(a.input, a.output, _options(a), _live_options(a))
+        rep = run_live(a.input, a.output, options, _live_options(a))
     except KeyboardInterrupt:  # before the stream started, or a second Ctrl-C while the output was finished
         partial = a.segment or os.path.isfile(a.output)
         print(f"{PROG}: interrupted; " + ("the output may lack its last frames" if partial else "no output written"),
@@ -230,30 +146,14 @@ def _run_live(a) -> int:
     if not a.quiet:
         files = rep["output"]["files"]
         where = a.output if len(files) <= 1 else f"{len(files)} files"
-        print(f"{where}: {_summary(rep)}; {format_summary(rep['live'])} ({rep['live']['stopped_by']})", file=sys.stderr)
+        print(f"{where}: {summary(rep)}; {format_summary(rep['live'])} ({rep['live']['stopped_by']})", file=sys.stderr)
     return EXIT_OK
 
 
 def demo(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog=f"{PROG} demo", description="De-identify a generated clip of a public-domain "
-                                "portrait and write original | de-identified side by side.")
-    p.add_argument("output", help="side-by-side video to write (.mp4)")
-    p.add_argument("--scale", type=float, default=0.25)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--frames", type=int, default=75, help="clip length (default 75 frames, 3 s)")
-    p.add_argument("--force", action="store_true")
-    a = p.parse_args(argv)
-    from ideud.stream.pipeline import Options, UsageError
-    from ideud.tools.demo import run_demo
+    from ideud.tools import demo as demo_cli
 
-    if os.path.exists(a.output) and not a.force:
-        raise UsageError(f"{a.output}: exists; use --force to replace it")
-    # the privacy guard is off here: the demo portrait is one of the embedded restorer's two donor
-    # faces, so the guard (rightly) could not clear her and would show a pixelated face
-    rep = run_demo(a.output, Options(scale=a.scale, seed=a.seed, privacy="off"), frames=a.frames)
-    print(f"{a.output}: original | de-identified (privacy guard off for this bundled portrait: it is a donor "
-          f"face of the embedded restorer); {_summary(rep)}", file=sys.stderr)
-    return EXIT_OK
+    return demo_cli.main(argv)
 
 
 def models(argv: list[str]) -> int:
@@ -271,57 +171,14 @@ def batch(argv: list[str]) -> int:
 COMMANDS = {"demo": demo, "models": models, "batch": batch}
 
 
-def _bound_malloc() -> None:
-    """Big frames cross threads: with glibc's sliding mmap threshold, freed 12 MB 4K planes stay in
-    per-thread heaps and peak memory doubles from run to run. A fixed threshold hands them back."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: buffers >= 1 MB are mapped and unmapped
-        libc.mallopt(-8, 4)  # M_ARENA_MAX
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+def dispatch(argv: list[str]) -> int:
+    # a file named like a command is an input; a folder never is (`models` in a checkout)
+    cmd = COMMANDS.get(argv[0]) if argv and not os.path.isfile(argv[0]) else None
+    return cmd(argv[1:]) if cmd else run(argv)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    from ideud.models.registry import ModelUnavailable
-    from ideud.stream.decode import InputError
-    from ideud.stream.encode import OutputError
-
-    try:
-        from ideud.stream.pipeline import UsageError
-    except ImportError as e:  # a broken install: say what is missing
-        print(f"{PROG}: error: cannot load the pipeline ({e})", file=sys.stderr)
-        return EXIT_FAIL
-    # SIGTERM ends the run like Ctrl-C: the partial output is removed, the input untouched
-    signal.signal(signal.SIGTERM, _interrupt)
-    _bound_malloc()
-    cmd = COMMANDS.get(argv[0]) if argv and not os.path.exists(argv[0]) else None
-    try:
-        return cmd(argv[1:]) if cmd else run(argv)
-    except (InputError, UsageError, ValueError, ModelUnavailable) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except OutputError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return EXIT_FAIL
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; no output written", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except MemoryError:
-        print(f"{PROG}: error: out of memory", file=sys.stderr)
-        return EXIT_FAIL
-    except Exception as e:  # the user gets one line; IDEUD_DEBUG=1 shows the traceback
-        if os.environ.get("IDEUD_DEBUG"):
-            raise
-        print(f"{PROG}: error: internal error ({type(e).__name__}: {e})", file=sys.stderr)
-        return EXIT_FAIL
+    return run_guarded(PROG, dispatch, sys.argv[1:] if argv is None else list(argv))
 
 
 if __name__ == "__main__":

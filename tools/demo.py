@@ -1,131 +1,88 @@
 """`ideud-video demo OUT.mp4`: see it work without a video of your own.
 
-Animates the public-domain astronaut portrait (NASA; shipped in the package)
-into a short clip, de-identifies it, and writes original | de-identified side
-by side.
+Animates a public-domain portrait shipped in the package (models/data/demo_portrait.jpg, a
+held-out portrait: no restorer uses it as a donor and nothing was tuned on it) into a short
+clip, de-identifies it at the default settings (privacy guard on), and writes
+original | de-identified side by side.
 """
 from __future__ import annotations
 
-import itertools
+import argparse
 import math
 import os
+import sys
 import tempfile
 from fractions import Fraction
 from importlib import resources
-from typing import Iterator
+from typing import Iterator, Optional
 
 import av
 import cv2
 import numpy as np
 
+PROG = "ideud-video demo"
+WIDTH, HEIGHT, FPS = 640, 400, 25
 
-def astronaut() -> np.ndarray:
-    """512x512 RGB portrait (NASA, public domain)."""
-    data = resources.files("ideud.models").joinpath("data/astronaut.jpg").read_bytes()
+
+def demo_portrait() -> np.ndarray:
+    """The shipped portrait, RGB (225x275)."""
+    data = resources.files("ideud.models").joinpath("data/demo_portrait.jpg").read_bytes()
     return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1].copy()
 
 
-def portrait(size: int = 220) -> np.ndarray:
-    """The astronaut's head and shoulders, square, `size` px."""
-    return cv2.resize(astronaut()[20:300, 90:370], (size, size), interpolation=cv2.INTER_AREA)
-
-
-def background(width: int, height: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width]
-    bg = np.stack([80 + 60 * np.sin(xx / 37.0), 90 + 50 * np.cos(yy / 23.0), 110 + 40 * np.sin((xx + yy) / 51.0)], -1)
-    bg += rng.normal(0, 6, bg.shape)
-    return np.clip(bg, 0, 255).astype(np.uint8)
-
-
-def moving_faces(n: int, width: int = 640, height: int = 360, size: int = 220, faces: int = 1,
-                 angle: float = 8.0) -> Iterator[np.ndarray]:
-    """RGB frames with `faces` astronaut heads drifting, scaling and turning slightly."""
-    bg = background(width, height)
-    head = portrait(size)
+def animate(n: int, height: int = 330) -> Iterator[np.ndarray]:
+    """RGB frames: the portrait drifting, scaling and turning slightly over a soft background."""
+    head = demo_portrait()
+    head = cv2.resize(head, (round(head.shape[1] * height / head.shape[0]), height), interpolation=cv2.INTER_CUBIC)
+    h, w = head.shape[:2]
+    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
+    bg = np.stack([70 + 50 * np.sin(xx / 41.0), 85 + 40 * np.cos(yy / 29.0), 105 + 35 * np.sin((xx + yy) / 57.0)], -1)
+    bg = bg.astype(np.uint8)
     for i in range(n):
-        img = bg.copy()
         t = i / max(n - 1, 1)
-        for f in range(faces):
-            s = 1.0 + 0.1 * math.sin(2 * math.pi * t + f)
-            a = angle * math.sin(2 * math.pi * t + f)
-            cx = width * (f + 1) / (faces + 1) + 20 * math.sin(2 * math.pi * t)
-            cy = height / 2 + 10 * math.cos(2 * math.pi * t)
-            m = cv2.getRotationMatrix2D((size / 2, size / 2), a, s)
-            m[:, 2] += [cx - size / 2, cy - size / 2]
-            mask = cv2.warpAffine(np.full((size, size), 255, np.uint8), m, (width, height))
-            warped = cv2.warpAffine(head, m, (width, height))
-            img[mask > 0] = warped[mask > 0]
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), 7 * math.sin(2 * math.pi * t), 1 + 0.08 * math.sin(2 * math.pi * t))
+        m[:, 2] += [WIDTH / 2 + 60 * math.sin(2 * math.pi * t) - w / 2, HEIGHT / 2 + 8 * math.cos(2 * math.pi * t) - h / 2]
+        mask = cv2.warpAffine(np.full((h, w), 255, np.uint8), m, (WIDTH, HEIGHT)) > 0
+        img = bg.copy()
+        img[mask] = cv2.warpAffine(head, m, (WIDTH, HEIGHT), flags=cv2.INTER_LINEAR)[mask]
         yield img
 
 
-def write_clip(path: str, frames, fps: int = 25, codec: str = "libx264", pix_fmt: str = "yuv420p",
-               audio: bool = True, metadata: dict | None = None, options: dict | None = None) -> str:
-    """Encode RGB frames (and a 440 Hz tone as AAC) with PyAV."""
-    frames = iter(frames)
-    first = next(frames)
-    h, w = first.shape[:2]
-    n = 0
-    with av.open(str(path), "w") as out:
-        if metadata:
-            out.metadata.update(metadata)
-        vs = out.add_stream(codec, rate=fps)
-        vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
-        if options:
-            vs.options = options
-        astream = None
-        if audio:  # every stream must exist before the first packet is muxed
-            astream = out.add_stream("aac", rate=48000)
-            astream.layout = "mono"
-        for img in itertools.chain([first], frames):
-            vf = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format=pix_fmt)
-            vf.pts, vf.time_base = n, Fraction(1, fps)
-            n += 1
-            for p in vs.encode(vf):
-                out.mux(p)
+def _encode(out, frames) -> None:
+    vs = None
+    for i, img in enumerate(frames):
+        if vs is None:
+            vs = out.add_stream("libx264", rate=FPS)
+            vs.width, vs.height, vs.pix_fmt = img.shape[1], img.shape[0], "yuv420p"
+            vs.options = {"crf": "18", "preset": "veryfast"}
+        vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+        vf.pts, vf.time_base = i, Fraction(1, FPS)
+        for p in vs.encode(vf):
+            out.mux(p)
+    if vs is not None:
         for p in vs.encode(None):
             out.mux(p)
-        if astream is not None:
-            samples = int(48000 * n / fps)
-            tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / 48000)).astype(np.float32)
-            for k in range(0, samples, 1024):
-                af = av.AudioFrame.from_ndarray(tone[None, k:k + 1024], format="fltp", layout="mono")
-                af.sample_rate, af.pts, af.time_base = 48000, k, Fraction(1, 48000)
-                for p in astream.encode(af):
-                    out.mux(p)
-            for p in astream.encode(None):
-                out.mux(p)
-    return str(path)
 
 
-def side_by_side(left: str, right: str, dst: str, fps: int = 25) -> None:
+def side_by_side(left: str, right: str, dst: str) -> None:
     """original | de-identified, one frame per input frame."""
     with av.open(left) as a, av.open(right) as b, av.open(dst, "w") as out:
-        vs = None
-        for fa, fb in zip(a.decode(video=0), b.decode(video=0)):
-            img = np.hstack([fa.to_ndarray(format="rgb24"), fb.to_ndarray(format="rgb24")])
-            if vs is None:
-                vs = out.add_stream("libx264", rate=fps)
-                vs.width, vs.height, vs.pix_fmt = img.shape[1], img.shape[0], "yuv420p"
-                vs.options = {"crf": "20", "preset": "veryfast"}
-            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
-            for p in vs.encode(vf):
-                out.mux(p)
-        if vs is not None:
-            for p in vs.encode(None):
-                out.mux(p)
+        _encode(out, (np.hstack([fa.to_ndarray(format="rgb24"), fb.to_ndarray(format="rgb24")])
+                      for fa, fb in zip(a.decode(video=0), b.decode(video=0))))
 
 
 def run_demo(dst: str, options, frames: int = 75) -> dict:
+    from ideud.stream.encode import temp_path_for
     from ideud.stream.pipeline import deidentify
 
     with tempfile.TemporaryDirectory(prefix="ideud-demo-") as tmp:
         src = os.path.join(tmp, "original.mp4")
         out = os.path.join(tmp, "deidentified.mp4")
-        write_clip(src, moving_faces(frames, 960, 400, size=300, faces=2), audio=False)
+        with av.open(src, "w") as c:
+            _encode(c, animate(frames))
         options.force = True
         report = deidentify(src, out, options)
-        part = os.path.join(os.path.dirname(os.path.abspath(dst)), f".{os.path.basename(dst)}.demo.part.mp4")
+        part = temp_path_for(dst)
         try:
             side_by_side(src, out, part)
             os.replace(part, dst)
@@ -133,3 +90,36 @@ def run_demo(dst: str, options, frames: int = 75) -> dict:
             if os.path.exists(part):
                 os.remove(part)
     return report
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    from ideud.stream.encode import check_output_path
+    from ideud.stream.errors import UsageError
+    from ideud.stream.options import Options
+    from ideud.tools.frontdoor import EXIT_OK, log_to_stderr, summary, write_json
+
+    p = argparse.ArgumentParser(prog=PROG, description="De-identify a generated clip of a public-domain portrait "
+                                "at the default settings and write original | de-identified side by side.")
+    p.add_argument("output", help="side-by-side video to write (.mp4)")
+    p.add_argument("--seed", type=int, default=None, help="fix the new identity (default: random per run)")
+    p.add_argument("--frames", type=int, default=75, help="clip length (default %(default)s frames, 3 s)")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument("--report", metavar="JSON", help="write the de-identification report")
+    a = p.parse_args(sys.argv[1:] if argv is None else argv)
+    log_to_stderr("ideud-video", 0)
+    if not 1 <= a.frames <= 10_000:
+        raise UsageError("--frames must be between 1 and 10000")
+    if os.path.exists(a.output) and not a.force:
+        raise UsageError(f"{a.output}: exists; use --force to replace it")
+    check_output_path(a.output, video_input=True)
+    rep = run_demo(a.output, Options(seed=a.seed), frames=a.frames)
+    if a.report:
+        write_json(a.report, rep)
+    print(f"{a.output}: original | de-identified at the default settings; {summary(rep)}", file=sys.stderr)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    from ideud.tools.frontdoor import run_guarded
+
+    sys.exit(run_guarded(PROG, main, sys.argv[1:]))

@@ -6,7 +6,7 @@
     ideud-eval sweep IN [--scales 0,0.1,0.2,...] [--out DIR] [--seed N]
                [--max-frames N] [--every K] [--cnn]
 
-The metrics are defined in ``ideud.stream.evaluate``.  Bad input (missing
+The metrics are defined in ``ideud.eval``.  Bad input (missing
 file, unreadable file, size or frame-count mismatch) prints one line and
 exits with status 2; other failures print one line and exit with 1
 (``--traceback`` shows the Python traceback instead).
@@ -68,7 +68,7 @@ def _sweep_parser() -> argparse.ArgumentParser:
 
 
 def _options(a):
-    from ideud.stream.evaluate import EvalOptions
+    from ideud.eval import EvalOptions
 
     if a.every < 1:
         raise _BadInput("--every must be >= 1")
@@ -100,7 +100,7 @@ def pipeline_run_fn(seed: Optional[int] = None, privacy: str = "off", restorer: 
 
 
 def _run_eval(a) -> int:
-    from ideud.stream.evaluate import evaluate, summary_lines, write_json
+    from ideud.eval import evaluate, summary_lines, write_json
 
     opt = _options(a)
     rep = evaluate(a.original, a.deidentified, opt, sheet=a.sheet)
@@ -114,7 +114,7 @@ def _run_eval(a) -> int:
 
 
 def _run_sweep(a) -> int:
-    from ideud.stream.evaluate import probe, sweep
+    from ideud.eval import probe, sweep
 
     try:
         scales = [float(s) for s in a.scales.split(",") if s.strip()]
@@ -139,7 +139,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         a = parser.parse_args(argv[1:] if is_sweep else argv)
     except SystemExit as e:
         return int(e.code or 0)
-    from ideud.stream.evaluate import EvalInputError
+    from ideud.eval import EvalInputError
 
     try:
         return _run_sweep(a) if is_sweep else _run_eval(a)

@@ -10,15 +10,12 @@ import sys
 from typing import Optional, Sequence
 
 from ideud.models import registry
+from ideud.stream.errors import UsageError
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line instead of usage + message
-        raise _UsageError(message)
-
-
-class _UsageError(Exception):
-    pass
+        raise UsageError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,14 +91,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
         if args.cmd is None:
-            raise _UsageError("choose a command: list, fetch NAME, verify [NAME]")
-        models_dir = getattr(args, "models_dir_sub", None) or args.models_dir
+            raise UsageError("choose a command: list, fetch NAME, verify [NAME]")
+        models_dir = args.models_dir_sub or args.models_dir
         if args.cmd == "list":
             return _cmd_list(models_dir)
         if args.cmd == "fetch":
             return _cmd_fetch(args.name, models_dir, args.force, not args.no_progress)
         return _cmd_verify(args.name, models_dir)
-    except _UsageError as e:
+    except UsageError as e:
         print(f"ideud-video models: error: {e}", file=sys.stderr)
         return 2
     except registry.ModelUnavailable as e:

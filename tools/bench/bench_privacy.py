@@ -1,6 +1,6 @@
 """Privacy/utility benchmark of the restorers and the privacy guard (numbers for the README).
 
-    python -m ideud.tools.bench_privacy [--configs classic:off,bank:balanced,...] [--faces DIR]
+    python tools/bench/bench_privacy.py [--configs classic:off,bank:balanced,...] [--faces DIR]
                                         [--frames N] [--json out.json] [--sheet-dir DIR]
 
 Runs the pipeline on
@@ -63,7 +63,7 @@ class Case:
 
 # ---------------------------------------------------------------------- inputs
 def astronaut_clips(folder: Path, frames: int = 40) -> list[Case]:
-    from ideud.tools.demo import moving_faces, write_clip
+    from common import moving_faces, write_clip
 
     specs = [("astro-1x110", dict(width=480, height=270, size=200)),
              ("astro-2x165", dict(width=960, height=400, size=300, faces=2)),
@@ -78,7 +78,7 @@ def astronaut_clips(folder: Path, frames: int = 40) -> list[Case]:
 
 def pascal_boxes(faces_dir: Path):
     """(file name, [left, top, width, height]) of every annotated face."""
-    from ideud.tools.build_canonical import annotated_boxes
+    from common import annotated_boxes
 
     for path, (x0, y0, x1, y1) in annotated_boxes(faces_dir):
         yield path.name, [int(x0), int(y0), int(x1 - x0), int(y1 - y0)]
@@ -121,7 +121,7 @@ def face_rows(ev_report: dict, pipe_report: dict) -> list[dict]:
 
 def run_case(case: Case, out_dir: Path, restorer: str, privacy: str, seed: int = 0, rec=None,
              detector=None, restorer_obj=None) -> dict:
-    from ideud.stream.evaluate import EvalOptions, evaluate
+    from ideud.eval import EvalOptions, evaluate
     from ideud.stream.pipeline import FaceProcessor, Options, deidentify
 
     # lossless output: PSNR outside the faces then measures the pipeline, not the encoder

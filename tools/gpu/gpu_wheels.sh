@@ -3,9 +3,9 @@
 # installed, no internet, 64 MiB carried per call): PyAV, filterpy, protobuf 4.25 and mediapipe 0.10.21
 # with the models of other solutions (pose, hands, iris, ...) left out so everything fits.
 # Run here (it downloads from PyPI), add `/.whl/` to .git/info/exclude, then carry `.whl` in the call;
-# tools/bench_gpu.sh unpacks it and adds the end-to-end 1080p benchmark.
+# tools/gpu/bench_gpu.sh unpacks it and adds the end-to-end 1080p benchmark.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

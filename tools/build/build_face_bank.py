@@ -1,6 +1,6 @@
 """Build the donor face bank of the `bank` restorer (models/data/face_bank.npz).
 
-Developer tool: `python -m ideud.tools.build_face_bank [OUT.npz]`.
+Developer tool: `python tools/build/build_face_bank.py [OUT.npz]`.
 
 Only public-domain portraits go in (see models/data/NOTICE.md):
 

@@ -1,8 +1,8 @@
 """Live latency benchmark: a 720p25 RTSP stream with one face, served on 127.0.0.1 in real time.
 
-    python -m ideud.tools.bench_live [--seconds 20] [--warmup 3] [--out DIR] [--json FILE]
+    python tools/bench/bench_live.py [--seconds 20] [--warmup 3] [--out DIR] [--json FILE]
 
-Serves a generated clip with tools/rtsp_server.py (Debian's GStreamer RTSP server, run by
+Serves a generated clip with tests/rtsp_server.py (Debian's GStreamer RTSP server, run by
 /usr/bin/python3; .ci/setup_live.sh installs it), de-identifies the stream with `run_live` into a
 fragmented MP4 and reports the latency each frame added, from its packet's arrival to its frame
 being written (p50/p95/max), input/output fps and dropped frames — over the whole run and after
@@ -27,9 +27,9 @@ import numpy as np  # noqa: E402
 
 from ideud.stream.live import LiveOptions, Stats, run_live  # noqa: E402
 from ideud.stream.pipeline import Options  # noqa: E402
-from ideud.tools.demo import moving_faces, write_clip  # noqa: E402
+from common import moving_faces, write_clip  # noqa: E402
 
-SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rtsp_server.py")
+SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "rtsp_server.py")
 FPS = 25
 
 

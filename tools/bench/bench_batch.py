@@ -1,6 +1,6 @@
 """Throughput of `ideud-video batch` against the number of Ray workers on this machine.
 
-    python -m ideud.tools.bench_batch [--files 6] [--frames 50] [--workers 1 2] [--json FILE]
+    python tools/bench/bench_batch.py [--files 6] [--frames 50] [--workers 1 2] [--json FILE]
 
 Generated clips (640x360, one moving face, like a CCTV crop). For each worker count a fresh local
 Ray instance runs the batch twice: "cold" (includes starting Ray and the workers' model loading)
@@ -22,7 +22,7 @@ import tempfile
 import time
 
 from ideud.stream.pipeline import Options, deidentify
-from ideud.tools.demo import moving_faces, write_clip
+from common import moving_faces, write_clip
 
 
 def _load() -> str:

@@ -1,0 +1,255 @@
+"""Occluders in front of a face (a hand, a microphone) keep their original pixels.
+
+Per track a reference of the face's own appearance is kept: the crop of a frame with nothing in
+front of the face, in a face-aligned square (the similarity that maps that frame's landmarks onto
+it). In each later frame the reference is warped onto the current face (the similarity, then
+piecewise-affine over part of the mesh, so head motion and expression follow) and compared with
+the original crop, after a per-channel offset for light changes, tolerant of a few pixels of
+misregistration. Pixels that differ strongly form occluder seeds; only broad regions that lie
+partly outside the face outline count (hands and microphones come in from outside, while an
+opening mouth or a blink changes the face inside it). Seeds of one colour grow into pixels that
+look more like them than like the face there (a skin-coloured hand over a cheek), and last
+frame's occluder is kept where it still looks like it. The result, with a margin, is cut out of
+the paste-back mask. All of it runs at `WORK` px (~8 ms a face on one core).
+
+The reference is re-keyed on frames without an occluder when the head has turned or after
+`REKEY_FRAMES`. A face whose occluded share is above `MAX_SHARE` is obfuscated instead (fail
+closed: that much change is more likely a failed alignment than a hand). Limits: an occluder
+present from a track's first frame is taken for face; the mesh the hand pulls shifts the
+reference a little (see tools/bench/bench_footage.py for the measured PSNR).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from ideud.models import facemesh as fm
+from ideud.models.geometry import similarity_matrix
+from ideud.stream.render import warp_field
+from ideud.stream.types import Crop
+
+WORK = 112  # px: crops are compared at most this big
+SIDE = 128  # px of the face-aligned reference square (the face ~70 px, as sharp as the work size)
+FACE_SHARE = 0.55  # the landmarks' extent as a share of SIDE
+DIFF = 30.0  # grey levels (max over channels, blurred) by which a pixel leaves the reference's local range
+STRONG_DIFF = 60.0  # grey levels of plain (not tolerant) difference that also make a seed
+GROW_DIFF = 6.0  # grey levels: the least difference a pixel grown into an occluder must show
+MAX_SPREAD = 40.0  # grey levels: colour spread of an occluder region that may grow (one colour)
+MIN_OUTSIDE = 0.15  # share of an occluder region that must lie outside the face outline
+MAX_SHARE = 0.6  # occluded share of the face mask above which the face is obfuscated instead
+REKEY_FRAMES = 25
+REKEY_CLEAR = 5  # frames in a row without an occluder before the reference may be taken again
+REKEY_TURN = 0.06  # change of the landmark layout (mean residual / face size) that re-keys
+
+
+@dataclass
+class _Reference:
+    image: np.ndarray  # SIDE x SIDE x 3 float32, face-aligned
+    points: np.ndarray  # (468, 2) landmarks in the aligned square
+    age: int = 0
+    clear: int = 0  # frames in a row without an occluder
+    occluder: Optional[np.ndarray] = None  # last frame's occluder, face-aligned (SIDE x SIDE uint8)
+    occluder_colour: tuple = (0.0, 0.0)  # its mean colour and spread
+
+
+def _ring(points2d: np.ndarray, scale: float) -> np.ndarray:
+    """The face oval grown about the face centre: fixed anchors of the non-rigid warp."""
+    oval = points2d[fm.FACE_OVAL]
+    centre = points2d.mean(0)
+    return centre + (oval - centre) * scale
+
+
+def _aligned_points(lm2: np.ndarray) -> np.ndarray:
+    lo, hi = lm2.min(0), lm2.max(0)
+    size = max(float((hi - lo).max()), 1e-6)
+    return (lm2 - (lo + hi) / 2) * (FACE_SHARE * SIDE / size) + SIDE / 2
+
+
+class OcclusionStage:
+    """`visible_mask(track, crop_rgb, landmarks_in_crop, mask)` -> (mask without occluders, occluded share)."""
+
+    def __init__(self, diff: float = DIFF):
+        self.diff = diff
+        self._refs: dict[int, _Reference] = {}
+        self.failures = 0
+
+    def cut(self, track_id: int, crop_rgb: np.ndarray, landmarks: Optional[np.ndarray], crop: Crop,
+            mask: np.ndarray) -> Optional[np.ndarray]:
+        """The paste-back mask of a rendered face without its occluders; None: obfuscate it instead.
+
+        `landmarks` are this frame's measured (unsmoothed) ones in frame pixels: the smoothed ones
+        trail a moving face by pixels, which would read as change."""
+        if landmarks is None:
+            return mask
+        try:
+            out, share = self.visible_mask(track_id, crop_rgb, landmarks[:, :2] - crop.offset, mask)
+        except (ValueError, cv2.error):  # degenerate geometry (a sliver of a face at the edge)
+            self.failures += 1
+            self._refs.pop(track_id, None)
+            return mask  # the face is still rendered, only over whatever is in front of it
+        return None if share > MAX_SHARE else out
+
+    def drop(self, track_id: int) -> None:
+        self._refs.pop(track_id, None)
+
+    def visible_mask(self, track_id: int, crop_rgb: np.ndarray, lm: np.ndarray,
+                     mask: np.ndarray) -> tuple[np.ndarray, float]:
+        h, w = crop_rgb.shape[:2]
+        # worked out at WORK px: a hand is broad, and the cost must not grow with the face
+        k = min(1.0, WORK / max(h, w, 1))
+        lm2 = np.asarray(lm, np.float64)[:, :2] * k
+        if k < 1.0:
+            size = (max(1, round(w * k)), max(1, round(h * k)))
+            crop_rgb = cv2.resize(crop_rgb, size, interpolation=cv2.INTER_AREA)
+            small_mask = cv2.resize(mask, size, interpolation=cv2.INTER_AREA)
+        else:
+            small_mask = mask
+        ref = self._refs.get(track_id)
+        if ref is None:
+            self._key(track_id, crop_rgb, lm2)
+            return mask, 0.0
+        occluder = self._occluder(ref, crop_rgb, lm2, small_mask)
+        face = small_mask > 0.5
+        share = float((occluder & face).sum() / max(face.sum(), 1))
+        ref.age += 1
+        ref.clear = ref.clear + 1 if share == 0.0 else 0
+        # never right after an occluder: one missed frame must not make the hand part of the face
+        if ref.clear >= REKEY_CLEAR and (ref.age >= REKEY_FRAMES or self._turned(ref, lm2)):
+            self._key(track_id, crop_rgb, lm2)
+        if not occluder.any():
+            return mask, share
+        r = max(1, int(round(0.05 * float(np.ptp(lm2, 0).max()))))  # a margin: better a little face kept than hand pasted over
+        grown = cv2.dilate(occluder.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
+        # feathered outwards: the occluder itself keeps exactly its pixels
+        soft = cv2.GaussianBlur(grown.astype(np.float32), (0, 0), r)
+        soft[grown > 0] = 1.0
+        if k < 1.0:
+            soft = cv2.resize(soft, (w, h), interpolation=cv2.INTER_LINEAR)
+            hard = cv2.resize(grown * 255, (w, h), interpolation=cv2.INTER_LINEAR) > 0
+            soft[hard] = 1.0
+        out = mask * (1.0 - soft)
+        out[out < 1.0 / 255.0] = 0.0
+        return out.astype(np.float32), share
+
+    # ------------------------------------------------------------------
+    def _key(self, track_id: int, crop_rgb: np.ndarray, lm2: np.ndarray) -> None:
+        pts = _aligned_points(lm2)
+        s = similarity_matrix(lm2, pts)
+        img = cv2.warpAffine(crop_rgb, s, (SIDE, SIDE), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+        self._refs[track_id] = _Reference(img.astype(np.float32), pts)
+
+    @staticmethod
+    def _turned(ref: _Reference, lm2: np.ndarray) -> bool:
+        pts = _aligned_points(lm2)
+        s = similarity_matrix(pts, ref.points)
+        moved = pts @ s[:, :2].T + s[:, 2] - ref.points
+        return float(np.linalg.norm(moved, axis=1).mean()) / (FACE_SHARE * SIDE) > REKEY_TURN
+
+    def _occluder(self, ref: _Reference, crop_rgb: np.ndarray, lm2: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        h, w = crop_rgb.shape[:2]
+        # the reference onto the current face: similarity, then the mesh's non-rigid rest
+        s = similarity_matrix(ref.points, lm2)
+        sim = cv2.warpAffine(ref.image, s, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        ref_here = ref.points @ s[:, :2].T + s[:, 2]
+        corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], float)
+        anchors = np.vstack([_ring(lm2, 1.5), corners])
+        keep = np.zeros(len(lm2), bool)
+        keep[fm.FACE_OVAL] = True
+        keep[::6] = True  # a sixth of the mesh follows expression well enough, at a sixth of the cost
+        map_x, map_y = warp_field((h, w), ref_here[keep], lm2[keep], anchors)
+        expected = cv2.remap(sim, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        size = float(np.ptp(lm2, 0).max())
+        sigma = max(0.8, 0.01 * size)
+        cur = cv2.GaussianBlur(crop_rgb.astype(np.float32), (0, 0), sigma)
+        expected = cv2.GaussianBlur(expected, (0, 0), sigma)
+        face = mask > 0.5
+        if face.sum() < 16:
+            return np.zeros((h, w), bool)
+        # tolerant of a few pixels of misregistration: the distance to the range the expected
+        # image takes around each pixel (edges of eyes, glasses, hairline do not light up)
+        k = max(3, int(round(0.06 * size)) | 1)
+        kernel = np.ones((k, k), np.uint8)
+        lo, hi = cv2.erode(expected, kernel), cv2.dilate(expected, kernel)
+        cur_o = cur - _light_offset(cur - expected, face)
+        d_ref = np.maximum(np.maximum(lo - cur_o, cur_o - hi), 0).max(-1)
+        # looked for in a band around the face only: past it, hair and background move on their own
+        r = max(1, int(round(0.025 * size)))
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)
+        band = cv2.dilate((mask > 0.05).astype(np.uint8), disc, iterations=2)
+        # a plain difference far above the tolerant one's threshold counts too: next to a smile's
+        # teeth the tolerant range takes in any light hand
+        plain = np.abs(cur_o - expected).max(-1)
+        cand = (((d_ref > self.diff) | (plain > STRONG_DIFF)) & (band > 0)).astype(np.uint8)
+        # thick regions only: misregistration leaves thin slivers along edges, a hand is broad
+        cand = cv2.morphologyEx(cand, cv2.MORPH_OPEN, disc)
+        occluder = _reaching(cand, mask)
+        to_face = plain
+        if ref.occluder is not None:
+            # what was occluder in the last frame stays so while it still looks like it: the mesh
+            # the hand itself pulls can make the comparison lose the hand's far end
+            prev = cv2.warpAffine(ref.occluder, s, (w, h), flags=cv2.INTER_NEAREST) > 0
+            mu, sd = ref.occluder_colour
+            occluder |= (prev & (np.abs(cur - mu).max(-1) < 2.5 * sd) & (to_face > GROW_DIFF) & (band > 0)
+                         & _touching(prev, occluder))
+        if occluder.any():
+            # grown into pixels that look like the occluder rather than like the face there: a
+            # skin-coloured hand over a cheek is only a few levels off the face it hides. Only from
+            # regions of one colour (a hand, a microphone): misaligned face detail is many colours.
+            n, labels = cv2.connectedComponents(occluder.astype(np.uint8), connectivity=8)
+            grown = occluder.copy()
+            for i in range(1, n):
+                occ = cur[labels == i]
+                mu, sd = occ.mean(0), occ.std(0).max() + 4.0
+                if sd > MAX_SPREAD:
+                    continue
+                to_occ = np.abs(cur - mu).max(-1)
+                grown |= (to_occ < 2.5 * sd) & (to_face > GROW_DIFF) & (to_face > to_occ)
+            grown = cv2.morphologyEx((grown & (band > 0)).astype(np.uint8), cv2.MORPH_OPEN, disc)
+            n, labels = cv2.connectedComponents(grown, connectivity=8)
+            ids = np.unique(labels[occluder])
+            occluder = np.isin(labels, ids[ids > 0])
+            # holes in a hand (texture that happens to match) are hand too
+            occluder = cv2.morphologyEx(occluder.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) > 0
+        ref.occluder = None
+        if occluder.any():
+            occ = cur[occluder]
+            ref.occluder_colour = (occ.mean(0), float(occ.std(0).max()) + 4.0)
+            ref.occluder = cv2.warpAffine(occluder.astype(np.uint8), similarity_matrix(lm2, ref.points), (SIDE, SIDE),
+                                          flags=cv2.INTER_NEAREST)
+        return occluder
+
+
+def _light_offset(plain: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """The per-channel shift a light change gives the whole face: the median difference of the
+    face quarter that changed least (a hand over the mouth shifts the median of the whole)."""
+    ys, xs = np.nonzero(face)
+    cy, cx = ys.mean(), xs.mean()
+    best = None
+    for sel in ((ys < cy) & (xs < cx), (ys < cy) & (xs >= cx), (ys >= cy) & (xs < cx), (ys >= cy) & (xs >= cx)):
+        if sel.sum() < 16:
+            continue
+        m = np.median(plain[ys[sel], xs[sel]], axis=0)
+        if best is None or np.abs(m).sum() < np.abs(best).sum():
+            best = m
+    return best if best is not None else np.median(plain[face], axis=0)
+
+
+def _touching(prev: np.ndarray, now: np.ndarray) -> np.ndarray:
+    """The regions of `prev` that overlap `now` (a kept region must still be attached to a found one)."""
+    n, labels = cv2.connectedComponents(prev.astype(np.uint8), connectivity=8)
+    ids = np.unique(labels[prev & now])
+    return np.isin(labels, ids[ids > 0])
+
+
+def _reaching(cand: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Candidate regions that reach past the face outline: occluders come in from outside."""
+    n, labels = cv2.connectedComponents(cand, connectivity=8)
+    if n <= 1:
+        return np.zeros(cand.shape, bool)
+    area = np.bincount(labels.ravel(), minlength=n)
+    out_area = np.bincount(labels[(mask < 0.05) & (cand > 0)], minlength=n)
+    ids = np.flatnonzero(out_area >= MIN_OUTSIDE * np.maximum(area, 1))
+    return np.isin(labels, ids[ids > 0])

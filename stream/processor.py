@@ -1,0 +1,389 @@
+"""FaceProcessor: de-identifies frames in place, every face, fail closed.
+
+Per frame: detect -> track -> landmarks (stream/landmarks.py) -> identity, Step I
+(stream/identity.py) -> privacy admission -> render, then restore, Step II (on the restore
+worker's thread when `restore_ahead` > 0) -> privacy review -> paste back. `prepare(frame)` does
+the first half and `finish(pending)` the second, so that frames can wait for the restorer while
+the next ones go through Step I; `process(frame)` does both. One `FaceJob` per face and frame
+carries what the stages found, and the `reason` when the face must be obfuscated instead.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from ideud.models import facemesh as fm
+from ideud.stream import blend as bl
+from ideud.stream.decode import attach_small
+from ideud.stream.detect import make_detector
+from ideud.stream.guard import PrivacyGuard
+from ideud.stream.identity import IdentityStage
+from ideud.stream.landmarks import LandmarkStage
+from ideud.stream.occlusion import OcclusionStage
+from ideud.stream.options import Options
+from ideud.stream.protocols import Detector, Restorer
+from ideud.stream.render import crop_for, render
+from ideud.stream.restore import auto_restorer, make_restorer
+from ideud.stream.restore_worker import RestoreWorker
+from ideud.stream.scene import CutDetector
+from ideud.stream.track import Tracker
+from ideud.stream.types import Face, FaceJob, Frame, RestoreItem, Track
+from ideud.stream.workers import detect_upright
+
+log = logging.getLogger("ideud")
+
+
+class FaceFault(RuntimeError):
+    """Raised by the fault-injection hook (tests of the fail-closed paths)."""
+
+
+class StageTimer:
+    """Seconds and calls per stage, for the report."""
+
+    def __init__(self):
+        self.total = defaultdict(float)
+        self.count = defaultdict(int)
+
+    def add(self, stage: str, seconds: float, n: int = 1):
+        self.total[stage] += seconds
+        self.count[stage] += n
+
+    def timed(self, stage: str):
+        timer = self
+
+        class _Ctx:
+            def __enter__(self):
+                self.t = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.add(stage, time.perf_counter() - self.t)
+        return _Ctx()
+
+    def summary(self, frames: int) -> dict:
+        return {k: {"total_s": round(v, 4), "ms_per_frame": round(1000 * v / max(frames, 1), 3),
+                    "calls": self.count[k]} for k, v in self.total.items()}
+
+
+@dataclass
+class PendingFrame:
+    """A frame between Step I (`prepare`) and Step II + paste-back (`finish`)."""
+
+    frame: Frame
+    number: int  # the processor's count of this frame (report), not the decoder's index
+    pairs: list = field(default_factory=list)  # (track, face or None)
+    jobs: list[FaceJob] = field(default_factory=list)
+    future: Optional[Future] = None  # the restore worker's answer
+    finished_tracks: list = field(default_factory=list)  # dropped once this frame is done
+    error: Optional[BaseException] = None  # a whole-frame stage failed in prepare
+    done: bool = False  # nothing left to do (detection failed: the frame is hidden)
+
+    def restoring(self) -> list[FaceJob]:
+        """The jobs whose faces went to the restorer, in the order they were handed over."""
+        return [j for j in self.jobs if j.item is not None]
+
+
+def _restorer_for(options: Options) -> Restorer:
+    if options.restorer == "auto":
+        return auto_restorer(logging.getLogger("ideud.tier").info, options.gan_engine, sigma=options.scale)  # own logger: -q keeps it
+    if options.restorer == "gan":
+        from ideud.stream.restore_gan import gan_engine_options  # torch: an optional extra
+
+        return make_restorer("gan", **gan_engine_options(options.gan_engine))
+    return make_restorer(options.restorer, sigma=options.scale)
+
+
+class FaceProcessor:
+    """De-identifies frames in place. Holds the models and every track's state."""
+
+    def __init__(self, options: Options, detector: Optional[Detector] = None, restorer: Optional[Restorer] = None):
+        self.o = options
+        if options.fallback not in bl.FALLBACKS:
+            raise ValueError(f"unknown fallback {options.fallback!r}; choose one of {', '.join(bl.FALLBACKS)}")
+        self.detector: Detector = (detector if detector is not None
+                                   else make_detector(options.detector, threshold=options.det_threshold))
+        self.detector_from_options = detector is None  # worker processes can make the same one
+        self.ahead = None  # stream/workers.py DetectAhead, set by the runner for the length of a file run
+        self.mesh = fm.FaceMesh()
+        self.identity = IdentityStage(sigma=options.scale, smooth=options.smooth)
+        self.restorer: Restorer = restorer if restorer is not None else _restorer_for(options)
+        self.guard = PrivacyGuard.create(options.privacy, identity=self.identity, restorer=self.restorer,
+                                         mesh=self.mesh, sigma=options.scale, per_frame=options.guard_per_frame)
+        if self.restorer.on_gpu:
+            self.restorer.warmup()  # seconds now rather than a stall at the first faces of a stream
+        self.restore_ahead = (options.restore_ahead if options.restore_ahead is not None
+                              else (2 if self.restorer.on_gpu else 0))
+        self.worker: Optional[RestoreWorker] = None
+        if self.restore_ahead > 0 and not options.track_only:
+            self.worker = RestoreWorker(self.restorer, max_faces=self.restorer.max_batch)
+            if self.guard is not None:
+                self.guard.restorer = self.worker  # one thread calls the model
+        rng = np.random.default_rng(options.seed)  # seed None: fresh OS entropy every run
+        self.tracker = Tracker(max_misses=options.max_misses, seed_rng=rng)
+        self.landmarks = LandmarkStage(self.mesh, self.tracker)
+        self.cuts = CutDetector()  # every track ends at a scene cut
+        self.occlusion = OcclusionStage()  # hands, microphones in front of a face stay original
+        self.timer = StageTimer()
+        self.track_stats: dict[int, dict] = {}
+        self.frames = 0
+        self.face_frames = 0
+        self.fallback_face_frames = 0
+        self.frame_failures = 0
+        self.frame_log: list = []
+
+    def detect_size(self, width: int, height: int) -> tuple[int, int]:
+        return self.detector.input_size(width, height)
+
+    # ------------------------------------------------------------------ faults
+    def _fault(self, stage: str, frame: Frame):
+        if frame.index in self.o.inject_faults.get(stage, ()):
+            raise FaceFault(f"injected fault in {stage} at frame {frame.index}")
+
+    # ------------------------------------------------------------------ per frame
+    def process(self, frame: Frame) -> None:
+        """De-identify every face of `frame` in place; never leaves a detected face raw."""
+        self.finish(self.prepare(frame))
+
+    def prepare(self, frame: Frame) -> PendingFrame:
+        """Detect, track, Step I and render; the faces go to the restorer (the worker, if any).
+
+        Frames must be finished in the order they were prepared.
+        """
+        self.frames += 1
+        p = PendingFrame(frame, self.frames - 1)
+        if frame.small is None and frame.is_rgb:
+            attach_small(frame, self.detect_size)
+        try:
+            with self.timer.timed("detect"):
+                self._fault("detect", frame)
+                faces = self._detect_upright(frame) if frame.small is not None else []
+        except Exception as e:
+            # without detections we cannot know where faces are: hide the whole frame
+            self._fail_frame(frame, None, f"detect: {type(e).__name__}")
+            p.done = True
+            return p
+        with self.timer.timed("track"):
+            if self.cuts.is_cut(frame.small):
+                self.tracker.reset()  # no track (nor its predicted box) survives into another shot
+            p.pairs = self.tracker.update(faces, frame.index)
+            # forgotten when this frame is finished: frames still waiting may hold their faces
+            p.finished_tracks = list(self.tracker.finished)
+            self.tracker.finished.clear()
+        try:
+            self._fault("frame", frame)
+            p.jobs = [self._analyse(frame, track, face) for track, face in p.pairs]
+            if not self.o.track_only:
+                items = self._render_jobs(frame, p.jobs)
+                if self.worker is not None and items:
+                    p.future = self.worker.submit(items)
+        except Exception as e:
+            p.error = e
+        return p
+
+    def finish(self, p: PendingFrame) -> None:
+        """Restore (or collect the worker's result), privacy review, paste back, account."""
+        frame = p.frame
+        if not p.done:
+            try:
+                if p.error is not None:
+                    raise p.error
+                if not self.o.track_only:
+                    self._restore_review_blend(frame, p)
+            except Exception as e:
+                # a whole-frame stage failed: hide every face we know of in this frame
+                p.jobs = [FaceJob(tr, np.asarray(face.box if face is not None else tr.box, float), reason="frame")
+                          for tr, face in p.pairs]
+                self._fail_frame(frame, [j.box for j in p.jobs], f"frame: {type(e).__name__}", log=False)
+            for job in p.jobs:
+                self._account(job, p.number)
+            if self.o.frame_log:
+                self.frame_log.append({"frame": frame.index, "faces": [
+                    {"track": j.track.id, "box": [round(float(v), 1) for v in j.box], "status": j.status}
+                    for j in p.jobs]})
+        self._drop_tracks(p.finished_tracks)
+
+    def _detect_upright(self, frame: Frame) -> list[Face]:
+        """Detect on the frame as it is displayed (phone videos are stored turned), boxes in stored pixels."""
+        if self.ahead is not None:  # detected by a worker process (stream/workers.py), same code
+            return self.ahead.faces(frame, self.detector)
+        return detect_upright(self.detector, frame.small, frame.small_scale, frame.rotation)
+
+    def _fail_frame(self, frame: Frame, boxes, reason: str, log: bool = True):
+        self.frame_failures += 1
+        if boxes is not None:
+            for box in boxes:
+                bl.obfuscate(frame, np.asarray(box, float), self.o.fallback)
+        else:  # not even detection ran: no place in the frame is known to be face-free
+            bl.obfuscate(frame, np.array([0, 0, frame.width, frame.height], float), self.o.fallback, grow=0)
+        if self.o.frame_log and log:
+            self.frame_log.append({"frame": frame.index, "failed": reason, "faces": [
+                {"box": [round(float(v), 1) for v in b], "status": "fallback:frame"} for b in boxes or []]})
+
+    def _drop_tracks(self, tracks) -> None:
+        for tr in tracks:
+            self.identity.drop(tr.id)  # the real ID code is forgotten with the track
+            if self.guard is not None:
+                self.guard.drop(tr.id)  # and the guard's embeddings of the person
+            self.landmarks.drop(tr.id)
+            self.occlusion.drop(tr.id)
+
+    def _analyse(self, frame: Frame, track: Track, face: Optional[Face]) -> FaceJob:
+        """Landmarks and perturbed geometry of one face; a `reason` when it must be obfuscated."""
+        job = FaceJob(track, np.asarray(face.box if face is not None else track.box, float))
+        if max(job.box[2] - job.box[0], job.box[3] - job.box[1]) < self.o.min_face:
+            job.reason = "small"
+            return job
+        try:
+            with self.timer.timed("mesh"):
+                lm = self.landmarks.fit(frame, track, face)
+            if lm is None:
+                job.reason = "no_mesh" if face is not None else "lost"
+                return job
+            job.box = np.r_[lm[:, :2].min(0), lm[:, :2].max(0)]
+            if self.o.track_only:
+                return job
+            with self.timer.timed("identity"):
+                self._fault("identity", frame)
+                # a face that has not changed keeps its rendering (no shimmer on repeated frames)
+                key = self.identity.noise_of(track.id)
+                job.rendering = self.landmarks.held_rendering(track.id, key)
+                if job.rendering is None:
+                    job.rendering = self.identity.process(track.id, track.seed, lm, frame.time)
+                    self.landmarks.keep_rendering(track.id, job.rendering, self.identity.noise_of(track.id))
+        except Exception as e:
+            job.reason = f"error:{type(e).__name__}"
+        return job
+
+    def _render_jobs(self, frame: Frame, jobs: list[FaceJob]) -> list[RestoreItem]:
+        """Admit (privacy guard) and render each analysed face; the restore items, in job order."""
+        items = []
+        for job in jobs:
+            if job.reason is not None:
+                continue
+            r = job.rendering
+            level, seed = 0, job.track.seed
+            if self.guard is not None:
+                job.reason = self.guard.admit(job.track, r)  # e.g. not verified yet: obfuscated
+                if job.reason is not None:
+                    continue
+                level, seed = self.guard.restore_params(job.track.id)
+                job.guard_version = self.guard.version(job.track.id)
+            try:
+                with self.timer.timed("render"):
+                    self._fault("render", frame)
+                    crop = crop_for(r.landmarks, r.target, frame.width, frame.height)
+                    original = bl.crop_rgb(frame, crop)
+                    out = render(original, crop, r.landmarks, r.target, r.visible)
+                    # hands, microphones in front of the face keep their pixels (stream/occlusion.py)
+                    out.mask = self.occlusion.cut(job.track.id, original, self.landmarks.current(job.track.id), crop,
+                                                  out.mask)
+                if out.mask is None:
+                    job.reason = "occluded"
+                    continue
+                item = RestoreItem(image=out.image, original=original, mask=out.mask, landmarks=out.target,
+                                   track_id=job.track.id, seed=seed, level=level)
+            except Exception as e:
+                job.reason = f"error:{type(e).__name__}"
+                continue
+            job.rendered, job.item = out, item
+            items.append(item)
+        return items
+
+    def _restore_review_blend(self, frame: Frame, p: PendingFrame) -> None:
+        jobs = p.restoring()
+        restored = []
+        if jobs:
+            try:
+                self._fault("restore", frame)
+                if p.future is not None:
+                    restored, seconds = p.future.result()
+                    self.timer.add("restore", seconds)
+                else:
+                    with self.timer.timed("restore"):
+                        restored = self.restorer.restore([j.item for j in jobs])
+                if len(restored) != len(jobs):
+                    raise RuntimeError("restorer returned a different number of faces")
+            except Exception as e:
+                for job in jobs:
+                    job.reason = f"error:{type(e).__name__}"
+                jobs, restored = [], []
+        if self.guard is not None and jobs:
+            # the guard may re-render a face (new perturbation / restorer level) or have it obfuscated
+            try:
+                with self.timer.timed("guard"):
+                    self._fault("guard", frame)
+                    kept = self._review(frame, [(j, j.rendered, j.item, f) for j, f in zip(jobs, restored)])
+            except Exception as e:
+                kept = [None] * len(jobs)
+                for job in jobs:
+                    job.reason = f"error:{type(e).__name__}"
+            for job, k in zip(jobs, kept):
+                if k is None and job.reason is None:
+                    job.reason = "privacy"
+            kept = [k for k in kept if k is not None]
+            for job, rendered, item, _ in kept:
+                job.rendered, job.item = rendered, item  # what the guard passed: perhaps drawn again
+            jobs, restored = [k[0] for k in kept], [k[3] for k in kept]
+        with self.timer.timed("blend"):
+            for job, face_rgb in zip(jobs, restored):
+                try:
+                    self._fault("blend", frame)
+                    face_rgb = bl.match_colour(face_rgb, job.item.image, job.rendered.mask)
+                    bl.paste_rgb(frame, job.rendered.crop, face_rgb, job.rendered.mask)
+                except Exception as e:
+                    job.reason = f"error:{type(e).__name__}"
+            for job in p.jobs:
+                if job.reason is not None:
+                    bl.obfuscate(frame, job.box, self.o.fallback, strength=(  # the guard's verified mosaic
+                        self.guard.mosaic_strength(job.track.id) if self.guard is not None else 0))
+
+    def _review(self, frame: Frame, entries: list) -> list:
+        """The guard's review. A face rendered before its track's parameters changed (possible
+        when frames wait for the restorer) is rendered again with the current ones first, and
+        reviewed like any other."""
+        entries = [e if e[0].guard_version == self.guard.version(e[0].track.id)
+                   else self.guard.refresh(frame, e[0]) for e in entries]
+        reviewed = iter(self.guard.review(frame, [e for e in entries if e is not None]))
+        return [None if e is None else next(reviewed) for e in entries]
+
+    def _account(self, job: FaceJob, number: int) -> None:
+        tr = job.track
+        s = self.track_stats.setdefault(tr.id, {"id": tr.id, "first_frame": number, "frames": 0,
+                                                "fallback_frames": 0, "fallback_reasons": {}})
+        s["frames"] += 1
+        s["last_frame"] = number
+        self.face_frames += 1
+        n = self.identity.noise_of(tr.id)
+        if n is not None:
+            s["perturbation"] = n  # random draw (from the seed), not derived from the face
+        if job.reason is not None:
+            s["fallback_frames"] += 1
+            s["fallback_reasons"][job.reason] = s["fallback_reasons"].get(job.reason, 0) + 1
+            self.fallback_face_frames += 1
+
+    def report(self) -> dict:
+        tracks = []
+        for tid, s in sorted(self.track_stats.items()):
+            n = s.get("perturbation")
+            tracks.append({**s, "sigma": self.o.scale,
+                           "perturbation": None if n is None else [round(float(v), 6) for v in n],
+                           **({"privacy": self.guard.track_report(tid)} if self.guard is not None else {})})
+        return {"frames": self.frames, "restorer": self.restorer.name,
+                "face_frames": self.face_frames,
+                "fallback_face_frames": self.fallback_face_frames, "failed_frames": self.frame_failures,
+                "scene_cuts": self.cuts.cuts,
+                "tracks": tracks, "timing": self.timer.summary(self.frames),
+                "privacy": self.guard.summary() if self.guard is not None else {"mode": "off"},
+                **({"restore_worker": {"ahead": self.restore_ahead, **self.worker.stats()}}
+                   if self.worker is not None else {}),
+                **({"frame_log": self.frame_log} if self.o.frame_log else {})}
+
+    def close(self):
+        if self.worker is not None:
+            self.worker.close()
+        self.mesh.close()

@@ -1,0 +1,246 @@
+"""Step II from the face prior: a new face that belongs to nobody (`--restorer prior`).
+
+    out = S(person) * exp(log R(new)) + grain(person)
+
+- S: the warped face's own shading, a low-pass (SIGMA_LOW x face width) that leaves the
+  features out (models/face_prior.shading): light, skin tone and colour stay the person's;
+- log R(new): the reflectance of a new face, decoded from the appearance prior
+  (models/face_prior.py) at a target code, plus fine detail mixed from k >= 3 donors;
+- grain: the warped face's finest band (sensor noise, compression), capped at a few times its
+  noise level (a mole or a wrinkle's edge is the person's, not the picture's), so the face
+  matches the frame around it.
+
+The new face's contrast is matched per part (eyes, brows, nose, mouth, skin) to the person's,
+never raised above its own: a smooth young face does not get an old face's furrows. Where the
+perturbed mesh folds (a nose pushed into the lip flips triangles), the new reflectance and the
+grain are smoothed over instead of coming out as shreds.
+
+The target code (face_prior.target_code): M candidates drawn from the prior with the track's
+seed, the one farthest from the person's own code taken. The person's code is used only for that
+choice and is forgotten; the new face is one of a few seeded random faces, so neither an inverse
+of the mapping nor a second pass of the tool can lead back to the original's appearance. The
+choice is made once per track (the first frame that has a fit) and kept, so one track shows one
+new face for its whole life.
+
+What stays the person's: shading and skin tone; what shows through the eye openings (iris colour
+and gaze: eye colour is a weak cue for recognisers, and replacing the iris moves the gaze and made
+brown eyes of blue ones) and the open mouth (teeth, tongue: the expression); glasses, which the
+glasses-free prior cannot hold, where the person wears them (kept like an occluder: only what the
+prior cannot explain, on a band around the eyes and across the bridge).
+
+`RestoreItem.level` (the privacy guard's escalation) moves the new face further: from level 1
+a share of the person's code is also subtracted (LEVEL_ANTI: stronger, but a trace of the code
+then stays in the new face), from level 2 the shading is taken at a larger scale (more of the
+face's mid-low frequencies come from the new face).
+
+`sigma` is the σ of `--scale` (default 0.25): below 0.25 the code is blended from the person's
+toward the new face, at 0.25 and above the person's code is discarded. The pipeline builds
+restorers by name without arguments, so today the restorer always runs at its default σ.
+
+Cost: ~30-60 ms per face on one core of the shared 2-core box (61 ms measured under load), a
+track's first frame ~25 ms more (the fit); faces above WORK_FACE_PX are worked at that width.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+from ideud.models import face_bank as fbk
+from ideud.models import face_prior as fp
+from ideud.stream.types import RestoreItem
+
+LEVEL_SIGMA_LOW = (fp.SIGMA_LOW, fp.SIGMA_LOW, 0.11, 0.15)  # shading scale per escalation level
+LEVEL_ANTI = (0.0, 0.35, 0.5, 0.5)  # share of the person's code subtracted, per escalation level
+GRAIN = 0.009  # the person's own grain: below this share of the face width
+WORK_FACE_PX = 120.0  # bigger faces are re-synthesised at this face width, the change added at full size
+CONTRAST_RANGE = (0.35, 1.0)  # the new face's contrast per region, relative to its own: matched to the person's
+HIGHLIGHT = 0.1  # the new reflectance may brighten the person's shading by e^0.1 (+10 %) at most
+TRACKS_KEPT = 512  # per-track choices remembered (oldest forgotten first)
+
+
+def _unfold(x: np.ndarray, mx: np.ndarray, my: np.ndarray, fw: float) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth over where the mesh folds (a perturbed nose pushed into the lip flips triangles).
+
+    There the backward map runs backwards (negative Jacobian) or squeezes a wide canvas area into
+    a pixel (or the reverse): the canvas would come out as jagged shreds. Those pixels take their
+    neighbours' values; returns (x smoothed there, the soft mask of the fold).
+    """
+    gxx, gxy = np.gradient(mx, axis=1), np.gradient(mx, axis=0)
+    gyx, gyy = np.gradient(my, axis=1), np.gradient(my, axis=0)
+    det = gxx * gyy - gxy * gyx
+    med = max(float(np.median(det[det > 0])) if (det > 0).any() else 1.0, 1e-6)
+    ok = (det > 0.15 * med) & (det < 4.0 * med)
+    if ok.all():
+        return x, np.zeros(x.shape[:2], np.float32)
+    bad = cv2.dilate((~ok).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    w = fp.blur((~bad).astype(np.float32), 0.06 * fw)
+    fill = fp.blur(x * (~bad)[..., None], 0.06 * fw) / np.maximum(w, 1e-3)[..., None]
+    soft = fp.blur(bad.astype(np.float32), 1.0)[..., None]
+    return x * (1.0 - soft) + fill * soft, soft[..., 0]
+
+
+class PriorRestorer:
+    """New appearance from the face prior; see the module docstring."""
+
+    name = "prior"
+    on_gpu = False
+    max_batch = 16
+
+    def __init__(self, sigma: float = 0.25, candidates: int = 32, donors: int = fp.MIN_DONORS,
+                 prior: Optional[fp.FacePrior] = None, select_k: Optional[int] = None,
+                 anti: float = 0.0):
+        if donors < fp.MIN_DONORS:
+            raise ValueError(f"fine detail needs at least {fp.MIN_DONORS} donors, not {donors}")
+        self.sigma = float(sigma)
+        self.candidates = int(candidates)
+        self.donors = int(donors)
+        self.select_k = select_k
+        self.anti = float(anti)  # at level 0; escalation levels take the larger of this and LEVEL_ANTI
+        self.prior = prior if prior is not None else fp.default_prior()
+        self._targets: OrderedDict = OrderedDict()  # (track, seed, level) -> target code (a seeded face)
+        self._gains: dict = {}  # (track, seed, level) -> contrast per face region (fp.REGIONS)
+        self._wears_glasses: dict = {}  # (track, seed) -> bool
+        self.log: list[str] = []  # what the restorer did, for reports: no code of anybody in it
+
+    def warmup(self) -> None:
+        fp.canvas_warp()
+
+    def restore(self, items: Sequence[RestoreItem]) -> list[np.ndarray]:
+        return [self._scaled(it) for it in items]
+
+    def target(self, it: RestoreItem) -> np.ndarray:
+        """The track's new-face code, fixed at its first fit (per escalation level)."""
+        level = self._level(it)
+        key = (int(it.track_id), int(it.seed), level)
+        t = self._targets.get(key)
+        if t is None:
+            own = fp.canvas_reflectance(it.image, it.landmarks)
+            z = self.prior.encode(own)
+            anti = max(self.anti, LEVEL_ANTI[level]) if level else self.anti
+            t = fp.target_code(z, it.seed, self.sigma, self.prior.k, self.candidates,
+                               select_k=self.select_k, anti=anti)
+            # only how much contrast each part of the face has is kept (5 numbers): a smooth young
+            # face does not get an old face's furrows, nor a woman a man's beard shadow
+            new = fp.region_contrast(self.prior.decode(t), self.prior.mean)
+            gains = np.clip(fp.region_contrast(own, self.prior.mean) / np.maximum(new, 1e-4), *CONTRAST_RANGE)
+            del z, own  # the person's own code is not kept
+            self._targets[key] = t
+            self._gains[key] = gains.astype(np.float32)
+            if len(self._targets) > TRACKS_KEPT:
+                old, _ = self._targets.popitem(last=False)
+                self._gains.pop(old, None)
+            self.log.append(f"track {key[0]}: new face chosen from {self.candidates} seeded candidates (level {level})")
+        return t
+
+    @staticmethod
+    def _level(it: RestoreItem) -> int:
+        return min(max(int(it.level), 0), len(LEVEL_ANTI) - 1)
+
+    def forget(self, track_id: int) -> None:
+        for key in [k for k in self._targets if k[0] == track_id]:
+            del self._targets[key]
+            self._gains.pop(key, None)
+            self._wears_glasses.pop(key[:2], None)
+
+    def _scaled(self, it: RestoreItem) -> np.ndarray:
+        lm = np.asarray(it.landmarks, np.float64)[:, :2]
+        fw = fp.face_width(lm)
+        if fw < 8 or min(it.image.shape[:2]) < 8:
+            return it.image
+        k = WORK_FACE_PX / fw
+        if k >= 1.0:
+            return self._one(it, lm)
+        h, w = it.image.shape[:2]
+        size = (max(8, round(w * k)), max(8, round(h * k)))
+        sk = np.array([size[0] / w, size[1] / h])
+        small = cv2.resize(it.image, size, interpolation=cv2.INTER_AREA)
+        done = self._one(RestoreItem(image=small, original=small, mask=cv2.resize(it.mask, size),
+                                     landmarks=lm * sk, track_id=it.track_id, seed=it.seed, level=it.level),
+                         lm * sk, full=it)
+        change = cv2.resize(done.astype(np.float32) - small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        return np.clip(it.image.astype(np.float32) + change + 0.5, 0, 255).astype(np.uint8)
+
+    def _one(self, it: RestoreItem, lm: np.ndarray, full: Optional[RestoreItem] = None) -> np.ndarray:
+        t = self.target(full if full is not None else it)
+        shape = it.image.shape[:2]
+        fw = fp.face_width(lm)
+        img = it.image.astype(np.float32)
+        level = self._level(it)
+        x = img + fp.EPS
+        s = fp.shading(x, fp.feature_mask(lm, shape, fw), LEVEL_SIGMA_LOW[level] * fw)
+        key = (int(it.track_id), int(it.seed), level)
+        gains = self._gains.get(key, np.ones(len(fp.REGIONS), np.float32))  # none: a subclass's own target
+        gain = gains @ fp.canvas_regions()  # per canvas pixel
+        dev = (self.prior.decode(t) - self.prior.mean).reshape(-1, 3) * gain[:, None]
+        new_canvas = self.prior.to_image(self.prior.mean + dev.ravel() + self.prior.detail(t, self.donors))
+        warp = fbk.MeshWarp(lm, shape, step=2)
+        can_lm = fp.canvas_landmarks()
+        # a highlight in the new face's reflectance is its portrait's studio light, not its skin:
+        # on top of the person's own light it burns an orange patch on brow ridge and forehead
+        mx, my = warp.maps(can_lm)
+        log_r = np.minimum(cv2.remap(new_canvas, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT), HIGHLIGHT)
+        log_r, fold = _unfold(log_r, mx, my, fw)
+        log_r = self._match_colourfulness(log_r, img, lm, shape, fw)
+        valid = cv2.remap(fp.canvas_mask().astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        grain = img - fp.blur(img, max(0.6, GRAIN * fw))
+        # grain is noise-sized; what stands out of it (a wrinkle's edge, a mole, a fold of the warp)
+        # is structure of the person's face, not of the picture: capped at a few times the noise level
+        region = fp.face_region(lm, shape, fw) > 0.5
+        if region.any():
+            cap = 2.5 * 1.4826 * float(np.median(np.abs(grain[region]))) + 0.5
+            grain = np.clip(grain, -cap, cap)
+        grain *= (1.0 - fold)[..., None]  # the warp's shreds there are in the input's grain too
+        new = s * np.exp(log_r) - fp.EPS + grain
+        keep = fp.apertures(lm, shape, fw) * (1.0 - fold)  # a folded lip ring would keep the shreds
+        glasses = self._glasses(it, lm, fw, shape, warp)
+        if glasses is not None:
+            keep = np.maximum(keep, glasses)
+        face = fp.face_region(lm, shape, fw) * fp.blur(np.clip(valid * 1.2 - 0.2, 0, 1), 0.02 * fw)
+        a = (face * (1.0 - keep))[..., None]
+        return np.clip(img * (1.0 - a) + new * a + 0.5, 0, 255).astype(np.uint8)
+
+    @staticmethod
+    def _match_colourfulness(log_r: np.ndarray, img: np.ndarray, lm, shape, fw: float) -> np.ndarray:
+        """Give the new reflectance no more colour variation than the person's face has.
+
+        A grey-scale or faded picture must not come out with pink lips and blue eyes.
+        """
+        region = fp.face_region(lm, shape, fw) > 0.5
+        if region.sum() < 16:
+            return log_r
+        own = np.log(img[region] + fp.EPS)
+        own_c = own - own.mean(1, keepdims=True)
+        new_c = log_r[region] - log_r[region].mean(1, keepdims=True)
+        k = float(np.clip(own_c.std() / max(new_c.std(), 1e-4), 0.0, 1.0))
+        if k >= 1.0:
+            return log_r
+        grey = log_r.mean(-1, keepdims=True)
+        return grey + (log_r - grey) * k
+
+    def _glasses(self, it, lm, fw, shape, warp) -> Optional[np.ndarray]:
+        """Where the person's glasses frames are (soft mask), if they wear glasses; else None.
+
+        The glasses-free prior cannot explain a frame: what its reconstruction of the person misses,
+        on a band around the eyes and across the bridge, is the frame.
+        """
+        key = (int(it.track_id), int(it.seed))
+        wears = self._wears_glasses.get(key)
+        if wears is None:  # decided once per track, on its first frame
+            wears = self._wears_glasses[key] = fp.glasses_score(it.image, lm) > fp.GLASSES_SCORE
+            if len(self._wears_glasses) > TRACKS_KEPT:
+                self._wears_glasses.pop(next(iter(self._wears_glasses)))
+        if not wears:
+            return None
+        own = fp.canvas_reflectance(it.image, lm)
+        miss = self.prior.to_image(own - self.prior.decode(self.prior.encode(own)))
+        del own
+        y = np.abs(miss).mean(-1)
+        can = fp.canvas_landmarks()
+        band = fp.fill(fp.CANVAS[::-1], [fp.scaled(fp.ring(can, e), 1.9, 3.6) for e in (fp.R_EYE, fp.L_EYE)]
+                       + [cv2.convexHull(can[[193, 417, 351, 122, 168, 6]].astype(np.float32))[:, 0]], 1.0)
+        frame = np.clip((y - 0.08) / 0.12, 0, 1) * band
+        frame = cv2.dilate(frame, np.ones((3, 3), np.uint8))
+        return fp.blur(warp.sample(frame, can, border=cv2.BORDER_CONSTANT), max(0.6, 0.008 * fw))

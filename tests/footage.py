@@ -1,0 +1,173 @@
+"""Synthetic "real footage": held-out public-domain portraits animated over backgrounds, with a
+hand crossing a mouth, a small face and a scene cut. Shared by tests/test_footage.py and
+tools/bench/bench_footage.py (which reads it from the checkout, like tools/bench/common.py).
+
+Every frame comes with its ground truth: the face boxes and the occluder's mask.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from clips import background
+from ideud.eval.portraits import held_out_names, portraits_dir
+
+
+@lru_cache(maxsize=16)
+def portrait_head(index: int, size: int = 200) -> np.ndarray:
+    """A held-out portrait's head and shoulders, square, `size` px: the face ~45% of the side."""
+    from ideud.stream.detect import make_detector
+
+    names = held_out_names(portraits_dir())
+    det = make_detector("centerface")
+    for name in names[index:] + names[:index]:
+        bgr = cv2.imread(str(portraits_dir() / name), cv2.IMREAD_COLOR)
+        if bgr is None:
+            continue
+        rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+        faces = det.detect(rgb)
+        if not faces:
+            continue
+        f = max(faces, key=lambda f: f.size)
+        cx, cy = (f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2
+        half = f.size * 1.1
+        m = np.array([[size / (2 * half), 0, 0], [0, size / (2 * half), 0]], np.float32)
+        m[:, 2] = [size / 2 - cx * m[0, 0], size / 2 - cy * m[1, 1]]
+        return cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    raise FileNotFoundError("no held-out portrait with a detectable face")
+
+
+def hand_shape(size: int) -> np.ndarray:
+    """A uint8 mask (size x size) of an open hand seen from the side: palm and four fingers."""
+    m = np.zeros((size, size), np.uint8)
+    s = size / 100.0
+    cv2.ellipse(m, (int(50 * s), int(70 * s)), (int(30 * s), int(24 * s)), 0, 0, 360, 255, -1)
+    for k, x in enumerate((28, 42, 56, 70)):
+        top = (14, 6, 8, 18)[k]
+        cv2.rectangle(m, (int((x - 5) * s), int(top * s)), (int((x + 5) * s), int(70 * s)), 255, -1)
+        cv2.circle(m, (int(x * s), int(top * s)), int(5 * s), 255, -1)
+    return m
+
+
+def hand_texture(size: int, seed: int = 3) -> np.ndarray:
+    """Skin-coloured RGB with shading and fine texture (not a flat fill: PSNR must mean something)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    shade = 0.85 + 0.25 * np.sin(np.pi * xx) * (1.0 - 0.3 * yy)
+    base = np.array([196, 140, 112], float)
+    tex = base * shade[..., None] + rng.normal(0, 4, (size, size, 1))
+    return np.clip(tex, 0, 255).astype(np.uint8)
+
+
+@dataclass
+class FootageFrame:
+    rgb: np.ndarray
+    faces: list = field(default_factory=list)  # (x0, y0, x1, y1) of the pasted heads' face area
+    occluder: np.ndarray | None = None  # bool mask of the hand (where it is in front of a face)
+    scene: int = 0
+
+
+def _paste(img: np.ndarray, head: np.ndarray, cx: float, cy: float, scale: float, angle: float) -> np.ndarray:
+    size = head.shape[0]
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
+    m[:, 2] += [cx - size / 2, cy - size / 2]
+    mask = cv2.warpAffine(np.full((size, size), 255, np.uint8), m, (w, h))
+    warped = cv2.warpAffine(head, m, (w, h), flags=cv2.INTER_LINEAR)
+    img[mask > 0] = warped[mask > 0]
+    half = 0.45 * size * scale / 2  # the face is ~45% of the head crop
+    return np.array([cx - half, cy - half, cx + half, cy + half])
+
+
+def _paste_hand(img: np.ndarray, x: float, y: float, size: int) -> np.ndarray:
+    shape, tex = hand_shape(size), hand_texture(size)
+    h, w = img.shape[:2]
+    m = np.float32([[1, 0, x], [0, 1, y]])
+    mask = cv2.warpAffine(shape, m, (w, h), flags=cv2.INTER_NEAREST) > 0
+    tex_full = cv2.warpAffine(tex, m, (w, h), flags=cv2.INTER_NEAREST)
+    img[mask] = tex_full[mask]
+    return mask
+
+
+def hand_over_mouth(n: int, width: int = 480, height: int = 270, head: int = 220, portrait: int = 0,
+                    enter: int | None = None) -> list[FootageFrame]:
+    """One portrait, slowly drifting; from frame `enter` a hand slides in from below to cover the mouth."""
+    bg = background(width, height, seed=5)
+    face = portrait_head(portrait, head)
+    enter = n // 3 if enter is None else enter
+    out = []
+    for i in range(n):
+        img = bg.copy()
+        t = i / max(n - 1, 1)
+        cx, cy = width / 2 + 6 * math.sin(2 * math.pi * t), height / 2 + 4 * math.cos(2 * math.pi * t)
+        box = _paste(img, face, cx, cy, 1.0, 2.0 * math.sin(2 * math.pi * t))
+        occ = None
+        if i >= enter:
+            hs = int(0.42 * head)
+            k = min(1.0, (i - enter) / 6)  # slides up over 6 frames, then stays
+            mouth_y = cy + 0.16 * head
+            y = height + (mouth_y - 0.35 * hs - height) * k
+            occ = _paste_hand(img, cx - hs / 2, y, hs)
+        out.append(FootageFrame(img, [box], occ))
+    return out
+
+
+def two_scenes(n_a: int, n_b: int, width: int = 480, height: int = 270, head: int = 200) -> list[FootageFrame]:
+    """Scene A: a portrait on the left; a hard cut; scene B: another portrait on the right, another set."""
+    out = []
+    bg_a, bg_b = background(width, height, seed=1), 255 - background(width, height, seed=2)
+    bg_b = np.ascontiguousarray(bg_b[:, :, ::-1])
+    a, b = portrait_head(1, head), portrait_head(2, head)
+    for i in range(n_a):
+        img = bg_a.copy()
+        box = _paste(img, a, width * 0.3 + 2 * i, height / 2, 1.0, 0.0)
+        out.append(FootageFrame(img, [box], scene=0))
+    for i in range(n_b):
+        img = bg_b.copy()
+        box = _paste(img, b, width * 0.72 - 2 * i, height / 2 + 10, 0.9, 0.0)
+        out.append(FootageFrame(img, [box], scene=1))
+    return out
+
+
+def repeated(frames: list[FootageFrame], times: int) -> list[FootageFrame]:
+    """Every frame `times` times in a row (pulldown-like repeats)."""
+    return [f for f in frames for _ in range(times)]
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+def multi_person(width: int = 640, height: int = 360) -> list[FootageFrame]:
+    """The benchmark clip (60 frames): scene A, two people, one near (a hand comes over the mouth at
+    frame 12) and one far (a ~22 px face), camera shake (motion blur) on frames 4-7, standing still
+    for frames 28-39; a cut; scene B, a face turned 60 degrees in the picture plane and a far one
+    cut by the frame edge."""
+    out = []
+    bg_a, bg_b = background(width, height, seed=11), np.ascontiguousarray(255 - background(width, height, seed=12))
+    near, far, tilted, edge = (portrait_head(i, s) for i, s in ((3, 200), (4, 50), (5, 170), (6, 70)))
+    shake = np.full((1, 9), 1 / 9.0, np.float32)  # a horizontal motion blur of 9 px
+    for i in range(40):
+        img = bg_a.copy()
+        t = min(i, 28) / 40  # still from frame 28 on
+        boxes = [_paste(img, near, 200 + 30 * math.sin(2 * math.pi * t), 190, 1.0, 4 * math.sin(2 * math.pi * t)),
+                 _paste(img, far, 480 - 40 * t, 120 + 5 * math.cos(2 * math.pi * t), 1.0, 0.0)]
+        occ = None
+        if i >= 12:
+            hs, k = 84, min(1.0, (i - 12) / 6)
+            cx, cy = (boxes[0][0] + boxes[0][2]) / 2, (boxes[0][1] + boxes[0][3]) / 2
+            occ = _paste_hand(img, cx - hs / 2, height + (cy + 0.16 * 200 - 0.35 * hs - height) * k, hs)
+        if 4 <= i < 8:
+            img = cv2.filter2D(img, -1, shake)
+        out.append(FootageFrame(img, boxes, occ, scene=0))
+    for i in range(20):
+        img = bg_b.copy()
+        boxes = [_paste(img, tilted, 330 + 2 * i, 180, 1.0, 60.0),
+                 _paste(img, edge, 12, 250 - i, 1.0, 0.0)]
+        out.append(FootageFrame(img, boxes, scene=1))
+    return out

@@ -1,0 +1,197 @@
+"""Speed of the path users run: default `Options()` (privacy guard on, embedded restorer) against
+deface, on clips animated from held-out public-domain portraits, with the per-stage table.
+
+    python tools/bench/bench_speed.py [--out DIR] [--frames N] [--deface EXE] [--processes 1,2] [--json FILE]
+                                     [--privacy off] [--cpu-time] [--profile FILE.prof]
+
+Clips (made once, deterministic): 640x360 with four people, 1280x720 with one. fps is wall clock
+as a user runs it, model loading included (deface's too). Every run of one command shares the
+machine's load at that moment, so compare ratios from one run, not numbers across runs; the load
+average at the start and end is printed with them. --cpu-time gives the per-stage table in the
+main thread's CPU time, which other load disturbs far less than wall clock.
+
+deface pins an OpenCV that clashes with mediapipe's: install it in its own venv
+(`python -m venv /tmp/deface-venv && /tmp/deface-venv/bin/pip install deface==1.5.0`) and pass
+`--deface /tmp/deface-venv/bin/deface`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # as the CLI does: tiny matrices, no BLAS pool fighting for the cores
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from common import background, write_clip  # noqa: E402,F401  (adds tests/ to the path)
+from bench import bench_deface  # noqa: E402
+from ideud.eval.portraits import held_out_names, portraits_dir  # noqa: E402
+from ideud.stream.pipeline import FaceProcessor, Options, StageTimer, deidentify  # noqa: E402
+
+CLIPS = {
+    "360p_4people": dict(width=640, height=360, faces=4, face_w=112, face_h=136),
+    "720p_1person": dict(width=1280, height=720, faces=1, face_w=300, face_h=366),
+}
+# per-face stages: their per-frame cost divided by the faces processed
+FACE_STAGES = ("mesh", "identity", "render", "restore", "guard", "blend")
+STAGE_ORDER = ("decode", "detect", "track", "mesh", "identity", "render", "restore", "guard", "blend", "encode")
+
+
+def people_frames(n: int, width: int, height: int, faces: int, face_w: int, face_h: int):
+    """RGB frames with `faces` held-out portraits drifting, turning and scaling a little."""
+    folder = portraits_dir()
+    names = held_out_names(folder) if folder is not None else []
+    if len(names) < faces:
+        raise SystemExit("bench_speed: the held-out portraits (shared/data/pd-portraits) are not here")
+    people = [np.ascontiguousarray(cv2.resize(cv2.imread(str(folder / nm)), (face_w, face_h))[:, :, ::-1])
+              for nm in names[:faces]]
+    bg = background(width, height)
+    ones = np.full((face_h, face_w), 255, np.uint8)
+    for i in range(n):
+        img = bg.copy()
+        t = i / max(n - 1, 1)
+        for k, rgb in enumerate(people):
+            phase = 2 * math.pi * t + 2 * k
+            m = cv2.getRotationMatrix2D((face_w / 2, face_h / 2), 6 * math.sin(phase), 1 + 0.06 * math.sin(phase))
+            m[:, 2] += [width * (k + 1) / (faces + 1) + 14 * math.sin(phase) - face_w / 2,
+                        height / 2 + 6 * math.cos(phase) - face_h / 2]
+            mask = cv2.warpAffine(ones, m, (width, height))
+            img[mask > 0] = cv2.warpAffine(rgb, m, (width, height))[mask > 0]
+        yield img
+
+
+def make_clip(folder: str, name: str, frames: int) -> str:
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{name}_{frames}.mp4")
+    if not os.path.exists(path):
+        write_clip(path, people_frames(frames, **CLIPS[name]), audio=False)
+    return path
+
+
+class CpuStageTimer(StageTimer):
+    """Stages of the main thread in its CPU seconds: what a stage costs, not what the machine's
+    other load made it wait (decode and encode, on their own threads, stay wall-clock)."""
+
+    def timed(self, stage: str):
+        timer = self
+
+        class _Ctx:
+            def __enter__(self):
+                self.t = time.thread_time()
+
+            def __exit__(self, *exc):
+                timer.add(stage, time.thread_time() - self.t)
+        return _Ctx()
+
+
+def run_ideud(src: str, dst: str, options: Options, cpu_time: bool = False) -> dict:
+    """One run as a user runs it: the clock includes loading the models (deface's includes its
+    own), and detection workers start while they load. With `cpu_time` the models are loaded
+    first (the stage timer is swapped in) and the clock starts after."""
+    proc = None
+    if cpu_time:
+        proc = FaceProcessor(options)
+        proc.timer = CpuStageTimer()
+    try:
+        t = time.perf_counter()
+        rep = deidentify(src, dst, options, processor=proc)
+        wall = time.perf_counter() - t
+    finally:
+        if proc is not None:
+            proc.close()
+    frames = max(rep["frames"], 1)
+    faces = max(rep["face_frames"], 1)
+    stages = {}
+    for k in STAGE_ORDER + tuple(s for s in rep["timing"] if s not in STAGE_ORDER):
+        if k in rep["timing"]:
+            total = rep["timing"][k]["total_s"]
+            stages[k] = {"ms_per_frame": round(1000 * total / frames, 2),
+                         **({"ms_per_face": round(1000 * total / faces, 2)} if k in FACE_STAGES else {})}
+    reasons: dict = {}  # why faces were obfuscated (privacy: the guard found no passing candidate yet)
+    for t in rep["tracks"]:
+        for why, n in t["fallback_reasons"].items():
+            reasons[why] = reasons.get(why, 0) + n
+    return {"fps": round(rep["frames"] / wall, 2), "fallback_reasons": reasons, "frames": rep["frames"], "wall_s": round(wall, 2),
+            "faces_per_frame": round(rep["face_frames"] / frames, 2), "restorer": rep["restorer"],
+            "fallback_face_frames": rep["fallback_face_frames"], "processes": rep.get("processes"),
+            "stages": stages}
+
+
+def print_table(name: str, r: dict) -> None:
+    print(f"  {name}: {r['fps']} fps, {r['faces_per_frame']} faces/frame, restorer {r['restorer']}, "
+          f"fallback face-frames {r['fallback_face_frames']} {r['fallback_reasons']}")
+    print(f"    {'stage':10s} {'ms/frame':>9s} {'ms/face':>8s}")
+    for k, v in r["stages"].items():
+        face = f"{v['ms_per_face']:8.2f}" if "ms_per_face" in v else f"{'':8s}"
+        print(f"    {k:10s} {v['ms_per_frame']:9.2f} {face}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="bench_out", help="folder for clips and outputs")
+    ap.add_argument("--frames", type=int, default=150)
+    ap.add_argument("--clips", default=",".join(CLIPS), help=f"comma-separated, of {', '.join(CLIPS)}")
+    ap.add_argument("--deface", help="a deface executable (its own venv) to compare against")
+    ap.add_argument("--processes", default="1", help="comma-separated process counts to measure (Options.processes), e.g. 1,2")
+    ap.add_argument("--profile", help="cProfile the first ideud run into this file")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="per-stage table in the main thread's CPU time (robust to other load; FaceMesh's "
+                         "own inference threads are not counted)")
+    ap.add_argument("--privacy", help="override the default privacy mode (off: the path without the guard)")
+    ap.add_argument("--json", help="write the results here")
+    a = ap.parse_args(argv)
+    names = [c.strip() for c in a.clips.split(",") if c.strip()]
+    if any(c not in CLIPS for c in names):
+        ap.error(f"unknown clip; choose from {', '.join(CLIPS)}")
+    counts = [int(w) for w in a.processes.split(",")]
+    load0 = os.getloadavg()
+    results = {"machine": f"{os.cpu_count()} CPU cores", "frames": a.frames, "load_avg_start": load0, "clips": {}}
+    print(f"{os.cpu_count()} cores, load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} (1/5/15 min)")
+    profiled = False
+    for name in names:
+        src = make_clip(a.out, name, a.frames)
+        r: dict = {}
+        for n in counts:
+            o = dataclasses.replace(Options(), seed=1, force=True, processes=n)
+            if a.privacy:
+                o.privacy = a.privacy
+            dst = os.path.join(a.out, f"{name}.ideud.w{n}.mp4")
+            if a.profile and not profiled:
+                import cProfile
+
+                prof = cProfile.Profile()
+                r[f"ideud_p{n}"] = prof.runcall(run_ideud, src, dst, o, a.cpu_time)
+                prof.dump_stats(a.profile)
+                profiled = True
+            else:
+                r[f"ideud_p{n}"] = run_ideud(src, dst, o, a.cpu_time)
+            print_table(f"{name} ideud processes={n}", r[f"ideud_p{n}"])
+        if a.deface:
+            r["deface"] = bench_deface(a.deface, src, os.path.join(a.out, f"{name}.deface.mp4"), a.frames)
+            if "fps" in r["deface"]:
+                r["deface"]["fps"] = round(r["deface"]["fps"], 2)
+                for n in counts:
+                    r[f"ratio_p{n}_vs_deface"] = round(r[f"ideud_p{n}"]["fps"] / r["deface"]["fps"], 2)
+            print(f"  {name} deface: {r['deface']}")
+            print("  " + ", ".join(f"{k} {v}" for k, v in r.items() if k.startswith("ratio")))
+        if len(counts) > 1:
+            base = r[f"ideud_p{counts[0]}"]["fps"]
+            print("  scaling: " + ", ".join(f"p{n} {r[f'ideud_p{n}']['fps'] / base:.2f}x" for n in counts))
+        results["clips"][name] = r
+    results["load_avg_end"] = os.getloadavg()
+    print(f"load average at the end {results['load_avg_end'][0]:.2f}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

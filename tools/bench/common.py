@@ -1,0 +1,24 @@
+"""What the benchmarks share with the tests: the synthetic astronaut clips (tests/clips.py) and the
+annotated face images with their detector scoring (tests/face_dataset.py).
+
+The benchmarks run from a checkout (`python tools/bench/NAME.py`), never from the wheel, so the
+test helpers are read from the checkout's tests/ folder rather than copied here.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO / "tests") not in sys.path:
+    sys.path.insert(0, str(REPO / "tests"))
+
+__all__ = ["REPO", "astronaut", "background", "moving_faces", "portrait", "write_clip", "IOU", "Annotated",
+           "annotated_boxes", "apply_box_correction", "detect_dataset", "load_imglab", "match", "paste_on_canvas",
+           "read_rgb", "run_detector", "score"]
+
+from clips import astronaut, background, moving_faces, portrait, write_clip  # noqa: E402,F401
+from face_dataset import (  # noqa: E402,F401
+    IOU, Annotated, annotated_boxes, apply_box_correction, detect_dataset, load_imglab, match, paste_on_canvas,
+    read_rgb, run_detector, score,
+)

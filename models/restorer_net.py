@@ -12,7 +12,8 @@ an undertrained network degrades gracefully toward the render instead of inventi
               modulated conv that exports to plain ONNX ops), LeakyReLU
     head      3x3 conv -> 3, tanh residual
 
-Widths default to (16, 32, 64, 96, 128): ~0.5 M parameters, ~0.2 GMAC per face.
+Widths default to (12, 24, 48, 96, 128): 477 k parameters, ~12 ms per face batched on one
+onnxruntime CPU thread here.
 
 The discriminators used only for training (whole face, and the eye/mouth components whose
 features give the Gram style loss) are here too, so one file holds everything of the network.

@@ -73,7 +73,7 @@ RESTORERS: dict = {
 
 
 # restorers whose new face depends on the ID-code noise σ (--scale)
-TAKES_SIGMA = {"prior"}
+TAKES_SIGMA = {"prior", "learned"}
 
 
 def make_restorer(name: str, sigma: float | None = None, **kwargs) -> Restorer:

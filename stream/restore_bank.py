@@ -59,6 +59,7 @@ import cv2
 import numpy as np
 
 from ideud.models import face_bank as fbk
+from ideud.models.face_prior import ring, scaled
 from ideud.stream import render as rd
 from ideud.stream.types import RestoreItem
 
@@ -102,24 +103,14 @@ def _fill(shape, polys, feather: float, grow: float = 0.0) -> np.ndarray:
     return _blur(m, feather)
 
 
-def _ring(lm: np.ndarray, upper_lower) -> np.ndarray:
-    up, lo = upper_lower
-    return np.vstack([lm[up], lm[lo][::-1]])
-
-
-def _scaled(poly: np.ndarray, sx: float, sy: float) -> np.ndarray:
-    c = poly.mean(0)
-    return c + (poly - c) * [sx, sy]
-
-
 def component_masks(lm: np.ndarray, shape, fw: float) -> dict:
     """Soft masks (crop pixels) of the face's components and of the whole inner face."""
     f = max(0.6, 0.015 * fw)
-    eyes = _fill(shape, [_scaled(_ring(lm, e), 1.3, 2.2) for e in (R_EYE, L_EYE)], f)
-    brows = _fill(shape, [_ring(lm, b) for b in (R_BROW, L_BROW)], f, grow=0.03 * fw)
+    eyes = _fill(shape, [scaled(ring(lm, e), 1.3, 2.2) for e in (R_EYE, L_EYE)], f)
+    brows = _fill(shape, [ring(lm, b) for b in (R_BROW, L_BROW)], f, grow=0.03 * fw)
     nose = _fill(shape, [cv2.convexHull(lm[NOSE].astype(np.float32))[:, 0]], f, grow=0.02 * fw)
     # the mouth with what expression moves around it (philtrum, nasolabial folds, chin dimple)
-    peri = np.vstack([_ring(lm, LIPS), lm[[98, 327, 2, 205, 425, 200]]])
+    peri = np.vstack([ring(lm, LIPS), lm[[98, 327, 2, 205, 425, 200]]])
     mouth = _fill(shape, [cv2.convexHull(peri.astype(np.float32))[:, 0]], f, grow=0.04 * fw)
     poly = rd.face_polygon(lm)
     c = lm.mean(0)
@@ -129,10 +120,10 @@ def component_masks(lm: np.ndarray, shape, fw: float) -> dict:
     mouth = mouth * (1 - nose)
     skin = np.clip(face - eyes - brows - nose - mouth, 0, 1)
     # the features themselves: left out of the smooth light-and-skin field, kept whole where they stay
-    lips = _fill(shape, [_ring(lm, LIPS)], f, grow=0.025 * fw)
+    lips = _fill(shape, [ring(lm, LIPS)], f, grow=0.025 * fw)
     features = np.maximum.reduce([
-        _fill(shape, [_scaled(_ring(lm, e), 1.2, 1.6) for e in (R_EYE, L_EYE)], f),
-        _fill(shape, [_ring(lm, b) for b in (R_BROW, L_BROW)], f, grow=0.03 * fw),
+        _fill(shape, [scaled(ring(lm, e), 1.2, 1.6) for e in (R_EYE, L_EYE)], f),
+        _fill(shape, [ring(lm, b) for b in (R_BROW, L_BROW)], f, grow=0.03 * fw),
         _fill(shape, [cv2.convexHull(lm[NOSTRILS].astype(np.float32))[:, 0]], f, grow=0.015 * fw),
         lips])
     return {"eyes": eyes, "brows": brows, "nose": nose, "mouth": mouth, "skin": skin, "face": face,
@@ -187,12 +178,12 @@ class BankRestorer:
         return first, second
 
     def restore(self, items: Sequence[RestoreItem]) -> list[np.ndarray]:
-        return [self._scaled(it) for it in items]
+        return [self.scaled(it) for it in items]
 
     def warmup(self) -> None:
         """Nothing to prepare: the donors are loaded in __init__."""
 
-    def _scaled(self, it: RestoreItem) -> np.ndarray:
+    def scaled(self, it: RestoreItem) -> np.ndarray:
         """Big faces are re-synthesised at WORK_FACE_PX and the change is added at full size.
 
         The donor detail lives at mid frequencies (and the donors are smaller than that); what
@@ -295,9 +286,9 @@ def draw_glasses(img: np.ndarray, lm: np.ndarray, seed: int) -> np.ndarray:
     v = np.array([-u[1], u[0]]) * (1 if u[0] >= 0 else -1)
     frame = np.zeros((h, w), np.float32)
     lenses = []
-    for ring, temple in ((R_EYE, CHEEK_R), (L_EYE, CHEEK_L)):
-        pts = _ring(lm, ring)
-        ew = float(np.linalg.norm(lm[ring[0][0]] - lm[ring[0][-1]]))
+    for eye, temple in ((R_EYE, CHEEK_R), (L_EYE, CHEEK_L)):
+        pts = ring(lm, eye)
+        ew = float(np.linalg.norm(lm[eye[0][0]] - lm[eye[0][-1]]))
         centre = pts.mean(0) + v * 0.1 * ew
         outward = 1.0 if temple == CHEEK_L else -1.0
         centre = centre + u * outward * 0.08 * ew

@@ -41,9 +41,10 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, skip: frozenset = frozens
     add(g, "--seed", type=int, default=d["seed"],
         help="fix the random seed so a re-run gives the same fake identities (default: random per run)")
     add(g, "--restorer", default=d["restorer"],
-        help="step II restorer: auto (default: the GAN with fetched weights and a CUDA GPU, else the "
-             "embedded tier), bank (no weights: face detail from a public-domain donor bank), classic "
-             "(no weights, geometry only), gan (GFPGAN; 'ideud-video models fetch' first), none")
+        help="step II restorer: auto (default: the GAN with fetched weights and a CUDA GPU, else prior), "
+             "prior (a new face from the appearance model learned on public-domain portraits), learned "
+             "(prior + a small restoration network trained here; undertrained), bank (detail from two "
+             "donor faces), classic (geometry only), gan (GFPGAN; 'ideud-video models fetch' first), none")
     add(g, "--fallback", default=d["fallback"], choices=["pixelate", "blur", "black"],
         help="obfuscation for a face that cannot be de-identified (default %(default)s)")
     add(g, "--privacy", default=d["privacy"], choices=["off", "balanced", "strict"],

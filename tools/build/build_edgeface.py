@@ -32,21 +32,9 @@ from ideud.models.face_align import five_points_from_facemesh
 WEIGHTS = Path(__file__).resolve().parents[3] / "shared" / "models" / "edgeface"
 PERCENTILES = {"balanced": 99.0, "strict": 95.0}
 
-
-def read_rgb(path) -> np.ndarray | None:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return None if img is None else np.ascontiguousarray(img[:, :, ::-1])
-
-
-def portrait_landmarks(rgb: np.ndarray, detector, mesh) -> np.ndarray | None:
-    """FaceMesh's 468 points of the biggest detected face, or None."""
-    faces = detector.detect(rgb)
-    if not faces:
-        return None
-    f = max(faces, key=lambda f: f.size)
-    kp = f.keypoints
-    roi = fm.roi_from_keypoints(f.box, kp[0] if kp is not None else None, kp[1] if kp is not None else None)
-    return mesh(rgb, roi)
+# the portraits' faces are found as the recognizer tests find them (one copy, in tests/)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+from portrait_faces import portrait_landmarks, read_rgb  # noqa: E402
 
 
 def views(rgb: np.ndarray, p5: np.ndarray) -> list[np.ndarray]:

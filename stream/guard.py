@@ -41,7 +41,9 @@ Per track
    renders, so every kept one respects the clip.
 3. Re-check on change, not on the clock: when yaw or pitch moved more than `pose_delta` degrees
    since the last check (down to a third of that for a face within 0.2 of tau or 0.1 of edge_max),
-   when the face grew or shrank by `scale_delta`, and once when the ID code freezes. The output
+   when the face grew or shrank by `scale_delta`, when `occluded_delta` more of the face is left
+   original for an occluder (a misread one leaves the person's own face), and once when the ID
+   code freezes. The output
    must pass both recognizers (without the margins) against the person at this frame and the
    references kept from earlier poses (up to 4); EdgeFace goes first, dlib only if it passed. If
    not, the search goes on with the next step and that frame is not handed back until a
@@ -105,6 +107,7 @@ class Policy:
     edge_margin: float = 0.03  # ... and EdgeFace <= edge_max - edge_margin
     pose_delta: float = 15.0  # re-check when yaw or pitch moved this much (less for a face near a threshold)
     scale_delta: float = 1.5  # re-check when the face grew or shrank by this factor
+    occluded_delta: float = 0.1  # re-check when this much more of the face is left original (occluders)
     retry_every: int = 150
     face_tolerance: float = 0.2  # "still a face": FaceMesh finds one, within this share of the face size
     batch: int = 4  # candidates rendered, then embedded by EdgeFace in one batch (every view of each)
@@ -134,10 +137,10 @@ class _Track:
     similarity: Optional[float] = None  # EdgeFace, worst view, at the last check
     max_similarity: Optional[float] = None  # highest EdgeFace similarity measured at a check that passed
     best_tried: Optional[tuple] = None  # (dlib, EdgeFace) of the last search's closest-to-passing candidate
-    frames: int = 0
     since_check: int = 0
     last_pose: Optional[tuple] = None
     last_size: Optional[float] = None
+    last_occluded: float = 0.0  # occluded share of the face at the last check
     frozen_seen: bool = False
     provisional: bool = False  # verified at a frame that was not near-frontal
     choice: Optional[tuple] = None  # (step, candidate) in use: no identity in it, shareable (batch)
@@ -177,9 +180,7 @@ class PrivacyGuard:
 
     @classmethod
     def create(cls, mode: str, **kw) -> Optional["PrivacyGuard"]:
-        if mode == "off":
-            return None
-        return cls(mode, **kw)
+        return None if mode == "off" else cls(mode, **kw)
 
     # ------------------------------------------------------------------ pipeline hooks
     def admit(self, track, rendering) -> Optional[str]:
@@ -187,7 +188,6 @@ class PrivacyGuard:
         st = self._tracks.get(track.id)
         if st is None:
             st = self._tracks[track.id] = _Track(seed=track.seed, appearance=track.seed, sigma=self.sigma)
-        st.frames += 1
         st.since_check += 1
         if st.status == "obfuscated" and not (_good(rendering) and st.since_check >= self.policy.retry_every):
             _count(st, "no_candidate_passed")
@@ -210,7 +210,7 @@ class PrivacyGuard:
             tr = job.track
             st = self._tracks[tr.id]
             r = job.rendering
-            if not self._due(st, tr.id, r):
+            if not self._due(st, tr.id, r, rendered):
                 out.append((job, rendered, item, face_rgb))
                 continue
             t0 = time.perf_counter()
@@ -291,9 +291,9 @@ class PrivacyGuard:
         st = self._tracks.get(track_id)
         return 0 if st is None else st.mosaic
 
-    def _due(self, st: _Track, tid: int, r) -> bool:
-        """Checked on change, not on the clock: a new pose (the closer the face is to a threshold,
-        the smaller the pose change that triggers it), a new face size, the ID code freezing."""
+    def _due(self, st: _Track, tid: int, r, rendered) -> bool:
+        """Checked on change, not on the clock (module docstring, 3.): pose, size, occluded share, the
+        ID code freezing; the closer the face is to a threshold, the smaller the pose change."""
         if st.status != "verified" or st.cursor is not None:
             return True  # pending, a search under way, or an obfuscated track's retry
         p = self.policy
@@ -308,7 +308,9 @@ class PrivacyGuard:
         size = _size(r)
         resized = st.last_size is not None and max(size / st.last_size, st.last_size / size) > p.scale_delta
         frozen = self.identity.is_frozen(tid)
-        return pose_moved or resized or (frozen and not st.frozen_seen) or (st.provisional and _good(r))
+        uncovered = rendered.occluded > st.last_occluded + p.occluded_delta
+        return (pose_moved or resized or uncovered or (frozen and not st.frozen_seen)
+                or (st.provisional and _good(r)))
 
     def _refs(self, st: _Track) -> tuple[np.ndarray, np.ndarray]:
         now = [] if st.now is None else [st.now]
@@ -337,15 +339,12 @@ class PrivacyGuard:
             st.edge_refs.pop(0)
             st.ref_poses.pop(0)
 
-    def _measure(self, st: _Track, img: np.ndarray, pts: np.ndarray, **limits) -> tuple:
-        dref, eref = self._refs(st)
-        return self.two.measure(img, pts, dref, eref, **limits)
-
     def _check(self, frame, tid: int, st: _Track, r, current) -> Optional[tuple]:
         st.checks += 1
         st.since_check = 0
         st.last_pose = (r.yaw, r.pitch)
         st.last_size = _size(r)
+        st.last_occluded = current[0].occluded
         st.frozen_seen = self.identity.is_frozen(tid)
         if _good(r):
             st.provisional = False
@@ -364,7 +363,8 @@ class PrivacyGuard:
             st.status = "verified"
         if st.status == "verified" and current is not None:
             img, pts = candidate_output(ctx_rgb, ctx, *current)
-            d, s = self._measure(st, img, pts, edge_limit=self.policy.edge_max, dlib_stop=self.policy.tau)
+            d, s = self.two.measure(img, pts, *self._refs(st), edge_limit=self.policy.edge_max,
+                                    dlib_stop=self.policy.tau)
             st.distance, st.similarity = d, s
             if self._passes(d, s, strict_margin=False) and looks_like_face(self.mesh, img, pts,
                                                                            self.policy.face_tolerance):

@@ -77,20 +77,21 @@ class OcclusionStage:
         self.failures = 0
 
     def cut(self, track_id: int, crop_rgb: np.ndarray, landmarks: Optional[np.ndarray], crop: Crop,
-            mask: np.ndarray) -> Optional[np.ndarray]:
-        """The paste-back mask of a rendered face without its occluders; None: obfuscate it instead.
+            mask: np.ndarray) -> Optional[tuple[np.ndarray, float]]:
+        """(the paste-back mask of a rendered face without its occluders, the occluded share of the
+        face); None: obfuscate it instead.
 
         `landmarks` are this frame's measured (unsmoothed) ones in frame pixels: the smoothed ones
         trail a moving face by pixels, which would read as change."""
         if landmarks is None:
-            return mask
+            return mask, 0.0
         try:
             out, share = self.visible_mask(track_id, crop_rgb, landmarks[:, :2] - crop.offset, mask)
         except (ValueError, cv2.error):  # degenerate geometry (a sliver of a face at the edge)
             self.failures += 1
             self._refs.pop(track_id, None)
-            return mask  # the face is still rendered, only over whatever is in front of it
-        return None if share > MAX_SHARE else out
+            return mask, 0.0  # the face is still rendered, only over whatever is in front of it
+        return None if share > MAX_SHARE else (out, share)
 
     def drop(self, track_id: int) -> None:
         self._refs.pop(track_id, None)

@@ -280,11 +280,12 @@ class FaceProcessor:
                     original = bl.crop_rgb(frame, crop)
                     out = render(original, crop, r.landmarks, r.target, r.visible)
                     # hands, microphones in front of the face keep their pixels (stream/occlusion.py)
-                    out.mask = self.occlusion.cut(job.track.id, original, self.landmarks.current(job.track.id), crop,
-                                                  out.mask)
-                if out.mask is None:
+                    visible = self.occlusion.cut(job.track.id, original, self.landmarks.current(job.track.id),
+                                                 crop, out.mask)
+                if visible is None:
                     job.reason = "occluded"
                     continue
+                out.mask, out.occluded = visible
                 item = RestoreItem(image=out.image, original=original, mask=out.mask, landmarks=out.target,
                                    track_id=job.track.id, seed=seed, level=level)
             except Exception as e:

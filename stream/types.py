@@ -132,6 +132,7 @@ class Rendered:
     image: np.ndarray  # warped RGB crop
     mask: np.ndarray  # float32 face mask in the crop
     target: np.ndarray  # (468, 2) perturbed landmarks in crop pixels
+    occluded: float = 0.0  # share of the face cut out of `mask` for occluders: left original
 
 
 @dataclass

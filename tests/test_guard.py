@@ -362,3 +362,24 @@ def test_a_mosaic_a_recognizer_still_matches_is_made_stronger():
     assert matched.mosaic >= 1
     dist, sim = matched.mosaic_check  # where it stopped: passing both, or the last (a solid fill)
     assert matched.mosaic == len(bl.MOSAIC_BLOCKS) or (dist >= 0.6 and sim <= g.policy.edge_max)
+
+
+def test_more_of_the_face_left_original_for_an_occluder_is_checked_again():
+    # a verified track where only the share of the face the occlusion stage leaves original changes:
+    # a misread occluder would leave the person's own face there, so the guard looks again
+    from ideud.stream.identity import IdentityStage
+    from ideud.stream.types import Crop, Rendered, Rendering
+
+    g = gd.PrivacyGuard("balanced", identity=IdentityStage(), restorer=None)
+    lm = np.zeros((468, 3))
+    lm[:, :2] = np.random.default_rng(0).uniform(0, 100, (468, 2))
+    st = gd._Track(seed=1, status="verified", last_pose=(0.0, 0.0), last_size=float(np.ptp(lm[:, :2], 0).max()))
+    r = Rendering(landmarks=lm, target=lm[:, :2], visible=np.ones(468, bool), codes=None, yaw=0.0, pitch=0.0)
+    out = Rendered(crop=Crop(0, 0, 100, 100), image=np.zeros((100, 100, 3), np.uint8),
+                   mask=np.ones((100, 100), np.float32), target=lm[:, :2], occluded=0.05)
+    assert not g._due(st, 1, r, out)
+    out.occluded = 0.3
+    assert g._due(st, 1, r, out)
+    st.last_occluded = 0.3  # what a check at that frame records
+    out.occluded = 0.35
+    assert not g._due(st, 1, r, out)

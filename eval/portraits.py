@@ -11,6 +11,9 @@ import os
 from pathlib import Path
 
 HELD_OUT_PER_MILLE = 140  # ~100 of the 799 portraits
+# what model files built from the build split say of their source (their meta_source)
+SOURCE = ("ideud.eval.portraits.build_names() of shared/data/pd-portraits (public domain, "
+          "US Congress official portraits via unitedstates/images)")
 
 
 def portraits_dir() -> Path | None:

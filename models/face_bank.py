@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from ideud.models import meshhead as mh
+from ideud.models import piecewise_affine as pa
 from ideud.models.geometry import match
 
 COMPONENTS = ("eyes", "brows", "nose", "mouth", "skin")
@@ -72,6 +73,9 @@ def donors() -> tuple[Donor, ...]:
     return tuple(base) + tuple(_mirror(d) for d in base)
 
 
+_TRIANGULATIONS = pa.Triangulations()  # of the last faces' meshes, reused while they fit
+
+
 class MeshWarp:
     """Backward piecewise-affine maps onto one target mesh, reusable for many sources.
 
@@ -82,8 +86,6 @@ class MeshWarp:
     """
 
     def __init__(self, target: np.ndarray, shape: tuple[int, int], step: int = 2):
-        import matplotlib.tri as mtri
-
         self.target = np.asarray(target, np.float64)
         self.shape = shape
         h, w = shape
@@ -92,25 +94,18 @@ class MeshWarp:
         corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], float)
         self.extra = np.vstack([ring, corners])
         nodes = np.vstack([self.target, self.extra])
-        nodes, keep = np.unique(np.round(nodes, 3), axis=0, return_index=True)
+        keep = _unique_rows(nodes)  # in their order: a triangulation of the last faces is reused while it fits
+        nodes = nodes[keep]
         self.keep = keep
-        tri = mtri.Triangulation(nodes[:, 0], nodes[:, 1])
+        tris = _TRIANGULATIONS.get(nodes, keep.tobytes() if len(keep) < len(self.target) + len(self.extra) else "all")
         gy, gx = np.arange(0, h + step - 1, step, dtype=float), np.arange(0, w + step - 1, step, dtype=float)
         self.grid = (len(gy), len(gx))
         qx, qy = np.meshgrid(gx, gy)
-        q = np.stack([qx.ravel(), qy.ravel()], 1)
-        idx = tri.get_trifinder()(q[:, 0], q[:, 1])
-        self.q = q
-        self.inside = idx >= 0
-        corners_id = tri.triangles[idx[self.inside]]
-        a, b, c = nodes[corners_id[:, 0]], nodes[corners_id[:, 1]], nodes[corners_id[:, 2]]
-        v0, v1, v2 = b - a, c - a, q[self.inside] - a
-        den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
-        den = np.where(np.abs(den) < 1e-12, 1e-12, den)
-        wb = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
-        wc = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
-        self.weights = np.stack([1.0 - wb - wc, wb, wc], 1)
-        self.corners = corners_id
+        self.q = np.stack([qx.ravel(), qy.ravel()], 1)
+        vid, weights = pa.locate_grid(nodes, tris, gx, gy)
+        self.inside = vid[:, 0] >= 0
+        self.weights = weights[self.inside]
+        self.corners = vid[self.inside]
         self.step = step
         self._maps: list = []  # (source landmarks, their maps), the last few
 
@@ -137,14 +132,34 @@ class MeshWarp:
         if self.step == 1:
             return np.ascontiguousarray(coarse[..., 0]), np.ascontiguousarray(coarse[..., 1])
         # grid node k sits on pixel k * step: bilinear upsampling with those nodes as anchors
-        h, w = self.shape
-        ux, uy = np.meshgrid(np.arange(w, dtype=np.float32) / self.step, np.arange(h, dtype=np.float32) / self.step)
+        ux, uy = _upsampling_grid(tuple(int(v) for v in self.shape), int(self.step))
         full = cv2.remap(coarse, ux, uy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         return np.ascontiguousarray(full[..., 0]), np.ascontiguousarray(full[..., 1])
 
     def sample(self, image: np.ndarray, landmarks: np.ndarray, border=cv2.BORDER_REFLECT) -> np.ndarray:
         mx, my = self.maps(landmarks)
         return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=border)
+
+
+def _unique_rows(nodes: np.ndarray) -> np.ndarray:
+    """pa.unique_rows, without its cost (np.unique over rows, ~1 ms) when no two rows are equal,
+    which is nearly always: the same rounding, so the same answer."""
+    r = np.round(nodes, 3)
+    order = np.lexsort((r[:, 1], r[:, 0]))
+    s = r[order]
+    if not np.any(np.all(s[1:] == s[:-1], axis=1)):
+        return np.arange(len(nodes))
+    return pa.unique_rows(nodes)
+
+
+@functools.lru_cache(maxsize=64)  # crop sizes vary by a few px frame to frame
+def _upsampling_grid(shape: tuple, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel, its position on the coarse grid (grid node k on pixel k * step); read-only."""
+    h, w = shape
+    ux, uy = np.meshgrid(np.arange(w, dtype=np.float32) / step, np.arange(h, dtype=np.float32) / step)
+    ux.flags.writeable = False
+    uy.flags.writeable = False
+    return ux, uy
 
 
 @functools.lru_cache(maxsize=1)

@@ -21,17 +21,14 @@ residuals, always mixed from k >= MIN_DONORS of them, so that no donor is ever u
 from __future__ import annotations
 
 import functools
-import hashlib
-import io
-import zipfile
 from dataclasses import dataclass
-from importlib import resources
 from typing import Optional
 
 import cv2
 import numpy as np
 
 from ideud.models import facemesh as fm
+from ideud.models import model_file
 from ideud.models import meshhead as mh
 from ideud.models import face_bank as fbk
 
@@ -273,8 +270,16 @@ def sample_code(seed: int, k: int, draw: int = 0) -> np.ndarray:
     return (rng.standard_normal(k) * taper).astype(np.float32)
 
 
+def pick_farthest(z: np.ndarray, seed: int, k: int, candidates: int = 8, select_k: Optional[int] = None) -> int:
+    """Index of the seeded candidate farthest from z (what target_code takes; a segment can carry it)."""
+    cands = np.stack([sample_code(seed, k, i) for i in range(max(1, candidates))])
+    sk = select_k or k
+    return int(np.argmax(np.linalg.norm(cands[:, :sk] - np.asarray(z, np.float32)[:sk], axis=1)))
+
+
 def target_code(z: Optional[np.ndarray], seed: int, sigma: float, k: int, candidates: int = 8,
-                sigma_full: float = 0.25, select_k: Optional[int] = None, anti: float = 0.0) -> np.ndarray:
+                sigma_full: float = 0.25, select_k: Optional[int] = None, anti: float = 0.0,
+                pick: Optional[int] = None) -> np.ndarray:
     """The new face's code for a person of code z under the track's seed.
 
     Draw `candidates` codes from the prior (seed only) and take the one farthest from z: the
@@ -282,15 +287,16 @@ def target_code(z: Optional[np.ndarray], seed: int, sigma: float, k: int, candid
     was picked (log2(candidates) bits), and running the mapping on its own output just picks
     another random face. `select_k`: measure "far" on the leading components only. `anti` > 0 also
     subtracts that share of z (stronger, but a trace of z then stays in the result: an option and
-    the guard's escalation, not the default). σ < sigma_full blends from z toward it (σ = 0: z
+    the guard's escalation, not the default). `pick`: the candidate index chosen before (a segmented
+    run carries the first segment's choice). σ < sigma_full blends from z toward it (σ = 0: z
     itself); at and above sigma_full (the default σ) z is discarded entirely.
     """
-    cands = np.stack([sample_code(seed, k, i) for i in range(max(1, candidates))])
     if z is None:
-        return cands[0]
+        return sample_code(seed, k, 0)
     z = np.asarray(z, np.float32)
-    sk = select_k or k
-    far = cands[int(np.argmax(np.linalg.norm(cands[:, :sk] - z[:sk], axis=1)))]
+    if pick is None:
+        pick = pick_farthest(z, seed, k, candidates, select_k)
+    far = sample_code(seed, k, int(pick) % max(1, candidates))
     if anti:
         far = far - anti * z
     w = float(np.clip(sigma / sigma_full, 0.0, 1.0)) if sigma_full > 0 else 1.0
@@ -338,43 +344,17 @@ ARRAYS = ("mean", "basis", "sd", "donor_codes", "donor_detail")
 
 
 def digest(arrays: dict) -> str:
-    """Content hash over the arrays (dtype, shape, bytes) in a fixed order."""
-    h = hashlib.sha256()
-    for name in ARRAYS:
-        a = np.ascontiguousarray(arrays[name])
-        h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+    """Content hash over the model's arrays (dtype, shape, bytes) in a fixed order."""
+    return model_file.digest(arrays, ARRAYS)
 
 
 def save(arrays: dict, path, meta: dict) -> str:
     """Write the model as an .npz whose bytes depend on its contents only (fixed zip dates)."""
-    out = dict(arrays)
-    out["digest"] = np.array(digest(arrays))
-    for key, value in meta.items():
-        out[f"meta_{key}"] = np.array(value)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name in sorted(out):
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.asanyarray(out[name]), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, buf.getvalue())
-    return str(out["digest"])
+    return model_file.save(arrays, ARRAYS, path, meta)
 
 
 def load(path=None) -> FacePrior:
-    if path is None:
-        with resources.files("ideud.models").joinpath("data/face_prior.npz").open("rb") as f:
-            return _from(np.load(io.BytesIO(f.read())))
-    return _from(np.load(path))
-
-
-def _from(z) -> FacePrior:
-    arrays = {name: z[name] for name in ARRAYS}
-    stored = str(z["digest"])
-    if digest(arrays) != stored:
-        raise ValueError("face prior is corrupt (content hash mismatch)")
+    arrays, stored = model_file.load(ARRAYS, path, "face_prior.npz", "face prior")
     return FacePrior(mean=arrays["mean"].astype(np.float32), basis=arrays["basis"].astype(np.float32),
                      sd=arrays["sd"].astype(np.float32), donor_codes=arrays["donor_codes"].astype(np.float32),
                      donor_detail=arrays["donor_detail"], digest=stored)

@@ -16,6 +16,11 @@ The parametric model of Step I, built on MediaPipe's 468-vertex topology:
 
 Faces are x to the subject's left (image right when frontal), y down, z away
 from the camera, the same handedness as FaceMesh's pixel coordinates.
+
+The identity stage (stream/identity.py) no longer perturbs these 12 components: it replaces the
+whole shape with a draw from the learned model (models/face_shape.py), which the canonical face,
+`to_canonical` and the geometry here still serve. The components stay as named, explainable
+measurements of a shape (`IdentityBasis.code`).
 """
 from __future__ import annotations
 

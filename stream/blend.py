@@ -147,13 +147,19 @@ FALLBACKS = ("pixelate", "blur", "black")
 def obfuscate(frame: Frame, box: np.ndarray, mode: str = "pixelate", grow: float = 0.25, strength: int = 0) -> None:
     """Destroy the identity in a box (grown by `grow` each side), in place.
 
-    pixelate: a mosaic of a fixed number of blocks across the face (`MOSAIC_BLOCKS[strength]`, so
-    it is as coarse at 24 px as at 256 px), each block shifted by a fixed pseudo-random amount
-    (the pattern is tied to the block grid, not to the frame: it does not shimmer), then blurred
-    by a third of a block. Past the last strength the box is filled with its mean colour. The
-    default strength is what tests/test_guard.py verifies against both recognizers on portraits at
-    24..256 px; the privacy guard raises it for a face one of them still matches.
+    pixelate: at strength 0 (what every face obfuscated for any reason gets, unchecked) the box
+    becomes one block of its own mean colour: a mosaic of a single block. Finer mosaics leave
+    recognizers something (tools/bench/bench_mosaic.py, 40 build portraits x 24..256 px, both
+    recognizers, worst view): 3 blocks with fixed block noise were matched in 4 of 320 cases
+    (EdgeFace at 24-48 px reads the head's colour layout; dlib at 24 px), shuffled 5 blocks in 5
+    (dlib: block texture reads as some people's faces), low-contrast versions in 2-10; the one-
+    block fill in none, and in none of 320 on 40 held-out portraits (the 3-block mosaic: 11,
+    dlib, at every size). dlib's margin is thin (worst 0.605): a face-less patch sits ~0.6-0.74
+    from anyone, whatever fills it. Strength 1 (the privacy guard's next step for a track a recognizer still
+    matches): a box grown twice as much, filled with neutral grey (not even the skin tone left).
     """
+    if mode == "pixelate" and strength >= 1:
+        grow, strength = 2 * grow, min(strength, OBFUSCATION_LEVELS - 1)
     w, h = box[2] - box[0], box[3] - box[1]
     x0 = int(max(0, np.floor(box[0] - grow * w)))
     y0 = int(max(0, np.floor(box[1] - grow * h)))
@@ -163,7 +169,7 @@ def obfuscate(frame: Frame, box: np.ndarray, mode: str = "pixelate", grow: float
         return
     crop = Crop(x0 - x0 % 2, y0 - y0 % 2, x1, y1)
     cx0, cy0, cx1, cy1, sx, sy = _chroma_box(frame, crop)
-    block = mosaic_block(max(w, h), strength)
+    block = max(2.0, float(max(w, h)) / BLUR_BLOCKS)
     for i, (plane, box_p, blk) in enumerate([
         (frame.planes[0], (crop.y0, crop.y1, crop.x0, crop.x1), block),
         (frame.planes[1], (cy0, cy1, cx0, cx1), block / sx),
@@ -180,36 +186,11 @@ def obfuscate(frame: Frame, box: np.ndarray, mode: str = "pixelate", grow: float
             k = max(3, b * 2 + 1)
             small = cv2.resize(region, (max(1, region.shape[1] // b), max(1, region.shape[0] // b)), interpolation=cv2.INTER_AREA)
             region[:] = cv2.GaussianBlur(cv2.resize(small, region.shape[::-1], interpolation=cv2.INTER_LINEAR), (k | 1, k | 1), 0)
+        elif strength == 0:
+            region[:] = int(region.mean() + 0.5)  # one block: the mean colour, plane by plane
         else:
-            region[:] = mosaic(region, blk, noise=MOSAIC_NOISE if (i == 0 or frame.is_rgb) else 0.0)
+            region[:] = 128  # neutral grey (luma mid-range; chroma: no colour)
 
 
-#: blocks across the face by mosaic strength (0 = default). At 6 blocks dlib still matched a pixelated
-#: PASCAL face (0.597) and an ArcFace-family recognizer matched 9 of 41 pixelated face-frames at 63 px;
-#: at 4 (blurred, noise-shifted) dlib matched 1-2 of 30 build portraits at every size, at 3 fewer
-#: (a solid fill also sits only ~0.6-0.74 from anyone: dlib's floor for a face-less patch).
-MOSAIC_BLOCKS = (3, 2)
-MOSAIC_NOISE = 30.0  # amplitude of the per-block shift, grey levels (luma / RGB only); 12 left dlib
-# under 0.6 on 9 of 320 portrait mosaics (worst view), 30 on none of 120 (45: 4 of 120, 2 blocks: 6)
-
-
-def mosaic_block(face_size: float, strength: int = 0) -> float:
-    """Block size in pixels for a face of this size; past the last strength one block covers it all."""
-    blocks = MOSAIC_BLOCKS[strength] if strength < len(MOSAIC_BLOCKS) else 0.25
-    return max(2.0, float(face_size) / blocks)
-
-
-def mosaic(region: np.ndarray, block: float, noise: float = MOSAIC_NOISE) -> np.ndarray:
-    """A blurred, noise-shifted mosaic of one plane (or an HxWx3 image) with blocks of `block` px."""
-    h, w = region.shape[:2]
-    gw, gh = max(1, int(round(w / block))), max(1, int(round(h / block)))
-    small = cv2.resize(region, (gw, gh), interpolation=cv2.INTER_AREA).astype(np.float32)
-    if noise > 0:
-        # a fixed pattern over the block grid: the same blocks get the same shift in every frame
-        shift = np.random.default_rng(12345).uniform(-noise, noise, (gh, gw))
-        small += shift if small.ndim == 2 else shift[..., None]
-    big = cv2.resize(np.clip(small, 0, 255), (w, h), interpolation=cv2.INTER_NEAREST)
-    sigma = block / 3.0
-    if sigma >= 0.8:
-        big = cv2.GaussianBlur(big, (0, 0), sigma)
-    return np.clip(big + 0.5, 0, 255).astype(np.uint8).reshape(region.shape)
+OBFUSCATION_LEVELS = 2  # pixelate strengths: 0 one block of the box's mean colour, 1 grey over a larger box
+BLUR_BLOCKS = 3  # `blur`: the face is first reduced to this many blocks across

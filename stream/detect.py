@@ -47,6 +47,7 @@ import numpy as np
 from ideud.models.geometry import nms
 from ideud.stream.protocols import Detector, Scale
 from ideud.stream.types import Face
+from ideud.stream.verify import VerifyingDetector
 
 log = logging.getLogger(__name__)
 
@@ -395,9 +396,14 @@ class BlazeFaceDetector:
 # --------------------------------------------------------------------------- factory
 
 
-def make_detector(name: str = "auto", threshold: Optional[float] = None, min_size: float = 0.0, **kw) -> Detector:
+def make_detector(name: str = "auto", threshold: Optional[float] = None, min_size: float = 0.0,
+                  verify: bool = True, **kw) -> Detector:
     """Build a detector by name: one of `DETECTOR_NAMES` (auto | centerface | blazeface |
     blazeface-tiled); ``blaze`` and ``blaze-tiled`` are accepted for the BlazeFace two.
+
+    CenterFace comes wrapped in the false-face verifier (`stream/verify.py`: a find is dropped
+    only when its score is low and FaceMesh, BlazeFace, dlib HOG and, for skin-coloured or grey
+    crops, dlib's CNN all fail to see a face in it); ``verify=False`` gives the bare detector.
 
     ``auto`` is CenterFace when its ONNX can be found (see
     `find_centerface_model`), otherwise BlazeFace with a warning: BlazeFace
@@ -413,7 +419,10 @@ def make_detector(name: str = "auto", threshold: Optional[float] = None, min_siz
             log.warning("CenterFace ONNX not found; falling back to BlazeFace (misses small faces)")
             name = "blaze"
     if name == "centerface":
-        return CenterFaceDetector(threshold=threshold, min_size=min_size, **kw)
+        det = CenterFaceDetector(threshold=threshold, min_size=min_size, **kw)
+        if not verify:
+            return det
+        return VerifyingDetector(det)
     if name in ("blaze", "blaze-tiled"):
         return BlazeFaceDetector(threshold=threshold, min_size=min_size, tiles=name == "blaze-tiled", **kw)
     raise ValueError(f"unknown detector {name!r}; choose from {', '.join(DETECTOR_NAMES)}")

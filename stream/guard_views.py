@@ -2,6 +2,7 @@
 frame around the face, and the fallback mosaic of a face, verified like a rendered one."""
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 from typing import Optional
 
@@ -43,11 +44,11 @@ def verified_mosaic(two: TwoRecognizers, rgb: np.ndarray, pts: np.ndarray, dlib_
                     edge_max: float, start: int = 0) -> tuple[int, tuple]:
     """The weakest obfuscation strength from `start` on whose mosaic of the face (points `pts` in
     `rgb`) both recognizers place among different people, worst view: (strength, (dlib, EdgeFace)).
-    Past the mosaics comes a solid fill, returned with its numbers whatever they are (nothing of
+    The last strength (a grey fill) is returned with its numbers whatever they are (nothing of
     the face is left to remove). dlib's own threshold (0.6) applies in every mode: a face-less
     fill sits only ~0.61-0.74 from anyone, so the strict 0.7 is out of reach for any fill."""
     box = np.r_[pts.min(0), pts.max(0)]
-    for strength in range(start, len(bl.MOSAIC_BLOCKS) + 1):
+    for strength in range(min(start, bl.OBFUSCATION_LEVELS - 1), bl.OBFUSCATION_LEVELS):
         d, s = two.measure(obfuscated(rgb, box, strength), pts, dlib_refs, edge_refs, edge_limit=edge_max,
                            dlib_stop=DLIB_THRESHOLD)
         if d is not None and d >= DLIB_THRESHOLD and s <= edge_max:
@@ -105,3 +106,42 @@ def render_candidate(identity, restorer, frame, tid: int, r, level: int, seed: i
     if len(restored) != 1:
         return None
     return out, item, restored[0]
+
+
+def occluder_keep(frame, r, rendered) -> Optional[tuple[Crop, np.ndarray]]:
+    """What the occlusion stage left original in the pipeline's own render of this face, as a
+    factor on the face mask in that render's crop: (crop, keep in [0, 1]); None when nothing was
+    cut. The occluder (a hand, a microphone) sits in the frame, not in the face, so the factor
+    carries over to any other render of the face in the same frame (`with_occluders`); the
+    occlusion stage itself is not asked again (its state follows the frames as they come)."""
+    if rendered is None or rendered.occluded <= 0.0:
+        return None
+    crop = rendered.crop
+    full = render(bl.crop_rgb(frame, crop), crop, r.landmarks, rendered.target + crop.offset, r.visible).mask
+    keep = np.ones_like(full)
+    sel = full > 1e-3
+    keep[sel] = np.clip(rendered.mask[sel] / full[sel], 0.0, 1.0)
+    return crop, keep
+
+
+def with_occluders(cand: Optional[tuple], occluders: Optional[tuple[Crop, np.ndarray]],
+                   max_share: float) -> Optional[tuple]:
+    """A candidate (rendered, item, restored) with the frame's occluders cut out of its paste-back
+    mask, as the pipeline's own render was; None where that leaves more than `max_share` of the
+    face original (obfuscated instead, as the occlusion stage would)."""
+    if cand is None or occluders is None:
+        return cand
+    rendered, item, restored = cand
+    kc, keep = occluders
+    c = rendered.crop
+    x0, y0, x1, y1 = max(c.x0, kc.x0), max(c.y0, kc.y0), min(c.x1, kc.x1), min(c.y1, kc.y1)
+    if x1 <= x0 or y1 <= y0:
+        return cand
+    mask = rendered.mask.copy()
+    mask[y0 - c.y0:y1 - c.y0, x0 - c.x0:x1 - c.x0] *= keep[y0 - kc.y0:y1 - kc.y0, x0 - kc.x0:x1 - kc.x0]
+    mask[mask < 1.0 / 255.0] = 0.0
+    face = rendered.mask > 0.5
+    share = float(1.0 - (mask[face] > 0.5).sum() / max(int(face.sum()), 1))
+    if share > max_share:
+        return None
+    return dataclasses.replace(rendered, mask=mask.astype(np.float32), occluded=share), item, restored

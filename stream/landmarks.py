@@ -12,6 +12,11 @@ Static hold: where the face's pixels have not changed since the frame its mesh w
 rendering made from it (`held_rendering`), instead of a new fit whose few tenths of a pixel of
 noise make the output face shimmer. Any real change (a blink, a turn, a slow drift adding up)
 fits again at once: the comparison is always with the measured frame, so nothing lags.
+
+Flow propagation (stream/flow.py): where FaceMesh fails on a face that had a mesh in the
+previous frame, that mesh is moved by the face's optical flow, for at most MAX_PROPAGATED frames
+in a row (fewer while the detector misses the face too), and only while the flow is consistent
+and agrees with the detection; else None (the face is obfuscated).
 """
 from __future__ import annotations
 
@@ -22,8 +27,10 @@ import cv2
 import numpy as np
 
 from ideud.models import facemesh as fm
+from ideud.models.face_bank import mirror_index
 from ideud.models.geometry import iou_matrix
 from ideud.stream import blend as bl
+from ideud.stream import flow
 from ideud.stream.track import Tracker
 from ideud.stream.types import Face, Frame, Track
 
@@ -31,6 +38,10 @@ MIN_AGREEMENT_IOU = 0.3  # detection vs. the box the previous mesh predicts; bel
 MAX_OFFSET = 0.75  # mesh centre this far (x face size) from the track: fitted to something else
 HOLD_SIDE = 40  # px of the luma thumbnail of the face compared for the static hold
 HOLD_MEAN, HOLD_P99 = 1.0, 8.0  # grey levels: at most this much change keeps the measured mesh
+# frames in a row a mesh may be moved by optical flow instead of measured (its error adds up);
+# with no detection either, the flow alone vouches for the face: fewer
+MAX_PROPAGATED, MAX_PROPAGATED_LOST = 6, 3
+MIN_PREDICTION_IOU = 0.5  # a propagated mesh's box vs the tracker's prediction, where nothing was detected
 
 
 @dataclass
@@ -45,6 +56,10 @@ class _FaceState:
     held: bool = False  # this frame's mesh is the measured one kept: the face has not changed
     rendering: Optional[object] = None  # Step I's answer for the measured mesh (reused while held)
     rendering_key: Optional[object] = None  # what it was made under (the identity's noise vector)
+    flow_ref: Optional[flow.FlowRef] = None  # grey crop of the face where the mesh was last known
+    propagated_run: int = 0  # frames in a row whose mesh was moved by optical flow, not measured
+    propagated: bool = False  # this frame's mesh came from optical flow
+    drift: Optional[np.ndarray] = None  # the flow's affine change since the mesh was measured
 
 
 def landmark_box(lm: np.ndarray) -> tuple[np.ndarray, float]:
@@ -68,20 +83,35 @@ def relation(lm: np.ndarray, box: np.ndarray) -> np.ndarray:
 class LandmarkStage:
     """Fits the face mesh per track and frame; feeds the tracker where the detector missed."""
 
-    def __init__(self, mesh: fm.FaceMesh, tracker: Tracker):
+    def __init__(self, mesh: fm.FaceMesh, tracker: Tracker, propagate: bool = True):
         self.mesh = mesh
         self.tracker = tracker
+        self.propagate = propagate  # move the last mesh by optical flow where FaceMesh fails
         self._faces: dict[int, _FaceState] = {}
         self.sharpened_tries = self.sharpened_finds = 0  # second tries on a sharpened window, and finds
+        self.mirrored_tries = self.mirrored_finds = 0  # third tries on the mirrored window, and finds
+        self.flow_tries = self.flow_finds = 0  # FaceMesh failures tried by optical flow, and meshes moved
+        self.propagated_frames: dict[int, int] = {}  # per live track: face-frames whose mesh came from the flow
 
     def fit(self, frame: Frame, track: Track, face: Optional[Face]) -> Optional[np.ndarray]:
         """The face's (468, 3) landmarks in frame pixels, or None where no mesh was found."""
         st = self._faces.setdefault(track.id, _FaceState())
         st.held = self._unchanged(frame, st)
         lm = st.landmarks if st.held else self._landmarks(frame, track, face, st)
+        st.propagated = False
         if lm is None:
-            st.landmarks = st.thumb = st.rendering = None
+            lm = self._propagate(frame, track, face, st)
+        if lm is None:
+            st.landmarks = st.thumb = st.rendering = st.flow_ref = None
+            st.propagated_run = 0
             return None
+        if st.propagated:
+            st.propagated_run += 1
+            self.propagated_frames[track.id] = self.propagated_frames.get(track.id, 0) + 1
+        elif not st.held:
+            st.propagated_run, st.drift = 0, None
+        # cut now: by the next frame this one's pixels may be drawn over
+        st.flow_ref = flow.reference(frame, lm, st.drift if st.propagated or st.held else None)
         if not st.held:
             st.thumb_box = _thumb_box(lm, frame.width, frame.height)
             st.thumb = _thumb(frame, st.thumb_box)
@@ -98,6 +128,34 @@ class LandmarkStage:
 
     def drop(self, track_id: int) -> None:
         self._faces.pop(track_id, None)
+        self.propagated_frames.pop(track_id, None)
+
+    def propagated(self, track_id: int) -> bool:
+        """Whether the track's mesh of the frame last fitted was moved by optical flow, not measured."""
+        st = self._faces.get(track_id)
+        return st is not None and st.propagated
+
+    def _propagate(self, frame: Frame, track: Track, face: Optional[Face], st: _FaceState) -> Optional[np.ndarray]:
+        """The previous frame's mesh moved by the face's optical flow, or None (stream/flow.py)."""
+        limit = MAX_PROPAGATED if face is not None else MAX_PROPAGATED_LOST
+        if not self.propagate or st.flow_ref is None or st.landmarks is None or st.last_frame != frame.index - 1 \
+                or st.propagated_run >= limit:
+            return None
+        self.flow_tries += 1
+        rel = st.box_rel
+        fit = flow.propagate(st.flow_ref, frame, None if face is None else face.box,
+                             None if rel is None else (lambda lm: box_from_landmarks(lm, rel)))
+        if fit is None:
+            return None
+        if face is None:
+            # coasting: the flow and the tracker's prediction must still roughly agree
+            box = box_from_landmarks(fit.landmarks, rel) if rel is not None else np.r_[
+                fit.landmarks[:, :2].min(0), fit.landmarks[:, :2].max(0)]
+            if iou_matrix(box[None], np.asarray(track.box, float)[None])[0, 0] < MIN_PREDICTION_IOU:
+                return None
+        self.flow_finds += 1
+        st.propagated, st.drift = True, fit.drift
+        return fit.landmarks
 
     def current(self, track_id: int) -> Optional[np.ndarray]:
         """The track's mesh of the frame last fitted (measured, not smoothed), or None."""
@@ -148,9 +206,16 @@ class LandmarkStage:
             # faces instead of 18 (an amount of 1.0 found 37)
             lm = self.mesh.on_window(sharpened(window), affine, roi)
             self.sharpened_tries += 1
+            if lm is not None:
+                self.sharpened_finds += 1
+        if lm is None:
+            # a turned face: the mirrored window is another try (on held-out portraits turned by
+            # ~60 degrees, tools/bench/bench_yaw.py, 8 of 11 found instead of 7)
+            lm = mirrored_fit(self.mesh, window, affine, roi)
+            self.mirrored_tries += 1
             if lm is None:
                 return None
-            self.sharpened_finds += 1
+            self.mirrored_finds += 1
         # a mesh far from where the track is was fitted to something else
         centre, size = landmark_box(lm)
         tb = track.box if face is None else face.box
@@ -158,6 +223,19 @@ class LandmarkStage:
         if np.linalg.norm(centre - tc) > MAX_OFFSET * max(size, tb[2] - tb[0]):
             return None
         return lm
+
+
+def mirrored_fit(mesh: fm.FaceMesh, window: np.ndarray, affine: np.ndarray, roi: fm.Roi) -> Optional[np.ndarray]:
+    """FaceMesh on the left-right mirrored window, mapped back (points and their order)."""
+    flipped = fm.Roi(roi.cx, roi.cy, roi.size, -roi.rotation)
+    lm = mesh.on_window(np.ascontiguousarray(window[:, ::-1]), affine, flipped)
+    if lm is None:
+        return None
+    k, n = float(affine[0, 0]), window.shape[1]
+    lm = lm[mirror_index()]
+    # on_window mapped mirrored-window x to (x_m - a02) / k; the real window x is n - x_m
+    lm[:, 0] = (n - 2 * float(affine[0, 2])) / k - lm[:, 0]
+    return lm
 
 
 def sharpened(window: np.ndarray, amount: float = 2.5) -> np.ndarray:

@@ -35,6 +35,7 @@ from typing import Optional
 import numpy as np
 
 from ideud.stream.decode import VideoSource
+from ideud.stream.degrade import behind
 from ideud.stream.errors import InputError, OutputError, UsageError
 from ideud.stream.live_io import (END, MAX_JUMP, MIN_STEP, NETWORK_SCHEMES, OUT_TB, DropQueue, Emit, Gap, LiveOptions,
                                   LiveSink, OutputClock, container_for, is_device, is_live_output, is_live_source,
@@ -186,6 +187,7 @@ class LiveRun:
         self.lost_at = 0.0  # arrival time of the last frame before an outage
         self.lost_reason = ""
         self.processed = 0  # frames through the face stage: the index the tracker sees next
+        self.degraded_frames = 0  # frames processed while behind (faces reused: stream/degrade.py)
         self.stopped_by: dict = {}  # "reason" set by a signal or the duration
 
     # ------------------------------------------------------------------ reader thread
@@ -310,6 +312,9 @@ class LiveRun:
             if lo.delay_ms:
                 time.sleep(lo.delay_ms / 1000)  # test hook: a slow face stage
             frame.index = self.processed  # consecutive over drops and reconnects, as the tracker expects
+            # behind: the first degrade step (stream/degrade.py) before the queue drops frames
+            self.proc.reuse_faces = lo.degrade and behind(q.waiting)
+            self.degraded_frames += self.proc.reuse_faces
             self.proc.process(frame)
             self.processed += 1
             _handoff(self.encode_q, item, self.stop)
@@ -321,7 +326,7 @@ class LiveRun:
         # frames still queued when the run stopped were never processed, so never written
         summary.update(unwritten_at_stop=summary["received_frames"] - summary["written_frames"]
                        - summary["dropped_frames"], peak_queue=self.frames_q.peak, queue=self.lo.queue,
-                       reanchored_timestamps=self.clock.reanchored,
+                       reanchored_timestamps=self.clock.reanchored, degraded_frames=self.degraded_frames,
                        stopped_by=self.stopped_by.get("reason") or ("source ended" if self.ended else "stopped"))
         if self.lo.stats:
             log.info("%s", format_summary(summary))

@@ -81,6 +81,7 @@ class LiveOptions:
     realtime: bool = True  # drop frames when behind (live); False: every frame, the input waits (a pipe)
     gop: float = 2.0  # s between keyframes (fragment length of an MP4, join delay of a live output)
     delay_ms: float = 0.0  # test hook: extra time per frame in the face stage (a slow pipeline)
+    degrade: bool = True  # when behind, reuse a track's last face for a frame before dropping frames (stream/degrade.py)
     # a network source that cannot be opened at start is retried (backoff) this long; 0: fail at
     # once (a mistyped URL says so), math.inf: wait for the camera however long it takes
     start_wait: float = 0.0
@@ -184,6 +185,12 @@ class DropQueue:
                 if self.on_drop is not None:
                     self.on_drop()
                 return
+
+    @property
+    def waiting(self) -> int:
+        """Frames waiting (markers not counted)."""
+        with self._cv:
+            return self._frames
 
     def get(self, timeout: float):
         """The oldest item, or None after `timeout` s."""

@@ -28,7 +28,7 @@ import numpy as np
 
 from ideud.models import facemesh as fm
 from ideud.models.geometry import similarity_matrix
-from ideud.stream.render import warp_field
+from ideud.stream.render import warp_anchors, warp_field
 from ideud.stream.types import Crop
 
 WORK = 112  # px: crops are compared at most this big
@@ -112,7 +112,7 @@ class OcclusionStage:
         if ref is None:
             self._key(track_id, crop_rgb, lm2)
             return mask, 0.0
-        occluder = self._occluder(ref, crop_rgb, lm2, small_mask)
+        occluder = self._occluder(ref, crop_rgb, lm2, small_mask, track_id)
         face = small_mask > 0.5
         share = float((occluder & face).sum() / max(face.sum(), 1))
         ref.age += 1
@@ -149,18 +149,18 @@ class OcclusionStage:
         moved = pts @ s[:, :2].T + s[:, 2] - ref.points
         return float(np.linalg.norm(moved, axis=1).mean()) / (FACE_SHARE * SIDE) > REKEY_TURN
 
-    def _occluder(self, ref: _Reference, crop_rgb: np.ndarray, lm2: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def _occluder(self, ref: _Reference, crop_rgb: np.ndarray, lm2: np.ndarray, mask: np.ndarray,
+                  track_id: int = -1) -> np.ndarray:
         h, w = crop_rgb.shape[:2]
         # the reference onto the current face: similarity, then the mesh's non-rigid rest
         s = similarity_matrix(ref.points, lm2)
         sim = cv2.warpAffine(ref.image, s, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         ref_here = ref.points @ s[:, :2].T + s[:, 2]
-        corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], float)
-        anchors = np.vstack([_ring(lm2, 1.5), corners])
+        anchors = warp_anchors(_ring(lm2, 1.5), w, h)
         keep = np.zeros(len(lm2), bool)
         keep[fm.FACE_OVAL] = True
         keep[::6] = True  # a sixth of the mesh follows expression well enough, at a sixth of the cost
-        map_x, map_y = warp_field((h, w), ref_here[keep], lm2[keep], anchors)
+        map_x, map_y = warp_field((h, w), ref_here[keep], lm2[keep], anchors, key=("occlusion", track_id))
         expected = cv2.remap(sim, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         size = float(np.ptp(lm2, 0).max())
         sigma = max(0.8, 0.01 * size)

@@ -33,8 +33,8 @@ class Options:
     # changed, so frames processed this way must never be written (stream/batch/work.py)
     track_only: bool = False
     # frames whose faces may wait for the restorer while Step I runs on the next ones (the
-    # restorer on its own thread, faces of waiting frames in one batch). None: 2 with a GPU
-    # restorer, else 0 (everything on one thread: the CPU restorers share the cores anyway)
+    # restorer on its own thread, faces of waiting frames in one batch). None: 2 (with a GPU
+    # restorer or more than one core), else 0
     restore_ahead: Optional[int] = None
     # processes of a file run: this one and processes - 1 workers that detect faces ahead
     # (stream/workers.py); 1: everything here. "auto": cores - 1, at most 4 (1 on a 2-core machine)

@@ -1,6 +1,6 @@
 """Re-render the face with its perturbed geometry, and build its masks.
 
-The re-rendering is a piecewise-affine warp over a Delaunay triangulation of
+The re-rendering is a piecewise-affine warp over a triangulation of
 the perturbed landmark positions (those facing the camera), closed by a ring
 of fixed points around the face so the warp fades to the identity before the
 hair and background: each output pixel samples the original crop at the
@@ -14,17 +14,21 @@ original.
 """
 from __future__ import annotations
 
+import functools
+from typing import Hashable, Optional
+
 import cv2
 import numpy as np
-import matplotlib.tri as mtri
 
 from ideud.models import facemesh as fm
+from ideud.models import piecewise_affine as pa
 from ideud.models.facemesh import face_polygon
 from ideud.stream.types import Crop, Rendered
 
 RING_SCALE = 1.3  # fixed ring: face oval grown by this factor about the face centre
 CROP_MARGIN = 0.08  # crop around the ring, as a share of the face size
 GRID = 48  # coarse grid for the displacement field, per crop side
+TRIANGULATIONS = pa.Triangulations()  # of the face meshes warped lately, reused while they fit
 
 
 def face_size(lm: np.ndarray) -> float:
@@ -35,6 +39,17 @@ def _ring(points2d: np.ndarray, scale: float) -> np.ndarray:
     oval = points2d[fm.FACE_OVAL]
     centre = points2d.mean(0)
     return centre + (oval - centre) * scale
+
+
+def warp_anchors(ring: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The fixed points of a warp: the ring, and the crop's corners that lie inside it (a face
+    clipped by the frame edge). Corners outside the ring add nothing (the field is zero beyond
+    the ring either way) but thin triangles between them and the ring fold with every motion,
+    and would force a new triangulation each frame."""
+    corners = np.array([[0, 0], [width - 1, 0], [0, height - 1], [width - 1, height - 1]], float)
+    poly = ring.astype(np.float32).reshape(-1, 1, 2)
+    inside = [cv2.pointPolygonTest(poly, (float(x), float(y)), False) > 0 for x, y in corners]
+    return np.vstack([ring, corners[inside]])
 
 
 def crop_for(lm: np.ndarray, target: np.ndarray, width: int, height: int) -> Crop:
@@ -70,54 +85,53 @@ def face_mask(shape: tuple[int, int], polygons: list[np.ndarray], feather: float
     return mask
 
 
-def warp_field(shape: tuple[int, int], src: np.ndarray, dst: np.ndarray, anchors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def warp_field(shape: tuple[int, int], src: np.ndarray, dst: np.ndarray, anchors: np.ndarray,
+               key: Optional[Hashable] = None) -> tuple[np.ndarray, np.ndarray]:
     """Backward maps (map_x, map_y) for cv2.remap that carry `src` points to `dst`.
 
-    Piecewise affine on the Delaunay triangulation of dst + anchors (anchors do
-    not move); evaluated on a coarse grid, then upsampled (the field is smooth).
-    Triangles are looked up with matplotlib's trapezoid map: Qhull's own
-    point location can walk for seconds on near-degenerate meshes.
+    Piecewise affine on a triangulation of dst + anchors (anchors do not move); evaluated on a
+    coarse grid, then upsampled (the field is smooth). With a `key` (which points these are:
+    the same key, the same points in the same order) the last triangulations of that key are
+    reused while they still fit (models/piecewise_affine.py); without, Delaunay every call.
     """
     h, w = shape
     nodes = np.vstack([dst, anchors])
     offsets = np.vstack([src - dst, np.zeros_like(anchors)])
-    nodes, keep = np.unique(np.round(nodes, 3), axis=0, return_index=True)  # duplicates break the triangulation
-    offsets = offsets[keep]
-    tri = mtri.Triangulation(nodes[:, 0], nodes[:, 1])
+    keep = pa.unique_rows(nodes)  # duplicates break the triangulation
+    if len(keep) < len(nodes):
+        nodes, offsets = nodes[keep], offsets[keep]
+        key = None if key is None else (key, keep.tobytes())
+    tris = TRIANGULATIONS.get(nodes, key) if key is not None else pa.delaunay(nodes)
     gx = np.linspace(0, w - 1, min(GRID, w))
     gy = np.linspace(0, h - 1, min(GRID, h))
-    xx, yy = np.meshgrid(gx, gy)
-    q = np.stack([xx.ravel(), yy.ravel()], 1)
-    idx = tri.get_trifinder()(q[:, 0], q[:, 1])
-    inside = idx >= 0
-    corners = tri.triangles[idx[inside]]  # (n, 3) vertex ids
-    a, b, c = nodes[corners[:, 0]], nodes[corners[:, 1]], nodes[corners[:, 2]]
-    v0, v1, v2 = b - a, c - a, q[inside] - a
-    den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
-    den = np.where(np.abs(den) < 1e-12, 1e-12, den)
-    wb = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
-    wc = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
-    wa = 1.0 - wb - wc
-    field = np.zeros((len(q), 2), np.float32)
-    field[inside] = (wa[:, None] * offsets[corners[:, 0]] + wb[:, None] * offsets[corners[:, 1]]
-                     + wc[:, None] * offsets[corners[:, 2]])
+    vid, weights = pa.locate_grid(nodes, tris, gx, gy)
+    field = pa.interpolate(offsets, vid, weights).astype(np.float32)
     coarse = field.reshape(len(gy), len(gx), 2)
     fine = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
-    base_x, base_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    base_x, base_y = _base_grid(h, w)
     return base_x + fine[..., 0], base_y + fine[..., 1]
 
 
-def render(rgb_crop: np.ndarray, crop: Crop, landmarks: np.ndarray, target: np.ndarray, visible: np.ndarray) -> Rendered:
-    """Warp one face crop to its perturbed geometry and make its face mask."""
+@functools.lru_cache(maxsize=32)
+def _base_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    base_x, base_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    base_x.flags.writeable = False
+    base_y.flags.writeable = False
+    return base_x, base_y
+
+
+def render(rgb_crop: np.ndarray, crop: Crop, landmarks: np.ndarray, target: np.ndarray, visible: np.ndarray,
+           track_id: Optional[int] = None) -> Rendered:
+    """Warp one face crop to its perturbed geometry and make its face mask (`track_id`: whose
+    last triangulation to try first; the result does not depend on it)."""
     off = crop.offset
     src = landmarks[:, :2] - off
     dst = target - off
     vis = visible.copy()
     vis[fm.FACE_OVAL] = True  # the silhouette is always on screen
     h, w = crop.shape
-    corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], float)
-    anchors = np.vstack([_ring(src, RING_SCALE), corners])
-    map_x, map_y = warp_field((h, w), src[vis], dst[vis], anchors)
+    anchors = warp_anchors(_ring(src, RING_SCALE), w, h)
+    map_x, map_y = warp_field((h, w), src[vis], dst[vis], anchors, key=("render", track_id, vis.tobytes()))
     warped = cv2.remap(rgb_crop, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     size = face_size(src)
     mask = face_mask((h, w), [face_polygon(src), face_polygon(dst)], feather=max(1.0, 0.04 * size))

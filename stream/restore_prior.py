@@ -20,7 +20,8 @@ seed, the one farthest from the person's own code taken. The person's code is us
 choice and is forgotten; the new face is one of a few seeded random faces, so neither an inverse
 of the mapping nor a second pass of the tool can lead back to the original's appearance. The
 choice is made once per track (the first frame that has a fit) and kept, so one track shows one
-new face for its whole life.
+new face for its whole life; a segmented batch run carries the index of that choice to the later
+segments (`picks_of` / `preset_picks`, stream/batch/), as it carries the ID stage's shape pick.
 
 What stays the person's: shading and skin tone; what shows through the eye openings (iris colour
 and gaze: eye colour is a weak cue for recognisers, and replacing the iris moves the gaze and made
@@ -37,11 +38,15 @@ face's mid-low frequencies come from the new face).
 toward the new face, at 0.25 and above the person's code is discarded. The pipeline builds
 restorers by name without arguments, so today the restorer always runs at its default σ.
 
-Cost: ~30-60 ms per face on one core of the shared 2-core box (61 ms measured under load), a
-track's first frame ~25 ms more (the fit); faces above WORK_FACE_PX are worked at that width.
+Cost: ~7-8 ms per face-frame of CPU once a track has its new face (640x360 clip of
+tools/bench/bench_speed.py): the new face's canvas and, for glasses, where the frames sit on the
+canvas are made once per track key and only warped after (kept in the restorer, dropped by
+`forget`); a track's first frame (and each new seed the privacy guard tries) costs ~5 ms more (the
+fit); faces above WORK_FACE_PX are worked at that width.
 """
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from typing import Optional, Sequence
 
@@ -103,6 +108,9 @@ class PriorRestorer:
         self._targets: OrderedDict = OrderedDict()  # (track, seed, level) -> target code (a seeded face)
         self._gains: dict = {}  # (track, seed, level) -> contrast per face region (fp.REGIONS)
         self._wears_glasses: dict = {}  # (track, seed) -> bool
+        self._glasses_frames: OrderedDict = OrderedDict()  # track -> its glasses frames on the canvas
+        self._picks: dict = {}  # (track, seed, level) -> index of the seeded candidate taken
+        self._canvases: dict = {}  # (track, seed, level) -> (its target, the new face on the canvas)
         self.log: list[str] = []  # what the restorer did, for reports: no code of anybody in it
 
     def warmup(self) -> None:
@@ -120,8 +128,11 @@ class PriorRestorer:
             own = fp.canvas_reflectance(it.image, it.landmarks)
             z = self.prior.encode(own)
             anti = max(self.anti, LEVEL_ANTI[level]) if level else self.anti
+            pick = self._picks.get(key)
+            if pick is None:
+                pick = self._picks[key] = fp.pick_farthest(z, it.seed, self.prior.k, self.candidates, self.select_k)
             t = fp.target_code(z, it.seed, self.sigma, self.prior.k, self.candidates,
-                               select_k=self.select_k, anti=anti)
+                               select_k=self.select_k, anti=anti, pick=pick)
             # only how much contrast each part of the face has is kept (5 numbers): a smooth young
             # face does not get an old face's furrows, nor a woman a man's beard shadow
             new = fp.region_contrast(self.prior.decode(t), self.prior.mean)
@@ -132,18 +143,33 @@ class PriorRestorer:
             if len(self._targets) > TRACKS_KEPT:
                 old, _ = self._targets.popitem(last=False)
                 self._gains.pop(old, None)
+                self._picks.pop(old, None)
+                self._canvases.pop(old, None)
             self.log.append(f"track {key[0]}: new face chosen from {self.candidates} seeded candidates (level {level})")
         return t
+
+    def picks_of(self, track_id: int) -> dict:
+        """{"seed:level": candidate index} the track chose (indices of seeded draws, no code of anybody)."""
+        return {f"{k[1]}:{k[2]}": p for k, p in self._picks.items() if k[0] == track_id}
+
+    def preset_picks(self, track_id: int, picks: dict) -> None:
+        """Take these choices for the track (a segment carrying an earlier segment's picks)."""
+        for key, p in picks.items():
+            seed, level = (int(v) for v in key.split(":"))
+            self._picks[(int(track_id), seed, level)] = int(p)
 
     @staticmethod
     def _level(it: RestoreItem) -> int:
         return min(max(int(it.level), 0), len(LEVEL_ANTI) - 1)
 
     def forget(self, track_id: int) -> None:
-        for key in [k for k in self._targets if k[0] == track_id]:
-            del self._targets[key]
+        for key in [k for k in set(self._targets) | set(self._picks) if k[0] == track_id]:
+            self._targets.pop(key, None)
+            self._picks.pop(key, None)
             self._gains.pop(key, None)
+            self._canvases.pop(key, None)
             self._wears_glasses.pop(key[:2], None)
+        self._glasses_frames.pop(int(track_id), None)
 
     def _scaled(self, it: RestoreItem) -> np.ndarray:
         lm = np.asarray(it.landmarks, np.float64)[:, :2]
@@ -172,10 +198,7 @@ class PriorRestorer:
         x = img + fp.EPS
         s = fp.shading(x, fp.feature_mask(lm, shape, fw), LEVEL_SIGMA_LOW[level] * fw)
         key = (int(it.track_id), int(it.seed), level)
-        gains = self._gains.get(key, np.ones(len(fp.REGIONS), np.float32))  # none: a subclass's own target
-        gain = gains @ fp.canvas_regions()  # per canvas pixel
-        dev = (self.prior.decode(t) - self.prior.mean).reshape(-1, 3) * gain[:, None]
-        new_canvas = self.prior.to_image(self.prior.mean + dev.ravel() + self.prior.detail(t, self.donors))
+        new_canvas = self._new_canvas(key, t)
         warp = fbk.MeshWarp(lm, shape, step=2)
         can_lm = fp.canvas_landmarks()
         # a highlight in the new face's reflectance is its portrait's studio light, not its skin:
@@ -183,12 +206,13 @@ class PriorRestorer:
         mx, my = warp.maps(can_lm)
         log_r = np.minimum(cv2.remap(new_canvas, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT), HIGHLIGHT)
         log_r, fold = _unfold(log_r, mx, my, fw)
-        log_r = self._match_colourfulness(log_r, img, lm, shape, fw)
-        valid = cv2.remap(fp.canvas_mask().astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        oval = fp.face_region(lm, shape, fw)  # the same mask three times below: made once
+        log_r = self._match_colourfulness(log_r, img, oval)
+        valid = cv2.remap(_canvas_valid(), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         grain = img - fp.blur(img, max(0.6, GRAIN * fw))
         # grain is noise-sized; what stands out of it (a wrinkle's edge, a mole, a fold of the warp)
         # is structure of the person's face, not of the picture: capped at a few times the noise level
-        region = fp.face_region(lm, shape, fw) > 0.5
+        region = oval > 0.5
         if region.any():
             cap = 2.5 * 1.4826 * float(np.median(np.abs(grain[region]))) + 0.5
             grain = np.clip(grain, -cap, cap)
@@ -198,17 +222,32 @@ class PriorRestorer:
         glasses = self._glasses(it, lm, fw, shape, warp)
         if glasses is not None:
             keep = np.maximum(keep, glasses)
-        face = fp.face_region(lm, shape, fw) * fp.blur(np.clip(valid * 1.2 - 0.2, 0, 1), 0.02 * fw)
+        face = oval * fp.blur(np.clip(valid * 1.2 - 0.2, 0, 1), 0.02 * fw)
         a = (face * (1.0 - keep))[..., None]
         return np.clip(img * (1.0 - a) + new * a + 0.5, 0, 255).astype(np.uint8)
 
-    @staticmethod
-    def _match_colourfulness(log_r: np.ndarray, img: np.ndarray, lm, shape, fw: float) -> np.ndarray:
-        """Give the new reflectance no more colour variation than the person's face has.
+    def _new_canvas(self, key: tuple, t: np.ndarray) -> np.ndarray:
+        """The new face's reflectance on the canvas (decode, contrast, donor detail: ~1.5 ms), made
+        once per track key; reused only for the very array the key's target is (a subclass's
+        target() may return a new code every frame)."""
+        held = self._canvases.get(key)
+        if held is not None and held[0] is t:
+            return held[1]
+        gains = self._gains.get(key, np.ones(len(fp.REGIONS), np.float32))  # none: a subclass's own target
+        gain = gains @ fp.canvas_regions()  # per canvas pixel
+        dev = (self.prior.decode(t) - self.prior.mean).reshape(-1, 3) * gain[:, None]
+        canvas = self.prior.to_image(self.prior.mean + dev.ravel() + self.prior.detail(t, self.donors))
+        if self._targets.get(key) is t:
+            canvas.flags.writeable = False
+            self._canvases[key] = (t, canvas)
+        return canvas
 
-        A grey-scale or faded picture must not come out with pink lips and blue eyes.
+    @staticmethod
+    def _match_colourfulness(log_r: np.ndarray, img: np.ndarray, oval: np.ndarray) -> np.ndarray:
+        """Give the new reflectance no more colour variation than the person's face has (`oval`:
+        fp.face_region). A grey-scale or faded picture must not come out with pink lips and blue eyes.
         """
-        region = fp.face_region(lm, shape, fw) > 0.5
+        region = oval > 0.5
         if region.sum() < 16:
             return log_r
         own = np.log(img[region] + fp.EPS)
@@ -234,13 +273,41 @@ class PriorRestorer:
                 self._wears_glasses.pop(next(iter(self._wears_glasses)))
         if not wears:
             return None
-        own = fp.canvas_reflectance(it.image, lm)
+        # where the frames sit on the canvas is the person's, not the frame's: found on the track's
+        # first frame that needs it (the prior's encode and decode, ~5 ms) and only warped after
+        frame = self._glasses_frames.get(int(it.track_id))
+        if frame is None:
+            frame = self._glasses_frames[int(it.track_id)] = self._glasses_canvas(it.image, lm)
+            if len(self._glasses_frames) > TRACKS_KEPT:
+                self._glasses_frames.popitem(last=False)
+        return fp.blur(warp.sample(frame, fp.canvas_landmarks(), border=cv2.BORDER_CONSTANT), max(0.6, 0.008 * fw))
+
+    def _glasses_canvas(self, image: np.ndarray, lm: np.ndarray) -> np.ndarray:
+        """The glasses frames on the canvas (soft mask): what the prior's reconstruction of the
+        person misses, on the band around the eyes and across the bridge."""
+        own = fp.canvas_reflectance(image, lm)
         miss = self.prior.to_image(own - self.prior.decode(self.prior.encode(own)))
         del own
         y = np.abs(miss).mean(-1)
-        can = fp.canvas_landmarks()
-        band = fp.fill(fp.CANVAS[::-1], [fp.scaled(fp.ring(can, e), 1.9, 3.6) for e in (fp.R_EYE, fp.L_EYE)]
-                       + [cv2.convexHull(can[[193, 417, 351, 122, 168, 6]].astype(np.float32))[:, 0]], 1.0)
-        frame = np.clip((y - 0.08) / 0.12, 0, 1) * band
+        frame = np.clip((y - 0.08) / 0.12, 0, 1) * _glasses_band()
         frame = cv2.dilate(frame, np.ones((3, 3), np.uint8))
-        return fp.blur(warp.sample(frame, can, border=cv2.BORDER_CONSTANT), max(0.6, 0.008 * fw))
+        frame.flags.writeable = False
+        return frame
+
+
+@functools.lru_cache(maxsize=1)
+def _canvas_valid() -> np.ndarray:
+    """fp.canvas_mask as float32 (read-only): where the canvas holds a face."""
+    m = fp.canvas_mask().astype(np.float32)
+    m.flags.writeable = False
+    return m
+
+
+@functools.lru_cache(maxsize=1)
+def _glasses_band() -> np.ndarray:
+    """Where glasses frames can be on the canvas: a band around the eyes and across the bridge."""
+    can = fp.canvas_landmarks()
+    band = fp.fill(fp.CANVAS[::-1], [fp.scaled(fp.ring(can, e), 1.9, 3.6) for e in (fp.R_EYE, fp.L_EYE)]
+                   + [cv2.convexHull(can[[193, 417, 351, 122, 168, 6]].astype(np.float32))[:, 0]], 1.0)
+    band.flags.writeable = False
+    return band

@@ -273,7 +273,9 @@ def deidentify(src: str, dst: str, options: Optional[Options] = None,
         encoder.sink.close()
     except BaseException:
         stop.set()
-        if encoder.sink is not None:
+        # the encoder thread may be inside a frame's encode: closing the sink under it crashes FFmpeg
+        enc.join(timeout=60)
+        if encoder.sink is not None and not enc.is_alive():
             encoder.sink.abort()
         raise
     finally:

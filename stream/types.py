@@ -163,6 +163,7 @@ class FaceJob:
     rendered: Optional[Rendered] = None  # render: the warped crop and its mask
     item: Optional[RestoreItem] = None  # what the restorer is handed (its `image` is `rendered.image`)
     guard_version: int = -1  # the guard's version of the track's parameters when the face was rendered
+    propagated: bool = False  # its mesh was the last frame's moved by optical flow, not fitted
 
     @property
     def status(self) -> str:

@@ -41,6 +41,103 @@ def portrait_head(index: int, size: int = 200) -> np.ndarray:
     raise FileNotFoundError("no held-out portrait with a detectable face")
 
 
+@lru_cache(maxsize=16)
+def _head_depth(index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Depth (px, negative toward the camera) of `portrait_head(index, size)`'s head, NaN elsewhere,
+    and the face's mesh (z on the same scale):
+    the face from its FaceMesh fit, the rest of the head a vertical cylinder about the neck's axis
+    (radius 0.6 x the face's width), from the top of the picture down to just below the chin."""
+    from matplotlib import tri as mtri
+
+    from ideud.models import facemesh as fm
+    from ideud.stream.detect import make_detector
+
+    head = portrait_head(index, size)
+    f = max(make_detector("centerface").detect(head), key=lambda f: f.size)
+    mesh = fm.FaceMesh()
+    try:
+        lm = mesh(head, fm.roi_from_keypoints(f.box, f.keypoints[0], f.keypoints[1]))
+    finally:
+        mesh.close()
+    if lm is None:
+        raise ValueError(f"no face mesh on held-out portrait {index}")
+    oval = lm[fm.FACE_OVAL]
+    xc, radius = float(oval[:, 0].mean()), 0.6 * float(np.ptp(oval[:, 0]))
+    chin = float(lm[:, 1].max())
+    xs = np.arange(size, dtype=np.float64)
+    reach = radius * radius - (xs - xc) ** 2
+    cyl = np.where(reach > 0, -np.sqrt(np.maximum(reach, 0.0)), np.nan)
+    depth = np.repeat(cyl[None, :], size, 0)
+    depth[int(chin + 0.04 * size):] = np.nan  # neck and shoulders do not turn
+    lift = float(np.nanmedian(np.interp(oval[:, 0], xs, np.nan_to_num(cyl)) - oval[:, 2]))  # rim on the cylinder
+    yy, xx = np.mgrid[0:size, 0:size]
+    face = mtri.LinearTriInterpolator(mtri.Triangulation(lm[:, 0], lm[:, 1]), lm[:, 2] + lift)(xx, yy)
+    inside = ~np.ma.getmaskarray(face) & np.isfinite(depth)
+    depth[inside] = np.asarray(face)[inside]
+    depth.flags.writeable = False
+    lm = lm.copy()
+    lm[:, 2] += lift
+    lm.flags.writeable = False
+    return depth, lm
+
+
+def _turn(x: np.ndarray, z: np.ndarray, xc: float, yaw: float) -> tuple[np.ndarray, np.ndarray]:
+    c, s = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))
+    return xc + (x - xc) * c + z * s, -(x - xc) * s + z * c
+
+
+def _axis(depth: np.ndarray) -> float:
+    cols = np.nonzero(np.isfinite(depth).any(0))[0]
+    return (cols[0] + cols[-1]) / 2.0
+
+
+def turned_landmarks(index: int, size: int, yaw: float) -> np.ndarray:
+    """Where the portrait's own mesh points go in `turned_head(index, size, yaw)` (x, y; truth)."""
+    depth, lm = _head_depth(index, size)
+    x2, _ = _turn(lm[:, 0], lm[:, 2], _axis(depth), yaw)
+    return np.stack([x2, lm[:, 1]], 1)
+
+
+def turned_face_box(index: int, size: int, yaw: float, cx: float, cy: float) -> np.ndarray:
+    """The face's box in the picture (x0, y0, x1, y1) where `turned_head` is pasted at (cx, cy)
+    unscaled: the turned mesh's extent (the frontal box `_paste` returns misses a turned face)."""
+    pts = turned_landmarks(index, size, yaw) + [cx - size / 2, cy - size / 2]
+    return np.r_[pts.min(0), pts.max(0)]
+
+
+def turned_head(index: int, size: int, yaw: float) -> np.ndarray:
+    """`portrait_head(index, size)` with the head turned by `yaw` degrees about the neck (a stand-in
+    for a head turn: the face's 3D mesh plus a cylinder for the rest of the head, re-projected with
+    a depth test; the side of the head that comes into view is filled from its neighbours, so past
+    ~60 degrees it is a smear, not a real profile)."""
+    head = portrait_head(index, size)
+    if abs(yaw) < 1e-6:
+        return head
+    depth = _head_depth(index, size)[0]
+    up = 2  # splat at twice the resolution: no holes where the surface is stretched a little
+    src = cv2.resize(head, (size * up, size * up), interpolation=cv2.INTER_LINEAR)
+    z = cv2.resize(depth.astype(np.float32), (size * up, size * up), interpolation=cv2.INTER_NEAREST)
+    turn = np.isfinite(z)
+    yy, xx = np.nonzero(turn)
+    zz, xx, yy = z[turn], xx / up, yy / up
+    x2, z2 = _turn(xx, zz, _axis(depth), yaw)
+    xo, yo = np.round(x2).astype(int), np.round(yy).astype(int)
+    ok = (xo >= 0) & (xo < size) & (yo < size)
+    order = np.argsort(-z2[ok], kind="stable")  # far first: the near surface is written last
+    out = head.copy()
+    hole = np.isfinite(depth).astype(np.uint8)  # the head's old place, until covered again
+    out[yo[ok][order], xo[ok][order]] = src[turn][ok][order]
+    hit = np.zeros((size, size), np.uint8)
+    hit[yo[ok], xo[ok]] = 1
+    covered = cv2.morphologyEx(hit, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
+    # uncovered: the background behind the head, per row between the picture's left and right edge
+    t = np.linspace(0.0, 1.0, size)[None, :, None]
+    behind = ((1 - t) * head[:, :1].astype(np.float64) + t * head[:, -1:].astype(np.float64)).astype(np.uint8)
+    bare = (hole > 0) & (covered == 0)
+    out[bare] = behind[bare]
+    return cv2.inpaint(out, ((hole > 0) & (covered > 0) & (hit == 0)).astype(np.uint8), 3, cv2.INPAINT_TELEA)
+
+
 def hand_shape(size: int) -> np.ndarray:
     """A uint8 mask (size x size) of an open hand seen from the side: palm and four fingers."""
     m = np.zeros((size, size), np.uint8)
@@ -170,4 +267,27 @@ def multi_person(width: int = 640, height: int = 360) -> list[FootageFrame]:
         boxes = [_paste(img, tilted, 330 + 2 * i, 180, 1.0, 60.0),
                  _paste(img, edge, 12, 250 - i, 1.0, 0.0)]
         out.append(FootageFrame(img, boxes, scene=1))
+    return out
+
+
+def hard_turns(width: int = 640, height: int = 360) -> list[FootageFrame]:
+    """The harder clip (48 frames, one shot): a near face walking (camera shake, a 13 px motion
+    blur, on frames 10-13), a face turning its head 0 -> 75 degrees -> 0 (frames 14-42, 5 degrees
+    a frame, `turned_head`), a small ~40 px face, and the stage light dipping to 85 % on frames 30-32."""
+    bg = background(width, height, seed=13)
+    near, small = portrait_head(3, 200), portrait_head(4, 90)
+    shake = np.full((1, 13), 1 / 13.0, np.float32)
+    out = []
+    for i in range(48):
+        img = bg.copy()
+        yaw = float(np.interp(i, (14, 29, 32, 42), (0, 75, 75, 0)))
+        boxes = [_paste(img, near, 150 + 4 * i, 200, 1.0, 3 * math.sin(i / 6)),
+                 _paste(img, turned_head(5, 170, yaw), 430, 170, 1.0, 0.0),
+                 _paste(img, small, 560 - 1.5 * i, 70, 1.0, 0.0)]
+        boxes[1] = turned_face_box(5, 170, yaw, 430, 170)
+        if 10 <= i < 14:
+            img = cv2.filter2D(img, -1, shake)
+        if 30 <= i < 33:
+            img = (img.astype(np.float32) * 0.85).astype(np.uint8)  # (70 % reads as a scene cut)
+        out.append(FootageFrame(img, boxes))
     return out

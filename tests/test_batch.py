@@ -200,9 +200,8 @@ def long_clip(tmp_path_factory):
 def segmented(cluster, long_clip, tmp_path_factory):
     out = tmp_path_factory.mktemp("long_out")
     # privacy off: these tests are about one rendered identity across segments (guard choices: test
-    # below). The bank restorer: its face is a function of the track seed, which the stitch carries.
-    # The prior restorer's farthest-of-32 pick also depends on the frame where the track's code is
-    # first fitted, which a later segment does not see (README: what is not done).
+    # below). The bank restorer: its face is a function of the track seed, which the stitch carries
+    # (the prior restorer, whose picks are carried too: test_segmented_prior_run_matches_single_run).
     o = Options(seed=SEED, codec="ffv1", audio=False, privacy="off", restorer="bank")
     res = run_batch([str(long_clip)], str(out), o, segment_seconds=0.8, overlap_seconds=0.4, ext="mkv")
     assert res.done == ["long.mkv"], res.failed
@@ -247,6 +246,24 @@ def test_segmented_output_has_input_frames_and_timestamps_and_matches_single_run
         assert changed > 0.05
         # another identity would differ by about `changed`; a few ID-fit frames of warm-up, much less
         assert drift < 0.3 * changed, f"frame {i}: segmented output strays from the single run ({drift:.3f})"
+
+
+def test_segmented_prior_run_matches_single_run(cluster, long_clip, tmp_path):
+    """The prior (restorer and shape) picks its new face among seeded candidates by how far they are from
+    the person, at the frames a segment sees; the pick made where the person first appears is carried
+    to later segments, so the crossing face is the same new person in all of them."""
+    o = Options(seed=SEED, codec="ffv1", audio=False, privacy="off", restorer="prior")
+    res = run_batch([str(long_clip)], str(tmp_path / "seg"), o, segment_seconds=0.8, overlap_seconds=0.4, ext="mkv")
+    assert res.done == ["long.mkv"], res.failed
+    ref = tmp_path / "ref.mkv"
+    deidentify(str(long_clip), str(ref), o)
+    src, one, seg = read_frames(long_clip), read_frames(ref), read_frames(tmp_path / "seg" / "long.mkv")
+    assert len(src) == len(one) == len(seg) == N_FRAMES
+    for i, (s, r, x) in enumerate(zip(src, one, seg)):
+        changed = np.abs(r.astype(int) - s.astype(int)).mean()
+        drift = np.abs(x.astype(int) - r.astype(int)).mean()
+        assert changed > 0.05
+        assert drift < 0.3 * changed, f"frame {i}: segmented prior output strays from the single run ({drift:.3f})"
 
 
 # ---------------------------------------------------------------------- planning and stitching (no Ray)

@@ -174,8 +174,9 @@ def test_pipeline_report_holds_no_code_of_the_person(tmp_path, faces):
             for v in x:
                 yield from long_float_lists(v)
         elif isinstance(x, dict):
-            for v in x.values():
-                yield from long_float_lists(v)
+            for k, v in x.items():
+                if k != "perturbation":  # the track's noise: a draw from its seed, not from the face
+                    yield from long_float_lists(v)
 
     assert not list(long_float_lists(json.loads(text)))
     import cv2

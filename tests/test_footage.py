@@ -138,3 +138,28 @@ def test_a_turned_and_a_tiny_face_are_rendered_or_obfuscated_never_raw(tmp_path)
     for fr in rep["frame_log"]:
         for face in fr["faces"]:
             assert face["status"] == "deidentified" or face["status"].startswith("fallback:")
+
+
+def test_a_head_turning_to_profile_is_rendered_or_obfuscated_with_a_reason_never_raw(tmp_path):
+    # the head turns 0 -> 90 degrees about the neck and back (tests/footage.py turned_head)
+    from footage import _paste, turned_face_box, turned_head
+    from clips import background
+
+    yaws = [0, 15, 30, 45, 60, 75, 90, 90, 75, 60, 45, 30, 15, 0]
+    frames = []
+    for i, yaw in enumerate(yaws):
+        img = background(480, 270, seed=9)
+        _paste(img, turned_head(5, 200, yaw), 240, 140, 1.0, 0.0)
+        frames.append(FootageFrame(img, [turned_face_box(5, 200, yaw, 240, 140)]))
+    src, out, rep = run(tmp_path, frames, "turn")
+    statuses = []
+    for i, f in enumerate(frames):
+        x0, y0, x1, y1 = (int(max(0, v)) for v in f.faces[0])
+        diff = np.abs(src[i][y0:y1, x0:x1].astype(int) - out[i][y0:y1, x0:x1].astype(int)).max(-1)
+        faces = rep["frame_log"][i]["faces"]
+        assert (diff > 4).mean() > 0.05, f"frame {i} (yaw {yaws[i]}): the face was written raw: {faces}"
+        assert len(faces) == 1, f"frame {i} (yaw {yaws[i]}): {faces}"
+        statuses.append(faces[0]["status"])
+        assert statuses[-1] == "deidentified" or statuses[-1] in ("fallback:no_mesh", "fallback:lost"), statuses
+    # up to 45 degrees the face is modelled and rendered, not given up
+    assert all(s == "deidentified" for s, y in zip(statuses, yaws) if y <= 45), list(zip(yaws, statuses))

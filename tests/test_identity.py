@@ -4,7 +4,8 @@ import pytest
 
 from ideud.models import facemesh as fm
 from ideud.models import meshhead as mh
-from ideud.stream.identity import IdentityStage, perturbation
+from ideud.models import face_shape as fsh
+from ideud.stream.identity import _lip_points, CANDIDATES, FIT_FRAMES, SIGMA_FULL, IdentityStage, perturbation
 
 
 def rot_y(deg):
@@ -46,9 +47,21 @@ def test_perturbation_is_a_function_of_seed_and_sigma():
     assert np.allclose(perturbation(3, 0.0), 0)
 
 
+def someone(k: int = 3) -> np.ndarray:
+    """A plausible real face's neutral shape from the shape model (canonical frame, mm)."""
+    m = fsh.default_shape()
+    return m.shape(np.random.default_rng(100 + k).normal(0, 1, m.k).clip(-2, 2))
+
+
+def fitted(stage, shape, track=1, seed=11, frames=FIT_FRAMES + 1, scale=2.0):
+    out = None
+    for i in range(frames):
+        out = stage.process(track, seed, scale * shape + [300, 200, 0], t=i / 25)
+    return out, stage._tracks[track]
+
+
 def test_same_fake_3d_face_under_a_head_turn():
-    b = mh.identity_basis()
-    shape = b.canonical + b.displacement(np.linspace(-0.4, 0.4, mh.K))  # someone's real face
+    shape = someone()
     stage = IdentityStage(sigma=0.3, smooth=False)
     yaws = [0] * 16 + [10, 25, 35, -30, 0]
     deltas = []
@@ -71,18 +84,121 @@ def test_same_fake_3d_face_under_a_head_turn():
 
 
 def test_id_fit_ignores_open_mouth_frames_and_freezes():
-    b = mh.identity_basis()
     stage = IdentityStage(sigma=0.0, smooth=False)
-    closed = b.canonical.copy()
+    closed = someone(4)
     opened = closed.copy()
     opened[[fm.LOWER_LIP_INNER, fm.LOWER_LIP_BOTTOM, fm.CHIN]] += [0, 25, 0]  # jaw dropped
     for i in range(30):
         stage.process(2, 1, (opened if i % 2 else closed) * 1.5, t=i / 25)
     st = stage._tracks[2]
     assert st.frozen
-    assert np.allclose(st.z, 0, atol=1e-6)  # only the closed-mouth frames counted
+    # only the closed-mouth frames counted (a small lip gap is taken out too: it is expression)
+    assert np.allclose(st.neutral, stage.model.closed(closed), atol=1e-6)
     # sigma 0: no geometry change at all
     out = stage.process(2, 1, closed * 1.5, t=2.0)
     assert np.allclose(out.target, closed[:, :2] * 1.5, atol=1e-6)
     stage.drop(2)
     assert stage.noise_of(2) is None
+
+
+def test_sigma_zero_keeps_the_persons_own_shape_within_reconstruction_error():
+    m = fsh.default_shape()
+    shape = someone(5)
+    _, st = fitted(IdentityStage(sigma=0.0, smooth=False), shape)
+    assert np.allclose(st.delta, 0)
+    # the fitted code is the person's: its shape is theirs up to the model's reconstruction error
+    assert np.abs(m.shape(st.z) - st.neutral).max() < 0.05  # mm: the model's reconstruction error
+    assert np.abs(st.neutral - shape).max() < 0.05  # mm: (its lip gap is set to a closed mouth's)
+    # a real portrait's shape (outside the model's span) comes back within a fraction of a millimetre
+    real = shape + 0.3 * np.random.default_rng(0).normal(size=shape.shape)
+    _, st = fitted(IdentityStage(sigma=0.0, smooth=False), real)
+    assert np.sqrt(((m.shape(st.z) - real) ** 2).sum(1).mean()) < 0.6
+
+
+def eye_spacing(x):
+    return float(x[fm.LEFT_EYE_INNER, 0] - x[fm.RIGHT_EYE_INNER, 0])
+
+
+def test_default_sigma_throws_the_persons_shape_away():
+    m = fsh.default_shape()
+    # one candidate: the new neutral shape is the seeded draw whoever the person is
+    news = []
+    for k in (1, 2):
+        _, st = fitted(IdentityStage(sigma=SIGMA_FULL, smooth=False, candidates=1), someone(k))
+        news.append(st.neutral + st.delta)
+    away = np.setdiff1d(np.arange(len(news[0])), _lip_points())  # the lips keep most of their own height
+    assert np.allclose(news[0][away], news[1][away], atol=1e-6)
+    # with the default candidates the new shape is far from the person's, inner outline included
+    moved, shares = [], []
+    for k in range(8):
+        _, st = fitted(IdentityStage(sigma=SIGMA_FULL, smooth=False), someone(k), seed=k)
+        new = st.neutral + st.delta
+        away = np.setdiff1d(np.arange(len(new)), _lip_points())
+        if st.share == 1.0:  # (less where the full change would fold the mesh)
+            assert np.allclose(new[away], m.shape(st.z_target)[away], atol=1e-6)
+        shares.append(st.share)
+        # the mouth's opening is expression: a closed mouth stays closed
+        gap = lambda x: x[fm.LOWER_LIP_INNER, 1] - x[fm.UPPER_LIP_INNER, 1]  # noqa: E731
+        assert gap(new) == pytest.approx(gap(st.neutral), abs=1e-6)
+        moved.append(abs(eye_spacing(new) - eye_spacing(st.neutral)))
+        assert np.sqrt((st.delta ** 2).sum(1).mean()) > 1.0  # mm, rms over the mesh
+    assert np.mean(moved) > 0.5 and np.mean(shares) > 0.7
+
+
+def test_seeds_differ_shapes_differ_same_seed_same_shape():
+    shape = someone(6)
+    _, a = fitted(IdentityStage(sigma=SIGMA_FULL, smooth=False), shape, seed=1)
+    _, b = fitted(IdentityStage(sigma=SIGMA_FULL, smooth=False), shape, seed=2)
+    _, c = fitted(IdentityStage(sigma=SIGMA_FULL, smooth=False), shape, seed=1)
+    assert np.abs(a.delta - b.delta).max() > 1.0
+    assert np.array_equal(a.delta, c.delta)
+
+
+def test_larger_sigma_goes_further_from_the_person():
+    shape = someone(7)
+    dist, codes = [], []
+    for sigma in (0.1, SIGMA_FULL, 0.5):
+        _, st = fitted(IdentityStage(sigma=sigma, smooth=False), shape, seed=3)
+        dist.append(np.sqrt((st.delta ** 2).sum(1).mean()))
+        codes.append(np.linalg.norm(st.z_target - st.z))
+    assert dist[0] < dist[1] and codes[0] < codes[1] < codes[2]
+    # past the new face the mesh may come close to folding: the change is shrunk there, never folded
+    assert dist[2] > 0.5 * dist[1]
+
+
+def test_closing_eyes_do_not_fold_under_the_new_shape():
+    from ideud.stream.identity import _lid_pairs
+
+    up, low = _lid_pairs()
+    for k in range(6):
+        shape = someone(10 + k)
+        stage = IdentityStage(sigma=SIGMA_FULL, smooth=False)
+        out, st = fitted(stage, shape, seed=k)
+        open_out = out.target
+        shut = shape.copy()
+        shut[low, 1] = shut[up, 1] = (shape[low, 1] + shape[up, 1]) / 2  # a blink: the lids meet
+        out = stage.process(1, k, 2.0 * shut + [300, 200, 0], t=1.0)
+        assert np.all(out.target[low, 1] - out.target[up, 1] > -1e-3), k  # they meet (px), never cross
+        assert np.allclose(stage.target(1, out), out.target)  # the guard's re-render agrees
+        # open eyes take the new shape's whole change
+        assert np.allclose(open_out - 2.0 * shape[:, :2] - [300, 200], 2.0 * st.delta[:, :2], atol=1e-6)
+
+
+def test_pick_is_made_once_and_can_be_carried():
+    shape = someone(8)
+    stage = IdentityStage(sigma=SIGMA_FULL, smooth=False)
+    _, st = fitted(stage, shape, seed=9)
+    picks = stage.picks_of(1)
+    assert len(picks) == 1 and 0 <= next(iter(picks.values())) < CANDIDATES
+    # another segment that sees the person differently is handed the first segment's pick
+    other = IdentityStage(sigma=SIGMA_FULL, smooth=False)
+    moved = {k: (p + 1) % CANDIDATES for k, p in picks.items()}
+    other.preset_picks(1, 9, moved)
+    _, st2 = fitted(other, shape, seed=9)
+    assert other.picks_of(1) == moved and np.abs(st2.delta - st.delta).max() > 0.5
+    carried = IdentityStage(sigma=SIGMA_FULL, smooth=False)
+    carried.preset_picks(1, 9, picks)
+    _, st3 = fitted(carried, someone(9), seed=9)  # whoever it fits, the carried pick holds
+    assert carried.picks_of(1) == picks
+    away = np.setdiff1d(np.arange(len(st.neutral)), _lip_points())
+    assert np.allclose((st3.neutral + st3.delta)[away], (st.neutral + st.delta)[away], atol=1e-6)

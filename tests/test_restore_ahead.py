@@ -2,6 +2,7 @@
 frames batched together, the privacy guard still deciding on up-to-date faces."""
 from __future__ import annotations
 
+import os
 import time
 
 import av
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from clips import frame_pts, moving_faces, read_frames, write_clip
+from report_checks import assert_nothing_of_the_person
 from ideud.eval import EvalOptions, evaluate
 from ideud.stream.pipeline import FaceProcessor, Options, deidentify
 from ideud.stream.restore import ClassicRestorer
@@ -31,6 +33,33 @@ class HeldClassic(ClassicRestorer):
             while self.worker.waiting() < self.behind and time.monotonic() < deadline:
                 time.sleep(0.01)
         return super().restore(items)
+
+
+def test_the_cpu_default_runs_the_restorer_on_its_own_thread():
+    # the CPU restorers gain a second core while Step I runs on the next frame (issue 14)
+    p = FaceProcessor(Options(restorer="classic", privacy="off"))
+    try:
+        assert not p.restorer.on_gpu
+        if (os.cpu_count() or 1) > 1:
+            assert p.restore_ahead == 2 and p.worker is not None
+        else:
+            assert p.restore_ahead == 0 and p.worker is None
+    finally:
+        p.close()
+
+
+def test_the_report_check_finds_a_leaked_code_not_the_bound_of_a_clipped_one():
+    # an ID code clipped to [-1, 1] has many values of exactly 1.0, as has the worker's
+    # "faces_per_call" with one face per call: not the person (the check counted 5 "hits")
+    code = np.clip(np.random.default_rng(0).normal(0, 0.8, 48), -1, 1)
+    assert (code == 1).sum() >= 5
+    report = {"restore_worker": {"calls": 20, "faces": 20, "faces_per_call": 1.0, "seconds": 0.966}}
+    assert_nothing_of_the_person(report, [code])
+    inside = [float(v) for v in code if 0.05 < abs(v) < 1]
+    for digits in (3, 4, 6):  # the values inside the range, as a report would write them: a leak
+        leaked = {**report, **{f"v{i}": round(v, digits) for i, v in enumerate(inside[:10])}}
+        with pytest.raises(AssertionError, match="values of an ID code"):
+            assert_nothing_of_the_person(leaked, [code])
 
 
 def _audio_packets(path) -> int:

@@ -59,8 +59,8 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, skip: frozenset = frozens
              "to build at start), eager (torch fp16), onnxruntime, tensorrt (default %(default)s)")
     add(g, "--restore-ahead", type=int, default=d["restore_ahead"], metavar="N",
         help="frames whose faces may wait for the restorer while the next ones are analysed; the "
-             "restorer runs on its own thread and batches their faces (default: 2 with a GPU "
-             "restorer, 0 on the CPU)")
+             "restorer runs on its own thread and batches their faces (default: 2; 0 on a "
+             "one-core machine without a GPU)")
     add(g, "--processes", default=d["processes"], metavar="N",
         help="processes of a file run: this one and N-1 workers that detect faces ahead (the same "
              "output as 1); auto: cores - 1, at most 4 (default %(default)s: no workers)")

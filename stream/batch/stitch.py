@@ -73,10 +73,13 @@ def stitch(segments: list[Segment], pass1: list[dict], seed: Optional[int],
                             "last_frame": max(tracks[k][lid]["last"] for k, lid in members)})
         # the privacy guard's choice made where the person first appears serves every segment
         choice = next((tracks[k][lid].get("choice") for k, lid in members if tracks[k][lid].get("choice")), None)
+        # so are the new face's picks among its seeded candidates (shape and appearance: which draw
+        # was farthest from the person depends on the frames a segment saw; the first one decides)
+        picks = next((tracks[k][lid].get("picks") for k, lid in members if tracks[k][lid].get("picks")), None)
         for k, lid in members:
             t = tracks[k][lid]
             per_seg[k][lid] = {"global": gid, "seed": s, "first": t["first"], "first_box": t["first_box"],
-                               "choice": choice}
+                               "choice": choice, "picks": picks}
     return glob_tracks, per_seg
 
 
@@ -88,11 +91,12 @@ class SeedPolicy:
     (pass 2 diverged) draws from the tracker's own generator and is counted.
     """
 
-    def __init__(self, seeds: dict, guard=None):
+    def __init__(self, seeds: dict, guard=None, identity=None, restorer=None):
         self.seeds = {int(k): v for k, v in seeds.items()}
         self.by_local: dict[int, dict] = {}
         self.unmatched = 0
         self.guard = guard
+        self.identity, self.restorer = identity, restorer  # they take the carried picks
 
     def __call__(self, track_id: int, frame_index: int, box) -> Optional[int]:
         rec = self.seeds.get(track_id)
@@ -107,5 +111,10 @@ class SeedPolicy:
         self.by_local[track_id] = rec
         if self.guard is not None and rec.get("choice"):
             self.guard.preset(track_id, int(rec["seed"]), rec["choice"])  # checked again at its first frame
+        picks = rec.get("picks") or {}
+        if picks.get("shape") and self.identity is not None and hasattr(self.identity, "preset_picks"):
+            self.identity.preset_picks(track_id, int(rec["seed"]), picks["shape"])
+        if picks.get("appearance") and self.restorer is not None and hasattr(self.restorer, "preset_picks"):
+            self.restorer.preset_picks(track_id, picks["appearance"])
         return int(rec["seed"])
 

@@ -127,7 +127,10 @@ def pass1(src: str, seg: Segment, options, progress, key: str) -> tuple[dict, di
     # with the privacy guard on, pass 1 renders too: the guard's choice for each track needs the
     # rendered face, and one choice per person is handed to every segment (stitch -> pass 2)
     guarded = getattr(options, "privacy", "off") != "off"
-    o = dataclasses.replace(options, track_only=not guarded, frame_log=False, progress=False)
+    # so does the ID stage (and the prior restorer), which pick the new face among seeded candidates by
+    # how far they are from the person: the pick made where the person first appears serves every segment
+    picking = getattr(options, "scale", 0.25) > 0
+    o = dataclasses.replace(options, track_only=not (guarded or picking), frame_log=False, progress=False)
     with fm.native_stderr_silenced():
         recorder = RecordingDetector(make_detector(o.detector, threshold=o.det_threshold))
     proc = FaceProcessor(o, detector=recorder)
@@ -150,6 +153,8 @@ def pass1(src: str, seg: Segment, options, progress, key: str) -> tuple[dict, di
                     t = tracks[tr.id] = {"first": frame.index, "first_box": [float(v) for v in tr.box],
                                          "last": frame.index, "boxes": {}}
                 t["last"] = frame.index
+                if not o.track_only:  # the picks only grow over a track's life (guard steps add some)
+                    t["picks"] = _picks(proc, tr.id) or t.get("picks")
                 if in_zone:
                     t["boxes"][frame.index] = [round(float(v), 2) for v in tr.box]
             tick()
@@ -162,6 +167,13 @@ def pass1(src: str, seg: Segment, options, progress, key: str) -> tuple[dict, di
                 tracks[t["id"]]["choice"] = (t.get("privacy") or {}).get("choice")
     summary = {"segment": seg.index, "tracks": tracks, "frames": seg.window, "wall_s": round(time.perf_counter() - t0, 3)}
     return summary, {"calls": recorder.calls, "size": size}
+
+
+def _picks(proc, track_id: int) -> Optional[dict]:
+    """The track's picks among its seeded candidates so far (indices of random draws), or None."""
+    shape = proc.identity.picks_of(track_id) if hasattr(proc.identity, "picks_of") else {}
+    appearance = proc.restorer.picks_of(track_id) if hasattr(proc.restorer, "picks_of") else {}
+    return {"shape": shape, "appearance": appearance} if shape else None
 
 
 def segment_ext(codec: str) -> str:
@@ -185,7 +197,7 @@ def pass2(src: str, seg: Segment, options, seeds: dict, detections: Optional[dic
     o = dataclasses.replace(options, seed=seg_seed, track_only=False, frame_log=False, progress=False)
     replay = ReplayDetector(detections["calls"], detections["size"]) if detections else None
     proc = FaceProcessor(o, detector=replay)
-    policy = SeedPolicy(seeds, guard=proc.guard)
+    policy = SeedPolicy(seeds, guard=proc.guard, identity=proc.identity, restorer=proc.restorer)
     proc.tracker.seed_for = policy
     tick = Ticker(progress, key)
     sink = None

@@ -175,6 +175,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threshold", type=float, default=None, help="score threshold (default: each detector's own)")
     ap.add_argument("--input-scale", type=float, default=None, help="CenterFace input scale (default 14/40 = 0.35)")
     ap.add_argument("--repeats", type=int, default=30, help="timed calls per frame size")
+    ap.add_argument("--no-verify", action="store_true",
+                    help="CenterFace without the false-face verifier (stream/verify.py; default: with it)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     ap.add_argument("--show-missed", action="store_true", help="list missed annotations")
     ap.add_argument("--centerface-models", default="", help="comma list of CenterFace ONNX files to bench (default: the one found)")
@@ -186,6 +188,8 @@ def main(argv=None) -> int:
     for name in [n.strip() for n in a.detectors.split(",") if n.strip()]:
         if name == "centerface":
             cf = {"input_scale": a.input_scale} if a.input_scale else {}
+            if a.no_verify:
+                cf["verify"] = False
             models = [m for m in a.centerface_models.split(",") if m] or [None]
             runs += [(name, dict(cf, model_path=m) if m else cf) for m in models]
         else:

@@ -33,12 +33,12 @@ SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "t
 FPS = 25
 
 
-def make_clip(folder: str, seconds: float, width: int, height: int, size: int) -> str:
+def make_clip(folder: str, seconds: float, width: int, height: int, size: int, faces: int = 1) -> str:
     n = int(seconds * FPS)
-    path = os.path.join(folder, f"live_{height}p_{n}.mp4")
+    path = os.path.join(folder, f"live_{height}p_{n}_{faces}f.mp4")
     if not os.path.exists(path):
         # like a camera: no B-frames, a keyframe every 2 s
-        write_clip(path + ".part.mp4", moving_faces(n, width, height, size=size), fps=FPS, audio=False,
+        write_clip(path + ".part.mp4", moving_faces(n, width, height, size=size, faces=faces), fps=FPS, audio=False,
                    options={"bf": "0", "g": str(2 * FPS), "preset": "veryfast"})
         os.replace(path + ".part.mp4", path)
     return path
@@ -76,18 +76,22 @@ def main(argv=None) -> int:
     p.add_argument("--width", type=int, default=1280)
     p.add_argument("--height", type=int, default=720)
     p.add_argument("--face", type=int, default=300, help="face (head) size in px (default 300)")
+    p.add_argument("--faces", type=int, default=1)
+    p.add_argument("--no-degrade", action="store_true",
+                   help="drop frames when behind without first reusing faces (stream/degrade.py)")
     p.add_argument("--queue", type=int, default=3)
     p.add_argument("--preset", default="veryfast")
     p.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "ideud-bench-live"))
     p.add_argument("--json", help="write the results here")
     a = p.parse_args(argv)
     os.makedirs(a.out, exist_ok=True)
-    clip = make_clip(a.out, a.seconds + a.warmup + 10, a.width, a.height, a.face)
+    clip = make_clip(a.out, a.seconds + a.warmup + 10, a.width, a.height, a.face, a.faces)
     server, url = serve(clip)
     stats = Stats()
     try:
         rep = run_live(url, os.path.join(a.out, "out.mp4"), Options(seed=1, force=True, preset=a.preset),
-                       LiveOptions(duration=a.seconds + a.warmup, queue=a.queue), stats=stats)
+                       LiveOptions(duration=a.seconds + a.warmup, queue=a.queue, degrade=not a.no_degrade),
+                       stats=stats)
     finally:
         server.kill()
         server.wait(timeout=10)
@@ -95,7 +99,9 @@ def main(argv=None) -> int:
     lat = np.array(stats.latency) * 1000
     steady = lat[np.array(stats.write_times) > stats.t0 + a.warmup] if lat.size else lat
     result = {
-        "stream": f"{a.width}x{a.height}@{FPS} RTSP/TCP, 1 face, 127.0.0.1", "cpus": os.cpu_count(),
+        "stream": f"{a.width}x{a.height}@{FPS} RTSP/TCP, {a.faces} face(s), 127.0.0.1", "cpus": os.cpu_count(),
+        "degrade": not a.no_degrade, "degraded_frames": rep["live"].get("degraded_frames"),
+        "reused_face_frames": rep.get("reused_face_frames"),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "whole_run": {"latency_ms": percentiles(lat), "input_fps": live["input_fps"],
                       "output_fps": live["output_fps"], "dropped_frames": live["dropped_frames"],

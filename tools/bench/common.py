@@ -15,10 +15,21 @@ if str(REPO / "tests") not in sys.path:
 
 __all__ = ["REPO", "astronaut", "background", "moving_faces", "portrait", "write_clip", "IOU", "Annotated",
            "annotated_boxes", "apply_box_correction", "detect_dataset", "load_imglab", "match", "paste_on_canvas",
-           "read_rgb", "run_detector", "score"]
+           "read_rgb", "run_detector", "score", "emit_json"]
 
 from clips import astronaut, background, moving_faces, portrait, write_clip  # noqa: E402,F401
 from face_dataset import (  # noqa: E402,F401
     IOU, Annotated, annotated_boxes, apply_box_correction, detect_dataset, load_imglab, match, paste_on_canvas,
     read_rgb, run_detector, score,
 )
+
+
+def emit_json(result: dict, path=None) -> int:
+    """Print a benchmark's result as JSON (and write it to `path` if given); the exit status 0."""
+    import json
+
+    text = json.dumps(result, indent=2)
+    print(text)
+    if path:
+        Path(path).write_text(text + "\n")
+    return 0

@@ -32,9 +32,13 @@ DONORS = 48
 
 
 class Landmarker:
-    """468 FaceMesh landmarks of the biggest face of an RGB image (detector box, ROI refined twice)."""
+    """468 FaceMesh landmarks of the biggest face of an RGB image (detector box, ROI refined twice).
 
-    def __init__(self):
+    `dims` 2 gives (x, y) pixels; 3 adds FaceMesh's depth (same pixel scale) for the shape model.
+    """
+
+    def __init__(self, dims: int = 2):
+        self.dims = dims
         from ideud.models import facemesh as fm
         from ideud.stream.detect import make_detector
 
@@ -54,27 +58,28 @@ class Landmarker:
             if lm is None:
                 return None
             lm = self.mesh(rgb, fm.roi_from_landmarks(lm))
-        return None if lm is None else lm[:, :2].astype(np.float32)
+        return None if lm is None else lm[:, : self.dims].astype(np.float32)
 
     def close(self) -> None:
         self.mesh.close()
 
 
-def portrait_landmarks(paths: Sequence[Path], cache: Optional[Path] = None) -> dict:
-    """name -> (468, 2) landmarks of the biggest face, for the portraits where FaceMesh finds one."""
+def portrait_landmarks(paths: Sequence[Path], cache: Optional[Path] = None, dims: int = 2) -> dict:
+    """name -> (468, dims) landmarks of the biggest face (dims 3: depth in the same scale), for the
+    portraits where FaceMesh finds one."""
     known: dict = {}
     if cache is not None and cache.exists():
         with np.load(cache) as z:
             known = {k: z[k] for k in z.files}
     todo = [p for p in paths if p.name not in known]
     if todo:
-        marker = Landmarker()
+        marker = Landmarker(dims=dims)
         try:
             for p in todo:
                 img = cv2.imread(str(p))
                 lm = None if img is None else marker(np.ascontiguousarray(img[:, :, ::-1]))
                 # an empty array marks "no face": the portrait is left out, and not retried
-                known[p.name] = np.zeros((0, 2), np.float32) if lm is None else lm
+                known[p.name] = np.zeros((0, dims), np.float32) if lm is None else lm
         finally:
             marker.close()
         if cache is not None:
@@ -87,16 +92,22 @@ def _order(name: str) -> bytes:
     return hashlib.sha256(name.encode()).digest()
 
 
-def build(out: Path, limit: Optional[int] = None, cache: Optional[Path] = None,
-          components: int = COMPONENTS, donors: int = DONORS, log=print) -> tuple[str, dict]:
+def build_portraits(limit: Optional[int] = None) -> tuple[Path, list[str]]:
+    """The portraits' folder and the build split's names in the builds' fixed order (first `limit`)."""
     from ideud.eval.portraits import build_names, portraits_dir
 
     folder = portraits_dir()
     if folder is None:
         raise FileNotFoundError("portraits not found (set IDEUD_PORTRAITS)")
     names = sorted(build_names(folder), key=_order)
-    if limit:
-        names = names[:limit]
+    return folder, names[:limit] if limit else names
+
+
+def build(out: Path, limit: Optional[int] = None, cache: Optional[Path] = None,
+          components: int = COMPONENTS, donors: int = DONORS, log=print) -> tuple[str, dict]:
+    from ideud.eval.portraits import SOURCE
+
+    folder, names = build_portraits(limit)
     marks = portrait_landmarks([folder / n for n in names], cache)
     rows, kept, glasses = [], [], 0
     for n in names:
@@ -113,8 +124,7 @@ def build(out: Path, limit: Optional[int] = None, cache: Optional[Path] = None,
     arrays = fp.fit(np.stack(rows), components, donors)
     stats = {"portraits": len(names), "no_mesh": len(names) - len(marks), "glasses": glasses,
              "basis": len(kept), "components": int(len(arrays["sd"])), "donors": int(len(arrays["donor_codes"]))}
-    meta = {"source": "ideud.eval.portraits.build_names() of shared/data/pd-portraits (public domain, "
-                      "US Congress official portraits via unitedstates/images)",
+    meta = {"source": SOURCE,
             "canvas": np.array(fp.CANVAS), "sigma_low": fp.SIGMA_LOW, "sigma_fine": fp.SIGMA_FINE}
     out.parent.mkdir(parents=True, exist_ok=True)
     digest = fp.save(arrays, out, meta)
@@ -122,19 +132,24 @@ def build(out: Path, limit: Optional[int] = None, cache: Optional[Path] = None,
     return digest, stats
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=DATA / "face_prior.npz")
+def model_main(argv, doc: str, prog: str, build_fn, out: Path, components: int) -> int:
+    """The command line of a model built from the build portraits (this one and build_face_shape.py)."""
+    ap = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=out)
     ap.add_argument("--limit", type=int, default=None, help="only the first N build portraits (tests)")
     ap.add_argument("--cache", type=Path, default=None, help="landmark cache (.npz) to reuse between runs")
-    ap.add_argument("--components", type=int, default=COMPONENTS)
+    ap.add_argument("--components", type=int, default=components)
     args = ap.parse_args(argv)
     try:
-        build(args.out, args.limit, args.cache, args.components)
+        build_fn(args.out, args.limit, args.cache, args.components)
     except (FileNotFoundError, RuntimeError) as e:
-        print(f"build_face_prior: {e}", file=sys.stderr)
+        print(f"{prog}: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return model_main(argv, __doc__, "build_face_prior", build, DATA / "face_prior.npz", COMPONENTS)
 
 
 if __name__ == "__main__":

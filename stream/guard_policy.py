@@ -1,0 +1,114 @@
+"""The privacy guard's levels and what it keeps per track (stream/guard.py explains both).
+
+Thresholds: dlib's L2 distance tau (same person under it) and EdgeFace's cosine edge_max (same
+person over it: the calibrated percentiles of different-person pairs among the build portraits,
+models/data/edgeface_calibration.json); a search accepts only with the margins on top.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ideud.models.edgeface import calibration as edge_calibration
+
+MODES = ("off", "balanced", "strict")
+
+#: escalation steps: (sigma multiplier, restorer level)
+STEPS = ((1.0, 0), (1.0, 1), (2.0, 1), (2.0, 2), (2.0, 3))
+MAX_REFERENCES = 4  # embeddings of the person per track (different poses)
+# a re-check keeps dlib's last distance when the output's EdgeFace chip is at least this close to the
+# output fully checked last (genuine views of one photo: mean 0.92-0.995; different people: p99 0.214)
+SAME_OUTPUT = 0.95
+
+
+#: EdgeFace's calibrated "same person" cosine similarities (models/data/edgeface_calibration.json):
+#: balanced = the 99th percentile of different-person pairs among the build portraits, strict = the 95th
+EDGE_THRESHOLDS = edge_calibration()["thresholds"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    tau: float  # dlib: two faces closer than this (L2) are one person
+    edge_max: float  # EdgeFace: two faces more similar than this (cosine) are one person
+    candidates: int = 4  # per step (8 doubled the guard's time; more steps help more than more draws)
+    margin: float = 0.04  # a search accepts dlib >= tau + margin: one check must hold between checks
+    edge_margin: float = 0.03  # ... and EdgeFace <= edge_max - edge_margin
+    pose_delta: float = 15.0  # re-check when yaw or pitch moved this much (less for a face near a threshold)
+    scale_delta: float = 1.5  # re-check when the face grew or shrank by this factor
+    occluded_delta: float = 0.1  # re-check when this much more of the face is left original (occluders)
+    retry_every: int = 150
+    face_tolerance: float = 0.2  # "still a face": FaceMesh finds one, within this share of the face size
+    batch: int = 4  # candidates rendered, then embedded by EdgeFace in one batch (every view of each)
+    # candidates tried per frame during a search; None: the whole search in the frame that needs it
+    # (files). A number spreads it over frames, the face obfuscated meanwhile (live streams).
+    per_frame: Optional[int] = None
+
+
+POLICIES = {"balanced": Policy(tau=0.6, edge_max=EDGE_THRESHOLDS["balanced"]),
+            "strict": Policy(tau=0.7, margin=0.05, edge_max=EDGE_THRESHOLDS["strict"], pose_delta=10.0)}
+
+
+@dataclass
+class _Track:
+    seed: int
+    status: str = "pending"  # pending | verified | obfuscated
+    refs: list = field(default_factory=list)  # the person's dlib embeddings: memory only
+    edge_refs: list = field(default_factory=list)  # the person's EdgeFace embeddings: memory only
+    now: Optional[tuple] = None  # the person at the frame being checked (dlib, EdgeFace): memory only
+    ref_poses: list = field(default_factory=list)
+    step: int = 0
+    level: int = 0
+    appearance: int = 0  # seed handed to the restorer
+    sigma: float = 0.0
+    distance: Optional[float] = None  # dlib, worst view, at the last check (None: not run, EdgeFace failed first)
+    min_distance: Optional[float] = None  # lowest dlib distance measured at a check that passed
+    similarity: Optional[float] = None  # EdgeFace, worst view, at the last check
+    max_similarity: Optional[float] = None  # highest EdgeFace similarity measured at a check that passed
+    best_tried: Optional[tuple] = None  # (dlib, EdgeFace) of the last search's closest-to-passing candidate
+    since_check: int = 0
+    last_pose: Optional[tuple] = None
+    last_size: Optional[float] = None
+    last_occluded: float = 0.0  # occluded share of the face at the last check
+    frozen_seen: bool = False
+    provisional: bool = False  # verified at a frame that was not near-frontal
+    choice: Optional[tuple] = None  # (step, candidate) in use: no identity in it, shareable (batch)
+    preset: Optional[tuple] = None  # a choice made elsewhere for this track, to check first
+    cursor: Optional[list] = None  # a search under way: [step, candidate, noise before]
+    version: int = 0  # bumped whenever the output parameters or the status change
+    refreshed: int = 0  # faces rendered again because they were rendered under an older version
+    checks: int = 0
+    searches: int = 0
+    candidates: int = 0
+    fallback_frames: int = 0
+    fallback_why: dict = field(default_factory=dict)  # why its frames were obfuscated: counts
+    mosaic: int = 0  # obfuscation strength (blend.obfuscate) verified for this face
+    mosaic_check: Optional[tuple] = None  # (dlib, EdgeFace) of that mosaic against the person
+    inversion: Optional[tuple] = None  # (dlib, EdgeFace) of the kept candidate undone, worst inverse
+    inversion_checks: int = 0
+    inversion_refused: int = 0  # candidates that passed forward but whose undone face matched
+    output_edge: Optional[object] = None  # EdgeFace of the output face at the last full check (the fake face)
+    dlib_reused: int = 0  # re-checks that kept the last dlib distance (the output had not changed)
+    inversion_sims: Optional[object] = None  # EdgeFace of each undone face of the candidate being checked
+    seconds: float = 0.0
+
+
+def track_report(st: _Track, policy: Policy) -> dict:
+    """What the report holds of a track: numbers, steps and counts; never an embedding or a code."""
+    rnd = (lambda v: None if v is None else round(float(v), 3))
+    best = None if st.best_tried is None else {"dlib": rnd(st.best_tried[0]), "edgeface": rnd(st.best_tried[1])}
+    return {"status": st.status, "distance": rnd(st.distance), "min_distance": rnd(st.min_distance),
+            "edgeface": rnd(st.similarity), "max_edgeface": rnd(st.max_similarity),
+            "best_candidate": best,
+            "tau": policy.tau, "edgeface_max": policy.edge_max,
+            "step": st.step, "level": st.level, "sigma": round(st.sigma, 4),
+            "checks": st.checks, "searches": st.searches, "candidates": st.candidates,
+            "fallback_frames": st.fallback_frames, "fallback_why": dict(st.fallback_why),
+            "mosaic_strength": st.mosaic,
+            "inversion": {"checks": st.inversion_checks, "refused": st.inversion_refused,
+                          "dlib": rnd(st.inversion[0]) if st.inversion else None,
+                          "edgeface": rnd(st.inversion[1]) if st.inversion else None},
+            "mosaic_check": None if st.mosaic_check is None else
+            {"dlib": rnd(st.mosaic_check[0]), "edgeface": rnd(st.mosaic_check[1])},
+            "refreshed": st.refreshed, "dlib_reused": st.dlib_reused, "seconds": round(st.seconds, 3),
+            # (step, candidate) of a verified track: nothing of the person, shareable (batch segments)
+            "choice": list(st.choice) if st.status == "verified" and st.choice is not None else None}

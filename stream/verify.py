@@ -1,0 +1,257 @@
+"""Second opinions on the face detector's finds, so that face-free pictures stop getting faces.
+
+CenterFace is tuned for recall (threshold 0.3): on a Mandelbrot zoom it finds a "face" in most
+frames, and the pipeline obfuscates it. Raising the threshold would lose real faces, and a single
+verifier (FaceMesh or BlazeFace on the crop) also rejects hard real faces (small, blurred, turned)
+-- which would then be written raw. So a detection is dropped only when every cue agrees that it
+is not a face (fail closed):
+
+* its CenterFace score is under `keep_score` (0.8; false finds measured at most 0.73), and
+* it is big enough in the detector's input to be judged (`min_judged_px`; smaller finds are kept), and
+* no confirmer finds a face on an upscaled crop around it: MediaPipe FaceMesh's face presence on
+  the detector's own ROI, BlazeFace full range, dlib's HOG detector; and, where the crop could be
+  skin (skin-coloured, or grey footage), HOG below its own threshold and dlib's CNN detector
+  (slow, so asked last and only there).
+
+BlazeFace short range is not a confirmer: it "confirms" over half of the Mandelbrot false faces.
+
+A find that overlaps one confirmed in the last few frames is kept without asking again (a real
+face is confirmed once, not on every frame; keeping is the fail-closed direction). Detection worker
+processes (stream/workers.py) run the same code through `make_detector`; each remembers its own
+frames, which can only keep a find that one process would have dropped. Nothing here is kept or
+logged beyond the boxes of recent confirmed finds.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from ideud.models.geometry import iou_matrix
+from ideud.stream.protocols import Detector, Scale
+from ideud.stream.types import Face
+
+CROP_PX = 192  # side of the square crop the confirmers see (the face fills about half of it)
+CROP_CONTEXT = 2.0  # crop side / face size
+
+
+def _scale_xy(scale: Scale) -> tuple[float, float]:
+    if np.ndim(scale) == 0:
+        return float(scale), float(scale)
+    return float(scale[0]), float(scale[1])
+
+
+def face_crop(image: np.ndarray, box: np.ndarray, out: int = CROP_PX, context: float = CROP_CONTEXT):
+    """A square crop `context` x the face size around `box` (image pixels), resized to `out` px.
+    Returns (crop, k, x0, y0): crop pixel = (image pixel - (x0, y0)) * k."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    side = max(box[2] - box[0], box[3] - box[1], 1.0) * context
+    k = out / side
+    x0, y0 = cx - side / 2, cy - side / 2
+    m = np.float32([[k, 0, -x0 * k], [0, k, -y0 * k]])
+    interp = cv2.INTER_CUBIC if k > 1 else cv2.INTER_AREA
+    crop = cv2.warpAffine(image, m, (out, out), flags=interp, borderMode=cv2.BORDER_REPLICATE)
+    return crop, k, x0, y0
+
+
+def skin_share(crop: np.ndarray) -> float:
+    """Share of skin-coloured pixels (YCrCb box of Chai & Ngan) in the crop's central ellipse
+    (the face itself, about half the crop)."""
+    n = crop.shape[0]
+    ycc = cv2.cvtColor(crop, cv2.COLOR_RGB2YCrCb)
+    mask = np.zeros((n, n), np.uint8)
+    cv2.ellipse(mask, (n // 2, n // 2), (n // 5, n // 4), 0, 0, 360, 1, -1)
+    y, cr, cb = ycc[..., 0], ycc[..., 1], ycc[..., 2]
+    skin = (cr >= 133) & (cr <= 173) & (cb >= 77) & (cb <= 127) & (y >= 30)
+    return float(skin[mask > 0].mean())
+
+
+def chroma_spread(crop: np.ndarray) -> float:
+    """How far the crop's colours stray from grey (mean |Cr - 128| + |Cb - 128|): ~0 for grey footage."""
+    ycc = cv2.cvtColor(crop, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    return float(np.abs(ycc[..., 1:] - 128.0).sum(-1).mean())
+
+
+def _near_centre(boxes, n: int, tol: float = 0.25) -> bool:
+    """Any box (crop pixels) centred within `tol` x n of the crop centre and of a plausible size."""
+    for x0, y0, x1, y1 in boxes:
+        s = max(x1 - x0, y1 - y0)
+        if math.hypot((x0 + x1) / 2 - n / 2, (y0 + y1) / 2 - n / 2) <= tol * n and 0.2 * n <= s <= 1.0 * n:
+            return True
+    return False
+
+
+@dataclass
+class Confirmers:
+    """The independent face finders run on a face crop. Built lazily, once; calls serialised."""
+
+    _built: dict = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _get(self, name: str):
+        if name not in self._built:
+            if name == "mesh":
+                from ideud.models.facemesh import FaceMesh
+
+                self._built[name] = FaceMesh()
+            elif name in ("blaze_short", "blaze_full"):
+                import mediapipe as mp
+
+                self._built[name] = mp.solutions.face_detection.FaceDetection(
+                    model_selection=int(name == "blaze_full"), min_detection_confidence=0.5)
+            elif name == "hog":
+                import dlib
+
+                self._built[name] = dlib.get_frontal_face_detector()
+            elif name == "cnn":
+                import dlib
+
+                from ideud.models.recognizer import model_dir
+
+                self._built[name] = dlib.cnn_face_detection_model_v1(str(model_dir() / "mmod_human_face_detector.dat"))
+        return self._built[name]
+
+    def run(self, name: str, crop: np.ndarray, roll: float = 0.0) -> float:
+        """A confidence that the crop's centre holds a face (0: none found)."""
+        n = crop.shape[0]
+        with self._lock:
+            if name == "mesh":
+                from ideud.models.facemesh import Roi
+
+                lm = self._get(name)(crop, Roi(n / 2, n / 2, n / CROP_CONTEXT * 1.6, roll))
+                if lm is None:
+                    return 0.0
+                c = (lm[:, :2].min(0) + lm[:, :2].max(0)) / 2
+                return float(math.hypot(*(c - n / 2)) <= 0.3 * n)
+            if name in ("blaze_short", "blaze_full"):
+                res = self._get(name).process(crop)
+                best = 0.0
+                for d in res.detections or ():
+                    bb = d.location_data.relative_bounding_box
+                    box = [bb.xmin * n, bb.ymin * n, (bb.xmin + bb.width) * n, (bb.ymin + bb.height) * n]
+                    if _near_centre([box], n):
+                        best = max(best, float(d.score[0]))
+                return best
+            if name == "hog":
+                dets, scores, _ = self._get(name).run(crop, 0, -0.5)
+                best = 0.0
+                for r, s in zip(dets, scores):
+                    if _near_centre([(r.left(), r.top(), r.right(), r.bottom())], n):
+                        best = max(best, float(s) + 1.0)  # > 0 from dlib's -1 adjusted threshold
+                return best
+            if name == "cnn":
+                best = 0.0
+                for d in self._get(name)(crop, 0):
+                    r = d.rect
+                    if _near_centre([(r.left(), r.top(), r.right(), r.bottom())], n):
+                        best = max(best, float(d.confidence) + 1.0)
+                return best
+        raise ValueError(name)
+
+
+def face_roll(face: Face, sx: float, sy: float) -> float:
+    """The eye line's roll (MediaPipe's convention), from the detector's keypoints; 0 without them."""
+    if face.keypoints is None or len(face.keypoints) < 2:
+        return 0.0
+    r, l = face.keypoints[0] / [sx, sy], face.keypoints[1] / [sx, sy]
+    return -math.atan2(-(l[1] - r[1]), l[0] - r[0])
+
+
+@dataclass
+class VerifyPolicy:
+    """When a detection may be dropped (all must hold); the numbers come from
+    tools/bench/bench_false_faces.py (false finds on face-free footage vs. found real faces)."""
+
+    keep_score: float = 0.8  # CenterFace score at or above which a find is always kept (false: <= 0.73)
+    min_judged_px: float = 16.0  # finds smaller than this (detector-input px) are always kept
+    confirmers: tuple = ("mesh", "blaze_full", "hog")  # any one of them finding the face keeps it
+    # Where the crop's centre could be skin (at least this share of skin colour, or no colour at
+    # all: grey footage) two weaker cues count too: dlib's HOG below its own threshold (down to
+    # -0.5; a Mandelbrot crop reached -0.49, blurred faces -0.42) and dlib's CNN (~0.4 s a crop on
+    # a CPU core, so asked last and only there).
+    skin_min: float = 0.3
+    remember_calls: int = 8  # a confirmed find is remembered for this many detect() calls
+    remember_iou: float = 0.3  # a find overlapping a remembered one this much is kept unasked
+    grey_chroma: float = 3.0  # chroma spread (YCrCb levels) under which a crop counts as colourless
+
+
+class VerifyingDetector:
+    """A `Detector` that drops the finds every cue of `VerifyPolicy` calls no face.
+
+    Wraps any detector; `input_size` and the rest of its attributes are the wrapped one's.
+    `dropped` counts the finds dropped (for the benchmark; the pipeline does not read it)."""
+
+    def __init__(self, inner: Detector, policy: Optional[VerifyPolicy] = None):
+        self.inner = inner
+        self.policy = policy or VerifyPolicy()
+        self.confirmers = Confirmers()
+        self.dropped = 0
+        self.confirmed: list[list[np.ndarray]] = []  # per recent call: boxes (detector px) confirmed
+
+    _OWN = ("inner", "policy", "confirmers", "dropped", "confirmed")
+
+    def __getattr__(self, name):  # name, threshold, min_size, ... of the wrapped detector
+        if name in self._OWN:
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __setattr__(self, name, value):  # det.threshold = 0.5 sets the wrapped detector's
+        if name in self._OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.inner, name, value)
+
+    def input_size(self, width: int, height: int) -> tuple[int, int]:
+        return self.inner.input_size(width, height)
+
+    def warmup(self) -> None:
+        """Build every confirmer now (~2-4 s on these CPUs) rather than at the first weak find,
+        where it would stall that frame. Optional: nothing depends on it."""
+        crop = np.zeros((CROP_PX, CROP_PX, 3), np.uint8)
+        for name in (*self.policy.confirmers, "cnn"):
+            self.confirmers.run(name, crop)
+
+    def is_false(self, image_rgb: np.ndarray, face: Face, scale: Scale = 1.0) -> bool:
+        """True only when every cue says `face` (full-frame coordinates) is not a face."""
+        p = self.policy
+        if face.score >= p.keep_score:
+            return False
+        sx, sy = _scale_xy(scale)
+        box = np.asarray(face.box, np.float64) / [sx, sy, sx, sy]
+        if max(box[2] - box[0], box[3] - box[1]) < p.min_judged_px:
+            return False
+        crop, _, _, _ = face_crop(image_rgb, box)
+        roll = face_roll(face, sx, sy)
+        maybe_skin = skin_share(crop) >= p.skin_min or chroma_spread(crop) < p.grey_chroma
+        for name in p.confirmers:
+            found = self.confirmers.run(name, crop, roll)
+            # HOG's confidences are its score + 1: >= 1 is over dlib's own threshold
+            if found >= 1.0 or (found > 0 and (name != "hog" or maybe_skin)):
+                return False
+        return not (maybe_skin and self.confirmers.run("cnn", crop) > 0)
+
+    def _remembered(self, box: np.ndarray) -> bool:
+        recent = [b for call in self.confirmed for b in call]
+        return bool(recent) and float(iou_matrix(box[None], np.asarray(recent)).max()) >= self.policy.remember_iou
+
+    def detect(self, image_rgb: np.ndarray, scale: Scale = 1.0) -> list[Face]:
+        faces = self.inner.detect(image_rgb, scale)
+        sx, sy = _scale_xy(scale)
+        keep, confirmed = [], []
+        for f in faces:
+            box = np.asarray(f.box, np.float64) / [sx, sy, sx, sy]
+            if f.score < self.policy.keep_score and self._remembered(box):
+                keep.append(f)
+            elif not self.is_false(image_rgb, f, scale):
+                keep.append(f)
+            else:
+                continue
+            if f.score < self.policy.keep_score:
+                confirmed.append(box)
+        self.confirmed = (self.confirmed + [confirmed])[-self.policy.remember_calls:]
+        self.dropped += len(faces) - len(keep)
+        return keep

@@ -1,0 +1,148 @@
+"""The privacy guard's run-time inversion check, its occluder cut on faces it renders itself, and its
+re-check on change (real models, real portraits; the constructed cases say what they construct)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from portrait_faces import PORTRAITS, build_portrait_faces as _portraits
+from test_guard import frame_of, portrait, processed
+from ideud.stream import guard as gd
+from ideud.stream.pipeline import FaceProcessor, Options
+from ideud.stream.restore import IdentityRestorer
+from ideud.stream.restore_bank import BankRestorer
+
+needs_portraits = pytest.mark.skipif(PORTRAITS is None, reason="public-domain portraits not found")
+
+
+class PersonBack:
+    """A constructed inverse that undoes the mapping completely: it hands back the person's own
+    face (the frame before the guard's candidate was pasted)."""
+
+    name = "constructed"
+
+    def __init__(self, frame_rgb):
+        self.frame_rgb = frame_rgb
+        self.calls = 0
+
+    def undo(self, img, pts, ctx):
+        self.calls += 1
+        return np.ascontiguousarray(self.frame_rgb[ctx.y0:ctx.y1, ctx.x0:ctx.x1])
+
+
+def test_a_candidate_whose_undone_face_is_the_person_is_refused():
+    img = portrait()
+    reports = {}
+    for name in ("no_inverse", "undoes_it"):
+        p = FaceProcessor(Options(seed=1, restorer="prior", privacy="balanced"))
+        back = PersonBack(img)
+        p.guard.inverses = [back] if name == "undoes_it" else []
+        p.process(frame_of(img))
+        reports[name] = (p.report()["tracks"][0]["privacy"], back.calls)
+        p.close()
+    free, _ = reports["no_inverse"]
+    refused, calls = reports["undoes_it"]
+    assert free["status"] == "verified", free  # a candidate passes both recognizers going forward
+    assert calls >= 1 and refused["inversion"]["refused"] == calls  # every candidate that did was undone
+    assert refused["status"] == "obfuscated" and refused["fallback_why"] == {"no_candidate_passed": 1}
+    assert refused["inversion"]["dlib"] is None or refused["inversion"]["dlib"] < 0.6
+
+
+def test_the_prior_restorer_has_the_two_known_inverses_and_they_are_checked():
+    from ideud.stream.guard_inversion import inverses_for
+    from ideud.stream.restore_prior import PriorRestorer
+    from ideud.stream.restore_worker import RestoreWorker
+
+    assert [i.name for i in inverses_for(PriorRestorer())] == ["mirror", "second_pass"]
+    w = RestoreWorker(PriorRestorer())
+    try:
+        assert len(inverses_for(w)) == 2  # found behind the restore worker too
+    finally:
+        w.close()
+    assert inverses_for(BankRestorer()) == [] and inverses_for(IdentityRestorer()) == []
+    # at run time: the kept candidate was undone both ways and neither undone face is the person
+    out, p = processed(portrait(), Options(seed=1, restorer="prior", privacy="balanced"))
+    pv = p.report()["tracks"][0]["privacy"]
+    assert pv["inversion"]["checks"] >= 1
+    if pv["status"] == "verified":
+        assert pv["inversion"]["dlib"] >= 0.6 and pv["inversion"]["edgeface"] <= pv["edgeface_max"]
+
+
+@needs_portraits
+def test_the_inverses_redraw_the_face_and_keep_nothing():
+    # each known inverse really redraws the face it is given (not a no-op that would always pass),
+    # deterministically, and forgets it afterwards (no cache entry left for the next candidate)
+    from ideud.stream.guard_inversion import inverses_for
+    from ideud.stream.restore_prior import PriorRestorer
+
+    rgb, lm = _portraits(1, stride=53)[0]
+    box = np.r_[lm.min(0), lm.max(0)].astype(int)
+    inner = (slice(box[1] + 10, box[3] - 10), slice(box[0] + 10, box[2] - 10))
+    for inv in inverses_for(PriorRestorer()):
+        a, b = inv.undo(rgb, lm), inv.undo(rgb, lm)
+        assert a.shape == rgb.shape and np.array_equal(a, b), inv.name
+        assert np.abs(a[inner].astype(int) - rgb[inner]).mean() > 3, inv.name
+        assert not inv.restorer._targets, inv.name
+
+
+def test_a_face_the_guard_renders_again_keeps_the_occluder_cut():
+    # a hand over the mouth; every frame the guard finds the face rendered under an older version
+    # of its track (as frames waiting for a GPU restorer do) and renders it again (`refresh`):
+    # the hand must keep its pixels in that render too
+    from footage import hand_over_mouth, psnr
+
+    frames = hand_over_mouth(16, enter=4)
+    p = FaceProcessor(Options(seed=3, restorer="classic", privacy="balanced", frame_log=True))
+    p.guard.policy = gd.Policy(tau=0.05, edge_max=1.0)  # a guard that passes this face: what is tested is the paste
+    real_restore = p.restorer.restore
+
+    def restore_then_change(items):  # the track's parameters change while its face is being restored
+        for st in p.guard._tracks.values():
+            if st.status == "verified":
+                st.version += 1
+        return real_restore(items)
+    p.restorer.restore = restore_then_change
+    hand_in, hand_out = [], []
+    try:
+        for i, f in enumerate(frames):
+            fr = frame_of(f.rgb.copy(), i)
+            p.process(fr)
+            out = np.dstack(fr.planes)
+            x0, y0, x1, y1 = (int(v) for v in f.faces[0])
+            face = np.zeros(out.shape[:2], bool)
+            face[y0:y1, x0:x1] = True
+            rendered = p.frame_log[-1]["faces"][0]["status"] == "deidentified"
+            if f.occluder is not None and (f.occluder & face).any() and rendered:
+                hand_in.append(f.rgb[f.occluder & face])
+                hand_out.append(out[f.occluder & face])
+        rep = p.report()
+    finally:
+        p.close()
+    assert rep["tracks"][0]["privacy"]["refreshed"] >= 8  # the faces really went through `refresh`
+    assert len(hand_in) >= 6
+    value = psnr(np.concatenate(hand_in), np.concatenate(hand_out))
+    assert value >= 35.0, value
+
+
+@needs_portraits
+def test_a_recheck_of_an_unchanged_face_keeps_the_dlib_distance_and_a_changed_one_does_not():
+    img = portrait()
+    p = FaceProcessor(Options(seed=1, restorer="classic", privacy="balanced"))
+    p.guard.policy = gd.Policy(tau=0.05, edge_max=1.0)  # a guard that passes this face: what is tested is the re-check
+    try:
+        p.process(frame_of(img, 0))
+        (tid, st), = p.guard._tracks.items()
+        assert st.status == "verified" and st.output_edge is not None
+        chips = p.guard.two.dlib_chips
+        st.provisional = True  # asks for a re-check at the next near-frontal frame: the same picture
+        p.process(frame_of(img, 1))
+        assert st.checks == 2 and st.dlib_reused == 1 and p.guard.two.dlib_chips == chips
+        # another face as the output (someone else's chip): dlib runs again
+        other_rgb, other_lm = _portraits(1)[0]
+        from ideud.models.recognizers import edge_views
+        other = p.guard.two.edge.embed_chips(np.stack(edge_views(other_rgb, other_lm, full=False)))[0]
+        assert not p.guard._output_unchanged(st, other, new_reference=False)
+        assert not p.guard._output_unchanged(st, st.output_edge, new_reference=True)  # a new pose of the person
+        assert p.guard._output_unchanged(st, st.output_edge, new_reference=False)
+    finally:
+        p.close()

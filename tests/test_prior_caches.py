@@ -1,0 +1,78 @@
+"""The prior restorer's per-track caches (stream/restore_prior.py) and MeshWarp's shortcuts
+(models/face_bank.py): same output as without them, dropped when the track ends."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ideud.eval.portraits import held_out_names, portraits_dir
+from ideud.models import face_bank as fbk
+from ideud.models import piecewise_affine as pa
+from ideud.stream.types import RestoreItem
+
+PORTRAITS = portraits_dir()
+
+
+@pytest.fixture(scope="module")
+def face():
+    """One held-out portrait at 120 px face width-ish, with its FaceMesh landmarks."""
+    if PORTRAITS is None:
+        pytest.skip("shared portraits not found")
+    import cv2
+
+    from test_face_prior import build_script
+
+    name = held_out_names(PORTRAITS)[0]
+    marks = build_script().portrait_landmarks([PORTRAITS / name])
+    rgb = np.ascontiguousarray(cv2.imread(str(PORTRAITS / name))[:, :, ::-1])
+    return rgb, marks[name]
+
+
+def item(rgb, lm, track=1, seed=7):
+    return RestoreItem(image=rgb, original=rgb, mask=np.ones(rgb.shape[:2], np.float32), landmarks=lm,
+                       track_id=track, seed=seed, level=0)
+
+
+@pytest.mark.parametrize("glasses", [False, True])
+def test_cached_frames_equal_fresh_ones_and_are_forgotten(face, glasses):
+    from ideud.stream.restore_prior import PriorRestorer
+
+    rgb, lm = face
+    warm = PriorRestorer()
+    outs = []
+    for track in (1, 2):
+        warm._wears_glasses[(track, 7)] = glasses  # whatever the portrait wears: both paths run
+        outs.append([warm.restore([item(rgb, lm, track)])[0] for _ in range(2)])
+    assert (1, 7, 0) in warm._canvases
+    assert (1 in warm._glasses_frames) == glasses
+    fresh = PriorRestorer()
+    fresh._wears_glasses[(1, 7)] = glasses
+    first = fresh.restore([item(rgb, lm, 1)])[0]
+    for a, b in outs:  # a track's later frames come from the caches: bit-identical to a fresh start
+        assert np.array_equal(a, first) and np.array_equal(b, first)
+    warm.forget(1)
+    assert not any(k[0] == 1 for k in warm._canvases) and 1 not in warm._glasses_frames
+    assert (2, 7, 0) in warm._canvases and (2 in warm._glasses_frames) == glasses
+
+
+def test_subclass_target_per_frame_is_not_cached(face):
+    from ideud.stream.restore_prior import PriorRestorer
+
+    class Fixed(PriorRestorer):
+        def target(self, it):
+            return np.full(self.prior.k, float(it.seed) * 0.1, np.float32)
+
+    rgb, lm = face
+    r = Fixed()
+    a = r.restore([item(rgb, lm, 1, seed=3)])[0]
+    b = r.restore([item(rgb, lm, 1, seed=3)])[0]
+    assert not r._canvases and np.array_equal(a, b)
+
+
+def test_unique_rows_shortcut_matches():
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(0, 100, (480, 2))
+    assert np.array_equal(fbk._unique_rows(pts), pa.unique_rows(pts))
+    dup = np.vstack([pts, pts[[5, 17]] + 1e-5, [[0.0, 0.0], [-0.0, 0.0]]])
+    got = fbk._unique_rows(dup)
+    assert np.array_equal(got, pa.unique_rows(dup)) and len(got) == len(dup) - 3

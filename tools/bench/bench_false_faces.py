@@ -1,0 +1,140 @@
+"""False faces on face-free footage, and recall on hard real faces, before and after the verifier.
+
+    python tools/bench/bench_false_faces.py [--frames 1000] [--portraits 24] [--json out.json]
+
+Face-free footage (tests/false_face_sets.py, made here, 640x360): a Mandelbrot zoom, patterns,
+text pages, textures, animals/objects panned and zoomed; `--frames` of each. Every detection there
+is a false face. Real faces: the PASCAL faces (../shared/testdata/faces, native and pasted into a
+1280x720 frame), held-out portraits at 24-96 px face size (plain, blurred sigma = size/20, turned
++-30 degrees in the picture plane, dim, head turned 45 degrees about the neck), and the footage clip of tests/footage.py. A real face counts as found when a
+detection lies on it (centre within 0.4 face sizes, size 0.5-2.5x).
+
+"before" is CenterFace int8 alone (make_detector(verify=False)), "after" the default detector
+(stream/verify.py around it); both see the same frames. "added ms" is the verifier's time per
+frame (wall, mean over the frames, and the slowest frame; one thread; confirmers built beforehand).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402,F401  (puts the checkout's tests/ on the path)
+
+from face_dataset import load_imglab, paste_on_canvas, read_rgb  # noqa: E402
+from false_face_sets import FACE_FREE_KINDS, TESTDATA, face_free, found, hard_faces  # noqa: E402
+from footage import multi_person  # noqa: E402
+from ideud.stream.detect import make_detector  # noqa: E402
+from ideud.stream.verify import VerifyingDetector  # noqa: E402
+
+
+class Counter:
+    """Runs the bare detector and the verifier on the same frames and counts."""
+
+    def __init__(self):
+        self.bare = make_detector("centerface", verify=False)
+        self.verified = VerifyingDetector(self.bare)
+        self.verified.warmup()  # the one-off build is not per-frame cost
+
+    def run(self, frame: np.ndarray):
+        """(faces before, faces after, verifier seconds) for one full frame."""
+        h, w = frame.shape[:2]
+        iw, ih = self.bare.input_size(w, h)
+        small = frame if (iw, ih) == (w, h) else cv2.resize(frame, (iw, ih), interpolation=cv2.INTER_AREA)
+        scale = (w / iw, h / ih)
+        before = self.bare.detect(small, scale)
+        t = time.perf_counter()
+        after = [f for f in before if not self.verified.is_false(small, f, scale)]
+        return before, after, time.perf_counter() - t
+
+
+def face_free_numbers(c: Counter, kind: str, n: int) -> dict:
+    frames = face_free(kind, n)
+    before = after = 0
+    secs = []
+    for fr in frames:
+        b, a, s = c.run(fr)
+        before, after = before + len(b), after + len(a)
+        secs.append(s)
+    return {"frames": len(frames), "false_before": before, "false_after": after,
+            "per_1000_before": round(1000 * before / len(frames), 1),
+            "per_1000_after": round(1000 * after / len(frames), 1),
+            "added_ms_mean": round(1000 * float(np.mean(secs)), 2), "added_ms_max": round(1000 * max(secs), 1)}
+
+
+def recall_numbers(c: Counter, frames) -> dict:
+    """frames: (rgb, ground-truth boxes) pairs."""
+    total = hit_b = hit_a = lost = 0
+    secs = []
+    for fr, gt in frames:
+        b, a, s = c.run(fr)
+        hb, ha = found(gt, [f.box for f in b]), found(gt, [f.box for f in a])
+        total, hit_b, hit_a = total + len(gt), hit_b + int(hb.sum()), hit_a + int(ha.sum())
+        lost += int((hb & ~ha).sum())
+        secs.append(s)
+    return {"faces": total, "found_before": hit_b, "found_after": hit_a, "lost": lost,
+            "recall_before": round(hit_b / max(total, 1), 3), "recall_after": round(hit_a / max(total, 1), 3),
+            "added_ms_mean": round(1000 * float(np.mean(secs)), 2)}
+
+
+def pascal_frames(canvas=None):
+    out = []
+    for xml in ("training.xml", "testing.xml"):
+        for item in load_imglab(TESTDATA / xml):
+            img = read_rgb(TESTDATA / item.file)
+            boxes = item.boxes[~item.ignore]
+            if canvas:
+                img, ox, oy = paste_on_canvas(img, *canvas)
+                boxes = boxes + [ox, oy, ox, oy]
+            out.append((img, list(boxes)))
+    return out
+
+
+def table(res: dict) -> str:
+    lines = ["| face-free footage (640x360) | frames | false faces / 1,000 frames, before → after | added ms / frame |",
+             "|---|---|---|---|"]
+    for k, r in res["face_free"].items():
+        lines.append(f"| {k} | {r['frames']} | {r['per_1000_before']:g} → **{r['per_1000_after']:g}** | "
+                     f"{r['added_ms_mean']:.1f} (max {r['added_ms_max']:.0f}) |")
+    lines += ["", "| real faces | faces | recall before → after (lost) | added ms / frame |", "|---|---|---|---|"]
+    for k, r in res["real"].items():
+        lines.append(f"| {k} | {r['faces']} | {r['recall_before']:.3f} → {r['recall_after']:.3f} ({r['lost']}) | "
+                     f"{r['added_ms_mean']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--frames", type=int, default=1000, help="frames of each face-free kind")
+    ap.add_argument("--portraits", type=int, default=24, help="held-out portraits in the hard sets")
+    ap.add_argument("--kinds", default=",".join(FACE_FREE_KINDS))
+    ap.add_argument("--json", help="write the numbers here too")
+    a = ap.parse_args(argv)
+    if not (TESTDATA / "training.xml").exists():
+        print(f"no training.xml in {TESTDATA}", file=sys.stderr)
+        return 2
+    c = Counter()
+    res = {"face_free": {}, "real": {}}
+    for kind in a.kinds.split(","):
+        res["face_free"][kind] = face_free_numbers(c, kind, a.frames)
+        print(kind, res["face_free"][kind], file=sys.stderr, flush=True)
+    real = {"PASCAL": pascal_frames(), "PASCAL in 720p": pascal_frames((1280, 720))}
+    real.update({f"portraits 24-96 px, {v}": f for v, f in hard_faces(a.portraits).items()})
+    real["footage clip (tests/footage.py)"] = [(f.rgb, f.faces) for f in multi_person()]
+    for name, frames in real.items():
+        res["real"][name] = recall_numbers(c, frames)
+        print(name, res["real"][name], file=sys.stderr, flush=True)
+    print(table(res))
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -288,6 +288,6 @@ def hard_turns(width: int = 640, height: int = 360) -> list[FootageFrame]:
         if 10 <= i < 14:
             img = cv2.filter2D(img, -1, shake)
         if 30 <= i < 33:
-            img = (img.astype(np.float32) * 0.85).astype(np.uint8)  # (70 % reads as a scene cut)
+            img = (img.astype(np.float32) * 0.85).astype(np.uint8)  # (70 % read as a cut before scene.py's structure test)
         out.append(FootageFrame(img, boxes))
     return out

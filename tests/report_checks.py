@@ -14,10 +14,9 @@ def assert_nothing_of_the_person(report: dict, secrets) -> None:
     text = json.dumps(report)
     numbers = {float(x) for x in re.findall(r"-?\d+\.\d+(?:e-?\d+)?", text)}
     for vec in secrets:
-        # the person is in the values strictly inside the code's range: an ID code clipped to [-1, 1]
-        # holds many values of exactly +-1 (a bound, not the person; a report's "1.0", e.g. the
-        # restore worker's faces per call, met every one of them)
-        values = [float(v) for v in np.ravel(vec) if 0.05 < abs(v) < 1.0]
+        # an ID code clipped to [-1, 1] holds many values of exactly +-1: a bound, not the person (a
+        # report's "1.0", e.g. the restore worker's faces per call, met every one of them)
+        values = [float(v) for v in np.ravel(vec) if abs(v) > 0.05 and abs(v) != 1.0]
         # a leak writes (nearly) every value; a report's own numbers (timings, distances) meet a few of a
         # 512-value embedding's values at 3 digits by chance
         allowed = max(2, len(values) // 20)

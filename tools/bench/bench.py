@@ -11,14 +11,13 @@ same clips go through deface in the same command and the ratio is printed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import time
 
 from ideud.stream.pipeline import Options, deidentify
-from common import moving_faces, write_clip
+from common import moving_faces, save_json, write_clip
 
 CLIPS = {
     "720p_1face": dict(width=1280, height=720, size=420, faces=1),
@@ -111,10 +110,7 @@ def main(argv=None) -> int:
             line += f" | deface {r['deface']['fps']:6.1f} fps | ratio {r['ratio_vs_deface']:.2f}x"
         print(line)
         print("   ms/frame: " + ", ".join(f"{k} {v:.1f}" for k, v in r["ideud"]["ms_per_stage"].items()))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(results, f, indent=2)
-    return 0
+    return save_json(results, a.json)
 
 
 if __name__ == "__main__":

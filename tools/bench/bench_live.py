@@ -12,7 +12,6 @@ Goal: p95 < 200 ms with no drops at 720p25.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import subprocess
@@ -27,7 +26,7 @@ import numpy as np  # noqa: E402
 
 from ideud.stream.live import LiveOptions, Stats, run_live  # noqa: E402
 from ideud.stream.pipeline import Options  # noqa: E402
-from common import moving_faces, write_clip  # noqa: E402
+from common import emit_json, moving_faces, write_clip  # noqa: E402
 
 SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "rtsp_server.py")
 FPS = 25
@@ -114,11 +113,7 @@ def main(argv=None) -> int:
     steady = result["steady_state"]
     ok = (steady["latency_ms"]["p95"] or 1e9) < 200 and steady["dropped_frames"] == 0
     result["goal_met"] = ok
-    print(json.dumps(result, indent=2))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(result, f, indent=2)
-    return 0
+    return emit_json(result, a.json)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -30,7 +29,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common import background, write_clip  # noqa: E402,F401  (adds tests/ to the path)
+from common import background, save_json, write_clip  # noqa: E402,F401  (adds tests/ to the path)
 from bench import bench_deface  # noqa: E402
 from ideud.eval.portraits import held_out_names, portraits_dir  # noqa: E402
 from ideud.stream.pipeline import FaceProcessor, Options, StageTimer, deidentify  # noqa: E402
@@ -75,22 +74,6 @@ def make_clip(folder: str, name: str, frames: int) -> str:
     return path
 
 
-class CpuStageTimer(StageTimer):
-    """Stages of the main thread in its CPU seconds: what a stage costs, not what the machine's
-    other load made it wait (decode and encode, on their own threads, stay wall-clock)."""
-
-    def timed(self, stage: str):
-        timer = self
-
-        class _Ctx:
-            def __enter__(self):
-                self.t = time.thread_time()
-
-            def __exit__(self, *exc):
-                timer.add(stage, time.thread_time() - self.t)
-        return _Ctx()
-
-
 def run_ideud(src: str, dst: str, options: Options, cpu_time: bool = False) -> dict:
     """One run as a user runs it: the clock includes loading the models (deface's includes its
     own), and detection workers start while they load. With `cpu_time` the models are loaded
@@ -98,7 +81,9 @@ def run_ideud(src: str, dst: str, options: Options, cpu_time: bool = False) -> d
     proc = None
     if cpu_time:
         proc = FaceProcessor(options)
-        proc.timer = CpuStageTimer()
+        # the main thread's CPU seconds: what a stage costs, not what the machine's other load made it
+        # wait (decode and encode, on their own threads, stay wall-clock)
+        proc.timer = StageTimer(clock=time.thread_time)
     try:
         t = time.perf_counter()
         rep = deidentify(src, dst, options, processor=proc)
@@ -187,10 +172,7 @@ def main(argv=None) -> int:
         results["clips"][name] = r
     results["load_avg_end"] = os.getloadavg()
     print(f"load average at the end {results['load_avg_end'][0]:.2f}")
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(results, f, indent=2)
-    return 0
+    return save_json(results, a.json)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ test helpers are read from the checkout's tests/ folder rather than copied here.
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ if str(REPO / "tests") not in sys.path:
 
 __all__ = ["REPO", "astronaut", "background", "moving_faces", "portrait", "write_clip", "IOU", "Annotated",
            "annotated_boxes", "apply_box_correction", "detect_dataset", "load_imglab", "match", "paste_on_canvas",
-           "read_rgb", "run_detector", "score", "emit_json"]
+           "read_rgb", "run_detector", "score", "emit_json", "save_json"]
 
 from clips import astronaut, background, moving_faces, portrait, write_clip  # noqa: E402,F401
 from face_dataset import (  # noqa: E402,F401
@@ -24,12 +25,14 @@ from face_dataset import (  # noqa: E402,F401
 )
 
 
-def emit_json(result: dict, path=None) -> int:
-    """Print a benchmark's result as JSON (and write it to `path` if given); the exit status 0."""
-    import json
-
-    text = json.dumps(result, indent=2)
-    print(text)
+def save_json(result: dict, path=None) -> int:
+    """Write a benchmark's result as JSON to `path` if given; the exit status 0."""
     if path:
-        Path(path).write_text(text + "\n")
+        Path(path).write_text(json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def emit_json(result: dict, path=None) -> int:
+    """Print a benchmark's result as JSON and write it to `path` if given; the exit status 0."""
+    print(json.dumps(result, indent=2))
+    return save_json(result, path)

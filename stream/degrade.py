@@ -4,9 +4,15 @@ Step 1, reuse: a track's last restored face (the one the privacy guard passed an
 is pasted again in the next frame, moved and scaled by the similarity from its last box to its new
 box, instead of running landmarks, render, restore and guard for it. Fail closed: the new box is
 obfuscated first and the moved face pasted over it, so where the moved face does not cover the
-face (a turn, a mouth opening) the mosaic shows, never the person. A face is reused for at most
-`MAX_REUSE` frames in a row, then goes the full way again (so every track is re-rendered at least
-every other frame); a new track, or one whose face was obfuscated, always goes the full way.
+face (a turn, a mouth opening) the mosaic shows, never the person. A new track, or one whose face
+was obfuscated, always goes the full way.
+
+How many frames in a row a face may be reused grows with how far behind the stage is
+(`reuse_limit`: one frame per frame already waiting, at most `MAX_REUSE`), so a stage one frame
+behind re-renders every track every other frame and one that is three behind every fourth. Tracks
+are staggered (a track may go the full way early, on its own phase of the frame number), so the
+full renders spread over frames instead of all landing on one: the frame-to-frame cost, and with it
+the latency, stays even.
 
 Steps not built here: re-checking less often in the guard, and a faster restorer for new tracks.
 When the reuse is not enough the drop queue (stream/live_io.py) drops the oldest frame, as before.
@@ -20,7 +26,7 @@ import numpy as np
 from ideud.stream import blend as bl
 from ideud.stream.types import Crop, Frame
 
-MAX_REUSE = 1  # frames in a row a track's last face may be reused
+MAX_REUSE = 3  # frames in a row a track's last face may be reused, at the furthest behind
 MAX_SCALE_CHANGE = 1.25  # a box that grew or shrank more than this goes the full way
 
 
@@ -36,7 +42,7 @@ class _Last:
 class ReuseCache:
     """Per track, the last pasted face; `paste_moved` reuses it for a frame."""
 
-    def __init__(self, max_reuse: int = MAX_REUSE):
+    def __init__(self, max_reuse: int = 1):
         self.max_reuse = max_reuse
         self._last: dict[int, _Last] = {}
         self.reused = 0  # face-frames served from here
@@ -50,10 +56,14 @@ class ReuseCache:
 
     drop = forget
 
-    def usable(self, track_id: int, box: np.ndarray) -> bool:
+    def usable(self, track_id: int, box: np.ndarray, frame_number: int = 0) -> bool:
+        """Whether the track's last face may stand in for this frame's (`frame_number`: the
+        processor's frame count, for the stagger)."""
         last = self._last.get(track_id)
         if last is None or last.reused >= self.max_reuse:
             return False
+        if (frame_number + track_id) % (self.max_reuse + 1) == 0:
+            return False  # this track's turn to go the full way early: full renders spread over frames
         scale = _scale(last.box, box)
         return 1.0 / MAX_SCALE_CHANGE <= scale <= MAX_SCALE_CHANGE
 
@@ -86,6 +96,11 @@ def _scale(old: np.ndarray, new: np.ndarray) -> float:
     ow, oh = max(old[2] - old[0], 1e-6), max(old[3] - old[1], 1e-6)
     nw, nh = max(new[2] - new[0], 1e-6), max(new[3] - new[1], 1e-6)
     return float(np.sqrt((nw * nh) / (ow * oh)))
+
+
+def reuse_limit(waiting: int) -> int:
+    """Frames in a row a face may be reused when `waiting` frames wait for the face stage."""
+    return max(1, min(int(waiting), MAX_REUSE))
 
 
 def behind(waiting: int, threshold: int = 1) -> bool:

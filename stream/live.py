@@ -35,7 +35,7 @@ from typing import Optional
 import numpy as np
 
 from ideud.stream.decode import VideoSource
-from ideud.stream.degrade import behind
+from ideud.stream.degrade import behind, reuse_limit
 from ideud.stream.errors import InputError, OutputError, UsageError
 from ideud.stream.live_io import (END, MAX_JUMP, MIN_STEP, NETWORK_SCHEMES, OUT_TB, DropQueue, Emit, Gap, LiveOptions,
                                   LiveSink, OutputClock, container_for, is_device, is_live_output, is_live_source,
@@ -313,7 +313,9 @@ class LiveRun:
                 time.sleep(lo.delay_ms / 1000)  # test hook: a slow face stage
             frame.index = self.processed  # consecutive over drops and reconnects, as the tracker expects
             # behind: the first degrade step (stream/degrade.py) before the queue drops frames
-            self.proc.reuse_faces = lo.degrade and behind(q.waiting)
+            waiting = q.waiting
+            self.proc.reuse_faces = lo.degrade and behind(waiting)
+            self.proc.reuse.max_reuse = reuse_limit(waiting)  # further behind: a face reused more frames
             self.degraded_frames += self.proc.reuse_faces
             self.proc.process(frame)
             self.processed += 1

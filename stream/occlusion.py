@@ -12,11 +12,24 @@ look more like them than like the face there (a skin-coloured hand over a cheek)
 frame's occluder is kept where it still looks like it. The result, with a margin, is cut out of
 the paste-back mask. All of it runs at `WORK` px (~8 ms a face on one core).
 
-The reference is re-keyed on frames without an occluder when the head has turned or after
-`REKEY_FRAMES`. A face whose occluded share is above `MAX_SHARE` is obfuscated instead (fail
-closed: that much change is more likely a failed alignment than a hand). Limits: an occluder
-present from a track's first frame is taken for face; the mesh the hand pulls shifts the
-reference a little (see tools/bench/bench_footage.py for the measured PSNR).
+Every reference is judged before it is keyed (stream/occlusion_judge.py), against what does not
+come from the person: the face prior's mean mouth and nose (erased under a hand or a microphone)
+and the face's own skin colour (a microphone, a sleeve). A track whose frame is not clean has no
+reference: each frame is judged on its own, what the judgement shows to be an occluder is cut
+out, and the reference is keyed once the frames have been clean for `REKEY_CLEAR` in a row (an
+occluder there from a track's first frame is not taken for face). The reference is re-keyed on
+clean frames without an occluder when the head has turned or after `REKEY_FRAMES`; when the head
+has turned by more than `YAW_CHANGE` (a head coming back from profile) and the comparison finds
+anything, the reference no longer fits: it is dropped and the frame judged afresh, so the turn is
+not taken for an occluder; an occluder found for `STUCK_FRAMES` on end re-keys on a clean-judged
+frame too (a missed hand in the reference makes the face it uncovers read as an occluder). The
+judgement costs about as much as the comparison (~4 ms) and runs only while a track has no
+reference and when a re-key is due. A face whose occluded share is above `MAX_SHARE` is
+obfuscated instead (fail closed: that much change is more likely a failed alignment than a hand).
+Limits: a
+skin-coloured hand that leaves the mouth and nose visible from the first frame (over the chin or a
+cheek) is still taken for face; an occluder the judgement cannot delineate is rendered over; the
+mesh the hand pulls shifts the reference a little (tools/bench/bench_footage.py has the numbers).
 """
 from __future__ import annotations
 
@@ -28,6 +41,7 @@ import numpy as np
 
 from ideud.models import facemesh as fm
 from ideud.models.geometry import similarity_matrix
+from ideud.stream.occlusion_judge import judge, yaw_position as _yaw
 from ideud.stream.render import warp_anchors, warp_field
 from ideud.stream.types import Crop
 
@@ -41,8 +55,12 @@ MAX_SPREAD = 40.0  # grey levels: colour spread of an occluder region that may g
 MIN_OUTSIDE = 0.15  # share of an occluder region that must lie outside the face outline
 MAX_SHARE = 0.6  # occluded share of the face mask above which the face is obfuscated instead
 REKEY_FRAMES = 25
+JUDGE_EVERY = 5  # frames between judgements of a frame for a re-key, after one that was not clean
 REKEY_CLEAR = 5  # frames in a row without an occluder before the reference may be taken again
 REKEY_TURN = 0.06  # change of the landmark layout (mean residual / face size) that re-keys
+STUCK_FRAMES = 25  # frames in a row with an occluder after which a clean-judged frame re-keys anyway
+YAW_CHANGE = 0.06  # change of `_yaw` past which the reference no longer fits: what differs is the turn
+# (a hand pulling the mesh moved it <= 0.03 in tests/footage.py's clips, a 5-degree turn ~0.04)
 
 
 @dataclass
@@ -53,6 +71,9 @@ class _Reference:
     clear: int = 0  # frames in a row without an occluder
     occluder: Optional[np.ndarray] = None  # last frame's occluder, face-aligned (SIDE x SIDE uint8)
     occluder_colour: tuple = (0.0, 0.0)  # its mean colour and spread
+    yaw: float = 0.5  # `_yaw` of the keyed frame
+    wait: int = 0  # frames before a re-key may be judged again
+    flagged: int = 0  # frames in a row with an occluder
 
 
 def _ring(points2d: np.ndarray, scale: float) -> np.ndarray:
@@ -75,6 +96,8 @@ class OcclusionStage:
         self.diff = diff
         self._refs: dict[int, _Reference] = {}
         self.failures = 0
+        self.judged = 0  # frames judged without a reference (stream/occlusion_judge.py)
+        self._clean_since: dict[int, int] = {}  # clean judgements in a row since one that was not
 
     def cut(self, track_id: int, crop_rgb: np.ndarray, landmarks: Optional[np.ndarray], crop: Crop,
             mask: np.ndarray) -> Optional[tuple[np.ndarray, float]]:
@@ -95,6 +118,7 @@ class OcclusionStage:
 
     def drop(self, track_id: int) -> None:
         self._refs.pop(track_id, None)
+        self._clean_since.pop(track_id, None)
 
     def visible_mask(self, track_id: int, crop_rgb: np.ndarray, lm: np.ndarray,
                      mask: np.ndarray) -> tuple[np.ndarray, float]:
@@ -110,37 +134,80 @@ class OcclusionStage:
             small_mask = mask
         ref = self._refs.get(track_id)
         if ref is None:
-            self._key(track_id, crop_rgb, lm2)
-            return mask, 0.0
+            return self._unkeyed(track_id, crop_rgb, lm2, small_mask, mask)
         occluder = self._occluder(ref, crop_rgb, lm2, small_mask, track_id)
         face = small_mask > 0.5
         share = float((occluder & face).sum() / max(face.sum(), 1))
         ref.age += 1
         ref.clear = ref.clear + 1 if share == 0.0 else 0
-        # never right after an occluder: one missed frame must not make the hand part of the face
-        if ref.clear >= REKEY_CLEAR and (ref.age >= REKEY_FRAMES or self._turned(ref, lm2)):
-            self._key(track_id, crop_rgb, lm2)
+        ref.flagged = ref.flagged + 1 if share > 0.0 else 0
+        yawed = abs(_yaw(lm2) - ref.yaw) > YAW_CHANGE
+        turned = yawed or self._turned(ref, lm2)
+        if share > 0.0 and yawed:
+            # the reference no longer fits this pose (a head back from profile): what differs is the
+            # turn, not a hand. Judged afresh, without the reference
+            self._refs.pop(track_id, None)
+            return self._unkeyed(track_id, crop_rgb, lm2, small_mask, mask)
+        # never right after an occluder: one missed frame must not make the hand part of the face;
+        # and only on a frame judged clean on its own (a hand there all along is in neither)
+        if ref.wait > 0:
+            ref.wait -= 1
+        elif (ref.clear >= REKEY_CLEAR and (ref.age >= REKEY_FRAMES or turned)) or ref.flagged >= STUCK_FRAMES:
+            # (an occluder found for STUCK_FRAMES on end: a reference keyed with a hand the judgement
+            # missed reads the face it uncovers as an occluder, left original, until re-keyed)
+            if judge(crop_rgb, lm2, small_mask).clean:
+                self._key(track_id, crop_rgb, lm2)
+            else:
+                ref.wait = JUDGE_EVERY  # (a face read as not clean, e.g. a moustache: not judged every frame)
+        return self._cut(mask, occluder, lm2), share
+
+    def _unkeyed(self, track_id: int, crop_rgb: np.ndarray, lm2: np.ndarray, small_mask: np.ndarray,
+                 mask: np.ndarray) -> tuple[np.ndarray, float]:
+        """No reference yet: the frame is judged on its own (stream/occlusion_judge.py) and keyed
+        only when clean; else what the judgement shows to be an occluder is cut out."""
+        verdict = judge(crop_rgb, lm2, small_mask)
+        self.judged += 1
+        if verdict.clean:
+            # after an occluder, only once it has been gone for a few frames: one that is leaving
+            # (below the mouth already, still over the chin) must not become part of the face
+            n = self._clean_since.get(track_id, REKEY_CLEAR - 1) + 1
+            if n >= REKEY_CLEAR:
+                self._clean_since.pop(track_id, None)
+                self._key(track_id, crop_rgb, lm2)
+                return mask, 0.0
+            self._clean_since[track_id] = n
+        else:
+            self._clean_since[track_id] = 0
+        # not keyed: what the judgement shows (a microphone leaving, below the mouth now) is cut out
+        face = small_mask > 0.5
+        share = float((verdict.occluder & face).sum() / max(face.sum(), 1))
+        return self._cut(mask, verdict.occluder, lm2), share
+
+    @staticmethod
+    def _cut(mask: np.ndarray, occluder: np.ndarray, lm2: np.ndarray) -> np.ndarray:
+        """`mask` (full size) without `occluder` (work size) and a margin about it."""
         if not occluder.any():
-            return mask, share
+            return mask
+        h, w = mask.shape[:2]
         r = max(1, int(round(0.05 * float(np.ptp(lm2, 0).max()))))  # a margin: better a little face kept than hand pasted over
         grown = cv2.dilate(occluder.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
         # feathered outwards: the occluder itself keeps exactly its pixels
         soft = cv2.GaussianBlur(grown.astype(np.float32), (0, 0), r)
         soft[grown > 0] = 1.0
-        if k < 1.0:
+        if occluder.shape != (h, w):
             soft = cv2.resize(soft, (w, h), interpolation=cv2.INTER_LINEAR)
             hard = cv2.resize(grown * 255, (w, h), interpolation=cv2.INTER_LINEAR) > 0
             soft[hard] = 1.0
         out = mask * (1.0 - soft)
         out[out < 1.0 / 255.0] = 0.0
-        return out.astype(np.float32), share
+        return out.astype(np.float32)
 
     # ------------------------------------------------------------------
     def _key(self, track_id: int, crop_rgb: np.ndarray, lm2: np.ndarray) -> None:
         pts = _aligned_points(lm2)
         s = similarity_matrix(lm2, pts)
         img = cv2.warpAffine(crop_rgb, s, (SIDE, SIDE), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
-        self._refs[track_id] = _Reference(img.astype(np.float32), pts)
+        self._refs[track_id] = _Reference(img.astype(np.float32), pts, yaw=_yaw(lm2))
 
     @staticmethod
     def _turned(ref: _Reference, lm2: np.ndarray) -> bool:

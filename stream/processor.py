@@ -254,7 +254,7 @@ class FaceProcessor:
         """Degrade step (stream/degrade.py): the track's last face, moved to its new box, over
         the box obfuscated first; False when it goes the full way."""
         box = np.asarray(face.box if face is not None else track.box, float)
-        if face is None or not self.reuse.usable(track.id, box):
+        if face is None or not self.reuse.usable(track.id, box, p.number):
             return False
         strength = self.guard.mosaic_strength(track.id) if self.guard is not None else 0
         with self.timer.timed("reuse"):

@@ -180,8 +180,28 @@ def _paste(img: np.ndarray, head: np.ndarray, cx: float, cy: float, scale: float
     return np.array([cx - half, cy - half, cx + half, cy + half])
 
 
-def _paste_hand(img: np.ndarray, x: float, y: float, size: int) -> np.ndarray:
-    shape, tex = hand_shape(size), hand_texture(size)
+def microphone_shape(size: int) -> np.ndarray:
+    """A uint8 mask (size x size) of a hand-held microphone seen from the front: a round head on a
+    handle that runs down out of the picture."""
+    m = np.zeros((size, size), np.uint8)
+    r = int(0.22 * size)
+    cv2.rectangle(m, (size // 2 - int(0.09 * size), int(0.3 * size)), (size // 2 + int(0.09 * size), size - 1), 255, -1)
+    cv2.circle(m, (size // 2, int(0.25 * size)), r, 255, -1)
+    return m
+
+
+def microphone_texture(size: int, seed: int = 4) -> np.ndarray:
+    """Dark metal with a lighter grille of dots and some noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    grille = ((yy % 4 < 2) & (xx % 4 < 2)) * 35.0
+    tex = np.array([52, 54, 60], float) + grille[..., None] + rng.normal(0, 4, (size, size, 1))
+    return np.clip(tex, 0, 255).astype(np.uint8)
+
+
+def _paste_occluder(img: np.ndarray, x: float, y: float, size: int, kind: str = "hand") -> np.ndarray:
+    shape, tex = (hand_shape(size), hand_texture(size)) if kind == "hand" else \
+        (microphone_shape(size), microphone_texture(size))
     h, w = img.shape[:2]
     m = np.float32([[1, 0, x], [0, 1, y]])
     mask = cv2.warpAffine(shape, m, (w, h), flags=cv2.INTER_NEAREST) > 0
@@ -190,9 +210,15 @@ def _paste_hand(img: np.ndarray, x: float, y: float, size: int) -> np.ndarray:
     return mask
 
 
+def _paste_hand(img: np.ndarray, x: float, y: float, size: int) -> np.ndarray:
+    return _paste_occluder(img, x, y, size, "hand")
+
+
 def hand_over_mouth(n: int, width: int = 480, height: int = 270, head: int = 220, portrait: int = 0,
-                    enter: int | None = None) -> list[FootageFrame]:
-    """One portrait, slowly drifting; from frame `enter` a hand slides in from below to cover the mouth."""
+                    enter: int | None = None, leave: int | None = None, kind: str = "hand") -> list[FootageFrame]:
+    """One portrait, slowly drifting; from frame `enter` a hand (`kind="microphone"`: a microphone)
+    slides in from below to cover the mouth, and from frame `leave` (if given) slides out again.
+    `enter` <= -6: it is in place from the first frame."""
     bg = background(width, height, seed=5)
     face = portrait_head(portrait, head)
     enter = n // 3 if enter is None else enter
@@ -203,12 +229,15 @@ def hand_over_mouth(n: int, width: int = 480, height: int = 270, head: int = 220
         cx, cy = width / 2 + 6 * math.sin(2 * math.pi * t), height / 2 + 4 * math.cos(2 * math.pi * t)
         box = _paste(img, face, cx, cy, 1.0, 2.0 * math.sin(2 * math.pi * t))
         occ = None
-        if i >= enter:
+        k = min(1.0, (i - enter) / 6)  # slides up over 6 frames, then stays
+        if leave is not None and i >= leave:
+            k = min(k, 1.0 - (i - leave) / 6)  # and down again over 6 frames
+        if i >= enter and k > 0:
             hs = int(0.42 * head)
-            k = min(1.0, (i - enter) / 6)  # slides up over 6 frames, then stays
             mouth_y = cy + 0.16 * head
             y = height + (mouth_y - 0.35 * hs - height) * k
-            occ = _paste_hand(img, cx - hs / 2, y, hs)
+            occ = _paste_occluder(img, cx - hs / 2, y, hs, kind)
+            occ = occ if occ.any() else None
         out.append(FootageFrame(img, [box], occ))
     return out
 

@@ -8,10 +8,10 @@ from fractions import Fraction
 import numpy as np
 
 from clips import moving_faces
-from ideud.stream.degrade import MAX_REUSE, behind
+from ideud.stream.degrade import MAX_REUSE, ReuseCache, behind, reuse_limit
 from ideud.stream.live_io import DropQueue
 from ideud.stream.pipeline import FaceProcessor, Options
-from ideud.stream.types import Frame
+from ideud.stream.types import Crop, Frame
 
 
 def frame_of(rgb: np.ndarray, index: int) -> Frame:
@@ -20,9 +20,11 @@ def frame_of(rgb: np.ndarray, index: int) -> Frame:
                  time=index / 25)
 
 
-def _run(o: Options, frames: list, reuse_from: int):
-    """Process `frames`, the face stage 'behind' from frame `reuse_from` on; outputs, report, boxes."""
+def _run(o: Options, frames: list, reuse_from: int, max_reuse: int = 1):
+    """Process `frames`, the face stage 'behind' from frame `reuse_from` on (a face reused up to
+    `max_reuse` frames in a row); outputs, report, boxes."""
     p = FaceProcessor(o)
+    p.reuse.max_reuse = max_reuse
     outs, boxes = [], []
     try:
         for i, rgb in enumerate(frames):
@@ -63,8 +65,8 @@ def test_a_reused_face_is_moved_onto_the_new_box_and_never_raw():
     _, rep_full, boxes_full = _run(Options(seed=1, privacy="off", frame_log=True), frames, reuse_from=n)
     outs, rep, boxes = _run(Options(seed=1, privacy="off", frame_log=True), frames, reuse_from=1)
     assert rep_full["reused_face_frames"] == 0
-    # frame 1 reuses frame 0's face; frame 2 goes the full way (at most MAX_REUSE in a row); and so on
-    assert MAX_REUSE == 1 and rep["reused_face_frames"] >= 2
+    # frame 1 reuses frame 0's face; frame 2 goes the full way (one behind: one reuse in a row); and so on
+    assert rep["reused_face_frames"] >= 2
     truth = _true_boxes(n, w, h, boxes_full[0][0])
     for i in range(n):
         assert _raw_share(outs[i], frames[i], truth[i]) < 0.02, i
@@ -95,3 +97,50 @@ def test_behind_means_frames_already_wait():
     q.put("b")
     assert q.get(0.0) == "a"
     assert q.waiting == 1 and behind(q.waiting)
+
+
+def test_further_behind_reuses_longer_and_still_never_raw():
+    n, w, h = 6, 480, 320
+    frames = list(moving_faces(n, width=w, height=h, size=180))
+    _, _, boxes_full = _run(Options(seed=1, privacy="off", frame_log=True), frames, reuse_from=n)
+    outs, rep, boxes = _run(Options(seed=1, privacy="off", frame_log=True), frames, reuse_from=1,
+                            max_reuse=MAX_REUSE)
+    # one track: reused on frames 1, 2 then its stagger phase or the limit sends it the full way
+    assert rep["reused_face_frames"] >= 3
+    truth = _true_boxes(n, w, h, boxes_full[0][0])
+    for i in range(n):
+        assert _raw_share(outs[i], frames[i], truth[i]) < 0.02, i
+
+
+def test_reuse_limit_grows_with_the_backlog():
+    assert [reuse_limit(w) for w in range(6)] == [1, 1, 2, 3, 3, 3][:6]
+    assert MAX_REUSE == 3
+
+
+def test_full_renders_spread_over_frames():
+    """Four tracks: each goes the full way at least every (limit + 1)-th frame, and the full renders
+    spread out evenly over frames (three behind: one track per frame; one behind: two)."""
+    for limit, per_frame in ((3, 1), (1, 2)):
+        assert _full_renders(limit)[4:] == [per_frame] * 35
+
+
+def _full_renders(limit: int) -> list:
+    """Full renders per frame of four tracks whose faces may be reused up to `limit` in a row."""
+    cache = ReuseCache(max_reuse=limit)
+    box = np.array([10.0, 10.0, 60.0, 70.0])
+    rgb, mask = np.zeros((4, 4, 3), np.uint8), np.ones((4, 4), np.float32)
+    since_full = {t: 0 for t in range(1, 5)}
+    fulls = []
+    for frame in range(1, 40):
+        full = 0
+        for t in range(1, 5):
+            if frame > 1 and cache.usable(t, box, frame):
+                cache._last[t].reused += 1  # as paste_moved counts it
+                since_full[t] += 1
+                assert since_full[t] <= limit
+            else:
+                cache.keep(t, rgb, mask, Crop(0, 0, 4, 4), box)
+                since_full[t] = 0
+                full += 1
+        fulls.append(full)
+    return fulls

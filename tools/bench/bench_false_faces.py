@@ -10,7 +10,8 @@ is a false face. Real faces: the PASCAL faces (../shared/testdata/faces, native 
 detection lies on it (centre within 0.4 face sizes, size 0.5-2.5x).
 
 "before" is CenterFace int8 alone (make_detector(verify=False)), "after" the default detector
-(stream/verify.py around it); both see the same frames. "added ms" is the verifier's time per
+(stream/verify.py around it: the confirmers, and the veto of CenterFace re-asked plus dlib's CNN on
+confirmed small and close-up finds); both see the same frames. "added ms" is the verifier's time per
 frame (wall, mean over the frames, and the slowest frame; one thread; confirmers built beforehand).
 """
 from __future__ import annotations

@@ -98,11 +98,14 @@ class MeshWarp:
         nodes = nodes[keep]
         self.keep = keep
         tris = _TRIANGULATIONS.get(nodes, keep.tobytes() if len(keep) < len(self.target) + len(self.extra) else "all")
-        gy, gx = np.arange(0, h + step - 1, step, dtype=float), np.arange(0, w + step - 1, step, dtype=float)
+        gx, gy, self.q = _grid(int(h), int(w), int(step))
         self.grid = (len(gy), len(gx))
-        qx, qy = np.meshgrid(gx, gy)
-        self.q = np.stack([qx.ravel(), qy.ravel()], 1)
-        vid, weights = pa.locate_grid(nodes, tris, gx, gy)
+        # triangles with no face vertex (ring and crop corners only) carry the similarity, which
+        # all three of their vertices follow: their grid points take it directly (`_compute_maps`),
+        # the same up to float64 rounding (identical maps on the bench clip), and are not located
+        # (over 40 % of the point-in-triangle tests of a face crop)
+        on_face = (tris < int(np.count_nonzero(keep < len(self.target)))).any(1)
+        vid, weights = pa.locate_grid(nodes, tris[on_face], gx, gy)
         self.inside = vid[:, 0] >= 0
         self.weights = weights[self.inside]
         self.corners = vid[self.inside]
@@ -142,14 +145,20 @@ class MeshWarp:
 
 
 def _unique_rows(nodes: np.ndarray) -> np.ndarray:
-    """pa.unique_rows, without its cost (np.unique over rows, ~1 ms) when no two rows are equal,
-    which is nearly always: the same rounding, so the same answer."""
-    r = np.round(nodes, 3)
-    order = np.lexsort((r[:, 1], r[:, 0]))
-    s = r[order]
-    if not np.any(np.all(s[1:] == s[:-1], axis=1)):
-        return np.arange(len(nodes))
+    """pa.unique_rows (which skips np.unique's ~1 ms when no two rows are equal)."""
     return pa.unique_rows(nodes)
+
+
+@functools.lru_cache(maxsize=64)  # crop sizes vary by a few px frame to frame
+def _grid(h: int, w: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The coarse grid's x and y (every `step` px, past the last pixel) and its points row by
+    row ((n, 2)); read-only."""
+    gy, gx = np.arange(0, h + step - 1, step, dtype=float), np.arange(0, w + step - 1, step, dtype=float)
+    qx, qy = np.meshgrid(gx, gy)
+    q = np.stack([qx.ravel(), qy.ravel()], 1)
+    for a in (gx, gy, q):
+        a.flags.writeable = False
+    return gx, gy, q
 
 
 @functools.lru_cache(maxsize=64)  # crop sizes vary by a few px frame to frame

@@ -217,7 +217,7 @@ class FaceMesh:
         if out is None or len(out.landmark) < N_LANDMARKS:
             return None
         k = float(affine[0, 0])
-        lm = np.array([(p.x, p.y, p.z) for p in out.landmark[:N_LANDMARKS]], dtype=np.float64)
+        lm = landmarks_array(out)[:N_LANDMARKS]
         lm *= n / k  # normalised -> window pixels -> image pixels (z scales like x)
         lm[:, 0] -= affine[0, 2] / k
         lm[:, 1] -= affine[1, 2] / k
@@ -233,6 +233,25 @@ class FaceMesh:
         n = self.window_size(affine, roi)
         win = cv2.warpAffine(image, affine, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         return self.on_window(win, affine, roi)
+
+
+_WIRE = 17  # bytes of one landmark holding x, y, z on the wire: tag, length, then 3 x (tag, float32)
+
+
+def landmarks_array(landmarks) -> np.ndarray:
+    """(n, 3) float64 x, y, z of a NormalizedLandmarkList. Read from its wire bytes when each
+    landmark holds exactly x, y and z (reading 468 landmarks field by field costs ~0.45 ms a face,
+    the bytes ~0.02 ms); the same float32 values either way."""
+    n = len(landmarks.landmark)
+    raw = landmarks.SerializeToString()
+    if n and len(raw) == _WIRE * n:
+        rec = np.frombuffer(raw, np.uint8).reshape(n, _WIRE)
+        # field tags: the landmark (1, length-delimited, 15 bytes), then x, y, z (1, 2, 3: 32-bit)
+        if (np.all(rec[:, :3] == (0x0A, 0x0F, 0x0D)) and np.all(rec[:, 7] == 0x15)
+                and np.all(rec[:, 12] == 0x1D)):
+            xyz = np.stack([rec[:, 3:7], rec[:, 8:12], rec[:, 13:17]], 1).copy().view("<f4")
+            return xyz.reshape(n, 3).astype(np.float64)
+    return np.array([(p.x, p.y, p.z) for p in landmarks.landmark], dtype=np.float64)
 
 
 def face_polygon(points2d: np.ndarray) -> np.ndarray:

@@ -8,8 +8,11 @@ triangulation of ~500 points (Qhull, ~2.7 ms) and the point location of the grid
   frame is still a triangulation of this frame's points as long as no triangle folds, and a few
   edge flips (Lawson) make it this frame's Delaunay triangulation again. `Triangulations` keeps
   the last few per key (which points take part) and tries them first; Qhull runs only when none
-  fits, or near a tie (four points nearly on one circle). The result is always the Delaunay
+  fits, near a tie (four points nearly on one circle), or when the held boundary is no longer the
+  convex hull (a point that joined the hull adds a sliver). The result is always the Delaunay
   triangulation, in one canonical order, so the output does not depend on what was warped before.
+  After a round of flips only the edges next to them are tested again; a held triangulation that
+  needed no flip is handed out as it is (read-only), with its edges kept.
 - Point location is a vectorised rasteriser: each triangle tests the grid points inside its
   bounding box (barycentric coordinates), so no search structure is built per frame.
 
@@ -27,6 +30,9 @@ MIN_AREA = 1e-6  # share of the nodes' bounding-box area: a thinner triangle cou
 INCIRCLE_MARGIN = 1e-6  # incircle determinant, over its points' largest squared distance squared: a tie
 MAX_FLIP_ROUNDS = 4  # rounds of independent edge flips tried before Qhull is asked
 TRIED = 2  # held triangulations tried (nearest points first) before Qhull is asked
+HULL_TURN = 1e-6  # sine of the least turn at a hull vertex for a held triangulation to be taken
+GIVE_UP = 8  # calls in a row without a fit after which a key's held triangulations are tried ...
+RETRY_EVERY = 4  # ... only every this many calls
 KEEP_PER_KEY = 4  # triangulations remembered per key
 KEYS = 64  # keys remembered (oldest forgotten first)
 
@@ -85,15 +91,50 @@ def _not_delaunay(nodes: np.ndarray, ccw: np.ndarray, e1: np.ndarray, e2: np.nda
     """Per inner edge: the point across it is inside (or within a tie margin of) the
     circumcircle of the triangle on this side (`ccw`: triangles counter-clockwise)."""
     t1 = e1 // 3
-    a, b, c = nodes[ccw[t1, 0]], nodes[ccw[t1, 1]], nodes[ccw[t1, 2]]
-    d = nodes[ccw.reshape(-1)[e2]]
-    ad, bd, cd = a - d, b - d, c - d
-    det = (((ad ** 2).sum(1)) * (bd[:, 0] * cd[:, 1] - cd[:, 0] * bd[:, 1])
-           - ((bd ** 2).sum(1)) * (ad[:, 0] * cd[:, 1] - cd[:, 0] * ad[:, 1])
-           + ((cd ** 2).sum(1)) * (ad[:, 0] * bd[:, 1] - bd[:, 0] * ad[:, 1]))
+    x, y = nodes[:, 0], nodes[:, 1]  # by column: the same arithmetic as on (n, 2) rows, fewer temporaries
+    ia, ib, ic, idd = ccw[t1, 0], ccw[t1, 1], ccw[t1, 2], ccw.reshape(-1)[e2]
+    dx, dy = x[idd], y[idd]
+    adx, ady = x[ia] - dx, y[ia] - dy
+    bdx, bdy = x[ib] - dx, y[ib] - dy
+    cdx, cdy = x[ic] - dx, y[ic] - dy
+    a2, b2, c2 = adx * adx + ady * ady, bdx * bdx + bdy * bdy, cdx * cdx + cdy * cdy
+    det = (a2 * (bdx * cdy - cdx * bdy)
+           - b2 * (adx * cdy - cdx * ady)
+           + c2 * (adx * bdy - bdx * ady))
     # scale-free: a ~1 px triangle and a ~100 px one alike
-    r2 = np.maximum(np.maximum((ad ** 2).sum(1), (bd ** 2).sum(1)), (cd ** 2).sum(1))
+    r2 = np.maximum(np.maximum(a2, b2), c2)
     return det >= -INCIRCLE_MARGIN * r2 * r2
+
+
+def hull_loop(tris: np.ndarray, edges: tuple) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The boundary of a counter-clockwise triangulation as (u, v, w) vertex ids: each boundary
+    edge u -> v and the boundary vertex w after v; None when the boundary is not one simple loop.
+    Edge flips leave it as it is, so it is found once per held triangulation."""
+    e1, e2 = edges
+    inner = np.zeros(3 * len(tris), bool)
+    inner[e1] = True
+    inner[e2] = True
+    slots = np.flatnonzero(~inner)
+    t, k = slots // 3, slots % 3
+    u, v = tris[t, (k + 1) % 3].astype(np.int64), tris[t, (k + 2) % 3].astype(np.int64)
+    n = int(tris.max()) + 1
+    nxt = np.full(n, -1, np.int64)
+    nxt[u] = v
+    if len(np.unique(u)) != len(u) or np.any(nxt[v] < 0):
+        return None
+    return u, v, nxt[v]
+
+
+def convex_hull_loop(nodes: np.ndarray, loop) -> bool:
+    """Whether the boundary loop turns left at every vertex, none near straight: then it is the
+    convex hull of the points (`fits` allows the hull's area a tolerance that a sliver missing
+    at the hull, where a point joined it, can hide in; Qhull has that sliver)."""
+    if loop is None:
+        return False
+    u, v, w = loop
+    d1, d2 = nodes[v] - nodes[u], nodes[w] - nodes[v]
+    cross = d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]
+    return bool(np.all(cross > HULL_TURN * np.hypot(d1[:, 0], d1[:, 1]) * np.hypot(d2[:, 0], d2[:, 1])))
 
 
 def _area2(xy: list, i: int, j: int, k: int) -> float:
@@ -106,13 +147,32 @@ def to_delaunay(nodes: np.ndarray, tris: np.ndarray, orientation: np.ndarray) ->
     (Lawson); None when it does not settle within `MAX_FLIP_ROUNDS` or an edge is near a tie
     (four points on one circle: Qhull decides those). The result is checked, so it is the unique
     Delaunay triangulation and gives what Qhull gives."""
+    return _flipped_to_delaunay(nodes, tris, orientation)[0]
+
+
+def _flipped_to_delaunay(nodes: np.ndarray, tris: np.ndarray, orientation: np.ndarray, is_canonical: bool = False,
+                         edges: Optional[tuple] = None) -> tuple[Optional[np.ndarray], Optional[tuple]]:
+    """`to_delaunay`, and the inner edges of what it returns when no flip was needed.
+    `is_canonical`: `tris` is in canonical order, counter-clockwise (then, without a flip, it is
+    returned itself); `edges`: `_inner_edges(tris)`, when known."""
     ccw = np.where((orientation < 0)[:, None], tris[:, [0, 2, 1]], tris).astype(np.int32)
     n = len(nodes)
-    for _ in range(MAX_FLIP_ROUNDS):
-        e1, e2 = _inner_edges(ccw, n)
-        bad = np.flatnonzero(_not_delaunay(nodes, ccw, e1, e2))
+    used: set = set()
+    for round_ in range(MAX_FLIP_ROUNDS):
+        e1, e2 = edges if (round_ == 0 and edges is not None) else _inner_edges(ccw, n)
+        if round_ == 0:
+            bad = np.flatnonzero(_not_delaunay(nodes, ccw, e1, e2))
+        else:
+            # only edges of a triangle flipped last round can have changed: every other edge was
+            # tested then and passed (a bad edge left for this round has a flipped triangle)
+            changed = np.zeros(len(ccw), bool)
+            changed[list(used)] = True
+            near = np.flatnonzero(changed[e1 // 3] | changed[e2 // 3])
+            bad = near[_not_delaunay(nodes, ccw, e1[near], e2[near])]
         if len(bad) == 0:
-            return canonical(ccw)
+            if round_ == 0 and is_canonical:
+                return tris, (e1, e2)
+            return canonical(ccw), None
         used = set()
         flat = ccw.reshape(-1)
         xy = nodes.tolist()
@@ -126,20 +186,22 @@ def to_delaunay(nodes: np.ndarray, tris: np.ndarray, orientation: np.ndarray) ->
             u, v = int(ccw[t1, (k + 1) % 3]), int(ccw[t1, (k + 2) % 3])  # t1 = (p, u, v) counter-clockwise
             new1, new2 = (p, u, q), (p, q, v)
             if min(_area2(xy, *new1), _area2(xy, *new2)) <= 0:
-                return None  # not a convex quad: only a tie can get here
+                return None, None  # not a convex quad: only a tie can get here
             ccw[t1], ccw[t2] = new1, new2
             used.update((t1, t2))
-    return None
+    return None, None
 
 
 class Triangulations:
     """Triangulations of point sets that move a little from call to call, reused while they fit."""
 
     def __init__(self, keys: int = KEYS, per_key: int = KEEP_PER_KEY):
-        self._held: OrderedDict = OrderedDict()  # key -> [(tris, orientation, the points they were for)]
+        # key -> [[tris, orientation, the points they were for, inner edges, boundary loop]]
+        self._held: OrderedDict = OrderedDict()
         self.keys, self.per_key = keys, per_key
         self.reused = 0
         self.computed = 0
+        self._misses: dict = {}  # key -> calls in a row where no held triangulation fitted
         self._lock = threading.Lock()  # the guard and a restore thread may warp at once
 
     def get(self, nodes: np.ndarray, key: Hashable) -> np.ndarray:
@@ -154,29 +216,51 @@ class Triangulations:
         self._held.move_to_end((key, len(nodes)))
         # the held points nearest to these first: the same face's last frame, not another face's
         near = sorted(range(len(held)), key=lambda i: float(np.mean((held[i][2] - nodes) ** 2)))
-        for i in near[:TRIED]:
-            tris, orient, _ = held[i]
-            found = to_delaunay(nodes, tris, orient) if fits(nodes, tris, orient) else None
+        misses = self._misses.get(key, 0)
+        # a key whose meshes have not fitted for a while (faces that move a lot, or several faces
+        # under one key) is tried only now and then: trying costs ~0.3 ms, and Qhull gives the same
+        tries = near[:TRIED] if misses < GIVE_UP or misses % RETRY_EVERY == 0 else []
+        for i in tries:
+            tris, orient, _, edges, loop = held[i]
+            found, found_edges = None, None
+            if fits(nodes, tris, orient):
+                if loop is None:  # canonical triangles run counter-clockwise
+                    edges = edges if edges is not None else _inner_edges(tris, len(nodes))
+                    loop = held[i][4] = hull_loop(tris, edges)
+                if convex_hull_loop(nodes, loop):
+                    found, found_edges = _flipped_to_delaunay(nodes, tris, orient, is_canonical=True, edges=edges)
             if found is not None:
-                held[i] = (found, np.ones(len(found)), nodes.copy())  # canonical triangles run counter-clockwise
+                # unflipped, the edges are known; flips leave the boundary loop as it is
+                found.flags.writeable = False  # held and handed out again: nobody may change it
+                held[i] = [found, np.ones(len(found)), nodes.copy(), found_edges, loop]
                 self.reused += 1
+                self._misses.pop(key, None)
                 return found
         tris = delaunay(nodes)
         self.computed += 1
-        entry = (tris, np.ones(len(tris)), nodes.copy())
+        self._misses[key] = misses + 1
+        tris.flags.writeable = False
+        entry = [tris, np.ones(len(tris)), nodes.copy(), None, None]
         if near and len(held) >= self.per_key:
             held[near[-1]] = entry  # the farthest goes
         else:
             held.append(entry)
         while len(self._held) > self.keys:
-            self._held.popitem(last=False)
+            old_key, _ = self._held.popitem(last=False)
+            self._misses.pop(old_key[0], None)
         return tris
 
 
 def unique_rows(nodes: np.ndarray, decimals: int = 3) -> np.ndarray:
     """Indices of the first of each set of (rounded) equal rows, in their original order:
     duplicates break a triangulation, and the order must not change between frames."""
-    _, first = np.unique(np.round(nodes, decimals), axis=0, return_index=True)
+    r = np.round(nodes, decimals)
+    # nearly always no two rows are equal: a lexsort tells that at a third of np.unique's cost
+    order = np.lexsort(r.T[::-1])
+    s = r[order]
+    if not np.any(np.all(s[1:] == s[:-1], axis=1)):
+        return np.arange(len(nodes))
+    _, first = np.unique(r, axis=0, return_index=True)
     return np.sort(first)
 
 

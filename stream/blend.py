@@ -9,6 +9,8 @@ Also here: obfuscation of a box (the fail-closed fallback).
 """
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -28,8 +30,9 @@ def _chroma_box(frame: Frame, crop: Crop) -> tuple[int, int, int, int, int, int]
     return crop.x0 // sx, crop.y0 // sy, -(-crop.x1 // sx), -(-crop.y1 // sy), sx, sy
 
 
+@functools.lru_cache(maxsize=8)
 def _rgb_from_yuv_matrix(matrix: str, full_range: bool) -> np.ndarray:
-    """3x4 affine (for cv2.transform) taking (Y, U, V) to (R, G, B)."""
+    """3x4 affine (for cv2.transform) taking (Y, U, V) to (R, G, B); read-only."""
     kr, kb = _MATRICES.get(matrix, _MATRICES["bt601"])
     kg = 1 - kr - kb
     m = np.array([[1, 0, 2 * (1 - kr)],
@@ -40,20 +43,30 @@ def _rgb_from_yuv_matrix(matrix: str, full_range: bool) -> np.ndarray:
         offset = np.array([16, 128, 128], np.float64)
     else:
         offset = np.array([0, 128, 128], np.float64)
-    return np.hstack([m, (-m @ offset)[:, None]]).astype(np.float32)
+    out = np.hstack([m, (-m @ offset)[:, None]]).astype(np.float32)
+    out.flags.writeable = False
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _yuv_from_rgb_matrix(matrix: str, full_range: bool) -> np.ndarray:
+    """The inverse of `_rgb_from_yuv_matrix`, 3x4 float32; read-only."""
+    fwd = _rgb_from_yuv_matrix(matrix, full_range).astype(np.float64)
+    inv = np.linalg.inv(np.vstack([fwd, [0, 0, 0, 1]]))[:3].astype(np.float32)
+    inv.flags.writeable = False
+    return inv
 
 
 def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, matrix: str, full_range: bool) -> np.ndarray:
-    yuv = cv2.merge([y, u, v]).astype(np.float32)
-    rgb = cv2.transform(yuv, _rgb_from_yuv_matrix(matrix, full_range))
-    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+    rgb = cv2.transform(cv2.merge([y, u, v]).astype(np.float32), _rgb_from_yuv_matrix(matrix, full_range))
+    rgb += 0.5  # in place: the crop's float copies are the cost here
+    np.clip(rgb, 0, 255, out=rgb)
+    return rgb.astype(np.uint8)
 
 
 def rgb_to_yuv(rgb: np.ndarray, matrix: str, full_range: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Float Y, U, V planes (not rounded: the blend rounds once)."""
-    fwd = _rgb_from_yuv_matrix(matrix, full_range).astype(np.float64)
-    inv = np.linalg.inv(np.vstack([fwd, [0, 0, 0, 1]]))[:3].astype(np.float32)
-    return cv2.split(cv2.transform(rgb.astype(np.float32), inv))
+    return cv2.split(cv2.transform(rgb.astype(np.float32), _yuv_from_rgb_matrix(matrix, full_range)))
 
 
 def crop_rgb(frame: Frame, crop: Crop) -> np.ndarray:
@@ -102,7 +115,7 @@ def match_colour(image: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> 
     gain = np.clip(b.std(0) / np.maximum(a.std(0), 1e-3), 0.7, 1.4)
     shift = b.mean(0) - a.mean(0) * gain
     lut = np.clip(np.arange(256, dtype=np.float32)[:, None] * gain + shift + 0.5, 0, 255).astype(np.uint8)
-    return cv2.merge([cv2.LUT(image[..., c], lut[:, c]) for c in range(3)])
+    return cv2.LUT(np.ascontiguousarray(image), lut.reshape(256, 1, 3))  # a 3-channel table: each channel its own
 
 
 def _blend_plane(plane: np.ndarray, new: np.ndarray, mask: np.ndarray) -> None:

@@ -207,12 +207,12 @@ class PriorRestorer:
         log_r = np.minimum(cv2.remap(new_canvas, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT), HIGHLIGHT)
         log_r, fold = _unfold(log_r, mx, my, fw)
         oval = fp.face_region(lm, shape, fw)  # the same mask three times below: made once
-        log_r = self._match_colourfulness(log_r, img, oval)
+        region = oval > 0.5
+        log_r = self._match_colourfulness(log_r, img, region)
         valid = cv2.remap(_canvas_valid(), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         grain = img - fp.blur(img, max(0.6, GRAIN * fw))
         # grain is noise-sized; what stands out of it (a wrinkle's edge, a mole, a fold of the warp)
         # is structure of the person's face, not of the picture: capped at a few times the noise level
-        region = oval > 0.5
         if region.any():
             cap = 2.5 * 1.4826 * float(np.median(np.abs(grain[region]))) + 0.5
             grain = np.clip(grain, -cap, cap)
@@ -243,20 +243,20 @@ class PriorRestorer:
         return canvas
 
     @staticmethod
-    def _match_colourfulness(log_r: np.ndarray, img: np.ndarray, oval: np.ndarray) -> np.ndarray:
-        """Give the new reflectance no more colour variation than the person's face has (`oval`:
-        fp.face_region). A grey-scale or faded picture must not come out with pink lips and blue eyes.
+    def _match_colourfulness(log_r: np.ndarray, img: np.ndarray, region: np.ndarray) -> np.ndarray:
+        """Give the new reflectance no more colour variation than the person's face has (`region`:
+        fp.face_region > 0.5). A grey-scale or faded picture must not come out with pink lips and blue eyes.
         """
-        region = oval > 0.5
-        if region.sum() < 16:
+        if np.count_nonzero(region) < 16:
             return log_r
         own = np.log(img[region] + fp.EPS)
-        own_c = own - own.mean(1, keepdims=True)
-        new_c = log_r[region] - log_r[region].mean(1, keepdims=True)
+        own_c = own - _channel_mean(own)
+        new_r = log_r[region]
+        new_c = new_r - _channel_mean(new_r)
         k = float(np.clip(own_c.std() / max(new_c.std(), 1e-4), 0.0, 1.0))
         if k >= 1.0:
             return log_r
-        grey = log_r.mean(-1, keepdims=True)
+        grey = _channel_mean(log_r)
         return grey + (log_r - grey) * k
 
     def _glasses(self, it, lm, fw, shape, warp) -> Optional[np.ndarray]:
@@ -293,6 +293,12 @@ class PriorRestorer:
         frame = cv2.dilate(frame, np.ones((3, 3), np.uint8))
         frame.flags.writeable = False
         return frame
+
+
+def _channel_mean(x: np.ndarray) -> np.ndarray:
+    """x.mean(-1, keepdims=True) for 3 channels, the same float32 sums: numpy reduces a last
+    axis of 3 element by element (~0.3 ms for a face crop against ~0.02 ms for this)."""
+    return ((x[..., 0] + x[..., 1] + x[..., 2]) / np.float32(3))[..., None]
 
 
 @functools.lru_cache(maxsize=1)

@@ -105,3 +105,33 @@ def test_a_face_processor_limits_openblas_to_one_thread_while_open(monkeypatch):
     finally:
         for (setter, _), n in zip(controls, start):
             setter(n)
+
+
+def test_reused_triangulations_are_qhulls_after_flips_and_hull_changes():
+    """Reuse re-tests only the edges next to last round's flips, and takes a held triangulation
+    only while its boundary is the hull (a point joining the hull adds a sliver Qhull has): the
+    result is Qhull's, bit for bit."""
+    rng = np.random.default_rng(5)
+    flipped = reused = 0
+    for k in range(60):
+        nodes = _face(k / 3)
+        cache = pa.Triangulations()
+        tris = cache.get(nodes, "k")
+        moved = nodes + rng.normal(0, 0.02, nodes.shape)  # jitter: flips, now and then a hull change
+        e1, e2 = pa._inner_edges(tris, len(nodes))
+        flipped += int(pa._not_delaunay(moved, tris, e1, e2).sum() > 1)
+        assert np.array_equal(cache.get(moved, "k"), pa.delaunay(moved))
+        reused += cache.reused
+    assert flipped > 20 and reused > 30  # the flip path was taken, and mostly settled
+
+
+def test_a_key_that_keeps_missing_still_gets_the_delaunay_triangulation():
+    cache = pa.Triangulations()
+    rng = np.random.default_rng(6)
+    for k in range(pa.GIVE_UP + 3 * pa.RETRY_EVERY):
+        nodes = rng.uniform(0, 100, (60, 2))  # unrelated point sets: no held one fits
+        assert np.array_equal(cache.get(nodes, "k"), pa.delaunay(nodes))
+    assert cache.reused == 0
+    base = rng.uniform(0, 100, (60, 2))
+    got = [cache.get(base + 1e-4 * i, "k") for i in range(2 * pa.RETRY_EVERY)]  # now it fits again
+    assert all(np.array_equal(g, pa.delaunay(base)) for g in got) and cache.reused > 0

@@ -76,3 +76,35 @@ def test_unique_rows_shortcut_matches():
     dup = np.vstack([pts, pts[[5, 17]] + 1e-5, [[0.0, 0.0], [-0.0, 0.0]]])
     got = fbk._unique_rows(dup)
     assert np.array_equal(got, pa.unique_rows(dup)) and len(got) == len(dup) - 3
+
+
+def test_mesh_warp_maps_equal_locating_every_triangle(face):
+    """MeshWarp leaves triangles of ring and crop corners alone (their points follow the
+    similarity directly): the maps are those of locating every triangle."""
+    import cv2
+
+    from ideud.models import face_prior as fp
+
+    rgb, lm = face
+    lm = np.asarray(lm, np.float64)[:, :2]
+    h, w = rgb.shape[:2]
+    for step in (1, 2, 3):
+        warp = fbk.MeshWarp(lm, (h, w), step=step)
+        nodes = np.vstack([warp.target, warp.extra])[warp.keep]
+        gx, gy, q = fbk._grid(h, w, step)
+        vid, weights = pa.locate_grid(nodes, pa.delaunay(nodes), gx, gy)
+        assert (vid[:, 0] >= 0).sum() > warp.inside.sum()  # the outer triangles did hold points
+        src = fp.canvas_landmarks()
+        m, _ = cv2.estimateAffinePartial2D(warp.target.astype(np.float32), src.astype(np.float32))
+        nodes_src = np.vstack([src, warp.extra @ m[:, :2].T + m[:, 2]])[warp.keep]
+        every = q @ m[:, :2].T + m[:, 2]
+        hit = vid[:, 0] >= 0
+        every[hit] = np.einsum("nk,nkd->nd", weights[hit], nodes_src[vid[hit]])
+        coarse = warp._compute_maps(src) if step == 1 else None
+        if coarse is not None:
+            ours = np.stack(coarse, -1).reshape(-1, 2)
+            assert np.array_equal(ours, every.astype(np.float32))
+        else:
+            ours = warp.q @ m[:, :2].T + m[:, 2]
+            ours[warp.inside] = np.einsum("nk,nkd->nd", warp.weights, nodes_src[warp.corners])
+            np.testing.assert_allclose(ours, every, atol=1e-9)

@@ -76,6 +76,12 @@ class _Reference:
     flagged: int = 0  # frames in a row with an occluder
 
 
+def _channel_max(x: np.ndarray) -> np.ndarray:
+    """x.max(-1) of an (H, W, 3) array, the same values ~20x faster (numpy's reduction over a
+    length-3 last axis is slow)."""
+    return np.maximum(np.maximum(x[..., 0], x[..., 1]), x[..., 2])
+
+
 def _ring(points2d: np.ndarray, scale: float) -> np.ndarray:
     """The face oval grown about the face centre: fixed anchors of the non-rigid warp."""
     oval = points2d[fm.FACE_OVAL]
@@ -242,14 +248,14 @@ class OcclusionStage:
         kernel = np.ones((k, k), np.uint8)
         lo, hi = cv2.erode(expected, kernel), cv2.dilate(expected, kernel)
         cur_o = cur - _light_offset(cur - expected, face)
-        d_ref = np.maximum(np.maximum(lo - cur_o, cur_o - hi), 0).max(-1)
+        d_ref = _channel_max(np.maximum(np.maximum(lo - cur_o, cur_o - hi), 0))
         # looked for in a band around the face only: past it, hair and background move on their own
         r = max(1, int(round(0.025 * size)))
         disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)
         band = cv2.dilate((mask > 0.05).astype(np.uint8), disc, iterations=2)
         # a plain difference far above the tolerant one's threshold counts too: next to a smile's
         # teeth the tolerant range takes in any light hand
-        plain = np.abs(cur_o - expected).max(-1)
+        plain = _channel_max(np.abs(cur_o - expected))
         cand = (((d_ref > self.diff) | (plain > STRONG_DIFF)) & (band > 0)).astype(np.uint8)
         # thick regions only: misregistration leaves thin slivers along edges, a hand is broad
         cand = cv2.morphologyEx(cand, cv2.MORPH_OPEN, disc)
@@ -260,7 +266,7 @@ class OcclusionStage:
             # the hand itself pulls can make the comparison lose the hand's far end
             prev = cv2.warpAffine(ref.occluder, s, (w, h), flags=cv2.INTER_NEAREST) > 0
             mu, sd = ref.occluder_colour
-            occluder |= (prev & (np.abs(cur - mu).max(-1) < 2.5 * sd) & (to_face > GROW_DIFF) & (band > 0)
+            occluder |= (prev & (_channel_max(np.abs(cur - mu)) < 2.5 * sd) & (to_face > GROW_DIFF) & (band > 0)
                          & _touching(prev, occluder))
         if occluder.any():
             # grown into pixels that look like the occluder rather than like the face there: a
@@ -273,7 +279,7 @@ class OcclusionStage:
                 mu, sd = occ.mean(0), occ.std(0).max() + 4.0
                 if sd > MAX_SPREAD:
                     continue
-                to_occ = np.abs(cur - mu).max(-1)
+                to_occ = _channel_max(np.abs(cur - mu))
                 grown |= (to_occ < 2.5 * sd) & (to_face > GROW_DIFF) & (to_face > to_occ)
             grown = cv2.morphologyEx((grown & (band > 0)).astype(np.uint8), cv2.MORPH_OPEN, disc)
             n, labels = cv2.connectedComponents(grown, connectivity=8)

@@ -35,7 +35,10 @@ Per track
        step 1  sigma x1, restorer level 1 (more of the face from the restorer)
        step 2  sigma x2, restorer level 1
        step 3  sigma x2, restorer level 2
-       step 4  sigma x2, restorer level 3 (the bank restorer adds glasses)
+       step 4  sigma x1, restorer level 3 (the bank restorer adds glasses)
+       step 5  sigma x2, restorer level 3
+       step 6  sigma x1, restorer level 4 (prior: widest shading scale; bank: its last level again)
+       step 7  sigma x2, restorer level 4 (why steps 4-7 are more draws: guard_policy.STEPS)
        else    the track is obfuscated (a new search every `retry_every` frames, at a good frame)
 
    A restorer without levels (classic, gan) renders the same face at every level, so for it the
@@ -358,8 +361,9 @@ class PrivacyGuard:
         """Keep the candidate closest to passing (the smaller of its two slacks) for the report."""
         p = self.policy
 
-        def slack(c):
-            return min(-1.0 if c[0] is None else (c[0] - p.tau) / 0.2, (p.edge_max - c[1]) / 0.1)
+        def slack(c):  # no dlib distance (EdgeFace stopped it): ranked by EdgeFace, at most -1
+            edge = (p.edge_max - c[1]) / 0.1
+            return min(edge, 0.0) - 1.0 if c[0] is None else min((c[0] - p.tau) / 0.2, edge)
         if st.best_tried is None or slack((d, s)) > slack(st.best_tried):
             st.best_tried = (d, s)
 

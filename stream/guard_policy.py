@@ -13,8 +13,12 @@ from ideud.models.edgeface import calibration as edge_calibration
 
 MODES = ("off", "balanced", "strict")
 
-#: escalation steps: (sigma multiplier, restorer level)
-STEPS = ((1.0, 0), (1.0, 1), (2.0, 1), (2.0, 2), (2.0, 3))
+#: escalation steps: (sigma multiplier, restorer level). The last four are more seeded draws at the
+#: prior restorer's widest shading scales rather than stronger mappings: for one person EdgeFace varies
+#: more between draws of one step (0.19-0.5 on build portraits) than between steps; no level subtracts
+#: the person's code (a mirror of the output undoes that: the inversion check refused ~2.5x more
+#: candidates with it, for no fewer obfuscated faces); sigma x2.5 pinched and stretched faces visibly.
+STEPS = ((1.0, 0), (1.0, 1), (2.0, 1), (2.0, 2), (1.0, 3), (2.0, 3), (1.0, 4), (2.0, 4))
 MAX_REFERENCES = 4  # embeddings of the person per track (different poses)
 # a re-check keeps dlib's last distance when the output's EdgeFace chip is at least this close to the
 # output fully checked last (genuine views of one photo: mean 0.92-0.995; different people: p99 0.214)

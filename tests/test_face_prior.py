@@ -154,6 +154,29 @@ def test_new_face_code_holds_nothing_of_the_person(faces):
     assert all("track" in line and "[" not in line for line in r.log)
 
 
+def test_escalated_faces_hold_nothing_of_the_person_either(faces):
+    """Every privacy-guard escalation level takes its new face from the seed's own draws too (no share
+    of the person's code subtracted: mirroring the output's code would bring that share back); a
+    higher level only widens the shading scale, so less of the person's mid-scale shading stays."""
+    from ideud.stream import restore_prior as rp
+
+    prior = fp.default_prior()
+    r = rp.PriorRestorer()
+    rgb, lm = faces[0]
+    draws = [fp.sample_code(5, prior.k, i) for i in range(r.candidates)]
+    outs = []
+    for level in range(len(rp.LEVEL_ANTI)):
+        t = r.target(item(rgb, lm, seed=5, level=level))
+        assert any(np.array_equal(t, d) for d in draws), level
+        outs.append(r.restore([item(rgb, lm, seed=5, level=level)])[0])
+    assert len(rp.LEVEL_SIGMA_LOW) == len(rp.LEVEL_ANTI)
+    assert list(rp.LEVEL_SIGMA_LOW) == sorted(rp.LEVEL_SIGMA_LOW)
+    # the same new face's code at every level: what differs is the person's shading kept, less and
+    # less of it (held-out portrait: 0, 4.3, 7.1, 11.5, 14.6 grey levels from level 0's face)
+    apart = [face_diff(outs[0], o, lm) for o in outs[1:]]
+    assert apart[0] > 1.0 and all(b > a for a, b in zip(apart, apart[1:]))
+
+
 @needs_portraits
 def test_pipeline_report_holds_no_code_of_the_person(tmp_path, faces):
     from ideud.stream.pipeline import Options, deidentify

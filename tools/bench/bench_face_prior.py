@@ -1,7 +1,8 @@
 """Measure the face-prior restorer (and the bank restorer) on the held-out portraits.
 
-`python tools/bench/bench_face_prior.py [--limit N] [--out DIR] [--sheet PNG] [--configs prior,prior-anti,bank]
-[--privacy off|balanced|strict] [--no-inversion]`  (~20 min for all 100 and three configs on 2 cores)
+`python tools/bench/bench_face_prior.py [--limit N] [--start I] [--out DIR] [--sheet PNG]
+[--configs prior,prior-anti,bank] [--privacy off|balanced|strict] [--no-inversion] [--second-opinion]`
+(~20 min for all 100 and three configs on 2 cores)
 
 Every held-out portrait (`ideud.eval.portraits.held_out_names()`: none of them built anything)
 goes through the real pipeline (`deidentify`, privacy guard off unless --privacy, the portrait's
@@ -18,6 +19,12 @@ anti=0.5 (half the person's code subtracted too). Measured, with dlib's ResNet (
     another seed) -- what geometry, outline, hair and light alone give away.
 - EdgeFace cosine (models/edgeface.py; points from FaceMesh), counted over its calibrated
   "balanced" threshold (the 99th percentile of different-person pairs), everywhere dlib is.
+- with the guard on (--privacy): portraits whose face was obfuscated, and the escalation step each
+  track ended at (`guard` in the JSON);
+- --second-opinion: EdgeFace-xxs (torch, bench time only), a network the guard never runs, its
+  threshold the 99th percentile of different-person pairs among 150 build portraits; outputs
+  with no face (obfuscated) are not counted there. The guard keeps what dlib and EdgeFace-xs
+  let through, so a check with those two proves little about a recognizer it never saw.
 
 The JSON holds numbers only: no embedding, code or crop of anybody. The contact sheet shows
 original | output pairs of the first 24 portraits (public-domain photos).
@@ -88,16 +95,57 @@ class Embedder:
         return None if ea is None or eb is None else float(ea @ eb)
 
 
+class SecondOpinion:
+    """EdgeFace-xxs in torch (bench time only): a recognizer the privacy guard never runs. Its
+    "same person" threshold is the 99th percentile of different-person pairs among CALIBRATION
+    build portraits (computed here: the held-out ones never set it)."""
+
+    WEIGHTS = Path(__file__).resolve().parents[3] / "shared" / "models" / "edgeface" / "edgeface_xxs_q.pt"
+    CALIBRATION = 150  # build portraits (every 4th)
+
+    def __init__(self, marker, folder: Path):
+        import torch
+
+        from ideud.eval.portraits import build_names
+        from ideud.models import edgeface as ef
+
+        torch.set_num_threads(1)
+        self.ef, self.torch, self.marker = ef, torch, marker
+        self.state = ef.load_state(self.WEIGHTS)
+        self.arch = ef.arch_of(self.state)
+        e = [x for x in (self.embed(read_rgb(folder / n)) for n in build_names(folder)[::4][: self.CALIBRATION])
+             if x is not None]
+        sims = np.stack(e) @ np.stack(e).T
+        self.threshold = round(float(np.percentile(sims[np.triu_indices(len(e), 1)], 99)), 3)
+        self.note = f"EdgeFace xxs (torch), impostor p99 of {len(e)} build portraits: {self.threshold}"
+
+    def embed(self, rgb) -> Optional[np.ndarray]:
+        from ideud.models.face_align import five_points_from_facemesh
+
+        lm = self.marker(rgb)
+        if lm is None:
+            return None
+        chip = self.ef.align(rgb, five_points_from_facemesh(lm))[None]
+        with self.torch.no_grad():
+            e = self.ef.forward(self.state, self.torch.from_numpy(self.ef.normalise(chip)), self.arch).numpy()[0]
+        return e / max(float(np.linalg.norm(e)), 1e-12)
+
+    def cos(self, a_rgb, b_rgb) -> Optional[float]:
+        ea, eb = self.embed(a_rgb), self.embed(b_rgb)
+        return None if ea is None or eb is None else float(ea @ eb)
+
+
 PRIVACY = {"mode": "off"}  # the forward runs' privacy guard (--privacy); inversion runs always go without
+SECOND = {"on": False}  # --second-opinion: also measure with EdgeFace-xxs
 
 
-def run_pipeline(src: Path, dst: Path, restorer_obj, name: str, seed: int, detector, privacy: str = "off") -> None:
+def run_pipeline(src: Path, dst: Path, restorer_obj, name: str, seed: int, detector, privacy: str = "off") -> dict:
     from ideud.stream.pipeline import FaceProcessor, Options, deidentify
 
     o = Options(seed=seed, restorer=name, privacy=privacy, force=True, audio=False)
     proc = FaceProcessor(o, detector=detector, restorer=restorer_obj)
     try:
-        deidentify(str(src), str(dst), o, processor=proc)
+        return deidentify(str(src), str(dst), o, processor=proc)
     finally:
         proc.close()
 
@@ -136,47 +184,64 @@ def _stats(d: Sequence[float]) -> dict:
             "under_0.6": int(sum(x < TAU for x in d))}
 
 
-def _edge_stats(cos: Sequence[Optional[float]], emb: Embedder) -> dict:
+def _edge_stats(cos: Sequence[Optional[float]], emb) -> dict:
     c = [x for x in cos if x is not None]
     if not c:
         return {"n": 0}
-    t = emb.edge_threshold
+    t = emb.edge_threshold if isinstance(emb, Embedder) else emb.threshold
     return {"n": len(c), "cos_mean": round(float(np.mean(c)), 3), "cos_max": round(float(np.max(c)), 3),
             "over_threshold": int(sum(x > t for x in c))}
 
 
 def bench(names: Sequence[str], folder: Path, out: Path, configs: Sequence[str], sheet: Optional[Path],
-          log=print, inverting: bool = True) -> dict:
+          log=print, inverting: bool = True, first: int = 0) -> dict:
+    """`first`: index of names[0] among the held-out portraits (its seed: each person keeps one)."""
     from ideud.stream.detect import make_detector
     from ideud.stream.restore import make_restorer
     from ideud.stream.restore_prior import PriorRestorer
 
     emb = Embedder()
+    second = SecondOpinion(emb.marker, folder) if SECOND["on"] else None
     detector = make_detector("auto")
     originals = {n: read_rgb(folder / n) for n in names}
     e_orig = {n: emb.dlib(originals[n]) for n in names}
     results: dict = {"portraits": len(names), "tau": TAU, "edgeface": emb.edge_note, "privacy": PRIVACY["mode"]}
+    if second is not None:
+        results["second_opinion"] = second.note
     outputs: dict = {}
     for cfg in configs:
         # prior-anti: the prior restorer that also subtracts half the person's code (an option, not the default)
         robj = PriorRestorer(anti=0.5) if cfg == "prior-anti" else make_restorer(cfg)
-        dist, found, cos, t0 = [], 0, [], time.perf_counter()
-        outs = {}
+        dist, found, cos, cos2, t0 = [], 0, [], [], time.perf_counter()
+        outs, guard = {}, {"obfuscated_portraits": 0, "steps": {}}
         for i, n in enumerate(names):
             dst = out / f"{Path(n).stem}.{cfg}.png"
-            run_pipeline(folder / n, dst, robj, robj.name, seed=i, detector=detector, privacy=PRIVACY["mode"])
+            rep = run_pipeline(folder / n, dst, robj, robj.name, seed=first + i, detector=detector,
+                               privacy=PRIVACY["mode"])
+            guard["obfuscated_portraits"] += rep["fallback_face_frames"] > 0
+            for t in rep["tracks"]:  # the step each track ended at ("obfuscated": none passed)
+                p = t.get("privacy") or {}
+                key = "obfuscated" if p.get("status") == "obfuscated" else f"step{p.get('step')}" if p else None
+                if key:
+                    guard["steps"][key] = guard["steps"].get(key, 0) + 1
             outs[n] = read_rgb(dst)
             e0, _ = e_orig[n]
             e1, ok = emb.dlib(outs[n], emb.box(originals[n]))
             found += ok
             dist.append(None if e0 is None or e1 is None else float(np.linalg.norm(e0 - e1)))
             cos.append(emb.edge_cos(originals[n], outs[n]))
+            if second is not None:  # None where the output has no face (obfuscated): not counted
+                cos2.append(second.cos(originals[n], outs[n]))
         pairs = [float(np.linalg.norm(a - b)) for a, b in
                  zip([emb.dlib(outs[n])[0] for n in names[:-1]], [emb.dlib(outs[n])[0] for n in names[1:]])
                  if a is not None and b is not None]
         results[cfg] = {"forward": _stats(dist), "dlib_detected": found, "pairs": _stats(pairs),
                         "edgeface": _edge_stats(cos, emb),
                         "seconds_per_portrait": round((time.perf_counter() - t0) / max(len(names), 1), 2)}
+        if PRIVACY["mode"] != "off":
+            results[cfg]["guard"] = guard
+        if second is not None:
+            results[cfg]["second_opinion"] = _edge_stats(cos2, second)
         outputs[cfg] = outs
         log(f"{cfg}: {results[cfg]}")
     orig_pairs = [float(np.linalg.norm(e_orig[a][0] - e_orig[b][0])) for a, b in zip(names[:-1], names[1:])
@@ -263,17 +328,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--privacy", default="off", choices=["off", "balanced", "strict"],
                     help="privacy guard of the forward runs (default off: the restorer alone)")
     ap.add_argument("--no-inversion", action="store_true", help="forward and pairs only")
+    ap.add_argument("--second-opinion", action="store_true",
+                    help="also EdgeFace-xxs in torch (needs torch and shared/models/edgeface)")
+    ap.add_argument("--start", type=int, default=0, help="first held-out portrait (with --limit: a slice)")
     args = ap.parse_args(argv)
     PRIVACY["mode"] = args.privacy
+    SECOND["on"] = args.second_opinion
     folder = portraits_dir()
     if folder is None:
         print("bench_face_prior: portraits not found (set IDEUD_PORTRAITS)", file=sys.stderr)
         return 2
-    names = held_out_names(folder)[: args.limit]
+    names = held_out_names(folder)[args.start:][: args.limit]
     out = args.out or Path(tempfile.mkdtemp(prefix="face_prior_bench_"))
     out.mkdir(parents=True, exist_ok=True)
     res = bench(names, folder, out, [c for c in args.configs.split(",") if c], args.sheet,
-                inverting=not args.no_inversion)
+                inverting=not args.no_inversion, first=args.start)
     (out / "bench_face_prior.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))
     return 0

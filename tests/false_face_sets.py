@@ -5,14 +5,16 @@ Face-free kinds (no human face anywhere; every detection on them is a false face
 ``text`` (pages of words, scrolling), ``textures`` (noise, wood, fabric, brick/grass/gravel),
 ``animals`` (dogs.jpg and scikit-image's cat, coffee, rocket, motorbike, coins, ... panned and zoomed).
 
-Hard real faces (recall must not drop): held-out portraits pasted at 24-96 px face size, plain,
-blurred (Gaussian sigma = face size / 20), turned +-30 degrees in the picture plane, dim. Each frame
-comes with its ground truth boxes. Shared by tests/test_false_faces.py and
+Hard real faces (recall must not drop): held-out portraits (build ones for tuning) pasted at 24-96
+px face size (`FACE_SIZES`) and as close-ups up to 224 px (`LARGE_SIZES`), plain, blurred (Gaussian
+sigma = face size / 20), turned +-30 degrees in the picture plane, dim, one side covered, head
+turned about the neck. Each frame comes with its ground truth boxes. Shared by tests/test_false_faces.py and
 tools/bench/bench_false_faces.py (which reads it from the checkout, like tools/bench/common.py).
 """
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -188,26 +190,69 @@ def face_free(kind: str, n: int, width: int = 640, height: int = 360) -> list[np
 # --------------------------------------------------------------------------- hard real faces
 
 FACE_SIZES = (24, 32, 48, 64, 96)
-VARIANTS = ("plain", "blur", "turn+30", "turn-30", "dim") + (("yaw+45", "yaw-45") if turned_head else ())
+# past the detector's comfortable range: close-ups (the detector sees 0.7 x these in a 640x360 frame)
+LARGE_SIZES = (112, 128, 160, 192, 224)
+# "half": one side of the face (alternately left and right) hidden by a flat occluder
+VARIANTS = ("plain", "blur", "turn+30", "turn-30", "dim", "half") + (("yaw+45", "yaw-45") if turned_head else ())
+
+
+@lru_cache(maxsize=64)
+def build_head(index: int, size: int = 200) -> np.ndarray:
+    """Like tests/footage.py `portrait_head`, from the BUILD portraits (for tuning: the held-out
+    ones are only measured on): head and shoulders, square, `size` px, the face ~45 % of the side."""
+    from ideud.eval.portraits import build_names, portraits_dir
+    from ideud.stream.detect import make_detector
+
+    names = build_names(portraits_dir())
+    det = make_detector("centerface", verify=False)
+    for name in names[index:] + names[:index]:
+        bgr = cv2.imread(str(portraits_dir() / name), cv2.IMREAD_COLOR)
+        if bgr is None:
+            continue
+        rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+        faces = det.detect(rgb)
+        if not faces:
+            continue
+        f = max(faces, key=lambda f: f.size)
+        cx, cy, half = (f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2, f.size * 1.1
+        k = size / (2 * half)
+        m = np.float32([[k, 0, size / 2 - cx * k], [0, k, size / 2 - cy * k]])
+        return cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    raise FileNotFoundError("no build portrait with a detectable face")
+
+
+def _places(size: int, width: int, height: int) -> list[tuple[float, float]]:
+    """Where the heads go: 4 a frame up to 96 px faces, 2 up to 160 px, then 1 (no face hidden)."""
+    if size <= 96:
+        return [(width * 0.2, height * 0.3), (width * 0.6, height * 0.28), (width * 0.35, height * 0.72),
+                (width * 0.8, height * 0.7)]
+    if size <= 160:
+        return [(width * 0.25, height * 0.5), (width * 0.75, height * 0.5)]
+    return [(width * 0.5, height * 0.5)]
 
 
 def hard_faces(portraits: int = 12, sizes=FACE_SIZES, variants=VARIANTS, width: int = 640,
-               height: int = 360, first: int = 0) -> dict[str, list[tuple[np.ndarray, list]]]:
-    """Per variant, frames of held-out portrait heads (4 a frame, one face size per frame) over a
-    textured background, with their face boxes (x0, y0, x1, y1). ``turn``: turned in the picture
-    plane; ``yaw``: the head turned about the neck (tests/footage.py `turned_head`)."""
-    heads = [portrait_head(first + i, 200) for i in range(portraits)]
+               height: int = 360, first: int = 0, split: str = "held_out") -> dict[str, list[tuple[np.ndarray, list]]]:
+    """Per variant, frames of held-out (``split="build"``: build) portrait heads (one face size per
+    frame: 4 heads a frame up to 96 px, fewer above) over a textured background, with their face
+    boxes (x0, y0, x1, y1). ``blur``: Gaussian, sigma = face size / 20; ``turn``: turned in the
+    picture plane; ``dim``: 30 % light; ``half``: one side of the face covered; ``yaw``: the head
+    turned about the neck (tests/footage.py `turned_head`; held-out split only)."""
+    if split == "build":
+        heads = [build_head(first + i, 200) for i in range(portraits)]
+        variants = tuple(v for v in variants if not v.startswith("yaw"))
+    else:
+        heads = [portrait_head(first + i, 200) for i in range(portraits)]
     yawed = {v: [turned_head(first + i, 200, float(v[3:])) for i in range(portraits)]
              for v in variants if v.startswith("yaw")}
     bg = background(width, height, seed=21)
-    places = [(width * 0.2, height * 0.3), (width * 0.6, height * 0.28), (width * 0.35, height * 0.72),
-              (width * 0.8, height * 0.7)]
     sets = {}
     for variant in variants:
         frames = []
         for size in sizes:
             scale = size / (0.45 * 200)  # the face is ~45 % of the head crop
-            for p0 in range(0, portraits, 4):
+            places = _places(size, width, height)
+            for p0 in range(0, portraits, len(places)):
                 img, boxes = bg.copy(), []
                 for j, (cx, cy) in enumerate(places):
                     if p0 + j >= portraits:
@@ -215,6 +260,12 @@ def hard_faces(portraits: int = 12, sizes=FACE_SIZES, variants=VARIANTS, width: 
                     head = yawed[variant][p0 + j] if variant in yawed else heads[p0 + j]
                     if variant == "blur":
                         head = cv2.GaussianBlur(head, (0, 0), max(0.3, size / 20.0) / scale)
+                    elif variant == "half":
+                        head = head.copy()
+                        side = (p0 + j) % 2
+                        # from the face's middle to its edge (face: 55-145 of 200), eyes to chin
+                        x0, x1 = (100, 150) if side else (50, 100)
+                        head[45:160, x0:x1] = (96, 104, 112)
                     angle = {"turn+30": 30.0, "turn-30": -30.0}.get(variant, 0.0)
                     boxes.append(_paste(img, head, cx, cy, scale, angle))
                 if variant == "dim":

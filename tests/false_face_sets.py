@@ -198,27 +198,8 @@ VARIANTS = ("plain", "blur", "turn+30", "turn-30", "dim", "half") + (("yaw+45", 
 
 @lru_cache(maxsize=64)
 def build_head(index: int, size: int = 200) -> np.ndarray:
-    """Like tests/footage.py `portrait_head`, from the BUILD portraits (for tuning: the held-out
-    ones are only measured on): head and shoulders, square, `size` px, the face ~45 % of the side."""
-    from ideud.eval.portraits import build_names, portraits_dir
-    from ideud.stream.detect import make_detector
-
-    names = build_names(portraits_dir())
-    det = make_detector("centerface", verify=False)
-    for name in names[index:] + names[:index]:
-        bgr = cv2.imread(str(portraits_dir() / name), cv2.IMREAD_COLOR)
-        if bgr is None:
-            continue
-        rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-        faces = det.detect(rgb)
-        if not faces:
-            continue
-        f = max(faces, key=lambda f: f.size)
-        cx, cy, half = (f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2, f.size * 1.1
-        k = size / (2 * half)
-        m = np.float32([[k, 0, size / 2 - cx * k], [0, k, size / 2 - cy * k]])
-        return cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
-    raise FileNotFoundError("no build portrait with a detectable face")
+    """`portrait_head` from the BUILD portraits (for tuning: the held-out ones are only measured on)."""
+    return portrait_head(index, size, split="build")
 
 
 def _places(size: int, width: int, height: int) -> list[tuple[float, float]]:

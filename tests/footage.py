@@ -18,12 +18,14 @@ from ideud.eval.portraits import held_out_names, portraits_dir
 
 
 @lru_cache(maxsize=16)
-def portrait_head(index: int, size: int = 200) -> np.ndarray:
-    """A held-out portrait's head and shoulders, square, `size` px: the face ~45% of the side."""
+def portrait_head(index: int, size: int = 200, split: str = "held_out") -> np.ndarray:
+    """A held-out portrait's head and shoulders, square, `size` px: the face ~45% of the side.
+    `split="build"`: from the build portraits instead (for tuning; held-out ones are only measured on)."""
+    from ideud.eval.portraits import build_names
     from ideud.stream.detect import make_detector
 
-    names = held_out_names(portraits_dir())
-    det = make_detector("centerface")
+    names = (build_names if split == "build" else held_out_names)(portraits_dir())
+    det = make_detector("centerface", verify=split != "build")
     for name in names[index:] + names[:index]:
         bgr = cv2.imread(str(portraits_dir() / name), cv2.IMREAD_COLOR)
         if bgr is None:
@@ -38,7 +40,7 @@ def portrait_head(index: int, size: int = 200) -> np.ndarray:
         m = np.array([[size / (2 * half), 0, 0], [0, size / (2 * half), 0]], np.float32)
         m[:, 2] = [size / 2 - cx * m[0, 0], size / 2 - cy * m[1, 1]]
         return cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
-    raise FileNotFoundError("no held-out portrait with a detectable face")
+    raise FileNotFoundError(f"no {split} portrait with a detectable face")
 
 
 @lru_cache(maxsize=16)

@@ -306,12 +306,15 @@ class VerifyingDetector:
             # HOG's confidences are its score + 1: >= 1 is over dlib's own threshold
             if found >= 1.0 or (found > 0 and (name != "hog" or maybe_skin)):
                 return self._vetoed(crop, size_px, roll)
-        if self._second_opinion(crop, size_px, roll, maybe_skin):
+        opinion = self._second_opinion(crop, size_px, roll, maybe_skin)
+        if opinion == "redetect" and p.redetect_keep >= p.redetect_veto:
+            return False  # CenterFace re-asked already scored over the veto's bar: asking again cannot veto
+        if opinion:
             return self._vetoed(crop, size_px, roll)
         return not (maybe_skin and self.confirmers.run("cnn", crop) > 0)
 
-    def _second_opinion(self, crop: np.ndarray, size_px: float, roll: float, maybe_skin: bool) -> bool:
-        """Second opinions for the real faces the confirmers miss at the crop's scale (blurred,
+    def _second_opinion(self, crop: np.ndarray, size_px: float, roll: float, maybe_skin: bool) -> Optional[str]:
+        """Which second opinion says face ("blaze_small", "redetect"; None: neither). Second opinions for the real faces the confirmers miss at the crop's scale (blurred,
         half covered, colourless), so that they are not dropped (and written raw):
 
         * BlazeFace on the face shrunk to 32-48 px (`small_views`: blur there is what it is used to
@@ -325,11 +328,11 @@ class VerifyingDetector:
         p = self.policy
         small = self.confirmers.run("blaze_small", crop)
         if small >= p.small_view_score and size_px >= p.small_view_min_px:
-            return True
+            return "blaze_small"
         if not (small >= p.small_view_score_small or maybe_skin or chroma_spread(crop) < p.pale_chroma
                 or size_px >= p.redetect_keep_px):
-            return False
-        return self.redetect(crop, roll, enough=p.redetect_keep) >= p.redetect_keep
+            return None
+        return "redetect" if self.redetect(crop, roll, enough=p.redetect_keep) >= p.redetect_keep else None
 
     def redetect(self, crop: np.ndarray, roll: float = 0.0, enough: float = math.inf) -> float:
         """The wrapped detector's best score for a face at the crop's centre, the crop resized to

@@ -165,6 +165,45 @@ def canvas_regions() -> np.ndarray:
     return w[:, canvas_mask()].astype(np.float32)
 
 
+TRAITS = ("moustache", "beard", "brows")  # sexually dimorphic / facial-hair traits a new face must share
+# a candidate is compatible when each trait is within this many prior SDs of the person's: the
+# moustache (at 1 SD women still got a visible shadow). Beard and brows are measured, not matched:
+# matching them too (1.0, 2.0 SD) cost privacy (build portraits 200-259, guard on: 24 faces
+# cleared at step 0 against 28 with the moustache alone; brows carry identity)
+TRAIT_TOL = (0.6, float("inf"), float("inf"))
+TRAIT_KEEP = 3  # fewer compatible candidates than this: the TRAIT_KEEP closest in traits are kept instead
+
+
+@functools.lru_cache(maxsize=1)
+def trait_weights() -> np.ndarray:
+    """(len(TRAITS), D) weights: trait = weights @ canvas log-R vector, the region's darkness.
+
+    Darkness = mean luminance (mean of the log channels) of the cheeks minus that of the region:
+    above the upper lip (moustache), below the lower lip to the chin (beard), the brows. The lips
+    themselves are left out (lipstick and an open mouth are not facial hair).
+    """
+    lm = canvas_landmarks()
+    shape = CANVAS[::-1]
+    m = canvas_mask()
+    lips = fill(shape, [ring(lm, LIPS)], 0.0, grow=3)
+
+    def weights(polys, grow: float = 0.0, minus: Optional[np.ndarray] = None) -> np.ndarray:
+        a = fill(shape, polys, 1.0, grow)
+        if minus is not None:
+            a = a * (1.0 - minus)
+        a = a[m]
+        return a / a.sum()
+
+    moustache = np.vstack([lm[[61, 206, 203, 98, 97, 2, 326, 327, 423, 426, 291]], lm[LIPS[0]][::-1]])
+    beard = np.vstack([lm[LIPS[1]], lm[[422, 430, 394, 379, 378, 400, 377, 152, 148, 176, 149, 150, 169, 210, 202]]])
+    cheeks = weights([_hull(lm[[117, 118, 101, 50, 205, 187, 123]]), _hull(lm[[346, 347, 330, 280, 425, 411, 352]])])
+    regions = np.stack([weights([moustache], minus=lips), weights([beard], minus=lips),
+                        weights([ring(lm, R_BROW), ring(lm, L_BROW)], grow=1)])
+    w = np.repeat((cheeks - regions) / 3.0, 3, axis=1)  # per pixel RGB, interleaved like the vectors
+    w.flags.writeable = False
+    return w.astype(np.float32)
+
+
 def region_contrast(vec: np.ndarray, mean: np.ndarray) -> np.ndarray:
     """RMS of a canvas vector's deviation from the mean face, per region (REGIONS order)."""
     dev = (np.asarray(vec, np.float32) - mean).reshape(-1, 3)
@@ -246,6 +285,17 @@ class FacePrior:
         idx, w = self.donors_for(z, k)
         return (w[:, None] * self.donor_detail[idx].astype(np.float32)).sum(0)
 
+    @functools.cached_property
+    def trait_axes(self) -> np.ndarray:
+        """(len(TRAITS), K): trait(decode(z)) = trait_axes @ z * trait SD + const, so a code's traits
+        cost a (T, K) product; each row scaled to unit norm, i.e. in SDs of the trait over the prior."""
+        a = (trait_weights() @ self.basis.T) * self.sd
+        return (a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-9)).astype(np.float32)
+
+    def traits(self, vec: np.ndarray) -> np.ndarray:
+        """The traits (darkness per TRAITS region) of a canvas log-R vector, in log units."""
+        return trait_weights() @ np.asarray(vec, np.float32)
+
     def to_image(self, vec: np.ndarray) -> np.ndarray:
         """A canvas vector back to a canvas image (HxWx3 float32; 0 outside the mask)."""
         out = np.zeros(CANVAS[::-1] + (3,), np.float32)
@@ -270,35 +320,52 @@ def sample_code(seed: int, k: int, draw: int = 0) -> np.ndarray:
     return (rng.standard_normal(k) * taper).astype(np.float32)
 
 
-def pick_farthest(z: np.ndarray, seed: int, k: int, candidates: int = 8, select_k: Optional[int] = None) -> int:
-    """Index of the seeded candidate farthest from z (what target_code takes; a segment can carry it)."""
+def pick_farthest(z: np.ndarray, seed: int, k: int, candidates: int = 8, select_k: Optional[int] = None,
+                  trait_axes: Optional[np.ndarray] = None, tol=None, keep: int = TRAIT_KEEP) -> int:
+    """Index of the seeded candidate farthest from z (what target_code takes; a segment can carry it).
+
+    With `trait_axes` (FacePrior.trait_axes) only candidates whose traits (moustache, beard, brow
+    darkness) are within `tol` prior SDs of z's are considered, or, if fewer than `keep` are, the
+    `keep` closest in traits (`tol`: one number or one per trait; None: TRAIT_TOL, which matches
+    the moustache only; an infinite tolerance leaves that trait free). The portraits
+    are mostly men: the farthest face alone gives women and clean-shaven men a moustache shadow and
+    heavy brows, and takes bearded men's beards away. A pure function of z and the seed.
+    """
     cands = np.stack([sample_code(seed, k, i) for i in range(max(1, candidates))])
+    z = np.asarray(z, np.float32)
     sk = select_k or k
-    return int(np.argmax(np.linalg.norm(cands[:, :sk] - np.asarray(z, np.float32)[:sk], axis=1)))
+    far = np.linalg.norm(cands[:, :sk] - z[:sk], axis=1)
+    if trait_axes is not None and len(cands) > 1:
+        tol = np.broadcast_to(np.asarray(TRAIT_TOL if tol is None else tol, np.float32), (len(trait_axes),))
+        off = (np.abs((cands - z) @ np.asarray(trait_axes, np.float32).T) / tol).max(1)  # worst trait, in tolerances
+        ok = off <= 1.0
+        if ok.sum() < min(keep, len(cands)):
+            ok = np.zeros(len(cands), bool)
+            ok[np.argsort(off, kind="stable")[:keep]] = True
+        far = np.where(ok, far, -np.inf)
+    return int(np.argmax(far))
 
 
 def target_code(z: Optional[np.ndarray], seed: int, sigma: float, k: int, candidates: int = 8,
-                sigma_full: float = 0.25, select_k: Optional[int] = None, anti: float = 0.0,
-                pick: Optional[int] = None) -> np.ndarray:
+                sigma_full: float = 0.25, select_k: Optional[int] = None, pick: Optional[int] = None,
+                trait_axes: Optional[np.ndarray] = None) -> np.ndarray:
     """The new face's code for a person of code z under the track's seed.
 
     Draw `candidates` codes from the prior (seed only) and take the one farthest from z: the
     result is one of a few seeded random faces, so nothing of z survives in it but which one
     was picked (log2(candidates) bits), and running the mapping on its own output just picks
-    another random face. `select_k`: measure "far" on the leading components only. `anti` > 0 also
-    subtracts that share of z (stronger, but a trace of z then stays in the result: an option and
-    the guard's escalation, not the default). `pick`: the candidate index chosen before (a segmented
-    run carries the first segment's choice). σ < sigma_full blends from z toward it (σ = 0: z
-    itself); at and above sigma_full (the default σ) z is discarded entirely.
+    another random face (no share of z is subtracted: a mirror of the output would bring it back).
+    `select_k`: measure "far" on the leading components only; `trait_axes`: only among candidates
+    that share z's facial-hair and brow traits (pick_farthest). `pick`: the candidate index chosen
+    before (a segmented run carries the first segment's choice). σ < sigma_full blends from z
+    toward it (σ = 0: z itself); at and above sigma_full (the default σ) z is discarded entirely.
     """
     if z is None:
         return sample_code(seed, k, 0)
     z = np.asarray(z, np.float32)
     if pick is None:
-        pick = pick_farthest(z, seed, k, candidates, select_k)
+        pick = pick_farthest(z, seed, k, candidates, select_k, trait_axes)
     far = sample_code(seed, k, int(pick) % max(1, candidates))
-    if anti:
-        far = far - anti * z
     w = float(np.clip(sigma / sigma_full, 0.0, 1.0)) if sigma_full > 0 else 1.0
     return far if w >= 1.0 else (1.0 - w) * z + w * far
 

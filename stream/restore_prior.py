@@ -16,8 +16,10 @@ perturbed mesh folds (a nose pushed into the lip flips triangles), the new refle
 grain are smoothed over instead of coming out as shreds.
 
 The target code (face_prior.target_code): M candidates drawn from the prior with the track's
-seed, the one farthest from the person's own code taken. The person's code is used only for that
-choice and is forgotten; the new face is one of a few seeded random faces, so neither an inverse
+seed, the one farthest from the person's own code taken among those that share its moustache
+darkness (face_prior.pick_farthest, TRAIT_TOL: the portraits are mostly men, and the farthest
+alone drew moustache shadows on women and clean-shaven men). The person's code is used only for that choice and is
+forgotten; the new face is one of a few seeded random faces, so neither an inverse
 of the mapping nor a second pass of the tool can lead back to the original's appearance. The
 choice is made once per track (the first frame that has a fit) and kept, so one track shows one
 new face for its whole life; a segmented batch run carries the index of that choice to the later
@@ -32,8 +34,8 @@ prior cannot explain, on a band around the eyes and across the bridge).
 `RestoreItem.level` (the privacy guard's escalation) moves the new face further: from level 1 the
 shading is taken at a larger scale each level (LEVEL_SIGMA_LOW: more of the face's mid-low
 frequencies come from the new face, less of the person's). No level subtracts the person's code
-(LEVEL_ANTI is all zero): a mirror of the output would undo that, and the guard's inversion check
-refused ~2.5x more such candidates for no fewer obfuscated faces (build portraits).
+(an anti-face): a mirror of the output would undo that, and the guard's inversion check refused
+~2.5x more such candidates for no fewer obfuscated faces (build portraits).
 
 `sigma` is the σ of `--scale` (default 0.25): below 0.25 the code is blended from the person's
 toward the new face, at 0.25 and above the person's code is discarded; the shading scale at level 0
@@ -65,7 +67,6 @@ LEVEL_SIGMA_LOW = (fp.SIGMA_LOW, 0.15, 0.18, 0.21, 0.24)  # shading scale per es
 # It follows sigma from SIGMA_LOW at 0, where the person's own code is re-rendered as it was
 FULL_SIGMA_LOW = 0.12
 SIGMA_FULL = 0.25  # the default --scale, at and above which the person's code is wholly replaced
-LEVEL_ANTI = (0.0, 0.0, 0.0, 0.0, 0.0)  # share of the person's code subtracted, per escalation level
 GRAIN = 0.009  # the person's own grain: below this share of the face width
 WORK_FACE_PX = 120.0  # bigger faces are re-synthesised at this face width, the change added at full size
 CONTRAST_RANGE = (0.35, 1.0)  # the new face's contrast per region, relative to its own: matched to the person's
@@ -101,16 +102,17 @@ class PriorRestorer:
     on_gpu = False
     max_batch = 16
 
-    def __init__(self, sigma: float = 0.25, candidates: int = 32, donors: int = fp.MIN_DONORS,
-                 prior: Optional[fp.FacePrior] = None, select_k: Optional[int] = None,
-                 anti: float = 0.0):
+    # 64 candidates (was 32): only the trait-compatible ones compete, and 32 left too few far ones
+    # (build portraits: more same-person matches); the pick then holds 6 bits of the person, not 5
+    def __init__(self, sigma: float = 0.25, candidates: int = 64, donors: int = fp.MIN_DONORS,
+                 prior: Optional[fp.FacePrior] = None, select_k: Optional[int] = None, match_traits: bool = True):
         if donors < fp.MIN_DONORS:
             raise ValueError(f"fine detail needs at least {fp.MIN_DONORS} donors, not {donors}")
         self.sigma = float(sigma)
         self.candidates = int(candidates)
         self.donors = int(donors)
         self.select_k = select_k
-        self.anti = float(anti)  # at level 0; escalation levels take the larger of this and LEVEL_ANTI
+        self.match_traits = bool(match_traits)  # pick among candidates that share the person's moustache darkness (fp.TRAIT_TOL)
         self.prior = prior if prior is not None else fp.default_prior()
         self._targets: OrderedDict = OrderedDict()  # (track, seed, level) -> target code (a seeded face)
         self._gains: dict = {}  # (track, seed, level) -> contrast per face region (fp.REGIONS)
@@ -134,12 +136,12 @@ class PriorRestorer:
         if t is None:
             own = fp.canvas_reflectance(it.image, it.landmarks)
             z = self.prior.encode(own)
-            anti = max(self.anti, LEVEL_ANTI[level]) if level else self.anti
             pick = self._picks.get(key)
             if pick is None:
-                pick = self._picks[key] = fp.pick_farthest(z, it.seed, self.prior.k, self.candidates, self.select_k)
+                pick = self._picks[key] = fp.pick_farthest(z, it.seed, self.prior.k, self.candidates, self.select_k,
+                                                           self._trait_axes())
             t = fp.target_code(z, it.seed, self.sigma, self.prior.k, self.candidates,
-                               select_k=self.select_k, anti=anti, pick=pick)
+                               select_k=self.select_k, pick=pick)
             # only how much contrast each part of the face has is kept (5 numbers): a smooth young
             # face does not get an old face's furrows, nor a woman a man's beard shadow
             new = fp.region_contrast(self.prior.decode(t), self.prior.mean)
@@ -155,6 +157,9 @@ class PriorRestorer:
             self.log.append(f"track {key[0]}: new face chosen from {self.candidates} seeded candidates (level {level})")
         return t
 
+    def _trait_axes(self) -> Optional[np.ndarray]:
+        return self.prior.trait_axes if self.match_traits else None
+
     def picks_of(self, track_id: int) -> dict:
         """{"seed:level": candidate index} the track chose (indices of seeded draws, no code of anybody)."""
         return {f"{k[1]}:{k[2]}": p for k, p in self._picks.items() if k[0] == track_id}
@@ -167,7 +172,7 @@ class PriorRestorer:
 
     @staticmethod
     def _level(it: RestoreItem) -> int:
-        return min(max(int(it.level), 0), len(LEVEL_ANTI) - 1)
+        return min(max(int(it.level), 0), len(LEVEL_SIGMA_LOW) - 1)
 
     def forget(self, track_id: int) -> None:
         for key in [k for k in set(self._targets) | set(self._picks) if k[0] == track_id]:

@@ -1,13 +1,13 @@
 """Measure the face-prior restorer (and the bank restorer) on the held-out portraits.
 
 `python tools/bench/bench_face_prior.py [--limit N] [--start I] [--out DIR] [--sheet PNG]
-[--configs prior,prior-anti,bank] [--privacy off|balanced|strict] [--no-inversion] [--second-opinion]`
+[--configs prior,bank] [--privacy off|balanced|strict] [--no-inversion] [--second-opinion]
+[--split held-out|build]`
 (~20 min for all 100 and three configs on 2 cores)
 
 Every held-out portrait (`ideud.eval.portraits.held_out_names()`: none of them built anything)
 goes through the real pipeline (`deidentify`, privacy guard off unless --privacy, the portrait's
-index as seed so each person is a different track seed). `prior-anti` is the prior restorer with
-anti=0.5 (half the person's code subtracted too). Measured, with dlib's ResNet (models/recognizer.py):
+index as seed so each person is a different track seed). Measured, with dlib's ResNet (models/recognizer.py):
 
 - forward: distance original <-> output (mean; count under 0.6); the output detected at all;
 - pairs: distance between two different people's outputs (portrait i and i+1), > 0.6 wanted;
@@ -19,6 +19,9 @@ anti=0.5 (half the person's code subtracted too). Measured, with dlib's ResNet (
     another seed) -- what geometry, outline, hair and light alone give away.
 - EdgeFace cosine (models/edgeface.py; points from FaceMesh), counted over its calibrated
   "balanced" threshold (the 99th percentile of different-person pairs), everywhere dlib is.
+- trait mismatch: |trait(output) - trait(original)| of moustache, beard and brow darkness relative
+  to the cheeks (models/face_prior.TRAITS, log units), mean and count over 0.1; config
+  `prior-farthest` is the prior restorer before trait matching (32 candidates), for before/after;
 - with the guard on (--privacy): portraits whose face was obfuscated, and the escalation step each
   track ended at (`guard` in the JSON);
 - --second-opinion: EdgeFace-xxs (torch, bench time only), a network the guard never runs, its
@@ -176,6 +179,37 @@ def apply_direct(restorer, rgb: np.ndarray, track: int, marker) -> Optional[np.n
     return restorer.restore([it])[0]
 
 
+def face_traits(rgb: np.ndarray, marker) -> Optional[np.ndarray]:
+    """Moustache, beard and brow darkness (models/face_prior.TRAITS, log units) of the image's face."""
+    from ideud.models import face_prior as fp
+
+    lm = marker(rgb)
+    return None if lm is None else fp.default_prior().traits(fp.canvas_reflectance(rgb, lm))
+
+
+def _trait_stats(pairs: Sequence[tuple]) -> dict:
+    """Mean |trait(output) - trait(original)| per trait, and how many moved by more than 0.1 (visible)."""
+    from ideud.models.face_prior import TRAITS
+
+    d = np.array([b - a for a, b in pairs if a is not None and b is not None]).reshape(-1, len(TRAITS))
+    if not len(d):
+        return {"n": 0}
+    return {"n": len(d), **{f"{t}_abs": round(float(np.abs(d[:, j]).mean()), 4) for j, t in enumerate(TRAITS)},
+            **{f"{t}_over_0.1": int((np.abs(d[:, j]) > 0.1).sum()) for j, t in enumerate(TRAITS)}}
+
+
+def make_config(cfg: str):
+    """A restorer by config name: the registry's, or `prior-farthest` (the prior restorer as it was
+    before trait matching: the farthest of 32 candidates whatever its facial hair, for before/after)."""
+    from ideud.stream.restore import make_restorer
+
+    if cfg == "prior-farthest":
+        from ideud.stream.restore_prior import PriorRestorer
+
+        return PriorRestorer(candidates=32, match_traits=False)
+    return make_restorer(cfg)
+
+
 def _stats(d: Sequence[float]) -> dict:
     d = [x for x in d if x is not None]
     if not d:
@@ -197,8 +231,6 @@ def bench(names: Sequence[str], folder: Path, out: Path, configs: Sequence[str],
           log=print, inverting: bool = True, first: int = 0) -> dict:
     """`first`: index of names[0] among the held-out portraits (its seed: each person keeps one)."""
     from ideud.stream.detect import make_detector
-    from ideud.stream.restore import make_restorer
-    from ideud.stream.restore_prior import PriorRestorer
 
     emb = Embedder()
     second = SecondOpinion(emb.marker, folder) if SECOND["on"] else None
@@ -209,10 +241,10 @@ def bench(names: Sequence[str], folder: Path, out: Path, configs: Sequence[str],
     if second is not None:
         results["second_opinion"] = second.note
     outputs: dict = {}
+    t_orig: dict = {}  # the originals' traits, measured once
     for cfg in configs:
-        # prior-anti: the prior restorer that also subtracts half the person's code (an option, not the default)
-        robj = PriorRestorer(anti=0.5) if cfg == "prior-anti" else make_restorer(cfg)
-        dist, found, cos, cos2, t0 = [], 0, [], [], time.perf_counter()
+        robj = make_config(cfg)
+        dist, found, cos, cos2, traits, t0 = [], 0, [], [], [], time.perf_counter()
         outs, guard = {}, {"obfuscated_portraits": 0, "steps": {}}
         for i, n in enumerate(names):
             dst = out / f"{Path(n).stem}.{cfg}.png"
@@ -230,13 +262,16 @@ def bench(names: Sequence[str], folder: Path, out: Path, configs: Sequence[str],
             found += ok
             dist.append(None if e0 is None or e1 is None else float(np.linalg.norm(e0 - e1)))
             cos.append(emb.edge_cos(originals[n], outs[n]))
+            if n not in t_orig:
+                t_orig[n] = face_traits(originals[n], emb.marker)
+            traits.append((t_orig[n], face_traits(outs[n], emb.marker)))
             if second is not None:  # None where the output has no face (obfuscated): not counted
                 cos2.append(second.cos(originals[n], outs[n]))
         pairs = [float(np.linalg.norm(a - b)) for a, b in
                  zip([emb.dlib(outs[n])[0] for n in names[:-1]], [emb.dlib(outs[n])[0] for n in names[1:]])
                  if a is not None and b is not None]
         results[cfg] = {"forward": _stats(dist), "dlib_detected": found, "pairs": _stats(pairs),
-                        "edgeface": _edge_stats(cos, emb),
+                        "edgeface": _edge_stats(cos, emb), "trait_mismatch": _trait_stats(traits),
                         "seconds_per_portrait": round((time.perf_counter() - t0) / max(len(names), 1), 2)}
         if PRIVACY["mode"] != "off":
             results[cfg]["guard"] = guard
@@ -248,13 +283,12 @@ def bench(names: Sequence[str], folder: Path, out: Path, configs: Sequence[str],
                   if e_orig[a][0] is not None and e_orig[b][0] is not None]
     results["original_pairs"] = _stats(orig_pairs)
     outputs_for_inversion = outputs if inverting else {}
-    if "prior" in outputs_for_inversion or "prior-anti" in outputs_for_inversion:
+    if "prior" in outputs_for_inversion:
         results["context_only_baseline"] = context_only_baseline(names, folder, out, originals, e_orig, emb, detector)
         log(f"context-only baseline: {results['context_only_baseline']}")
-    for cfg in ("prior", "prior-anti"):
-        if cfg in outputs_for_inversion:
-            results[f"inversion_{cfg}"] = inversion(names, folder, out, cfg, outputs[cfg], originals, e_orig, emb,
-                                                    detector, log)
+    if "prior" in outputs_for_inversion:
+        results["inversion_prior"] = inversion(names, folder, out, "prior", outputs["prior"], originals, e_orig, emb,
+                                               detector, log)
     if sheet is not None and outputs:
         cfg = "prior" if "prior" in outputs else configs[0]
         write_sheet(sheet, [originals[n] for n in names[:24]], [outputs[cfg][n] for n in names[:24]])
@@ -318,7 +352,7 @@ def write_sheet(path: Path, before: Sequence[np.ndarray], after: Sequence[np.nda
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from ideud.eval.portraits import held_out_names, portraits_dir
+    from ideud.eval.portraits import build_names, held_out_names, portraits_dir
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, default=None)
@@ -331,6 +365,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--second-opinion", action="store_true",
                     help="also EdgeFace-xxs in torch (needs torch and shared/models/edgeface)")
     ap.add_argument("--start", type=int, default=0, help="first held-out portrait (with --limit: a slice)")
+    ap.add_argument("--split", default="held-out", choices=["held-out", "build"],
+                    help="which portraits: held-out (measure) or build (tune on these, never on held-out)")
     args = ap.parse_args(argv)
     PRIVACY["mode"] = args.privacy
     SECOND["on"] = args.second_opinion
@@ -338,7 +374,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if folder is None:
         print("bench_face_prior: portraits not found (set IDEUD_PORTRAITS)", file=sys.stderr)
         return 2
-    names = held_out_names(folder)[args.start:][: args.limit]
+    names = (held_out_names if args.split == "held-out" else build_names)(folder)[args.start:][: args.limit]
     out = args.out or Path(tempfile.mkdtemp(prefix="face_prior_bench_"))
     out.mkdir(parents=True, exist_ok=True)
     res = bench(names, folder, out, [c for c in args.configs.split(",") if c], args.sheet,

@@ -269,7 +269,7 @@ class FaceRecognizer:
 
     def embed_chips(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         """Embeddings of aligned 150x150 chips (what `chip` returns, or views of one: mirrored,
-        re-encoded), (N, 128) float32. ~80 ms per chip here, batched or not."""
+        re-encoded), (N, 128) float32. ~80 ms per chip here with dlib-bin (no BLAS), batched or not; the guard uses the same network on onnxruntime (models/dlib_resnet_onnx.py)."""
         if len(chips) == 0:
             return np.zeros((0, 128), np.float32)
         net = self._get("resnet")

@@ -4,7 +4,7 @@
 models/recognizers.py place it among different people, each on several views of the output face
 (the chip, its mirror, +-5 % scale/crop jitter, a JPEG re-encode; the worst view counts):
 
-    dlib's ResNet (L2 distance d, same person under tau; ~80 ms a view)
+    dlib's ResNet (L2 distance d, same person under tau; ~10 ms a view on onnxruntime, models/dlib_resnet_onnx.py)
     EdgeFace      (cosine similarity s, same person over edge_max; ~5 ms a view, batched;
                    models/edgeface.py, thresholds in models/data/edgeface_calibration.json)
 
@@ -25,11 +25,11 @@ Per track
    track seed (candidate 0 of step 0 is the track's own), `batch` at a time: re-render each
    (identity.set_noise, the restorer at the step's level, the appearance seed), paste it into the
    frame around the face (with this frame's occluders cut out), and run the chip of every
-   candidate of the batch through EdgeFace in one call, then every view of those it did not
-   reject in another. Candidates EdgeFace rejects cost no dlib time; the others are undone (4.)
-   and go to dlib, most different first, and the first that passes both with the margins, still
-   looks like a face (FaceMesh finds it where it was drawn) and whose undone faces do not match
-   either is kept: the search stops there.
+   candidate of the batch through EdgeFace in one call, then the other views of those it did not
+   reject in another. The rest go on most different first, cheapest decisive check first: still a
+   face (FaceMesh finds it where it was drawn, ~10 ms), its undone faces (4.) not the person for
+   EdgeFace, dlib with the margin (the costliest view), the undone face not the person for dlib; the
+   first that passes all is kept and the search stops there.
 
        step 0  sigma x1, restorer level 0
        step 1  sigma x1, restorer level 1 (more of the face from the restorer)
@@ -50,7 +50,7 @@ Per track
    original for an occluder (a misread one leaves the person's own face), and once when the ID
    code freezes. The output
    must pass both recognizers (without the margins) against the person at this frame and the
-   references kept from earlier poses (up to 4); EdgeFace goes first, dlib only if it passed, and
+   references kept from earlier poses (up to 4); EdgeFace goes first, dlib only if it and FaceMesh passed, and
    not at all when no reference was added and the output is the same new face as at the last
    full check (its EdgeFace chip within SAME_OUTPUT of it; that dlib distance had the margin). If
    not, the search goes on with the next step and that frame is not handed back until a
@@ -92,14 +92,14 @@ import numpy as np
 from ideud.models import facemesh as fm
 from ideud.models.face_shape import FIT_MAX_PITCH, FIT_MAX_YAW
 from ideud.models.recognizer import FaceRecognizer
-from ideud.models.recognizers import TwoRecognizers, edge_views
+from ideud.models.recognizers import TwoRecognizers
 from ideud.stream import blend as bl
-from ideud.stream.guard_inversion import inverses_for
+from ideud.stream.guard_inversion import inverses_for, undone_by_edgeface, undone_passes_dlib
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
                                        STEPS, Policy, _Track, track_report)
-from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, looks_like_face,  # noqa: F401
-                                      obfuscated, occluder_keep, render_candidate, verified_mosaic,
-                                      with_occluders)
+from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, finish_candidate,  # noqa: F401
+                                      looks_like_face, obfuscated, occluder_keep, render_candidate,
+                                      start_candidate, verified_mosaic, with_occluders)
 from ideud.stream.identity import perturbation
 from ideud.stream.occlusion import MAX_SHARE as OCCLUDED_MAX
 from ideud.stream.types import Crop
@@ -310,19 +310,26 @@ class PrivacyGuard:
             st.status = "verified"
         if st.status == "verified" and current is not None:
             img, pts = candidate_output(ctx_rgb, ctx, *current)
-            output = self.two.edge.embed_chips(np.stack(edge_views(img, pts, full=False)))[0]
+            dref, eref = self._refs(st)
+            # EdgeFace on every view in one batch; the chip's embedding (view 0) is the output's
+            sims, views = self.two.edge_similarity([(img, pts)], eref, embeddings=True)
+            s, output, face = float(sims[0]), views[0, 0], None
             if self._output_unchanged(st, output, new_reference):
                 # the same new face as at the last full check, against the same references: dlib's
-                # distance (measured then, with the margin) stands; EdgeFace (cheap) is run again
-                d, s = st.distance, float(self.two.edge_similarity([(img, pts)], self._refs(st)[1])[0])
+                # distance (measured then, with the margin) stands
+                d = st.distance
                 st.dlib_reused += 1
             else:
-                d, s = self.two.measure(img, pts, *self._refs(st), edge_limit=self.policy.edge_max,
-                                        dlib_stop=self.policy.tau)
+                # cheapest decisive check first: EdgeFace, then FaceMesh, dlib (the costliest) last
+                d = None
+                if s <= self.policy.edge_max:
+                    face = looks_like_face(self.mesh, img, pts, self.policy.face_tolerance)
+                    if face:
+                        d = self.two.dlib_distance(img, pts, dref, stop_below=self.policy.tau)
                 st.output_edge = output if d is not None and d >= self.policy.tau + self.policy.margin else None
             st.distance, st.similarity = d, s
-            if self._passes(d, s, strict_margin=False) and looks_like_face(self.mesh, img, pts,
-                                                                           self.policy.face_tolerance):
+            if self._passes(d, s, strict_margin=False) and (
+                    face if face is not None else looks_like_face(self.mesh, img, pts, self.policy.face_tolerance)):
                 st.min_distance = d if st.min_distance is None else min(st.min_distance, d)
                 st.max_similarity = s if st.max_similarity is None else max(st.max_similarity, s)
                 return current
@@ -370,11 +377,8 @@ class PrivacyGuard:
     def _search(self, frame, tid: int, st: _Track, r, ctx: Crop, ctx_rgb, start: int, first,
                 occ=None) -> Optional[tuple]:
         """Try the candidates of the steps from `start` on, `batch` at a time (the pipeline's own
-        render alone first): render them with this frame's occluders cut out, run their chips
-        through EdgeFace in one batch and every view of those left in another, then undo them
-        (inversion, EdgeFace) and run dlib (the costly one) on those still passing, most different
-        first; the first that passes both (with the margins), still looks like a face and whose
-        undone face dlib does not match either is kept (early stop). With `per_frame` set, stops after that many candidates and
+        render alone first), checked as the module docstring (2.) says; the first that passes
+        everything is kept (early stop). With `per_frame` set, stops after that many candidates and
         resumes at the next frame (None is returned meanwhile: the face is obfuscated)."""
         p = self.policy
         if st.cursor is None:
@@ -396,44 +400,51 @@ class PrivacyGuard:
                 n = 1 if first is not None and step == 0 and k == 0 else min(p.batch, p.candidates - k, budget)
                 budget -= n
                 st.cursor[1] = k + n
-                group = []
+                started = []  # each candidate rendered, then restored on the worker while the next is rendered
                 for j in range(k, k + n):
                     noise, level, seed, _ = self._candidate(st, step, j)
                     if first is not None and step == 0 and j == 0:
-                        cand = first  # already rendered by the pipeline with the track's own noise and seed
+                        started.append((j, None))  # already rendered by the pipeline with the track's own noise and seed
                     else:
                         self.identity.set_noise(tid, noise)
-                        cand = with_occluders(render_candidate(self.identity, self.restorer, frame, tid, r, level,
-                                                               seed), occ, OCCLUDED_MAX)
+                        started.append((j, start_candidate(self.identity, self.restorer, frame, tid, r, level, seed)))
+                group = []
+                for j, handle in started:
+                    cand = first if handle is None else with_occluders(finish_candidate(handle), occ, OCCLUDED_MAX)
                     if cand is not None:
                         group.append((j, cand, *candidate_output(ctx_rgb, ctx, *cand)))
                 st.candidates += len(group)
                 if not group:
                     continue
                 # first pass: the chip of every candidate in one batch; all views for the ones left
-                quick = self.two.edge_similarity([(img, pts) for _, _, img, pts in group], eref, full=False)
-                left = np.flatnonzero(quick <= p.edge_max - p.edge_margin)  # all views of these, one batch
+                quick, chip_emb = self.two.edge_similarity([(img, pts) for _, _, img, pts in group], eref,
+                                                           full=False, embeddings=True)
+                left = np.flatnonzero(quick <= p.edge_max - p.edge_margin)  # the other views of these, one batch
                 sims = quick.copy()
-                sims[left] = self.two.edge_similarity([group[i][2:] for i in left], eref)
+                sims[left] = self.two.edge_similarity([group[i][2:] for i in left], eref,
+                                                      chip_embeddings=chip_emb[left, 0])
                 for idx in np.argsort(sims, kind="stable"):
                     j, cand, img, pts = group[idx]
                     s = float(sims[idx])
                     if s > p.edge_max - p.edge_margin:
                         self._tried(st, None, s)
                         continue
-                    undone = self._undone_edge(st, img, pts, ctx, eref)  # the cheap half of inversion first
+                    # the cheapest decisive checks first: FaceMesh (~10 ms), then EdgeFace on the undone
+                    # faces, dlib (the costliest) last; a candidate refused by one is refused whatever the others say
+                    if not looks_like_face(self.mesh, img, pts, p.face_tolerance):
+                        self._tried(st, None, s)
+                        continue
+                    undone = undone_by_edgeface(self.inverses, self.two, st, img, pts, ctx, eref, p.edge_max)
                     if undone is None:
                         continue
                     d = self.two.dlib_distance(img, pts, dref, stop_below=p.tau + p.margin)
                     self._tried(st, d, s)
-                    if not (self._passes(d, s, strict_margin=True)
-                            and looks_like_face(self.mesh, img, pts, p.face_tolerance)
-                            and self._undone_dlib(st, undone, pts, dref)):
+                    if not (self._passes(d, s, strict_margin=True) and undone_passes_dlib(self.two, st, undone, pts, dref, p.tau)):
                         continue
                     st.cursor = None
                     self._apply(st, tid, step, j)
                     st.status = "verified"
-                    st.output_edge = self.two.edge.embed_chips(np.stack(edge_views(img, pts, full=False)))[0]
+                    st.output_edge = chip_emb[idx, 0]  # the chip's embedding from the quick pass
                     st.distance, st.similarity = d, s
                     st.min_distance = d if st.min_distance is None else min(st.min_distance, d)
                     st.max_similarity = s if st.max_similarity is None else max(st.max_similarity, s)
@@ -450,38 +461,6 @@ class PrivacyGuard:
             if st.cursor is not None and st.cursor[2] is not None:
                 self.identity.set_noise(tid, st.cursor[2])  # between frames the track keeps its noise
 
-    def _undone_edge(self, st: _Track, img: np.ndarray, pts: np.ndarray, ctx: Crop, eref) -> Optional[list]:
-        """The candidate undone by every known inverse (module docstring, 4.); None (refused) where
-        EdgeFace (chip and mirror of each, one batch) finds the person in one of them, else the
-        undone faces ([] where the restorer has no known inverse)."""
-        if not self.inverses:
-            return []
-        st.inversion_checks += 1
-        undone = [inv.undo(img, pts, ctx) for inv in self.inverses]
-        if any(u is None for u in undone):
-            st.inversion_refused += 1
-            return None  # an undo that cannot be checked is not known to fail: fail closed
-        st.inversion_sims = self.two.edge_similarity([(u, pts) for u in undone], eref, full="quick")
-        s = float(st.inversion_sims.max())
-        st.inversion = (None, s)
-        if s > self.policy.edge_max:
-            st.inversion_refused += 1
-            return None
-        return undone
-
-    def _undone_dlib(self, st: _Track, undone: list, pts: np.ndarray, dref) -> bool:
-        """dlib on the undone face EdgeFace found closest, for a candidate that passed everything else
-        (its chip only: a second-order check kept to ~80 ms); the numbers are kept for the report."""
-        if not undone:
-            return True
-        worst = undone[int(np.argmax(st.inversion_sims))]  # the inverse EdgeFace found closest
-        d = self.two.dlib_distance(worst, pts, dref, full=False)
-        st.inversion = (d, st.inversion[1])
-        if d < self.policy.tau:
-            st.inversion_refused += 1
-            return False
-        return True
-
     def _verify_mosaic(self, st: _Track, ctx_rgb: np.ndarray, pts: np.ndarray) -> None:
         """The fallback is checked like a rendered face: the mosaic of this face (as `blend.obfuscate`
         draws it, here on RGB) must be among different people for both recognizers, on every view;
@@ -489,6 +468,7 @@ class PrivacyGuard:
         (0.6) applies in strict mode too: a face-less fill sits only ~0.61-0.74 from anyone."""
         st.mosaic, st.mosaic_check = verified_mosaic(self.two, ctx_rgb, pts, *self._refs(st),
                                                      self.policy.edge_max, start=st.mosaic)
+
 
 def _count(st: _Track, why: str) -> None:
     st.fallback_frames += 1

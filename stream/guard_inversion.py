@@ -73,3 +73,38 @@ def inverses_for(restorer) -> list[Inverse]:
         return []
     return [Inverse("mirror", _MirroredCode(prior=prior)),
             Inverse("second_pass", PriorRestorer(prior=prior), seed=SECOND_PASS_SEED)]
+
+
+def undone_by_edgeface(inverses: list, two, st, img: np.ndarray, pts: np.ndarray, ctx: Crop, eref,
+                       edge_max: float) -> Optional[list]:
+    """The candidate undone by every known inverse; None (refused) where EdgeFace (chip and mirror
+    of each, one batch) finds the person in one of them, else the undone faces ([] where the
+    restorer has no known inverse). `st`: the guard's track, which keeps the numbers for the report."""
+    if not inverses:
+        return []
+    st.inversion_checks += 1
+    undone = [inv.undo(img, pts, ctx) for inv in inverses]
+    if any(u is None for u in undone):
+        st.inversion_refused += 1
+        return None  # an undo that cannot be checked is not known to fail: fail closed
+    st.inversion_sims = two.edge_similarity([(u, pts) for u in undone], eref, full="quick")
+    s = float(st.inversion_sims.max())
+    st.inversion = (None, s)
+    if s > edge_max:
+        st.inversion_refused += 1
+        return None
+    return undone
+
+
+def undone_passes_dlib(two, st, undone: list, pts: np.ndarray, dref, tau: float) -> bool:
+    """dlib on the undone face EdgeFace found closest, for a candidate that passed everything else
+    (its chip only: a second-order check kept to one dlib view); the numbers are kept for the report."""
+    if not undone:
+        return True
+    worst = undone[int(np.argmax(st.inversion_sims))]  # the inverse EdgeFace found closest
+    d = two.dlib_distance(worst, pts, dref, full=False)
+    st.inversion = (d, st.inversion[1])
+    if d < tau:
+        st.inversion_refused += 1
+        return False
+    return True

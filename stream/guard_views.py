@@ -3,6 +3,7 @@ frame around the face, and the fallback mosaic of a face, verified like a render
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import Future
 from fractions import Fraction
 from typing import Optional
 
@@ -13,6 +14,7 @@ from ideud.models.recognizer import THRESHOLD as DLIB_THRESHOLD
 from ideud.models.recognizers import TwoRecognizers
 from ideud.stream import blend as bl
 from ideud.stream.render import crop_for, render
+from ideud.stream.restore_worker import RestoreWorker
 from ideud.stream.types import Crop, Frame, RestoreItem
 
 CONTEXT = 0.65  # the checked region: the face box grown by this much each side (FaceMesh needs ~0.6)
@@ -94,18 +96,31 @@ def looks_like_face(mesh, img: np.ndarray, target: np.ndarray, tolerance: float)
     return float(np.median(np.linalg.norm(lm[:, :2] - target, axis=1))) <= tolerance * size
 
 
-def render_candidate(identity, restorer, frame, tid: int, r, level: int, seed: int) -> Optional[tuple]:
-    """Render and restore the track's face with its current noise: (rendered, item, restored) or None."""
+def start_candidate(identity, restorer, frame, tid: int, r, level: int, seed: int) -> tuple:
+    """Render the track's face with its current noise and hand it to the restorer: on the restore
+    worker's thread where there is one, so the next candidate is rendered meanwhile;
+    `finish_candidate` collects it. The restorer sees the candidates in the order they were started."""
     target = identity.target(tid, r)
     crop = crop_for(r.landmarks, target, frame.width, frame.height)
     original = bl.crop_rgb(frame, crop)
     out = render(original, crop, r.landmarks, target, r.visible)
     item = RestoreItem(image=out.image, original=original, mask=out.mask, landmarks=out.target,
                        track_id=tid, seed=seed, level=level)
-    restored = restorer.restore([item])
+    return out, item, (restorer.submit([item]) if isinstance(restorer, RestoreWorker) else restorer.restore([item]))
+
+
+def finish_candidate(started: tuple) -> Optional[tuple]:
+    """(rendered, item, restored) of a started candidate, or None."""
+    out, item, answer = started
+    restored = answer.result()[0] if isinstance(answer, Future) else answer
     if len(restored) != 1:
         return None
     return out, item, restored[0]
+
+
+def render_candidate(identity, restorer, frame, tid: int, r, level: int, seed: int) -> Optional[tuple]:
+    """Render and restore the track's face with its current noise: (rendered, item, restored) or None."""
+    return finish_candidate(start_candidate(identity, restorer, frame, tid, r, level, seed))
 
 
 def occluder_keep(frame, r, rendered) -> Optional[tuple[Crop, np.ndarray]]:

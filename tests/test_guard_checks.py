@@ -164,3 +164,54 @@ def test_the_report_names_the_candidate_closest_to_passing():
         assert gd.track_report(st, g.policy)["best_candidate"] == {"dlib": 0.5, "edgeface": 0.1}
     finally:
         p.close()
+
+
+@needs_portraits
+def test_the_second_edgeface_pass_reuses_the_chips_and_measures_the_same():
+    # a search embeds each candidate's chip once (the quick pass), then only the other views of
+    # those left: the worst view over all five is the same as one pass over all of them
+    from ideud.models.recognizers import EDGE_VIEWS, TwoRecognizers
+
+    (a_rgb, a_lm), (b_rgb, b_lm) = _portraits(2, stride=61)
+    two = TwoRecognizers()
+    _, eref = two.person(a_rgb, a_lm)
+    faces = [(a_rgb, a_lm), (b_rgb, b_lm)]
+    full, views = two.edge_similarity(faces, eref[None], embeddings=True)
+    assert views.shape[:2] == (2, len(EDGE_VIEWS))
+    quick, chips = two.edge_similarity(faces, eref[None], full=False, embeddings=True)
+    before = two.edge_chips
+    rest = two.edge_similarity(faces, eref[None], chip_embeddings=chips[:, 0])
+    assert two.edge_chips - before == 2 * (len(EDGE_VIEWS) - 1)  # the chips were not embedded again
+    assert np.allclose(rest, full, atol=1e-5) and np.allclose(quick, views[:, 0] @ eref, atol=1e-5)
+    assert full[0] > 0.9 > 0.3 > full[1]  # the person's own face, and somebody else
+
+
+class NoFaceHere:
+    """A constructed FaceMesh that finds no face anywhere: every candidate fails the guard's "still a face"."""
+
+    def __call__(self, img, roi):
+        return None
+
+
+def test_a_candidate_facemesh_refuses_costs_no_undo_and_no_dlib_view():
+    # the cheapest decisive check first: FaceMesh (~10 ms) before the undone faces and dlib (~80 ms a view)
+    img = portrait()
+    p = FaceProcessor(Options(seed=1, restorer="prior", privacy="balanced"))
+    back = PersonBack(img)
+    p.guard.inverses, p.guard.mesh = [back], NoFaceHere()
+    stops, real = [], p.guard.two.dlib_distance
+
+    def dlib_distance(rgb, lm, refs, full=True, stop_below=None):
+        stops.append(stop_below)
+        return real(rgb, lm, refs, full=full, stop_below=stop_below)
+    p.guard.two.dlib_distance = dlib_distance
+    try:
+        p.process(frame_of(img))
+        rep = p.report()["tracks"][0]["privacy"]
+    finally:
+        p.close()
+    pol = p.guard.policy
+    assert rep["status"] == "obfuscated" and rep["candidates"] >= pol.candidates  # every step was tried
+    assert back.calls == 0 and rep["inversion"]["checks"] == 0
+    assert pol.tau + pol.margin not in stops  # no candidate reached dlib; only the mosaic was measured
+    assert stops and all(s == 0.6 for s in stops)

@@ -111,7 +111,14 @@ def run_ideud(src: str, dst: str, options: Options, cpu_time: bool = False) -> d
     for t in rep["tracks"]:
         for why, n in t["fallback_reasons"].items():
             reasons[why] = reasons.get(why, 0) + n
+    guard = rep["timing"].get("guard", {}).get("total_s", 0.0)
+    priv = rep.get("privacy", {})
+    # the guard's share of the run: its stage seconds (wall, or the main thread's CPU with --cpu-time)
+    # over the run's wall clock; the chips each recognizer embedded (dlib ~80 ms, EdgeFace ~5 ms each)
+    guard_row = {"share_of_wall": round(guard / max(wall, 1e-9), 3), "ms_per_frame": round(1000 * guard / frames, 2),
+                 "dlib_chips": priv.get("dlib_chips"), "edgeface_chips": priv.get("edgeface_chips")}
     return {"fps": round(rep["frames"] / wall, 2), "fallback_reasons": reasons, "frames": rep["frames"], "wall_s": round(wall, 2),
+            "guard": guard_row,
             "faces_per_frame": round(rep["face_frames"] / frames, 2), "restorer": rep["restorer"],
             "fallback_face_frames": rep["fallback_face_frames"], "processes": rep.get("processes"),
             "stages": stages}
@@ -139,6 +146,10 @@ def print_table(name: str, r: dict) -> None:
     for k, v in r["stages"].items():
         face = f"{v['ms_per_face']:8.2f}" if "ms_per_face" in v else f"{'':8s}"
         print(f"    {k:10s} {v['ms_per_frame']:9.2f} {face}")
+    g = r.get("guard") or {}
+    if g.get("dlib_chips") is not None:
+        print(f"    guard: {100 * g['share_of_wall']:.1f} % of the wall clock, {g['ms_per_frame']} ms/frame, "
+              f"{g['dlib_chips']} dlib chips, {g['edgeface_chips']} EdgeFace chips")
 
 
 def main(argv=None) -> int:

@@ -26,7 +26,11 @@ from typing import Hashable, Optional
 
 import numpy as np
 
-MIN_AREA = 1e-6  # share of the nodes' bounding-box area: a thinner triangle counts as folded
+# share of the nodes' bounding-box area: a thinner triangle counts as folded. Far above float64
+# rounding (~1e-15 of it) and far below FaceMesh's own slivers: at the restorer's working size
+# the closed lips' triangles are 0.002-0.03 px^2, 1e-7..1e-6 of the box, and at 1e-6 a held
+# triangulation was turned down on 4 frames in 5 for them (Qhull instead; the same triangles)
+MIN_AREA = 1e-10
 INCIRCLE_MARGIN = 1e-6  # incircle determinant, over its points' largest squared distance squared: a tie
 MAX_FLIP_ROUNDS = 4  # rounds of independent edge flips tried before Qhull is asked
 TRIED = 2  # held triangulations tried (nearest points first) before Qhull is asked
@@ -53,7 +57,10 @@ def canonical(tris: np.ndarray) -> np.ndarray:
     first = np.argmin(tris, axis=1)
     rows = np.arange(len(tris))[:, None]
     rolled = tris[rows, (first[:, None] + np.arange(3)[None, :]) % 3]
-    order = np.lexsort((rolled[:, 2], rolled[:, 1], rolled[:, 0]))
+    # rows by (first, second, third) vertex: one int64 key per row sorts like np.lexsort, at half the cost
+    r = rolled.astype(np.int64)
+    n = int(r.max(initial=0)) + 1
+    order = np.argsort((r[:, 0] * n + r[:, 1]) * n + r[:, 2], kind="stable")
     return np.ascontiguousarray(rolled[order])
 
 

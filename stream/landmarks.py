@@ -20,6 +20,9 @@ and agrees with the detection; else None (the face is obfuscated).
 """
 from __future__ import annotations
 
+import os
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
 
@@ -92,6 +95,12 @@ class LandmarkStage:
         self.mirrored_tries = self.mirrored_finds = 0  # third tries on the mirrored window, and finds
         self.flow_tries = self.flow_finds = 0  # FaceMesh failures tried by optical flow, and meshes moved
         self.propagated_frames: dict[int, int] = {}  # per live track: face-frames whose mesh came from the flow
+        # several faces in a frame: every other one's FaceMesh runs on a second graph on its own
+        # thread (`prefetch`), beside this thread's; made at the first frame that has two faces
+        self.parallel = (os.cpu_count() or 1) > 1
+        self._helper: Optional[tuple[fm.FaceMesh, ThreadPoolExecutor]] = None
+        self._prefetched: dict[int, tuple] = {}  # track id -> (frame index, roi, affine, window, Future)
+        self.prefetched = 0  # faces whose FaceMesh ran on the helper graph and was used
 
     def fit(self, frame: Frame, track: Track, face: Optional[Face]) -> Optional[np.ndarray]:
         """The face's (468, 3) landmarks in frame pixels, or None where no mesh was found."""
@@ -126,8 +135,53 @@ class LandmarkStage:
             self.tracker.measured(track.id, box_from_landmarks(lm, st.box_rel))
         return lm
 
+    def prefetch(self, frame: Frame, pairs: list, min_face: float = 0.0) -> None:
+        """Start FaceMesh for every other face of `pairs` ((track, face or None), the order in which
+        `fit` will be called for this frame) on the helper graph, so that two faces are fitted at
+        once. `fit` takes a result only for the very window it would cut itself (same ROI, same
+        affine: the same pixels), and the graphs are the same model: the landmarks are identical.
+        Faces under `min_face` and held faces (`_unchanged`) are skipped: they get no FaceMesh."""
+        self._prefetched.clear()
+        if not self.parallel or len(pairs) < 2:
+            return
+        try:
+            for track, face in pairs[1::2]:
+                box = np.asarray(face.box if face is not None else track.box, float)
+                st = self._faces.get(track.id)
+                if max(box[2] - box[0], box[3] - box[1]) < min_face or (st is not None and self._unchanged(frame, st)):
+                    continue
+                roi = self._roi(frame, track, face, st or _FaceState())
+                affine = self.mesh.window(roi)
+                if affine is None:
+                    continue
+                window = bl.affine_rgb(frame, affine, self.mesh.window_size(affine, roi))
+                mesh, pool = self._helper_graph()
+                self._prefetched[track.id] = (frame.index, roi, affine, window,
+                                              pool.submit(mesh.on_window, window, affine, roi))
+        except Exception:  # noqa: BLE001 - `fit` fits what was not started here, on this thread
+            pass
+
+    def _helper_graph(self) -> tuple[fm.FaceMesh, ThreadPoolExecutor]:
+        if self._helper is None:
+            helper = (fm.FaceMesh(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="ideud-mesh"))
+            self._helper = helper
+            weakref.finalize(self, _close_helper, helper)  # at the stage's end or at exit
+        return self._helper
+
+    def _taken(self, frame: Frame, track: Track, roi: fm.Roi, affine: np.ndarray) -> Optional[tuple]:
+        """(window, Future) started by `prefetch` for exactly this window, or None."""
+        pre = self._prefetched.pop(track.id, None)
+        if pre is None:
+            return None
+        index, p_roi, p_affine, window, found = pre
+        if index != frame.index or p_roi != roi or not np.array_equal(p_affine, affine):
+            return None
+        self.prefetched += 1
+        return window, found
+
     def drop(self, track_id: int) -> None:
         self._faces.pop(track_id, None)
+        self._prefetched.pop(track_id, None)
         self.propagated_frames.pop(track_id, None)
 
     def propagated(self, track_id: int) -> bool:
@@ -183,6 +237,23 @@ class LandmarkStage:
         return float(diff.mean()) <= HOLD_MEAN and float(np.percentile(diff, 99)) <= HOLD_P99
 
     def _landmarks(self, frame: Frame, track: Track, face: Optional[Face], st: _FaceState) -> Optional[np.ndarray]:
+        roi = self._roi(frame, track, face, st)
+        affine = self.mesh.window(roi)
+        if affine is None:
+            return None
+        taken = self._taken(frame, track, roi, affine)
+        if taken is not None:  # fitted on the helper graph while this thread fitted another face
+            window, found = taken
+            lm = found.result()
+        else:
+            # the model's window is cut straight from the YUV planes: one resample, at its small size
+            window = bl.affine_rgb(frame, affine, self.mesh.window_size(affine, roi))
+            lm = self.mesh.on_window(window, affine, roi)
+        return self._fit_tries(window, affine, roi, lm, track, face)
+
+    @staticmethod
+    def _roi(frame: Frame, track: Track, face: Optional[Face], st: _FaceState) -> fm.Roi:
+        """The window's ROI: from the track's previous mesh, else from the detection (or the track)."""
         roi = None
         if st.landmarks is not None and st.last_frame == frame.index - 1:
             roi = fm.roi_from_landmarks(st.landmarks)
@@ -194,12 +265,11 @@ class LandmarkStage:
             kp = face.keypoints if face is not None else None
             src = face.box if face is not None else track.box
             roi = fm.roi_from_keypoints(src, *(kp[:2] if kp is not None and len(kp) >= 2 else (None, None)))
-        affine = self.mesh.window(roi)
-        if affine is None:
-            return None
-        # the model's window is cut straight from the YUV planes: one resample, at its small size
-        window = bl.affine_rgb(frame, affine, self.mesh.window_size(affine, roi))
-        lm = self.mesh.on_window(window, affine, roi)
+        return roi
+
+    def _fit_tries(self, window: np.ndarray, affine: np.ndarray, roi: fm.Roi, lm: Optional[np.ndarray],
+                   track: Track, face: Optional[Face]) -> Optional[np.ndarray]:
+        """The second and third tries where the first found nothing; the check of where it found it."""
         if lm is None:
             # a blurred face (motion, focus, a small face upscaled) is found on a sharpened window:
             # on build-split portraits of 28-120 px blurred by a face-size/20 Gaussian, 66 of 78
@@ -259,3 +329,9 @@ def _thumb(frame: Frame, box: tuple[int, int, int, int]) -> np.ndarray:
     x0, y0, x1, y1 = box
     plane = frame.planes[1] if frame.is_rgb else frame.planes[0]
     return cv2.resize(plane[y0:y1, x0:x1], (HOLD_SIDE, HOLD_SIDE), interpolation=cv2.INTER_AREA).astype(np.int16)
+
+
+def _close_helper(helper: tuple) -> None:
+    mesh, pool = helper
+    pool.shutdown(wait=True)
+    mesh.close()

@@ -88,6 +88,7 @@ class PendingFrame:
     error: Optional[BaseException] = None  # a whole-frame stage failed in prepare
     done: bool = False  # nothing left to do (detection failed: the frame is hidden)
     track_boxes: dict = field(default_factory=dict)  # track id -> its tracker box in this frame (reuse)
+    reviewed: Optional[tuple] = None  # (jobs, restored faces) once restored and reviewed (`_settle`)
 
     def restoring(self) -> list[FaceJob]:
         """The jobs whose faces went to the restorer, in the order they were handed over."""
@@ -127,6 +128,7 @@ class FaceProcessor:
         self.restore_ahead = (options.restore_ahead if options.restore_ahead is not None
                               else (2 if self.restorer.on_gpu or (os.cpu_count() or 1) > 1 else 0))
         self.worker: Optional[RestoreWorker] = None
+        self._unreviewed: list[PendingFrame] = []  # prepared, not yet restored and reviewed (`_settle`)
         if self.restore_ahead > 0 and not options.track_only:
             self.worker = RestoreWorker(self.restorer, max_faces=self.restorer.max_batch)
             if self.guard is not None:
@@ -192,12 +194,15 @@ class FaceProcessor:
             full = p.pairs
             if self.reuse_faces and not self.o.track_only:
                 full = [pr for pr in p.pairs if not self._reused(frame, p, *pr)]
+            self.landmarks.prefetch(frame, full, self.o.min_face)  # two faces' FaceMesh at once (same meshes)
             analysed = [self._analyse(frame, track, face) for track, face in full]
             p.jobs += analysed
             if not self.o.track_only:
                 items = self._render_jobs(frame, analysed)
                 if self.worker is not None and items:
                     p.future = self.worker.submit(items)
+                if self.guard is not None:
+                    self._unreviewed.append(p)  # reviewed before a later frame's Step I (`_settle`)
         except Exception as e:
             p.error = e
         return p
@@ -251,17 +256,23 @@ class FaceProcessor:
             self.reuse.drop(tr.id)
 
     def _reused(self, frame: Frame, p: PendingFrame, track: Track, face: Optional[Face]) -> bool:
-        """Degrade step (stream/degrade.py): the track's last face, moved to its new box, over
-        the box obfuscated first; False when it goes the full way."""
+        """Degrade steps (stream/degrade.py): the track's last face, moved to its new box, over
+        the box obfuscated first, or (a track the guard has not verified, far behind) the box
+        obfuscated outright; False when it goes the full way."""
         box = np.asarray(face.box if face is not None else track.box, float)
-        if face is None or not self.reuse.usable(track.id, box, p.number):
+        if face is None:
             return False
-        strength = self.guard.mosaic_strength(track.id) if self.guard is not None else 0
-        with self.timer.timed("reuse"):
-            self.reuse.paste_moved(frame, track.id, box, self.o.fallback, strength)
+        status = "verified" if self.guard is None else (self.guard.track_report(track.id) or {}).get("status")
+        way = self.reuse.route(track.id, box, p.number, status)
+        if way == "full":
+            return False
+        if way == "reuse":
+            strength = self.guard.mosaic_strength(track.id) if self.guard is not None else 0
+            with self.timer.timed("reuse"):
+                self.reuse.paste_moved(frame, track.id, box, self.o.fallback, strength)
         # the landmark stage did not see this frame: its held mesh and flow reference are stale
         self.landmarks.drop(track.id)
-        p.jobs.append(FaceJob(track, box))
+        p.jobs.append(FaceJob(track, box, reason=None if way == "reuse" else "degrade"))  # finish obfuscates
         return True
 
     def _analyse(self, frame: Frame, track: Track, face: Optional[Face]) -> FaceJob:
@@ -277,6 +288,7 @@ class FaceProcessor:
                 job.reason = "no_mesh" if face is not None else "lost"
                 return job
             job.propagated = self.landmarks.propagated(track.id)
+            self._settle()  # the guard's decisions on earlier frames first: Step I reads them
             job.box = np.r_[lm[:, :2].min(0), lm[:, :2].max(0)]
             if self.o.track_only:
                 return job
@@ -328,7 +340,33 @@ class FaceProcessor:
             items.append(item)
         return items
 
+    def _settle(self, upto: Optional[PendingFrame] = None) -> None:
+        """Restore and review the frames still waiting, oldest first (up to `upto`). The guard's
+        review may change a track's face or status and its state (the occlusion reference, the ID
+        fit, counters) follows the frames: so every review is done before Step I of a later frame,
+        as on one thread, and the output does not depend on `restore_ahead` nor on when the restorer
+        answers. The restorer still works on a frame while the next is detected and meshed."""
+        while self._unreviewed:
+            q = self._unreviewed.pop(0)
+            try:
+                q.reviewed = self._restore_review(q.frame, q)
+            except Exception as e:
+                q.error = e  # finish hides the frame's faces, as for any failed whole-frame stage
+            if q is upto:
+                return
+
     def _restore_review_blend(self, frame: Frame, p: PendingFrame) -> None:
+        if any(q is p for q in self._unreviewed):
+            self._settle(upto=p)
+            if p.error is not None:
+                raise p.error
+        jobs, restored = p.reviewed if p.reviewed is not None else self._restore_review(frame, p)
+        with self.timer.timed("blend"):
+            self._blend(frame, p, jobs, restored)
+
+    def _restore_review(self, frame: Frame, p: PendingFrame) -> tuple[list, list]:
+        """Step II's faces (the worker's answer, or restored now) reviewed by the guard: the
+        jobs and faces to paste."""
         jobs = p.restoring()
         restored = []
         if jobs:
@@ -363,26 +401,28 @@ class FaceProcessor:
             for job, rendered, item, _ in kept:
                 job.rendered, job.item = rendered, item  # what the guard passed: perhaps drawn again
             jobs, restored = [k[0] for k in kept], [k[3] for k in kept]
-        with self.timer.timed("blend"):
-            for job, face_rgb in zip(jobs, restored):
-                try:
-                    self._fault("blend", frame)
-                    face_rgb = bl.match_colour(face_rgb, job.item.image, job.rendered.mask)
-                    bl.paste_rgb(frame, job.rendered.crop, face_rgb, job.rendered.mask)
-                    self.reuse.keep(job.track.id, face_rgb, job.rendered.mask, job.rendered.crop,
-                                    p.track_boxes[job.track.id])
-                except Exception as e:
-                    job.reason = f"error:{type(e).__name__}"
-            for job in p.jobs:
-                if job.reason is not None:
-                    self.reuse.forget(job.track.id)  # an obfuscated face is never reused
-                    bl.obfuscate(frame, job.box, self.o.fallback, strength=(  # the guard's verified mosaic
-                        self.guard.mosaic_strength(job.track.id) if self.guard is not None else 0))
+        return jobs, restored
+
+    def _blend(self, frame: Frame, p: PendingFrame, jobs: list, restored: list) -> None:
+        for job, face_rgb in zip(jobs, restored):
+            try:
+                self._fault("blend", frame)
+                face_rgb = bl.match_colour(face_rgb, job.item.image, job.rendered.mask)
+                bl.paste_rgb(frame, job.rendered.crop, face_rgb, job.rendered.mask)
+                self.reuse.keep(job.track.id, face_rgb, job.rendered.mask, job.rendered.crop,
+                                p.track_boxes[job.track.id])
+            except Exception as e:
+                job.reason = f"error:{type(e).__name__}"
+        for job in p.jobs:
+            if job.reason is not None:
+                self.reuse.forget(job.track.id)  # an obfuscated face is never reused
+                bl.obfuscate(frame, job.box, self.o.fallback, strength=(  # the guard's verified mosaic
+                    self.guard.mosaic_strength(job.track.id) if self.guard is not None else 0))
 
     def _review(self, frame: Frame, entries: list) -> list:
-        """The guard's review. A face rendered before its track's parameters changed (possible
-        when frames wait for the restorer) is rendered again with the current ones first, and
-        reviewed like any other."""
+        """The guard's review. A face rendered before its track's parameters changed is rendered
+        again with the current ones first, and reviewed like any other (a safety net: `_settle`
+        reviews every frame before a later one is rendered)."""
         entries = [e if e[0].guard_version == self.guard.version(e[0].track.id)
                    else self.guard.refresh(frame, e[0]) for e in entries]
         reviewed = iter(self.guard.review(frame, [e for e in entries if e is not None]))

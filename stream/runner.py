@@ -5,7 +5,8 @@ them and the main thread, which prepares and finishes frames (stream/processor.p
 wait for the restorer (`restore_ahead`), but they and the audio packets between them reach the
 encoder in decode order. The output is written to a temp file and renamed when complete
 (stream/encode.py); on any failure it is removed. With `processes` > 1, worker processes detect
-faces a few frames ahead (stream/workers.py); everything with state stays on the main thread.
+faces a few frames ahead (stream/workers.py); with one process on several cores, a thread does
+(stream/detect_thread.py); everything else with state stays on the main thread.
 """
 from __future__ import annotations
 
@@ -20,12 +21,14 @@ from typing import Callable, Optional
 from ideud.stream.decode import AudioPacket, VideoInfo, VideoSource, attach_small, image_exif, is_image, read_image
 from ideud.stream.encode import VideoSink, write_image
 from ideud.stream.errors import InputError, OutputError, UsageError
+from ideud.stream.detect_thread import DetectThread
 from ideud.stream.options import Options
 from ideud.stream.processor import FaceProcessor, PendingFrame
 from ideud.stream.types import Frame
 from ideud.stream.workers import DetectAhead, WorkerLost, resolve_processes
 
 QUEUE_FRAMES = 8  # frames between decode and the processor, and between it and encode
+DETECT_THREAD = True  # one process on several cores: detection a frame ahead on a thread (same output)
 
 
 def check_paths(src: str, dst: str, force: bool) -> None:
@@ -205,6 +208,8 @@ def deidentify(src: str, dst: str, options: Optional[Options] = None,
             # load their detector while this one loads the rest
             ahead = DetectAhead(processes - 1, o.detector, o.det_threshold, depth=2 * processes)
         proc = processor or FaceProcessor(o)
+        if ahead is None and DETECT_THREAD and processes == 1 and not o.track_only and (os.cpu_count() or 1) > 1:
+            ahead = DetectThread(proc.detector)
         if ahead is not None:
             dw, dh = proc.detect_size(source.info.width, source.info.height)
             ahead.open(slot_bytes=dw * dh * 3)
@@ -302,10 +307,11 @@ def deidentify(src: str, dst: str, options: Optional[Options] = None,
         "wall_s": round(wall, 3), "fps": round(order.frames / wall, 2) if wall > 0 else None,
         "processes": processes if ahead is not None else 1,  # this one and the detection workers
     })
-    if ahead is not None:  # seconds the workers spent detecting, beside the main process's wait
-        report["timing"]["detect_workers"] = {"total_s": round(ahead.worker_seconds, 4),
-                                              "ms_per_frame": round(1000 * ahead.worker_seconds / max(proc.frames, 1), 3),
-                                              "calls": ahead.answered}
+    if ahead is not None:  # seconds the workers (or the thread) spent detecting, beside the main thread's wait
+        name = "detect_thread" if isinstance(ahead, DetectThread) else "detect_workers"
+        report["timing"][name] = {"total_s": round(ahead.worker_seconds, 4),
+                                  "ms_per_frame": round(1000 * ahead.worker_seconds / max(proc.frames, 1), 3),
+                                  "calls": ahead.answered}
     return report
 
 

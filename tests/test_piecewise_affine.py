@@ -135,3 +135,25 @@ def test_a_key_that_keeps_missing_still_gets_the_delaunay_triangulation():
     base = rng.uniform(0, 100, (60, 2))
     got = [cache.get(base + 1e-4 * i, "k") for i in range(2 * pa.RETRY_EVERY)]  # now it fits again
     assert all(np.array_equal(g, pa.delaunay(base)) for g in got) and cache.reused > 0
+
+
+def test_a_held_triangulation_with_closed_lips_slivers_is_reused_and_is_qhulls():
+    """Closed lips put FaceMesh's inner-lip points a fraction of a pixel apart: Delaunay slivers of
+    ~1e-7 of the mesh's box at the restorer's working size. Such a held triangulation is still
+    reused (it was turned down at a 1e-6 floor, and Qhull ran on nearly every frame), and what
+    comes out is Qhull's triangulation, bit for bit."""
+    upper = [13, 82, 81, 80, 191, 312, 311, 310, 415]
+    lower = [14, 87, 178, 88, 95, 317, 402, 318, 324]
+    rng = np.random.default_rng(5)
+    reused = slivers = 0
+    for k in range(30):
+        nodes = _face(k / 3, size=65)
+        nodes[lower] = nodes[upper] + [0.0, 0.06]
+        cache = pa.Triangulations()
+        first = cache.get(nodes, "k")
+        ext = np.ptp(nodes, axis=0)
+        slivers += pa.signed_areas(nodes, first).min() < 1e-6 * ext[0] * ext[1]
+        moved = nodes + rng.normal(0, 0.002, nodes.shape)
+        assert np.array_equal(cache.get(moved, "k"), pa.delaunay(moved))
+        reused += cache.reused
+    assert slivers >= 20 and reused >= 25, (slivers, reused)

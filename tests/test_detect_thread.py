@@ -1,0 +1,85 @@
+"""Detection a frame ahead on a thread (stream/detect_thread.py), the default of a one-process file
+run on several cores: the output is the main-thread path's, bit for bit, and a detection that
+fails on the thread hides that frame whole."""
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from clips import moving_faces, read_planes, write_clip
+from ideud.stream import runner
+from ideud.stream.detect import make_detector
+from ideud.stream.pipeline import FaceProcessor, Options, deidentify
+
+FRAMES = 12
+FAST = dict(seed=7, codec="ffv1", audio=False, privacy="off", restorer="classic", force=True)
+
+pytestmark = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the thread is used on more than one core only")
+
+
+@pytest.fixture(scope="module")
+def two_faces(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("detect_thread")
+    return folder, write_clip(folder / "two.mp4", moving_faces(FRAMES, 480, 270, size=120, faces=2), audio=False)
+
+
+def _same_video(a, b) -> None:
+    for i, (fa, fb) in enumerate(zip(read_planes(a), read_planes(b))):
+        for pa, pb in zip(fa, fb):
+            assert np.array_equal(pa, pb), f"frame {i} differs"
+
+
+def test_the_thread_gives_the_main_thread_output(two_faces, monkeypatch):
+    folder, src = two_faces
+    threaded = deidentify(src, str(folder / "thread.mkv"), Options(**FAST))
+    assert threaded["timing"]["detect_thread"]["calls"] == FRAMES  # every frame detected on the thread
+    assert threaded["timing"]["detect"]["ms_per_frame"] >= 0 and threaded["processes"] == 1
+    assert threaded["face_frames"] >= FRAMES and threaded["fallback_face_frames"] < threaded["face_frames"] // 2
+    monkeypatch.setattr(runner, "DETECT_THREAD", False)
+    main = deidentify(src, str(folder / "main.mkv"), Options(**FAST))
+    assert "detect_thread" not in main["timing"]
+    assert main["face_frames"] == threaded["face_frames"]
+    _same_video(folder / "main.mkv", folder / "thread.mkv")
+
+
+class FailsOnCall:
+    """The real detector, failing on its n-th call (0-based): a detection fault on the thread."""
+
+    def __init__(self, inner, n: int):
+        self.inner, self.n, self.calls = inner, n, 0
+        self.name = inner.name
+
+    def input_size(self, width, height):
+        return self.inner.input_size(width, height)
+
+    def detect(self, image_rgb, scale=1.0):
+        self.calls += 1
+        if self.calls - 1 == self.n:
+            raise RuntimeError("detector failed")
+        return self.inner.detect(image_rgb, scale)
+
+
+@pytest.mark.parametrize("threaded", [True, False])
+def test_a_detection_failing_on_the_thread_hides_its_frame(two_faces, monkeypatch, threaded):
+    folder, src = two_faces
+    monkeypatch.setattr(runner, "DETECT_THREAD", threaded)
+    o = Options(**FAST, frame_log=True)
+    proc = FaceProcessor(o, detector=FailsOnCall(make_detector("auto"), 5))
+    try:
+        rep = deidentify(src, str(folder / f"fail_{threaded}.mkv"), o, processor=proc)
+    finally:
+        proc.close()
+    assert ("detect_thread" in rep["timing"]) == threaded
+    failed = [f for f in rep["frame_log"] if "failed" in f]
+    assert [f["frame"] for f in failed] == [5] and failed[0]["failed"].startswith("detect")
+    assert rep["failed_frames"] == 1 and rep["frames"] == FRAMES
+    # the whole frame was hidden: no fine detail left (the noisy background alone has a Laplacian
+    # variance in the hundreds, the mosaic ~10), while the frames around it keep theirs
+    luma = [planes[0].astype(np.float64) for planes in read_planes(folder / f"fail_{threaded}.mkv")[4:7]]
+    detail = [cv2.Laplacian(y, cv2.CV_64F).var() for y in luma]
+    assert detail[1] < 40 < min(detail[0], detail[2]), detail
+    if not threaded:
+        _same_video(folder / "fail_True.mkv", folder / "fail_False.mkv")

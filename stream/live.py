@@ -35,8 +35,9 @@ from typing import Optional
 import numpy as np
 
 from ideud.stream.decode import VideoSource
-from ideud.stream.degrade import behind, reuse_limit
+from ideud.stream.degrade import DegradeControl
 from ideud.stream.errors import InputError, OutputError, UsageError
+from ideud.stream.live_detect import LiveDetect
 from ideud.stream.live_io import (END, MAX_JUMP, MIN_STEP, NETWORK_SCHEMES, OUT_TB, DropQueue, Emit, Gap, LiveOptions,
                                   LiveSink, OutputClock, container_for, is_device, is_live_output, is_live_source,
                                   open_source, open_waiting, parse_duration, read_frames, redact, scheme,
@@ -72,8 +73,6 @@ def event_emitter(lo: LiveOptions) -> Emit:
 
     return emit
 
-
-# ---------------------------------------------------------------------- stats
 
 # ---------------------------------------------------------------------- stats
 
@@ -143,8 +142,6 @@ def format_summary(s: dict) -> str:
             f"frames, latency p50/p95 {lat}, {len(s['outages'])} outages")
 
 
-
-
 # ---------------------------------------------------------------------- the run
 
 class _Thread(threading.Thread):
@@ -188,7 +185,11 @@ class LiveRun:
         self.lost_reason = ""
         self.processed = 0  # frames through the face stage: the index the tracker sees next
         self.degraded_frames = 0  # frames processed while behind (faces reused: stream/degrade.py)
+        # degrade before dropping: a pipe read at its own pace (not realtime) drops nothing, so never
+        self.degrade = DegradeControl(lo.degrade_steps if lo.degrade and lo.realtime else 0,
+                                      capacity=lo.queue - 1 + lo.detect_ahead)  # frames that can wait undropped
         self.stopped_by: dict = {}  # "reason" set by a signal or the duration
+        self.detect: Optional[LiveDetect] = None  # detection one frame ahead, on its own thread
 
     # ------------------------------------------------------------------ reader thread
 
@@ -285,7 +286,8 @@ class LiveRun:
 
     def process(self, reader: _Thread, writer: _Thread) -> None:
         """Until the source ends, the duration passes or `stop` is set (a signal, the caller)."""
-        lo, q = self.lo, self.frames_q
+        lo = self.lo
+        q = self.detect if self.detect is not None else self.frames_q
         deadline = time.monotonic() + lo.duration if lo.duration else None
         next_stats = time.monotonic() + lo.stats_every
         reset_gap = self.o.max_misses / float(self.rate)
@@ -294,7 +296,7 @@ class LiveRun:
                 self.stopped_by.setdefault("reason", "duration")
                 break
             if lo.stats and time.monotonic() >= next_stats:
-                log.info("%s", self.stats.line(q.dropped))
+                log.info("%s", self.stats.line(self.frames_q.dropped))
                 next_stats += lo.stats_every
             if writer.error is not None:
                 raise writer.error
@@ -302,6 +304,8 @@ class LiveRun:
             if item is None:
                 continue
             if item is END:  # the source ended (or the reader failed: raised by the caller)
+                if self.detect is not None and self.detect.error is not None:
+                    raise self.detect.error
                 break
             if isinstance(item, Gap):
                 if item.seconds > reset_gap:
@@ -312,11 +316,10 @@ class LiveRun:
             if lo.delay_ms:
                 time.sleep(lo.delay_ms / 1000)  # test hook: a slow face stage
             frame.index = self.processed  # consecutive over drops and reconnects, as the tracker expects
-            # behind: the first degrade step (stream/degrade.py) before the queue drops frames
-            waiting = q.waiting
-            self.proc.reuse_faces = lo.degrade and behind(waiting)
-            self.proc.reuse.max_reuse = reuse_limit(waiting)  # further behind: a face reused more frames
-            self.degraded_frames += self.proc.reuse_faces
+            # behind: the degrade steps (stream/degrade.py) before the queue drops frames
+            self.degrade.update(q.waiting)
+            self.degrade.apply(self.proc)
+            self.degraded_frames += self.degrade.level > 0
             self.proc.process(frame)
             self.processed += 1
             _handoff(self.encode_q, item, self.stop)
@@ -329,6 +332,9 @@ class LiveRun:
         summary.update(unwritten_at_stop=summary["received_frames"] - summary["written_frames"]
                        - summary["dropped_frames"], peak_queue=self.frames_q.peak, queue=self.lo.queue,
                        reanchored_timestamps=self.clock.reanchored, degraded_frames=self.degraded_frames,
+                       degrade=self._degrade_report(),
+                       detect_thread_ms_per_frame=(round(1000 * self.detect.seconds / max(self.detect.frames, 1), 2)
+                                                   if self.detect is not None else None),
                        stopped_by=self.stopped_by.get("reason") or ("source ended" if self.ended else "stopped"))
         if self.lo.stats:
             log.info("%s", format_summary(summary))
@@ -347,6 +353,13 @@ class LiveRun:
         })
         return rep
 
+    def _degrade_report(self) -> dict:
+        """How often each degrade step engaged (stream/degrade.py): frames at each level, faces."""
+        r = self.proc.reuse
+        return {"frames_at_level": {str(k): n for k, n in enumerate(self.degrade.frames_at) if n},
+                "max_level": self.degrade.max_level, "reused_face_frames": r.reused,
+                "reused_still_face_frames": r.reused_still, "new_track_obfuscated_face_frames": r.new_obfuscated}
+
     # ------------------------------------------------------------------ all of it
 
     def run(self, owns_processor: bool) -> dict:
@@ -357,6 +370,10 @@ class LiveRun:
         self.stats.start()
         self.stopped_by = _install_signals(self.stop)
         rd, wr = _Thread(self.read, "ideud-live-read"), _Thread(self.write, "ideud-live-write")
+        ahead = self.proc.ahead
+        if self.lo.detect_ahead:
+            self.detect = LiveDetect(self.frames_q, self.proc.detector, self.proc.detect_size, self.stop)
+            self.proc.ahead = self.detect.start()
         rd.start()
         wr.start()
         try:
@@ -367,6 +384,9 @@ class LiveRun:
             raise
         finally:
             self.stop.set()
+            if self.detect is not None:
+                self.detect.join(timeout=5)
+            self.proc.ahead = ahead
             _restore_signals(self.stopped_by)
             if owns_processor:
                 self.proc.close()

@@ -81,7 +81,11 @@ class LiveOptions:
     realtime: bool = True  # drop frames when behind (live); False: every frame, the input waits (a pipe)
     gop: float = 2.0  # s between keyframes (fragment length of an MP4, join delay of a live output)
     delay_ms: float = 0.0  # test hook: extra time per frame in the face stage (a slow pipeline)
-    degrade: bool = True  # when behind, reuse a track's last face for a frame before dropping frames (stream/degrade.py)
+    degrade: bool = True  # when behind, the degrade steps (stream/degrade.py) before dropping frames
+    degrade_steps: int = 4  # the last degrade step used (1-4; benchmarks compare them)
+    # detection one frame ahead on its own thread (stream/live_detect.py). Off by default: on the
+    # shared 2-core machine (load ~8) it was slower (49 vs 40 ms a frame at level 4, same CPU time)
+    detect_ahead: bool = False
     # a network source that cannot be opened at start is retried (backoff) this long; 0: fail at
     # once (a mistyped URL says so), math.inf: wait for the camera however long it takes
     start_wait: float = 0.0

@@ -1,6 +1,8 @@
 """Live degrade steps (stream/degrade.py): a face stage that is behind reuses a track's last
-pasted face for a frame, never writes a raw face, and never reuses an obfuscated one.
-Frames are handed to the processor directly: nothing here depends on the clock."""
+pasted face for a frame (longer for a still face), takes new tracks one at a time or obfuscates
+them, never writes a raw face, and never reuses an obfuscated one; and the detection thread
+(stream/live_detect.py). "Behind" is the degrade level or the queue depth handed over directly:
+nothing here depends on the clock."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -8,8 +10,13 @@ from fractions import Fraction
 import numpy as np
 
 from clips import moving_faces
-from ideud.stream.degrade import MAX_REUSE, ReuseCache, behind, reuse_limit
-from ideud.stream.live_io import DropQueue
+import threading
+
+from ideud.stream.degrade import (CALM_FRAMES, MAX_REUSE, DegradeControl, ReuseCache, behind, level_for,
+                                  reuse_limit)
+from ideud.stream.live_detect import LiveDetect
+from ideud.stream.live_io import END, DropQueue, Gap
+from ideud.stream.workers import detect_upright
 from ideud.stream.pipeline import FaceProcessor, Options
 from ideud.stream.types import Crop, Frame
 
@@ -20,11 +27,12 @@ def frame_of(rgb: np.ndarray, index: int) -> Frame:
                  time=index / 25)
 
 
-def _run(o: Options, frames: list, reuse_from: int, max_reuse: int = 1):
+def _run(o: Options, frames: list, reuse_from: int, max_reuse: int = 1, level: int = 1):
     """Process `frames`, the face stage 'behind' from frame `reuse_from` on (a face reused up to
-    `max_reuse` frames in a row); outputs, report, boxes."""
+    `max_reuse` frames in a row, at degrade `level`); outputs, report, boxes and statuses."""
     p = FaceProcessor(o)
     p.reuse.max_reuse = max_reuse
+    p.reuse.level = level
     outs, boxes = [], []
     try:
         for i, rgb in enumerate(frames):
@@ -33,7 +41,10 @@ def _run(o: Options, frames: list, reuse_from: int, max_reuse: int = 1):
             p.process(fr)
             outs.append(np.dstack(fr.planes))
             boxes.append([f["box"] for f in p.frame_log[-1]["faces"]])
-        return outs, p.report(), boxes
+        rep = p.report()
+        rep["statuses"] = [[f["status"] for f in entry["faces"]] for entry in p.frame_log]
+        rep["new_obfuscated"] = p.reuse.new_obfuscated
+        return outs, rep, boxes
     finally:
         p.close()
 
@@ -144,3 +155,223 @@ def _full_renders(limit: int) -> list:
                 full += 1
         fulls.append(full)
     return fulls
+
+
+# ---------------------------------------------------------------------- the level from the backlog
+
+def test_the_level_for_a_backlog_grows_as_it_fills_the_queue():
+    # default queue (3): two frames can wait undropped; detecting ahead, three; a queue of 6: five
+    assert [level_for(w, 2) for w in range(4)] == [0, 3, 4, 4]
+    assert [level_for(w, 3) for w in range(4)] == [0, 2, 3, 4]
+    assert [level_for(w, 5) for w in range(6)] == [0, 2, 3, 3, 4, 4]
+    assert [level_for(w, 1) for w in range(3)] == [0, 4, 4]
+
+
+def test_the_level_follows_the_backlog_up_at_once_and_down_slowly():
+    c = DegradeControl(capacity=3)
+    assert c.update(0) == 0
+    assert c.update(1) == 2
+    assert c.update(3) == 4 and c.update(9) == 4  # a full queue (and more): the last step
+    levels = [c.update(0) for _ in range(3 * CALM_FRAMES)]
+    # one level down after CALM_FRAMES calm frames, not straight back to 0
+    assert levels[:CALM_FRAMES - 1] == [4] * (CALM_FRAMES - 1)
+    assert levels[CALM_FRAMES - 1] == 3 and levels[2 * CALM_FRAMES - 1] == 2
+    assert c.update(2) == 3  # behind again: up at once
+    assert sum(c.frames_at) == 3 + 1 + 3 * CALM_FRAMES + 1
+    capped = DegradeControl(max_level=1, capacity=3)
+    assert [capped.update(w) for w in (0, 1, 3)] == [0, 1, 1]
+    off = DegradeControl(max_level=0)
+    assert off.update(3) == 0
+
+
+def test_apply_sets_the_processors_reuse():
+    class _Proc:  # the two hooks of FaceProcessor that DegradeControl sets
+        reuse = ReuseCache()
+        reuse_faces = False
+    c, proc = DegradeControl(capacity=3), _Proc()
+    c.update(2)
+    c.apply(proc)
+    assert proc.reuse_faces and proc.reuse.level == 3 and proc.reuse.waiting == 2
+    assert proc.reuse.max_reuse == reuse_limit(3) == MAX_REUSE
+    c = DegradeControl()
+    c.update(0)
+    c.apply(proc)
+    assert proc.reuse_faces and proc.reuse.level == 0  # level 0: the processor asks route (new tracks paced)
+    c = DegradeControl(max_level=0)  # degrading off
+    c.update(3)
+    c.apply(proc)
+    assert not proc.reuse_faces
+
+
+# ---------------------------------------------------------------------- still faces
+
+def _reuse_run(level: int, limit: int, step: float, frames: int = 30) -> int:
+    """Longest run of reuses of one track whose box moves `step` px a frame."""
+    cache = ReuseCache(max_reuse=limit)
+    cache.level = level
+    rgb, mask = np.zeros((4, 4, 3), np.uint8), np.ones((4, 4), np.float32)
+    longest = run = 0
+    for f in range(frames):
+        box = np.array([100.0 + step * f, 100.0, 200.0 + step * f, 220.0])
+        if f > 0 and cache.usable(2, box, f):
+            cache._last[2].reused += 1  # as paste_moved counts it
+            run += 1
+        else:
+            cache.keep(2, rgb, mask, Crop(0, 0, 4, 4), box)
+            run = 0
+        longest = max(longest, run)
+    return longest
+
+
+def test_a_still_face_is_reused_longer_from_level_2_a_moving_one_is_not():
+    assert _reuse_run(level=1, limit=1, step=0.0) == 1  # level 1: no still step
+    assert _reuse_run(level=2, limit=2, step=0.0) == 4  # still: twice the limit
+    assert _reuse_run(level=3, limit=3, step=0.5) == 6
+    assert _reuse_run(level=3, limit=3, step=12.0) == 3  # 12 px a frame on a 100 px box: moving
+
+
+# ---------------------------------------------------------------------- new tracks
+
+def test_far_behind_new_tracks_are_obfuscated_outright_and_never_raw():
+    """Level 4: no track is verified yet, so every face is obfuscated without landmarks, render or
+    guard search (dlib never runs), and none is written raw."""
+    n, w, h = 3, 480, 320
+    frames = list(moving_faces(n, width=w, height=h, size=150, faces=2))
+    outs, rep, boxes = _run(Options(seed=1, privacy="balanced", guard_per_frame=1, frame_log=True), frames,
+                            reuse_from=0, max_reuse=MAX_REUSE, level=4)
+    assert rep["statuses"] == [["fallback:degrade"] * 2] * n
+    assert rep["new_obfuscated"] == 2 * n and rep["reused_face_frames"] == 0
+    assert rep["privacy"]["dlib_chips"] == 0  # the searches paused
+    for i in range(n):
+        assert len(boxes[i]) == 2
+        for box in boxes[i]:
+            assert _raw_share(outs[i], frames[i], box) < 0.02, i
+
+
+def test_behind_new_tracks_go_the_full_way_one_at_a_time():
+    """Level 3: of two new (unverified) tracks one goes the full way (its guard search advances)
+    and the other is obfuscated outright; then it is the other's turn. None raw."""
+    n, w, h = 2, 480, 320
+    frames = list(moving_faces(n, width=w, height=h, size=150, faces=2))
+    outs, rep, boxes = _run(Options(seed=1, privacy="balanced", guard_per_frame=1, frame_log=True), frames,
+                            reuse_from=0, max_reuse=MAX_REUSE, level=3)
+    assert [len(s) for s in rep["statuses"]] == [2] * n
+    assert rep["statuses"][0].count("fallback:degrade") == 1  # both new: one waits its turn
+    assert all(s.count("fallback:degrade") <= 1 for s in rep["statuses"])  # never both
+    assert rep["new_obfuscated"] >= 1
+    assert rep["privacy"]["edgeface_chips"] > 0  # one track's search did advance
+    for i in range(n):
+        for box in boxes[i]:
+            assert _raw_share(outs[i], frames[i], box) < 0.02, i
+
+
+def test_at_level_3_a_new_track_searches_only_with_nothing_waiting():
+    cache = ReuseCache(max_reuse=3)
+    box = np.array([10.0, 10.0, 60.0, 70.0])
+    cache.level = 0  # not behind: new tracks paced, one a frame; no face reused
+    assert [cache.route(t, box, 4, status=None) for t in (1, 2)] == ["full", "obfuscate"]
+    cache.keep(3, np.zeros((4, 4, 3), np.uint8), np.ones((4, 4), np.float32), Crop(0, 0, 4, 4), box)
+    assert cache.route(3, box, 5, status="verified") == "full" and cache.reused == 0
+    cache.new_obfuscated = 0
+    cache.level, cache.waiting = 3, 1
+    assert cache.route(1, box, 5, status=None) == "obfuscate"
+    cache.waiting = 0
+    assert [cache.route(t, box, 6, status=None) for t in (1, 2)] == ["full", "obfuscate"]
+    assert cache.route(2, box, 7, status=None) == "full"  # the next frame: a turn again
+    cache.level = 4
+    assert cache.route(1, box, 8, status=None) == "obfuscate"
+    assert cache.route(1, box, 8, status="verified") == "full"  # a verified track: nothing to reuse yet
+    assert cache.new_obfuscated == 3
+    cache.level = 2
+    assert cache.route(1, box, 9, status=None) == "full"  # below level 3 new tracks go the full way
+    # a track the guard gave up on is obfuscated by the guard: it does not take a new track's turn
+    assert [cache.route(t, box, 10, status=s) for t, s in ((5, "obfuscated"), (1, "pending"))] == ["full", "full"]
+    cache.level = 4
+    assert cache.route(5, box, 11, status="obfuscated") == "obfuscate"  # its retry search waits too
+
+
+# ---------------------------------------------------------------------- the detection thread
+
+def _frames_for_detection(n: int) -> list:
+    return [frame_of(rgb, i) for i, rgb in enumerate(moving_faces(n, width=480, height=320, size=150, faces=2))]
+
+
+def _wait_until(cond, timeout: float = 30.0) -> bool:
+    done = threading.Event()
+    for _ in range(int(timeout / 0.05)):
+        if cond():
+            return True
+        done.wait(0.05)  # polling a condition, not a count after a fixed sleep
+    return cond()
+
+
+def test_the_detection_thread_finds_what_the_face_stage_would_and_keeps_order():
+    p = FaceProcessor(Options(seed=1, privacy="off"))
+    stop = threading.Event()
+    q = DropQueue(8)
+    det = LiveDetect(q, p.detector, p.detect_size, stop).start()
+    try:
+        frames = _frames_for_detection(3)
+        q.put((frames[0], 0.0, 0.0))
+        q.put(Gap(1.0))
+        for f in frames[1:]:
+            q.put((f, 0.0, 0.0))
+        q.put(END)
+        got = [det.get(30.0) for _ in range(5)]
+        assert [type(g).__name__ for g in got] == ["tuple", "Gap", "tuple", "tuple", "_Marker"]
+        assert [g[0].index for g in got if isinstance(g, tuple)] == [0, 1, 2]
+        for f in frames:
+            mine = detect_upright(p.detector, f.small, f.small_scale, f.rotation) if f.small is not None else None
+            ahead = det.faces(f, None)
+            assert mine is not None and len(ahead) == len(mine) == 2
+            for a, b in zip(ahead, mine):
+                assert np.allclose(a.box, b.box)
+        assert det.frames == 3 and det.error is None
+    finally:
+        stop.set()
+        det.join(5)
+        p.close()
+
+
+def test_only_one_frame_is_held_outside_the_drop_queue():
+    """The oldest unprocessed frame is still the one dropped; `waiting` counts the held one."""
+    p = FaceProcessor(Options(seed=1, privacy="off"))
+    stop = threading.Event()
+    dropped = []
+    q = DropQueue(2, on_drop=lambda: dropped.append(1))
+    det = LiveDetect(q, p.detector, p.detect_size, stop).start()
+    try:
+        frames = _frames_for_detection(4)
+        q.put((frames[0], 0.0, 0.0))
+        assert _wait_until(lambda: q.waiting == 0 and det.waiting == 1)  # detected, held for the face stage
+        for f in frames[1:]:
+            q.put((f, 0.0, 0.0))  # the queue holds 2: frame 1 (the oldest waiting) is dropped
+        assert len(dropped) == 1 and det.waiting == 3
+        order = [det.get(30.0)[0].index for _ in range(3)]
+        assert order == [0, 2, 3]
+    finally:
+        stop.set()
+        det.join(5)
+        p.close()
+
+
+def test_a_detection_that_fails_on_the_thread_hides_the_whole_frame():
+    p = FaceProcessor(Options(seed=1, privacy="off", frame_log=True))
+    stop = threading.Event()
+    q = DropQueue(4)
+    det = LiveDetect(q, p.detector, p.detect_size, stop).start()
+    p.ahead = det
+    try:
+        frame = _frames_for_detection(1)[0]
+        src = np.dstack(frame.planes).copy()
+        frame.small = np.zeros((8, 8), np.uint8)  # a detector input the detector cannot read
+        q.put((frame, 0.0, 0.0))
+        item = det.get(30.0)
+        p.process(item[0])
+        assert p.report()["failed_frames"] == 1
+        out = np.dstack(frame.planes)
+        assert float((np.abs(out.astype(int) - src.astype(int)).max(-1) <= 1).mean()) < 0.02
+    finally:
+        stop.set()
+        det.join(5)
+        p.close()

@@ -248,11 +248,13 @@ def test_segments_and_sigterm(server, tmp_path):
     assert closed == {str(f): len(decode_all(f)) for f in files}  # every file closed, the last one at SIGTERM
 
 
-def test_slow_pipeline_drops_before_processing(server, source_frames, tmp_path):
+@pytest.mark.parametrize("ahead", [False, True], ids=["detect_here", "detect_ahead"])
+def test_slow_pipeline_drops_before_processing(server, source_frames, tmp_path, ahead):
     out = tmp_path / "slow.mkv"
     o = Options(seed=3, frame_log=True)
     events = EventLog()  # the hook in-process (the other tests read the same events from the CLI's stderr)
-    lo = LiveOptions(queue=2, duration=5, delay_ms=150, on_event=events.add)  # ~5 fps face stage, 25 fps source
+    lo = LiveOptions(queue=2, duration=5, delay_ms=150, on_event=events.add,  # ~5 fps face stage, 25 fps source
+                     detect_ahead=ahead)
     rep = run_live(server.url, str(out), o, lo)
     live = rep["live"]
     assert live["dropped_frames"] > 2 * live["written_frames"] > 0
@@ -260,7 +262,11 @@ def test_slow_pipeline_drops_before_processing(server, source_frames, tmp_path):
     assert [e["n"] for e in written] == list(range(1, live["written_frames"] + 1))
     assert events.items[-1] == {"kind": "stopped", "reason": "duration", "written": live["written_frames"]}
     assert "live_on_event" not in rep["options"]
-    assert live["peak_queue"] <= 2  # memory stays bounded: at most `queue` frames wait
+    assert live["peak_queue"] <= 2  # memory stays bounded: at most `queue` frames wait (+1 held, detecting ahead)
+    assert (live["detect_thread_ms_per_frame"] is not None) == ahead
+    # always behind (a full queue at every frame): the degrade steps engaged before frames were dropped
+    assert sum(n for k, n in live["degrade"]["frames_at_level"].items() if int(k) >= 2) >= rep["frames"] - 2
+    assert live["degrade"]["max_level"] == 4
     assert live["received_frames"] == live["written_frames"] + live["dropped_frames"] + live["unwritten_at_stop"]
     # latency stays bounded by the queue (a growing queue would reach seconds within 5 s)
     per_frame = 0.15 + sum(v["total_s"] for v in rep["timing"].values()) / max(rep["frames"], 1)
@@ -289,6 +295,7 @@ def test_stdin_to_stdout_every_frame(live_clip, source_frames, tmp_path):
     assert p.returncode == 0, p.stderr.decode()
     r = json.loads((tmp_path / "r.json").read_text())
     assert r["live"]["dropped_frames"] == 0 and r["live"]["stopped_by"] == "source ended"
+    assert r["live"]["degrade"]["frames_at_level"] == {"0": r["frames"]}  # nothing is dropped: no degrading
     with av.open(io.BytesIO(p.stdout), format="mpegts") as c:
         frames = [(float(f.pts * f.time_base), f.to_ndarray(format="gray").astype(np.int16)) for f in c.decode(video=0)]
     assert len(frames) == 50

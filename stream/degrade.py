@@ -192,11 +192,6 @@ def reuse_limit(level: int) -> int:
     return max(1, min(int(level), MAX_REUSE))
 
 
-def behind(waiting: int, threshold: int = 1) -> bool:
-    """Whether the face stage is behind: frames already wait for it while it takes the next."""
-    return waiting >= threshold
-
-
 def level_for(waiting: int, capacity: int) -> int:
     """The level a backlog asks for: 0 with nothing waiting, else 2, 3 or 4 as it fills `capacity`."""
     if waiting <= 0:

@@ -184,7 +184,6 @@ class LiveRun:
         self.lost_at = 0.0  # arrival time of the last frame before an outage
         self.lost_reason = ""
         self.processed = 0  # frames through the face stage: the index the tracker sees next
-        self.degraded_frames = 0  # frames processed while behind (faces reused: stream/degrade.py)
         # degrade before dropping: a pipe read at its own pace (not realtime) drops nothing, so never
         self.degrade = DegradeControl(lo.degrade_steps if lo.degrade and lo.realtime else 0,
                                       capacity=lo.queue - 1 + lo.detect_ahead)  # frames that can wait undropped
@@ -319,7 +318,6 @@ class LiveRun:
             # behind: the degrade steps (stream/degrade.py) before the queue drops frames
             self.degrade.update(q.waiting)
             self.degrade.apply(self.proc)
-            self.degraded_frames += self.degrade.level > 0
             self.proc.process(frame)
             self.processed += 1
             _handoff(self.encode_q, item, self.stop)
@@ -331,7 +329,7 @@ class LiveRun:
         # frames still queued when the run stopped were never processed, so never written
         summary.update(unwritten_at_stop=summary["received_frames"] - summary["written_frames"]
                        - summary["dropped_frames"], peak_queue=self.frames_q.peak, queue=self.lo.queue,
-                       reanchored_timestamps=self.clock.reanchored, degraded_frames=self.degraded_frames,
+                       reanchored_timestamps=self.clock.reanchored, degraded_frames=sum(self.degrade.frames_at[1:]),
                        degrade=self._degrade_report(),
                        detect_thread_ms_per_frame=(round(1000 * self.detect.seconds / max(self.detect.frames, 1), 2)
                                                    if self.detect is not None else None),

@@ -23,7 +23,7 @@ from ideud.models import facemesh as fm
 from ideud.stream import blas_threads
 from ideud.stream import blend as bl
 from ideud.stream.decode import attach_small
-from ideud.stream.degrade import ReuseCache
+from ideud.stream.degrade import FULL, REUSE, ReuseCache
 from ideud.stream.detect import make_detector
 from ideud.stream.guard import PrivacyGuard
 from ideud.stream.identity import IdentityStage
@@ -264,15 +264,15 @@ class FaceProcessor:
             return False
         status = "verified" if self.guard is None else (self.guard.track_report(track.id) or {}).get("status")
         way = self.reuse.route(track.id, box, p.number, status)
-        if way == "full":
+        if way == FULL:
             return False
-        if way == "reuse":
+        if way == REUSE:
             strength = self.guard.mosaic_strength(track.id) if self.guard is not None else 0
             with self.timer.timed("reuse"):
                 self.reuse.paste_moved(frame, track.id, box, self.o.fallback, strength)
         # the landmark stage did not see this frame: its held mesh and flow reference are stale
         self.landmarks.drop(track.id)
-        p.jobs.append(FaceJob(track, box, reason=None if way == "reuse" else "degrade"))  # finish obfuscates
+        p.jobs.append(FaceJob(track, box, reason=None if way == REUSE else "degrade"))  # finish obfuscates
         return True
 
     def _analyse(self, frame: Frame, track: Track, face: Optional[Face]) -> FaceJob:

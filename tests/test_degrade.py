@@ -12,7 +12,7 @@ import numpy as np
 from clips import moving_faces
 import threading
 
-from ideud.stream.degrade import (CALM_FRAMES, MAX_REUSE, DegradeControl, ReuseCache, behind, level_for,
+from ideud.stream.degrade import (CALM_FRAMES, MAX_REUSE, DegradeControl, ReuseCache, level_for,
                                   reuse_limit)
 from ideud.stream.live_detect import LiveDetect
 from ideud.stream.live_io import END, DropQueue, Gap
@@ -103,11 +103,11 @@ def test_an_obfuscated_track_is_never_reused():
 
 def test_behind_means_frames_already_wait():
     q = DropQueue(3)
-    assert q.waiting == 0 and not behind(q.waiting)
+    assert q.waiting == 0 and level_for(q.waiting, 2) == 0
     q.put("a")
     q.put("b")
     assert q.get(0.0) == "a"
-    assert q.waiting == 1 and behind(q.waiting)
+    assert q.waiting == 1 and level_for(q.waiting, 2) > 0
 
 
 def test_further_behind_reuses_longer_and_still_never_raw():

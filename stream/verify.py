@@ -117,6 +117,17 @@ def small_views(crop: np.ndarray):
                                  cv2.BORDER_REPLICATE), face_px
 
 
+def _blaze_best(result, n: int, keep) -> float:
+    """The highest score among a BlazeFace result's detections whose box (pixels of the n-px square
+    it ran on) `keep` accepts; 0 if none."""
+    best = 0.0
+    for d in result.detections or ():
+        bb = d.location_data.relative_bounding_box
+        if keep([bb.xmin * n, bb.ymin * n, (bb.xmin + bb.width) * n, (bb.ymin + bb.height) * n]):
+            best = max(best, float(d.score[0]))
+    return best
+
+
 def _on_face(box, n: int, face_px: float) -> bool:
     """A box (view pixels) on the face placed at the view's centre at `face_px`: centre within half
     the face size, size 0.5-2.5 x."""
@@ -168,14 +179,7 @@ class Confirmers:
                 c = (lm[:, :2].min(0) + lm[:, :2].max(0)) / 2
                 return float(math.hypot(*(c - n / 2)) <= 0.3 * n)
             if name in ("blaze_short", "blaze_full"):
-                res = self._get(name).process(crop)
-                best = 0.0
-                for d in res.detections or ():
-                    bb = d.location_data.relative_bounding_box
-                    box = [bb.xmin * n, bb.ymin * n, (bb.xmin + bb.width) * n, (bb.ymin + bb.height) * n]
-                    if _near_centre([box], n):
-                        best = max(best, float(d.score[0]))
-                return best
+                return _blaze_best(self._get(name).process(crop), n, lambda box: _near_centre([box], n))
             if name == "hog":
                 dets, scores, _ = self._get(name).run(crop, 0, -0.5)
                 best = 0.0
@@ -186,12 +190,9 @@ class Confirmers:
             if name == "blaze_small":  # BlazeFace full range, the face shrunk to each of SMALL_FACE_PX
                 best = 0.0
                 for view, face_px in small_views(crop):
-                    for d in self._get("blaze_full").process(view).detections or ():
-                        bb = d.location_data.relative_bounding_box
-                        m = view.shape[0]
-                        box = [bb.xmin * m, bb.ymin * m, (bb.xmin + bb.width) * m, (bb.ymin + bb.height) * m]
-                        if _on_face(box, m, face_px):
-                            best = max(best, float(d.score[0]))
+                    m = view.shape[0]
+                    best = max(best, _blaze_best(self._get("blaze_full").process(view), m,
+                                                 lambda box: _on_face(box, m, face_px)))
                 return best
             if name == "cnn":
                 best = 0.0

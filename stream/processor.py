@@ -33,6 +33,7 @@ from ideud.stream.options import Options
 from ideud.stream.protocols import Detector, Restorer
 from ideud.stream.render import crop_for, render
 from ideud.stream.restore import auto_restorer, make_restorer
+from ideud.stream.restore_processes import RestoreProcesses, auto_count
 from ideud.stream.restore_worker import RestoreWorker
 from ideud.stream.scene import CutDetector
 from ideud.stream.track import Tracker
@@ -119,6 +120,12 @@ class FaceProcessor:
         self.mesh = fm.FaceMesh()
         self.identity = IdentityStage(sigma=options.scale, smooth=options.smooth)
         self.restorer: Restorer = restorer if restorer is not None else _restorer_for(options)
+        if restorer is None and not options.track_only and options.restorer != "gan":
+            # Step II's CPU work in processes of its own: off this process's interpreter lock
+            n = (options.restore_processes if options.restore_processes is not None
+                 else auto_count(self.restorer))
+            if n > 0 and not self.restorer.on_gpu:
+                self.restorer = RestoreProcesses(self.restorer, n, sigma=options.scale)
         self.guard = PrivacyGuard.create(options.privacy, identity=self.identity, restorer=self.restorer,
                                          mesh=self.mesh, sigma=options.scale, per_frame=options.guard_per_frame)
         if self.restorer.on_gpu:
@@ -453,6 +460,7 @@ class FaceProcessor:
                            "perturbation": None if n is None else [round(float(v), 6) for v in n],
                            **({"privacy": self.guard.track_report(tid)} if self.guard is not None else {})})
         return {"frames": self.frames, "restorer": self.restorer.name,
+                "restore_processes": getattr(self.restorer, "processes", 0),
                 "face_frames": self.face_frames, "reused_face_frames": self.reuse.reused,
                 "fallback_face_frames": self.fallback_face_frames, "failed_frames": self.frame_failures,
                 "scene_cuts": self.cuts.cuts,
@@ -468,4 +476,6 @@ class FaceProcessor:
             blas_threads.release()
         if self.worker is not None:
             self.worker.close()
+        if isinstance(self.restorer, RestoreProcesses):
+            self.restorer.close()
         self.mesh.close()

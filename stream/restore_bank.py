@@ -160,6 +160,7 @@ class BankRestorer:
 
     name = "bank"
     on_gpu = False
+    cpu_heavy = True  # ~10 ms of Python and numpy a face: worth a process of its own (restore_processes.py)
     max_batch = 16
 
     def __init__(self, donors: Optional[Sequence[fbk.Donor]] = None, exclude: Sequence[str] = ()):

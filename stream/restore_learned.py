@@ -50,6 +50,7 @@ class LearnedRestorer:
 
     name = "learned"
     on_gpu = False
+    cpu_heavy = True  # ~10 ms of Python and numpy a face: worth a process of its own (restore_processes.py)
     max_batch = 16
 
     def __init__(self, sigma: float = 0.25, path: Optional[Path] = None, sha256: str = WEIGHTS_SHA256,

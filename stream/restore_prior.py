@@ -100,6 +100,7 @@ class PriorRestorer:
 
     name = "prior"
     on_gpu = False
+    cpu_heavy = True  # ~10 ms of Python and numpy a face: worth a process of its own (restore_processes.py)
     max_batch = 16
 
     # 64 candidates (was 32): only the trait-compatible ones compete, and 32 left too few far ones

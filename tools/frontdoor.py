@@ -64,6 +64,10 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, skip: frozenset = frozens
     add(g, "--processes", default=d["processes"], metavar="N",
         help="processes of a file run: this one and N-1 workers that detect faces ahead (the same "
              "output as 1); auto: cores - 1, at most 4 (default %(default)s: no workers)")
+    add(g, "--restore-processes", type=int, default=d["restore_processes"], metavar="N",
+        help="processes that run the step II restorer, each track always in the same one (the same "
+             "output as 0: in this process); default: one per two cores, at most 4, none with a GPU "
+             "restorer or on one core")
     det = p.add_argument_group("detection")
     add(det, "--min-face", type=int, default=d["min_face"], metavar="PX",
         help="faces smaller than this are obfuscated instead of re-rendered (default %(default)s)")
@@ -102,13 +106,17 @@ def pipeline_options(a: argparse.Namespace):
         raise UsageError("--det-threshold must be between 0 and 1")
     if a.restore_ahead is not None and not 0 <= a.restore_ahead <= 64:
         raise UsageError("--restore-ahead must be between 0 and 64")
+    restore_processes = getattr(a, "restore_processes", None)
+    if restore_processes is not None and not 0 <= restore_processes <= 64:
+        raise UsageError("--restore-processes must be between 0 and 64")
     check_encoder_options(a.codec, a.crf, a.preset)
     from ideud.stream.workers import resolve_processes
 
     processes = getattr(a, "processes", 1)
     resolve_processes(processes)  # a bad value: exit 2 now
     return Options(processes=processes, scale=a.scale, seed=a.seed, min_face=a.min_face, det_threshold=a.det_threshold,
-                   restore_ahead=a.restore_ahead, gan_engine=a.gan_engine, detector=a.detector,
+                   restore_ahead=a.restore_ahead, restore_processes=restore_processes, gan_engine=a.gan_engine,
+                   detector=a.detector,
                    restorer=a.restorer, fallback=a.fallback, privacy=a.privacy, codec=a.codec, crf=a.crf,
                    preset=a.preset, audio=not a.no_audio, keep_metadata=a.keep_metadata, force=a.force)
 

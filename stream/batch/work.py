@@ -117,6 +117,13 @@ class ReplayDetector:
         return copy.deepcopy(rec)
 
 
+def _in_task(options) -> int:
+    """Restore processes inside a batch task: none unless asked for (a task holds one of the
+    cluster's CPUs; the cluster runs one task per CPU)."""
+    n = getattr(options, "restore_processes", None)
+    return 0 if n is None else int(n)
+
+
 def pass1(src: str, seg: Segment, options, progress, key: str) -> tuple[dict, dict]:
     """Detect and track the segment window: boxes of every track in the two stitching zones, and
     the detections for pass 2 (returned as a second object that goes to pass 2, not the driver)."""
@@ -130,7 +137,8 @@ def pass1(src: str, seg: Segment, options, progress, key: str) -> tuple[dict, di
     # so does the ID stage (and the prior restorer), which pick the new face among seeded candidates by
     # how far they are from the person: the pick made where the person first appears serves every segment
     picking = getattr(options, "scale", 0.25) > 0
-    o = dataclasses.replace(options, track_only=not (guarded or picking), frame_log=False, progress=False)
+    o = dataclasses.replace(options, track_only=not (guarded or picking), frame_log=False, progress=False,
+                            restore_processes=_in_task(options))
     with fm.native_stderr_silenced():
         recorder = RecordingDetector(make_detector(o.detector, threshold=o.det_threshold))
     proc = FaceProcessor(o, detector=recorder)
@@ -194,7 +202,8 @@ def pass2(src: str, seg: Segment, options, seeds: dict, detections: Optional[dic
 
     # a spawn that matches no global track falls back to a generator of its own per segment
     seg_seed = None if options.seed is None else int(np.random.SeedSequence([options.seed, seg.index]).generate_state(1)[0])
-    o = dataclasses.replace(options, seed=seg_seed, track_only=False, frame_log=False, progress=False)
+    o = dataclasses.replace(options, seed=seg_seed, track_only=False, frame_log=False, progress=False,
+                            restore_processes=_in_task(options))
     replay = ReplayDetector(detections["calls"], detections["size"]) if detections else None
     proc = FaceProcessor(o, detector=replay)
     policy = SeedPolicy(seeds, guard=proc.guard, identity=proc.identity, restorer=proc.restorer)
@@ -335,7 +344,8 @@ def whole(src: str, dst: str, options, progress, key: str) -> dict:
         last[0] = done
 
     try:
-        rep = deidentify(src, dst, dataclasses.replace(options, force=True, progress=False), on_frame=on_frame)
+        rep = deidentify(src, dst, dataclasses.replace(options, force=True, progress=False,
+                                                       restore_processes=_in_task(options)), on_frame=on_frame)
     finally:
         tick.close()
     rep.pop("frame_log", None)

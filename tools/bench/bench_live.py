@@ -99,6 +99,8 @@ def main(argv=None) -> int:
     p.add_argument("--degrade-steps", type=int, default=4, help="the last degrade step used, 1-4 (default 4)")
     p.add_argument("--detect-ahead", action="store_true",
                    help="detect one frame ahead on a thread (stream/live_detect.py; default: on the face stage's)")
+    p.add_argument("--restore-processes", type=int, default=None,
+                   help="Options.restore_processes (default: the library's default, one per two cores)")
     p.add_argument("--queue", type=int, default=3)
     p.add_argument("--preset", default="veryfast")
     p.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "ideud-bench-live"))
@@ -110,7 +112,8 @@ def main(argv=None) -> int:
     stats = Stats()
     load_before = os.getloadavg()[0]  # other users of the cores: compare runs at a similar load
     try:
-        rep = run_live(url, os.path.join(a.out, "out.mp4"), Options(seed=1, force=True, preset=a.preset),
+        rep = run_live(url, os.path.join(a.out, "out.mp4"), Options(seed=1, force=True, preset=a.preset,
+                                                                     restore_processes=a.restore_processes),
                        LiveOptions(duration=a.seconds + a.warmup, queue=a.queue, degrade=not a.no_degrade,
                                    degrade_steps=a.degrade_steps, detect_ahead=a.detect_ahead),
                        stats=stats)

@@ -2,7 +2,7 @@
 deface, on clips animated from held-out public-domain portraits, with the per-stage table.
 
     python tools/bench/bench_speed.py [--out DIR] [--frames N] [--deface EXE] [--processes 1,2] [--json FILE]
-                                     [--privacy off] [--cpu-time] [--profile FILE.prof]
+                                     [--restore-processes auto,0] [--privacy off] [--cpu-time] [--profile FILE.prof]
 
 Clips (made once, deterministic): 640x360 with four people, 1280x720 with one. fps is wall clock
 as a user runs it, model loading included (deface's too). Every run of one command shares the
@@ -88,7 +88,9 @@ def run_ideud(src: str, dst: str, options: Options, cpu_time: bool = False) -> d
         # the main thread's CPU seconds: what a stage costs, not what the machine's other load made it
         # wait (decode and encode, on their own threads, stay wall-clock)
         proc.timer = StageTimer(clock=time.thread_time)
-        if proc.worker is not None:  # restore-ahead: "restore" is the worker's wall clock, so its CPU too
+        if proc.worker is not None and not getattr(proc.worker.restorer, "processes", 0):
+            # restore-ahead: "restore" is the worker's wall clock, so its CPU too (in restore processes
+            # that thread only waits on pipes: the row stays the wall clock of its calls)
             _time_restorer_cpu(proc.worker.restorer, restore_cpu)
     try:
         t = time.perf_counter()
@@ -121,6 +123,7 @@ def run_ideud(src: str, dst: str, options: Options, cpu_time: bool = False) -> d
             "guard": guard_row,
             "faces_per_frame": round(rep["face_frames"] / frames, 2), "restorer": rep["restorer"],
             "fallback_face_frames": rep["fallback_face_frames"], "processes": rep.get("processes"),
+            "restore_processes": rep.get("restore_processes", 0),
             "stages": stages}
 
 
@@ -159,6 +162,8 @@ def main(argv=None) -> int:
     ap.add_argument("--clips", default=",".join(CLIPS), help=f"comma-separated, of {', '.join(CLIPS)}")
     ap.add_argument("--deface", help="a deface executable (its own venv) to compare against")
     ap.add_argument("--processes", default="1", help="comma-separated process counts to measure (Options.processes), e.g. 1,2")
+    ap.add_argument("--restore-processes", default="auto",
+                    help="comma-separated Options.restore_processes to measure, auto = the default, e.g. auto,0")
     ap.add_argument("--profile", help="cProfile the first ideud run into this file")
     ap.add_argument("--cpu-time", action="store_true",
                     help="per-stage table in the main thread's CPU time (robust to other load; FaceMesh's "
@@ -169,7 +174,12 @@ def main(argv=None) -> int:
     names = [c.strip() for c in a.clips.split(",") if c.strip()]
     if any(c not in CLIPS for c in names):
         ap.error(f"unknown clip; choose from {', '.join(CLIPS)}")
-    counts = [int(w) for w in a.processes.split(",")]
+    rps = [None if w.strip() == "auto" else int(w) for w in a.restore_processes.split(",")]
+    # one label per configuration measured: p<processes>, with _r<restore processes> when several are
+    runs = [(f"p{n}" + ("" if len(rps) == 1 else f"_r{'auto' if rp is None else rp}"), n, rp)
+            for n in (int(w) for w in a.processes.split(",")) for rp in rps]
+    runs = [(lb if [r[0] for r in runs[:i]].count(lb) == 0 else f"{lb}_{i}", n, rp)  # a repeat: its own label
+            for i, (lb, n, rp) in enumerate(runs)]
     load0 = os.getloadavg()
     results = {"machine": f"{os.cpu_count()} CPU cores", "frames": a.frames, "load_avg_start": load0, "clips": {}}
     print(f"{os.cpu_count()} cores, load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} (1/5/15 min)")
@@ -177,32 +187,33 @@ def main(argv=None) -> int:
     for name in names:
         src = make_clip(a.out, name, a.frames)
         r: dict = {}
-        for n in counts:
-            o = dataclasses.replace(Options(), seed=1, force=True, processes=n)
+        for label, n, rp in runs:
+            o = dataclasses.replace(Options(), seed=1, force=True, processes=n, restore_processes=rp)
             if a.privacy:
                 o.privacy = a.privacy
-            dst = os.path.join(a.out, f"{name}.ideud.w{n}.mp4")
+            dst = os.path.join(a.out, f"{name}.ideud.{label}.mp4")
             if a.profile and not profiled:
                 import cProfile
 
                 prof = cProfile.Profile()
-                r[f"ideud_p{n}"] = prof.runcall(run_ideud, src, dst, o, a.cpu_time)
+                r[f"ideud_{label}"] = prof.runcall(run_ideud, src, dst, o, a.cpu_time)
                 prof.dump_stats(a.profile)
                 profiled = True
             else:
-                r[f"ideud_p{n}"] = run_ideud(src, dst, o, a.cpu_time)
-            print_table(f"{name} ideud processes={n}", r[f"ideud_p{n}"])
+                r[f"ideud_{label}"] = run_ideud(src, dst, o, a.cpu_time)
+            print_table(f"{name} ideud {label} (processes={n}, restore processes "
+                        f"{r[f'ideud_{label}']['restore_processes']})", r[f"ideud_{label}"])
         if a.deface:
             r["deface"] = bench_deface(a.deface, src, os.path.join(a.out, f"{name}.deface.mp4"), a.frames)
             if "fps" in r["deface"]:
                 r["deface"]["fps"] = round(r["deface"]["fps"], 2)
-                for n in counts:
-                    r[f"ratio_p{n}_vs_deface"] = round(r[f"ideud_p{n}"]["fps"] / r["deface"]["fps"], 2)
+                for label, _, _ in runs:
+                    r[f"ratio_{label}_vs_deface"] = round(r[f"ideud_{label}"]["fps"] / r["deface"]["fps"], 2)
             print(f"  {name} deface: {r['deface']}")
             print("  " + ", ".join(f"{k} {v}" for k, v in r.items() if k.startswith("ratio")))
-        if len(counts) > 1:
-            base = r[f"ideud_p{counts[0]}"]["fps"]
-            print("  scaling: " + ", ".join(f"p{n} {r[f'ideud_p{n}']['fps'] / base:.2f}x" for n in counts))
+        if len(runs) > 1:
+            base = r[f"ideud_{runs[0][0]}"]["fps"]
+            print("  against the first: " + ", ".join(f"{lb} {r[f'ideud_{lb}']['fps'] / base:.2f}x" for lb, _, _ in runs))
         results["clips"][name] = r
     results["load_avg_end"] = os.getloadavg()
     print(f"load average at the end {results['load_avg_end'][0]:.2f}")

@@ -1,0 +1,258 @@
+"""Step II in worker processes: the restorer's CPU work off this process's interpreter lock.
+
+The embedded restorers spend ~15 ms of Python and numpy per face (prior). On the restore worker's
+thread they share the interpreter lock with Step I, so a 2-core machine ran the whole face path on
+about one core. `RestoreProcesses` runs the same restorer, built by name, in `n` spawned processes.
+
+A track's faces always go to process `track_id mod n`, so the restorer's per-track state (the
+prior's pick of the new face, its canvas, the glasses frames) lives in one place, and each process
+sees a track's faces in the order a restorer in this process would: the output is the
+single-process output bit for bit (tests/test_restore_processes.py). Items are face crops
+(~100 KB a face) sent through a pipe; frames never leave this process.
+
+It is a `Restorer` (restore, warmup, forget, picks_of, preset_picks) and synchronous: the pipeline
+wraps it in the restore worker's thread (stream/restore_worker.py), which waits on the pipes while
+Step I goes on with the next frame. A process that cannot start (it could not build the
+restorer, or no Python interpreter can be run: a frozen application) is noticed before the first
+face, and the restorer then runs in this process, as with `restore_processes=0`. A process that
+dies later, or stays silent for ANSWER_DEADLINE_S on one call, raises `RestoreProcessLost`: that
+call's faces fail closed (obfuscated by the pipeline), and so do every later call's; switching to
+this process mid-run would give a track a second new face.
+
+Each process is a fresh interpreter (`python -c`, a socket pair for the pipe), not a
+multiprocessing child: fork would copy the parent's decoder and model threads half-locked, and
+"spawn" runs the caller's main script again, which a library caller's script without an
+`if __name__ == "__main__":` guard does not survive. They start importing while the parent loads
+its own models; the first call waits for them. They ignore Ctrl-C (the parent closes them) and
+exit when the parent's end of the pipe closes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from multiprocessing.connection import Connection
+from typing import Optional, Sequence
+
+log = logging.getLogger("ideud")
+
+ANSWER_DEADLINE_S = 120.0  # a process silent this long on one call is taken as hung
+MAX_AUTO = 4  # "auto": at most this many restore processes
+
+
+class RestoreProcessLost(RuntimeError):
+    """A restore process died or hung: its faces cannot be restored."""
+
+
+def auto_count(restorer, cores: Optional[int] = None) -> int:
+    """Restore processes for a restorer built from options when none is asked for: one per two
+    cores (at least 1 on 2 cores), none for a light restorer (classic: its pipe would cost more
+    than its work), a GPU restorer (one engine, batched on the restore worker's thread), or on one core."""
+    cores = cores or os.cpu_count() or 1
+    if (getattr(restorer, "on_gpu", False) or not getattr(restorer, "cpu_heavy", False) or cores < 2
+            or getattr(sys, "frozen", False)):  # a frozen application has no interpreter to start
+        return 0
+    return max(1, min(MAX_AUTO, cores // 2))
+
+
+_CHILD = "import sys; from ideud.stream.restore_processes import serve; serve(int(sys.argv[1]), sys.argv[2])"
+
+
+def serve(fd: int, spec: str) -> None:
+    """A restore process: builds the restorer, answers calls until told to stop or the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent closes us
+    from ideud.stream import blas_threads
+    from ideud.stream.restore import make_restorer
+
+    conn = Connection(fd)
+    blas_threads.acquire(1)  # as in the parent: tiny matrices, no BLAS pool
+    try:
+        args = json.loads(spec)
+        restorer = make_restorer(args["name"], **args["kwargs"])
+    except BaseException as e:  # the parent restores in its own process instead
+        conn.send(("failed", f"{type(e).__name__}: {e}"))
+        return
+    conn.send(("ready", None))
+    while True:
+        try:
+            op, arg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if op == "stop":
+            return
+        try:
+            out = None
+            if op == "restore":
+                out = restorer.restore(arg)
+            elif op == "warmup":
+                restorer.warmup()
+            elif hasattr(restorer, op):  # forget, picks_of, preset_picks: per-track state, where kept
+                out = getattr(restorer, op)(*arg)
+            elif op == "picks_of":
+                out = {}
+            conn.send(("ok", out))
+        except BaseException as e:
+            conn.send(("error", f"{type(e).__name__}: {e}"))
+
+
+def _start(name: str, kwargs: dict) -> tuple[Connection, subprocess.Popen]:
+    here, there = socket.socketpair()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # the caller's import path, as it is now
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(there.fileno()),
+                                 json.dumps({"name": name, "kwargs": kwargs})],
+                                pass_fds=[there.fileno()], stdin=subprocess.DEVNULL, env=env)
+    finally:
+        there.close()
+    return Connection(here.detach()), proc
+
+
+class RestoreProcesses:
+    """A `Restorer` whose work runs in `n` processes, one track always in the same one."""
+
+    def __init__(self, restorer, n: int, **kwargs):
+        """`restorer`: the same restorer built here (its name and model, for whoever inspects it:
+        the guard's inversion reads the prior); `kwargs`: what make_restorer needs to build it again."""
+        if n < 1:
+            raise ValueError(f"need at least one restore process, not {n}")
+        self.restorer = restorer
+        self.name = restorer.name
+        self.on_gpu = False
+        self.max_batch = getattr(restorer, "max_batch", 16)
+        self._lock = threading.Lock()  # one call at a time (restore worker's thread, batch picks)
+        self._lost: Optional[str] = None
+        self._started = False  # every process said it is ready (checked at the first call)
+        self.in_process = False  # they could not start: the restorer runs here
+        self._count = int(n)
+        self._conns, self._procs = [], []
+        try:
+            for _ in range(n):
+                conn, proc = _start(restorer.name, kwargs)
+                self._conns.append(conn)
+                self._procs.append(proc)
+        except OSError as e:  # no interpreter to run: in this process
+            self._give_up(f"{type(e).__name__}: {e}")
+
+    @property
+    def processes(self) -> int:
+        return 0 if self.in_process else self._count
+
+    def _give_up(self, why: str) -> None:
+        log.warning("restore processes could not start (%s): restoring in this process", why)
+        self.in_process = True
+        self._stop()
+
+    def _start_check(self) -> None:
+        """Before the first face: every process ready, else the restorer runs in this process."""
+        self._started = True
+        for i in range(len(self._conns)):
+            try:
+                status, why = self._answer(i, raw=True)
+            except (RestoreProcessLost, EOFError, OSError) as e:
+                status, why = "failed", str(e) or type(e).__name__
+            if status != "ready":
+                self._give_up(why)
+                return
+
+    def _of(self, track_id: int) -> int:
+        return int(track_id) % max(1, len(self._conns))
+
+    def _call(self, calls: dict) -> dict:
+        """{process: (op, arg)} -> {process: answer}; all sent first, then all answers collected."""
+        with self._lock:
+            if not self._started and not self.in_process:
+                self._start_check()
+            if self.in_process:
+                return {i: self._here(*msg) for i, msg in calls.items()}
+            if self._lost is not None:
+                raise RestoreProcessLost(self._lost)
+            try:
+                for i, msg in calls.items():
+                    self._conns[i].send(msg)
+                return {i: self._answer(i) for i in calls}
+            except (EOFError, OSError, BrokenPipeError) as e:
+                self._lost = f"restore process lost ({type(e).__name__})"
+                raise RestoreProcessLost(self._lost) from None
+            except RestoreProcessLost as e:
+                self._lost = str(e)
+                raise
+
+    def _here(self, op: str, arg):
+        """A call answered by the restorer in this process."""
+        if op == "restore":
+            return self.restorer.restore(arg)
+        if op == "warmup":
+            return self.restorer.warmup()
+        fn = getattr(self.restorer, op, None)
+        return fn(*arg) if fn is not None else ({} if op == "picks_of" else None)
+
+    def _answer(self, i: int, raw: bool = False):
+        conn, proc, waited = self._conns[i], self._procs[i], 0.0
+        while not conn.poll(1.0):
+            waited += 1.0
+            if proc.poll() is not None:
+                raise RestoreProcessLost(f"restore process {i} died (exit code {proc.returncode})")
+            if waited >= ANSWER_DEADLINE_S:
+                proc.kill()
+                raise RestoreProcessLost(f"restore process {i} did not answer in {ANSWER_DEADLINE_S:.0f} s")
+        status, out = conn.recv()
+        if raw:
+            return status, out
+        if status != "ok":
+            raise RuntimeError(out)
+        return out
+
+    def restore(self, items: Sequence) -> list:
+        items = list(items)
+        if not items:
+            return []
+        groups: dict[int, list[int]] = {}
+        for k, it in enumerate(items):
+            groups.setdefault(self._of(it.track_id), []).append(k)
+        answers = self._call({i: ("restore", [items[k] for k in ks]) for i, ks in groups.items()})
+        out: list = [None] * len(items)
+        for i, ks in groups.items():
+            if len(answers[i]) != len(ks):
+                raise RuntimeError("restorer returned a different number of faces")
+            for k, face in zip(ks, answers[i]):
+                out[k] = face
+        return out
+
+    def warmup(self) -> None:
+        self._call({i: ("warmup", None) for i in range(max(1, len(self._conns)))})
+
+    def forget(self, track_id: int) -> None:
+        self._call({self._of(track_id): ("forget", (int(track_id),))})
+
+    def picks_of(self, track_id: int) -> dict:
+        return self._call({self._of(track_id): ("picks_of", (int(track_id),))})[self._of(track_id)] or {}
+
+    def preset_picks(self, track_id: int, picks: dict) -> None:
+        self._call({self._of(track_id): ("preset_picks", (int(track_id), dict(picks)))})
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+            self._lost = self._lost or "closed"
+
+    def _stop(self) -> None:
+        for conn in self._conns:
+            try:
+                conn.send(("stop", None))
+            except (OSError, BrokenPipeError):
+                pass
+        for p in self._procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+        for conn in self._conns:
+            conn.close()
+        self._conns, self._procs = [], []

@@ -1,20 +1,22 @@
 """False faces on face-free footage, and recall on hard real faces, before and after the verifier.
 
-    python tools/bench/bench_false_faces.py [--frames 1000] [--portraits 24] [--split build] [--real-only]
-                                            [--json out.json]
+    python tools/bench/bench_false_faces.py [--frames 1000] [--portraits 24] [--first 0] [--split build]
+                                            [--real-only | --free-only] [--json out.json]
 
 Face-free footage (tests/false_face_sets.py, made here, 640x360): a Mandelbrot zoom, patterns,
 text pages, textures, animals/objects panned and zoomed; `--frames` of each. Every detection there
 is a false face. Real faces: the PASCAL faces (../shared/testdata/faces, native and pasted into a
 1280x720 frame), held-out portraits at 24-224 px face size in a 640x360 frame (0.7 x that in the
 detector's input; plain, blurred sigma = size/20, turned +-30 degrees in the picture plane, dim,
-one side of the face covered, head turned 45 degrees about the neck), and the footage clip of
-tests/footage.py. A real face counts as found when a detection lies on it (centre within 0.4 face
-sizes, size 0.5-2.5x).
+one side of the face covered, head turned 45 degrees about the neck), heavier blur on the small
+ones (32-64 px, sigma = size/14 and size/10: faces like the blurred 22 px one that every cue but
+the verifier's tiny views took for the headlamp), and the footage clip of tests/footage.py. A real
+face counts as found when a detection lies on it (centre within 0.4 face sizes, size 0.5-2.5x).
 
 "before" is CenterFace int8 alone (make_detector(verify=False)), "after" the default detector
 (stream/verify.py around it: the confirmers, the second opinions for blurred, covered and grey
-faces, and the veto of CenterFace re-asked plus dlib's CNN on confirmed small and close-up finds);
+faces, the tiny views for heavily blurred small ones, and the veto of CenterFace re-asked plus
+dlib's CNN on confirmed small and close-up finds);
 both see the same frames. `--split build` makes the portrait sets from the build portraits (what
 the verifier's numbers were tuned on) instead of the held-out ones. "added ms" is the verifier's
 time per frame (wall, mean over the frames, and the slowest frame; one thread; confirmers built beforehand).
@@ -36,7 +38,9 @@ import common  # noqa: E402,F401  (puts the checkout's tests/ on the path)
 from face_dataset import load_imglab, paste_on_canvas, read_rgb  # noqa: E402
 from false_face_sets import (FACE_FREE_KINDS, FACE_SIZES, LARGE_SIZES, TESTDATA, VARIANTS,  # noqa: E402
                              face_free, found, hard_faces)
-from footage import multi_person  # noqa: E402
+from clips import background  # noqa: E402
+from false_face_sets import _places, build_head  # noqa: E402
+from footage import _paste, multi_person, portrait_head  # noqa: E402
 from ideud.stream.detect import make_detector  # noqa: E402
 from ideud.stream.verify import VerifyingDetector  # noqa: E402
 
@@ -103,6 +107,29 @@ def pascal_frames(canvas=None):
     return out
 
 
+HEAVY_BLUR_SIZES = (32, 40, 48, 56, 64)
+HEAVY_BLUR_DIVISORS = (14.0, 10.0)  # sigma = face size / this (the hard sets' blur is size/20)
+
+
+def heavy_blur_faces(portraits: int, divisor: float, split: str = "held_out", first: int = 0):
+    """Frames of portrait heads at HEAVY_BLUR_SIZES blurred with sigma = size / `divisor`, placed as
+    in tests/false_face_sets.py `hard_faces`, with their face boxes."""
+    heads = [build_head(first + i, 200) if split == "build" else portrait_head(first + i, 200)
+             for i in range(portraits)]
+    bg = background(640, 360, seed=21)
+    frames = []
+    for size in HEAVY_BLUR_SIZES:
+        scale = size / (0.45 * 200)
+        places = _places(size, 640, 360)
+        for p0 in range(0, portraits, len(places)):
+            img, boxes = bg.copy(), []
+            for j, (cx, cy) in enumerate(places[:portraits - p0]):
+                head = cv2.GaussianBlur(heads[p0 + j], (0, 0), max(0.3, size / divisor) / scale)
+                boxes.append(_paste(img, head, cx, cy, scale, 0.0))
+            frames.append((img, boxes))
+    return frames
+
+
 def table(res: dict) -> str:
     lines = ["| face-free footage (640x360) | frames | false faces / 1,000 frames, before → after | added ms / frame |",
              "|---|---|---|---|"]
@@ -122,7 +149,9 @@ def main(argv=None) -> int:
     ap.add_argument("--portraits", type=int, default=24, help="held-out portraits in the hard sets")
     ap.add_argument("--split", choices=("held_out", "build"), default="held_out",
                     help="portraits of the hard sets (build: the ones the verifier was tuned on)")
+    ap.add_argument("--first", type=int, default=0, help="index of the first portrait of the hard sets")
     ap.add_argument("--real-only", action="store_true", help="skip the face-free footage")
+    ap.add_argument("--free-only", action="store_true", help="only the face-free footage")
     ap.add_argument("--kinds", default=",".join(FACE_FREE_KINDS))
     ap.add_argument("--json", help="write the numbers here too")
     a = ap.parse_args(argv)
@@ -134,11 +163,15 @@ def main(argv=None) -> int:
     for kind in [] if a.real_only else a.kinds.split(","):
         res["face_free"][kind] = face_free_numbers(c, kind, a.frames)
         print(kind, res["face_free"][kind], file=sys.stderr, flush=True)
-    real = {"PASCAL": pascal_frames(), "PASCAL in 720p": pascal_frames((1280, 720))}
+    real = {} if a.free_only else {"PASCAL": pascal_frames(), "PASCAL in 720p": pascal_frames((1280, 720))}
     sizes = FACE_SIZES + LARGE_SIZES
-    real.update({f"portraits {sizes[0]}-{sizes[-1]} px, {v}": f
-                 for v, f in hard_faces(a.portraits, sizes, VARIANTS, split=a.split).items()})
-    real["footage clip (tests/footage.py)"] = [(f.rgb, f.faces) for f in multi_person()]
+    if not a.free_only:
+        real.update({f"portraits {sizes[0]}-{sizes[-1]} px, {v}": f
+                     for v, f in hard_faces(a.portraits, sizes, VARIANTS, split=a.split, first=a.first).items()})
+        for div in HEAVY_BLUR_DIVISORS:
+            real[f"portraits {HEAVY_BLUR_SIZES[0]}-{HEAVY_BLUR_SIZES[-1]} px, blur size/{div:g}"] = \
+                heavy_blur_faces(a.portraits, div, a.split, a.first)
+        real["footage clip (tests/footage.py)"] = [(f.rgb, f.faces) for f in multi_person()]
     for name, frames in real.items():
         res["real"][name] = recall_numbers(c, frames)
         print(name, res["real"][name], file=sys.stderr, flush=True)

@@ -39,7 +39,8 @@ class Options:
     # processes of a file run: this one and processes - 1 workers that detect faces ahead
     # (stream/workers.py); 1: everything here. "auto": cores - 1, at most 4 (1 on a 2-core machine)
     processes: Union[int, str] = 1
-    # processes that run the restorer (Step II), a track always in the same one (stream/restore_processes.py):
+    # processes that warp each face, cut its occluders and run the restorer (Step II), a track always in
+    # the same one (stream/restore_processes.py):
     # the output is the same bit for bit. None: one per two cores (1..4) for a CPU restorer built from
     # these options, 0 on one core or with a GPU restorer; 0: the restorer runs in this process
     restore_processes: Optional[int] = None

@@ -31,13 +31,14 @@ from ideud.stream.landmarks import LandmarkStage
 from ideud.stream.occlusion import OcclusionStage
 from ideud.stream.options import Options
 from ideud.stream.protocols import Detector, Restorer
-from ideud.stream.render import crop_for, render
+from ideud.stream.face_work import render_and_cut
+from ideud.stream.render import crop_for
 from ideud.stream.restore import auto_restorer, make_restorer
 from ideud.stream.restore_processes import RestoreProcesses, auto_count
 from ideud.stream.restore_worker import RestoreWorker
 from ideud.stream.scene import CutDetector
 from ideud.stream.track import Tracker
-from ideud.stream.types import Face, FaceJob, Frame, RestoreItem, Track
+from ideud.stream.types import Face, FaceJob, Frame, Rendered, RenderRequest, RestoreItem, Track
 from ideud.stream.workers import detect_upright
 
 log = logging.getLogger("ideud")
@@ -93,7 +94,7 @@ class PendingFrame:
 
     def restoring(self) -> list[FaceJob]:
         """The jobs whose faces went to the restorer, in the order they were handed over."""
-        return [j for j in self.jobs if j.item is not None]
+        return [j for j in self.jobs if j.item is not None or j.request is not None]
 
 
 def _restorer_for(options: Options) -> Restorer:
@@ -104,6 +105,26 @@ def _restorer_for(options: Options) -> Restorer:
 
         return make_restorer("gan", **gan_engine_options(options.gan_engine))
     return make_restorer(options.restorer, sigma=options.scale)
+
+
+def _answered(jobs: list, restored: list) -> tuple[list, list]:
+    """Jobs whose faces were rendered in a restore process take that render (stream/face_work.py),
+    or its reason to be obfuscated; the jobs and faces left to review, in order."""
+    kept_jobs, kept = [], []
+    for job, res in zip(jobs, restored):
+        req = job.request
+        if req is not None:
+            job.request = None
+            if res.reason is not None:
+                job.reason = res.reason
+                continue
+            job.rendered = Rendered(req.crop, res.image, res.mask, res.target, res.occluded)
+            job.item = RestoreItem(image=res.image, original=req.original, mask=res.mask, landmarks=res.target,
+                                   track_id=req.track_id, seed=req.seed, level=req.level)
+            res = res.face
+        kept_jobs.append(job)
+        kept.append(res)
+    return kept_jobs, kept
 
 
 class FaceProcessor:
@@ -126,6 +147,8 @@ class FaceProcessor:
                  else auto_count(self.restorer))
             if n > 0 and not self.restorer.on_gpu:
                 self.restorer = RestoreProcesses(self.restorer, n, sigma=options.scale)
+        # with restore processes each face is also warped and its occluders cut there (stream/face_work.py)
+        self.render_in_restorer = isinstance(self.restorer, RestoreProcesses)
         self.guard = PrivacyGuard.create(options.privacy, identity=self.identity, restorer=self.restorer,
                                          mesh=self.mesh, sigma=options.scale, per_frame=options.guard_per_frame)
         if self.restorer.on_gpu:
@@ -259,7 +282,10 @@ class FaceProcessor:
             if self.guard is not None:
                 self.guard.drop(tr.id)  # and the guard's embeddings of the person
             self.landmarks.drop(tr.id)
-            self.occlusion.drop(tr.id)
+            if self.render_in_restorer:
+                self.restorer.drop_track(tr.id)
+            else:
+                self.occlusion.drop(tr.id)
             self.reuse.drop(tr.id)
 
     def _reused(self, frame: Frame, p: PendingFrame, track: Track, face: Optional[Face]) -> bool:
@@ -329,17 +355,18 @@ class FaceProcessor:
                 with self.timer.timed("render"):
                     self._fault("render", frame)
                     crop = crop_for(r.landmarks, r.target, frame.width, frame.height)
-                    original = bl.crop_rgb(frame, crop)
-                    out = render(original, crop, r.landmarks, r.target, r.visible, job.track.id)
+                    req = RenderRequest(original=bl.crop_rgb(frame, crop), crop=crop, landmarks=r.landmarks,
+                                        target=r.target, visible=r.visible, track_id=job.track.id, seed=seed,
+                                        level=level, measured=self.landmarks.current(job.track.id))
+                    if self.render_in_restorer:  # warped, cut and restored in the track's restore process
+                        job.request = req
+                        items.append(req)
+                        continue
                     # hands, microphones in front of the face keep their pixels (stream/occlusion.py)
-                    visible = self.occlusion.cut(job.track.id, original, self.landmarks.current(job.track.id),
-                                                 crop, out.mask)
-                if visible is None:
+                    out, item = render_and_cut(req, self.occlusion)
+                if item is None:
                     job.reason = "occluded"
                     continue
-                out.mask, out.occluded = visible
-                item = RestoreItem(image=out.image, original=original, mask=out.mask, landmarks=out.target,
-                                   track_id=job.track.id, seed=seed, level=level)
             except Exception as e:
                 job.reason = f"error:{type(e).__name__}"
                 continue
@@ -384,13 +411,14 @@ class FaceProcessor:
                     self.timer.add("restore", seconds)
                 else:
                     with self.timer.timed("restore"):
-                        restored = self.restorer.restore([j.item for j in jobs])
+                        restored = self.restorer.restore([j.item if j.request is None else j.request for j in jobs])
                 if len(restored) != len(jobs):
                     raise RuntimeError("restorer returned a different number of faces")
             except Exception as e:
                 for job in jobs:
-                    job.reason = f"error:{type(e).__name__}"
+                    job.reason, job.request = f"error:{type(e).__name__}", None
                 jobs, restored = [], []
+            jobs, restored = _answered(jobs, restored)
         if self.guard is not None and jobs:
             # the guard may re-render a face (new perturbation / restorer level) or have it obfuscated
             try:

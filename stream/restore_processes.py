@@ -1,14 +1,18 @@
-"""Step II in worker processes: the restorer's CPU work off this process's interpreter lock.
+"""The per-face render and Step II in worker processes: their CPU work off this process's interpreter lock.
 
-The embedded restorers spend ~15 ms of Python and numpy per face (prior). On the restore worker's
-thread they share the interpreter lock with Step I, so a 2-core machine ran the whole face path on
-about one core. `RestoreProcesses` runs the same restorer, built by name, in `n` spawned processes.
+The embedded restorers spend ~15 ms of Python and numpy per face (prior), the warp and the occluder
+cut ~8 more. On the restore worker's thread they shared the interpreter lock with Step I, so a
+2-core machine ran the whole face path on about one core. `RestoreProcesses` runs the same
+restorer, built by name, in `n` processes; the pipeline hands it each face as a `RenderRequest`
+(the frame's crop, the landmarks and their perturbed positions), and the track's process warps it,
+cuts its occluders out (its own OcclusionStage) and restores it (stream/face_work.py, the code the
+pipeline runs in this process otherwise). The privacy guard's candidates come as `RestoreItem`s.
 
-A track's faces always go to process `track_id mod n`, so the restorer's per-track state (the
-prior's pick of the new face, its canvas, the glasses frames) lives in one place, and each process
-sees a track's faces in the order a restorer in this process would: the output is the
-single-process output bit for bit (tests/test_restore_processes.py). Items are face crops
-(~100 KB a face) sent through a pipe; frames never leave this process.
+A track's faces always go to process `track_id mod n`, so the per-track state (the prior's pick of
+the new face, its canvas, the glasses frames, the occlusion reference) lives in one place, and each
+process sees a track's faces in the order this process would: the output is the single-process
+output bit for bit (tests/test_restore_processes.py). Face crops (~100 KB a face) go through a
+pipe; frames never leave this process.
 
 It is a `Restorer` (restore, warmup, forget, picks_of, preset_picks) and synchronous: the pipeline
 wraps it in the restore worker's thread (stream/restore_worker.py), which waits on the pipes while
@@ -69,8 +73,12 @@ def serve(fd: int, spec: str) -> None:
     from ideud.stream import blas_threads
     from ideud.stream.restore import make_restorer
 
+    from ideud.stream.face_work import run_entries
+    from ideud.stream.occlusion import OcclusionStage
+
     conn = Connection(fd)
     blas_threads.acquire(1)  # as in the parent: tiny matrices, no BLAS pool
+    occlusion = OcclusionStage()  # the occlusion state of this process's tracks
     try:
         args = json.loads(spec)
         restorer = make_restorer(args["name"], **args["kwargs"])
@@ -80,15 +88,17 @@ def serve(fd: int, spec: str) -> None:
     conn.send(("ready", None))
     while True:
         try:
-            op, arg = conn.recv()
+            op, arg, drops = conn.recv()
         except (EOFError, OSError):
             return
         if op == "stop":
             return
+        for track_id in drops:  # tracks that ended: their occlusion state goes
+            occlusion.drop(track_id)
         try:
             out = None
             if op == "restore":
-                out = restorer.restore(arg)
+                out = run_entries(arg, restorer, occlusion)
             elif op == "warmup":
                 restorer.warmup()
             elif hasattr(restorer, op):  # forget, picks_of, preset_picks: per-track state, where kept
@@ -130,6 +140,9 @@ class RestoreProcesses:
         self._started = False  # every process said it is ready (checked at the first call)
         self.in_process = False  # they could not start: the restorer runs here
         self._count = int(n)
+        self._occlusion = None  # the occlusion stage, where the processes could not start
+        self._drops: dict[int, list] = {}  # process -> tracks ended since its last call
+        self._drops_lock = threading.Lock()
         self._conns, self._procs = [], []
         try:
             for _ in range(n):
@@ -144,7 +157,10 @@ class RestoreProcesses:
         return 0 if self.in_process else self._count
 
     def _give_up(self, why: str) -> None:
+        from ideud.stream.occlusion import OcclusionStage
+
         log.warning("restore processes could not start (%s): restoring in this process", why)
+        self._occlusion = OcclusionStage()
         self.in_process = True
         self._stop()
 
@@ -161,7 +177,7 @@ class RestoreProcesses:
                 return
 
     def _of(self, track_id: int) -> int:
-        return int(track_id) % max(1, len(self._conns))
+        return int(track_id) % self._count
 
     def _call(self, calls: dict) -> dict:
         """{process: (op, arg)} -> {process: answer}; all sent first, then all answers collected."""
@@ -169,12 +185,12 @@ class RestoreProcesses:
             if not self._started and not self.in_process:
                 self._start_check()
             if self.in_process:
-                return {i: self._here(*msg) for i, msg in calls.items()}
+                return {i: self._here(*msg, self._take_drops(i)) for i, msg in calls.items()}
             if self._lost is not None:
                 raise RestoreProcessLost(self._lost)
             try:
                 for i, msg in calls.items():
-                    self._conns[i].send(msg)
+                    self._conns[i].send((*msg, self._take_drops(i)))
                 return {i: self._answer(i) for i in calls}
             except (EOFError, OSError, BrokenPipeError) as e:
                 self._lost = f"restore process lost ({type(e).__name__})"
@@ -183,10 +199,23 @@ class RestoreProcesses:
                 self._lost = str(e)
                 raise
 
-    def _here(self, op: str, arg):
-        """A call answered by the restorer in this process."""
+    def _take_drops(self, i: int) -> list:
+        with self._drops_lock:
+            return self._drops.pop(i, [])
+
+    def drop_track(self, track_id: int) -> None:
+        """A track ended: its occlusion state goes with the next call to its process (no wait here)."""
+        with self._drops_lock:
+            self._drops.setdefault(self._of(track_id), []).append(int(track_id))
+
+    def _here(self, op: str, arg, drops: list):
+        """A call answered in this process (the processes could not start)."""
+        from ideud.stream.face_work import run_entries
+
+        for track_id in drops:
+            self._occlusion.drop(track_id)
         if op == "restore":
-            return self.restorer.restore(arg)
+            return run_entries(arg, self.restorer, self._occlusion)
         if op == "warmup":
             return self.restorer.warmup()
         fn = getattr(self.restorer, op, None)
@@ -209,6 +238,8 @@ class RestoreProcesses:
         return out
 
     def restore(self, items: Sequence) -> list:
+        """Restored crops for `RestoreItem`s; `RenderAnswer`s for `RenderRequest`s (rendered, occluders
+        cut and restored in the track's process: stream/face_work.py)."""
         items = list(items)
         if not items:
             return []
@@ -225,7 +256,7 @@ class RestoreProcesses:
         return out
 
     def warmup(self) -> None:
-        self._call({i: ("warmup", None) for i in range(max(1, len(self._conns)))})
+        self._call({i: ("warmup", None) for i in range(self._count)})
 
     def forget(self, track_id: int) -> None:
         self._call({self._of(track_id): ("forget", (int(track_id),))})
@@ -244,7 +275,7 @@ class RestoreProcesses:
     def _stop(self) -> None:
         for conn in self._conns:
             try:
-                conn.send(("stop", None))
+                conn.send(("stop", None, []))
             except (OSError, BrokenPipeError):
                 pass
         for p in self._procs:

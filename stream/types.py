@@ -149,6 +149,35 @@ class RestoreItem:
 
 
 @dataclass
+class RenderRequest:
+    """One face to render, cut its occluders from and restore in one go, where the restorer runs
+    in processes of its own (stream/face_work.py, stream/restore_processes.py); frame pixels."""
+
+    original: np.ndarray  # HxWx3 uint8 RGB: the frame's crop
+    crop: Crop
+    landmarks: np.ndarray  # (468, 3) the smoothed landmarks (Step I's rendering)
+    target: np.ndarray  # (468, 2) perturbed positions
+    visible: np.ndarray  # (468,) bool: points facing the camera
+    measured: Optional[np.ndarray]  # this frame's measured landmarks (the occlusion stage's)
+    track_id: int
+    seed: int
+    level: int = 0
+
+
+@dataclass
+class RenderAnswer:
+    """A `RenderRequest` done: the render, its mask without occluders and the restored face, or the
+    `reason` the face must be obfuscated instead (occluded, error:...)."""
+
+    image: Optional[np.ndarray] = None  # warped crop (Rendered.image)
+    mask: Optional[np.ndarray] = None
+    target: Optional[np.ndarray] = None  # perturbed landmarks in crop pixels
+    occluded: float = 0.0
+    face: Optional[np.ndarray] = None  # the restorer's output
+    reason: Optional[str] = None
+
+
+@dataclass
 class FaceJob:
     """One face in one frame, from the tracker to paste-back (stream/processor.py).
 
@@ -162,6 +191,7 @@ class FaceJob:
     rendering: Optional[Rendering] = None  # Step I: geometry to draw
     rendered: Optional[Rendered] = None  # render: the warped crop and its mask
     item: Optional[RestoreItem] = None  # what the restorer is handed (its `image` is `rendered.image`)
+    request: Optional[RenderRequest] = None  # rendered and restored in a restore process: until it answers
     guard_version: int = -1  # the guard's version of the track's parameters when the face was rendered
     propagated: bool = False  # its mesh was the last frame's moved by optical flow, not fitted
 

@@ -65,9 +65,9 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, skip: frozenset = frozens
         help="processes of a file run: this one and N-1 workers that detect faces ahead (the same "
              "output as 1); auto: cores - 1, at most 4 (default %(default)s: no workers)")
     add(g, "--restore-processes", type=int, default=d["restore_processes"], metavar="N",
-        help="processes that run the step II restorer, each track always in the same one (the same "
-             "output as 0: in this process); default: one per two cores, at most 4, none with a GPU "
-             "restorer or on one core")
+        help="processes that warp each face, cut its occluders out and run the step II restorer, each "
+             "track always in the same one (the same output as 0: in this process); default: one per two "
+             "cores, at most 4, none for the classic restorer, a GPU restorer or on one core")
     det = p.add_argument_group("detection")
     add(det, "--min-face", type=int, default=d["min_face"], metavar="PX",
         help="faces smaller than this are obfuscated instead of re-rendered (default %(default)s)")

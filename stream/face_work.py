@@ -1,0 +1,56 @@
+"""Render a face, cut its occluders out and hand it to the restorer: the part of the face path that
+runs where the restorer runs (in this process, or in a restore process: stream/restore_processes.py).
+
+One implementation for both places, so a track's warp, occluder cut and new face are computed by
+the same code on the same inputs in the same order, and the output is the same bit for bit.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from ideud.stream.occlusion import OcclusionStage
+from ideud.stream.render import render
+from ideud.stream.types import RenderAnswer, Rendered, RenderRequest, RestoreItem
+
+
+def render_and_cut(req: RenderRequest, occlusion: OcclusionStage) -> tuple[Optional[Rendered], Optional[RestoreItem]]:
+    """The warped face with occluders (hands, microphones) cut out of its mask, and the restorer's
+    item; (None, None) when the face is too covered and must be obfuscated ("occluded")."""
+    out = render(req.original, req.crop, req.landmarks, req.target, req.visible, req.track_id)
+    visible = occlusion.cut(req.track_id, req.original, req.measured, req.crop, out.mask)
+    if visible is None:
+        return None, None
+    out.mask, out.occluded = visible
+    return out, RestoreItem(image=out.image, original=req.original, mask=out.mask, landmarks=out.target,
+                            track_id=req.track_id, seed=req.seed, level=req.level)
+
+
+def run_entries(entries: Sequence, restorer, occlusion: OcclusionStage) -> list:
+    """Restore items and render requests in the order given: a `RestoreItem` -> its restored crop,
+    a `RenderRequest` -> a `RenderAnswer`. One restorer call for all of them (a track's faces reach
+    it in the order they came); a request that fails only fails its own face."""
+    items, where, out = [], [], [None] * len(entries)
+    for k, e in enumerate(entries):
+        if isinstance(e, RenderRequest):
+            try:
+                rendered, item = render_and_cut(e, occlusion)
+            except Exception as ex:
+                out[k] = RenderAnswer(reason=f"error:{type(ex).__name__}")
+                continue
+            if item is None:
+                out[k] = RenderAnswer(reason="occluded")
+                continue
+            out[k] = RenderAnswer(image=rendered.image, mask=rendered.mask, target=rendered.target,
+                                  occluded=rendered.occluded)
+            e = item
+        items.append(e)
+        where.append(k)
+    faces = restorer.restore(items) if items else []
+    if len(faces) != len(items):
+        raise RuntimeError("restorer returned a different number of faces")
+    for k, face in zip(where, faces):
+        if isinstance(out[k], RenderAnswer):
+            out[k].face = face
+        else:
+            out[k] = face
+    return out

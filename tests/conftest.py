@@ -25,3 +25,13 @@ def clip_dir(tmp_path_factory) -> Path:
 def face_clip(clip_dir) -> Path:
     """30 frames, 480x270 @25 fps, one moving face, AAC audio, identifying metadata."""
     return Path(write_clip(clip_dir / "face.mp4", moving_faces(30, 480, 270, size=200), metadata=IDENTIFYING_TAGS))
+
+
+@pytest.fixture(scope="module")
+def detectors():
+    """CenterFace bare and behind the false-face verifier (stream/verify.py)."""
+    from ideud.stream.detect import make_detector
+    from ideud.stream.verify import VerifyingDetector
+
+    bare = make_detector("centerface", verify=False)
+    return bare, VerifyingDetector(bare)

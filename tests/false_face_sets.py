@@ -270,3 +270,10 @@ def found(gt_boxes, det_boxes) -> np.ndarray:
             if np.hypot(*(dc - gc)) <= 0.4 * gs and 0.5 * gs <= ds <= 2.5 * gs:
                 hit[k] = True
     return hit
+
+
+def detector_input(det, frame):
+    """The frame as the detector sees it (its input size) and the scale back to the frame."""
+    h, w = frame.shape[:2]
+    iw, ih = det.input_size(w, h)
+    return cv2.resize(frame, (iw, ih), interpolation=cv2.INTER_AREA), (w / iw, h / ih)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from false_face_sets import FACE_FREE_KINDS, TESTDATA, face_free, found, hard_faces, pan_zoom
+from false_face_sets import FACE_FREE_KINDS, TESTDATA, detector_input, face_free, found, hard_faces, pan_zoom
 from ideud.stream.detect import CenterFaceDetector, find_centerface_model, make_detector
 from ideud.stream.types import Face
 from ideud.stream.verify import VerifyingDetector, VerifyPolicy, face_crop, face_roll
@@ -18,21 +18,9 @@ pytestmark = pytest.mark.skipif(find_centerface_model() is None, reason="no Cent
 FACE_FREE_FRAMES = 200  # of each of the five kinds: 1,000 frames in all
 
 
-@pytest.fixture(scope="module")
-def detectors():
-    bare = make_detector("centerface", verify=False)
-    return bare, VerifyingDetector(bare)
-
-
-def _small(det, frame):
-    h, w = frame.shape[:2]
-    iw, ih = det.input_size(w, h)
-    return cv2.resize(frame, (iw, ih), interpolation=cv2.INTER_AREA), (w / iw, h / ih)
-
-
 def _before_after(detectors, frame):
     bare, verified = detectors
-    small, scale = _small(bare, frame)
+    small, scale = detector_input(bare, frame)
     before = bare.detect(small, scale)
     return before, [f for f in before if not verified.is_false(small, f, scale)]
 
@@ -108,7 +96,7 @@ def test_only_weak_big_unconfirmed_finds_are_dropped(detectors):
     bare, verified = detectors
     p = VerifyPolicy()
     frame = face_free("mandelbrot", 1)[0]
-    small, scale = _small(bare, frame)
+    small, scale = detector_input(bare, frame)
     false = bare.detect(small, scale)
     assert false, "the Mandelbrot frame should give the bare detector a false face"
     f = false[0]
@@ -120,7 +108,7 @@ def test_only_weak_big_unconfirmed_finds_are_dropped(detectors):
     assert not verified.is_false(small, tiny, scale)
     # a real face, handed over with a score as low as the threshold: a confirmer keeps it
     head, gt = hard_faces(portraits=1, sizes=(64,), variants=("blur",))["blur"][0]
-    small, scale = _small(bare, head)
+    small, scale = detector_input(bare, head)
     faces = [g for g in bare.detect(small, scale) if found(gt, [g.box]).any()]
     assert faces
     assert not verified.is_false(small, Face(faces[0].box, 0.31, faces[0].keypoints), scale)
@@ -135,14 +123,14 @@ def test_a_confirmed_find_is_not_asked_again_while_it_stays(detectors):
     run = verified.confirmers.run
     verified.confirmers.run = lambda name, crop, roll=0.0: asked.append(name) or run(name, crop, roll)
     head = hard_faces(portraits=1, sizes=(64,), variants=("plain",))["plain"][0][0]
-    small, scale = _small(bare, head)
+    small, scale = detector_input(bare, head)
     first = verified.detect(small, scale)
     assert first and asked, "the first frame's weak finds are checked"
     asked.clear()
     again = verified.detect(small, scale)
     assert len(again) == len(first) and not asked
     frame = face_free("mandelbrot", 1)[0]
-    small, scale = _small(bare, frame)
+    small, scale = detector_input(bare, frame)
     assert not verified.detect(small, scale) and asked  # false finds elsewhere: asked, dropped
     assert all(not call for call in verified.confirmed[-1:])
 
@@ -160,7 +148,7 @@ def test_a_dog_face_the_confirmers_accept_is_vetoed(detectors):
     dlib's CNN do not, so the find is dropped -- but only at the sizes where real faces re-score
     well above the veto (a find of 64-128 px is kept whatever the cues say)."""
     bare, verified = detectors
-    small, scale = _small(bare, _dog_close_up())
+    small, scale = detector_input(bare, _dog_close_up())
     finds = bare.detect(small, scale)
     assert finds, "the bare detector should find the dog's face"
     f = max(finds, key=lambda f: f.size)
@@ -197,7 +185,7 @@ def test_weak_real_close_ups_and_small_faces_survive_the_veto(detectors):
                  "dim": (frame * 0.3 + 4).astype(np.uint8)}
     checked = 0
     for name, img in close_ups.items():
-        small, scale = _small(bare, img)
+        small, scale = detector_input(bare, img)
         faces = bare.detect(small, scale)
         assert faces, name
         f = max(faces, key=lambda f: f.size)
@@ -208,7 +196,7 @@ def test_weak_real_close_ups_and_small_faces_survive_the_veto(detectors):
         checked += 1
     for size, frames in ((24, "blur"), (32, "blur"), (48, "turn+30")):
         img, gt = hard_faces(portraits=4, sizes=(size,), variants=(frames,))[frames][0]
-        small, scale = _small(bare, img)
+        small, scale = detector_input(bare, img)
         for f in bare.detect(small, scale):
             if found(gt, [f.box]).any():
                 assert not verified.is_false(small, Face(f.box, 0.31, f.keypoints), scale), (size, frames)

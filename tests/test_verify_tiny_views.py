@@ -10,24 +10,13 @@ import numpy as np
 import pytest
 
 from clips import background
-from false_face_sets import SKIMAGE_OBJECTS, _places, _skimage, build_head, found, hard_faces, pan_zoom
+from false_face_sets import (SKIMAGE_OBJECTS, _places, _skimage, build_head, detector_input, found, hard_faces,
+                             pan_zoom)
 from footage import _paste
-from ideud.stream.detect import find_centerface_model, make_detector
+from ideud.stream.detect import find_centerface_model
 from ideud.stream.verify import VerifyingDetector, VerifyPolicy, face_crop, face_roll, skin_share
 
 pytestmark = pytest.mark.skipif(find_centerface_model() is None, reason="no CenterFace ONNX")
-
-
-@pytest.fixture(scope="module")
-def detectors():
-    bare = make_detector("centerface", verify=False)
-    return bare, VerifyingDetector(bare)
-
-
-def _small(det, frame):
-    h, w = frame.shape[:2]
-    iw, ih = det.input_size(w, h)
-    return cv2.resize(frame, (iw, ih), interpolation=cv2.INTER_AREA), (w / iw, h / ih)
 
 
 def _detector_box(f, scale):
@@ -41,7 +30,7 @@ def test_blurred_22px_build_face_the_other_cues_reject_is_kept(detectors):
     keep it."""
     bare, verified = detectors
     frame, gt = hard_faces(1, (48,), ("blur",), split="build", first=160)["blur"][0]
-    small, scale = _small(bare, frame)
+    small, scale = detector_input(bare, frame)
     finds = [f for f in bare.detect(small, scale) if found(gt, [f.box]).any()]
     assert len(finds) == 1
     f = finds[0]
@@ -68,7 +57,7 @@ def test_the_headlamp_stays_dropped(detectors):
     frames = pan_zoom(motorcycle, 111, 640, 360, phase=0.7 * 4)[:42]
     judged = 0
     for frame in frames:
-        small, scale = _small(bare, frame)
+        small, scale = detector_input(bare, frame)
         for f in bare.detect(small, scale):
             assert verified.confirmers.tiny(small, _detector_box(f, scale)) == 0
             assert verified.is_false(small, f, scale)
@@ -85,7 +74,7 @@ def test_the_tiny_views_are_asked_only_where_every_other_cue_said_no(detectors):
     tiny = verified.confirmers.tiny
     verified.confirmers.tiny = lambda image, box: asked.append(box) or tiny(image, box)
     frame, gt = hard_faces(1, (64,), ("plain",), split="build")["plain"][0]
-    small, scale = _small(bare, frame)
+    small, scale = detector_input(bare, frame)
     kept = verified.detect(small, scale)
     assert found(gt, [f.box for f in kept]).all() and not asked
 
@@ -108,7 +97,7 @@ def test_heavily_blurred_small_faces_like_it_are_kept(detectors, first):
     the bare detector finds must be kept."""
     bare, verified = detectors
     frame, gt = _heavily_blurred(first, 48, 10.0)
-    small, scale = _small(bare, frame)
+    small, scale = detector_input(bare, frame)
     before = bare.detect(small, scale)
     after = [f for f in before if not verified.is_false(small, f, scale)]
     hb, ha = found(gt, [f.box for f in before]), found(gt, [f.box for f in after])

@@ -22,7 +22,29 @@ import numpy as np
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from mediapipe.python.solutions import face_mesh_connections as _conn  # noqa: E402
+
+
+def _mesh_tables():
+    """mediapipe's face-mesh index tables (a module of plain frozensets), read from its file without
+    importing the package: `mediapipe.python.solutions` pulls in matplotlib (~0.7 s), and a restore
+    process (stream/restore_processes.py) needs these tables and nothing else of it."""
+    import importlib.util
+    from pathlib import Path
+
+    try:
+        root = Path(importlib.util.find_spec("mediapipe").origin).parent
+        spec = importlib.util.spec_from_file_location(
+            "ideud_face_mesh_connections", root / "python" / "solutions" / "face_mesh_connections.py")
+        tables = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(tables)
+        return tables
+    except (AttributeError, ImportError, OSError, TypeError):  # another layout: the usual import
+        from mediapipe.python.solutions import face_mesh_connections
+
+        return face_mesh_connections
+
+
+_conn = _mesh_tables()
 
 N_LANDMARKS = 468
 

@@ -3,6 +3,7 @@ runs where the restorer runs (in this process, or in a restore process: stream/r
 
 One implementation for both places, so a track's warp, occluder cut and new face are computed by
 the same code on the same inputs in the same order, and the output is the same bit for bit.
+`take_answers` is the pipeline's side: a restore process's answers back into the face jobs.
 """
 from __future__ import annotations
 
@@ -54,3 +55,23 @@ def run_entries(entries: Sequence, restorer, occlusion: OcclusionStage) -> list:
         else:
             out[k] = face
     return out
+
+
+def take_answers(jobs: list, restored: list) -> tuple[list, list]:
+    """The pipeline's side (stream/processor.py): jobs whose faces were rendered in a restore process
+    take that render, or its reason to be obfuscated; the jobs and faces left to review, in order."""
+    kept_jobs, kept = [], []
+    for job, res in zip(jobs, restored):
+        req = job.request
+        if req is not None:
+            job.request = None
+            if res.reason is not None:
+                job.reason = res.reason
+                continue
+            job.rendered = Rendered(req.crop, res.image, res.mask, res.target, res.occluded)
+            job.item = RestoreItem(image=res.image, original=req.original, mask=res.mask, landmarks=res.target,
+                                   track_id=req.track_id, seed=req.seed, level=req.level)
+            res = res.face
+        kept_jobs.append(job)
+        kept.append(res)
+    return kept_jobs, kept

@@ -31,14 +31,14 @@ from ideud.stream.landmarks import LandmarkStage
 from ideud.stream.occlusion import OcclusionStage
 from ideud.stream.options import Options
 from ideud.stream.protocols import Detector, Restorer
-from ideud.stream.face_work import render_and_cut
+from ideud.stream.face_work import render_and_cut, take_answers
 from ideud.stream.render import crop_for
 from ideud.stream.restore import auto_restorer, make_restorer
 from ideud.stream.restore_processes import RestoreProcesses, auto_count
 from ideud.stream.restore_worker import RestoreWorker
 from ideud.stream.scene import CutDetector
 from ideud.stream.track import Tracker
-from ideud.stream.types import Face, FaceJob, Frame, Rendered, RenderRequest, RestoreItem, Track
+from ideud.stream.types import Face, FaceJob, Frame, RenderRequest, RestoreItem, Track
 from ideud.stream.workers import detect_upright
 
 log = logging.getLogger("ideud")
@@ -105,26 +105,6 @@ def _restorer_for(options: Options) -> Restorer:
 
         return make_restorer("gan", **gan_engine_options(options.gan_engine))
     return make_restorer(options.restorer, sigma=options.scale)
-
-
-def _answered(jobs: list, restored: list) -> tuple[list, list]:
-    """Jobs whose faces were rendered in a restore process take that render (stream/face_work.py),
-    or its reason to be obfuscated; the jobs and faces left to review, in order."""
-    kept_jobs, kept = [], []
-    for job, res in zip(jobs, restored):
-        req = job.request
-        if req is not None:
-            job.request = None
-            if res.reason is not None:
-                job.reason = res.reason
-                continue
-            job.rendered = Rendered(req.crop, res.image, res.mask, res.target, res.occluded)
-            job.item = RestoreItem(image=res.image, original=req.original, mask=res.mask, landmarks=res.target,
-                                   track_id=req.track_id, seed=req.seed, level=req.level)
-            res = res.face
-        kept_jobs.append(job)
-        kept.append(res)
-    return kept_jobs, kept
 
 
 class FaceProcessor:
@@ -337,8 +317,9 @@ class FaceProcessor:
             job.reason = f"error:{type(e).__name__}"
         return job
 
-    def _render_jobs(self, frame: Frame, jobs: list[FaceJob]) -> list[RestoreItem]:
-        """Admit (privacy guard) and render each analysed face; the restore items, in job order."""
+    def _render_jobs(self, frame: Frame, jobs: list[FaceJob]) -> list[RestoreItem | RenderRequest]:
+        """Admit (privacy guard) and render each analysed face; the restore items (with restore
+        processes: the render requests, rendered there), in job order."""
         items = []
         for job in jobs:
             if job.reason is not None:
@@ -418,7 +399,7 @@ class FaceProcessor:
                 for job in jobs:
                     job.reason, job.request = f"error:{type(e).__name__}", None
                 jobs, restored = [], []
-            jobs, restored = _answered(jobs, restored)
+            jobs, restored = take_answers(jobs, restored)
         if self.guard is not None and jobs:
             # the guard may re-render a face (new perturbation / restorer level) or have it obfuscated
             try:

@@ -59,7 +59,7 @@ def auto_count(restorer, cores: Optional[int] = None) -> int:
     than its work), a GPU restorer (one engine, batched on the restore worker's thread), or on one core."""
     cores = cores or os.cpu_count() or 1
     if (getattr(restorer, "on_gpu", False) or not getattr(restorer, "cpu_heavy", False) or cores < 2
-            or getattr(sys, "frozen", False)):  # a frozen application has no interpreter to start
+            or getattr(sys, "frozen", False) or os.name != "posix"):  # no interpreter to start, no fd passing
         return 0
     return max(1, min(MAX_AUTO, cores // 2))
 
@@ -149,7 +149,7 @@ class RestoreProcesses:
                 conn, proc = _start(restorer.name, kwargs)
                 self._conns.append(conn)
                 self._procs.append(proc)
-        except OSError as e:  # no interpreter to run: in this process
+        except (OSError, ValueError) as e:  # no interpreter to run, no fd passing: in this process
             self._give_up(f"{type(e).__name__}: {e}")
 
     @property

@@ -272,3 +272,19 @@ def test_quiet_keeps_the_tier_line_and_twice_hides_it(tmp_path):
     assert "tier" in once.stderr or "restorer:" in once.stderr, once.stderr
     assert "face track" not in once.stderr  # no summary with -q
     assert twice.stderr.strip() == "", twice.stderr
+
+
+def test_a_face_free_video_comes_out_untouched(tmp_path):
+    # item 6: a Mandelbrot zoom (the bare detector finds a "face" in most frames) at default settings
+    from clips import read_frames
+    from false_face_sets import face_free
+
+    src = write_clip(str(tmp_path / "zoom.mkv"), face_free("mandelbrot", 40), codec="ffv1", pix_fmt="yuv444p",
+                     audio=False)
+    out, rep = tmp_path / "zoom-out.mkv", tmp_path / "r.json"
+    p = run(src, out, "--codec", "ffv1", "--report", rep, "-qq")
+    assert p.returncode == 0, p.stderr
+    report = json.loads(rep.read_text())
+    assert report["frames"] == 40 and report["face_frames"] == 0 and report["tracks"] == []
+    for a, b in zip(read_frames(src), read_frames(out), strict=True):  # no blob anywhere, bit for bit
+        assert np.array_equal(a, b)

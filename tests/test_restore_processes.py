@@ -110,6 +110,46 @@ def test_a_process_that_cannot_start_leaves_the_restorer_in_this_process(face_cl
         rp.close()
 
 
+def test_a_render_request_that_fails_fails_only_its_own_face():
+    # one call, three entries: a face rendered + restored there, a broken request, a plain item
+    from clips import portrait
+    from portrait_faces import portrait_landmarks
+    from ideud.models import facemesh as fm
+    from ideud.stream.detect import make_detector
+    from ideud.stream.face_work import run_entries
+    from ideud.stream.occlusion import OcclusionStage
+    from ideud.stream.render import crop_for
+    from ideud.stream.types import RenderAnswer, RenderRequest
+
+    img = portrait(240)
+    mesh = fm.FaceMesh()
+    try:
+        lm = portrait_landmarks(img, make_detector("centerface"), mesh)
+    finally:
+        mesh.close()
+    assert lm is not None
+    target = lm[:, :2] + [1.5, -1.0]
+    crop = crop_for(lm, target, img.shape[1], img.shape[0])
+    good = RenderRequest(original=np.ascontiguousarray(img[crop.y0:crop.y1, crop.x0:crop.x1]), crop=crop,
+                         landmarks=lm, target=target, visible=np.ones(len(lm), bool), measured=lm, track_id=1, seed=4)
+    broken = RenderRequest(original=good.original, crop=crop, landmarks=lm[:10], target=target[:10],
+                           visible=np.ones(10, bool), measured=None, track_id=2, seed=4)
+    plain = RestoreItem(image=good.original, original=good.original, mask=np.zeros(good.original.shape[:2], np.float32),
+                        landmarks=np.zeros((468, 2)), track_id=3, seed=1)
+    here = run_entries([good, broken, plain], make_restorer("prior", sigma=0.25), OcclusionStage())
+    assert isinstance(here[0], RenderAnswer) and here[0].reason is None
+    assert here[0].face.shape == good.original.shape and here[0].mask.max() > 0.5
+    assert isinstance(here[1], RenderAnswer) and here[1].reason.startswith("error:") and here[1].face is None
+    assert np.array_equal(here[2], good.original)  # too small a face for the prior: handed back
+    rp = RestoreProcesses(make_restorer("prior", sigma=0.25), 2, sigma=0.25)
+    try:  # the same answers from the tracks' processes, bit for bit
+        there = rp.restore([good, broken, plain])
+    finally:
+        rp.close()
+    assert np.array_equal(there[0].face, here[0].face) and np.array_equal(there[0].mask, here[0].mask)
+    assert there[1].reason == here[1].reason and np.array_equal(there[2], here[2])
+
+
 def test_auto_count_leaves_gpu_restorers_and_one_core_alone():
     class Gpu:
         on_gpu = True

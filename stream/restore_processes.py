@@ -71,10 +71,9 @@ def serve(fd: int, spec: str) -> None:
     """A restore process: builds the restorer, answers calls until told to stop or the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent closes us
     from ideud.stream import blas_threads
-    from ideud.stream.restore import make_restorer
-
     from ideud.stream.face_work import run_entries
     from ideud.stream.occlusion import OcclusionStage
+    from ideud.stream.restore import make_restorer
 
     conn = Connection(fd)
     blas_threads.acquire(1)  # as in the parent: tiny matrices, no BLAS pool

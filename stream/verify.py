@@ -117,10 +117,14 @@ def small_views(crop: np.ndarray):
     n = crop.shape[0]
     for face_px in SMALL_FACE_PX:
         m = max(8, int(round(n * face_px / (n / CROP_CONTEXT))))
-        small = cv2.resize(crop, (m, m), interpolation=cv2.INTER_AREA)
-        lo = (SMALL_VIEW_PX - m) // 2
-        yield cv2.copyMakeBorder(small, lo, SMALL_VIEW_PX - m - lo, lo, SMALL_VIEW_PX - m - lo,
-                                 cv2.BORDER_REPLICATE), face_px
+        yield _on_canvas(cv2.resize(crop, (m, m), interpolation=cv2.INTER_AREA)), face_px
+
+
+def _on_canvas(img: np.ndarray) -> np.ndarray:
+    """A square view centred on a SMALL_VIEW_PX canvas, edges replicated (BlazeFace full range's input)."""
+    m = img.shape[0]
+    lo = (SMALL_VIEW_PX - m) // 2
+    return cv2.copyMakeBorder(img, lo, SMALL_VIEW_PX - m - lo, lo, SMALL_VIEW_PX - m - lo, cv2.BORDER_REPLICATE)
 
 
 # (crop context, box px) of the tiny views: the find shrunk until its box is 16-20 px on BlazeFace's
@@ -135,10 +139,7 @@ def tiny_views(image: np.ndarray, box: np.ndarray):
     leaves the head whole in the view. Yields (view, box px)."""
     for context, box_px in TINY_VIEWS:
         side = int(round(box_px * context))
-        crop = face_crop(image, box, out=side, context=context)[0]
-        lo = (SMALL_VIEW_PX - side) // 2
-        yield cv2.copyMakeBorder(crop, lo, SMALL_VIEW_PX - side - lo, lo, SMALL_VIEW_PX - side - lo,
-                                 cv2.BORDER_REPLICATE), box_px
+        yield _on_canvas(face_crop(image, box, out=side, context=context)[0]), box_px
 
 
 def _blaze_best(result, n: int, keep) -> float:
@@ -212,12 +213,7 @@ class Confirmers:
                         best = max(best, float(s) + 1.0)  # > 0 from dlib's -1 adjusted threshold
                 return best
             if name == "blaze_small":  # BlazeFace full range, the face shrunk to each of SMALL_FACE_PX
-                best = 0.0
-                for view, face_px in small_views(crop):
-                    m = view.shape[0]
-                    best = max(best, _blaze_best(self._get("blaze_full").process(view), m,
-                                                 lambda box: _on_face(box, m, face_px)))
-                return best
+                return self._best_on_views(small_views(crop))
             if name == "cnn":
                 best = 0.0
                 for d in self._get(name)(crop, 0):
@@ -229,12 +225,16 @@ class Confirmers:
 
     def tiny(self, image: np.ndarray, box: np.ndarray) -> float:
         """BlazeFace full range's best score for a face on the find in its tiny views (`tiny_views`)."""
-        best = 0.0
         with self._lock:
-            for view, box_px in tiny_views(image, box):
-                m = view.shape[0]
-                best = max(best, _blaze_best(self._get("blaze_full").process(view), m,
-                                             lambda b: _on_face(b, m, box_px)))
+            return self._best_on_views(tiny_views(image, box))
+
+    def _best_on_views(self, views) -> float:
+        """BlazeFace full range's best score for a face where each (view, face px) placed it (lock held)."""
+        best = 0.0
+        for view, face_px in views:
+            m = view.shape[0]
+            best = max(best, _blaze_best(self._get("blaze_full").process(view), m,
+                                         lambda box: _on_face(box, m, face_px)))
         return best
 
 

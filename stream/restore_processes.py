@@ -71,7 +71,6 @@ def serve(fd: int, spec: str) -> None:
     """A restore process: builds the restorer, answers calls until told to stop or the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent closes us
     from ideud.stream import blas_threads
-    from ideud.stream.face_work import run_entries
     from ideud.stream.occlusion import OcclusionStage
     from ideud.stream.restore import make_restorer
 
@@ -92,21 +91,24 @@ def serve(fd: int, spec: str) -> None:
             return
         if op == "stop":
             return
-        for track_id in drops:  # tracks that ended: their occlusion state goes
-            occlusion.drop(track_id)
         try:
-            out = None
-            if op == "restore":
-                out = run_entries(arg, restorer, occlusion)
-            elif op == "warmup":
-                restorer.warmup()
-            elif hasattr(restorer, op):  # forget, picks_of, preset_picks: per-track state, where kept
-                out = getattr(restorer, op)(*arg)
-            elif op == "picks_of":
-                out = {}
-            conn.send(("ok", out))
+            conn.send(("ok", _answer_call(restorer, occlusion, op, arg, drops)))
         except BaseException as e:
             conn.send(("error", f"{type(e).__name__}: {e}"))
+
+
+def _answer_call(restorer, occlusion, op: str, arg, drops: list):
+    """One call, where the restorer runs (a restore process, or this one when they could not start)."""
+    from ideud.stream.face_work import run_entries
+
+    for track_id in drops:  # tracks that ended: their occlusion state goes
+        occlusion.drop(track_id)
+    if op == "restore":
+        return run_entries(arg, restorer, occlusion)
+    if op == "warmup":
+        return restorer.warmup()
+    fn = getattr(restorer, op, None)  # forget, picks_of, preset_picks: per-track state, where kept
+    return fn(*arg) if fn is not None else ({} if op == "picks_of" else None)
 
 
 def _start(name: str, kwargs: dict) -> tuple[Connection, subprocess.Popen]:
@@ -184,14 +186,15 @@ class RestoreProcesses:
             if not self._started and not self.in_process:
                 self._start_check()
             if self.in_process:
-                return {i: self._here(*msg, self._take_drops(i)) for i, msg in calls.items()}
+                return {i: _answer_call(self.restorer, self._occlusion, *msg, self._take_drops(i))
+                        for i, msg in calls.items()}
             if self._lost is not None:
                 raise RestoreProcessLost(self._lost)
             try:
                 for i, msg in calls.items():
                     self._conns[i].send((*msg, self._take_drops(i)))
                 return {i: self._answer(i) for i in calls}
-            except (EOFError, OSError, BrokenPipeError) as e:
+            except (EOFError, OSError) as e:
                 self._lost = f"restore process lost ({type(e).__name__})"
                 raise RestoreProcessLost(self._lost) from None
             except RestoreProcessLost as e:
@@ -206,19 +209,6 @@ class RestoreProcesses:
         """A track ended: its occlusion state goes with the next call to its process (no wait here)."""
         with self._drops_lock:
             self._drops.setdefault(self._of(track_id), []).append(int(track_id))
-
-    def _here(self, op: str, arg, drops: list):
-        """A call answered in this process (the processes could not start)."""
-        from ideud.stream.face_work import run_entries
-
-        for track_id in drops:
-            self._occlusion.drop(track_id)
-        if op == "restore":
-            return run_entries(arg, self.restorer, self._occlusion)
-        if op == "warmup":
-            return self.restorer.warmup()
-        fn = getattr(self.restorer, op, None)
-        return fn(*arg) if fn is not None else ({} if op == "picks_of" else None)
 
     def _answer(self, i: int, raw: bool = False):
         conn, proc, waited = self._conns[i], self._procs[i], 0.0
@@ -275,7 +265,7 @@ class RestoreProcesses:
         for conn in self._conns:
             try:
                 conn.send(("stop", None, []))
-            except (OSError, BrokenPipeError):
+            except OSError:
                 pass
         for p in self._procs:
             try:

@@ -10,6 +10,7 @@ Also here: obfuscation of a box (the fail-closed fallback).
 from __future__ import annotations
 
 import functools
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -157,8 +158,14 @@ def paste_rgb(frame: Frame, crop: Crop, rgb: np.ndarray, mask: np.ndarray) -> No
 FALLBACKS = ("pixelate", "blur", "black")
 
 
-def obfuscate(frame: Frame, box: np.ndarray, mode: str = "pixelate", grow: float = 0.25, strength: int = 0) -> None:
+def obfuscate(frame: Frame, box: np.ndarray, mode: str = "pixelate", grow: float = 0.25, strength: int = 0,
+              keep: Optional[tuple[Crop, np.ndarray]] = None) -> None:
     """Destroy the identity in a box (grown by `grow` each side), in place.
+
+    `keep`: (crop, uint8 or float mask on it) of pixels in front of the face to leave as they are
+    (a hand, a microphone: stream/obfuscate_keep.py): 255 (or 1.0) keeps a pixel, 0 fills it,
+    between blends. The fill colour is taken from the pixels not kept at all, so neither the
+    occluder's colour goes into the fill nor the face's into the occluder.
 
     pixelate: at strength 0 (what every face obfuscated for any reason gets, unchecked) the box
     becomes one block of its own mean colour: a mosaic of a single block. Finer mosaics leave
@@ -183,6 +190,10 @@ def obfuscate(frame: Frame, box: np.ndarray, mode: str = "pixelate", grow: float
     crop = Crop(x0 - x0 % 2, y0 - y0 % 2, x1, y1)
     cx0, cy0, cx1, cy1, sx, sy = _chroma_box(frame, crop)
     block = max(2.0, float(max(w, h)) / BLUR_BLOCKS)
+    kept = _kept_planes(frame, crop, keep) if keep is not None else None
+    if kept is not None:
+        _obfuscate_keeping(frame, crop, mode, strength, kept, (cx0, cy0, cx1, cy1, sx), block)
+        return
     for i, (plane, box_p, blk) in enumerate([
         (frame.planes[0], (crop.y0, crop.y1, crop.x0, crop.x1), block),
         (frame.planes[1], (cy0, cy1, cx0, cx1), block / sx),
@@ -203,6 +214,62 @@ def obfuscate(frame: Frame, box: np.ndarray, mode: str = "pixelate", grow: float
             region[:] = int(region.mean() + 0.5)  # one block: the mean colour, plane by plane
         else:
             region[:] = 128  # neutral grey (luma mid-range; chroma: no colour)
+
+
+def _kept_planes(frame: Frame, crop: Crop, keep: tuple[Crop, np.ndarray]) -> Optional[list[np.ndarray]]:
+    """`keep` on the obfuscated region, float32 0..1, per plane (chroma: the share of its luma
+    pixels kept, so a chroma sample is only kept whole where all of them are); None: nothing kept."""
+    kc, k = keep
+    k = k.astype(np.float32) / (255.0 if k.dtype == np.uint8 else 1.0)
+    h, w = crop.shape
+    luma = np.zeros((h, w), np.float32)
+    x0, y0, x1, y1 = max(crop.x0, kc.x0), max(crop.y0, kc.y0), min(crop.x1, kc.x1), min(crop.y1, kc.y1)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    luma[y0 - crop.y0:y1 - crop.y0, x0 - crop.x0:x1 - crop.x0] = k[y0 - kc.y0:y1 - kc.y0, x0 - kc.x0:x1 - kc.x0]
+    if not (luma > 0).any():
+        return None
+    sx, sy = _subsampling(frame)
+    if frame.is_rgb or (sx, sy) == (1, 1):
+        return [luma] * 3
+    cx0, cy0, cx1, cy1, _, _ = _chroma_box(frame, crop)
+    cw, ch = cx1 - cx0, cy1 - cy0
+    padded = np.pad(luma, ((0, ch * sy - h), (0, cw * sx - w)))  # past the box: not kept
+    chroma = cv2.resize(padded, (cw, ch), interpolation=cv2.INTER_AREA)
+    return [luma, chroma, chroma]
+
+
+def _obfuscate_keeping(frame: Frame, crop: Crop, mode: str, strength: int, kept: list, chroma_box: tuple,
+                       block: float) -> None:
+    """`obfuscate` of the region `crop` with the pixels of `kept` (per plane, 0..1) left as they are."""
+    cx0, cy0, cx1, cy1, sx = chroma_box
+    for i, (plane, (r0, r1, c0, c1), k) in enumerate([
+        (frame.planes[0], (crop.y0, crop.y1, crop.x0, crop.x1), kept[0]),
+        (frame.planes[1], (cy0, cy1, cx0, cx1), kept[1]),
+        (frame.planes[2], (cy0, cy1, cx0, cx1), kept[2]),
+    ]):
+        region = plane[r0:r1, c0:c1]
+        if region.size == 0:
+            continue
+        k = k[:region.shape[0], :region.shape[1]]
+        free = k <= 0.0  # not the occluder nor its margin: what the fill colour is taken from
+        mean = float(region[free].mean()) if free.sum() >= 4 else float(region.mean())
+        if mode == "black":
+            fill = np.full(region.shape, 0 if frame.is_rgb or (i == 0 and frame.full_range) else (16 if i == 0 else 128),
+                           np.float32)
+        elif mode == "blur":
+            b = max(1, int(block if i == 0 else block / sx))
+            src = np.where(free, region, np.uint8(int(mean + 0.5)))  # the occluder's colour does not bleed in
+            small = cv2.resize(src, (max(1, region.shape[1] // b), max(1, region.shape[0] // b)),
+                               interpolation=cv2.INTER_AREA)
+            kk = max(3, b * 2 + 1) | 1
+            fill = cv2.GaussianBlur(cv2.resize(small, region.shape[::-1], interpolation=cv2.INTER_LINEAR),
+                                    (kk, kk), 0).astype(np.float32)
+        else:
+            fill = np.full(region.shape, float(int(mean + 0.5)) if strength == 0 else 128.0, np.float32)
+        old = region.astype(np.float32)
+        out = np.clip(fill + k * (old - fill) + 0.5, 0, 255).astype(np.uint8)
+        np.copyto(region, out, where=k < 1.0)  # the occluder's own pixels are not written at all
 
 
 OBFUSCATION_LEVELS = 2  # pixelate strengths: 0 one block of the box's mean colour, 1 grey over a larger box

@@ -38,11 +38,12 @@ def run_entries(entries: Sequence, restorer, occlusion: OcclusionStage) -> list:
             except Exception as ex:
                 out[k] = RenderAnswer(reason=f"error:{type(ex).__name__}")
                 continue
-            if item is None:
-                out[k] = RenderAnswer(reason="occluded")
+            occluder = occlusion.take_occluder(e.track_id)  # kept original if the face is obfuscated
+            if item is None or not e.restore:  # (not restore: obfuscated anyway, only its occluder asked)
+                out[k] = RenderAnswer(reason="occluded" if item is None else "obfuscated", occluder=occluder)
                 continue
             out[k] = RenderAnswer(image=rendered.image, mask=rendered.mask, target=rendered.target,
-                                  occluded=rendered.occluded)
+                                  occluded=rendered.occluded, occluder=occluder)
             e = item
         items.append(e)
         where.append(k)

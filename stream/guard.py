@@ -67,7 +67,9 @@ Per track
    recognizer still matches it (dlib under 0.6 in both modes: a face-less fill sits only
    ~0.61-0.74 from anyone; EdgeFace over edge_max) the strength goes up and `mosaic_strength`
    is what the pipeline draws. Faces obfuscated for other reasons get the default strength,
-   measured on its own (tools/bench/bench_mosaic.py, tests/test_guard.py).
+   measured on its own (tools/bench/bench_mosaic.py, tests/test_guard.py). A mosaic that keeps the
+   hand in front of the face (stream/obfuscate_keep.py) is measured in every frame it is drawn in
+   (`keeps_occluder`, guard_views.kept_occluder_passes); refused, the whole box is filled.
 6. Occluders: every candidate is pasted with the occluders the pipeline's own render of that
    frame cut out (a hand keeps its pixels, also in a searched or refreshed face).
 
@@ -98,7 +100,7 @@ from ideud.stream.guard_inversion import inverses_for, undone_by_edgeface, undon
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
                                        STEPS, Policy, _Track, track_report)
 from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, finish_candidate,  # noqa: F401
-                                      looks_like_face, obfuscated, occluder_keep, render_candidate,
+                                      kept_occluder_passes, looks_like_face, obfuscated, occluder_keep, render_candidate,
                                       start_candidate, verified_mosaic, with_occluders)
 from ideud.stream.identity import perturbation
 from ideud.stream.occlusion import MAX_SHARE as OCCLUDED_MAX
@@ -220,6 +222,12 @@ class PrivacyGuard:
     # ------------------------------------------------------------------ internals
     def _track_report(self, st: _Track) -> dict:
         return track_report(st, self.policy)
+
+    def keeps_occluder(self, frame, job, keep, strength: int, mode: str) -> bool:
+        """Point 5 for a face obfuscated with its occluder kept (stream/obfuscate_keep.py)."""
+        st = self._tracks.get(job.track.id)
+        refs = self._refs(st) if st is not None and st.refs else None
+        return kept_occluder_passes(self.two, frame, job, keep, strength, mode, refs, self.policy.edge_max)
 
     def mosaic_strength(self, track_id: int) -> int:
         """The obfuscation strength verified for this track's face (0: blend's default)."""

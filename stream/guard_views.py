@@ -34,12 +34,45 @@ def paste_into(ctx_rgb: np.ndarray, ctx: Crop, crop: Crop, rgb: np.ndarray, mask
     return img
 
 
-def obfuscated(rgb: np.ndarray, box: np.ndarray, strength: int = 0, mode: str = "pixelate") -> np.ndarray:
+def obfuscated(rgb: np.ndarray, box: np.ndarray, strength: int = 0, mode: str = "pixelate",
+               keep: Optional[tuple[Crop, np.ndarray]] = None) -> np.ndarray:
     """A copy of an RGB image with the face in `box` obfuscated as `blend.obfuscate` does it."""
     planes = [np.ascontiguousarray(rgb[..., i]) for i in range(3)]
     fr = Frame(index=0, pts=0, time_base=Fraction(1, 25), planes=planes, pix_fmt="rgb", full_range=True, time=0.0)
-    bl.obfuscate(fr, np.asarray(box, float), mode, strength=strength)
+    bl.obfuscate(fr, np.asarray(box, float), mode, strength=strength, keep=keep)
     return np.dstack(fr.planes)
+
+
+def kept_occluder_passes(two: TwoRecognizers, frame, job, keep: tuple[Crop, np.ndarray], strength: int, mode: str,
+                         refs: Optional[tuple], edge_max: float) -> bool:
+    """An obfuscated face that keeps its occluder (stream/obfuscate_keep.py), drawn as the blend
+    stage will, is placed among different people by both recognizers, worst view, as the guard's
+    own mosaic must be (`verified_mosaic`: dlib >= 0.6, EdgeFace <= edge_max). `refs`: the guard's
+    (dlib, EdgeFace) references of the person; None: this frame's original face, its kept pixels
+    greyed out, is the reference.
+    No slack under 0.6: a reference taken behind the same hand shares the hand's pixels and pulls
+    dlib closer, and such a face is filled whole rather than judged by a looser rule."""
+    r = job.rendering
+    ctx = context_crop(frame, r, r.target)
+    ctx_rgb = bl.crop_rgb(frame, ctx)
+    pts = np.asarray(r.landmarks)[:, :2] - ctx.offset
+    kc, k = keep
+    box = np.asarray(job.box, float) - np.r_[ctx.offset, ctx.offset]
+    shifted = Crop(kc.x0 - ctx.x0, kc.y0 - ctx.y0, kc.x1 - ctx.x0, kc.y1 - ctx.y0)
+    if refs is None:
+        # this frame's person is the reference, with what is kept greyed out: a reference that
+        # holds the very hand the output keeps would match it for the hand, not for the person
+        person = ctx_rgb.copy()
+        y0, x0 = max(0, shifted.y0), max(0, shifted.x0)
+        y1, x1 = min(person.shape[0], shifted.y1), min(person.shape[1], shifted.x1)
+        if y1 > y0 and x1 > x0:
+            sub = k[y0 - shifted.y0:y1 - shifted.y0, x0 - shifted.x0:x1 - shifted.x0] >= 128
+            person[y0:y1, x0:x1][sub] = 128
+        d0, e0 = two.person(person, pts)
+        refs = (np.asarray([d0]), np.asarray([e0]))
+    d, s = two.measure(obfuscated(ctx_rgb, box, strength, mode, keep=(shifted, k)), pts, refs[0], refs[1],
+                       edge_limit=edge_max)
+    return d is not None and d >= DLIB_THRESHOLD and s <= edge_max
 
 
 def verified_mosaic(two: TwoRecognizers, rgb: np.ndarray, pts: np.ndarray, dlib_refs, edge_refs,

@@ -26,6 +26,12 @@ frame too (a missed hand in the reference makes the face it uncovers read as an 
 judgement costs about as much as the comparison (~4 ms) and runs only while a track has no
 reference and when a re-key is due. A face whose occluded share is above `MAX_SHARE` is
 obfuscated instead (fail closed: that much change is more likely a failed alignment than a hand).
+Each `cut` also leaves for `take_occluder` what an obfuscated face may keep original in that frame
+(stream/obfuscate_keep.py): less than a rendered face leaves, only the occluder's pixels at least
+`KEEP_DIFF` off the face there (the colour growth takes in skin only a few levels off the
+reference: 19-46 % of the face outline besides the hand on tools/bench/bench_footage.py's
+multi_person clip, 16-33 % with `KEEP_DIFF`), or without a reference the judgement's own outline;
+with the same margin, but not the feather.
 Limits: a
 skin-coloured hand that leaves the mouth and nose visible from the first frame (over the chin or a
 cheek) is still taken for face; an occluder the judgement cannot delineate is rendered over; the
@@ -53,6 +59,7 @@ STRONG_DIFF = 60.0  # grey levels of plain (not tolerant) difference that also m
 GROW_DIFF = 6.0  # grey levels: the least difference a pixel grown into an occluder must show
 MAX_SPREAD = 40.0  # grey levels: colour spread of an occluder region that may grow (one colour)
 MIN_OUTSIDE = 0.15  # share of an occluder region that must lie outside the face outline
+KEEP_DIFF = DIFF  # grey levels off the face there (the seeds' own) an occluder pixel needs to be kept in an obfuscated face
 MAX_SHARE = 0.6  # occluded share of the face mask above which the face is obfuscated instead
 REKEY_FRAMES = 25
 JUDGE_EVERY = 5  # frames between judgements of a frame for a re-key, after one that was not clean
@@ -104,6 +111,7 @@ class OcclusionStage:
         self.failures = 0
         self.judged = 0  # frames judged without a reference (stream/occlusion_judge.py)
         self._clean_since: dict[int, int] = {}  # clean judgements in a row since one that was not
+        self._found: dict[int, np.ndarray] = {}  # per track, the last `cut`'s occluder to keep (`take_occluder`)
 
     def cut(self, track_id: int, crop_rgb: np.ndarray, landmarks: Optional[np.ndarray], crop: Crop,
             mask: np.ndarray) -> Optional[tuple[np.ndarray, float]]:
@@ -112,6 +120,7 @@ class OcclusionStage:
 
         `landmarks` are this frame's measured (unsmoothed) ones in frame pixels: the smoothed ones
         trail a moving face by pixels, which would read as change."""
+        self._found.pop(track_id, None)  # only this frame's occluder may ever be taken
         if landmarks is None:
             return mask, 0.0
         try:
@@ -122,7 +131,13 @@ class OcclusionStage:
             return mask, 0.0  # the face is still rendered, only over whatever is in front of it
         return None if share > MAX_SHARE else (out, share)
 
+    def take_occluder(self, track_id: int) -> Optional[np.ndarray]:
+        """What an obfuscated face may keep original after the last `cut` of this track, in its crop's
+        pixels (uint8: 255 the occluder and its margin, 0 the rest), or None where it found nothing; once."""
+        return self._found.pop(track_id, None)
+
     def drop(self, track_id: int) -> None:
+        self._found.pop(track_id, None)
         self._refs.pop(track_id, None)
         self._clean_since.pop(track_id, None)
 
@@ -141,7 +156,7 @@ class OcclusionStage:
         ref = self._refs.get(track_id)
         if ref is None:
             return self._unkeyed(track_id, crop_rgb, lm2, small_mask, mask)
-        occluder = self._occluder(ref, crop_rgb, lm2, small_mask, track_id)
+        occluder, strict = self._occluder(ref, crop_rgb, lm2, small_mask, track_id)
         face = small_mask > 0.5
         share = float((occluder & face).sum() / max(face.sum(), 1))
         ref.age += 1
@@ -165,7 +180,8 @@ class OcclusionStage:
                 self._key(track_id, crop_rgb, lm2)
             else:
                 ref.wait = JUDGE_EVERY  # (a face read as not clean, e.g. a moustache: not judged every frame)
-        return self._cut(mask, occluder, lm2), share
+        self._keep_found(track_id, mask, strict, lm2)
+        return self._cut(mask, occluder, lm2)[0], share
 
     def _unkeyed(self, track_id: int, crop_rgb: np.ndarray, lm2: np.ndarray, small_mask: np.ndarray,
                  mask: np.ndarray) -> tuple[np.ndarray, float]:
@@ -187,13 +203,21 @@ class OcclusionStage:
         # not keyed: what the judgement shows (a microphone leaving, below the mouth now) is cut out
         face = small_mask > 0.5
         share = float((verdict.occluder & face).sum() / max(face.sum(), 1))
-        return self._cut(mask, verdict.occluder, lm2), share
+        self._keep_found(track_id, mask, verdict.occluder, lm2)  # the judgement's own outline: a flood fill
+        return self._cut(mask, verdict.occluder, lm2)[0], share
+
+    def _keep_found(self, track_id: int, mask: np.ndarray, occluder: np.ndarray, lm2: np.ndarray) -> None:
+        """What an obfuscated face keeps original (`take_occluder`): `occluder` and its margin."""
+        soft = self._cut(mask, occluder, lm2)[1]
+        if soft is not None:  # the occluder and its margin, not the feather: that is face
+            self._found[track_id] = np.where(soft >= 1.0, 255, 0).astype(np.uint8)
 
     @staticmethod
-    def _cut(mask: np.ndarray, occluder: np.ndarray, lm2: np.ndarray) -> np.ndarray:
-        """`mask` (full size) without `occluder` (work size) and a margin about it."""
+    def _cut(mask: np.ndarray, occluder: np.ndarray, lm2: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """`mask` (full size) without `occluder` (work size) and a margin about it, and that cut-out
+        region (full size, 1 on the occluder and its margin, feathered outwards; None: nothing cut)."""
         if not occluder.any():
-            return mask
+            return mask, None
         h, w = mask.shape[:2]
         r = max(1, int(round(0.05 * float(np.ptp(lm2, 0).max()))))  # a margin: better a little face kept than hand pasted over
         grown = cv2.dilate(occluder.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
@@ -206,7 +230,7 @@ class OcclusionStage:
             soft[hard] = 1.0
         out = mask * (1.0 - soft)
         out[out < 1.0 / 255.0] = 0.0
-        return out.astype(np.float32)
+        return out.astype(np.float32), soft
 
     # ------------------------------------------------------------------
     def _key(self, track_id: int, crop_rgb: np.ndarray, lm2: np.ndarray) -> None:
@@ -241,7 +265,7 @@ class OcclusionStage:
         expected = cv2.GaussianBlur(expected, (0, 0), sigma)
         face = mask > 0.5
         if face.sum() < 16:
-            return np.zeros((h, w), bool)
+            return np.zeros((h, w), bool), np.zeros((h, w), bool)
         # tolerant of a few pixels of misregistration: the distance to the range the expected
         # image takes around each pixel (edges of eyes, glasses, hairline do not light up)
         k = max(3, int(round(0.06 * size)) | 1)
@@ -287,13 +311,18 @@ class OcclusionStage:
             occluder = np.isin(labels, ids[ids > 0])
             # holes in a hand (texture that happens to match) are hand too
             occluder = cv2.morphologyEx(occluder.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) > 0
+        # what an obfuscated face may keep: only the occluder's pixels that are far from the face
+        # there (the growth above also takes in skin that is only a few levels off the reference)
+        strict = (occluder & (to_face > KEEP_DIFF)).astype(np.uint8)
+        strict = cv2.morphologyEx(strict, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+        strict = (cv2.morphologyEx(strict, cv2.MORPH_OPEN, disc) > 0) & occluder
         ref.occluder = None
         if occluder.any():
             occ = cur[occluder]
             ref.occluder_colour = (occ.mean(0), float(occ.std(0).max()) + 4.0)
             ref.occluder = cv2.warpAffine(occluder.astype(np.uint8), similarity_matrix(lm2, ref.points), (SIDE, SIDE),
                                           flags=cv2.INTER_NEAREST)
-        return occluder
+        return occluder, strict
 
 
 def _light_offset(plain: np.ndarray, face: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ from ideud.stream.detect import make_detector
 from ideud.stream.guard import PrivacyGuard
 from ideud.stream.identity import IdentityStage
 from ideud.stream.landmarks import LandmarkStage
+from ideud.stream.obfuscate_keep import OccluderKeep, take_occluders
 from ideud.stream.occlusion import OcclusionStage
 from ideud.stream.options import Options
 from ideud.stream.protocols import Detector, Restorer
@@ -149,6 +150,7 @@ class FaceProcessor:
         self.cuts = CutDetector()  # every track ends at a scene cut
         self.occlusion = OcclusionStage()  # hands, microphones in front of a face stay original
         self.reuse = ReuseCache()  # live degrade step: a track's last pasted face, moved to its new box
+        self.kept = OccluderKeep(self.guard)  # what of an obfuscated face's box is an occluder, kept original
         self.reuse_faces = False  # set by a live stream that falls behind (stream/degrade.py)
         self.timer = StageTimer()
         self.track_stats: dict[int, dict] = {}
@@ -328,28 +330,32 @@ class FaceProcessor:
             level, seed = 0, job.track.seed
             if self.guard is not None:
                 job.reason = self.guard.admit(job.track, r)  # e.g. not verified yet: obfuscated
-                if job.reason is not None:
-                    continue
-                level, seed = self.guard.restore_params(job.track.id)
-                job.guard_version = self.guard.version(job.track.id)
+                if job.reason is None:
+                    level, seed = self.guard.restore_params(job.track.id)
+                    job.guard_version = self.guard.version(job.track.id)
+            # a face obfuscated anyway is still rendered and cut (not restored): its occluder stays original
+            cut_only = job.reason is not None
             try:
                 with self.timer.timed("render"):
                     self._fault("render", frame)
                     crop = crop_for(r.landmarks, r.target, frame.width, frame.height)
                     req = RenderRequest(original=bl.crop_rgb(frame, crop), crop=crop, landmarks=r.landmarks,
                                         target=r.target, visible=r.visible, track_id=job.track.id, seed=seed,
-                                        level=level, measured=self.landmarks.current(job.track.id))
+                                        level=level, measured=self.landmarks.current(job.track.id),
+                                        restore=not cut_only)
                     if self.render_in_restorer:  # warped, cut and restored in the track's restore process
                         job.request = req
                         items.append(req)
                         continue
                     # hands, microphones in front of the face keep their pixels (stream/occlusion.py)
                     out, item = render_and_cut(req, self.occlusion)
-                if item is None:
-                    job.reason = "occluded"
+                    found = self.occlusion.take_occluder(job.track.id)
+                    job.occluder = None if found is None else (crop, found)
+                if item is None or cut_only:
+                    job.reason = job.reason or "occluded"
                     continue
             except Exception as e:
-                job.reason = f"error:{type(e).__name__}"
+                job.reason = job.reason or f"error:{type(e).__name__}"
                 continue
             job.rendered, job.item = out, item
             items.append(item)
@@ -399,7 +405,7 @@ class FaceProcessor:
                 for job in jobs:
                     job.reason, job.request = f"error:{type(e).__name__}", None
                 jobs, restored = [], []
-            jobs, restored = take_answers(jobs, restored)
+            jobs, restored = take_answers(*take_occluders(jobs, restored))
         if self.guard is not None and jobs:
             # the guard may re-render a face (new perturbation / restorer level) or have it obfuscated
             try:
@@ -432,8 +438,11 @@ class FaceProcessor:
         for job in p.jobs:
             if job.reason is not None:
                 self.reuse.forget(job.track.id)  # an obfuscated face is never reused
-                bl.obfuscate(frame, job.box, self.o.fallback, strength=(  # the guard's verified mosaic
-                    self.guard.mosaic_strength(job.track.id) if self.guard is not None else 0))
+                # the guard's verified mosaic; a hand or microphone in front of the face stays original
+                strength = self.guard.mosaic_strength(job.track.id) if self.guard is not None else 0
+                with self.timer.timed("occluder_keep"):
+                    keep = self.kept.keep(frame, job, strength, self.o.fallback)
+                bl.obfuscate(frame, job.box, self.o.fallback, strength=strength, keep=keep)
 
     def _review(self, frame: Frame, entries: list) -> list:
         """The guard's review. A face rendered before its track's parameters changed is rendered
@@ -472,7 +481,7 @@ class FaceProcessor:
                 "restore_processes": getattr(self.restorer, "processes", 0),
                 "face_frames": self.face_frames, "reused_face_frames": self.reuse.reused,
                 "fallback_face_frames": self.fallback_face_frames, "failed_frames": self.frame_failures,
-                "scene_cuts": self.cuts.cuts,
+                "scene_cuts": self.cuts.cuts, "occluder_kept": self.kept.report(),
                 "tracks": tracks, "timing": self.timer.summary(self.frames),
                 "privacy": self.guard.summary() if self.guard is not None else {"mode": "off"},
                 **({"restore_worker": {"ahead": self.restore_ahead, **self.worker.stats()}}

@@ -162,6 +162,7 @@ class RenderRequest:
     track_id: int
     seed: int
     level: int = 0
+    restore: bool = True  # False: a face obfuscated anyway, rendered and cut only for its occluder
 
 
 @dataclass
@@ -175,6 +176,7 @@ class RenderAnswer:
     occluded: float = 0.0
     face: Optional[np.ndarray] = None  # the restorer's output
     reason: Optional[str] = None
+    occluder: Optional[np.ndarray] = None  # what the occluder cut left original (OcclusionStage.take_occluder)
 
 
 @dataclass
@@ -194,6 +196,7 @@ class FaceJob:
     request: Optional[RenderRequest] = None  # rendered and restored in a restore process: until it answers
     guard_version: int = -1  # the guard's version of the track's parameters when the face was rendered
     propagated: bool = False  # its mesh was the last frame's moved by optical flow, not fitted
+    occluder: Optional[tuple] = None  # (Crop, uint8 HxW): this frame's occluder, kept original if obfuscated
 
     @property
     def status(self) -> str:

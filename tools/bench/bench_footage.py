@@ -40,10 +40,11 @@ Measured 2026-12-01 (CPU, bank restorer, seed 1), 60 frames, 4 tracks, 120 face-
     tree without it in brackets; the report's occluder_kept: face-frames kept / refused by the guard):
                         --privacy balanced: multi_person occluder PSNR 46.3 dB [15.6] (the near face's
                         track obfuscated by the guard, 22 face-frames keep the hand, 0 refused),
-                        rendered 52, privacy 64, lost 4 [same], raw 0 [0]; hand_from_start 15.2 dB
-                        [15.1] (the stage finds almost none of this hand: 16 kept, 6 % of the face);
-                        microphone_from_start 11.8 dB [11.4] (5 kept, 23 refused: dlib 0.49-0.54
-                        against a reference taken behind the microphone, the plain mosaic 0.605);
+                        rendered 52, privacy 64, lost 4 [same], raw 0 [0]; hand_from_start 15.1 dB
+                        [15.1] (the stage finds almost none of this hand; what it finds, 16 face-
+                        frames, is refused: the guard's reference was taken behind the hand, which
+                        the kept face shares, and dlib then sits under 0.6); microphone_from_start
+                        11.4 dB [11.4] (28 refused, the same reason);
                         both 36/36 privacy [same], raw 0 [0]. --privacy off: unchanged (nothing
                         obfuscated where an occluder is: multi_person inf, hand 23.7, microphone 52.2)
     face-free (FFmpeg mandelbrot, 100 frames): 1000 false faces per 1,000 frames (CenterFace

@@ -1,6 +1,10 @@
 """Measure the learned Step II (`learned`) against the prior restorer alone on held-out portraits.
 
-    python tools/bench/bench_restorer_learned.py [--n 20] [--cache LM.npz] [--sheet SHEET.png]
+    python tools/bench/bench_restorer_learned.py [--n 20] [--cache LM.npz] [--sheet SHEET.png] [--weights W.onnx]
+
+--weights measures another ONNX of the network (a training run's export) instead of the shipped one.
+The bank restorer (`bank`, two donors' detail on the portrait) is measured alongside for realism:
+issue 17 asks for a lower Fréchet distance than it.
 
 Per held-out portrait i (track i + 1, seed i + 1, default σ): the prior restorer's new face (the
 render, Step I's output) and the learned network on it. Measured:
@@ -84,6 +88,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--cache", type=Path, default=None, help="FaceMesh landmark cache (.npz)")
     ap.add_argument("--sheet", type=Path, default=None, help="contact sheet: original, prior, learned")
     ap.add_argument("--json", type=Path, default=None, help="write the numbers here")
+    ap.add_argument("--weights", type=Path, default=None, help="an ONNX of the network other than the shipped one")
     args = ap.parse_args(argv)
     folder = portraits_dir()
     if folder is None:
@@ -93,7 +98,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     marks = _landmarks([folder / n for n in names], args.cache)
     names = [n for n in names if n in marks]
     measured, reference = names[: args.n], names[args.n:]
-    learned = LearnedRestorer()
+    if args.weights is not None:
+        import hashlib
+        learned = LearnedRestorer(path=args.weights, sha256=hashlib.sha256(args.weights.read_bytes()).hexdigest())
+    else:
+        learned = LearnedRestorer()
     learned.warmup()
     prior = learned.first
     rgbs = [np.ascontiguousarray(cv2.imread(str(folder / n))[:, :, ::-1]) for n in measured]
@@ -105,6 +114,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     t0 = time.perf_counter()
     outs = learned.refine(renders, [it.landmarks for it in items])
     t_net = (time.perf_counter() - t0) / len(items)
+    from ideud.stream.restore_bank import BankRestorer
+    banked = BankRestorer().restore(items)
     x = np.zeros((len(items), 3, 128, 128), np.float32)
     t0 = time.perf_counter()
     learned.engine.run(x)
@@ -112,14 +123,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     edge = default_edgeface()
     emb = lambda img, lm: edge.embed(img, five_points_from_facemesh(lm))
-    res = {"prior": {"sharp": [], "cos_original": []}, "learned": {"sharp": [], "cos_original": [], "cos_render": []}}
-    e_sets = {"prior": [], "learned": []}
-    p_sets = {"prior": [], "learned": []}
-    for rgb, lm, ren, out in zip(rgbs, (marks[n] for n in measured), renders, outs):
+    res = {"bank": {"sharp": [], "cos_original": []}, "prior": {"sharp": [], "cos_original": []},
+           "learned": {"sharp": [], "cos_original": [], "cos_render": []}}
+    e_sets = {"bank": [], "prior": [], "learned": []}
+    p_sets = {"bank": [], "prior": [], "learned": []}
+    for rgb, lm, ren, out, bank in zip(rgbs, (marks[n] for n in measured), renders, outs, banked):
         core = fp.face_region(lm, rgb.shape[:2], fp.face_width(lm)) > 0.5
         v0 = laplacian_variance(luma(rgb), core)
         e0 = emb(rgb, lm)
-        for key, img in (("prior", ren), ("learned", out)):
+        for key, img in (("bank", bank), ("prior", ren), ("learned", out)):
             res[key]["sharp"].append(laplacian_variance(luma(img), core) / v0)
             e = emb(img, lm)
             res[key]["cos_original"].append(edge.similarity(e, e0))
@@ -135,7 +147,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "ms_per_face": {"network_step": round(1000 * t_net, 2), "onnxruntime_only": round(1000 * t_engine, 2),
                               "prior_restorer": round(1000 * t_prior, 1)},
               "same_person_threshold": threshold}
-    for key in ("prior", "learned"):
+    for key in ("bank", "prior", "learned"):
         r = res[key]
         report[key] = {
             "sharpness_ratio_gmean": round(float(np.exp(np.mean(np.log(r["sharp"])))), 3),

@@ -85,7 +85,10 @@ class MeshWarp:
     follows the similarity that best fits the two meshes.
     """
 
-    def __init__(self, target: np.ndarray, shape: tuple[int, int], step: int = 2):
+    def __init__(self, target: np.ndarray, shape: tuple[int, int], step: int = 2, key=None):
+        """`key`: whose mesh this is (e.g. a track): its last triangulations are tried first. Under
+        one shared key the faces of a frame push each other's out and nearly every call fell back
+        to Qhull; the triangles are the Delaunay ones either way, so the maps do not depend on it."""
         self.target = np.asarray(target, np.float64)
         self.shape = shape
         h, w = shape
@@ -97,13 +100,14 @@ class MeshWarp:
         keep = _unique_rows(nodes)  # in their order: a triangulation of the last faces is reused while it fits
         nodes = nodes[keep]
         self.keep = keep
-        tris = _TRIANGULATIONS.get(nodes, keep.tobytes() if len(keep) < len(self.target) + len(self.extra) else "all")
         gx, gy, self.q = _grid(int(h), int(w), int(step))
         self.grid = (len(gy), len(gx))
         # triangles with no face vertex (ring and crop corners only) carry the similarity, which
         # all three of their vertices follow: their grid points take it directly (`_compute_maps`),
         # the same up to float64 rounding (identical maps on the bench clip), and are not located
         # (over 40 % of the point-in-triangle tests of a face crop)
+        which = keep.tobytes() if len(keep) < len(self.target) + len(self.extra) else "all"
+        tris = _TRIANGULATIONS.get(nodes, which if key is None else (key, which))
         on_face = (tris < int(np.count_nonzero(keep < len(self.target)))).any(1)
         vid, weights = pa.locate_grid(nodes, tris[on_face], gx, gy)
         self.inside = vid[:, 0] >= 0

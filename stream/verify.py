@@ -36,6 +36,15 @@ last look before dlib's CNN: BlazeFace on the find shrunk until its box is 16-20
 (the detector's box on a blurred face is often smaller than the head); every false find of the
 face-free sets that gets this far scores nothing there.
 
+Heavier blur (sigma = face size / 14 to / 10) still beat those views on some real faces, a grey
+portrait or a colour one: the blur had taken their eyes and mouth. Where the crop could be skin
+(skin-coloured or colourless, as for dlib's CNN) and the find itself is blurred (`fine_detail`: a
+blur-aware cue), CenterFace is re-asked once more on the crop sharpened (`sharpened`, an unsharp
+mask about a twelfth of the face wide): the blurred real faces score 0.47 and more there, the
+blurred skin-coloured or grey face-free finds (the headlamp, the dog, grey Mandelbrot, blurred
+copies of them) 0.21 at most. Both gates matter: colourful Mandelbrot finds, blurred, re-score up
+to 0.46 when sharpened, and sharp grey Mandelbrot finds up to 0.34.
+
 A find that overlaps one confirmed in the last few frames is kept without asking again (a real
 face is confirmed once, not on every frame; keeping is the fail-closed direction). Detection worker
 processes (stream/workers.py) run the same code through `make_detector`; each remembers its own
@@ -140,6 +149,23 @@ def tiny_views(image: np.ndarray, box: np.ndarray):
     for context, box_px in TINY_VIEWS:
         side = int(round(box_px * context))
         yield _on_canvas(face_crop(image, box, out=side, context=context)[0]), box_px
+
+
+def fine_detail(image: np.ndarray, box: np.ndarray) -> float:
+    """How much fine detail the find has for its contrast: the mean |Laplacian| of the box's grey
+    levels (the box resized to 64 px) over their standard deviation. A heavily blurred face has
+    little (<= 0.11 at sigma = face size / 14 and more); a sharp fractal find has ~1."""
+    g = cv2.cvtColor(face_crop(image, box, out=64, context=1.0)[0], cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float(np.abs(cv2.Laplacian(g, cv2.CV_32F, ksize=1)).mean() / (g.std() + 1e-3))
+
+
+def sharpened(crop: np.ndarray, sigma_share: float, amount: float) -> np.ndarray:
+    """The crop with an unsharp mask: crop + amount x (crop - Gaussian(crop, sigma_share x side)).
+    It gives a heavily blurred face back its eyes and mouth edges (a cheap stand-in for
+    deconvolution; the blur's own size is not known)."""
+    f = crop.astype(np.float32)
+    soft = cv2.GaussianBlur(f, (0, 0), sigma_share * crop.shape[0])
+    return np.clip(f + amount * (f - soft), 0, 255).astype(np.uint8)
 
 
 def _blaze_best(result, n: int, keep) -> float:
@@ -291,6 +317,20 @@ class VerifyPolicy:
     # score 0 (no detection at all). A yes keeps the find without the veto (the lamp scores 0 here).
     # Checked after, not tuned on: build portraits 480-699, 36 -> 6 dropped; held out, 13 -> 2.
     tiny_view_score: float = 0.5
+    # Then, only for a blurred find (`fine_detail` at most `sharp_max_detail`) where the crop could
+    # be skin (`skin_min`, or colourless): CenterFace re-asked on the crop sharpened (`sharpened`:
+    # sigma 1/24 of the crop, i.e. ~1/12 of the face; amount 4). Build portraits 0-479 at 32-64 px,
+    # sigma = size/14 and size/10: the 64 skin or grey real finds that get this far have detail
+    # <= 0.11 and re-score 0.47-0.86 (the 8 every cue dropped: 0.48-0.71). Face-free finds that
+    # get this far, skin or grey, from the face-free sets, their blurred copies (sigma 2-7 px) and
+    # grey copies: 52 blurred ones re-score <= 0.21; the bar sits midway. Sharp ones are not asked:
+    # grey Mandelbrot finds with detail 1.0-1.3 re-score up to 0.34. The colourful Mandelbrot finds,
+    # blurred, re-score up to 0.46 sharpened: the skin gate matters. Neighbouring sharpenings
+    # (sigma 1/32-1/19, amount 2.5-6) keep real and face-free finds apart too, with less room.
+    sharp_max_detail: float = 0.2
+    sharp_sigma_share: float = 1 / 24
+    sharp_amount: float = 4.0
+    sharp_redetect_keep: float = 0.35
 
 
 class VerifyingDetector:
@@ -355,7 +395,16 @@ class VerifyingDetector:
             return self._vetoed(crop, size_px, roll)
         if self.confirmers.tiny(image_rgb, box) >= p.tiny_view_score:
             return False  # a heavily blurred small face: kept (before dlib's CNN, which is slow)
-        return not (maybe_skin and self.confirmers.run("cnn", crop) > 0)
+        if not maybe_skin:
+            return True
+        if fine_detail(image_rgb, box) <= p.sharp_max_detail and self.sharp_redetect(crop) >= p.sharp_redetect_keep:
+            return False  # a heavily blurred face, its features back once sharpened (before the CNN too)
+        return not self.confirmers.run("cnn", crop) > 0
+
+    def sharp_redetect(self, crop: np.ndarray) -> float:
+        """CenterFace re-asked (`redetect`, as found: no levelling) on the crop `sharpened`."""
+        p = self.policy
+        return self.redetect(sharpened(crop, p.sharp_sigma_share, p.sharp_amount), enough=p.sharp_redetect_keep)
 
     def _second_opinion(self, crop: np.ndarray, size_px: float, roll: float, maybe_skin: bool) -> Optional[str]:
         """Which second opinion says face ("blaze_small", "redetect"; None: neither). Second opinions for the real faces the confirmers miss at the crop's scale (blurred,

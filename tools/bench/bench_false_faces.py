@@ -1,7 +1,9 @@
 """False faces on face-free footage, and recall on hard real faces, before and after the verifier.
 
     python tools/bench/bench_false_faces.py [--frames 1000] [--portraits 24] [--first 0] [--split build]
-                                            [--real-only | --free-only] [--json out.json]
+                                            [--real-only | --free-only] [--sets pascal,hard,heavy,footage]
+                                            [--kinds mandelbrot,...] [--blur SIGMA] [--grey]
+                                            [--no-sharpened] [--json out.json]
 
 Face-free footage (tests/false_face_sets.py, made here, 640x360): a Mandelbrot zoom, patterns,
 text pages, textures, animals/objects panned and zoomed; `--frames` of each. Every detection there
@@ -15,9 +17,13 @@ face counts as found when a detection lies on it (centre within 0.4 face sizes, 
 
 "before" is CenterFace int8 alone (make_detector(verify=False)), "after" the default detector
 (stream/verify.py around it: the confirmers, the second opinions for blurred, covered and grey
-faces, the tiny views for heavily blurred small ones, and the veto of CenterFace re-asked plus
+faces, the tiny views for heavily blurred small ones, the sharpened look for heavily blurred
+skin-coloured or grey ones, and the veto of CenterFace re-asked plus
 dlib's CNN on confirmed small and close-up finds);
-both see the same frames. `--split build` makes the portrait sets from the build portraits (what
+both see the same frames. `--blur SIGMA` / `--grey` blur (Gaussian, pixels of the 640x360 frame)
+or grey the face-free footage (defocused or black-and-white footage: harder negatives for the
+verifier's blur-aware look). `--no-sharpened` sets the sharpened look's bar out of reach (it is
+still asked, but never keeps: the verifier's decisions as before the look). `--split build` makes the portrait sets from the build portraits (what
 the verifier's numbers were tuned on) instead of the held-out ones. "added ms" is the verifier's
 time per frame (wall, mean over the frames, and the slowest frame; one thread; confirmers built beforehand).
 """
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -42,54 +49,92 @@ from clips import background  # noqa: E402
 from false_face_sets import _places, build_head  # noqa: E402
 from footage import _paste, multi_person, portrait_head  # noqa: E402
 from ideud.stream.detect import make_detector  # noqa: E402
-from ideud.stream.verify import VerifyingDetector  # noqa: E402
+from ideud.stream.verify import VerifyingDetector, VerifyPolicy, face_crop  # noqa: E402
 
 
 class Counter:
     """Runs the bare detector and the verifier on the same frames and counts."""
 
-    def __init__(self):
+    def __init__(self, policy: VerifyPolicy = None):
         self.bare = make_detector("centerface", verify=False)
-        self.verified = VerifyingDetector(self.bare)
+        self.verified = VerifyingDetector(self.bare, policy)
         self.verified.warmup()  # the one-off build is not per-frame cost
+        self.sharp_calls: list[tuple[float, float]] = []  # per sharpened look: (score, seconds)
+        ask = self.verified.sharp_redetect
+
+        def timed(crop):
+            t = time.perf_counter()
+            score = ask(crop)
+            self.sharp_calls.append((score, time.perf_counter() - t))
+            return score
+
+        # object.__setattr__: the verifier passes other attributes on to the detector it wraps
+        object.__setattr__(self.verified, "sharp_redetect", timed)
 
     def run(self, frame: np.ndarray):
-        """(faces before, faces after, verifier seconds) for one full frame."""
+        """(faces before, faces after, verifier seconds, finds kept only by the sharpened look) for
+        one full frame. The last: finds the sharpened look kept that the verifier without it would
+        have dropped (dlib's CNN, asked next, says no)."""
         h, w = frame.shape[:2]
         iw, ih = self.bare.input_size(w, h)
         small = frame if (iw, ih) == (w, h) else cv2.resize(frame, (iw, ih), interpolation=cv2.INTER_AREA)
         scale = (w / iw, h / ih)
         before = self.bare.detect(small, scale)
         t = time.perf_counter()
-        after = [f for f in before if not self.verified.is_false(small, f, scale)]
-        return before, after, time.perf_counter() - t
+        after, sharp_only = [], []
+        bar = self.verified.policy.sharp_redetect_keep
+        for f in before:
+            asked = len(self.sharp_calls)
+            if not self.verified.is_false(small, f, scale):
+                after.append(f)
+                if len(self.sharp_calls) > asked and self.sharp_calls[-1][0] >= bar:
+                    sharp_only.append(f)
+        secs = time.perf_counter() - t
+        sharp_only = [f for f in sharp_only if not self._cnn_keeps(small, f, scale)]
+        return before, after, secs, sharp_only
+
+    def _cnn_keeps(self, small: np.ndarray, f, scale) -> bool:
+        box = np.asarray(f.box, np.float64) / [scale[0], scale[1], scale[0], scale[1]]
+        return self.verified.confirmers.run("cnn", face_crop(small, box)[0]) > 0
 
 
-def face_free_numbers(c: Counter, kind: str, n: int) -> dict:
-    frames = face_free(kind, n)
-    before = after = 0
+def altered(frame: np.ndarray, blur: float = 0.0, grey: bool = False) -> np.ndarray:
+    """The face-free frame greyed (three equal channels) and/or blurred (Gaussian sigma `blur` px)."""
+    if grey:
+        frame = np.repeat(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)[:, :, None], 3, 2)
+    return cv2.GaussianBlur(frame, (0, 0), blur) if blur > 0 else frame
+
+
+def face_free_numbers(c: Counter, kind: str, n: int, blur: float = 0.0, grey: bool = False) -> dict:
+    frames = [altered(f, blur, grey) for f in face_free(kind, n)]
+    before = after = sharp_only = 0
     secs = []
     for fr in frames:
-        b, a, s = c.run(fr)
-        before, after = before + len(b), after + len(a)
+        b, a, s, so = c.run(fr)
+        before, after, sharp_only = before + len(b), after + len(a), sharp_only + len(so)
         secs.append(s)
     return {"frames": len(frames), "false_before": before, "false_after": after,
+            "false_without_sharpened": after - sharp_only,
             "per_1000_before": round(1000 * before / len(frames), 1),
+            "per_1000_without_sharpened": round(1000 * (after - sharp_only) / len(frames), 1),
             "per_1000_after": round(1000 * after / len(frames), 1),
             "added_ms_mean": round(1000 * float(np.mean(secs)), 2), "added_ms_max": round(1000 * max(secs), 1)}
 
 
 def recall_numbers(c: Counter, frames) -> dict:
     """frames: (rgb, ground-truth boxes) pairs."""
-    total = hit_b = hit_a = lost = 0
+    total = hit_b = hit_a = lost = lost_without = 0
     secs = []
     for fr, gt in frames:
-        b, a, s = c.run(fr)
+        b, a, s, so = c.run(fr)
         hb, ha = found(gt, [f.box for f in b]), found(gt, [f.box for f in a])
+        hw = found(gt, [f.box for f in a if not any(f is g for g in so)])
         total, hit_b, hit_a = total + len(gt), hit_b + int(hb.sum()), hit_a + int(ha.sum())
         lost += int((hb & ~ha).sum())
+        lost_without += int((hb & ~hw).sum())
         secs.append(s)
     return {"faces": total, "found_before": hit_b, "found_after": hit_a, "lost": lost,
+            "lost_without_sharpened": lost_without,
             "recall_before": round(hit_b / max(total, 1), 3), "recall_after": round(hit_a / max(total, 1), 3),
             "added_ms_mean": round(1000 * float(np.mean(secs)), 2)}
 
@@ -131,15 +176,20 @@ def heavy_blur_faces(portraits: int, divisor: float, split: str = "held_out", fi
 
 
 def table(res: dict) -> str:
-    lines = ["| face-free footage (640x360) | frames | false faces / 1,000 frames, before → after | added ms / frame |",
-             "|---|---|---|---|"]
+    lines = ["| face-free footage (640x360) | frames | false faces / 1,000 frames: bare → without the sharpened "
+             "look → verifier | added ms / frame |", "|---|---|---|---|"]
     for k, r in res["face_free"].items():
-        lines.append(f"| {k} | {r['frames']} | {r['per_1000_before']:g} → **{r['per_1000_after']:g}** | "
-                     f"{r['added_ms_mean']:.1f} (max {r['added_ms_max']:.0f}) |")
-    lines += ["", "| real faces | faces | recall before → after (lost) | added ms / frame |", "|---|---|---|---|"]
+        lines.append(f"| {k} | {r['frames']} | {r['per_1000_before']:g} → {r['per_1000_without_sharpened']:g} → "
+                     f"**{r['per_1000_after']:g}** | {r['added_ms_mean']:.1f} (max {r['added_ms_max']:.0f}) |")
+    lines += ["", "| real faces | faces | recall before → after (lost; lost without the sharpened look) | "
+              "added ms / frame |", "|---|---|---|---|"]
     for k, r in res["real"].items():
-        lines.append(f"| {k} | {r['faces']} | {r['recall_before']:.3f} → {r['recall_after']:.3f} ({r['lost']}) | "
-                     f"{r['added_ms_mean']:.1f} |")
+        lines.append(f"| {k} | {r['faces']} | {r['recall_before']:.3f} → {r['recall_after']:.3f} ({r['lost']}; "
+                     f"{r['lost_without_sharpened']}) | {r['added_ms_mean']:.1f} |")
+    if res.get("sharpened_looks"):
+        sl = res["sharpened_looks"]
+        lines += ["", f"sharpened looks: {sl['asked']} asked, {sl['kept']} kept, {sl['ms_mean']:.1f} ms each "
+                      f"(max {sl['ms_max']:.0f})"]
     return "\n".join(lines)
 
 
@@ -153,28 +203,50 @@ def main(argv=None) -> int:
     ap.add_argument("--real-only", action="store_true", help="skip the face-free footage")
     ap.add_argument("--free-only", action="store_true", help="only the face-free footage")
     ap.add_argument("--kinds", default=",".join(FACE_FREE_KINDS))
+    ap.add_argument("--blur", type=float, default=0.0, help="blur the face-free footage (Gaussian sigma, px)")
+    ap.add_argument("--grey", action="store_true", help="grey the face-free footage")
+    ap.add_argument("--sets", default="pascal,hard,heavy,footage",
+                    help="real-face sets to run (pascal: both PASCAL sets; hard: the portrait variants; "
+                         "heavy: the heavier blur sets; footage: the footage clip)")
+    ap.add_argument("--no-sharpened", action="store_true",
+                    help="the sharpened look's bar out of reach: the verifier's decisions before it")
     ap.add_argument("--json", help="write the numbers here too")
     a = ap.parse_args(argv)
+    sets = set(a.sets.split(","))
+    if not sets <= {"pascal", "hard", "heavy", "footage"}:
+        print(f"unknown --sets: {a.sets}", file=sys.stderr)
+        return 2
     if not (TESTDATA / "training.xml").exists():
         print(f"no training.xml in {TESTDATA}", file=sys.stderr)
         return 2
-    c = Counter()
+    c = Counter(VerifyPolicy(sharp_redetect_keep=math.inf) if a.no_sharpened else None)
     res = {"face_free": {}, "real": {}}
+    alteration = (f", blur {a.blur:g} px" if a.blur > 0 else "") + (", grey" if a.grey else "")
     for kind in [] if a.real_only else a.kinds.split(","):
-        res["face_free"][kind] = face_free_numbers(c, kind, a.frames)
-        print(kind, res["face_free"][kind], file=sys.stderr, flush=True)
-    real = {} if a.free_only else {"PASCAL": pascal_frames(), "PASCAL in 720p": pascal_frames((1280, 720))}
+        res["face_free"][kind + alteration] = face_free_numbers(c, kind, a.frames, a.blur, a.grey)
+        print(kind + alteration, res["face_free"][kind + alteration], file=sys.stderr, flush=True)
+    real = {}
+    if not a.free_only and "pascal" in sets:
+        real.update({"PASCAL": pascal_frames(), "PASCAL in 720p": pascal_frames((1280, 720))})
     sizes = FACE_SIZES + LARGE_SIZES
-    if not a.free_only:
+    if not a.free_only and "hard" in sets:
         real.update({f"portraits {sizes[0]}-{sizes[-1]} px, {v}": f
                      for v, f in hard_faces(a.portraits, sizes, VARIANTS, split=a.split, first=a.first).items()})
+    if not a.free_only and "heavy" in sets:
         for div in HEAVY_BLUR_DIVISORS:
             real[f"portraits {HEAVY_BLUR_SIZES[0]}-{HEAVY_BLUR_SIZES[-1]} px, blur size/{div:g}"] = \
                 heavy_blur_faces(a.portraits, div, a.split, a.first)
+    if not a.free_only and "footage" in sets:
         real["footage clip (tests/footage.py)"] = [(f.rgb, f.faces) for f in multi_person()]
     for name, frames in real.items():
         res["real"][name] = recall_numbers(c, frames)
         print(name, res["real"][name], file=sys.stderr, flush=True)
+    calls = c.sharp_calls
+    if calls:
+        res["sharpened_looks"] = {
+            "asked": len(calls), "kept": sum(sc >= c.verified.policy.sharp_redetect_keep for sc, _ in calls),
+            "ms_mean": round(1000 * float(np.mean([t for _, t in calls])), 2),
+            "ms_max": round(1000 * max(t for _, t in calls), 1)}
     print(table(res))
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1) + "\n")

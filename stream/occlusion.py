@@ -59,6 +59,7 @@ STRONG_DIFF = 60.0  # grey levels of plain (not tolerant) difference that also m
 GROW_DIFF = 6.0  # grey levels: the least difference a pixel grown into an occluder must show
 MAX_SPREAD = 40.0  # grey levels: colour spread of an occluder region that may grow (one colour)
 MIN_OUTSIDE = 0.15  # share of an occluder region that must lie outside the face outline
+CARRIED_OVERLAP = 0.5  # ... or inside the last frame's occluder (a hand that came in and stays)
 KEEP_DIFF = DIFF  # grey levels off the face there (the seeds' own) an occluder pixel needs to be kept in an obfuscated face
 MAX_SHARE = 0.6  # occluded share of the face mask above which the face is obfuscated instead
 REKEY_FRAMES = 25
@@ -289,6 +290,10 @@ class OcclusionStage:
             # what was occluder in the last frame stays so while it still looks like it: the mesh
             # the hand itself pulls can make the comparison lose the hand's far end
             prev = cv2.warpAffine(ref.occluder, s, (w, h), flags=cv2.INTER_NEAREST) > 0
+            # and a region that differs from the face where last frame's occluder was is that
+            # occluder still, also once it no longer reaches past the outline within the band (a hand
+            # moved up over the mouth: its part below the chin is out of the band)
+            occluder |= _overlapping(cand, prev, CARRIED_OVERLAP)
             mu, sd = ref.occluder_colour
             occluder |= (prev & (_channel_max(np.abs(cur - mu)) < 2.5 * sd) & (to_face > GROW_DIFF) & (band > 0)
                          & _touching(prev, occluder))
@@ -344,6 +349,17 @@ def _touching(prev: np.ndarray, now: np.ndarray) -> np.ndarray:
     """The regions of `prev` that overlap `now` (a kept region must still be attached to a found one)."""
     n, labels = cv2.connectedComponents(prev.astype(np.uint8), connectivity=8)
     ids = np.unique(labels[prev & now])
+    return np.isin(labels, ids[ids > 0])
+
+
+def _overlapping(cand: np.ndarray, prev: np.ndarray, share: float) -> np.ndarray:
+    """The regions of `cand` with at least `share` of their area inside `prev`."""
+    n, labels = cv2.connectedComponents(cand, connectivity=8)
+    if n <= 1:
+        return np.zeros(cand.shape, bool)
+    area = np.bincount(labels.ravel(), minlength=n)
+    inside = np.bincount(labels[prev & (cand > 0)], minlength=n)
+    ids = np.flatnonzero(inside >= share * np.maximum(area, 1))
     return np.isin(labels, ids[ids > 0])
 
 

@@ -21,20 +21,23 @@ detector's input) or a close-up (>= 128 px) is still dropped when two human-face
 it: CenterFace itself, asked again on the crop with the face at the sizes it finds best
 (`redetect`; real faces score higher there than in the frame, the dog and the lamp lower), and
 dlib's CNN. The CNN is asked only when the re-detection fails, so real faces seldom pay for it.
+A small find with sharp detail faces a higher re-detection bar (`sharp_veto`): sharp real faces
+re-score high, and grey Mandelbrot finds that HOG or FaceMesh took for faces do not.
 
 The confirmers miss some real faces at the crop's scale: blurred, half covered or colourless
 (grey) ones, up close. Before such a find is dropped it gets second opinions (`_second_opinion`):
-BlazeFace on the crop shrunk so that the face is 32-48 px (blur matters little there), and
 CenterFace re-asked where the crop could be skin or is colourless, or is a close-up (alone it
-would keep Mandelbrot's false finds, which are none of these). A yes from them counts as a
-confirmer's (the veto above still applies). They run only where every confirmer said no, and
-spare those real faces dlib's CNN.
+would keep Mandelbrot's false finds, which are none of these), or where BlazeFace says face on
+the crop shrunk so that the face is 32-48 px (blur matters little there; its yes alone kept a
+blurred motorcycle part). They run only where every confirmer said no, and spare those real
+faces dlib's CNN.
 
 Heavily blurred small faces (a 22 px face whose every other cue matched a round headlamp's) get a
 last look before dlib's CNN: BlazeFace on the find shrunk until its box is 16-20 px, with up to
 4 x the box of real surroundings (`tiny_views`). There the blur is gone and the whole head shows
 (the detector's box on a blurred face is often smaller than the head); every false find of the
-face-free sets that gets this far scores nothing there.
+face-free sets that gets this far scores nothing there. Bigger finds are not asked
+(`tiny_view_max_px`): a blurred dog's face in close-up scored like a real one.
 
 Heavier blur (sigma = face size / 14 to / 10) still beat those views on some real faces, a grey
 portrait or a colour one: the blur had taken their eyes and mouth. Where the crop could be skin
@@ -296,20 +299,26 @@ class VerifyPolicy:
     # the lamp (21-26 px) <= 0.17, the dog (174-216 px) <= 0.07.
     # Second opinions where the confirmers miss (`_second_opinion`), from build portraits at
     # 24-224 px (blurred: sigma = size / 20; half covered) vs. the face-free sets' false finds
-    # (1,000 frames each). BlazeFace on the face shrunk: real >= 0.62; false finds >= 48 px: none.
+    # (1,000 frames each). BlazeFace on the face shrunk: real >= 0.62 (a yes asks CenterFace again).
     small_view_score: float = 0.6
     small_view_min_px: float = 48.0
     small_view_score_small: float = 0.65  # under 48 px (a Mandelbrot find at 41 px: 0.61)
     # CenterFace re-asked, where the crop may be skin (`skin_min`), pale, a close-up, or BlazeFace
-    # shrunk gives >= 0.65: real faces the rest missed (96 more build portraits, half covered)
-    # >= 0.50; the lamp <= 0.32, the dog <= 0.07, other animals' skin-coloured finds <= 0.06;
-    # Mandelbrot up to 0.68 but skinless (share <= 0.11), colourful (chroma >= 69), under 68 px
-    redetect_keep: float = 0.45
+    # shrunk said yes (>= 0.65 under 48 px): real faces the rest missed (96 more build portraits,
+    # half covered) >= 0.50; the lamp <= 0.32, the dog <= 0.07, other animals' skin-coloured finds <= 0.06;
+    # Mandelbrot up to 0.68 but skinless (share <= 0.11), colourful (chroma >= 69), under 68 px.
+    # Grey Mandelbrot re-scores 0.455-0.466 and a blurred dog close-up 0.477; real faces >= 0.50.
+    redetect_keep: float = 0.49
     pale_chroma: float = 8.0  # grey footage, a grey portrait with a coloured cover (<= 3.8); animals >= 14
     redetect_keep_px: float = 96.0
     redetect_sides: tuple = (96, 128, 192)
     redetect_veto: float = 0.25
     veto_sizes: tuple = ((16.0, 64.0), (128.0, math.inf))
+    # The veto's bar for a small sharp find (under `sharp_veto_max_px`, `fine_detail` over
+    # `sharp_max_detail`): sharp real faces there re-score >= 0.56 (build portraits 0-23; only
+    # blurred ones go lower, 0.29), the grey Mandelbrot finds HOG or FaceMesh confirm 0.34-0.42.
+    sharp_veto: float = 0.5
+    sharp_veto_max_px: float = 64.0
     # Last, where every cue above said no: BlazeFace on the tiny views (`tiny_views`). Build
     # portraits 0-479 at 32-64 px blurred with sigma = size/20, /14, /10: of the 68 real faces
     # dropped before, it keeps 60 (scores 0.62-0.89), the 22 px face like the headlamp among them;
@@ -317,6 +326,10 @@ class VerifyPolicy:
     # score 0 (no detection at all). A yes keeps the find without the veto (the lamp scores 0 here).
     # Checked after, not tuned on: build portraits 480-699, 36 -> 6 dropped; held out, 13 -> 2.
     tiny_view_score: float = 0.5
+    # Only for small finds: the real faces they keep (faces of 32-64 px in the frame) are 20-50 px
+    # finds; animals blurred 2 px: a dog's face in close-up (146-152 px) and a skin-coloured
+    # motorcycle part (59 px) scored 0.63-0.68 there.
+    tiny_view_max_px: float = 56.0
     # Then, only for a blurred find (`fine_detail` at most `sharp_max_detail`) where the crop could
     # be skin (`skin_min`, or colourless): CenterFace re-asked on the crop sharpened (`sharpened`:
     # sigma 1/24 of the crop, i.e. ~1/12 of the face; amount 4). Build portraits 0-479 at 32-64 px,
@@ -383,21 +396,22 @@ class VerifyingDetector:
         roll = face_roll(face, sx, sy)
         maybe_skin = skin_share(crop) >= p.skin_min or chroma_spread(crop) < p.grey_chroma
         size_px = max(box[2] - box[0], box[3] - box[1])
+        detail = fine_detail(image_rgb, box)  # cheap: a 64 px resize and a Laplacian
         for name in p.confirmers:
             found = self.confirmers.run(name, crop, roll)
             # HOG's confidences are its score + 1: >= 1 is over dlib's own threshold
             if found >= 1.0 or (found > 0 and (name != "hog" or maybe_skin)):
-                return self._vetoed(crop, size_px, roll)
+                return self._vetoed(crop, size_px, roll, detail)
         opinion = self._second_opinion(crop, size_px, roll, maybe_skin)
         if opinion == "redetect" and p.redetect_keep >= p.redetect_veto:
             return False  # CenterFace re-asked already scored over the veto's bar: asking again cannot veto
         if opinion:
-            return self._vetoed(crop, size_px, roll)
-        if self.confirmers.tiny(image_rgb, box) >= p.tiny_view_score:
+            return self._vetoed(crop, size_px, roll, detail)
+        if size_px < p.tiny_view_max_px and self.confirmers.tiny(image_rgb, box) >= p.tiny_view_score:
             return False  # a heavily blurred small face: kept (before dlib's CNN, which is slow)
         if not maybe_skin:
             return True
-        if fine_detail(image_rgb, box) <= p.sharp_max_detail and self.sharp_redetect(crop) >= p.sharp_redetect_keep:
+        if detail <= p.sharp_max_detail and self.sharp_redetect(crop) >= p.sharp_redetect_keep:
             return False  # a heavily blurred face, its features back once sharpened (before the CNN too)
         return not self.confirmers.run("cnn", crop) > 0
 
@@ -407,12 +421,13 @@ class VerifyingDetector:
         return self.redetect(sharpened(crop, p.sharp_sigma_share, p.sharp_amount), enough=p.sharp_redetect_keep)
 
     def _second_opinion(self, crop: np.ndarray, size_px: float, roll: float, maybe_skin: bool) -> Optional[str]:
-        """Which second opinion says face ("blaze_small", "redetect"; None: neither). Second opinions for the real faces the confirmers miss at the crop's scale (blurred,
-        half covered, colourless), so that they are not dropped (and written raw):
+        """"redetect" where the second opinions say face, else None: for the real faces the confirmers
+        miss at the crop's scale (blurred, half covered, colourless), so that they are not dropped:
 
         * BlazeFace on the face shrunk to 32-48 px (`small_views`: blur there is what it is used to
-          at that size). At `small_view_min_px` and above its yes suffices; below, the lamp of the
-          animals set (23-28 px) gets up to 0.84 from it, so CenterFace re-asked must agree too.
+          at that size). Its yes alone is not enough: a blurred skin-coloured motorcycle part (66 px)
+          got 0.64 there, and the lamp of the animals set (23-28 px) up to 0.84; so CenterFace
+          re-asked must agree (real faces it kept re-score >= 0.64).
         * CenterFace re-asked (`redetect`) where the crop could be a face by its colour (skin, or
           none: grey footage), by the shrunk BlazeFace's weaker yes, or is a close-up. Alone it
           would keep Mandelbrot's false finds (re-scored up to 0.68), but those are colourful,
@@ -420,9 +435,8 @@ class VerifyingDetector:
           the dog, others) re-score <= 0.32."""
         p = self.policy
         small = self.confirmers.run("blaze_small", crop)
-        if small >= p.small_view_score and size_px >= p.small_view_min_px:
-            return "blaze_small"
-        if not (small >= p.small_view_score_small or maybe_skin or chroma_spread(crop) < p.pale_chroma
+        if not ((small >= p.small_view_score and size_px >= p.small_view_min_px)
+                or small >= p.small_view_score_small or maybe_skin or chroma_spread(crop) < p.pale_chroma
                 or size_px >= p.redetect_keep_px):
             return None
         return "redetect" if self.redetect(crop, roll, enough=p.redetect_keep) >= p.redetect_keep else None
@@ -452,13 +466,14 @@ class VerifyingDetector:
                     return best
         return best
 
-    def _vetoed(self, crop: np.ndarray, size_px: float, roll: float = 0.0) -> bool:
-        """A confirmed find that CenterFace (re-asked) and dlib's CNN both call no human face."""
+    def _vetoed(self, crop: np.ndarray, size_px: float, roll: float = 0.0, detail: float = 0.0) -> bool:
+        """A confirmed find that CenterFace (re-asked) and dlib's CNN both call no human face.
+        `detail`: the find's `fine_detail` (a sharp small find faces a higher bar, `sharp_veto`)."""
         p = self.policy
         if not any(lo <= size_px < hi for lo, hi in p.veto_sizes):
             return False
-        return (self.redetect(crop, roll, enough=p.redetect_veto) < p.redetect_veto
-                and self.confirmers.run("cnn", crop) <= 0)
+        bar = p.sharp_veto if size_px < p.sharp_veto_max_px and detail > p.sharp_max_detail else p.redetect_veto
+        return self.redetect(crop, roll, enough=bar) < bar and self.confirmers.run("cnn", crop) <= 0
 
     def _remembered(self, box: np.ndarray) -> bool:
         recent = [b for call in self.confirmed for b in call]

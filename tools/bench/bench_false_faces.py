@@ -18,8 +18,8 @@ face counts as found when a detection lies on it (centre within 0.4 face sizes, 
 "before" is CenterFace int8 alone (make_detector(verify=False)), "after" the default detector
 (stream/verify.py around it: the confirmers, the second opinions for blurred, covered and grey
 faces, the tiny views for heavily blurred small ones, the sharpened look for heavily blurred
-skin-coloured or grey ones, and the veto of CenterFace re-asked plus
-dlib's CNN on confirmed small and close-up finds);
+skin-coloured or grey ones, and the veto of CenterFace re-asked plus dlib's CNN on confirmed small
+and close-up finds, with a higher bar for sharp small ones);
 both see the same frames. `--blur SIGMA` / `--grey` blur (Gaussian, pixels of the 640x360 frame)
 or grey the face-free footage (defocused or black-and-white footage: harder negatives for the
 verifier's blur-aware look). `--no-sharpened` sets the sharpened look's bar out of reach (it is

@@ -256,6 +256,18 @@ def hard_faces(portraits: int = 12, sizes=FACE_SIZES, variants=VARIANTS, width: 
     return sets
 
 
+
+def heavily_blurred_build_faces(first: int, size: int, divisor: float):
+    """Four build portrait heads (`first`...) at a `size` px face, blurred with sigma = size / `divisor`,
+    placed as `hard_faces` places them (its blur is size/20), as tools/bench/bench_false_faces.py's
+    heavy-blur sets do: (the frame, the boxes)."""
+    img, boxes = background(640, 360, seed=21), []
+    scale = size / (0.45 * 200)
+    for j, (cx, cy) in enumerate(_places(size, 640, 360)):
+        head = cv2.GaussianBlur(build_head(first + j, 200), (0, 0), size / divisor / scale)
+        boxes.append(_paste(img, head, cx, cy, scale, 0.0))
+    return img, boxes
+
 def found(gt_boxes, det_boxes) -> np.ndarray:
     """Per ground-truth face: is there a detection on it (centre within 0.4 of the face size, size
     within 0.5-2.5x)? Lenient on box convention: what matters is that the face gets covered."""

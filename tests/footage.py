@@ -43,14 +43,8 @@ def portrait_head(index: int, size: int = 200, split: str = "held_out") -> np.nd
     raise FileNotFoundError(f"no {split} portrait with a detectable face")
 
 
-@lru_cache(maxsize=16)
-def _head_depth(index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Depth (px, negative toward the camera) of `portrait_head(index, size)`'s head, NaN elsewhere,
-    and the face's mesh (z on the same scale):
-    the face from its FaceMesh fit, the rest of the head a vertical cylinder about the neck's axis
-    (radius 0.6 x the face's width), from the top of the picture down to just below the chin."""
-    from matplotlib import tri as mtri
-
+def portrait_mesh(index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """`portrait_head(index, size)` and its FaceMesh fit ((468, 3), image pixels)."""
     from ideud.models import facemesh as fm
     from ideud.stream.detect import make_detector
 
@@ -63,6 +57,35 @@ def _head_depth(index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
         mesh.close()
     if lm is None:
         raise ValueError(f"no face mesh on held-out portrait {index}")
+    return head, lm
+
+
+def near_face_occluders(frames: list) -> list:
+    """(frame index, the first face's box mask, the occluder in it) of each frame where the
+    occluder is in front of the first face."""
+    out = []
+    for i, f in enumerate(frames):
+        if f.occluder is None or not f.faces:
+            continue
+        x0, y0, x1, y1 = (int(max(0, v)) for v in f.faces[0])
+        face = np.zeros(f.rgb.shape[:2], bool)
+        face[y0:y1, x0:x1] = True
+        if (f.occluder & face).any():
+            out.append((i, face, f.occluder & face))
+    return out
+
+
+@lru_cache(maxsize=16)
+def _head_depth(index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Depth (px, negative toward the camera) of `portrait_head(index, size)`'s head, NaN elsewhere,
+    and the face's mesh (z on the same scale):
+    the face from its FaceMesh fit, the rest of the head a vertical cylinder about the neck's axis
+    (radius 0.6 x the face's width), from the top of the picture down to just below the chin."""
+    from matplotlib import tri as mtri
+
+    from ideud.models import facemesh as fm
+
+    head, lm = portrait_mesh(index, size)
     oval = lm[fm.FACE_OVAL]
     xc, radius = float(oval[:, 0].mean()), 0.6 * float(np.ptp(oval[:, 0]))
     chin = float(lm[:, 1].max())

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from clips import read_frames, write_clip
-from footage import FootageFrame, hand_over_mouth, multi_person, psnr, repeated, two_scenes
+from footage import FootageFrame, hand_over_mouth, multi_person, near_face_occluders, psnr, repeated, two_scenes
 from ideud.stream.pipeline import Options, deidentify
 from ideud.stream.scene import CutDetector
 
@@ -96,16 +96,9 @@ def test_a_hand_that_moved_up_over_the_mouth_stays_an_occluder(tmp_path):
     # longer "reaches in from outside"; it is the last frame's occluder still (20-23 dB before)
     frames = multi_person()
     src, out, rep = run(tmp_path, frames, "multi")
-    hand_in, hand_out = [], []
-    for i, f in enumerate(frames):
-        if f.occluder is None or not f.faces:
-            continue
-        x0, y0, x1, y1 = (int(max(0, v)) for v in f.faces[0])
-        face = np.zeros(src[i].shape[:2], bool)
-        face[y0:y1, x0:x1] = True
-        if (f.occluder & face).any():
-            hand_in.append(src[i][f.occluder & face])
-            hand_out.append(out[i][f.occluder & face])
+    found = near_face_occluders(frames)
+    hand_in = [src[i][occ] for i, _, occ in found]
+    hand_out = [out[i][occ] for i, _, occ in found]
     assert len(hand_in) >= 10
     value = psnr(np.concatenate(hand_in), np.concatenate(hand_out))
     print(f"occluder PSNR {value:.1f} dB")

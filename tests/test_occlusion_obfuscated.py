@@ -7,7 +7,7 @@ import pytest
 from fractions import Fraction
 
 from clips import read_frames, write_clip
-from footage import hand_over_mouth, multi_person, psnr
+from footage import hand_over_mouth, multi_person, near_face_occluders, portrait_mesh, psnr
 from ideud.models import facemesh as fm
 from ideud.stream import blend as bl
 from ideud.stream.detect import make_detector
@@ -41,16 +41,7 @@ def test_obfuscate_leaves_kept_pixels_as_they_are_and_fills_the_rest_with_the_re
 
 @pytest.fixture(scope="module")
 def portrait_points():
-    from footage import portrait_head
-
-    head = portrait_head(0, 220)
-    f = max(make_detector("centerface").detect(head), key=lambda f: f.size)
-    mesh = fm.FaceMesh()
-    try:
-        lm = mesh(head, fm.roi_from_keypoints(f.box, f.keypoints[0], f.keypoints[1]))
-    finally:
-        mesh.close()
-    assert lm is not None
+    head, lm = portrait_mesh(0, 220)
     return head, lm[:, :2]
 
 
@@ -93,15 +84,7 @@ def test_a_hand_over_an_obfuscated_face_keeps_its_pixels(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(*outs))
     src, out, rep = read_frames(src_path), outs[0], reps[0]
     hand_in, hand_out = [], []
-    for i, f in enumerate(frames):
-        if f.occluder is None or not f.faces:
-            continue
-        x0, y0, x1, y1 = (int(max(0, v)) for v in f.faces[0])
-        face = np.zeros(src[i].shape[:2], bool)
-        face[y0:y1, x0:x1] = True
-        occluder = f.occluder & face
-        if not occluder.any():
-            continue
+    for i, face, occluder in near_face_occluders(frames):
         # the face itself is not raw: away from the hand most of it changed
         rest = face & ~(cv2.dilate(occluder.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0)
         changed = (np.abs(src[i][rest].astype(int) - out[i][rest].astype(int)).max(-1) > 4).mean()

@@ -12,24 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from clips import background
-from false_face_sets import SKIMAGE_OBJECTS, _places, _skimage, build_head, detector_input, found, mandelbrot, pan_zoom
-from footage import _paste
+from false_face_sets import (SKIMAGE_OBJECTS, _skimage, detector_input, found, heavily_blurred_build_faces, mandelbrot,
+                             pan_zoom)
 from ideud.stream.detect import find_centerface_model
 from ideud.stream.verify import VerifyingDetector, VerifyPolicy, fine_detail, sharpened
 
 pytestmark = pytest.mark.skipif(find_centerface_model() is None, reason="no CenterFace ONNX")
-
-
-def _heavily_blurred(first: int, size: int, divisor: float):
-    """Four build portrait heads (`first`...) at a `size` px face, blurred with sigma = size / `divisor`,
-    placed as tools/bench/bench_false_faces.py's heavy-blur sets place them."""
-    img, boxes = background(640, 360, seed=21), []
-    scale = size / (0.45 * 200)
-    for j, (cx, cy) in enumerate(_places(size, 640, 360)):
-        head = cv2.GaussianBlur(build_head(first + j, 200), (0, 0), size / divisor / scale)
-        boxes.append(_paste(img, head, cx, cy, scale, 0.0))
-    return img, boxes
 
 
 def _box(f, scale):
@@ -52,7 +40,7 @@ def test_heavily_blurred_build_faces_every_other_cue_drops_are_kept(detectors, f
     second opinions, the tiny views and dlib's CNN all say no) -- it would be written raw. With it,
     every face the bare detector finds is kept, and it is the sharpened look that keeps it."""
     bare, _ = detectors
-    frame, gt = _heavily_blurred(first, size, divisor)
+    frame, gt = heavily_blurred_build_faces(first, size, divisor)
     small, scale = detector_input(bare, frame)
     finds = bare.detect(small, scale)
     hit_bare = found(gt, [f.box for f in finds])
@@ -131,7 +119,7 @@ def test_a_heavily_blurred_face_has_little_fine_detail(detectors):
     `sharp_max_detail`, the same faces unblurred well over it."""
     bare, verified = detectors
     for divisor, blurred in ((14.0, True), (1e6, False)):
-        frame, gt = _heavily_blurred(16, 48, divisor)
+        frame, gt = heavily_blurred_build_faces(16, 48, divisor)
         small, scale = detector_input(bare, frame)
         for g in gt:
             box = np.asarray(g, np.float64) / [scale[0], scale[1], scale[0], scale[1]]

@@ -5,14 +5,11 @@ Real components: CenterFace, the verifier's confirmers, a build portrait and the
 motorcycle (tests/false_face_sets.py)."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
-from clips import background
-from false_face_sets import (SKIMAGE_OBJECTS, _places, _skimage, build_head, detector_input, found, hard_faces,
+from false_face_sets import (SKIMAGE_OBJECTS, _skimage, detector_input, found, hard_faces, heavily_blurred_build_faces,
                              pan_zoom)
-from footage import _paste
 from ideud.stream.detect import find_centerface_model
 from ideud.stream.verify import VerifyingDetector, VerifyPolicy, face_crop, face_roll, skin_share
 
@@ -79,24 +76,13 @@ def test_the_tiny_views_are_asked_only_where_every_other_cue_said_no(detectors):
     assert found(gt, [f.box for f in kept]).all() and not asked
 
 
-def _heavily_blurred(first: int, size: int, divisor: float):
-    """Four build portrait heads (`first`...) at a `size` px face, blurred with sigma = size / `divisor`,
-    placed as in false_face_sets.hard_faces (its blur is size/20)."""
-    img, boxes = background(640, 360, seed=21), []
-    scale = size / (0.45 * 200)
-    for j, (cx, cy) in enumerate(_places(size, 640, 360)):
-        head = cv2.GaussianBlur(build_head(first + j, 200), (0, 0), size / divisor / scale)
-        boxes.append(_paste(img, head, cx, cy, scale, 0.0))
-    return img, boxes
-
-
 @pytest.mark.parametrize("first", [20, 48])
 def test_heavily_blurred_small_faces_like_it_are_kept(detectors, first):
     """Faces like the 22 px one, blurred more (sigma = size / 10, 48 px faces: ~30 px in the
     detector's input): build portraits 20 and 50 were dropped before the tiny views. Every face
     the bare detector finds must be kept."""
     bare, verified = detectors
-    frame, gt = _heavily_blurred(first, 48, 10.0)
+    frame, gt = heavily_blurred_build_faces(first, 48, 10.0)
     small, scale = detector_input(bare, frame)
     before = bare.detect(small, scale)
     after = [f for f in before if not verified.is_false(small, f, scale)]

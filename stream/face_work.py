@@ -60,14 +60,17 @@ def run_entries(entries: Sequence, restorer, occlusion: OcclusionStage) -> list:
 
 def take_answers(jobs: list, restored: list) -> tuple[list, list]:
     """The pipeline's side (stream/processor.py): jobs whose faces were rendered in a restore process
-    take that render, or its reason to be obfuscated; the jobs and faces left to review, in order."""
+    take that render and the occluder it found (kept original if the face is obfuscated,
+    stream/obfuscate_keep.py), or its reason to be obfuscated; a job obfuscated already (only cut)
+    keeps its own reason. The jobs and faces left to review, in order."""
     kept_jobs, kept = [], []
     for job, res in zip(jobs, restored):
         req = job.request
         if req is not None:
             job.request = None
+            job.occluder = None if res.occluder is None else (req.crop, res.occluder)
             if res.reason is not None:
-                job.reason = res.reason
+                job.reason = job.reason or res.reason
                 continue
             job.rendered = Rendered(req.crop, res.image, res.mask, res.target, res.occluded)
             job.item = RestoreItem(image=res.image, original=req.original, mask=res.mask, landmarks=res.target,

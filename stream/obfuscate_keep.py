@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 
 from ideud.models import facemesh as fm
-from ideud.stream.types import Crop, FaceJob, Frame, RenderAnswer
+from ideud.stream.types import Crop, FaceJob, Frame
 
 EYE_MARGIN = 0.08  # share of the face size the eyes' and brows' hull is grown by: never kept
 # share of the face outline above which nothing is kept: the lower half of a face's points keeps
@@ -118,18 +118,3 @@ class OccluderKeep:
         return {"face_frames": self.kept, "untrusted": self.untrusted, "refused_by_guard": self.refused,
                 "failed": self.failed, "max_face_share": round(self.max_share, 3)}
 
-
-def take_occluders(jobs: list, restored: list) -> tuple[list, list]:
-    """The occluders a restore process found into the jobs; the jobs it only cut (obfuscated
-    anyway) leave the list, the rest go on to `face_work.take_answers`."""
-    kept_jobs, kept = [], []
-    for job, res in zip(jobs, restored):
-        req = job.request
-        if req is not None and isinstance(res, RenderAnswer):
-            job.occluder = None if res.occluder is None else (req.crop, res.occluder)
-            if not req.restore:
-                job.request = None
-                continue
-        kept_jobs.append(job)
-        kept.append(res)
-    return kept_jobs, kept

@@ -28,7 +28,7 @@ from ideud.stream.detect import make_detector
 from ideud.stream.guard import PrivacyGuard
 from ideud.stream.identity import IdentityStage
 from ideud.stream.landmarks import LandmarkStage
-from ideud.stream.obfuscate_keep import OccluderKeep, take_occluders
+from ideud.stream.obfuscate_keep import OccluderKeep
 from ideud.stream.occlusion import OcclusionStage
 from ideud.stream.options import Options
 from ideud.stream.protocols import Detector, Restorer
@@ -405,7 +405,7 @@ class FaceProcessor:
                 for job in jobs:
                     job.reason, job.request = f"error:{type(e).__name__}", None
                 jobs, restored = [], []
-            jobs, restored = take_answers(*take_occluders(jobs, restored))
+            jobs, restored = take_answers(jobs, restored)
         if self.guard is not None and jobs:
             # the guard may re-render a face (new perturbation / restorer level) or have it obfuscated
             try:

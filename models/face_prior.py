@@ -64,6 +64,22 @@ def blur(x: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(x, (0, 0), sigma) if sigma > 0.3 else x
 
 
+def low_pass(x: np.ndarray, sigma: float) -> np.ndarray:
+    """`blur` for wide sigmas (the shading's 6-40 px), at a 2-4x smaller scale: 10-30x cheaper, within
+    ~0.3 levels on average (more at the borders). Area-down, blur, linear-up; the down and up steps'
+    own spread (box (f^2 - 1) / 12, tent f^2 / 6) is taken off the Gaussian's variance."""
+    f = min(int(sigma // 3), 4)
+    if f < 2:
+        return blur(x, sigma)
+    h, w = x.shape[:2]
+    sh, sw = -(-h // f), -(-w // f)
+    padded = cv2.copyMakeBorder(x, 0, sh * f - h, 0, sw * f - w, cv2.BORDER_REFLECT_101)
+    small = cv2.resize(padded, (sw, sh), interpolation=cv2.INTER_AREA)
+    rest = np.sqrt(max(sigma * sigma - (f * f - 1) / 12.0 - f * f / 6.0, 0.25)) / f
+    small = cv2.GaussianBlur(small, (0, 0), rest)
+    return cv2.resize(small, (sw * f, sh * f), interpolation=cv2.INTER_LINEAR)[:h, :w]
+
+
 def fill(shape, polys, feather: float = 0.0, grow: float = 0.0) -> np.ndarray:
     """Soft mask (float32 0..1) of filled polygons, optionally grown and feathered."""
     m = np.zeros(shape, np.uint8)
@@ -107,7 +123,7 @@ def apertures(lm: np.ndarray, shape, fw: float) -> np.ndarray:
 def shading(img: np.ndarray, features: np.ndarray, sigma: float) -> np.ndarray:
     """Low-pass of `img` (float, HxWx3) by normalised convolution that leaves the features out."""
     w = np.clip(1.0 - features, 1e-3, 1.0)
-    return blur(img * w[..., None], sigma) / blur(w, sigma)[..., None]
+    return low_pass(img * w[..., None], sigma) / low_pass(w, sigma)[..., None]
 
 
 def log_reflectance(img: np.ndarray, lm: np.ndarray, sigma_frac: float = SIGMA_LOW) -> np.ndarray:

@@ -108,14 +108,15 @@ def frame_rgb(frame: Frame) -> np.ndarray:
 def match_colour(image: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Per-channel mean/std of `image` inside the mask matched to `reference`'s."""
     step = max(1, min(mask.shape) // 96)  # statistics from a sparse grid are as good and 10x cheaper
-    sel = mask[::step, ::step] > 0.5
-    if sel.sum() < 16:
+    sel = (mask[::step, ::step] > 0.5).astype(np.uint8)
+    if cv2.countNonZero(sel) < 16:
         return image
-    a = image[::step, ::step][sel].astype(np.float32)
-    b = reference[::step, ::step][sel].astype(np.float32)
-    gain = np.clip(b.std(0) / np.maximum(a.std(0), 1e-3), 0.7, 1.4)
-    shift = b.mean(0) - a.mean(0) * gain
-    lut = np.clip(np.arange(256, dtype=np.float32)[:, None] * gain + shift + 0.5, 0, 255).astype(np.uint8)
+    # OpenCV's masked statistics: ~10x faster than numpy's on the selected pixels
+    mean_a, std_a = cv2.meanStdDev(np.ascontiguousarray(image[::step, ::step]), mask=sel)
+    mean_b, std_b = cv2.meanStdDev(np.ascontiguousarray(reference[::step, ::step]), mask=sel)
+    gain = np.clip(std_b[:, 0] / np.maximum(std_a[:, 0], 1e-3), 0.7, 1.4)
+    shift = mean_b[:, 0] - mean_a[:, 0] * gain
+    lut = np.clip(np.arange(256, dtype=np.float64)[:, None] * gain + shift + 0.5, 0, 255).astype(np.uint8)
     return cv2.LUT(np.ascontiguousarray(image), lut.reshape(256, 1, 3))  # a 3-channel table: each channel its own
 
 

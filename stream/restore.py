@@ -108,22 +108,28 @@ def auto_restorer(log=None, gan_engine: str = "auto", sigma: float | None = None
 
     On a CPU the full GAN takes ~20 s per face, so it is used there only when asked for by name.
     """
+    from ideud.models import registry
     from ideud.stream.restore_gan import gan_engine_options, load_gan_restorer
 
-    try:
-        import torch
-
-        gpu = torch.cuda.is_available()
-    except ImportError:
-        gpu = False
-    if gpu:
+    # without the weights there is nothing to run on a GPU, and torch (~1.3 s to import) stays unloaded
+    if not registry.model_path(registry.DEFAULT_GAN).is_file():
+        reason = f"the GAN weights are not installed ({registry.DEFAULT_GAN}: `ideud-video models fetch`)"
+    elif not _cuda_available():
+        reason = "no CUDA GPU for the GAN restorer"
+    else:
         restorer, reason = load_gan_restorer(**gan_engine_options(gan_engine))
         if restorer is not None:
             if log:
                 log(f"restorer: {reason}")
             return restorer
-    else:
-        reason = "no CUDA GPU for the GAN restorer"
     if log:
         log(f"using the embedded tier ({EMBEDDED_DEFAULT} restorer): {reason}")
     return make_restorer(EMBEDDED_DEFAULT, sigma=sigma)
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())

@@ -164,6 +164,10 @@ class FaceMesh:
 
     def __init__(self, min_presence: float = 0.5, input_px: int = 256):
         from google.protobuf import text_format
+
+        from ideud.models.mediapipe_import import import_mediapipe
+
+        import_mediapipe()
         from mediapipe.framework import calculator_pb2
         from mediapipe.python import solution_base
 

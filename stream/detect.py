@@ -321,8 +321,9 @@ class BlazeFaceDetector:
         max_side: int = 640,
         nms_iou: float = 0.3,
     ):
-        import mediapipe as mp
+        from ideud.models.mediapipe_import import import_mediapipe
 
+        mp = import_mediapipe()
         self.threshold = self.default_threshold if threshold is None else float(threshold)
         self.min_size = float(min_size)
         self.tiles = tiles

@@ -42,3 +42,17 @@ def test_match_colour_matches_mean_and_spread_inside_the_mask():
     tiny = np.zeros_like(mask)
     tiny[0, :5] = 1.0
     assert match_colour(image, reference, tiny) is image
+
+
+def test_face_mesh_loads_mediapipe_without_pyplot_and_pyplot_still_works():
+    code = ("import sys, types\n"
+            "from ideud.models.facemesh import FaceMesh\n"
+            "m = FaceMesh()\n"
+            "before = 'matplotlib.pyplot' in sys.modules\n"
+            "import matplotlib.pyplot as plt\n"
+            "from mediapipe.python.solutions import drawing_utils\n"
+            "print(before, type(plt) is types.ModuleType, callable(plt.figure), callable(drawing_utils.plt.plot))\n"
+            "m.close()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True", "True", "True"]

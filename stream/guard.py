@@ -69,7 +69,8 @@ Per track
    is what the pipeline draws. Faces obfuscated for other reasons get the default strength,
    measured on its own (tools/bench/bench_mosaic.py, tests/test_guard.py). A mosaic that keeps the
    hand in front of the face (stream/obfuscate_keep.py) is measured in every frame it is drawn in
-   (`keeps_occluder`, guard_views.kept_occluder_passes); refused, the whole box is filled.
+   (`keeps_occluder`, guard_views.kept_occluder_passes); refused, the whole box is filled. A
+   reference taken behind an occluder is used with it greyed there (guard_occluded_refs.py).
 6. Occluders: every candidate is pasted with the occluders the pipeline's own render of that
    frame cut out (a hand keeps its pixels, also in a searched or refreshed face).
 
@@ -97,6 +98,7 @@ from ideud.models.recognizer import FaceRecognizer
 from ideud.models.recognizers import TwoRecognizers
 from ideud.stream import blend as bl
 from ideud.stream.guard_inversion import inverses_for, undone_by_edgeface, undone_passes_dlib
+from ideud.stream.guard_occluded_refs import kept_references, masked_reference
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
                                        STEPS, Policy, _Track, track_report)
 from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, finish_candidate,  # noqa: F401
@@ -127,6 +129,9 @@ class PrivacyGuard:
         self.inverses = inverses_for(restorer)  # [] where the restorer's mapping has no known inverse
         self._tracks: dict[int, _Track] = {}
         self._done: dict[int, dict] = {}  # reports of dropped tracks (numbers only)
+        # per track, beside each reference: the person with that frame's occluder greyed, or None
+        # (stream/guard_occluded_refs.py; memory only, dropped with the track)
+        self._masked: dict[int, list] = {}
 
     @classmethod
     def create(cls, mode: str, **kw) -> Optional["PrivacyGuard"]:
@@ -165,7 +170,7 @@ class PrivacyGuard:
                 continue
             t0 = time.perf_counter()
             try:
-                res = self._check(frame, tr.id, st, r, (rendered, item, face_rgb))
+                res = self._check(frame, tr.id, st, r, (rendered, item, face_rgb), job.occluder)
             finally:
                 st.seconds += time.perf_counter() - t0
             if res is None:
@@ -203,6 +208,7 @@ class PrivacyGuard:
         if st is not None:
             st.refs.clear()
             st.edge_refs.clear()
+            self._masked.pop(track_id, None)
             st.now = st.output_edge = None
             self._done[track_id] = self._track_report(st)
 
@@ -226,7 +232,7 @@ class PrivacyGuard:
     def keeps_occluder(self, frame, job, keep, strength: int, mode: str) -> bool:
         """Point 5 for a face obfuscated with its occluder kept (stream/obfuscate_keep.py)."""
         st = self._tracks.get(job.track.id)
-        refs = self._refs(st) if st is not None and st.refs else None
+        refs = kept_references(st.refs, st.edge_refs, self._masked.get(job.track.id)) if st is not None else None
         return kept_occluder_passes(self.two, frame, job, keep, strength, mode, refs, self.policy.edge_max)
 
     def mosaic_strength(self, track_id: int) -> int:
@@ -274,9 +280,10 @@ class PrivacyGuard:
         return (not new_reference and st.output_edge is not None and st.distance is not None
                 and st.distance >= p.tau + p.margin and float(output @ st.output_edge) >= SAME_OUTPUT)
 
-    def _add_reference(self, st: _Track, ctx_rgb: np.ndarray, ctx: Crop, r) -> bool:
+    def _add_reference(self, st: _Track, ctx_rgb: np.ndarray, ctx: Crop, r, tid: int, occluder=None) -> bool:
         """The person at this frame; kept as a reference for later checks if no kept one has about
-        this pose. Near a kept pose the kept one stands for it (saves two embeddings a check)."""
+        this pose. Near a kept pose the kept one stands for it (saves two embeddings a check).
+        Where this frame has an occluder, also the person with it greyed (kept occluders' checks)."""
         pose = (r.yaw, r.pitch)
         if st.refs and min(max(abs(pose[0] - q[0]), abs(pose[1] - q[1])) for q in st.ref_poses) < 5.0:
             st.now = None
@@ -286,13 +293,16 @@ class PrivacyGuard:
         st.edge_refs.append(st.now[1])
         st.ref_poses.append(pose)
         st.now = None  # it is in the references now
+        masked = self._masked.setdefault(tid, [])
+        masked.append(masked_reference(self.two, ctx_rgb, ctx, r.landmarks[:, :2] - ctx.offset, occluder))
         if len(st.refs) > MAX_REFERENCES:
             st.refs.pop(0)
             st.edge_refs.pop(0)
             st.ref_poses.pop(0)
+            masked.pop(0)
         return True
 
-    def _check(self, frame, tid: int, st: _Track, r, current) -> Optional[tuple]:
+    def _check(self, frame, tid: int, st: _Track, r, current, occluder=None) -> Optional[tuple]:
         st.checks += 1
         st.since_check = 0
         st.last_pose = (r.yaw, r.pitch)
@@ -305,7 +315,7 @@ class PrivacyGuard:
             st.provisional = True  # check again at the first near-frontal frame
         ctx = context_crop(frame, r, current[0].target + current[0].crop.offset)
         ctx_rgb = bl.crop_rgb(frame, ctx)
-        new_reference = self._add_reference(st, ctx_rgb, ctx, r)
+        new_reference = self._add_reference(st, ctx_rgb, ctx, r, tid, occluder)
         occ = occluder_keep(frame, r, current[0])  # what this frame's own render left original
         if st.cursor is not None:  # a search spread over frames goes on
             return self._search(frame, tid, st, r, ctx, ctx_rgb, st.cursor[0], None, occ)

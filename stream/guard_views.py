@@ -48,10 +48,11 @@ def kept_occluder_passes(two: TwoRecognizers, frame, job, keep: tuple[Crop, np.n
     """An obfuscated face that keeps its occluder (stream/obfuscate_keep.py), drawn as the blend
     stage will, is placed among different people by both recognizers, worst view, as the guard's
     own mosaic must be (`verified_mosaic`: dlib >= 0.6, EdgeFace <= edge_max). `refs`: the guard's
-    (dlib, EdgeFace) references of the person; None: this frame's original face, its kept pixels
-    greyed out, is the reference.
-    No slack under 0.6: a reference taken behind the same hand shares the hand's pixels and pulls
-    dlib closer, and such a face is filled whole rather than judged by a looser rule."""
+    (dlib, EdgeFace) references of the person, those taken behind an occluder with it greyed
+    (stream/guard_occluded_refs.py); None: this frame's original face, its kept pixels greyed
+    out, is the reference.
+    No slack under 0.6: a reference that holds an occluder the occlusion stage did not find shares
+    its pixels and pulls dlib closer, and such a face is filled whole rather than judged by a looser rule."""
     r = job.rendering
     ctx = context_crop(frame, r, r.target)
     ctx_rgb = bl.crop_rgb(frame, ctx)
@@ -71,7 +72,7 @@ def kept_occluder_passes(two: TwoRecognizers, frame, job, keep: tuple[Crop, np.n
         d0, e0 = two.person(person, pts)
         refs = (np.asarray([d0]), np.asarray([e0]))
     d, s = two.measure(obfuscated(ctx_rgb, box, strength, mode, keep=(shifted, k)), pts, refs[0], refs[1],
-                       edge_limit=edge_max)
+                       edge_limit=edge_max, dlib_stop=DLIB_THRESHOLD)
     return d is not None and d >= DLIB_THRESHOLD and s <= edge_max
 
 

@@ -18,16 +18,21 @@ fills. Fail closed, in three steps, each of which can only fill more:
 3. With the privacy guard on, the obfuscated face as drawn (the mosaic at the track's strength,
    the occluder kept) must be placed among different people by both recognizers on every view,
    as the guard's own mosaic is (stream/guard.py point 5: dlib >= 0.6, EdgeFace <= edge_max),
-   against the guard's references of the person, or this frame's original where it has none;
-   refused: the whole box is filled. With `--privacy off` step 3 is not run (nothing is checked
+   against the guard's references of the person (one taken behind an occluder the stage found
+   there: with that occluder greyed, stream/guard_occluded_refs.py, so that the kept occluder is
+   not what matches), or this frame's original where it has none; refused: the whole box is
+   filled. With `--privacy off` step 3 is not run (nothing is checked
    against the person there, rendered faces' occluders neither).
 
 Limits: only the occluder within the band the occlusion stage compares (the face outline grown a
 little) is kept; the rest of it inside the obfuscated box (the box grown 25 % each side, 50 % at
 the guard's strength 1) is filled. An occluder the stage does not find, or delineates only in part
-(a skin-coloured hand there from a track's first frame), is filled like the face. Against the
-guard's reference taken behind the same occluder, dlib moves closer for any kept occluder, so such
-faces are often refused (microphone_from_start: 23 of 28).
+(a skin-coloured hand there from a track's first frame), is filled like the face. A face first
+seen behind its occluder is checked against the person with it greyed: dlib sits near 0.6 there
+whatever is kept (a face-less fill is ~0.6 from anyone), so about half are still refused
+(tools/bench/bench_footage.py microphone_from_start: 12 kept, 16 refused; 1 and 27 with the
+occluder in the reference); where the stage did not find the occluder in the reference's frame
+(hand_from_start) the reference keeps it and every kept face is refused (16 of 16).
 
 Cost: every face the guard obfuscates is rendered and cut (the cut ~8 ms a face, where the warp runs), and
 each face-frame that keeps an occluder is checked by both recognizers (~50-120 ms on 2 busy

@@ -47,6 +47,11 @@ Measured 2026-12-01 (CPU, bank restorer, seed 1), 60 frames, 4 tracks, 120 face-
                         11.4 dB [11.4] (28 refused, the same reason);
                         both 36/36 privacy [same], raw 0 [0]. --privacy off: unchanged (nothing
                         obfuscated where an occluder is: multi_person inf, hand 23.7, microphone 52.2)
+    a reference taken behind an occluder is used with it greyed (stream/guard_occluded_refs.py;
+    2026-12-02, --privacy balanced, the tree before in brackets): microphone_from_start 14.0 dB [11.4],
+                        12 face-frames keep the microphone, 16 refused [1 / 27]; hand_from_start 15.1 dB
+                        [15.1] (the stage does not find the hand in the reference's frame: unchanged);
+                        multi_person 46.3 dB, 22 / 0 [same]; raw 0 [0]
     face-free (FFmpeg mandelbrot, 100 frames): 1000 false faces per 1,000 frames (CenterFace
                         scores 0.5-0.67, no FaceMesh fit): not fixed, see the issue 13 report
 """

@@ -73,9 +73,6 @@ def donors() -> tuple[Donor, ...]:
     return tuple(base) + tuple(_mirror(d) for d in base)
 
 
-_TRIANGULATIONS = pa.Triangulations()  # of the last faces' meshes, reused while they fit
-
-
 class MeshWarp:
     """Backward piecewise-affine maps onto one target mesh, reusable for many sources.
 
@@ -85,10 +82,9 @@ class MeshWarp:
     follows the similarity that best fits the two meshes.
     """
 
-    def __init__(self, target: np.ndarray, shape: tuple[int, int], step: int = 2, key=None):
-        """`key`: whose mesh this is (e.g. a track): its last triangulations are tried first. Under
-        one shared key the faces of a frame push each other's out and nearly every call fell back
-        to Qhull; the triangles are the Delaunay ones either way, so the maps do not depend on it."""
+    def __init__(self, target: np.ndarray, shape: tuple[int, int], step: int = 2):
+        """The triangles are the Delaunay ones of this mesh (models/piecewise_affine.py): the maps
+        depend on `target` and `shape` alone, not on what was warped before."""
         self.target = np.asarray(target, np.float64)
         self.shape = shape
         h, w = shape
@@ -97,7 +93,7 @@ class MeshWarp:
         corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], float)
         self.extra = np.vstack([ring, corners])
         nodes = np.vstack([self.target, self.extra])
-        keep = _unique_rows(nodes)  # in their order: a triangulation of the last faces is reused while it fits
+        keep = _unique_rows(nodes)  # duplicates break the triangulation
         nodes = nodes[keep]
         self.keep = keep
         gx, gy, self.q = _grid(int(h), int(w), int(step))
@@ -106,8 +102,7 @@ class MeshWarp:
         # all three of their vertices follow: their grid points take it directly (`_compute_maps`),
         # the same up to float64 rounding (identical maps on the bench clip), and are not located
         # (over 40 % of the point-in-triangle tests of a face crop)
-        which = keep.tobytes() if len(keep) < len(self.target) + len(self.extra) else "all"
-        tris = _TRIANGULATIONS.get(nodes, which if key is None else (key, which))
+        tris = pa.triangulate(nodes)
         on_face = (tris < int(np.count_nonzero(keep < len(self.target)))).any(1)
         vid, weights = pa.locate_grid(nodes, tris[on_face], gx, gy)
         self.inside = vid[:, 0] >= 0

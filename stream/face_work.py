@@ -17,7 +17,7 @@ from ideud.stream.types import RenderAnswer, Rendered, RenderRequest, RestoreIte
 def render_and_cut(req: RenderRequest, occlusion: OcclusionStage) -> tuple[Optional[Rendered], Optional[RestoreItem]]:
     """The warped face with occluders (hands, microphones) cut out of its mask, and the restorer's
     item; (None, None) when the face is too covered and must be obfuscated ("occluded")."""
-    out = render(req.original, req.crop, req.landmarks, req.target, req.visible, req.track_id)
+    out = render(req.original, req.crop, req.landmarks, req.target, req.visible)
     visible = occlusion.cut(req.track_id, req.original, req.measured, req.crop, out.mask)
     if visible is None:
         return None, None

@@ -157,7 +157,7 @@ class OcclusionStage:
         ref = self._refs.get(track_id)
         if ref is None:
             return self._unkeyed(track_id, crop_rgb, lm2, small_mask, mask)
-        occluder, strict = self._occluder(ref, crop_rgb, lm2, small_mask, track_id)
+        occluder, strict = self._occluder(ref, crop_rgb, lm2, small_mask)
         face = small_mask > 0.5
         share = float((occluder & face).sum() / max(face.sum(), 1))
         ref.age += 1
@@ -247,8 +247,7 @@ class OcclusionStage:
         moved = pts @ s[:, :2].T + s[:, 2] - ref.points
         return float(np.linalg.norm(moved, axis=1).mean()) / (FACE_SHARE * SIDE) > REKEY_TURN
 
-    def _occluder(self, ref: _Reference, crop_rgb: np.ndarray, lm2: np.ndarray, mask: np.ndarray,
-                  track_id: int = -1) -> np.ndarray:
+    def _occluder(self, ref: _Reference, crop_rgb: np.ndarray, lm2: np.ndarray, mask: np.ndarray) -> np.ndarray:
         h, w = crop_rgb.shape[:2]
         # the reference onto the current face: similarity, then the mesh's non-rigid rest
         s = similarity_matrix(ref.points, lm2)
@@ -258,7 +257,7 @@ class OcclusionStage:
         keep = np.zeros(len(lm2), bool)
         keep[fm.FACE_OVAL] = True
         keep[::6] = True  # a sixth of the mesh follows expression well enough, at a sixth of the cost
-        map_x, map_y = warp_field((h, w), ref_here[keep], lm2[keep], anchors, key=("occlusion", track_id))
+        map_x, map_y = warp_field((h, w), ref_here[keep], lm2[keep], anchors)
         expected = cv2.remap(sim, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         size = float(np.ptp(lm2, 0).max())
         sigma = max(0.8, 0.01 * size)

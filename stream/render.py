@@ -15,7 +15,6 @@ original.
 from __future__ import annotations
 
 import functools
-from typing import Hashable, Optional
 
 import cv2
 import numpy as np
@@ -28,7 +27,6 @@ from ideud.stream.types import Crop, Rendered
 RING_SCALE = 1.3  # fixed ring: face oval grown by this factor about the face centre
 CROP_MARGIN = 0.08  # crop around the ring, as a share of the face size
 GRID = 48  # coarse grid for the displacement field, per crop side
-TRIANGULATIONS = pa.Triangulations()  # of the face meshes warped lately, reused while they fit
 
 
 def face_size(lm: np.ndarray) -> float:
@@ -85,23 +83,24 @@ def face_mask(shape: tuple[int, int], polygons: list[np.ndarray], feather: float
     return mask
 
 
-def warp_field(shape: tuple[int, int], src: np.ndarray, dst: np.ndarray, anchors: np.ndarray,
-               key: Optional[Hashable] = None) -> tuple[np.ndarray, np.ndarray]:
+def warp_field(shape: tuple[int, int], src: np.ndarray, dst: np.ndarray,
+               anchors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Backward maps (map_x, map_y) for cv2.remap that carry `src` points to `dst`.
 
-    Piecewise affine on a triangulation of dst + anchors (anchors do not move); evaluated on a
-    coarse grid, then upsampled (the field is smooth). With a `key` (which points these are:
-    the same key, the same points in the same order) the last triangulations of that key are
-    reused while they still fit (models/piecewise_affine.py); without, Delaunay every call.
+    Piecewise affine on the Delaunay triangulation of dst + anchors (anchors do not move;
+    models/piecewise_affine.py); evaluated on a coarse grid, then upsampled (the field is smooth).
+    It depends on these points alone, not on what was warped before.
     """
     h, w = shape
     nodes = np.vstack([dst, anchors])
     offsets = np.vstack([src - dst, np.zeros_like(anchors)])
+    moving = np.arange(len(nodes)) < len(dst)
     keep = pa.unique_rows(nodes)  # duplicates break the triangulation
     if len(keep) < len(nodes):
-        nodes, offsets = nodes[keep], offsets[keep]
-        key = None if key is None else (key, keep.tobytes())
-    tris = TRIANGULATIONS.get(nodes, key) if key is not None else pa.delaunay(nodes)
+        nodes, offsets, moving = nodes[keep], offsets[keep], moving[keep]
+    tris = pa.triangulate(nodes)
+    # a triangle of anchors only carries a zero offset: as if no triangle held its grid points
+    tris = tris[moving[tris].any(1)]
     gx = np.linspace(0, w - 1, min(GRID, w))
     gy = np.linspace(0, h - 1, min(GRID, h))
     vid, weights = pa.locate_grid(nodes, tris, gx, gy)
@@ -120,10 +119,8 @@ def _base_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return base_x, base_y
 
 
-def render(rgb_crop: np.ndarray, crop: Crop, landmarks: np.ndarray, target: np.ndarray, visible: np.ndarray,
-           track_id: Optional[int] = None) -> Rendered:
-    """Warp one face crop to its perturbed geometry and make its face mask (`track_id`: whose
-    last triangulation to try first; the result does not depend on it)."""
+def render(rgb_crop: np.ndarray, crop: Crop, landmarks: np.ndarray, target: np.ndarray, visible: np.ndarray) -> Rendered:
+    """Warp one face crop to its perturbed geometry and make its face mask (the warp depends on this face alone)."""
     off = crop.offset
     src = landmarks[:, :2] - off
     dst = target - off
@@ -131,7 +128,7 @@ def render(rgb_crop: np.ndarray, crop: Crop, landmarks: np.ndarray, target: np.n
     vis[fm.FACE_OVAL] = True  # the silhouette is always on screen
     h, w = crop.shape
     anchors = warp_anchors(_ring(src, RING_SCALE), w, h)
-    map_x, map_y = warp_field((h, w), src[vis], dst[vis], anchors, key=("render", track_id, vis.tobytes()))
+    map_x, map_y = warp_field((h, w), src[vis], dst[vis], anchors)
     warped = cv2.remap(rgb_crop, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     size = face_size(src)
     mask = face_mask((h, w), [face_polygon(src), face_polygon(dst)], feather=max(1.0, 0.04 * size))

@@ -1,6 +1,5 @@
-"""MeshWarp's per-track triangulation keys (models/face_bank.py, stream/restore_prior.py): the faces
-of one frame no longer push each other's held triangulations out, and the located grid is the
-one of a fresh Delaunay triangulation bit for bit, whatever was warped before."""
+"""MeshWarp (models/face_bank.py) keeps no triangulation between faces: the located grid is the one
+of a fresh Qhull triangulation of its own mesh, bit for bit, whatever was warped before."""
 from __future__ import annotations
 
 import cv2
@@ -34,42 +33,32 @@ def _fresh(warp: fbk.MeshWarp, shape: tuple, step: int) -> tuple:
     return inside, vid[inside], weights[inside]
 
 
-def test_per_track_keys_reuse_triangulations_and_change_nothing(monkeypatch):
-    monkeypatch.setattr(fbk, "_TRIANGULATIONS", pa.Triangulations())  # this test's counts only
+def test_the_located_grid_is_qhulls_whatever_was_warped_before():
+    """The faces of several tracks, interleaved as the restorer gets them: each MeshWarp locates
+    its grid in Qhull's triangulation of its own mesh, bit for bit, and the fast triangulation
+    (OpenCV's, models/piecewise_affine.py) is the one used."""
     rng = np.random.default_rng(3)
-    frames, tracks = 12, 4
+    frames, tracks = 8, 4
     for frame in range(frames):
-        for t in range(tracks):  # the faces of one frame, in the order the restorer gets them
+        for t in range(tracks):
             lm = _face(0.3 * frame + 5 * t, size=100 + 3 * t, lips=0.05 if t == 1 else 1.0)
             lm = lm + rng.normal(0, 0.05, lm.shape)
             shape = (230 + 2 * (frame % 3), 200 + 2 * (frame % 2))
-            warp = fbk.MeshWarp(lm, shape, step=2, key=("prior", t))
+            warp = fbk.MeshWarp(lm, shape, step=2)
             for ours, ref in zip((warp.inside, warp.corners, warp.weights), _fresh(warp, shape, 2)):
                 assert np.array_equal(ours, ref)
-    assert fbk._TRIANGULATIONS.reused >= 0.5 * frames * tracks
+            nodes = np.vstack([warp.target, warp.extra])[warp.keep]
+            assert pa.subdiv_triangles(nodes) is not None
 
 
-def _smooth_and_jumping(key_of) -> int:
-    """Frames of a smoothly moving face whose held triangulation was reused, while another face
-    of the same frames jumps about (its held triangulation never fits)."""
-    cache = pa.Triangulations()
+def test_maps_depend_on_the_mesh_alone():
+    """A face warped, other faces warped (one that jumps about), the first again: the same maps."""
     rng = np.random.default_rng(4)
-    reused = 0
-    for frame in range(40):
-        smooth = _face(0.2 * frame, lips=1.0)
-        jumping = _face(0.0) + rng.normal(0, 3.0, (468, 2))
-        before = cache.reused
-        cache.get(smooth, key_of(1))
-        reused += cache.reused - before
-        cache.get(jumping[pa.unique_rows(jumping)], key_of(2))
-    return reused
-
-
-def test_a_face_that_never_fits_does_not_stop_another_tracks_reuse():
-    """Under one key the misses of one face count against all (after a few, held triangulations
-    are only tried now and then): per track, the smooth face keeps reusing its own."""
-    per_track = _smooth_and_jumping(lambda t: ("prior", t))
-    shared = _smooth_and_jumping(lambda t: "all")
-    print("smooth face reused: per-track keys", per_track, "one key", shared)
-    assert per_track >= 25
-    assert shared < 0.6 * per_track
+    canvas = _face(0.0, size=120.0)
+    smooth = _face(2.0)
+    first = fbk.MeshWarp(smooth, (220, 200), step=2).maps(canvas)
+    for frame in range(6):
+        fbk.MeshWarp(_face(0.0) + rng.normal(0, 3.0, (468, 2)), (220, 200), step=2).maps(canvas)
+        fbk.MeshWarp(_face(0.2 * frame, lips=0.05), (220, 200), step=2).maps(canvas)
+    again = fbk.MeshWarp(smooth, (220, 200), step=2).maps(canvas)
+    assert np.array_equal(first[0], again[0]) and np.array_equal(first[1], again[1])

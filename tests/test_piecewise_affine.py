@@ -1,5 +1,6 @@
-"""The fast piecewise-affine warp (models/piecewise_affine.py): reused triangulations, the
-vectorised point location, and the one-BLAS-thread limit a FaceProcessor holds."""
+"""The fast piecewise-affine warp (models/piecewise_affine.py): OpenCV's Delaunay triangulation
+checked against Qhull's, the vectorised point location, and the one-BLAS-thread limit a
+FaceProcessor holds."""
 from __future__ import annotations
 
 import cv2
@@ -12,6 +13,9 @@ from ideud.models import piecewise_affine as pa
 from ideud.stream import blas_threads
 from ideud.stream.render import warp_anchors, warp_field
 
+UPPER_LIP = [13, 82, 81, 80, 191, 312, 311, 310, 415]
+LOWER_LIP = [14, 87, 178, 88, 95, 317, 402, 318, 324]
+
 
 def _face(frame: float, size: float = 120.0) -> np.ndarray:
     """The canonical mesh seen in a slowly turning, drifting head: (468, 2) px."""
@@ -20,9 +24,15 @@ def _face(frame: float, size: float = 120.0) -> np.ndarray:
     return (p[:, :2] - p[:, :2].min(0)) / np.ptp(p[:, 1]) * size + 30 + 0.3 * frame
 
 
+def fm_ring(points: np.ndarray, scale: float = 1.3) -> np.ndarray:
+    oval = points[fm.FACE_OVAL]
+    c = points.mean(0)
+    return c + (oval - c) * scale
+
+
 def test_locate_grid_matches_matplotlib_trifinder():
     nodes = np.vstack([_face(0), [[0, 0], [199, 0], [0, 209], [199, 209]]])
-    tris = pa.delaunay(nodes)
+    tris = pa.triangulate(nodes)
     gx, gy = np.linspace(0, 199, 48), np.linspace(0, 209, 48)
     vid, weights = pa.locate_grid(nodes, tris, gx, gy)
     values = np.random.default_rng(0).normal(size=(len(nodes), 2))
@@ -38,43 +48,92 @@ def test_locate_grid_matches_matplotlib_trifinder():
     assert (vid == -1).all()
 
 
-def test_a_folded_triangulation_is_not_reused():
-    nodes = _face(0)
-    tris = pa.delaunay(nodes)
-    orient = np.sign(pa.signed_areas(nodes, tris))
-    assert pa.fits(nodes + 0.01, tris, orient)  # moved: still a triangulation of the points
-    folded = nodes.copy()
-    a, b, c = tris[0]
-    folded[a] = folded[b] + 2.0 * (folded[c] - folded[b]) + (folded[b] - folded[a])  # across its edge
-    assert not pa.fits(folded, tris, orient)
-    cache = pa.Triangulations()
-    cache.get(nodes, "k")
-    moved = nodes + np.random.default_rng(2).normal(0, 0.02, nodes.shape)  # jitter
-    assert np.array_equal(cache.get(moved, "k"), pa.delaunay(moved)) and cache.reused == 1
-    again = cache.get(folded, "k")
-    assert np.array_equal(again, pa.delaunay(folded)) and cache.computed == 2
-    assert np.all(pa.signed_areas(folded, again) > 0)
+def _meshes(rng):
+    """What the three warps triangulate: face meshes with their ring, at several sizes, turning,
+    with jitter, crop corners, closed lips and negative coordinates."""
+    for k in range(40):
+        face = _face(k / 2, size=40 + 5 * k) + rng.normal(0, 0.05, (468, 2))
+        if k % 3 == 0:
+            face[LOWER_LIP] = face[UPPER_LIP] + [0.0, 0.06]  # closed lips: slivers
+        if k % 5 == 0:
+            face -= 80.0  # a face partly off the crop's top-left
+        ring = fm_ring(face, 1.3 + 0.1 * (k % 4))
+        lo, hi = face.min(0) - 20, face.max(0) + 20
+        corners = np.array([[lo[0], lo[1]], [hi[0], lo[1]], [lo[0], hi[1]], [hi[0], hi[1]]])
+        nodes = np.vstack([face, ring, corners] if k % 2 else [face, ring])
+        yield nodes[pa.unique_rows(nodes)]
 
 
-def test_the_warp_field_over_a_turning_face_is_the_delaunay_one_bit_for_bit():
+def test_opencv_gives_qhulls_delaunay_triangulation():
+    """Subdiv2D's triangles, checked and put in canonical order, are Qhull's bit for bit on face
+    meshes (the warps' outputs then do not change), and the fast path is the one taken."""
+    rng = np.random.default_rng(5)
+    fast = 0
+    for nodes in _meshes(rng):
+        found = pa.subdiv_triangles(nodes)
+        fast += found is not None
+        assert np.array_equal(pa.triangulate(nodes), pa.delaunay(nodes))
+        if found is not None:
+            assert np.array_equal(found, pa.delaunay(nodes))
+            assert found.dtype == np.int32 and np.all(pa.signed_areas(nodes, found) > 0)
+    assert fast == 40
+
+
+def test_what_opencv_cannot_triangulate_goes_to_qhull():
+    rng = np.random.default_rng(6)
+    nodes = rng.uniform(0, 100, (60, 2))
+    # two points that differ in float64 but not in float32: Subdiv2D keeps one of them
+    twins = np.vstack([nodes, nodes[7] + [1e-7, 0.0]])
+    assert pa.subdiv_triangles(twins) is None
+    tris = pa.triangulate(twins)
+    assert np.array_equal(tris, pa.delaunay(twins)) and 60 in tris
+    assert pa.subdiv_triangles(nodes[:2]) is None  # too few points
+    bad = nodes.copy()
+    bad[3] = np.nan
+    assert pa.subdiv_triangles(bad) is None
+    far = nodes * 1e6  # OpenCV's rectangle around them would pass int32
+    assert pa.subdiv_triangles(far) is None
+    assert np.array_equal(pa.triangulate(far), pa.delaunay(far))
+
+
+def test_triangles_depend_on_the_points_alone():
+    """No triangulation is kept between calls: a mesh gives the same triangles and the same warp
+    whatever was triangulated before (the restore processes' bit identity rests on it)."""
     rng = np.random.default_rng(1)
     offsets = rng.normal(0, 1.5, (468, 2))
-    cache_before = warp_field.__globals__["TRIANGULATIONS"].reused
-    for f in range(25):
-        src = _face(f / 4) + rng.normal(0, 0.02, (468, 2))  # a slow turn, a little jitter
-        dst = src - offsets * 0.5 - np.sin(src / 25.0)
+    src = _face(3.0)
+    dst = src - offsets * 0.5
+    h, w = 220, 210
+    anchors = warp_anchors(fm_ring(src), w, h)
+    first = warp_field((h, w), src, dst, anchors)
+    first_tris = pa.triangulate(np.vstack([dst, anchors]))
+    for f in range(5):  # other faces in between
+        other = _face(f) + rng.normal(0, 2.0, (468, 2))
+        warp_field((h, w), other, other + 1.0, warp_anchors(fm_ring(other), w, h))
+    again = warp_field((h, w), src, dst, anchors)
+    assert np.array_equal(first[0], again[0]) and np.array_equal(first[1], again[1])
+    assert np.array_equal(first_tris, pa.triangulate(np.vstack([dst, anchors])))
+
+
+def test_the_warp_field_is_the_one_of_every_delaunay_triangle():
+    """warp_field leaves out triangles of anchors only (their offset is zero): its maps are those
+    of the whole Qhull triangulation."""
+    rng = np.random.default_rng(2)
+    for f in range(6):
+        src = _face(f / 4) + rng.normal(0, 0.02, (468, 2))
+        dst = src - rng.normal(0, 1.5, (468, 2)) * 0.5 - np.sin(src / 25.0)
         h, w = 220, 210
         anchors = warp_anchors(fm_ring(src), w, h)
-        reused = warp_field((h, w), src, dst, anchors, key=("test", 1))
-        fresh = warp_field((h, w), src, dst, anchors, key=None)
-        assert np.array_equal(reused[0], fresh[0]) and np.array_equal(reused[1], fresh[1])
-    assert warp_field.__globals__["TRIANGULATIONS"].reused > cache_before  # the fast way was taken
-
-
-def fm_ring(points: np.ndarray) -> np.ndarray:
-    oval = points[fm.FACE_OVAL]
-    c = points.mean(0)
-    return c + (oval - c) * 1.3
+        map_x, map_y = warp_field((h, w), src, dst, anchors)
+        nodes = np.vstack([dst, anchors])
+        offsets = np.vstack([src - dst, np.zeros_like(anchors)])
+        gx, gy = np.linspace(0, w - 1, 48), np.linspace(0, h - 1, 48)
+        vid, weights = pa.locate_grid(nodes, pa.delaunay(nodes), gx, gy)
+        coarse = pa.interpolate(offsets, vid, weights).astype(np.float32).reshape(48, 48, 2)
+        fine = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
+        xx, yy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        assert np.array_equal(map_x, xx + fine[..., 0]) and np.array_equal(map_y, yy + fine[..., 1])
+        assert np.abs(fine).max() > 1.0  # the warp moves something
 
 
 def test_corners_inside_the_ring_stay_anchors_and_those_outside_are_dropped():
@@ -105,55 +164,3 @@ def test_a_face_processor_limits_openblas_to_one_thread_while_open(monkeypatch):
     finally:
         for (setter, _), n in zip(controls, start):
             setter(n)
-
-
-def test_reused_triangulations_are_qhulls_after_flips_and_hull_changes():
-    """Reuse re-tests only the edges next to last round's flips, and takes a held triangulation
-    only while its boundary is the hull (a point joining the hull adds a sliver Qhull has): the
-    result is Qhull's, bit for bit."""
-    rng = np.random.default_rng(5)
-    flipped = reused = 0
-    for k in range(60):
-        nodes = _face(k / 3)
-        cache = pa.Triangulations()
-        tris = cache.get(nodes, "k")
-        moved = nodes + rng.normal(0, 0.02, nodes.shape)  # jitter: flips, now and then a hull change
-        e1, e2 = pa._inner_edges(tris, len(nodes))
-        flipped += int(pa._not_delaunay(moved, tris, e1, e2).sum() > 1)
-        assert np.array_equal(cache.get(moved, "k"), pa.delaunay(moved))
-        reused += cache.reused
-    assert flipped > 20 and reused > 30  # the flip path was taken, and mostly settled
-
-
-def test_a_key_that_keeps_missing_still_gets_the_delaunay_triangulation():
-    cache = pa.Triangulations()
-    rng = np.random.default_rng(6)
-    for k in range(pa.GIVE_UP + 3 * pa.RETRY_EVERY):
-        nodes = rng.uniform(0, 100, (60, 2))  # unrelated point sets: no held one fits
-        assert np.array_equal(cache.get(nodes, "k"), pa.delaunay(nodes))
-    assert cache.reused == 0
-    base = rng.uniform(0, 100, (60, 2))
-    got = [cache.get(base + 1e-4 * i, "k") for i in range(2 * pa.RETRY_EVERY)]  # now it fits again
-    assert all(np.array_equal(g, pa.delaunay(base)) for g in got) and cache.reused > 0
-
-
-def test_a_held_triangulation_with_closed_lips_slivers_is_reused_and_is_qhulls():
-    """Closed lips put FaceMesh's inner-lip points a fraction of a pixel apart: Delaunay slivers of
-    ~1e-7 of the mesh's box at the restorer's working size. Such a held triangulation is still
-    reused (it was turned down at a 1e-6 floor, and Qhull ran on nearly every frame), and what
-    comes out is Qhull's triangulation, bit for bit."""
-    upper = [13, 82, 81, 80, 191, 312, 311, 310, 415]
-    lower = [14, 87, 178, 88, 95, 317, 402, 318, 324]
-    rng = np.random.default_rng(5)
-    reused = slivers = 0
-    for k in range(30):
-        nodes = _face(k / 3, size=65)
-        nodes[lower] = nodes[upper] + [0.0, 0.06]
-        cache = pa.Triangulations()
-        first = cache.get(nodes, "k")
-        ext = np.ptp(nodes, axis=0)
-        slivers += pa.signed_areas(nodes, first).min() < 1e-6 * ext[0] * ext[1]
-        moved = nodes + rng.normal(0, 0.002, nodes.shape)
-        assert np.array_equal(cache.get(moved, "k"), pa.delaunay(moved))
-        reused += cache.reused
-    assert slivers >= 20 and reused >= 25, (slivers, reused)

@@ -219,8 +219,7 @@ class PriorRestorer:
         s = fp.shading(x, fp.feature_mask(lm, shape, fw), self._shading_scale(level) * fw)
         key = (int(it.track_id), int(it.seed), level)
         new_canvas = self._new_canvas(key, t)
-        # the track's last triangulation first (the guard's candidates of a frame share its face)
-        warp = fbk.MeshWarp(lm, shape, step=2, key=("prior", key[0]))
+        warp = fbk.MeshWarp(lm, shape, step=2)
         can_lm = fp.canvas_landmarks()
         # a highlight in the new face's reflectance is its portrait's studio light, not its skin:
         # on top of the person's own light it burns an orange patch on brow ridge and forehead

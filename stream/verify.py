@@ -7,7 +7,8 @@ verifier (FaceMesh or BlazeFace on the crop) also rejects hard real faces (small
 is not a face (fail closed):
 
 * its CenterFace score is under `keep_score` (0.8; false finds measured at most 0.73), and
-* it is big enough in the detector's input to be judged (`min_judged_px`; smaller finds are kept), and
+* it is big enough in the detector's input to be judged (`min_judged_px`; smaller finds are kept,
+  but for grey ones, below), and
 * no confirmer finds a face on an upscaled crop around it: MediaPipe FaceMesh's face presence on
   the detector's own ROI, BlazeFace full range, dlib's HOG detector; and, where the crop could be
   skin (skin-coloured, or grey footage), HOG below its own threshold and dlib's CNN detector
@@ -48,17 +49,24 @@ blurred skin-coloured or grey face-free finds (the headlamp, the dog, grey Mande
 copies of them) 0.21 at most. Both gates matter: colourful Mandelbrot finds, blurred, re-score up
 to 0.46 when sharpened, and sharp grey Mandelbrot finds up to 0.34.
 
+Grey footage loses the colour gate: every grey crop could be skin, so every grey find gets the
+generous last cues. Three checks hold grey finds only (colour footage is judged as before): grey
+finds of 12-16 px, which colour ones skip as too small to judge, are dropped when no cue at all
+takes them for a face (`grey_small_*`); a sharp grey find that only dlib's CNN accepts must keep
+the CNN's yes on a mirrored or enlarged view (`grey_cnn_recheck`); and a blurred grey find the
+sharpened look keeps is not vetoed (`grey_veto_sharpened`: it would not be dropped unconfirmed).
+
 A find that overlaps one confirmed in the last few frames is kept without asking again (a real
 face is confirmed once, not on every frame; keeping is the fail-closed direction). Detection worker
 processes (stream/workers.py) run the same code through `make_detector`; each remembers its own
 frames, which can only keep a find that one process would have dropped. Nothing here is kept or
-logged beyond the boxes of recent confirmed finds.
+logged beyond the boxes of recent confirmed finds. The crops, views and face finders themselves
+are stream/verify_cues.py's; the policy and the order of asking are here.
 """
 from __future__ import annotations
 
 import math
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import cv2
@@ -67,9 +75,8 @@ import numpy as np
 from ideud.models.geometry import iou_matrix
 from ideud.stream.protocols import Detector, Scale
 from ideud.stream.types import Face
-
-CROP_PX = 192  # side of the square crop the confirmers see (the face fills about half of it)
-CROP_CONTEXT = 2.0  # crop side / face size
+from ideud.stream.verify_cues import (CROP_PX, Confirmers, chroma_spread, face_crop, face_roll, fine_detail,
+                                      near_centre, sharpened, skin_share)
 
 
 def _scale_xy(scale: Scale) -> tuple[float, float]:
@@ -78,210 +85,13 @@ def _scale_xy(scale: Scale) -> tuple[float, float]:
     return float(scale[0]), float(scale[1])
 
 
-def face_crop(image: np.ndarray, box: np.ndarray, out: int = CROP_PX, context: float = CROP_CONTEXT):
-    """A square crop `context` x the face size around `box` (image pixels), resized to `out` px.
-    Returns (crop, k, x0, y0): crop pixel = (image pixel - (x0, y0)) * k."""
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    side = max(box[2] - box[0], box[3] - box[1], 1.0) * context
-    k = out / side
-    x0, y0 = cx - side / 2, cy - side / 2
-    m = np.float32([[k, 0, -x0 * k], [0, k, -y0 * k]])
-    interp = cv2.INTER_CUBIC if k > 1 else cv2.INTER_AREA
-    crop = cv2.warpAffine(image, m, (out, out), flags=interp, borderMode=cv2.BORDER_REPLICATE)
-    return crop, k, x0, y0
-
-
-def skin_share(crop: np.ndarray) -> float:
-    """Share of skin-coloured pixels (YCrCb box of Chai & Ngan) in the crop's central ellipse
-    (the face itself, about half the crop)."""
-    n = crop.shape[0]
-    ycc = cv2.cvtColor(crop, cv2.COLOR_RGB2YCrCb)
-    mask = np.zeros((n, n), np.uint8)
-    cv2.ellipse(mask, (n // 2, n // 2), (n // 5, n // 4), 0, 0, 360, 1, -1)
-    y, cr, cb = ycc[..., 0], ycc[..., 1], ycc[..., 2]
-    skin = (cr >= 133) & (cr <= 173) & (cb >= 77) & (cb <= 127) & (y >= 30)
-    return float(skin[mask > 0].mean())
-
-
-def chroma_spread(crop: np.ndarray) -> float:
-    """How far the crop's colours stray from grey (mean |Cr - 128| + |Cb - 128|): ~0 for grey footage."""
-    ycc = cv2.cvtColor(crop, cv2.COLOR_RGB2YCrCb).astype(np.float32)
-    return float(np.abs(ycc[..., 1:] - 128.0).sum(-1).mean())
-
-
-def _near_centre(boxes, n: int, tol: float = 0.25) -> bool:
-    """Any box (crop pixels) centred within `tol` x n of the crop centre and of a plausible size."""
-    for x0, y0, x1, y1 in boxes:
-        s = max(x1 - x0, y1 - y0)
-        if math.hypot((x0 + x1) / 2 - n / 2, (y0 + y1) / 2 - n / 2) <= tol * n and 0.2 * n <= s <= 1.0 * n:
-            return True
-    return False
-
-
-SMALL_FACE_PX = (32, 40, 48)  # face sizes of the second-scale views (BlazeFace's comfortable range)
-SMALL_VIEW_PX = 192  # BlazeFace full range's input side
-
-
-def small_views(crop: np.ndarray):
-    """The crop (face about half its side) shrunk so that the face is each of SMALL_FACE_PX, centred
-    on a SMALL_VIEW_PX canvas (edges replicated): a blurred big face looks like a sharp small one
-    there. Yields (view, face px)."""
-    n = crop.shape[0]
-    for face_px in SMALL_FACE_PX:
-        m = max(8, int(round(n * face_px / (n / CROP_CONTEXT))))
-        yield _on_canvas(cv2.resize(crop, (m, m), interpolation=cv2.INTER_AREA)), face_px
-
-
-def _on_canvas(img: np.ndarray) -> np.ndarray:
-    """A square view centred on a SMALL_VIEW_PX canvas, edges replicated (BlazeFace full range's input)."""
-    m = img.shape[0]
-    lo = (SMALL_VIEW_PX - m) // 2
-    return cv2.copyMakeBorder(img, lo, SMALL_VIEW_PX - m - lo, lo, SMALL_VIEW_PX - m - lo, cv2.BORDER_REPLICATE)
-
-
-# (crop context, box px) of the tiny views: the find shrunk until its box is 16-20 px on BlazeFace's
-# canvas, with real surroundings (up to 4 x the box) instead of replicated edges
-TINY_VIEWS = ((4.0, 16), (2.0, 20))
-
-
-def tiny_views(image: np.ndarray, box: np.ndarray):
-    """The find `box` (image pixels) shrunk so that the box is each of TINY_VIEWS' sizes, with that
-    much of the image around it, centred on a SMALL_VIEW_PX canvas (edges replicated). A heavily
-    blurred small face is a sharp tiny one there, and a detected box smaller than the blurred head
-    leaves the head whole in the view. Yields (view, box px)."""
-    for context, box_px in TINY_VIEWS:
-        side = int(round(box_px * context))
-        yield _on_canvas(face_crop(image, box, out=side, context=context)[0]), box_px
-
-
-def fine_detail(image: np.ndarray, box: np.ndarray) -> float:
-    """How much fine detail the find has for its contrast: the mean |Laplacian| of the box's grey
-    levels (the box resized to 64 px) over their standard deviation. A heavily blurred face has
-    little (<= 0.11 at sigma = face size / 14 and more); a sharp fractal find has ~1."""
-    g = cv2.cvtColor(face_crop(image, box, out=64, context=1.0)[0], cv2.COLOR_RGB2GRAY).astype(np.float32)
-    return float(np.abs(cv2.Laplacian(g, cv2.CV_32F, ksize=1)).mean() / (g.std() + 1e-3))
-
-
-def sharpened(crop: np.ndarray, sigma_share: float, amount: float) -> np.ndarray:
-    """The crop with an unsharp mask: crop + amount x (crop - Gaussian(crop, sigma_share x side)).
-    It gives a heavily blurred face back its eyes and mouth edges (a cheap stand-in for
-    deconvolution; the blur's own size is not known)."""
-    f = crop.astype(np.float32)
-    soft = cv2.GaussianBlur(f, (0, 0), sigma_share * crop.shape[0])
-    return np.clip(f + amount * (f - soft), 0, 255).astype(np.uint8)
-
-
-def _blaze_best(result, n: int, keep) -> float:
-    """The highest score among a BlazeFace result's detections whose box (pixels of the n-px square
-    it ran on) `keep` accepts; 0 if none."""
-    best = 0.0
-    for d in result.detections or ():
-        bb = d.location_data.relative_bounding_box
-        if keep([bb.xmin * n, bb.ymin * n, (bb.xmin + bb.width) * n, (bb.ymin + bb.height) * n]):
-            best = max(best, float(d.score[0]))
-    return best
-
-
-def _on_face(box, n: int, face_px: float) -> bool:
-    """A box (view pixels) on the face placed at the view's centre at `face_px`: centre within half
-    the face size, size 0.5-2.5 x."""
-    s = max(box[2] - box[0], box[3] - box[1])
-    off = math.hypot((box[0] + box[2]) / 2 - n / 2, (box[1] + box[3]) / 2 - n / 2)
-    return off <= 0.5 * face_px and 0.5 * face_px <= s <= 2.5 * face_px
-
-
-@dataclass
-class Confirmers:
-    """The independent face finders run on a face crop. Built lazily, once; calls serialised."""
-
-    _built: dict = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def _get(self, name: str):
-        if name not in self._built:
-            if name == "mesh":
-                from ideud.models.facemesh import FaceMesh
-
-                self._built[name] = FaceMesh()
-            elif name in ("blaze_short", "blaze_full"):
-                import mediapipe as mp
-
-                self._built[name] = mp.solutions.face_detection.FaceDetection(
-                    model_selection=int(name == "blaze_full"), min_detection_confidence=0.5)
-            elif name == "hog":
-                import dlib
-
-                self._built[name] = dlib.get_frontal_face_detector()
-            elif name == "cnn":
-                import dlib
-
-                from ideud.models.recognizer import model_dir
-
-                self._built[name] = dlib.cnn_face_detection_model_v1(str(model_dir() / "mmod_human_face_detector.dat"))
-        return self._built[name]
-
-    def run(self, name: str, crop: np.ndarray, roll: float = 0.0) -> float:
-        """A confidence that the crop's centre holds a face (0: none found)."""
-        n = crop.shape[0]
-        with self._lock:
-            if name == "mesh":
-                from ideud.models.facemesh import Roi
-
-                lm = self._get(name)(crop, Roi(n / 2, n / 2, n / CROP_CONTEXT * 1.6, roll))
-                if lm is None:
-                    return 0.0
-                c = (lm[:, :2].min(0) + lm[:, :2].max(0)) / 2
-                return float(math.hypot(*(c - n / 2)) <= 0.3 * n)
-            if name in ("blaze_short", "blaze_full"):
-                return _blaze_best(self._get(name).process(crop), n, lambda box: _near_centre([box], n))
-            if name == "hog":
-                dets, scores, _ = self._get(name).run(crop, 0, -0.5)
-                best = 0.0
-                for r, s in zip(dets, scores):
-                    if _near_centre([(r.left(), r.top(), r.right(), r.bottom())], n):
-                        best = max(best, float(s) + 1.0)  # > 0 from dlib's -1 adjusted threshold
-                return best
-            if name == "blaze_small":  # BlazeFace full range, the face shrunk to each of SMALL_FACE_PX
-                return self._best_on_views(small_views(crop))
-            if name == "cnn":
-                best = 0.0
-                for d in self._get(name)(crop, 0):
-                    r = d.rect
-                    if _near_centre([(r.left(), r.top(), r.right(), r.bottom())], n):
-                        best = max(best, float(d.confidence) + 1.0)
-                return best
-        raise ValueError(name)
-
-    def tiny(self, image: np.ndarray, box: np.ndarray) -> float:
-        """BlazeFace full range's best score for a face on the find in its tiny views (`tiny_views`)."""
-        with self._lock:
-            return self._best_on_views(tiny_views(image, box))
-
-    def _best_on_views(self, views) -> float:
-        """BlazeFace full range's best score for a face where each (view, face px) placed it (lock held)."""
-        best = 0.0
-        for view, face_px in views:
-            m = view.shape[0]
-            best = max(best, _blaze_best(self._get("blaze_full").process(view), m,
-                                         lambda box: _on_face(box, m, face_px)))
-        return best
-
-
-def face_roll(face: Face, sx: float, sy: float) -> float:
-    """The eye line's roll (MediaPipe's convention), from the detector's keypoints; 0 without them."""
-    if face.keypoints is None or len(face.keypoints) < 2:
-        return 0.0
-    r, l = face.keypoints[0] / [sx, sy], face.keypoints[1] / [sx, sy]
-    return -math.atan2(-(l[1] - r[1]), l[0] - r[0])
-
-
 @dataclass
 class VerifyPolicy:
     """When a detection may be dropped (all must hold); the numbers come from
     tools/bench/bench_false_faces.py (false finds on face-free footage vs. found real faces)."""
 
     keep_score: float = 0.8  # CenterFace score at or above which a find is always kept (false: <= 0.73)
-    min_judged_px: float = 16.0  # finds smaller than this (detector-input px) are always kept
+    min_judged_px: float = 16.0  # finds smaller than this (detector-input px) are kept (grey: see below)
     confirmers: tuple = ("mesh", "blaze_full", "hog")  # any one of them finding the face keeps it
     # Where the crop's centre could be skin (at least this share of skin colour, or no colour at
     # all: grey footage) two weaker cues count too: dlib's HOG below its own threshold (down to
@@ -344,6 +154,29 @@ class VerifyPolicy:
     sharp_sigma_share: float = 1 / 24
     sharp_amount: float = 4.0
     sharp_redetect_keep: float = 0.35
+    # Grey footage (crop chroma under `grey_chroma`), where every find counts as maybe skin and so
+    # gets the generous last cues; colour footage is judged as before. Two more checks there:
+    # * finds of `grey_small_min_px` up to `min_judged_px` are judged too, and dropped only when
+    #   CenterFace re-asked (as found and sharpened) stays under `grey_small_redetect`, the tiny
+    #   views find nothing and dlib's CNN neither. Grey real finds of 11-16 px (PASCAL in 720p, build
+    #   faces of 24 px plain / blurred / dim and 20-28 px heavily blurred) re-score >= 0.41; the
+    #   false ones (a grey Mandelbrot swirl, a record sleeve and a postcard rack in PASCAL) <= 0.07.
+    grey_small_min_px: float = 12.0
+    grey_small_redetect: float = 0.2
+    # * a sharp find (`fine_detail` over `sharp_max_detail`) that only dlib's CNN accepts is kept only
+    #   if the CNN's yes holds on a second view of the crop: mirrored, or enlarged to
+    #   `grey_cnn_recheck_px` (`_cnn_face`). A 36 px grey Mandelbrot swirl (every other cue: no) lost
+    #   it on both. Grey sharp real finds the CNN takes (build 24-47, every variant): 133 of 135 keep
+    #   it; the other two, half covered, CenterFace re-asked keeps first (0.62, 0.69). Blurred finds
+    #   are not asked: heavily blurred real faces often lose the CNN's weak yes when mirrored.
+    grey_cnn_recheck: bool = True
+    grey_cnn_recheck_px: int = 256
+    # And one check less: a blurred grey find a confirmer accepted (weak HOG counts in grey) is not
+    # vetoed when the sharpened look keeps it (`sharp_redetect_keep`), as it would not be dropped
+    # had no confirmer spoken. A heavily blurred grey build face (sigma = size / 10, 35 px find, weak
+    # HOG) was vetoed (CenterFace re-asked 0.24, under 0.25) though it re-scores 0.75 sharpened; the
+    # grey face-free finds that are blurred re-score <= 0.26 sharpened, and none reaches the veto.
+    grey_veto_sharpened: bool = True
 
 
 class VerifyingDetector:
@@ -384,36 +217,65 @@ class VerifyingDetector:
 
     def is_false(self, image_rgb: np.ndarray, face: Face, scale: Scale = 1.0) -> bool:
         """True only when every cue says `face` (full-frame coordinates) is not a face, or the
-        confirmers' yes is vetoed by the human-face cues (`_vetoed`)."""
+        confirmers' yes is vetoed by the human-face cues (`_vetoed`). Finds under `min_judged_px`
+        are kept, grey ones from `grey_small_min_px` up judged by `_grey_small_is_false`."""
         p = self.policy
         if face.score >= p.keep_score:
             return False
         sx, sy = _scale_xy(scale)
         box = np.asarray(face.box, np.float64) / [sx, sy, sx, sy]
-        if max(box[2] - box[0], box[3] - box[1]) < p.min_judged_px:
+        size_px = max(box[2] - box[0], box[3] - box[1])
+        if size_px < min(p.min_judged_px, p.grey_small_min_px):
             return False
         crop, _, _, _ = face_crop(image_rgb, box)
         roll = face_roll(face, sx, sy)
-        maybe_skin = skin_share(crop) >= p.skin_min or chroma_spread(crop) < p.grey_chroma
-        size_px = max(box[2] - box[0], box[3] - box[1])
+        grey = chroma_spread(crop) < p.grey_chroma
+        if size_px < p.min_judged_px:
+            return grey and self._grey_small_is_false(image_rgb, box, crop, roll)
+        maybe_skin = grey or skin_share(crop) >= p.skin_min
         detail = fine_detail(image_rgb, box)  # cheap: a 64 px resize and a Laplacian
         for name in p.confirmers:
             found = self.confirmers.run(name, crop, roll)
             # HOG's confidences are its score + 1: >= 1 is over dlib's own threshold
             if found >= 1.0 or (found > 0 and (name != "hog" or maybe_skin)):
-                return self._vetoed(crop, size_px, roll, detail)
+                return self._vetoed(crop, size_px, roll, detail, grey)
         opinion = self._second_opinion(crop, size_px, roll, maybe_skin)
         if opinion == "redetect" and p.redetect_keep >= p.redetect_veto:
             return False  # CenterFace re-asked already scored over the veto's bar: asking again cannot veto
         if opinion:
-            return self._vetoed(crop, size_px, roll, detail)
+            return self._vetoed(crop, size_px, roll, detail, grey)
         if size_px < p.tiny_view_max_px and self.confirmers.tiny(image_rgb, box) >= p.tiny_view_score:
             return False  # a heavily blurred small face: kept (before dlib's CNN, which is slow)
         if not maybe_skin:
             return True
         if detail <= p.sharp_max_detail and self.sharp_redetect(crop) >= p.sharp_redetect_keep:
             return False  # a heavily blurred face, its features back once sharpened (before the CNN too)
-        return not self.confirmers.run("cnn", crop) > 0
+        return not self._cnn_face(crop, recheck=grey and p.grey_cnn_recheck and detail > p.sharp_max_detail)
+
+    def _cnn_face(self, crop: np.ndarray, recheck: bool = False) -> bool:
+        """dlib's CNN finds a face at the crop's centre; with `recheck`, on the crop mirrored or
+        enlarged to `grey_cnn_recheck_px` too (a face is one on either view; asked only after a yes)."""
+        if not self.confirmers.run("cnn", crop) > 0:
+            return False
+        if not recheck:
+            return True
+        if self.confirmers.run("cnn", np.ascontiguousarray(crop[:, ::-1])) > 0:
+            return True
+        n = self.policy.grey_cnn_recheck_px
+        return self.confirmers.run("cnn", cv2.resize(crop, (n, n), interpolation=cv2.INTER_CUBIC)) > 0
+
+    def _grey_small_is_false(self, image_rgb: np.ndarray, box: np.ndarray, crop: np.ndarray, roll: float) -> bool:
+        """A grey find under `min_judged_px` that no cue takes for a face (`grey_small_*`): CenterFace
+        re-asked as found and sharpened, the tiny views, dlib's CNN; the cheap ones first."""
+        p = self.policy
+        bar = p.grey_small_redetect
+        if self.redetect(crop, roll, enough=bar) >= bar:
+            return False
+        if self.confirmers.tiny(image_rgb, box) >= p.tiny_view_score:
+            return False
+        if self.redetect(sharpened(crop, p.sharp_sigma_share, p.sharp_amount), enough=bar) >= bar:
+            return False
+        return not self._cnn_face(crop)
 
     def sharp_redetect(self, crop: np.ndarray) -> float:
         """CenterFace re-asked (`redetect`, as found: no levelling) on the crop `sharpened`."""
@@ -460,20 +322,27 @@ class VerifyingDetector:
                 c = view if side == n else cv2.resize(view, (side, side), interpolation=cv2.INTER_AREA)
                 boxes, scores, _ = raw(c, 0.05)
                 for b, s in zip(boxes, scores):
-                    if s > best and _near_centre([b], side):
+                    if s > best and near_centre([b], side):
                         best = float(s)
                 if best >= enough:
                     return best
         return best
 
-    def _vetoed(self, crop: np.ndarray, size_px: float, roll: float = 0.0, detail: float = 0.0) -> bool:
+    def _vetoed(self, crop: np.ndarray, size_px: float, roll: float = 0.0, detail: float = 0.0,
+                grey: bool = False) -> bool:
         """A confirmed find that CenterFace (re-asked) and dlib's CNN both call no human face.
-        `detail`: the find's `fine_detail` (a sharp small find faces a higher bar, `sharp_veto`)."""
+        `detail`: the find's `fine_detail` (a sharp small find faces a higher bar, `sharp_veto`).
+        A blurred grey find the sharpened look keeps is not vetoed (`grey_veto_sharpened`)."""
         p = self.policy
         if not any(lo <= size_px < hi for lo, hi in p.veto_sizes):
             return False
         bar = p.sharp_veto if size_px < p.sharp_veto_max_px and detail > p.sharp_max_detail else p.redetect_veto
-        return self.redetect(crop, roll, enough=bar) < bar and self.confirmers.run("cnn", crop) <= 0
+        if self.redetect(crop, roll, enough=bar) >= bar:
+            return False
+        if (grey and p.grey_veto_sharpened and detail <= p.sharp_max_detail
+                and self.sharp_redetect(crop) >= p.sharp_redetect_keep):
+            return False  # before dlib's CNN: cheaper
+        return self.confirmers.run("cnn", crop) <= 0
 
     def _remembered(self, box: np.ndarray) -> bool:
         recent = [b for call in self.confirmed for b in call]

@@ -2,7 +2,7 @@
 
     python tools/bench/bench_false_faces.py [--frames 1000] [--portraits 24] [--first 0] [--split build]
                                             [--real-only | --free-only] [--sets pascal,hard,heavy,footage]
-                                            [--kinds mandelbrot,...] [--blur SIGMA] [--grey]
+                                            [--kinds mandelbrot,...] [--blur SIGMA] [--grey] [--grey-real]
                                             [--no-sharpened] [--json out.json]
 
 Face-free footage (tests/false_face_sets.py, made here, 640x360): a Mandelbrot zoom, patterns,
@@ -22,14 +22,19 @@ skin-coloured or grey ones, and the veto of CenterFace re-asked plus dlib's CNN 
 and close-up finds, with a higher bar for sharp small ones);
 both see the same frames. `--blur SIGMA` / `--grey` blur (Gaussian, pixels of the 640x360 frame)
 or grey the face-free footage (defocused or black-and-white footage: harder negatives for the
-verifier's blur-aware look). `--no-sharpened` sets the sharpened look's bar out of reach (it is
-still asked, but never keeps: the verifier's decisions as before the look). `--split build` makes the portrait sets from the build portraits (what
-the verifier's numbers were tuned on) instead of the held-out ones. "added ms" is the verifier's
-time per frame (wall, mean over the frames, and the slowest frame; one thread; confirmers built beforehand).
+verifier's blur-aware look); `--grey-real` greys the real-face sets (black-and-white footage of
+people: recall must hold there too). `--no-sharpened` sets the sharpened look's bar out of reach
+(it is still asked, but never keeps: the verifier's decisions as before the look). "without the
+grey checks" counts as the verifier without `grey_small_*`, `grey_cnn_recheck` and
+`grey_veto_sharpened` (the grey finds it drops, re-asked without them). `--split build` makes the
+portrait sets from the build portraits (what the verifier's numbers were tuned on) instead of the
+held-out ones. "added ms" is the verifier's time per frame (wall, mean over the frames, and the
+slowest frame; one thread; confirmers built beforehand).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -49,7 +54,7 @@ from clips import background  # noqa: E402
 from false_face_sets import _places, build_head  # noqa: E402
 from footage import _paste, multi_person, portrait_head  # noqa: E402
 from ideud.stream.detect import make_detector  # noqa: E402
-from ideud.stream.verify import VerifyingDetector, VerifyPolicy, face_crop  # noqa: E402
+from ideud.stream.verify import VerifyingDetector, VerifyPolicy, chroma_spread, face_crop  # noqa: E402
 
 
 class Counter:
@@ -70,11 +75,17 @@ class Counter:
 
         # object.__setattr__: the verifier passes other attributes on to the detector it wraps
         object.__setattr__(self.verified, "sharp_redetect", timed)
+        p = self.verified.policy  # the verifier without its grey-footage checks, as before them
+        self.no_grey_checks = VerifyingDetector(self.bare, dataclasses.replace(
+            p, grey_small_min_px=p.min_judged_px, grey_cnn_recheck=False, grey_veto_sharpened=False))
+        self.no_grey_checks.confirmers = self.verified.confirmers  # the same finders, built once
 
     def run(self, frame: np.ndarray):
-        """(faces before, faces after, verifier seconds, finds kept only by the sharpened look) for
-        one full frame. The last: finds the sharpened look kept that the verifier without it would
-        have dropped (dlib's CNN, asked next, says no)."""
+        """(faces before, faces after, verifier seconds, finds kept only by the sharpened look, finds
+        the verifier without its grey checks keeps) for one full frame. The fourth: finds the
+        sharpened look kept that the verifier without it would have dropped (dlib's CNN, asked next,
+        says no). The last: as `after`, but grey finds judged without `grey_small_*`,
+        `grey_cnn_recheck` and `grey_veto_sharpened` (colour ones are judged alike; not timed)."""
         h, w = frame.shape[:2]
         iw, ih = self.bare.input_size(w, h)
         small = frame if (iw, ih) == (w, h) else cv2.resize(frame, (iw, ih), interpolation=cv2.INTER_AREA)
@@ -91,7 +102,14 @@ class Counter:
                     sharp_only.append(f)
         secs = time.perf_counter() - t
         sharp_only = [f for f in sharp_only if not self._cnn_keeps(small, f, scale)]
-        return before, after, secs, sharp_only
+        kept = {id(f) for f in after}
+        no_grey = [f for f in before if (not self.no_grey_checks.is_false(small, f, scale)
+                                         if self._grey(small, f, scale) else id(f) in kept)]
+        return before, after, secs, sharp_only, no_grey
+
+    def _grey(self, small: np.ndarray, f, scale) -> bool:
+        box = np.asarray(f.box, np.float64) / [scale[0], scale[1], scale[0], scale[1]]
+        return chroma_spread(face_crop(small, box)[0]) < self.verified.policy.grey_chroma
 
     def _cnn_keeps(self, small: np.ndarray, f, scale) -> bool:
         box = np.asarray(f.box, np.float64) / [scale[0], scale[1], scale[0], scale[1]]
@@ -107,34 +125,38 @@ def altered(frame: np.ndarray, blur: float = 0.0, grey: bool = False) -> np.ndar
 
 def face_free_numbers(c: Counter, kind: str, n: int, blur: float = 0.0, grey: bool = False) -> dict:
     frames = [altered(f, blur, grey) for f in face_free(kind, n)]
-    before = after = sharp_only = 0
+    before = after = sharp_only = no_grey = 0
     secs = []
     for fr in frames:
-        b, a, s, so = c.run(fr)
-        before, after, sharp_only = before + len(b), after + len(a), sharp_only + len(so)
+        b, a, s, so, ng = c.run(fr)
+        before, after = before + len(b), after + len(a)
+        sharp_only, no_grey = sharp_only + len(so), no_grey + len(ng)
         secs.append(s)
     return {"frames": len(frames), "false_before": before, "false_after": after,
-            "false_without_sharpened": after - sharp_only,
+            "false_without_sharpened": after - sharp_only, "false_without_grey_checks": no_grey,
             "per_1000_before": round(1000 * before / len(frames), 1),
             "per_1000_without_sharpened": round(1000 * (after - sharp_only) / len(frames), 1),
+            "per_1000_without_grey_checks": round(1000 * no_grey / len(frames), 1),
             "per_1000_after": round(1000 * after / len(frames), 1),
             "added_ms_mean": round(1000 * float(np.mean(secs)), 2), "added_ms_max": round(1000 * max(secs), 1)}
 
 
 def recall_numbers(c: Counter, frames) -> dict:
     """frames: (rgb, ground-truth boxes) pairs."""
-    total = hit_b = hit_a = lost = lost_without = 0
+    total = hit_b = hit_a = lost = lost_without = lost_grey = 0
     secs = []
     for fr, gt in frames:
-        b, a, s, so = c.run(fr)
+        b, a, s, so, ng = c.run(fr)
         hb, ha = found(gt, [f.box for f in b]), found(gt, [f.box for f in a])
         hw = found(gt, [f.box for f in a if not any(f is g for g in so)])
+        hg = found(gt, [f.box for f in ng])  # as the verifier without the grey checks keeps
         total, hit_b, hit_a = total + len(gt), hit_b + int(hb.sum()), hit_a + int(ha.sum())
         lost += int((hb & ~ha).sum())
         lost_without += int((hb & ~hw).sum())
+        lost_grey += int((hb & ~hg).sum())
         secs.append(s)
     return {"faces": total, "found_before": hit_b, "found_after": hit_a, "lost": lost,
-            "lost_without_sharpened": lost_without,
+            "lost_without_sharpened": lost_without, "lost_without_grey_checks": lost_grey,
             "recall_before": round(hit_b / max(total, 1), 3), "recall_after": round(hit_a / max(total, 1), 3),
             "added_ms_mean": round(1000 * float(np.mean(secs)), 2)}
 
@@ -177,15 +199,16 @@ def heavy_blur_faces(portraits: int, divisor: float, split: str = "held_out", fi
 
 def table(res: dict) -> str:
     lines = ["| face-free footage (640x360) | frames | false faces / 1,000 frames: bare → without the sharpened "
-             "look → verifier | added ms / frame |", "|---|---|---|---|"]
+             "look → without the grey checks → verifier | added ms / frame |", "|---|---|---|---|"]
     for k, r in res["face_free"].items():
         lines.append(f"| {k} | {r['frames']} | {r['per_1000_before']:g} → {r['per_1000_without_sharpened']:g} → "
-                     f"**{r['per_1000_after']:g}** | {r['added_ms_mean']:.1f} (max {r['added_ms_max']:.0f}) |")
-    lines += ["", "| real faces | faces | recall before → after (lost; lost without the sharpened look) | "
-              "added ms / frame |", "|---|---|---|---|"]
+                     f"{r['per_1000_without_grey_checks']:g} → **{r['per_1000_after']:g}** | "
+                     f"{r['added_ms_mean']:.1f} (max {r['added_ms_max']:.0f}) |")
+    lines += ["", "| real faces | faces | recall before → after (lost; lost without the sharpened look; lost "
+              "without the grey checks) | added ms / frame |", "|---|---|---|---|"]
     for k, r in res["real"].items():
         lines.append(f"| {k} | {r['faces']} | {r['recall_before']:.3f} → {r['recall_after']:.3f} ({r['lost']}; "
-                     f"{r['lost_without_sharpened']}) | {r['added_ms_mean']:.1f} |")
+                     f"{r['lost_without_sharpened']}; {r['lost_without_grey_checks']}) | {r['added_ms_mean']:.1f} |")
     if res.get("sharpened_looks"):
         sl = res["sharpened_looks"]
         lines += ["", f"sharpened looks: {sl['asked']} asked, {sl['kept']} kept, {sl['ms_mean']:.1f} ms each "
@@ -205,6 +228,7 @@ def main(argv=None) -> int:
     ap.add_argument("--kinds", default=",".join(FACE_FREE_KINDS))
     ap.add_argument("--blur", type=float, default=0.0, help="blur the face-free footage (Gaussian sigma, px)")
     ap.add_argument("--grey", action="store_true", help="grey the face-free footage")
+    ap.add_argument("--grey-real", action="store_true", help="grey the real-face sets")
     ap.add_argument("--sets", default="pascal,hard,heavy,footage",
                     help="real-face sets to run (pascal: both PASCAL sets; hard: the portrait variants; "
                          "heavy: the heavier blur sets; footage: the footage clip)")
@@ -238,6 +262,8 @@ def main(argv=None) -> int:
                 heavy_blur_faces(a.portraits, div, a.split, a.first)
     if not a.free_only and "footage" in sets:
         real["footage clip (tests/footage.py)"] = [(f.rgb, f.faces) for f in multi_person()]
+    if a.grey_real:
+        real = {f"{name}, grey": [(altered(fr, grey=True), gt) for fr, gt in frames] for name, frames in real.items()}
     for name, frames in real.items():
         res["real"][name] = recall_numbers(c, frames)
         print(name, res["real"][name], file=sys.stderr, flush=True)

@@ -51,6 +51,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import third_opinion_recognizer as tor  # noqa: E402
+from common import emit_json  # noqa: E402
 
 DLIB_TAU = 0.6
 AUGMENTS = ("mirror", "crop+shrink", "jpeg30", "darker")
@@ -358,11 +359,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         results["held_out"] = {"first": args.start, "outputs": str(out), "settings": "default (Options(seed=i))",
                                **measure(names, folder, out, args.start, emb, recognizers, thresholds, args.reuse,
                                          args.chips, context=args.context_control)}
-    text = json.dumps(results, indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return 0
+    return emit_json(results, args.json)
 
 
 if __name__ == "__main__":

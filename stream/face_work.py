@@ -9,21 +9,27 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import numpy as np
+
 from ideud.stream.occlusion import OcclusionStage
 from ideud.stream.render import render
 from ideud.stream.types import RenderAnswer, Rendered, RenderRequest, RestoreItem
 
 
-def render_and_cut(req: RenderRequest, occlusion: OcclusionStage) -> tuple[Optional[Rendered], Optional[RestoreItem]]:
-    """The warped face with occluders (hands, microphones) cut out of its mask, and the restorer's
-    item; (None, None) when the face is too covered and must be obfuscated ("occluded")."""
+def render_and_cut(req: RenderRequest, occlusion: OcclusionStage
+                   ) -> tuple[Optional[Rendered], Optional[RestoreItem], Optional[np.ndarray]]:
+    """The warped face with occluders (hands, microphones) cut out of its mask, the restorer's
+    item, and the occluder the cut found (kept original if the face is obfuscated:
+    `OcclusionStage.take_occluder`); rendered and item None when the face is too covered and must
+    be obfuscated ("occluded")."""
     out = render(req.original, req.crop, req.landmarks, req.target, req.visible)
     visible = occlusion.cut(req.track_id, req.original, req.measured, req.crop, out.mask)
+    occluder = occlusion.take_occluder(req.track_id)
     if visible is None:
-        return None, None
+        return None, None, occluder
     out.mask, out.occluded = visible
     return out, RestoreItem(image=out.image, original=req.original, mask=out.mask, landmarks=out.target,
-                            track_id=req.track_id, seed=req.seed, level=req.level)
+                            track_id=req.track_id, seed=req.seed, level=req.level), occluder
 
 
 def run_entries(entries: Sequence, restorer, occlusion: OcclusionStage) -> list:
@@ -34,11 +40,10 @@ def run_entries(entries: Sequence, restorer, occlusion: OcclusionStage) -> list:
     for k, e in enumerate(entries):
         if isinstance(e, RenderRequest):
             try:
-                rendered, item = render_and_cut(e, occlusion)
+                rendered, item, occluder = render_and_cut(e, occlusion)
             except Exception as ex:
                 out[k] = RenderAnswer(reason=f"error:{type(ex).__name__}")
                 continue
-            occluder = occlusion.take_occluder(e.track_id)  # kept original if the face is obfuscated
             if item is None or not e.restore:  # (not restore: obfuscated anyway, only its occluder asked)
                 out[k] = RenderAnswer(reason="occluded" if item is None else "obfuscated", occluder=occluder)
                 continue

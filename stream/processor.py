@@ -348,8 +348,7 @@ class FaceProcessor:
                         items.append(req)
                         continue
                     # hands, microphones in front of the face keep their pixels (stream/occlusion.py)
-                    out, item = render_and_cut(req, self.occlusion)
-                    found = self.occlusion.take_occluder(job.track.id)
+                    out, item, found = render_and_cut(req, self.occlusion)
                     job.occluder = None if found is None else (crop, found)
                 if item is None or cut_only:
                     job.reason = job.reason or "occluded"

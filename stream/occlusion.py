@@ -181,7 +181,7 @@ class OcclusionStage:
                 self._key(track_id, crop_rgb, lm2)
             else:
                 ref.wait = JUDGE_EVERY  # (a face read as not clean, e.g. a moustache: not judged every frame)
-        self._keep_found(track_id, mask, strict, lm2)
+        self._keep_found(track_id, self._cut(mask, strict, lm2)[1])
         return self._cut(mask, occluder, lm2)[0], share
 
     def _unkeyed(self, track_id: int, crop_rgb: np.ndarray, lm2: np.ndarray, small_mask: np.ndarray,
@@ -204,12 +204,13 @@ class OcclusionStage:
         # not keyed: what the judgement shows (a microphone leaving, below the mouth now) is cut out
         face = small_mask > 0.5
         share = float((verdict.occluder & face).sum() / max(face.sum(), 1))
-        self._keep_found(track_id, mask, verdict.occluder, lm2)  # the judgement's own outline: a flood fill
-        return self._cut(mask, verdict.occluder, lm2)[0], share
+        cut, soft = self._cut(mask, verdict.occluder, lm2)
+        self._keep_found(track_id, soft)  # the judgement's own outline: a flood fill
+        return cut, share
 
-    def _keep_found(self, track_id: int, mask: np.ndarray, occluder: np.ndarray, lm2: np.ndarray) -> None:
-        """What an obfuscated face keeps original (`take_occluder`): `occluder` and its margin."""
-        soft = self._cut(mask, occluder, lm2)[1]
+    def _keep_found(self, track_id: int, soft: Optional[np.ndarray]) -> None:
+        """What an obfuscated face keeps original (`take_occluder`): of a `_cut`'s cut-out region,
+        the occluder and its margin."""
         if soft is not None:  # the occluder and its margin, not the feather: that is face
             self._found[track_id] = np.where(soft >= 1.0, 255, 0).astype(np.uint8)
 
@@ -247,7 +248,8 @@ class OcclusionStage:
         moved = pts @ s[:, :2].T + s[:, 2] - ref.points
         return float(np.linalg.norm(moved, axis=1).mean()) / (FACE_SHARE * SIDE) > REKEY_TURN
 
-    def _occluder(self, ref: _Reference, crop_rgb: np.ndarray, lm2: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def _occluder(self, ref: _Reference, crop_rgb: np.ndarray, lm2: np.ndarray,
+                  mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h, w = crop_rgb.shape[:2]
         # the reference onto the current face: similarity, then the mesh's non-rigid rest
         s = similarity_matrix(ref.points, lm2)

@@ -129,9 +129,6 @@ class PrivacyGuard:
         self.inverses = inverses_for(restorer)  # [] where the restorer's mapping has no known inverse
         self._tracks: dict[int, _Track] = {}
         self._done: dict[int, dict] = {}  # reports of dropped tracks (numbers only)
-        # per track, beside each reference: the person with that frame's occluder greyed, or None
-        # (stream/guard_occluded_refs.py; memory only, dropped with the track)
-        self._masked: dict[int, list] = {}
 
     @classmethod
     def create(cls, mode: str, **kw) -> Optional["PrivacyGuard"]:
@@ -208,7 +205,7 @@ class PrivacyGuard:
         if st is not None:
             st.refs.clear()
             st.edge_refs.clear()
-            self._masked.pop(track_id, None)
+            st.masked_refs.clear()
             st.now = st.output_edge = None
             self._done[track_id] = self._track_report(st)
 
@@ -232,7 +229,7 @@ class PrivacyGuard:
     def keeps_occluder(self, frame, job, keep, strength: int, mode: str) -> bool:
         """Point 5 for a face obfuscated with its occluder kept (stream/obfuscate_keep.py)."""
         st = self._tracks.get(job.track.id)
-        refs = kept_references(st.refs, st.edge_refs, self._masked.get(job.track.id)) if st is not None else None
+        refs = kept_references(st.refs, st.edge_refs, st.masked_refs) if st is not None else None
         return kept_occluder_passes(self.two, frame, job, keep, strength, mode, refs, self.policy.edge_max)
 
     def mosaic_strength(self, track_id: int) -> int:
@@ -280,7 +277,7 @@ class PrivacyGuard:
         return (not new_reference and st.output_edge is not None and st.distance is not None
                 and st.distance >= p.tau + p.margin and float(output @ st.output_edge) >= SAME_OUTPUT)
 
-    def _add_reference(self, st: _Track, ctx_rgb: np.ndarray, ctx: Crop, r, tid: int, occluder=None) -> bool:
+    def _add_reference(self, st: _Track, ctx_rgb: np.ndarray, ctx: Crop, r, occluder=None) -> bool:
         """The person at this frame; kept as a reference for later checks if no kept one has about
         this pose. Near a kept pose the kept one stands for it (saves two embeddings a check).
         Where this frame has an occluder, also the person with it greyed (kept occluders' checks)."""
@@ -293,13 +290,12 @@ class PrivacyGuard:
         st.edge_refs.append(st.now[1])
         st.ref_poses.append(pose)
         st.now = None  # it is in the references now
-        masked = self._masked.setdefault(tid, [])
-        masked.append(masked_reference(self.two, ctx_rgb, ctx, r.landmarks[:, :2] - ctx.offset, occluder))
+        st.masked_refs.append(masked_reference(self.two, ctx_rgb, ctx, r.landmarks[:, :2] - ctx.offset, occluder))
         if len(st.refs) > MAX_REFERENCES:
             st.refs.pop(0)
             st.edge_refs.pop(0)
             st.ref_poses.pop(0)
-            masked.pop(0)
+            st.masked_refs.pop(0)
         return True
 
     def _check(self, frame, tid: int, st: _Track, r, current, occluder=None) -> Optional[tuple]:
@@ -315,7 +311,7 @@ class PrivacyGuard:
             st.provisional = True  # check again at the first near-frontal frame
         ctx = context_crop(frame, r, current[0].target + current[0].crop.offset)
         ctx_rgb = bl.crop_rgb(frame, ctx)
-        new_reference = self._add_reference(st, ctx_rgb, ctx, r, tid, occluder)
+        new_reference = self._add_reference(st, ctx_rgb, ctx, r, occluder)
         occ = occluder_keep(frame, r, current[0])  # what this frame's own render left original
         if st.cursor is not None:  # a search spread over frames goes on
             return self._search(frame, tid, st, r, ctx, ctx_rgb, st.cursor[0], None, occ)

@@ -52,17 +52,26 @@ def greyed(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def in_context(occluder: tuple[Crop, np.ndarray], ctx: Crop) -> np.ndarray:
+    """The kept pixels of an occluder (crop, uint8 keep: 255 the occluder and its margin) on the
+    context crop `ctx`: bool, all False where they do not meet."""
+    crop, keep = occluder
+    out = np.zeros((ctx.y1 - ctx.y0, ctx.x1 - ctx.x0), bool)
+    x0, y0, x1, y1 = max(crop.x0, ctx.x0), max(crop.y0, ctx.y0), min(crop.x1, ctx.x1), min(crop.y1, ctx.y1)
+    if x1 > x0 and y1 > y0:
+        out[y0 - ctx.y0:y1 - ctx.y0, x0 - ctx.x0:x1 - ctx.x0] = \
+            keep[y0 - crop.y0:y1 - crop.y0, x0 - crop.x0:x1 - crop.x0] >= 128
+    return out
+
+
 def occluder_core(occluder: tuple[Crop, np.ndarray], ctx: Crop, pts: np.ndarray) -> Optional[np.ndarray]:
     """The occluder a face job carries (crop, uint8 keep: 255 the occluder and its margin) in the
     context crop `ctx`, less the margin (`pts`: the face's points in `ctx`): bool, or None where
     nothing is left."""
     crop, keep = occluder
-    out = np.zeros((ctx.y1 - ctx.y0, ctx.x1 - ctx.x0), np.uint8)
-    x0, y0, x1, y1 = max(crop.x0, ctx.x0), max(crop.y0, ctx.y0), min(crop.x1, ctx.x1), min(crop.y1, ctx.y1)
-    if x1 <= x0 or y1 <= y0 or keep.shape != crop.shape:
+    if keep.shape != crop.shape:
         return None
-    out[y0 - ctx.y0:y1 - ctx.y0, x0 - ctx.x0:x1 - ctx.x0] = \
-        keep[y0 - crop.y0:y1 - crop.y0, x0 - crop.x0:x1 - crop.x0] >= 128
+    out = in_context(occluder, ctx).astype(np.uint8)
     r = int(round(MARGIN * float(np.ptp(pts, 0).max())))
     if r > 0:
         out = cv2.erode(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))

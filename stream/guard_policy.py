@@ -60,6 +60,8 @@ class _Track:
     edge_refs: list = field(default_factory=list)  # the person's EdgeFace embeddings: memory only
     now: Optional[tuple] = None  # the person at the frame being checked (dlib, EdgeFace): memory only
     ref_poses: list = field(default_factory=list)
+    # beside each reference: the person with that frame's occluder greyed, or None (guard_occluded_refs.py): memory only
+    masked_refs: list = field(default_factory=list)
     step: int = 0
     level: int = 0
     appearance: int = 0  # seed handed to the restorer

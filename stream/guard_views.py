@@ -13,6 +13,7 @@ from ideud.models import facemesh as fm
 from ideud.models.recognizer import THRESHOLD as DLIB_THRESHOLD
 from ideud.models.recognizers import TwoRecognizers
 from ideud.stream import blend as bl
+from ideud.stream.guard_occluded_refs import greyed, in_context
 from ideud.stream.render import crop_for, render
 from ideud.stream.restore_worker import RestoreWorker
 from ideud.stream.types import Crop, Frame, RestoreItem
@@ -63,13 +64,7 @@ def kept_occluder_passes(two: TwoRecognizers, frame, job, keep: tuple[Crop, np.n
     if refs is None:
         # this frame's person is the reference, with what is kept greyed out: a reference that
         # holds the very hand the output keeps would match it for the hand, not for the person
-        person = ctx_rgb.copy()
-        y0, x0 = max(0, shifted.y0), max(0, shifted.x0)
-        y1, x1 = min(person.shape[0], shifted.y1), min(person.shape[1], shifted.x1)
-        if y1 > y0 and x1 > x0:
-            sub = k[y0 - shifted.y0:y1 - shifted.y0, x0 - shifted.x0:x1 - shifted.x0] >= 128
-            person[y0:y1, x0:x1][sub] = 128
-        d0, e0 = two.person(person, pts)
+        d0, e0 = two.person(greyed(ctx_rgb, in_context(keep, ctx)), pts)
         refs = (np.asarray([d0]), np.asarray([e0]))
     d, s = two.measure(obfuscated(ctx_rgb, box, strength, mode, keep=(shifted, k)), pts, refs[0], refs[1],
                        edge_limit=edge_max, dlib_stop=DLIB_THRESHOLD)

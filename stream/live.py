@@ -42,6 +42,7 @@ from ideud.stream.live_io import (END, MAX_JUMP, MIN_STEP, NETWORK_SCHEMES, OUT_
                                   LiveSink, OutputClock, container_for, is_device, is_live_output, is_live_source,
                                   open_source, open_waiting, parse_duration, read_frames, redact, scheme,
                                   segment_name)
+from ideud.stream.options import options_report
 from ideud.stream.pipeline import FaceProcessor, Options, check_paths
 
 log = logging.getLogger("ideud.live")
@@ -344,7 +345,7 @@ class LiveRun:
             "output": {"path": self.dst if is_live_output(self.dst) else os.path.abspath(self.dst),
                        "files": self.sink.files, "frames": self.sink.frames, "codec": o.codec},
             "live": summary,
-            "options": {**{k: v for k, v in dataclasses.asdict(o).items() if k != "inject_faults"},
+            "options": {**options_report(o),
                         **{f"live_{f.name}": getattr(self.lo, f.name) for f in dataclasses.fields(self.lo)
                            if f.name != "on_event"}},  # (asdict would deep-copy the hook)
             "wall_s": summary["wall_s"], "fps": summary["output_fps"],

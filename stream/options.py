@@ -1,7 +1,7 @@
 """The options of a run (library and CLI): what each one does is next to its default."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Optional, Union
 
 
@@ -46,3 +46,12 @@ class Options:
     restore_processes: Optional[int] = None
     # test hook: stage name -> frame indices on which that stage raises
     inject_faults: dict = field(default_factory=dict)
+
+
+def options_report(o: Options) -> dict:
+    """The options as run, for reports and manifests, less the seed: with it (and the guard's
+    choice) anyone holding the output could redraw each track's noise and undo Step I. Only
+    whether one was given is written."""
+    d = {k: v for k, v in asdict(o).items() if k not in ("inject_faults", "seed")}
+    d["seed_given"] = o.seed is not None
+    return d

@@ -461,9 +461,8 @@ class FaceProcessor:
             s["propagated_frames"] = s.get("propagated_frames", 0) + 1
         s["last_frame"] = number
         self.face_frames += 1
-        n = self.identity.noise_of(tr.id)
-        if n is not None:
-            s["perturbation"] = n  # random draw (from the seed), not derived from the face
+        # the track's noise (and its seed) never go into the report: with them anyone holding the output
+        # could subtract the noise from the output's fitted code and undo Step I
         if job.reason is not None:
             s["fallback_frames"] += 1
             s["fallback_reasons"][job.reason] = s["fallback_reasons"].get(job.reason, 0) + 1
@@ -472,9 +471,7 @@ class FaceProcessor:
     def report(self) -> dict:
         tracks = []
         for tid, s in sorted(self.track_stats.items()):
-            n = s.get("perturbation")
-            tracks.append({**s, "sigma": self.o.scale,
-                           "perturbation": None if n is None else [round(float(v), 6) for v in n],
+            tracks.append({**s, "sigma": self.o.scale,  # sigma only: never the noise vector or a seed
                            **({"privacy": self.guard.track_report(tid)} if self.guard is not None else {})})
         return {"frames": self.frames, "restorer": self.restorer.name,
                 "restore_processes": getattr(self.restorer, "processes", 0),

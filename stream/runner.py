@@ -15,14 +15,13 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import asdict
 from typing import Callable, Optional
 
 from ideud.stream.decode import AudioPacket, VideoInfo, VideoSource, attach_small, image_exif, is_image, read_image
 from ideud.stream.encode import VideoSink, write_image
 from ideud.stream.errors import InputError, OutputError, UsageError
 from ideud.stream.detect_thread import DetectThread
-from ideud.stream.options import Options
+from ideud.stream.options import Options, options_report
 from ideud.stream.processor import FaceProcessor, PendingFrame
 from ideud.stream.types import Frame
 from ideud.stream.workers import DetectAhead, WorkerLost, resolve_processes
@@ -303,7 +302,7 @@ def deidentify(src: str, dst: str, options: Optional[Options] = None,
                    "audio_streams": sum(1 for s in sink.audio_out if s is not None),
                    "dropped_audio_streams": sink.dropped_audio_streams},
         "lost_packets": source.lost_packets, "decode_errors": source.errors,
-        "options": _options_report(o),
+        "options": options_report(o),
         "wall_s": round(wall, 3), "fps": round(order.frames / wall, 2) if wall > 0 else None,
         "processes": processes if ahead is not None else 1,  # this one and the detection workers
     })
@@ -313,10 +312,6 @@ def deidentify(src: str, dst: str, options: Optional[Options] = None,
                                   "ms_per_frame": round(1000 * ahead.worker_seconds / max(proc.frames, 1), 3),
                                   "calls": ahead.answered}
     return report
-
-
-def _options_report(o: Options) -> dict:
-    return {k: v for k, v in asdict(o).items() if k not in ("inject_faults",)}
 
 
 def _deidentify_image(src: str, dst: str, o: Options, processor: Optional[FaceProcessor]) -> dict:
@@ -334,6 +329,6 @@ def _deidentify_image(src: str, dst: str, o: Options, processor: Optional[FacePr
     report = proc.report()
     report.update({"input": {"width": frame.width, "height": frame.height, "image": True},
                    "output": {"path": os.path.abspath(dst), "frames": 1},
-                   "options": _options_report(o),
+                   "options": options_report(o),
                    "wall_s": round(time.perf_counter() - t0, 3)})
     return report

@@ -7,10 +7,14 @@ import re
 import numpy as np
 
 
+FORBIDDEN_KEYS = ("seed", "seeds", "perturbation", "noise")  # with them Step I could be undone
+CODE_SIZED = 12  # a list of this many numbers could be a code or a noise vector (the ID code has 40)
+
+
 def assert_nothing_of_the_person(report: dict, secrets) -> None:
     """`secrets`: the ID codes and embeddings the run held in memory. None of their values, no list as
-    long as an embedding, and no code-sized list but the perturbations (drawn from the track seed) may
-    appear in the report."""
+    long as an embedding and no code-sized list of numbers at all may appear in the report; nor a key
+    that names a seed or a perturbation (the noise, or the seed it is drawn from, undoes Step I)."""
     text = json.dumps(report)
     numbers = {float(x) for x in re.findall(r"-?\d+\.\d+(?:e-?\d+)?", text)}
     for vec in secrets:
@@ -25,18 +29,44 @@ def assert_nothing_of_the_person(report: dict, secrets) -> None:
             hits = sum(v in numbers for v in {round(v, digits) for v in values})
             assert hits <= allowed, f"{hits} of {len(values)} values of an ID code or embedding are in the report"
 
-    def lists(o, key=None):
-        if isinstance(o, dict):
-            for k, v in o.items():
-                yield from lists(v, k)
-        elif isinstance(o, list):
-            yield key, o
-            for v in o:
-                yield from lists(v, key)
-
-    for key, v in lists(json.loads(text)):
-        assert len(v) < 128, key  # an embedding's length
-        if len(v) >= 12 and all(isinstance(x, float) for x in v):
-            assert key == "perturbation", key
+    assert_no_way_back(report)
     for word in ("z_id", "embedding", "descriptor", "landmarks"):
         assert word not in text
+
+
+def _walk(o, key=None):
+    """(key, value) of every dict entry and every list (lists under the key that holds them)."""
+    if isinstance(o, dict):
+        for k, v in o.items():
+            yield k, v
+            yield from _walk(v, k)
+    elif isinstance(o, list):
+        yield key, o
+        for v in o:
+            yield from _walk(v, key)
+
+
+def assert_no_way_back(report: dict, seed=None, noises=()) -> None:
+    """Nothing in the report helps undo Step I: no key named seed or perturbation (at any depth), no
+    code-sized list of numbers; with `seed` (choose a distinctive one), not its value; with `noises`
+    (the tracks' noise vectors the run held in memory), none of their values as a report writes numbers."""
+    text = json.dumps(report)
+    doc = json.loads(text)
+    for key, v in _walk(doc):
+        assert str(key).lower() not in FORBIDDEN_KEYS, f"key {key!r} in the report"
+        if isinstance(v, list):
+            assert len(v) < 128, key  # an embedding's length
+            numbers = [x for x in v if isinstance(x, (int, float)) and not isinstance(x, bool)]
+            assert not (len(numbers) >= CODE_SIZED and any(isinstance(x, float) for x in numbers)), \
+                f"a code-sized list of numbers under {key!r}"
+    if seed is not None:
+        # as a number of its own (a distinctive seed: a small one is met by counts and sizes)
+        assert not re.search(rf"(?<![\d.]){int(seed)}(?![\d.])", text), "the seed's value is in the report"
+        assert doc.get("options", {}).get("seed_given", True) is True
+    found = {float(x) for x in re.findall(r"-?\d+\.\d+(?:e-?\d+)?", text)}
+    for n in noises:
+        values = [float(v) for v in np.ravel(n) if abs(v) > 1e-3]
+        assert values, "an empty noise vector checks nothing"
+        # as the report wrote them (6 digits); at 4 digits a timing meets one or two by chance
+        assert not any(round(v, 6) in found for v in values), "a value of a track's noise is in the report"
+        assert sum(round(v, 4) in found for v in set(values)) <= 2, "values of a track's noise are in the report"

@@ -116,3 +116,30 @@ def test_batch_shares_the_pipeline_checks(tmp_path):
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 2 and p.stderr.startswith("ideud-video: error:"), p.stderr
         assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_report_file_of_a_seeded_run_holds_neither_the_seed_nor_the_noise(face_clip, tmp_path):
+    """--report with --seed: with the noise, or the seed (and the guard's choice), anyone holding the
+    output and the report could subtract the noise from the output's fitted code and undo Step I."""
+    import json
+
+    from ideud.stream.pipeline import FaceProcessor, Options, deidentify
+    from report_checks import assert_no_way_back
+
+    seed = 918273645  # distinctive: its digits do not turn up in a report by chance
+    out, rep = tmp_path / "o.mp4", tmp_path / "r.json"
+    p = run(face_clip, out, "--report", rep, "--seed", seed, "--quiet")
+    assert p.returncode == 0, p.stderr
+    r = json.loads(rep.read_text())
+    assert r["tracks"] and r["options"]["seed_given"] is True and "seed" not in r["options"]
+    # the same seeded run in this process: the tracks' noise it held in memory (the same draws)
+    o = Options(seed=seed)
+    proc = FaceProcessor(o)
+    try:
+        mine = deidentify(str(face_clip), str(tmp_path / "same.mp4"), o, processor=proc)
+        noises = [proc.identity.noise_of(t["id"]) for t in mine["tracks"]]
+    finally:
+        proc.close()
+    assert noises and all(n is not None for n in noises)
+    assert_no_way_back(r, seed=seed, noises=noises)
+    assert_no_way_back(mine, seed=seed, noises=noises)

@@ -9,7 +9,8 @@ import pytest
 from clips import frame_pts, moving_faces, read_frames, read_planes, write_clip
 from conftest import IDENTIFYING_TAGS
 from ideud.stream.identity import perturbation
-from ideud.stream.pipeline import Options, deidentify
+from ideud.stream.pipeline import FaceProcessor, Options, deidentify
+from report_checks import assert_no_way_back
 
 
 def sha(path):
@@ -83,7 +84,8 @@ def test_every_frame_has_its_face_processed_by_one_track(lossless_run):
     assert len(tracks) == 1
     assert all(f["status"] == "deidentified" for fr in rep["frame_log"] for f in fr["faces"])
     (t,) = rep["tracks"]
-    assert t["frames"] == 30 and len(t["perturbation"]) == len(perturbation(0, 0.25)) and t["sigma"] == 0.25
+    assert t["frames"] == 30 and t["sigma"] == 0.25
+    assert "perturbation" not in t and "seed" not in t  # the noise never goes into a report
 
 
 def test_audio_copied_packet_for_packet(face_clip, mp4_run, tmp_path):
@@ -123,14 +125,26 @@ def test_metadata_stripped_unless_kept(face_clip, mp4_run, tmp_path):
         assert c.metadata.get("artist") == "Jane Doe"
 
 
+def run_noises(src, dst, o: Options) -> tuple[dict, dict]:
+    """The report, and each track's noise still held in memory at the end of the run (never in a report)."""
+    proc = FaceProcessor(o)
+    try:
+        rep = deidentify(str(src), str(dst), o, processor=proc)
+        return rep, {t["id"]: proc.identity.noise_of(t["id"]) for t in rep["tracks"]}
+    finally:
+        proc.close()
+
+
 @pytest.mark.slow
 def test_same_seed_same_output_other_seed_differs(face_clip, tmp_path):
     outs = []
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
         p = tmp_path / f"{name}.mkv"
-        rep = deidentify(str(face_clip), str(p), Options(codec="ffv1", seed=seed, audio=False))
-        outs.append((read_frames(p), rep["tracks"][0]["perturbation"]))
-    assert outs[0][1] == outs[1][1] != outs[2][1]
+        rep, noises = run_noises(face_clip, p, Options(codec="ffv1", seed=seed, audio=False))
+        (n,) = noises.values()
+        assert n is not None and len(n) == len(perturbation(0, 0.25))
+        outs.append((read_frames(p), n))
+    assert np.array_equal(outs[0][1], outs[1][1]) and not np.array_equal(outs[0][1], outs[2][1])
     assert all(np.array_equal(x, y) for x, y in zip(outs[0][0], outs[1][0]))
     assert any(not np.array_equal(x, y) for x, y in zip(outs[0][0], outs[2][0]))
 
@@ -140,9 +154,23 @@ def test_report_holds_nothing_identity_derived(lossless_run):
     text = json.dumps(rep)
     for word in ("z_id", "embedding", "descriptor", "landmarks", "crop"):
         assert word not in text
-    # only the perturbation vectors (12 numbers each) are code-sized lists
+    # no code-sized list at all, no seed, no perturbation (with either, Step I could be undone)
+    assert_no_way_back(rep)
+    assert rep["options"]["seed_given"] is True and "seed" not in rep["options"]
     for t in rep["tracks"]:
-        assert set(t) >= {"id", "frames", "sigma", "perturbation", "fallback_frames"}
+        assert set(t) >= {"id", "frames", "sigma", "fallback_frames"}
+
+
+def test_report_of_a_seeded_run_holds_neither_the_seed_nor_the_noise(face_clip, tmp_path):
+    """With the noise (or the seed and the guard's choice) anyone holding the output and the report
+    could subtract the noise from the output's fitted code: neither may be in the report."""
+    seed = 918273645  # distinctive: its digits do not turn up in a report by chance
+    rep, noises = run_noises(face_clip, tmp_path / "o.mp4", Options(seed=seed, audio=False))
+    assert rep["tracks"] and all(n is not None for n in noises.values())
+    assert_no_way_back(rep, seed=seed, noises=list(noises.values()))
+    assert rep["options"]["seed_given"] is True
+    rep, _ = run_noises(face_clip, tmp_path / "p.mp4", Options(audio=False, privacy="off", force=True))
+    assert rep["options"]["seed_given"] is False and "seed" not in rep["options"]
 
 
 def test_image_in_image_out(tmp_path):
@@ -192,10 +220,10 @@ def test_image_metadata_stripped_unless_kept(tmp_path, ext):
 
 def test_two_faces_get_two_tracks_and_different_perturbations(tmp_path):
     src = write_clip(tmp_path / "two.mp4", moving_faces(12, 640, 300, size=220, faces=2), audio=False)
-    rep = deidentify(str(src), str(tmp_path / "o.mp4"), Options(seed=5, frame_log=True, privacy="off"))
+    rep, noises = run_noises(src, tmp_path / "o.mp4", Options(seed=5, frame_log=True, privacy="off"))
     assert len(rep["tracks"]) == 2
-    a, b = rep["tracks"]
-    assert a["perturbation"] != b["perturbation"]
+    a, b = (noises[t["id"]] for t in rep["tracks"])
+    assert a is not None and b is not None and not np.allclose(a, b)
     assert all(len(fr["faces"]) == 2 for fr in rep["frame_log"])
     assert rep["fallback_face_frames"] == 0
 

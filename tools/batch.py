@@ -38,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--retries", type=int, default=3, help="retries of a task whose worker died (default 3)")
     c.add_argument("--format", dest="ext", metavar="EXT",
                    help="output container for videos, e.g. mkv (default: the input's extension)")
-    c.add_argument("--report", metavar="JSON", help="write every file's report (tracks, seeds, perturbations, timing)")
+    c.add_argument("--report", metavar="JSON", help="write every file's report (tracks, segments, timing)")
     c.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     # the pipeline options are the single-file command's own (same names, defaults and help)
     add_pipeline_arguments(p, skip=SINGLE_ONLY)

@@ -39,7 +39,8 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, skip: frozenset = frozens
     add(g, "--scale", type=float, default=d["scale"], metavar="SIGMA",
         help="standard deviation of the ID-code perturbation; 0.2-0.3 recommended (default %(default)s)")
     add(g, "--seed", type=int, default=d["seed"],
-        help="fix the random seed so a re-run gives the same fake identities (default: random per run)")
+        help="fix the random seed so a re-run gives the same fake identities (default: random per run); "
+             "it is never written to a report or manifest")
     add(g, "--restorer", default=d["restorer"],
         help="step II restorer: auto (default: the GAN with fetched weights and a CUDA GPU, else prior), "
              "prior (a new face from the appearance model learned on public-domain portraits), learned "
@@ -87,7 +88,7 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, skip: frozenset = frozens
              "An image's colour profile and alpha channel are always kept")
     add(out, "--force", action="store_true", help="replace an existing output file")
     add(out, "--report", metavar="JSON",
-        help="write a JSON report: per track frames, sigma, perturbation, fallbacks; timings per stage")
+        help="write a JSON report: per track frames, sigma, fallbacks, the guard's decisions; timings per stage")
     add(out, "-q", "--quiet", action="count", default=0,
         help="no progress bar or summary; twice (-qq): also no line saying which restorer tier runs")
 

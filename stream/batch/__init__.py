@@ -31,11 +31,11 @@ through a temp file renamed into place, so a retry never duplicates output):
            twice, the output has the input's frame count and pts.
 
 The driver appends one JSON line per finished file to `OUT/ideud-manifest.jsonl`:
-done (size and SHA-256 of the first 64 KiB of the output, frames, seeds)
+done (size and SHA-256 of the first 64 KiB of the output, frames, tracks)
 or failed (one-line error). A re-run skips a file whose last record is done
 with the same pipeline options and whose output still has that size and
-header hash. Nothing derived from a face's identity is written (seeds and
-perturbations are random draws, not measurements).
+header hash. Nothing derived from a face's identity is written, and nothing that
+helps undo the de-identification either: no seed, no noise vector, no hash of one.
 
 Paths must be the same on the driver and every worker (a shared filesystem).
 

@@ -22,6 +22,8 @@ from ideud.stream.batch.work import remote_functions, segment_ext
 from ideud.stream.errors import InputError, OutputError, UsageError
 
 WORK_DIR = ".ideud-batch"  # intermediate segments, inside OUT
+# what a global track shows in the report; a seed or noise never does (with it Step I could be undone)
+REPORT_TRACK_KEYS = ("id", "segments", "first_frame", "last_frame")
 
 
 @dataclass
@@ -212,14 +214,13 @@ class BatchDriver:
                   job.key, "concat")
 
     def on_whole(self, job: FileJob, rep: dict) -> None:
-        for t in rep.get("tracks", []):
-            t.setdefault("seed", None)
         rep["segments"] = []
         self.finish(job, self.done_record(job, rep.pop("stamp"), rep, 1), rep)
 
     def on_concat(self, job: FileJob, res: dict) -> None:
         segs = [{**job.pass2[i], "pass1_wall_s": job.pass1[i].get("wall_s")} for i in range(len(job.plan.segments))]
-        rep = {"frames": res["frames"], "tracks": [{k: v for k, v in g.items() if k != "members"} for g in job.globals],
+        # the global tracks' public fields only: never a seed (job.globals is internal)
+        rep = {"frames": res["frames"], "tracks": [{k: g[k] for k in REPORT_TRACK_KEYS if k in g} for g in job.globals],
                "segments": segs, "face_frames": sum(s["face_frames"] for s in segs),
                "fallback_face_frames": sum(s["fallback_face_frames"] for s in segs),
                "failed_frames": sum(s["failed_frames"] for s in segs),

@@ -1,7 +1,6 @@
 """The manifest (OUT/ideud-manifest.jsonl): one JSON line per finished file, and what a re-run may skip."""
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -9,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Optional
 
 from ideud.stream.errors import UsageError
+from ideud.stream.options import options_report
 
 MANIFEST = "ideud-manifest.jsonl"
 HEADER_BYTES = 65536
@@ -23,9 +23,11 @@ def file_stamp(path: str) -> dict:
 
 
 def options_fingerprint(options) -> str:
-    """Pipeline settings that change an output (not force/progress/logging)."""
-    d = {k: v for k, v in dataclasses.asdict(options).items()
-         if k not in ("force", "progress", "frame_log", "inject_faults", "track_only")}
+    """Pipeline settings that change an output (not force/progress/logging). Not the seed itself
+    (the manifest sits beside the outputs, and a short hash of a small seed is found by trying
+    them): only whether one was given. Another seed alone does not redo a done file: --force does."""
+    d = {k: v for k, v in options_report(options).items()
+         if k not in ("force", "progress", "frame_log", "track_only")}
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

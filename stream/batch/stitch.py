@@ -28,7 +28,9 @@ def stitch(segments: list[Segment], pass1: list[dict], seed: Optional[int],
 
     `pass1[k]["tracks"]` maps a local track id (str or int) to {"first", "first_box", "last", "boxes":
     {frame: box}} with boxes in the pre-roll (head) and the next segment's pre-roll (tail).
-    Returns (global tracks, per segment {local id: {"global", "seed", "first", "first_box"}}).
+    Returns (global tracks, per segment {local id: {"global", "seed", "first", "first_box", "choice",
+    "picks"}}). The seeds are only in the per-segment records, which go to pass 2 and nowhere else;
+    the global tracks go into the user's report and hold no seed (with it Step I could be undone).
     """
     parent: dict = {}
 
@@ -67,7 +69,7 @@ def stitch(segments: list[Segment], pass1: list[dict], seed: Optional[int],
     for gid, members in enumerate(order, start=1):
         s = int(rng.integers(0, 2**63 - 1))
         members = sorted(members)
-        glob_tracks.append({"id": gid, "seed": s, "segments": sorted({k for k, _ in members}),
+        glob_tracks.append({"id": gid, "segments": sorted({k for k, _ in members}),
                             "members": [[k, lid] for k, lid in members],
                             "first_frame": min(tracks[k][lid]["first"] for k, lid in members),
                             "last_frame": max(tracks[k][lid]["last"] for k, lid in members)})

@@ -240,11 +240,11 @@ def pass2(src: str, seg: Segment, options, seeds: dict, detections: Optional[dic
     for t in rep["tracks"]:
         rec = policy.by_local.get(t["id"])
         last = seg.pre + t.get("last_frame", t["first_frame"])
+        # no seed and no noise: they go to the user's report, and with them Step I could be undone
         local[t["id"]] = {"track": None if rec is None else rec["global"], "local": t["id"],
-                          "seed": None if rec is None else rec["seed"], "in_output": last >= seg.start,
+                          "in_output": last >= seg.start,
                           "first_frame": seg.pre + t["first_frame"], "last_frame": last, "frames": t["frames"],
-                          "fallback_frames": t["fallback_frames"], "sigma": t["sigma"],
-                          "perturbation": t["perturbation"]}
+                          "fallback_frames": t["fallback_frames"], "sigma": t["sigma"]}
     return {"index": seg.index, "pre": seg.pre, "start": seg.start, "end": seg.end, "frames_written": seg.written,
             "tracks": list(local.values()), "unmatched_spawns": policy.unmatched,
             "face_frames": rep["face_frames"], "fallback_face_frames": rep["fallback_face_frames"],

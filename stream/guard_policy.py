@@ -18,7 +18,12 @@ MODES = ("off", "balanced", "strict")
 #: more between draws of one step (0.19-0.5 on build portraits) than between steps; no level subtracts
 #: the person's code (a mirror of the output undoes that: the inversion check refused ~2.5x more
 #: candidates with it, for no fewer obfuscated faces); sigma x2.5 pinched and stretched faces visibly.
-STEPS = ((1.0, 0), (1.0, 1), (2.0, 1), (2.0, 2), (1.0, 3), (2.0, 3), (1.0, 4), (2.0, 4))
+#: Steps from SOFTENED_FROM on draw again with the band around the face blurred (stream/soften.py):
+#: what the method keeps of the person (hair, ears, outline) is what often holds a face over EdgeFace's
+#: limit after every other step, and a soft halo round a new face beats obfuscating the whole box.
+STEPS = ((1.0, 0), (1.0, 1), (2.0, 1), (2.0, 2), (1.0, 3), (2.0, 3), (1.0, 4), (2.0, 4),
+         (1.0, 0), (1.0, 1), (2.0, 2), (2.0, 4))
+SOFTENED_FROM = 8
 MAX_REFERENCES = 4  # embeddings of the person per track (different poses)
 # a re-check keeps dlib's last distance when the output's EdgeFace chip is at least this close to the
 # output fully checked last (genuine views of one photo: mean 0.92-0.995; different people: p99 0.214)
@@ -107,6 +112,7 @@ def track_report(st: _Track, policy: Policy) -> dict:
             "best_candidate": best,
             "tau": policy.tau, "edgeface_max": policy.edge_max,
             "step": st.step, "level": st.level, "sigma": round(st.sigma, 4),
+            "softened": st.status == "verified" and st.step >= SOFTENED_FROM,
             "checks": st.checks, "searches": st.searches, "candidates": st.candidates,
             "fallback_frames": st.fallback_frames, "fallback_why": dict(st.fallback_why),
             "mosaic_strength": st.mosaic,

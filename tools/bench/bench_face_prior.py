@@ -210,6 +210,10 @@ def make_config(cfg: str):
     return make_restorer(cfg)
 
 
+def _rounded(v: Optional[float]) -> Optional[float]:
+    return None if v is None else round(float(v), 3)
+
+
 def _stats(d: Sequence[float]) -> dict:
     d = [x for x in d if x is not None]
     if not d:
@@ -245,7 +249,7 @@ def bench(names: Sequence[str], folder: Path, out: Path, configs: Sequence[str],
     for cfg in configs:
         robj = make_config(cfg)
         dist, found, cos, cos2, traits, t0 = [], 0, [], [], [], time.perf_counter()
-        outs, guard = {}, {"obfuscated_portraits": 0, "steps": {}}
+        outs, guard, rows = {}, {"obfuscated_portraits": 0, "steps": {}}, []
         for i, n in enumerate(names):
             dst = out / f"{Path(n).stem}.{cfg}.png"
             rep = run_pipeline(folder / n, dst, robj, robj.name, seed=first + i, detector=detector,
@@ -267,6 +271,10 @@ def bench(names: Sequence[str], folder: Path, out: Path, configs: Sequence[str],
             traits.append((t_orig[n], face_traits(outs[n], emb.marker)))
             if second is not None:  # None where the output has no face (obfuscated): not counted
                 cos2.append(second.cos(originals[n], outs[n]))
+            steps = [(t.get("privacy") or {}) for t in rep["tracks"]]
+            rows.append({"index": first + i, "steps": [p.get("step") for p in steps],
+                         "softened": any(p.get("softened") for p in steps), "dlib": _rounded(dist[-1]),
+                         "edgeface": _rounded(cos[-1]), **({"second": _rounded(cos2[-1])} if second else {})})
         pairs = [float(np.linalg.norm(a - b)) for a, b in
                  zip([emb.dlib(outs[n])[0] for n in names[:-1]], [emb.dlib(outs[n])[0] for n in names[1:]])
                  if a is not None and b is not None]
@@ -274,11 +282,12 @@ def bench(names: Sequence[str], folder: Path, out: Path, configs: Sequence[str],
                         "edgeface": _edge_stats(cos, emb), "trait_mismatch": _trait_stats(traits),
                         "seconds_per_portrait": round((time.perf_counter() - t0) / max(len(names), 1), 2)}
         if PRIVACY["mode"] != "off":
-            results[cfg]["guard"] = guard
+            results[cfg]["guard"] = {**guard, "softened_portraits": sum(r["softened"] for r in rows)}
+        results[cfg]["per_portrait"] = rows  # numbers only: the held-out index, steps, distances
         if second is not None:
             results[cfg]["second_opinion"] = _edge_stats(cos2, second)
         outputs[cfg] = outs
-        log(f"{cfg}: {results[cfg]}")
+        log(f"{cfg}: { {k: v for k, v in results[cfg].items() if k != 'per_portrait'} }")
     orig_pairs = [float(np.linalg.norm(e_orig[a][0] - e_orig[b][0])) for a, b in zip(names[:-1], names[1:])
                   if e_orig[a][0] is not None and e_orig[b][0] is not None]
     results["original_pairs"] = _stats(orig_pairs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -43,18 +44,23 @@ def portrait_head(index: int, size: int = 200, split: str = "held_out") -> np.nd
     raise FileNotFoundError(f"no {split} portrait with a detectable face")
 
 
-def portrait_mesh(index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """`portrait_head(index, size)` and its FaceMesh fit ((468, 3), image pixels)."""
+def mesh_of(rgb: np.ndarray) -> Optional[np.ndarray]:
+    """FaceMesh's fit ((468, 3), image pixels) of the biggest face CenterFace finds, or None."""
     from ideud.models import facemesh as fm
     from ideud.stream.detect import make_detector
 
-    head = portrait_head(index, size)
-    f = max(make_detector("centerface").detect(head), key=lambda f: f.size)
+    f = max(make_detector("centerface").detect(rgb), key=lambda f: f.size)
     mesh = fm.FaceMesh()
     try:
-        lm = mesh(head, fm.roi_from_keypoints(f.box, f.keypoints[0], f.keypoints[1]))
+        return mesh(rgb, fm.roi_from_keypoints(f.box, f.keypoints[0], f.keypoints[1]))
     finally:
         mesh.close()
+
+
+def portrait_mesh(index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """`portrait_head(index, size)` and its FaceMesh fit ((468, 3), image pixels)."""
+    head = portrait_head(index, size)
+    lm = mesh_of(head)
     if lm is None:
         raise ValueError(f"no face mesh on held-out portrait {index}")
     return head, lm

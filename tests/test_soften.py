@@ -6,22 +6,16 @@ from __future__ import annotations
 import numpy as np
 
 from clips import astronaut
-from ideud.models import facemesh as fm
+from footage import mesh_of
 from ideud.stream import guard as gd
 from ideud.stream import soften as sf
-from ideud.stream.detect import make_detector
 from ideud.stream.pipeline import FaceProcessor, Options
 from ideud.stream.types import Crop
 from test_guard import frame_of, portrait
 
 
 def _mesh(rgb: np.ndarray) -> np.ndarray:
-    f = max(make_detector("centerface").detect(rgb), key=lambda f: f.size)
-    mesh = fm.FaceMesh()
-    try:
-        lm = mesh(rgb, fm.roi_from_keypoints(f.box, f.keypoints[0], f.keypoints[1]))
-    finally:
-        mesh.close()
+    lm = mesh_of(rgb)
     assert lm is not None
     return lm[:, :2]
 

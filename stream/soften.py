@@ -30,6 +30,7 @@ SIGMA = 0.08  # blur of the band, as a share of the face width
 INNER_FEATHER = 0.02  # feather of the sharp face's edge, share of the face width
 OUTER_FEATHER = 0.08  # feather of the band's outer edge
 WORK_SIGMA = 3.0  # the blur runs on a copy shrunk until its sigma is this many pixels (large faces)
+MASK_WIDTH = 100.0  # the band's mask is drawn with the face at most this wide, then enlarged (smooth anyway)
 
 
 def _geometry(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -86,10 +87,14 @@ def soften_rgb(rgb: np.ndarray, pts: np.ndarray, keep: Optional[np.ndarray] = No
     """(blurred image, float mask of the band) for a face with these points in `rgb`'s pixels;
     `keep` (bool, same pixels): an occluder in front of the face, left as it is."""
     oval, centre, fw = _geometry(pts)
-    shape = rgb.shape[:2]
-    inner = _feathered(shape, centre + (oval - centre) * INNER, INNER_FEATHER * fw)
-    outer = _feathered(shape, centre + (oval - centre) * BAND, OUTER_FEATHER * fw)
+    h, w = rgb.shape[:2]
+    k = min(1.0, MASK_WIDTH / fw)
+    shape = (max(1, round(h * k)), max(1, round(w * k)))
+    inner = _feathered(shape, (centre + (oval - centre) * INNER) * k, INNER_FEATHER * fw * k)
+    outer = _feathered(shape, (centre + (oval - centre) * BAND) * k, OUTER_FEATHER * fw * k)
     mask = outer * (1.0 - inner)
+    if k < 1.0:
+        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
     if keep is not None:
         mask[keep] = 0.0
     mask[mask < 1.0 / 255.0] = 0.0

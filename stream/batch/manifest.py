@@ -25,7 +25,8 @@ def file_stamp(path: str) -> dict:
 def options_fingerprint(options) -> str:
     """Pipeline settings that change an output (not force/progress/logging). Not the seed itself
     (the manifest sits beside the outputs, and a short hash of a small seed is found by trying
-    them): only whether one was given. Another seed alone does not redo a done file: --force does."""
+    them): only whether one was given. Another seed alone does not redo a done file (delete the
+    manifest to redo it)."""
     d = {k: v for k, v in options_report(options).items()
          if k not in ("force", "progress", "frame_log", "track_only")}
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -214,6 +214,23 @@ def animals(n: int, width: int, height: int) -> list[np.ndarray]:
     return out
 
 
+def animals_at(indices, n: int = 1000, width: int = 640, height: int = 360) -> dict[int, np.ndarray]:
+    """Only the frames `indices` of `animals(n, ...)` (the pictures holding them panned, no other):
+    a find of the bench's animals set replayed without making the whole set."""
+    dogs = dogs_jpg()
+    pictures = [] if dogs is None else [lambda: dogs]
+    pictures += [lambda s=s: _skimage(s) for s in SKIMAGE_OBJECTS]
+    wanted, out, start = set(indices), {}, 0
+    for k, pic in enumerate(pictures):
+        m = n // len(pictures) + (k < n % len(pictures))
+        here = [i for i in wanted if start <= i < start + m]
+        if here:
+            frames = pan_zoom(pic(), m, width, height, phase=0.7 * k)
+            out.update({i: frames[i - start] for i in here})
+        start += m
+    return out
+
+
 MAKERS = {"mandelbrot": mandelbrot, "patterns": patterns, "text": text_pages, "textures": textures,
           "animals": animals}
 

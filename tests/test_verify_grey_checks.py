@@ -2,17 +2,20 @@
 `grey_veto_sharpened`): the grey Mandelbrot false faces the older checks kept
 (tools/bench/bench_false_faces.py `--grey`) are dropped, grey real faces are still kept (one more
 heavily blurred one than before), and dogs.jpg's printed face (a real face inside the animals set)
-is kept where it is found, and covered in the set.
+is kept where it is found, and covered in the set. The grey blurred animals set's last false face (a
+cracker box's logo the tiny views take for a face) is replayed: no cue with a margin drops it yet.
 
 Real components: CenterFace, the verifier's confirmers, dlib's CNN, FFmpeg's Mandelbrot source,
 the PASCAL photos and dogs.jpg (../shared/testdata), build portraits."""
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pytest
 
-from false_face_sets import (DOGS_PRINTED_FACE, TESTDATA, detector_input, dogs_jpg, found, hard_faces,
+from false_face_sets import (DOGS_PRINTED_FACE, TESTDATA, animals_at, detector_input, dogs_jpg, found, hard_faces,
                              heavily_blurred_build_faces, mandelbrot_at, pan_zoom)
 from ideud.stream.detect import find_centerface_model
 from ideud.stream.verify import VerifyingDetector, VerifyPolicy, face_crop, fine_detail
@@ -22,6 +25,11 @@ pytestmark = pytest.mark.skipif(find_centerface_model() is None, reason="no Cent
 # Frames of the 1,000-frame grey Mandelbrot set whose find the verifier kept before these checks
 SMALL_FIND = 196  # 15.5 px in the detector's input: under `min_judged_px`, kept unjudged
 CNN_ONLY_FIND = 810  # 36 px and sharp: every cue said no but dlib's CNN
+# The frame of the 1,000-frame animals set, grey and blurred 2 px (tools/bench/bench_false_faces.py
+# --free-only --grey --blur 2 --kinds animals --dump-kept), whose one find the verifier keeps: a
+# cracker box's logo behind the dogs, a 20 px find in the detector's input (frame box below)
+LOGO_FRAME = 89
+LOGO_BOX = (375.2, 33.9, 397.0, 62.4)
 
 
 def _grey(frame: np.ndarray) -> np.ndarray:
@@ -141,3 +149,57 @@ def test_heavily_blurred_grey_face_a_weak_confirmer_took_is_not_vetoed(detectors
     assert on_faces and all(not verified.is_false(small, f, scale) for f in on_faces)
     unchecked = VerifyingDetector(bare, VerifyPolicy(grey_veto_sharpened=False))  # as before
     assert any(unchecked.is_false(small, f, scale) for f in on_faces)
+
+
+def _grey_blurred_logo():
+    """The frame of the logo find as the bench makes it: greyed, then blurred (sigma 2 px)."""
+    return cv2.GaussianBlur(_grey(animals_at([LOGO_FRAME])[LOGO_FRAME]), (0, 0), 2.0)
+
+
+def _logo_finds(detectors):
+    if dogs_jpg() is None:
+        pytest.skip("no dogs.jpg")
+    bare = detectors[0]
+    small, scale, finds = _finds(bare, _grey_blurred_logo())
+    return small, scale, [f for f in finds if np.abs(np.asarray(f.box) - LOGO_BOX).max() < 1.0]
+
+
+def test_grey_blurred_logo_is_kept_by_the_tiny_views_alone(detectors):
+    """Replays the residual false face: the bare detector finds the logo, every cue but the tiny
+    views says no (the sharpened look scores it under its bar), and the tiny views keep it."""
+    bare, verified = detectors
+    p = verified.policy
+    small, scale, logo = _logo_finds(detectors)
+    assert len(logo) == 1
+    f = logo[0]
+    box = np.asarray(f.box, np.float64) / [scale[0], scale[1], scale[0], scale[1]]
+    crop = face_crop(small, box)[0]
+    assert _px(f, scale) < p.tiny_view_max_px and fine_detail(small, box) <= p.sharp_max_detail
+    assert verified.confirmers.tiny(small, box) >= p.tiny_view_score
+    assert verified.sharp_redetect(crop) < p.sharp_redetect_keep
+    assert verified.confirmers.run("cnn", crop) <= 0
+    untiny = VerifyingDetector(bare, VerifyPolicy(tiny_view_score=math.inf))
+    untiny.confirmers = verified.confirmers
+    assert untiny.is_false(small, f, scale)  # without the tiny views it is dropped
+
+
+@pytest.mark.xfail(strict=True, reason="no cue with a margin found: the logo scores like the grey heavily "
+                                       "blurred real faces the tiny views keep (README, false faces)")
+def test_grey_blurred_logo_is_dropped(detectors):
+    _, verified = detectors
+    small, scale, logo = _logo_finds(detectors)
+    assert logo and all(verified.is_false(small, f, scale) for f in logo)
+
+
+def test_grey_heavily_blurred_face_only_the_tiny_views_keep_is_kept(detectors):
+    """Build portraits 8-11 at 40 px, blurred with sigma = size / 10, grey: one face is a 26 px find
+    that every cue but the tiny views rejects (the sharpened look 0.31), like the logo above (tiny
+    views 0.74 here, 0.73 there). It is kept; whatever drops the logo must keep it."""
+    bare, verified = detectors
+    frame, gt = heavily_blurred_build_faces(8, 40, 10.0)
+    small, scale, finds = _finds(bare, _grey(frame))
+    on_faces = [f for f in finds if found(gt, [f.box]).any()]
+    assert on_faces and not any(verified.is_false(small, f, scale) for f in on_faces)
+    untiny = VerifyingDetector(bare, VerifyPolicy(tiny_view_score=math.inf))
+    untiny.confirmers = verified.confirmers
+    assert any(untiny.is_false(small, f, scale) for f in on_faces)

@@ -3,7 +3,7 @@
     python tools/bench/bench_false_faces.py [--frames 1000] [--portraits 24] [--first 0] [--split build]
                                             [--real-only | --free-only] [--sets pascal,hard,heavy,footage]
                                             [--kinds mandelbrot,...] [--blur SIGMA] [--grey] [--grey-real]
-                                            [--no-sharpened] [--json out.json]
+                                            [--no-sharpened] [--json out.json] [--dump-kept kept.json]
 
 Face-free footage (tests/false_face_sets.py, made here, 640x360): a Mandelbrot zoom, patterns,
 text pages, textures, animals/objects panned and zoomed; `--frames` of each. Every detection there
@@ -29,7 +29,10 @@ grey checks" counts as the verifier without `grey_small_*`, `grey_cnn_recheck` a
 `grey_veto_sharpened` (the grey finds it drops, re-asked without them). `--split build` makes the
 portrait sets from the build portraits (what the verifier's numbers were tuned on) instead of the
 held-out ones. "added ms" is the verifier's time per frame (wall, mean over the frames, and the
-slowest frame; one thread; confirmers built beforehand).
+slowest frame; one thread; confirmers built beforehand). `--dump-kept` writes the face-free finds
+the verifier keeps (kind, alteration, frame index, box in frame pixels, score): replay one with
+tests/false_face_sets.py (`face_free`, or `animals_at` / `mandelbrot_at` for one frame) and
+`altered` here, without running the whole set again.
 """
 from __future__ import annotations
 
@@ -123,12 +126,17 @@ def altered(frame: np.ndarray, blur: float = 0.0, grey: bool = False) -> np.ndar
     return cv2.GaussianBlur(frame, (0, 0), blur) if blur > 0 else frame
 
 
-def face_free_numbers(c: Counter, kind: str, n: int, blur: float = 0.0, grey: bool = False) -> dict:
+def face_free_numbers(c: Counter, kind: str, n: int, blur: float = 0.0, grey: bool = False,
+                      kept: list | None = None) -> dict:
+    """The counts for one face-free set; the finds the verifier keeps are added to `kept` (dicts)."""
     frames = [altered(f, blur, grey) for f in face_free(kind, n)]
     before = after = sharp_only = no_grey = 0
     secs = []
-    for fr in frames:
+    for i, fr in enumerate(frames):
         b, a, s, so, ng = c.run(fr)
+        if kept is not None:
+            kept += [{"kind": kind, "blur": blur, "grey": grey, "frames": n, "frame": i,
+                      "box": [round(float(v), 2) for v in f.box], "score": round(float(f.score), 4)} for f in a]
         before, after = before + len(b), after + len(a)
         sharp_only, no_grey = sharp_only + len(so), no_grey + len(ng)
         secs.append(s)
@@ -235,6 +243,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-sharpened", action="store_true",
                     help="the sharpened look's bar out of reach: the verifier's decisions before it")
     ap.add_argument("--json", help="write the numbers here too")
+    ap.add_argument("--dump-kept", help="write the face-free finds the verifier keeps here (JSON)")
     a = ap.parse_args(argv)
     sets = set(a.sets.split(","))
     if not sets <= {"pascal", "hard", "heavy", "footage"}:
@@ -246,8 +255,9 @@ def main(argv=None) -> int:
     c = Counter(VerifyPolicy(sharp_redetect_keep=math.inf) if a.no_sharpened else None)
     res = {"face_free": {}, "real": {}}
     alteration = (f", blur {a.blur:g} px" if a.blur > 0 else "") + (", grey" if a.grey else "")
+    kept = []
     for kind in [] if a.real_only else a.kinds.split(","):
-        res["face_free"][kind + alteration] = face_free_numbers(c, kind, a.frames, a.blur, a.grey)
+        res["face_free"][kind + alteration] = face_free_numbers(c, kind, a.frames, a.blur, a.grey, kept)
         print(kind + alteration, res["face_free"][kind + alteration], file=sys.stderr, flush=True)
     real = {}
     if not a.free_only and "pascal" in sets:
@@ -276,6 +286,8 @@ def main(argv=None) -> int:
     print(table(res))
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
+    if a.dump_kept:
+        Path(a.dump_kept).write_text(json.dumps(kept, indent=1) + "\n")
     return 0
 
 

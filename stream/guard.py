@@ -102,7 +102,8 @@ from ideud.stream import blend as bl
 from ideud.stream.guard_inversion import inverses_for, undone_by_edgeface, undone_passes_dlib
 from ideud.stream.guard_occluded_refs import kept_references, masked_reference
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
-                                       SOFTENED_FROM, STEPS, Policy, _Track, track_report)
+                                       SOFTENED_FROM, STEPS, Policy, _Track, count_fallback, softening,
+                                       track_report)
 from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, finish_candidate,  # noqa: F401
                                       kept_occluder_passes, looks_like_face, obfuscated, occluder_keep, render_candidate,
                                       start_candidate, verified_mosaic, with_occluders)
@@ -144,7 +145,7 @@ class PrivacyGuard:
             st = self._tracks[track.id] = _Track(seed=track.seed, appearance=track.seed, sigma=self.sigma)
         st.since_check += 1
         if st.status == "obfuscated" and not (_good(rendering) and st.since_check >= self.policy.retry_every):
-            _count(st, "no_candidate_passed")
+            count_fallback(st, "no_candidate_passed")
             return "privacy"
         return None
 
@@ -173,7 +174,7 @@ class PrivacyGuard:
             finally:
                 st.seconds += time.perf_counter() - t0
             if res is None:
-                _count(st, "searching" if st.cursor is not None else
+                count_fallback(st, "searching" if st.cursor is not None else
                        "no_candidate_passed" if st.status == "obfuscated" else "check_failed")
             out.append(None if res is None else (job, *res))
         return out
@@ -197,7 +198,7 @@ class PrivacyGuard:
                                                   st.level, st.appearance),
                                  occluder_keep(frame, job.rendering, job.rendered), OCCLUDED_MAX)
         if res is None:
-            _count(st, "searching" if st.cursor is not None else "not_verified")
+            count_fallback(st, "searching" if st.cursor is not None else "not_verified")
             return None
         return (job, *res)
 
@@ -331,7 +332,7 @@ class PrivacyGuard:
                                                       st.appearance), occ, OCCLUDED_MAX)
             st.status = "verified"
         if st.status == "verified" and current is not None:
-            img, pts = candidate_output(ctx_rgb, ctx, *current, softened=_softened(frame, st.step, occluder))
+            img, pts = candidate_output(ctx_rgb, ctx, *current, softened=softening(frame, st.step, occluder))
             dref, eref = self._refs(st)
             # EdgeFace on every view in one batch; the chip's embedding (view 0) is the output's
             sims, views = self.two.edge_similarity([(img, pts)], eref, embeddings=True)
@@ -435,7 +436,7 @@ class PrivacyGuard:
                     cand = first if handle is None else with_occluders(finish_candidate(handle), occ, OCCLUDED_MAX)
                     if cand is not None:
                         group.append((j, cand, *candidate_output(ctx_rgb, ctx, *cand,
-                                                                 softened=_softened(frame, step, occluder))))
+                                                                 softened=softening(frame, step, occluder))))
                 st.candidates += len(group)
                 if not group:
                     continue
@@ -491,16 +492,6 @@ class PrivacyGuard:
         (0.6) applies in strict mode too: a face-less fill sits only ~0.61-0.74 from anyone."""
         st.mosaic, st.mosaic_check = verified_mosaic(self.two, ctx_rgb, pts, *self._refs(st),
                                                      self.policy.edge_max, start=st.mosaic)
-
-
-def _count(st: _Track, why: str) -> None:
-    st.fallback_frames += 1
-    st.fallback_why[why] = st.fallback_why.get(why, 0) + 1
-
-
-def _softened(frame, step: int, occluder) -> Optional[tuple]:
-    """What `candidate_output` needs to soften a candidate of this step as the blend stage will."""
-    return (frame.width, frame.height, occluder) if step >= SOFTENED_FROM else None
 
 
 def _good(r) -> bool:

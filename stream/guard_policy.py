@@ -124,3 +124,14 @@ def track_report(st: _Track, policy: Policy) -> dict:
             "refreshed": st.refreshed, "dlib_reused": st.dlib_reused, "seconds": round(st.seconds, 3),
             # (step, candidate) of a verified track: nothing of the person, shareable (batch segments)
             "choice": list(st.choice) if st.status == "verified" and st.choice is not None else None}
+
+
+def count_fallback(st: _Track, why: str) -> None:
+    st.fallback_frames += 1
+    st.fallback_why[why] = st.fallback_why.get(why, 0) + 1
+
+
+def softening(frame, step: int, occluder) -> Optional[tuple]:
+    """What `guard_views.candidate_output` needs to soften a candidate of this step as the blend
+    stage will (stream/soften.py): the frame's size and this frame's occluder; None before SOFTENED_FROM."""
+    return (frame.width, frame.height, occluder) if step >= SOFTENED_FROM else None

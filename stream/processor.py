@@ -432,8 +432,7 @@ class FaceProcessor:
                 face_rgb = bl.match_colour(face_rgb, job.item.image, job.rendered.mask)
                 bl.paste_rgb(frame, job.rendered.crop, face_rgb, job.rendered.mask)
                 if self.guard is not None and self.guard.softened(job.track.id):
-                    # the guard cleared this face with its surroundings blurred: drawn so, never reused
-                    # (a reused face is pasted without them)
+                    # cleared with its surroundings blurred: drawn so, never reused (that pastes the face alone)
                     soften_frame(frame, job.rendered.target + job.rendered.crop.offset, job.occluder)
                     self.reuse.forget(job.track.id)
                     continue
@@ -468,8 +467,7 @@ class FaceProcessor:
             s["propagated_frames"] = s.get("propagated_frames", 0) + 1
         s["last_frame"] = number
         self.face_frames += 1
-        # the track's noise (and its seed) never go into the report: with them anyone holding the output
-        # could subtract the noise from the output's fitted code and undo Step I
+        # never the track's noise or seed in the report: with them Step I could be undone from the output
         if job.reason is not None:
             s["fallback_frames"] += 1
             s["fallback_reasons"][job.reason] = s["fallback_reasons"].get(job.reason, 0) + 1

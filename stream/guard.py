@@ -175,7 +175,7 @@ class PrivacyGuard:
                 st.seconds += time.perf_counter() - t0
             if res is None:
                 count_fallback(st, "searching" if st.cursor is not None else
-                       "no_candidate_passed" if st.status == "obfuscated" else "check_failed")
+                               "no_candidate_passed" if st.status == "obfuscated" else "check_failed")
             out.append(None if res is None else (job, *res))
         return out
 

@@ -15,8 +15,8 @@ from ideud.models.recognizers import TwoRecognizers
 from ideud.stream import blend as bl
 from ideud.stream.guard_occluded_refs import greyed, in_context
 from ideud.stream.render import crop_for, render
-from ideud.stream.soften import soften_context
 from ideud.stream.restore_worker import RestoreWorker
+from ideud.stream.soften import soften_context
 from ideud.stream.types import Crop, Frame, RestoreItem
 
 CONTEXT = 0.65  # the checked region: the face box grown by this much each side (FaceMesh needs ~0.6)

@@ -39,8 +39,6 @@ Per track
        step 5  sigma x2, restorer level 3
        step 6  sigma x1, restorer level 4 (prior: widest shading scale; bank: its last level again)
        step 7  sigma x2, restorer level 4 (why steps 4-7 are more draws: guard_policy.STEPS)
-       step 8-11  steps 0, 1, 3 and 7 again with the band around the face blurred (SOFTENED_FROM:
-               hair and ears next to the face softened, stream/soften.py); checked as drawn
        else    the track is obfuscated (a new search every `retry_every` frames, at a good frame)
 
    A restorer without levels (classic, gan) renders the same face at every level, so for it the
@@ -102,8 +100,7 @@ from ideud.stream import blend as bl
 from ideud.stream.guard_inversion import inverses_for, undone_by_edgeface, undone_passes_dlib
 from ideud.stream.guard_occluded_refs import kept_references, masked_reference
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
-                                       SOFTENED_FROM, STEPS, Policy, _Track, count_fallback, softening,
-                                       track_report)
+                                       STEPS, Policy, _Track, track_report)
 from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, finish_candidate,  # noqa: F401
                                       kept_occluder_passes, looks_like_face, obfuscated, occluder_keep, render_candidate,
                                       start_candidate, verified_mosaic, with_occluders)
@@ -145,7 +142,7 @@ class PrivacyGuard:
             st = self._tracks[track.id] = _Track(seed=track.seed, appearance=track.seed, sigma=self.sigma)
         st.since_check += 1
         if st.status == "obfuscated" and not (_good(rendering) and st.since_check >= self.policy.retry_every):
-            count_fallback(st, "no_candidate_passed")
+            _count(st, "no_candidate_passed")
             return "privacy"
         return None
 
@@ -174,8 +171,8 @@ class PrivacyGuard:
             finally:
                 st.seconds += time.perf_counter() - t0
             if res is None:
-                count_fallback(st, "searching" if st.cursor is not None else
-                               "no_candidate_passed" if st.status == "obfuscated" else "check_failed")
+                _count(st, "searching" if st.cursor is not None else
+                       "no_candidate_passed" if st.status == "obfuscated" else "check_failed")
             out.append(None if res is None else (job, *res))
         return out
 
@@ -198,7 +195,7 @@ class PrivacyGuard:
                                                   st.level, st.appearance),
                                  occluder_keep(frame, job.rendering, job.rendered), OCCLUDED_MAX)
         if res is None:
-            count_fallback(st, "searching" if st.cursor is not None else "not_verified")
+            _count(st, "searching" if st.cursor is not None else "not_verified")
             return None
         return (job, *res)
 
@@ -223,7 +220,6 @@ class PrivacyGuard:
                 "tracks": len(reps),
                 "tracks_verified": sum(r["status"] == "verified" for r in reps),
                 "tracks_obfuscated": sum(r["status"] == "obfuscated" for r in reps),
-                "tracks_softened": sum(r["softened"] for r in reps),
                 "dlib_chips": self.two.dlib_chips, "edgeface_chips": self.two.edge_chips}
 
     # ------------------------------------------------------------------ internals
@@ -235,11 +231,6 @@ class PrivacyGuard:
         st = self._tracks.get(job.track.id)
         refs = kept_references(st.refs, st.edge_refs, st.masked_refs) if st is not None else None
         return kept_occluder_passes(self.two, frame, job, keep, strength, mode, refs, self.policy.edge_max)
-
-    def softened(self, track_id: int) -> bool:
-        """Whether this track's face is drawn with its surroundings softened (stream/soften.py)."""
-        st = self._tracks.get(track_id)
-        return st is not None and st.status == "verified" and st.step >= SOFTENED_FROM
 
     def mosaic_strength(self, track_id: int) -> int:
         """The obfuscation strength verified for this track's face (0: blend's default)."""
@@ -323,7 +314,7 @@ class PrivacyGuard:
         new_reference = self._add_reference(st, ctx_rgb, ctx, r, occluder)
         occ = occluder_keep(frame, r, current[0])  # what this frame's own render left original
         if st.cursor is not None:  # a search spread over frames goes on
-            return self._search(frame, tid, st, r, ctx, ctx_rgb, st.cursor[0], None, occ, occluder)
+            return self._search(frame, tid, st, r, ctx, ctx_rgb, st.cursor[0], None, occ)
         if st.status == "pending" and st.preset is not None:
             step, k = st.preset
             st.preset = None
@@ -332,7 +323,7 @@ class PrivacyGuard:
                                                       st.appearance), occ, OCCLUDED_MAX)
             st.status = "verified"
         if st.status == "verified" and current is not None:
-            img, pts = candidate_output(ctx_rgb, ctx, *current, softened=softening(frame, st.step, occluder))
+            img, pts = candidate_output(ctx_rgb, ctx, *current)
             dref, eref = self._refs(st)
             # EdgeFace on every view in one batch; the chip's embedding (view 0) is the output's
             sims, views = self.two.edge_similarity([(img, pts)], eref, embeddings=True)
@@ -359,7 +350,7 @@ class PrivacyGuard:
             start, first = st.step + 1, None  # escalate past the step that no longer holds
         else:
             start, first = 0, (current if st.status == "pending" else None)
-        return self._search(frame, tid, st, r, ctx, ctx_rgb, start, first, occ, occluder)
+        return self._search(frame, tid, st, r, ctx, ctx_rgb, start, first, occ)
 
     def _candidate(self, st: _Track, step: int, k: int) -> tuple:
         """(noise, restorer level, appearance seed, sigma) of candidate k of a step: from the track seed only."""
@@ -398,7 +389,7 @@ class PrivacyGuard:
             st.best_tried = (d, s)
 
     def _search(self, frame, tid: int, st: _Track, r, ctx: Crop, ctx_rgb, start: int, first,
-                occ=None, occluder=None) -> Optional[tuple]:
+                occ=None) -> Optional[tuple]:
         """Try the candidates of the steps from `start` on, `batch` at a time (the pipeline's own
         render alone first), checked as the module docstring (2.) says; the first that passes
         everything is kept (early stop). With `per_frame` set, stops after that many candidates and
@@ -435,8 +426,7 @@ class PrivacyGuard:
                 for j, handle in started:
                     cand = first if handle is None else with_occluders(finish_candidate(handle), occ, OCCLUDED_MAX)
                     if cand is not None:
-                        group.append((j, cand, *candidate_output(ctx_rgb, ctx, *cand,
-                                                                 softened=softening(frame, step, occluder))))
+                        group.append((j, cand, *candidate_output(ctx_rgb, ctx, *cand)))
                 st.candidates += len(group)
                 if not group:
                     continue
@@ -492,6 +482,11 @@ class PrivacyGuard:
         (0.6) applies in strict mode too: a face-less fill sits only ~0.61-0.74 from anyone."""
         st.mosaic, st.mosaic_check = verified_mosaic(self.two, ctx_rgb, pts, *self._refs(st),
                                                      self.policy.edge_max, start=st.mosaic)
+
+
+def _count(st: _Track, why: str) -> None:
+    st.fallback_frames += 1
+    st.fallback_why[why] = st.fallback_why.get(why, 0) + 1
 
 
 def _good(r) -> bool:

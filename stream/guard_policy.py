@@ -18,12 +18,7 @@ MODES = ("off", "balanced", "strict")
 #: more between draws of one step (0.19-0.5 on build portraits) than between steps; no level subtracts
 #: the person's code (a mirror of the output undoes that: the inversion check refused ~2.5x more
 #: candidates with it, for no fewer obfuscated faces); sigma x2.5 pinched and stretched faces visibly.
-#: Steps from SOFTENED_FROM on draw again with the band around the face blurred (stream/soften.py):
-#: what the method keeps of the person (hair, ears, outline) is what often holds a face over EdgeFace's
-#: limit after every other step, and a soft halo round a new face beats obfuscating the whole box.
-STEPS = ((1.0, 0), (1.0, 1), (2.0, 1), (2.0, 2), (1.0, 3), (2.0, 3), (1.0, 4), (2.0, 4),
-         (1.0, 0), (1.0, 1), (2.0, 2), (2.0, 4))
-SOFTENED_FROM = 8
+STEPS = ((1.0, 0), (1.0, 1), (2.0, 1), (2.0, 2), (1.0, 3), (2.0, 3), (1.0, 4), (2.0, 4))
 MAX_REFERENCES = 4  # embeddings of the person per track (different poses)
 # a re-check keeps dlib's last distance when the output's EdgeFace chip is at least this close to the
 # output fully checked last (genuine views of one photo: mean 0.92-0.995; different people: p99 0.214)
@@ -112,7 +107,6 @@ def track_report(st: _Track, policy: Policy) -> dict:
             "best_candidate": best,
             "tau": policy.tau, "edgeface_max": policy.edge_max,
             "step": st.step, "level": st.level, "sigma": round(st.sigma, 4),
-            "softened": st.status == "verified" and st.step >= SOFTENED_FROM,
             "checks": st.checks, "searches": st.searches, "candidates": st.candidates,
             "fallback_frames": st.fallback_frames, "fallback_why": dict(st.fallback_why),
             "mosaic_strength": st.mosaic,
@@ -124,14 +118,3 @@ def track_report(st: _Track, policy: Policy) -> dict:
             "refreshed": st.refreshed, "dlib_reused": st.dlib_reused, "seconds": round(st.seconds, 3),
             # (step, candidate) of a verified track: nothing of the person, shareable (batch segments)
             "choice": list(st.choice) if st.status == "verified" and st.choice is not None else None}
-
-
-def count_fallback(st: _Track, why: str) -> None:
-    st.fallback_frames += 1
-    st.fallback_why[why] = st.fallback_why.get(why, 0) + 1
-
-
-def softening(frame, step: int, occluder) -> Optional[tuple]:
-    """What `guard_views.candidate_output` needs to soften a candidate of this step as the blend
-    stage will (stream/soften.py): the frame's size and this frame's occluder; None before SOFTENED_FROM."""
-    return (frame.width, frame.height, occluder) if step >= SOFTENED_FROM else None

@@ -16,7 +16,6 @@ from ideud.stream import blend as bl
 from ideud.stream.guard_occluded_refs import greyed, in_context
 from ideud.stream.render import crop_for, render
 from ideud.stream.restore_worker import RestoreWorker
-from ideud.stream.soften import soften_context
 from ideud.stream.types import Crop, Frame, RestoreItem
 
 CONTEXT = 0.65  # the checked region: the face box grown by this much each side (FaceMesh needs ~0.6)
@@ -109,16 +108,10 @@ def context_crop(frame, r, target) -> Crop:
     return Crop(max(0, int(x0)), max(0, int(y0)), min(frame.width, int(x1)), min(frame.height, int(y1)))
 
 
-def candidate_output(ctx_rgb: np.ndarray, ctx: Crop, rendered, item, face_rgb,
-                     softened: Optional[tuple] = None) -> tuple:
-    """One candidate output pasted into the context as the blend stage would, and its points.
-    `softened`: (frame width, height, this frame's occluder) where the band around the face is
-    blurred too (stream/soften.py)."""
+def candidate_output(ctx_rgb: np.ndarray, ctx: Crop, rendered, item, face_rgb) -> tuple:
+    """One candidate output pasted into the context as the blend stage would, and its points."""
     img = paste_into(ctx_rgb, ctx, rendered.crop, bl.match_colour(face_rgb, item.image, rendered.mask), rendered.mask)
-    pts = rendered.target + rendered.crop.offset - ctx.offset
-    if softened is not None:
-        img = soften_context(img, ctx, pts, *softened)
-    return img, pts
+    return img, rendered.target + rendered.crop.offset - ctx.offset
 
 
 def looks_like_face(mesh, img: np.ndarray, target: np.ndarray, tolerance: float) -> bool:

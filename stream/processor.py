@@ -38,7 +38,6 @@ from ideud.stream.restore import auto_restorer, make_restorer
 from ideud.stream.restore_processes import RestoreProcesses, auto_count
 from ideud.stream.restore_worker import RestoreWorker
 from ideud.stream.scene import CutDetector
-from ideud.stream.soften import soften_frame
 from ideud.stream.track import Tracker
 from ideud.stream.types import Face, FaceJob, Frame, RenderRequest, RestoreItem, Track
 from ideud.stream.workers import detect_upright
@@ -431,11 +430,6 @@ class FaceProcessor:
                 self._fault("blend", frame)
                 face_rgb = bl.match_colour(face_rgb, job.item.image, job.rendered.mask)
                 bl.paste_rgb(frame, job.rendered.crop, face_rgb, job.rendered.mask)
-                if self.guard is not None and self.guard.softened(job.track.id):
-                    # cleared with its surroundings blurred: drawn so, never reused (that pastes the face alone)
-                    soften_frame(frame, job.rendered.target + job.rendered.crop.offset, job.occluder)
-                    self.reuse.forget(job.track.id)
-                    continue
                 self.reuse.keep(job.track.id, face_rgb, job.rendered.mask, job.rendered.crop,
                                 p.track_boxes[job.track.id])
             except Exception as e:

@@ -272,8 +272,7 @@ def bench(names: Sequence[str], folder: Path, out: Path, configs: Sequence[str],
             if second is not None:  # None where the output has no face (obfuscated): not counted
                 cos2.append(second.cos(originals[n], outs[n]))
             steps = [(t.get("privacy") or {}) for t in rep["tracks"]]
-            rows.append({"index": first + i, "steps": [p.get("step") for p in steps],
-                         "softened": any(p.get("softened") for p in steps), "dlib": _rounded(dist[-1]),
+            rows.append({"index": first + i, "steps": [p.get("step") for p in steps], "dlib": _rounded(dist[-1]),
                          "edgeface": _rounded(cos[-1]), **({"second": _rounded(cos2[-1])} if second else {})})
         pairs = [float(np.linalg.norm(a - b)) for a, b in
                  zip([emb.dlib(outs[n])[0] for n in names[:-1]], [emb.dlib(outs[n])[0] for n in names[1:]])
@@ -282,7 +281,7 @@ def bench(names: Sequence[str], folder: Path, out: Path, configs: Sequence[str],
                         "edgeface": _edge_stats(cos, emb), "trait_mismatch": _trait_stats(traits),
                         "seconds_per_portrait": round((time.perf_counter() - t0) / max(len(names), 1), 2)}
         if PRIVACY["mode"] != "off":
-            results[cfg]["guard"] = {**guard, "softened_portraits": sum(r["softened"] for r in rows)}
+            results[cfg]["guard"] = guard
         results[cfg]["per_portrait"] = rows  # numbers only: the held-out index, steps, distances
         if second is not None:
             results[cfg]["second_opinion"] = _edge_stats(cos2, second)

@@ -12,7 +12,9 @@ then a microphone, held-out portrait 10, gone from frame 30). Also a face-free c
 
 Prints, per clip: face-frames rendered / obfuscated (per reason), face-frames written raw (by the
 ground truth boxes), occluder PSNR, obfuscated face-frames that kept their occluder, the flicker figure (output change / input change inside the
-faces on the still stretch), scene cuts found, false faces per 1,000 face-free frames.
+faces on the still stretch), scene cuts found, false faces per 1,000 face-free frames, and the output
+face-frames (faces >= 40 px) that the guard's recognizers still match against the same input frame,
+each image landmarked on its own (`FrameMatcher`).
 
 Measured 2026-12-01 (CPU, bank restorer, seed 1), 60 frames, 4 tracks, 120 face-frames:
 
@@ -62,6 +64,7 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Optional
 
 import av
 import av.filter
@@ -72,6 +75,7 @@ import common  # noqa: E402,F401  (puts the checkout's tests/ on the path)
 
 from clips import read_frames, write_clip  # noqa: E402
 from footage import hand_over_mouth, hard_turns, multi_person, psnr  # noqa: E402
+from ideud.models.recognizer import THRESHOLD as DLIB_TAU  # noqa: E402
 from ideud.stream.pipeline import Options, deidentify  # noqa: E402
 
 CLIPS = {
@@ -104,6 +108,50 @@ def run(frames: list[np.ndarray], work: Path, name: str, privacy: str) -> tuple[
     return read_frames(src), read_frames(out), rep
 
 
+MATCH_MIN_FACE = 40  # px: faces smaller than this in the truth boxes are not judged by the recognizers
+
+
+class FrameMatcher:
+    """Per face-frame, both of the guard's recognizers on the OUTPUT against the SAME frame of the
+    input (what someone holding the original footage compares), each image landmarked on its own
+    (CenterFace + FaceMesh around the truth box, not the guard's points), worst view of the output:
+    matched when dlib < 0.6 or EdgeFace over its balanced limit. A face the output has no face for
+    (obfuscated) is counted apart."""
+
+    def __init__(self):
+        from ideud.models import facemesh as fm
+        from ideud.models.recognizers import TwoRecognizers
+        from ideud.stream.detect import make_detector
+        from ideud.stream.guard_policy import POLICIES
+
+        self.fm, self.two, self.det, self.mesh = fm, TwoRecognizers(), make_detector("centerface"), fm.FaceMesh()
+        self.edge_max = POLICIES["balanced"].edge_max
+
+    def _face(self, rgb: np.ndarray, box) -> tuple:
+        x0, y0, x1, y1 = box
+        w, h = x1 - x0, y1 - y0
+        X0, Y0 = int(max(0, x0 - w)), int(max(0, y0 - h))
+        crop = np.ascontiguousarray(rgb[Y0:int(min(rgb.shape[0], y1 + h)), X0:int(min(rgb.shape[1], x1 + w))])
+        found = self.det.detect(crop)
+        if not found:
+            return crop, None
+        f = max(found, key=lambda f: f.size)
+        lm = self.mesh(crop, self.fm.roi_from_keypoints(f.box, f.keypoints[0], f.keypoints[1]))
+        return crop, None if lm is None else lm[:, :2]
+
+    def __call__(self, src: np.ndarray, out: np.ndarray, box) -> Optional[tuple]:
+        """(dlib distance, EdgeFace similarity) of the output face against the input's, or None."""
+        ci, li = self._face(src, box)
+        co, lo = self._face(out, box)
+        if li is None or lo is None:
+            return None
+        person = self.two.person(ci, li)
+        return self.two.measure(co, lo, np.asarray([person[0]]), np.asarray([person[1]]))
+
+    def close(self) -> None:
+        self.mesh.close()
+
+
 def footage_numbers(privacy: str, work: Path, clip: str = "multi_person") -> dict:
     truth = CLIPS[clip]()
     still = STILL if clip == "multi_person" else ()
@@ -113,8 +161,15 @@ def footage_numbers(privacy: str, work: Path, clip: str = "multi_person") -> dic
         reasons.update(t["fallback_reasons"])
     face_frames = rep["face_frames"]
     raw, hand_in, hand_out, d_in, d_out, jumps = 0, [], [], [], [], []
+    matcher, judged, matched, no_face = FrameMatcher(), 0, 0, 0
     for i, f in enumerate(truth):
         for k, box in enumerate(f.faces):
+            if box[2] - box[0] >= MATCH_MIN_FACE:
+                m = matcher(src[i], out[i], box)
+                no_face += m is None
+                if m is not None:
+                    judged += 1
+                    matched += m[0] < DLIB_TAU or m[1] > matcher.edge_max
             x0, y0, x1, y1 = (int(max(0, v)) for v in box)
             region = np.zeros(src[i].shape[:2], bool)
             region[y0:y1, x0:x1] = True
@@ -130,6 +185,7 @@ def footage_numbers(privacy: str, work: Path, clip: str = "multi_person") -> dic
                 step = np.abs(out[i][region].astype(int) - out[i - 1][region].astype(int))
                 d_out.append(step.mean())
                 jumps.append(int((step.max(-1) > 15).sum()))
+    matcher.close()
     fallback = rep["fallback_face_frames"]
     flicker = None
     if d_in:
@@ -145,6 +201,8 @@ def footage_numbers(privacy: str, work: Path, clip: str = "multi_person") -> dic
         "flicker": flicker,
         # obfuscated face-frames that kept their occluder's pixels, and those that could not (stream/obfuscate_keep.py)
         "occluder_kept": rep.get("occluder_kept"),
+        # FrameMatcher: output face-frames (faces >= MATCH_MIN_FACE px) matched to the same input frame
+        "recognizers_same_frame": {"judged": judged, "matched": matched, "no_face_in_output": no_face},
     }
 
 

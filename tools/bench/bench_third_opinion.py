@@ -174,33 +174,26 @@ def save_grid(path: Path, rows: Sequence[np.ndarray]) -> None:
     cv2.imwrite(str(path), np.vstack(rows)[:, :, ::-1])
 
 
-def run_product(src: Path, dst: Path, seed: int, reuse: bool) -> tuple[str, bool]:
-    """The product at default settings on one portrait: ("rendered", "obfuscated" or "no face", whether
-    the guard cleared it with its surroundings softened)."""
+def run_product(src: Path, dst: Path, seed: int, reuse: bool) -> str:
+    """The product at default settings on one portrait: "rendered", "obfuscated" or "no face"."""
     from ideud.stream.options import Options
     from ideud.stream.pipeline import deidentify
 
     status_file = dst.with_suffix(".status.json")
     if reuse and dst.exists() and status_file.exists():
-        st = json.loads(status_file.read_text())
-        return st["status"], bool(st.get("softened"))
+        return json.loads(status_file.read_text())["status"]
     rep = deidentify(str(src), str(dst), Options(seed=seed, force=True, audio=False))
     status = "obfuscated" if rep["fallback_face_frames"] > 0 else "rendered" if rep["face_frames"] > 0 else "no face"
-    softened = any((t.get("privacy") or {}).get("softened") for t in rep["tracks"])
-    status_file.write_text(json.dumps({"status": status, "softened": softened, "wall_s": rep.get("wall_s")}))
-    return status, softened
+    status_file.write_text(json.dumps({"status": status, "wall_s": rep.get("wall_s")}))
+    return status
 
 
 def measure(names: Sequence[str], folder: Path, out: Path, first: int, emb, recognizers, thresholds: dict,
             reuse: bool, chips_dir: Optional[Path], log=print, context: bool = False) -> dict:
     status, faces, t0 = [], {}, time.perf_counter()  # faces: index -> (original, output, points0, points1, own)
-    softened = set()
     for i, n in enumerate(names):
         dst = out / f"{Path(n).stem}.default.png"
-        st, soft = run_product(folder / n, dst, first + i, reuse)
-        status.append(st)
-        if soft:
-            softened.add(i)
+        status.append(run_product(folder / n, dst, first + i, reuse))
         rgb, res = read_rgb(folder / n), read_rgb(dst)
         p0, p1 = points5(emb.marker, rgb), points5(emb.marker, res)
         if p0 is None:
@@ -212,8 +205,6 @@ def measure(names: Sequence[str], folder: Path, out: Path, first: int, emb, reco
     ok = sorted(faces)
     groups = {"rendered": [k for k, i in enumerate(ok) if status[i] == "rendered"],
               "obfuscated": [k for k, i in enumerate(ok) if status[i] == "obfuscated"]}  # positions in `ok`
-    # of the rendered: those cleared with their surroundings softened (stream/soften.py)
-    groups["rendered_softened"] = [k for k in groups["rendered"] if ok[k] in softened]
     res = {"portraits": len(names), "status": {s: status.count(s) for s in sorted(set(status))},
            "output_points_own": int(sum(faces[i][4] for i in ok)),
            "output_points_from_original": int(sum(not faces[i][4] for i in ok)), "candidates_for_rank1": len(ok)}

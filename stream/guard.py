@@ -44,7 +44,9 @@ Per track
    A restorer without levels (classic, gan) renders the same face at every level, so for it the
    steps only vary and strengthen the geometry. z' = clip(z + n, -1, 1) is what every candidate
    renders, so every kept one respects the clip.
-3. Re-check on change, not on the clock: when yaw or pitch moved more than `pose_delta` degrees
+3. Re-check on change, not on the clock: when the output itself changed (one EdgeFace chip of it a
+   face-frame, guard_views.output_drifted: no longer the face last checked, or the chip alone over
+   edge_max against the person), when yaw or pitch moved more than `pose_delta` degrees
    since the last check (down to a third of that for a face within 0.2 of tau or 0.1 of edge_max),
    when the face grew or shrank by `scale_delta`, when `occluded_delta` more of the face is left
    original for an occluder (a misread one leaves the person's own face), and once when the ID
@@ -102,8 +104,8 @@ from ideud.stream.guard_occluded_refs import kept_references, masked_reference
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
                                        STEPS, Policy, _Track, track_report)
 from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, finish_candidate,  # noqa: F401
-                                      kept_occluder_passes, looks_like_face, obfuscated, occluder_keep, render_candidate,
-                                      start_candidate, verified_mosaic, with_occluders)
+                                      kept_occluder_passes, looks_like_face, obfuscated, occluder_keep, output_drifted,
+                                      render_candidate, start_candidate, verified_mosaic, with_occluders)
 from ideud.stream.identity import perturbation
 from ideud.stream.occlusion import MAX_SHARE as OCCLUDED_MAX
 from ideud.stream.types import Crop
@@ -162,10 +164,13 @@ class PrivacyGuard:
             tr = job.track
             st = self._tracks[tr.id]
             r = job.rendering
-            if not self._due(st, tr.id, r, rendered):
+            t0 = time.perf_counter()
+            # on change: of the face (pose, size, occluders, the ID code) or of the output itself
+            if not self._due(st, tr.id, r, rendered) and not output_drifted(
+                    self.two, frame, r, (rendered, item, face_rgb), st, self.policy.edge_max):
+                st.seconds += time.perf_counter() - t0
                 out.append((job, rendered, item, face_rgb))
                 continue
-            t0 = time.perf_counter()
             try:
                 res = self._check(frame, tr.id, st, r, (rendered, item, face_rgb), job.occluder)
             finally:

@@ -189,3 +189,20 @@ def with_occluders(cand: Optional[tuple], occluders: Optional[tuple[Crop, np.nda
     if share > max_share:
         return None
     return dataclasses.replace(rendered, mask=mask.astype(np.float32), occluded=share), item, restored
+
+
+def output_drifted(two: TwoRecognizers, frame, r, current: tuple, st, edge_max: float) -> bool:
+    """Between full checks the rendered face can drift (the ID fit settling, the warp and restorer
+    following the motion): on footage its EdgeFace chip moved to 0.77 of the checked one within two
+    frames, and its similarity to the person from 0.16 to 0.28, with no pose change. One EdgeFace chip
+    of the output a face-frame tells: a full re-check is due when the output is no longer the face
+    last checked (cosine under SAME_OUTPUT) or its chip alone is over the limit against the person."""
+    from ideud.stream.guard_policy import SAME_OUTPUT
+
+    if st.output_edge is None or not st.edge_refs:
+        return True  # nothing to compare with: check in full
+    ctx = context_crop(frame, r, current[0].target + current[0].crop.offset)
+    img, pts = candidate_output(bl.crop_rgb(frame, ctx), ctx, *current)
+    sims, emb = two.edge_similarity([(img, pts)], np.asarray(st.edge_refs), full=False, embeddings=True)
+    chip = emb[0, 0]
+    return float(sims[0]) > edge_max or float(chip @ st.output_edge) < SAME_OUTPUT

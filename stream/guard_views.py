@@ -14,6 +14,7 @@ from ideud.models.recognizer import THRESHOLD as DLIB_THRESHOLD
 from ideud.models.recognizers import TwoRecognizers
 from ideud.stream import blend as bl
 from ideud.stream.guard_occluded_refs import greyed, in_context
+from ideud.stream.guard_policy import SAME_OUTPUT
 from ideud.stream.render import crop_for, render
 from ideud.stream.restore_worker import RestoreWorker
 from ideud.stream.types import Crop, Frame, RestoreItem
@@ -197,8 +198,6 @@ def output_drifted(two: TwoRecognizers, frame, r, current: tuple, st, edge_max: 
     frames, and its similarity to the person from 0.16 to 0.28, with no pose change. One EdgeFace chip
     of the output a face-frame tells: a full re-check is due when the output is no longer the face
     last checked (cosine under SAME_OUTPUT) or its chip alone is over the limit against the person."""
-    from ideud.stream.guard_policy import SAME_OUTPUT
-
     if st.output_edge is None or not st.edge_refs:
         return True  # nothing to compare with: check in full
     ctx = context_crop(frame, r, current[0].target + current[0].crop.offset)

@@ -165,9 +165,10 @@ class PrivacyGuard:
             st = self._tracks[tr.id]
             r = job.rendering
             t0 = time.perf_counter()
-            # on change: of the face (pose, size, occluders, the ID code) or of the output itself
-            if not self._due(st, tr.id, r, rendered) and not output_drifted(
-                    self.two, frame, r, (rendered, item, face_rgb), st, self.policy.edge_max):
+            # on change: of the face (pose, size, occluders, the ID code) or, until the ID code freezes
+            # (the output settles over a track's first frames, then holds), of the output itself
+            if not self._due(st, tr.id, r, rendered) and (self.identity.is_frozen(tr.id) or not output_drifted(
+                    self.two, frame, r, (rendered, item, face_rgb), st, self.policy.edge_max)):
                 st.seconds += time.perf_counter() - t0
                 out.append((job, rendered, item, face_rgb))
                 continue

@@ -44,9 +44,9 @@ Per track
    A restorer without levels (classic, gan) renders the same face at every level, so for it the
    steps only vary and strengthen the geometry. z' = clip(z + n, -1, 1) is what every candidate
    renders, so every kept one respects the clip.
-3. Re-check on change, not on the clock: when the output itself changed (one EdgeFace chip of it a
-   face-frame, guard_views.output_drifted: no longer the face last checked, or the chip alone over
-   edge_max against the person), when yaw or pitch moved more than `pose_delta` degrees
+3. Re-check on change, not on the clock: until the ID code freezes, when the output itself changed
+   (guard_views.output_drifted, one EdgeFace chip a face-frame: not the face last checked, or over
+   edge_max against the person); when yaw or pitch moved more than `pose_delta` degrees
    since the last check (down to a third of that for a face within 0.2 of tau or 0.1 of edge_max),
    when the face grew or shrank by `scale_delta`, when `occluded_delta` more of the face is left
    original for an occluder (a misread one leaves the person's own face), and once when the ID

@@ -196,8 +196,9 @@ def output_drifted(two: TwoRecognizers, frame, r, current: tuple, st, edge_max: 
     """Between full checks the rendered face can drift (the ID fit settling, the warp and restorer
     following the motion): on footage its EdgeFace chip moved to 0.77 of the checked one within two
     frames, and its similarity to the person from 0.16 to 0.28, with no pose change. One EdgeFace chip
-    of the output a face-frame tells: a full re-check is due when the output is no longer the face
-    last checked (cosine under SAME_OUTPUT) or its chip alone is over the limit against the person."""
+    of the output a face-frame tells (the guard asks until the track's ID code freezes: after that the
+    output held as steadily as its input): a full re-check is due when the output is no longer the
+    face last checked (cosine under SAME_OUTPUT) or its chip alone is over the limit against the person."""
     if st.output_edge is None or not st.edge_refs:
         return True  # nothing to compare with: check in full
     ctx = context_crop(frame, r, current[0].target + current[0].crop.offset)

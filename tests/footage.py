@@ -44,17 +44,23 @@ def portrait_head(index: int, size: int = 200, split: str = "held_out") -> np.nd
     raise FileNotFoundError(f"no {split} portrait with a detectable face")
 
 
-def mesh_of(rgb: np.ndarray) -> Optional[np.ndarray]:
-    """FaceMesh's fit ((468, 3), image pixels) of the biggest face CenterFace finds, or None."""
+def mesh_of(rgb: np.ndarray, detector=None, mesh=None) -> Optional[np.ndarray]:
+    """FaceMesh's fit ((468, 3), image pixels) of the biggest face CenterFace finds, or None.
+    `detector` / `mesh`: ones the caller keeps open across calls (made, and the mesh closed, here otherwise)."""
     from ideud.models import facemesh as fm
     from ideud.stream.detect import make_detector
 
-    f = max(make_detector("centerface").detect(rgb), key=lambda f: f.size)
-    mesh = fm.FaceMesh()
+    found = (detector or make_detector("centerface")).detect(rgb)
+    if not found:
+        return None
+    f = max(found, key=lambda f: f.size)
+    own = mesh is None
+    mesh = fm.FaceMesh() if own else mesh
     try:
         return mesh(rgb, fm.roi_from_keypoints(f.box, f.keypoints[0], f.keypoints[1]))
     finally:
-        mesh.close()
+        if own:
+            mesh.close()
 
 
 def portrait_mesh(index: int, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -74,7 +74,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402,F401  (puts the checkout's tests/ on the path)
 
 from clips import read_frames, write_clip  # noqa: E402
-from footage import hand_over_mouth, hard_turns, multi_person, psnr  # noqa: E402
+from footage import hand_over_mouth, hard_turns, mesh_of, multi_person, psnr  # noqa: E402
 from ideud.models.recognizer import THRESHOLD as DLIB_TAU  # noqa: E402
 from ideud.stream.pipeline import Options, deidentify  # noqa: E402
 
@@ -124,7 +124,7 @@ class FrameMatcher:
         from ideud.stream.detect import make_detector
         from ideud.stream.guard_policy import POLICIES
 
-        self.fm, self.two, self.det, self.mesh = fm, TwoRecognizers(), make_detector("centerface"), fm.FaceMesh()
+        self.two, self.det, self.mesh = TwoRecognizers(), make_detector("centerface"), fm.FaceMesh()
         self.edge_max = POLICIES["balanced"].edge_max
 
     def _face(self, rgb: np.ndarray, box) -> tuple:
@@ -132,11 +132,7 @@ class FrameMatcher:
         w, h = x1 - x0, y1 - y0
         X0, Y0 = int(max(0, x0 - w)), int(max(0, y0 - h))
         crop = np.ascontiguousarray(rgb[Y0:int(min(rgb.shape[0], y1 + h)), X0:int(min(rgb.shape[1], x1 + w))])
-        found = self.det.detect(crop)
-        if not found:
-            return crop, None
-        f = max(found, key=lambda f: f.size)
-        lm = self.mesh(crop, self.fm.roi_from_keypoints(f.box, f.keypoints[0], f.keypoints[1]))
+        lm = mesh_of(crop, self.det, self.mesh)
         return crop, None if lm is None else lm[:, :2]
 
     def __call__(self, src: np.ndarray, out: np.ndarray, box) -> Optional[tuple]:

@@ -102,6 +102,12 @@ class TwoRecognizers:
         sims = (e.reshape(-1, ef.DIM) @ refs.T).reshape(len(faces), n * len(refs)).max(1).astype(np.float64)
         return (sims, e) if embeddings else sims
 
+    def chip_embeddings(self, chips: np.ndarray) -> np.ndarray:
+        """EdgeFace of aligned chips (`edge_views(..., full=False)[0]` each), one batch: (len(chips), DIM), unit length."""
+        e = self.edge.embed_chips(np.asarray(chips))
+        self.edge_chips += len(e)
+        return e
+
     def dlib_distance(self, rgb: np.ndarray, landmarks: np.ndarray, refs: np.ndarray, full: bool = True,
                       stop_below: Optional[float] = None) -> float:
         """Lowest L2 distance over views and references; view by view (a view closer than

@@ -44,16 +44,16 @@ Per track
    A restorer without levels (classic, gan) renders the same face at every level, so for it the
    steps only vary and strengthen the geometry. z' = clip(z + n, -1, 1) is what every candidate
    renders, so every kept one respects the clip.
-3. Re-check on change, not on the clock: until the ID code freezes, when the output itself changed
-   (guard_views.output_drifted, one EdgeFace chip a face-frame: not the face last checked, or over
-   edge_max against the person); when yaw or pitch moved more than `pose_delta` degrees
-   since the last check (down to a third of that for a face within 0.2 of tau or 0.1 of edge_max),
-   when the face grew or shrank by `scale_delta`, when `occluded_delta` more of the face is left
-   original for an occluder (a misread one leaves the person's own face), and once when the ID
-   code freezes. The output
-   must pass both recognizers (without the margins) against the person at this frame and the
-   references kept from earlier poses (up to 4); EdgeFace goes first, dlib only if it and FaceMesh passed, and
-   not at all when no reference was added and the output is the same new face as at the last
+3. Re-check on change, not on the clock: until the ID code freezes, when the output or the person
+   changed (guard_views.output_drifted, the EdgeFace chips of output and person a face-frame: not
+   the face last checked, or over edge_max - edge_margin against the person, now or kept); when yaw
+   or pitch moved more than `pose_delta` degrees since the last check (down to a third of that for
+   a face within 0.2 of tau or 0.1 of edge_max), when the face grew or shrank by `scale_delta`,
+   when `occluded_delta` more of the face is left original for an occluder (a misread one leaves
+   the person's own face), and once when the ID code freezes. The output must pass both
+   recognizers (without the margins) against the person at this frame and the references kept
+   from earlier poses (up to 4); EdgeFace goes first, dlib only if it and FaceMesh passed, and
+   not at all when the person looks as a kept reference and the output is the same new face as at the last
    full check (its EdgeFace chip within SAME_OUTPUT of it; that dlib distance had the margin). If
    not, the search goes on with the next step and that frame is not handed back until a
    candidate passes (or it is obfuscated).
@@ -168,7 +168,7 @@ class PrivacyGuard:
             # on change: of the face (pose, size, occluders, the ID code) or, until the ID code freezes
             # (the output settles over a track's first frames, then holds), of the output itself
             if not self._due(st, tr.id, r, rendered) and (self.identity.is_frozen(tr.id) or not output_drifted(
-                    self.two, frame, r, (rendered, item, face_rgb), st, self.policy.edge_max)):
+                    self.two, frame, r, (rendered, item, face_rgb), st, self.policy.edge_max - self.policy.edge_margin)):
                 st.seconds += time.perf_counter() - t0
                 out.append((job, rendered, item, face_rgb))
                 continue
@@ -284,14 +284,15 @@ class PrivacyGuard:
                 and st.distance >= p.tau + p.margin and float(output @ st.output_edge) >= SAME_OUTPUT)
 
     def _add_reference(self, st: _Track, ctx_rgb: np.ndarray, ctx: Crop, r, occluder=None) -> bool:
-        """The person at this frame; kept as a reference for later checks if no kept one has about
-        this pose. Near a kept pose the kept one stands for it (saves two embeddings a check).
-        Where this frame has an occluder, also the person with it greyed (kept occluders' checks)."""
+        """The person at this frame, always measured against (st.now: the look drifts with light and
+        hands, EdgeFace 0.70-0.96 to a kept reference of the same pose, and outputs judged against
+        old references only matched their own frame); kept for later checks if no kept one has about
+        this pose. True when kept or no longer looking as the kept ones (an unchanged output's dlib
+        distance then no longer stands). With an occluder, also the person with it greyed."""
         pose = (r.yaw, r.pitch)
-        if st.refs and min(max(abs(pose[0] - q[0]), abs(pose[1] - q[1])) for q in st.ref_poses) < 5.0:
-            st.now = None
-            return False
         st.now = self.two.person(ctx_rgb, r.landmarks[:, :2] - ctx.offset)
+        if st.refs and min(max(abs(pose[0] - q[0]), abs(pose[1] - q[1])) for q in st.ref_poses) < 5.0:
+            return float(np.max(np.asarray(st.edge_refs) @ st.now[1])) < SAME_OUTPUT
         st.refs.append(st.now[0])
         st.edge_refs.append(st.now[1])
         st.ref_poses.append(pose)

@@ -2,12 +2,18 @@
 re-check on change (real models, real portraits; the constructed cases say what they construct)."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from portrait_faces import PORTRAITS, build_portrait_faces as _portraits
 from test_guard import frame_of, portrait, processed
 from ideud.stream import guard as gd
+from ideud.models.recognizers import edge_views
+from ideud.stream import blend as bl
+from ideud.stream import guard_views as gv
+from ideud.stream.types import Crop
 from ideud.stream.pipeline import FaceProcessor, Options
 from ideud.stream.restore import IdentityRestorer
 from ideud.stream.restore_bank import BankRestorer
@@ -136,7 +142,8 @@ def test_a_recheck_of_an_unchanged_face_keeps_the_dlib_distance_and_a_changed_on
         chips = p.guard.two.dlib_chips
         st.provisional = True  # asks for a re-check at the next near-frontal frame: the same picture
         p.process(frame_of(img, 1))
-        assert st.checks == 2 and st.dlib_reused == 1 and p.guard.two.dlib_chips == chips
+        # dlib ran once: the person of this frame (every check measures against it), not the output's views
+        assert st.checks == 2 and st.dlib_reused == 1 and p.guard.two.dlib_chips == chips + 1
         # another face as the output (someone else's chip): dlib runs again
         other_rgb, other_lm = _portraits(1)[0]
         from ideud.models.recognizers import edge_views
@@ -215,3 +222,48 @@ def test_a_candidate_facemesh_refuses_costs_no_undo_and_no_dlib_view():
     assert back.calls == 0 and rep["inversion"]["checks"] == 0
     assert pol.tau + pol.margin not in stops  # no candidate reached dlib; only the mosaic was measured
     assert stops and all(s == 0.6 for s in stops)
+
+
+@needs_portraits
+def test_a_check_measures_against_the_person_of_its_own_frame_not_only_a_kept_pose():
+    # on footage the person's look drifted from a kept reference of the same pose (light, a hand:
+    # EdgeFace 0.70-0.96), and outputs judged against old references only matched their own frame
+    (a_rgb, a_lm), (b_rgb, b_lm) = _portraits(2)
+    g = gd.PrivacyGuard("balanced", identity=None, restorer=None)
+    st = gd._Track(seed=1)
+    frontal = (lambda lm: SimpleNamespace(landmarks=np.c_[lm, np.zeros(len(lm))], yaw=0.0, pitch=0.0))
+    whole = (lambda rgb: Crop(0, 0, rgb.shape[1], rgb.shape[0]))
+    assert g._add_reference(st, a_rgb, whole(a_rgb), frontal(a_lm)) and len(st.refs) == 1
+    # the same pose, another look (here another photo): measured against, not kept, and an unchanged
+    # output's dlib distance no longer stands
+    assert g._add_reference(st, b_rgb, whole(b_rgb), frontal(b_lm)) and len(st.refs) == 1
+    dref, eref = g._refs(st)
+    assert len(dref) == len(eref) == 2 and float(eref[1] @ st.now[1]) > 0.99
+    # the person as the kept reference saw them: the distance stands
+    assert not g._add_reference(st, a_rgb, whole(a_rgb), frontal(a_lm)) and len(st.refs) == 1
+
+
+@needs_portraits
+def test_a_drifted_output_is_judged_against_the_person_of_its_own_frame():
+    # the output here is the person's own face (a render that gave the person back); the kept
+    # reference is someone else: against it alone the output would pass the per-frame look
+    (a_rgb, a_lm), (b_rgb, b_lm) = _portraits(2)
+    g = gd.PrivacyGuard("balanced", identity=None, restorer=None)
+    st = gd._Track(seed=1)
+    st.edge_refs = [g.two.person(b_rgb, b_lm)[1]]
+    whole = Crop(0, 0, a_rgb.shape[1], a_rgb.shape[0])
+    rendered = SimpleNamespace(crop=whole, target=a_lm, mask=np.ones(a_rgb.shape[:2], np.float32))
+    current = (rendered, SimpleNamespace(image=a_rgb), a_rgb)
+    r = SimpleNamespace(landmarks=np.c_[a_lm, np.zeros(len(a_lm))], yaw=0.0, pitch=0.0)
+    frame = frame_of(a_rgb)
+    ctx = gv.context_crop(frame, r, a_lm)
+    img, pts = gv.candidate_output(bl.crop_rgb(frame, ctx), ctx, *current)
+    st.output_edge = g.two.chip_embeddings(edge_views(img, pts, full=False))[0]
+    # (the face last checked is this very output: what could make it drift is the person alone)
+    limit = g.policy.edge_max - g.policy.edge_margin
+    chips = g.two.edge_chips
+    assert gv.output_drifted(g.two, frame, r, current, st, limit)
+    assert g.two.edge_chips == chips + 2  # the output's chip and the person's, one batch
+    # what made it drift is the person of this frame: against the kept reference alone it held
+    # (the same output as checked last, far under the limit)
+    assert float(g.two.edge_similarity([(a_rgb, a_lm)], np.asarray(st.edge_refs), full=False)[0]) <= limit

@@ -123,11 +123,13 @@ class SecondOpinion:
         self.note = f"EdgeFace xxs (torch), impostor p99 of {len(e)} build portraits: {self.threshold}"
 
     def embed(self, rgb) -> Optional[np.ndarray]:
+        lm = self.marker(rgb)
+        return None if lm is None else self.embed_at(rgb, lm)
+
+    def embed_at(self, rgb, lm: np.ndarray) -> np.ndarray:
+        """The embedding of the face at FaceMesh points `lm` (unit length)."""
         from ideud.models.face_align import five_points_from_facemesh
 
-        lm = self.marker(rgb)
-        if lm is None:
-            return None
         chip = self.ef.align(rgb, five_points_from_facemesh(lm))[None]
         with self.torch.no_grad():
             e = self.ef.forward(self.state, self.torch.from_numpy(self.ef.normalise(chip)), self.arch).numpy()[0]

@@ -118,7 +118,7 @@ class FrameMatcher:
     matched when dlib < 0.6 or EdgeFace over its balanced limit. A face the output has no face for
     (obfuscated) is counted apart."""
 
-    def __init__(self):
+    def __init__(self, second_opinion: bool = False):
         from ideud.models import facemesh as fm
         from ideud.models.recognizers import TwoRecognizers
         from ideud.stream.detect import make_detector
@@ -126,6 +126,15 @@ class FrameMatcher:
 
         self.two, self.det, self.mesh = TwoRecognizers(), make_detector("centerface"), fm.FaceMesh()
         self.edge_max = POLICIES["balanced"].edge_max
+        self.second = None
+        if second_opinion:  # EdgeFace-xxs, a recognizer the guard never runs (bench_face_prior.SecondOpinion)
+            from bench_face_prior import SecondOpinion
+            from ideud.eval.portraits import portraits_dir
+            self.second = SecondOpinion(self._marks, portraits_dir())
+
+    def _marks(self, rgb: np.ndarray) -> Optional[np.ndarray]:
+        lm = mesh_of(rgb, self.det, self.mesh)
+        return None if lm is None else lm[:, :2]
 
     def _face(self, rgb: np.ndarray, box) -> tuple:
         x0, y0, x1, y1 = box
@@ -136,19 +145,21 @@ class FrameMatcher:
         return crop, None if lm is None else lm[:, :2]
 
     def __call__(self, src: np.ndarray, out: np.ndarray, box) -> Optional[tuple]:
-        """(dlib distance, EdgeFace similarity) of the output face against the input's, or None."""
+        """(dlib distance, EdgeFace similarity, EdgeFace-xxs cosine or None) of the output face
+        against the input's, or None."""
         ci, li = self._face(src, box)
         co, lo = self._face(out, box)
         if li is None or lo is None:
             return None
         person = self.two.person(ci, li)
-        return self.two.measure(co, lo, np.asarray([person[0]]), np.asarray([person[1]]))
+        xxs = None if self.second is None else float(self.second.embed_at(co, lo) @ self.second.embed_at(ci, li))
+        return (*self.two.measure(co, lo, np.asarray([person[0]]), np.asarray([person[1]])), xxs)
 
     def close(self) -> None:
         self.mesh.close()
 
 
-def footage_numbers(privacy: str, work: Path, clip: str = "multi_person") -> dict:
+def footage_numbers(privacy: str, work: Path, clip: str = "multi_person", second_opinion: bool = False) -> dict:
     truth = CLIPS[clip]()
     still = STILL if clip == "multi_person" else ()
     src, out, rep = run([f.rgb for f in truth], work, clip, privacy)
@@ -157,7 +168,7 @@ def footage_numbers(privacy: str, work: Path, clip: str = "multi_person") -> dic
         reasons.update(t["fallback_reasons"])
     face_frames = rep["face_frames"]
     raw, hand_in, hand_out, d_in, d_out, jumps = 0, [], [], [], [], []
-    matcher, judged, matched, no_face = FrameMatcher(), 0, 0, 0
+    matcher, judged, matched, no_face, xxs_matched = FrameMatcher(second_opinion), 0, 0, 0, 0
     for i, f in enumerate(truth):
         for k, box in enumerate(f.faces):
             if box[2] - box[0] >= MATCH_MIN_FACE:
@@ -166,6 +177,7 @@ def footage_numbers(privacy: str, work: Path, clip: str = "multi_person") -> dic
                 if m is not None:
                     judged += 1
                     matched += m[0] < DLIB_TAU or m[1] > matcher.edge_max
+                    xxs_matched += m[2] is not None and m[2] > matcher.second.threshold
             x0, y0, x1, y1 = (int(max(0, v)) for v in box)
             region = np.zeros(src[i].shape[:2], bool)
             region[y0:y1, x0:x1] = True
@@ -199,6 +211,9 @@ def footage_numbers(privacy: str, work: Path, clip: str = "multi_person") -> dic
         "occluder_kept": rep.get("occluder_kept"),
         # FrameMatcher: output face-frames (faces >= MATCH_MIN_FACE px) matched to the same input frame
         "recognizers_same_frame": {"judged": judged, "matched": matched, "no_face_in_output": no_face},
+        # --second-opinion: EdgeFace-xxs (never run by the guard) on the same face-frames, over its own p99
+        "xxs_same_frame": None if matcher.second is None else
+        {"matched": xxs_matched, "threshold": matcher.second.threshold},
     }
 
 
@@ -217,16 +232,18 @@ def main(argv=None) -> int:
                     help="multi_person: the benchmark clip; hard_turns: blur burst, head turn to 75 deg, light dip; "
                          "both: those two; occluded_start: a hand and a microphone over the mouth from frame 0")
     ap.add_argument("--json", help="write the numbers here too")
+    ap.add_argument("--second-opinion", action="store_true",
+                    help="also judge each face-frame with EdgeFace-xxs (torch, shared/models/edgeface), never run by the guard")
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         res = {"privacy": a.privacy}
         if a.clip in ("multi_person", "both"):
-            res["footage"] = footage_numbers(a.privacy, Path(tmp))
+            res["footage"] = footage_numbers(a.privacy, Path(tmp), second_opinion=a.second_opinion)
         if a.clip in ("hard_turns", "both"):
-            res["hard_turns"] = footage_numbers(a.privacy, Path(tmp), "hard_turns")
+            res["hard_turns"] = footage_numbers(a.privacy, Path(tmp), "hard_turns", a.second_opinion)
         for name in ("hand_from_start", "microphone_from_start"):
             if a.clip in (name, "occluded_start"):
-                res[name] = footage_numbers(a.privacy, Path(tmp), name)
+                res[name] = footage_numbers(a.privacy, Path(tmp), name, a.second_opinion)
         if a.mandelbrot > 0:
             res["face_free"] = false_faces(a.mandelbrot, a.privacy, Path(tmp))
     return common.emit_json(res, a.json)

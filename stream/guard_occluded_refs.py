@@ -8,10 +8,10 @@ the plain fill is "matched" against such a reference), so every such face was fi
 So where the occlusion stage found the occluder in the frame a reference is taken in
 (`OcclusionStage.take_occluder`, on the face job), the guard also keeps the person with that
 occluder greyed (128), and checks a kept occluder against that one instead (`kept_references`);
-the plain reference stays what rendered faces are checked against. What is greyed is the stage's
-keep less its margin (`MARGIN`, as stream/occlusion.py grows it), so the skin that margin holds
-in the output is compared with the person's skin there. The thresholds are the guard's absolute
-ones (dlib >= 0.6, EdgeFace <= edge_max, worst view, every reference).
+the plain reference stays what rendered faces are checked against. What is greyed is exactly what
+an obfuscated face keeps (the stage's occluder, without the margin a rendered face's cut adds).
+The thresholds are the guard's absolute ones (dlib >= 0.6, EdgeFace <= edge_max, worst view,
+every reference).
 
 Why not the same region greyed in the output too: the same grey on both sides is shared content
 that dlib reads as the same person: every kept face of tools/bench/bench_footage.py's
@@ -37,12 +37,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-import cv2
 import numpy as np
 
 from ideud.stream.types import Crop
 
-MARGIN = 0.05  # share of the face size stream/occlusion.py grows an occluder by (`OcclusionStage._cut`)
 
 
 def greyed(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -64,25 +62,21 @@ def in_context(occluder: tuple[Crop, np.ndarray], ctx: Crop) -> np.ndarray:
     return out
 
 
-def occluder_core(occluder: tuple[Crop, np.ndarray], ctx: Crop, pts: np.ndarray) -> Optional[np.ndarray]:
-    """The occluder a face job carries (crop, uint8 keep: 255 the occluder and its margin) in the
-    context crop `ctx`, less the margin (`pts`: the face's points in `ctx`): bool, or None where
-    nothing is left."""
+def occluder_core(occluder: tuple[Crop, np.ndarray], ctx: Crop) -> Optional[np.ndarray]:
+    """The occluder a face job carries (crop, uint8 keep: 255 the occluder) in the context crop
+    `ctx`: bool, or None where nothing of it is there."""
     crop, keep = occluder
     if keep.shape != crop.shape:
         return None
-    out = in_context(occluder, ctx).astype(np.uint8)
-    r = int(round(MARGIN * float(np.ptp(pts, 0).max())))
-    if r > 0:
-        out = cv2.erode(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
-    return out.astype(bool) if out.any() else None
+    out = in_context(occluder, ctx)
+    return out if out.any() else None
 
 
 def masked_reference(two, ctx_rgb: np.ndarray, ctx: Crop, pts: np.ndarray,
                      occluder: Optional[tuple[Crop, np.ndarray]]) -> Optional[tuple[np.ndarray, np.ndarray]]:
     """The person in `ctx_rgb` (points `pts` in it) with this frame's occluder greyed: (dlib,
     EdgeFace) embeddings, memory only; None where the frame has no occluder."""
-    core = None if occluder is None else occluder_core(occluder, ctx, pts)
+    core = None if occluder is None else occluder_core(occluder, ctx)
     return None if core is None else two.person(greyed(ctx_rgb, core), pts)
 
 

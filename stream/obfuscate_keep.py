@@ -2,8 +2,9 @@
 microphone in front of it, as a rendered face does.
 
 The occlusion stage (stream/occlusion.py) leaves, for this frame only, the occluder it found in
-front of a face and its margin (`OcclusionStage.take_occluder`: the part of what it cuts out of a
-rendered face's mask that differs strongly from the face, without the feather); every face that
+front of a face with a thin rim (`OcclusionStage.take_occluder`: the part of what it cuts out of a
+rendered face's mask that differs strongly from the face, without the margin and feather a
+rendered face's cut adds: that margin is the person's skin, between fingers and along the hand); every face that
 has Step I's geometry is rendered and cut, also one obfuscated anyway (the guard's refusal: cut in
 the restore process, not restored; `occluded`), so its occluder is known in the frame it is
 obfuscated in. Faces obfuscated before Step I (small, no_mesh, lost, a failed frame) keep nothing. `blend.obfuscate` leaves

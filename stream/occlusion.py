@@ -31,7 +31,8 @@ Each `cut` also leaves for `take_occluder` what an obfuscated face may keep orig
 `KEEP_DIFF` off the face there (the colour growth takes in skin only a few levels off the
 reference: 19-46 % of the face outline besides the hand on tools/bench/bench_footage.py's
 multi_person clip, 16-33 % with `KEEP_DIFF`), or without a reference the judgement's own outline;
-with the same margin, but not the feather.
+with a rim of KEEP_MARGIN, not the margin and the feather a rendered face's cut adds (that margin is
+face: `_keep_found`).
 Limits: a
 skin-coloured hand that leaves the mouth and nose visible from the first frame (over the chin or a
 cheek) is still taken for face; an occluder the judgement cannot delineate is rendered over; the
@@ -61,6 +62,7 @@ MAX_SPREAD = 40.0  # grey levels: colour spread of an occluder region that may g
 MIN_OUTSIDE = 0.15  # share of an occluder region that must lie outside the face outline
 CARRIED_OVERLAP = 0.5  # ... or inside the last frame's occluder (a hand that came in and stays)
 KEEP_DIFF = DIFF  # grey levels off the face there (the seeds' own) an occluder pixel needs to be kept in an obfuscated face
+KEEP_MARGIN = 0.015  # share of the face size an obfuscated face's kept occluder is grown by (a rendered face's: 0.05)
 MAX_SHARE = 0.6  # occluded share of the face mask above which the face is obfuscated instead
 REKEY_FRAMES = 25
 JUDGE_EVERY = 5  # frames between judgements of a frame for a re-key, after one that was not clean
@@ -181,7 +183,7 @@ class OcclusionStage:
                 self._key(track_id, crop_rgb, lm2)
             else:
                 ref.wait = JUDGE_EVERY  # (a face read as not clean, e.g. a moustache: not judged every frame)
-        self._keep_found(track_id, self._cut(mask, strict, lm2)[1])
+        self._keep_found(track_id, strict, mask.shape, lm2)
         return self._cut(mask, occluder, lm2)[0], share
 
     def _unkeyed(self, track_id: int, crop_rgb: np.ndarray, lm2: np.ndarray, small_mask: np.ndarray,
@@ -204,15 +206,25 @@ class OcclusionStage:
         # not keyed: what the judgement shows (a microphone leaving, below the mouth now) is cut out
         face = small_mask > 0.5
         share = float((verdict.occluder & face).sum() / max(face.sum(), 1))
-        cut, soft = self._cut(mask, verdict.occluder, lm2)
-        self._keep_found(track_id, soft)  # the judgement's own outline: a flood fill
-        return cut, share
+        self._keep_found(track_id, verdict.occluder, mask.shape, lm2)  # the judgement's own outline: a flood fill
+        return self._cut(mask, verdict.occluder, lm2)[0], share
 
-    def _keep_found(self, track_id: int, soft: Optional[np.ndarray]) -> None:
-        """What an obfuscated face keeps original (`take_occluder`): of a `_cut`'s cut-out region,
-        the occluder and its margin."""
-        if soft is not None:  # the occluder and its margin, not the feather: that is face
-            self._found[track_id] = np.where(soft >= 1.0, 255, 0).astype(np.uint8)
+    def _keep_found(self, track_id: int, occluder: np.ndarray, shape: tuple, lm2: np.ndarray) -> None:
+        """What an obfuscated face keeps original (`take_occluder`): the occluder's own pixels at
+        full size with a thin rim (`KEEP_MARGIN`), not the margin a rendered face's cut adds. That
+        margin is face: between the fingers of a hand and along the face's edge it showed the
+        person's own skin (tools/bench/bench_footage.py's multi_person near face, in the 22 frames it
+        is obfuscated behind the hand: 12.0 % of the face oval raw with it, 6.3 % now; of the hand's
+        pixels 100 % kept with it, 94 % now)."""
+        r = int(round(KEEP_MARGIN * float(np.ptp(lm2, 0).max())))
+        if r > 0 and occluder.any():  # a pixel or two: the stage's outline, worked out smaller, misses the rim
+            occluder = cv2.dilate(occluder.astype(np.uint8),
+                                  cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)) > 0
+        if occluder.any():
+            m = occluder.astype(np.uint8) * 255
+            if m.shape != tuple(shape[:2]):
+                m = cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+            self._found[track_id] = np.where(m >= 128, 255, 0).astype(np.uint8)
 
     @staticmethod
     def _cut(mask: np.ndarray, occluder: np.ndarray, lm2: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:

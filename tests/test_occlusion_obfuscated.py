@@ -92,10 +92,16 @@ def test_a_hand_over_an_obfuscated_face_keeps_its_pixels(tmp_path):
         hand_in.append(src[i][occluder])
         hand_out.append(out[i][occluder])
     kept = rep["occluder_kept"]
-    print(f"occluder PSNR {psnr(np.concatenate(hand_in), np.concatenate(hand_out)):.1f} dB, {kept}")
+    hand_in, hand_out = np.concatenate(hand_in), np.concatenate(hand_out)
+    hand_kept = float((np.abs(hand_in.astype(int) - hand_out.astype(int)).max(-1) <= 4).mean())
+    print(f"occluder PSNR {psnr(hand_in, hand_out):.1f} dB, hand pixels kept {hand_kept:.1%}, {kept}")
     assert kept["face_frames"] >= 10, kept
     assert len(hand_in) >= 10
-    assert psnr(np.concatenate(hand_in), np.concatenate(hand_out)) >= 40.0
+    # the hand is kept with a thin rim, not the margin a rendered face's cut adds (that margin is the
+    # person's skin: between the fingers, along the hand): where the stage's outline misses more than
+    # that, the hand is filled (94 % of its pixels kept here; 100 % with the margin, which showed 12 %
+    # of the face oval raw against 6.3 % now)
+    assert hand_kept >= 0.9
 
 
 def test_the_occluder_taken_is_this_frame_s_only():
@@ -126,7 +132,8 @@ def test_the_occluder_taken_is_this_frame_s_only():
         mesh.close()
     print([None if k is None else round(float((k[t] == 255).mean()), 2) if t is not None and t.any()
            else int((k == 255).sum()) for k, t in found])
-    assert all(k is not None and (k[t] == 255).mean() > 0.9 for k, t in found[8:10]), "the hand in place was not found"
+    # (0.80-0.82 of the hand: the stage's outline, worked out at 112 px, with a thin rim, not the margin)
+    assert all(k is not None and (k[t] == 255).mean() > 0.75 for k, t in found[8:10]), "the hand in place was not found"
     assert all(k is None for k, _ in found[17:]), "the hand gone, something still kept"
 
 
@@ -170,18 +177,17 @@ def test_a_face_first_seen_behind_a_microphone_keeps_it_and_still_passes_both_re
         assert d >= 0.6 and s <= edge_max, f"frame {i}: the kept face matched the person (dlib {d}, EdgeFace {s})"
 
 
-def test_a_reference_behind_an_occluder_is_greyed_at_its_core_and_stands_in_only_for_its_own_reference():
-    from ideud.stream.guard_occluded_refs import MARGIN, kept_references, occluder_core
+def test_a_reference_behind_an_occluder_is_greyed_where_the_face_keeps_it_and_stands_in_only_for_its_own_reference():
+    from ideud.stream.guard_occluded_refs import kept_references, occluder_core
 
-    # the stage's keep (occluder + margin) on a crop at (40, 30); the context crop starts at (20, 10)
+    # the stage's keep (the occluder and its thin rim) on a crop at (40, 30); the context crop starts
+    # at (20, 10): greyed exactly where an obfuscated face keeps it (the same pixels on both sides)
     keep = np.zeros((60, 80), np.uint8)
     keep[20:50, 20:60] = 255
-    pts = np.array([[0.0, 0.0], [100.0, 100.0]])  # a face 100 px across: the margin is 5 px
-    core = occluder_core((Crop(40, 30, 120, 90), keep), Crop(20, 10, 160, 130), pts)
-    r = int(round(MARGIN * 100))
+    core = occluder_core((Crop(40, 30, 120, 90), keep), Crop(20, 10, 160, 130))
     ys, xs = np.nonzero(core)
-    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (40 + r, 69 - r, 40 + r, 79 - r), "not the keep less its margin"
-    assert occluder_core((Crop(40, 30, 120, 90), keep), Crop(200, 200, 260, 260), pts) is None  # elsewhere
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (40, 69, 40, 79) and core.sum() == 30 * 40
+    assert occluder_core((Crop(40, 30, 120, 90), keep), Crop(200, 200, 260, 260)) is None  # elsewhere
     # each reference taken behind an occluder is replaced by its greyed one, the others stay
     plain, edge = [np.full(4, 1.0), np.full(4, 2.0)], [np.full(3, 1.0), np.full(3, 2.0)]
     greyed_one = (np.full(4, 9.0), np.full(3, 9.0))

@@ -88,7 +88,8 @@ def default_run(tmp_path_factory):
         # the guard's embeddings of them (none may reach the report)
         secrets = [proc.identity._tracks[t].z for t in proc.identity._tracks if proc.identity._tracks[t].z is not None]
         for st in proc.guard._tracks.values():
-            secrets += [np.asarray(e) for e in list(st.refs) + ([st.now] if st.now is not None else [])]
+            # (st.now: the person of the last checked frame, a (dlib, EdgeFace) pair)
+            secrets += [np.asarray(e) for e in list(st.refs) + list(st.edge_refs) + list(st.now or ())]
     finally:
         proc.close()
     inner = [[_inner(boxes[k], _motion(i, k)) for k in range(len(people))] for i in range(FRAMES)]

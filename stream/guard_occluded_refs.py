@@ -9,7 +9,7 @@ So where the occlusion stage found the occluder in the frame a reference is take
 (`OcclusionStage.take_occluder`, on the face job), the guard also keeps the person with that
 occluder greyed (128), and checks a kept occluder against that one instead (`kept_references`);
 the plain reference stays what rendered faces are checked against. What is greyed is exactly what
-an obfuscated face keeps (the stage's occluder, without the margin a rendered face's cut adds).
+an obfuscated face keeps (the stage's occluder with its thin rim, stream/occlusion.py KEEP_MARGIN).
 The thresholds are the guard's absolute ones (dlib >= 0.6, EdgeFace <= edge_max, worst view,
 every reference).
 
@@ -40,7 +40,6 @@ from typing import Optional
 import numpy as np
 
 from ideud.stream.types import Crop
-
 
 
 def greyed(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -193,9 +193,10 @@ def with_occluders(cand: Optional[tuple], occluders: Optional[tuple[Crop, np.nda
 
 
 def output_drifted(two: TwoRecognizers, frame, r, current: tuple, st, limit: float) -> bool:
-    """Between full checks the rendered face can drift (the ID fit settling, the warp and restorer
-    following the motion): on footage its EdgeFace chip moved to 0.77 of the checked one within two
-    frames, and its similarity to the person from 0.16 to 0.28, with no pose change. The person's own
+    """Between full checks the rendered face can drift (Step II follows the face's small motion: a
+    repeated frame gives the same output, a slowly turning one does not): on footage its EdgeFace chip
+    moved to 0.77 of the checked one within two frames, and its similarity to the person from 0.16 to
+    0.28, with no pose change over the re-check's bar. The person's own
     look drifts too (light, expression, a hand: 0.70-0.96 to a kept reference of the same pose), and the
     output came closer to the person of its own frame than to the kept references (0.216 against
     0.187). So the EdgeFace chips of the output and of this frame's person, one batch a face-frame

@@ -75,9 +75,8 @@ class TwoRecognizers:
     def person(self, rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The person's (dlib, EdgeFace) embeddings from the unmirrored chip: memory only."""
         d = self.dlib_embed(dlib_views(self.dlib, rgb, landmarks, full=False))[0]
-        e = self.edge.embed_chips(np.stack(edge_views(rgb, landmarks, full=False)))[0]
+        e = self.chip_embeddings(np.stack(edge_views(rgb, landmarks, full=False)))[0]
         self.dlib_chips += 1
-        self.edge_chips += 1
         return d, e
 
     def edge_similarity(self, faces: Sequence[tuple], refs: np.ndarray, full=True,
@@ -91,9 +90,8 @@ class TwoRecognizers:
         chips = [edge_views(rgb, lm, full) for rgb, lm in faces]
         n = len(chips[0])
         skip = 1 if chip_embeddings is not None else 0
-        e = (self.edge.embed_chips(np.stack([c for cs in chips for c in cs[skip:]])) if n > skip
+        e = (self.chip_embeddings(np.stack([c for cs in chips for c in cs[skip:]])) if n > skip
              else np.zeros((0, ef.DIM), np.float32))
-        self.edge_chips += len(e)
         e = e.reshape(len(faces), n - skip, ef.DIM)
         if skip:
             e = np.concatenate([np.asarray(chip_embeddings, np.float32).reshape(len(faces), 1, ef.DIM), e], 1)

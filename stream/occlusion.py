@@ -216,15 +216,15 @@ class OcclusionStage:
         person's own skin (tools/bench/bench_footage.py's multi_person near face, in the 22 frames it
         is obfuscated behind the hand: 12.0 % of the face oval raw with it, 6.3 % now; of the hand's
         pixels 100 % kept with it, 94 % now)."""
+        if not occluder.any():
+            return
+        m = occluder.astype(np.uint8) * 255
         r = int(round(KEEP_MARGIN * float(np.ptp(lm2, 0).max())))
-        if r > 0 and occluder.any():  # a pixel or two: the stage's outline, worked out smaller, misses the rim
-            occluder = cv2.dilate(occluder.astype(np.uint8),
-                                  cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)) > 0
-        if occluder.any():
-            m = occluder.astype(np.uint8) * 255
-            if m.shape != tuple(shape[:2]):
-                m = cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-            self._found[track_id] = np.where(m >= 128, 255, 0).astype(np.uint8)
+        if r > 0:  # a pixel or two: the stage's outline, worked out smaller, misses the rim
+            m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
+        if m.shape != tuple(shape[:2]):
+            m = cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+        self._found[track_id] = np.where(m >= 128, 255, 0).astype(np.uint8)
 
     @staticmethod
     def _cut(mask: np.ndarray, occluder: np.ndarray, lm2: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:

@@ -144,37 +144,33 @@ class FrameMatcher:
         return None if lm is None else lm[:, :2]
 
     def _face(self, rgb: np.ndarray, box) -> tuple:
+        """(the crop around the box, FaceMesh's points in it or None, the crop's offset in the frame)."""
         x0, y0, x1, y1 = box
         w, h = x1 - x0, y1 - y0
         X0, Y0 = int(max(0, x0 - w)), int(max(0, y0 - h))
         crop = np.ascontiguousarray(rgb[Y0:int(min(rgb.shape[0], y1 + h)), X0:int(min(rgb.shape[1], x1 + w))])
         lm = mesh_of(crop, self.det, self.mesh)
-        return crop, None if lm is None else lm[:, :2]
+        return crop, None if lm is None else lm[:, :2], np.array([X0, Y0], float)
 
-    def face_oval(self, rgb: np.ndarray, box) -> Optional[np.ndarray]:
-        """The face oval (FaceMesh's silhouette, landmarked as `_face` does) as a frame-size mask, or None."""
-        import cv2
-
+    @staticmethod
+    def face_oval(shape: tuple, points: np.ndarray) -> np.ndarray:
+        """The face oval (FaceMesh's silhouette) of `points` (frame pixels) as a frame-size mask."""
         from ideud.models import facemesh as fm
-        _, lm = self._face(rgb, box)
-        if lm is None:
-            return None
-        w, h = box[2] - box[0], box[3] - box[1]
-        oval = np.zeros(rgb.shape[:2], np.uint8)
-        cv2.fillPoly(oval, [np.round(fm.face_polygon(lm) + [int(max(0, box[0] - w)), int(max(0, box[1] - h))])
-                            .astype(np.int32)], 1)
+        oval = np.zeros(shape[:2], np.uint8)
+        cv2.fillPoly(oval, [np.round(fm.face_polygon(points)).astype(np.int32)], 1)
         return oval.astype(bool)
 
-    def __call__(self, src: np.ndarray, out: np.ndarray, box) -> Optional[tuple]:
-        """(dlib distance, EdgeFace similarity, EdgeFace-xxs cosine or None) of the output face
-        against the input's, or None."""
-        ci, li = self._face(src, box)
-        co, lo = self._face(out, box)
+    def __call__(self, src: np.ndarray, out: np.ndarray, box) -> tuple[Optional[tuple], Optional[np.ndarray]]:
+        """((dlib distance, EdgeFace similarity, EdgeFace-xxs cosine or None) of the output face
+        against the input's, or None; the input face's points in frame pixels, or None)."""
+        ci, li, offset = self._face(src, box)
+        co, lo, _ = self._face(out, box)
+        points = None if li is None else li + offset
         if li is None or lo is None:
-            return None
+            return None, points
         person = self.two.person(ci, li)
         xxs = None if self.second is None else float(self.second.embed_at(co, lo) @ self.second.embed_at(ci, li))
-        return (*self.two.measure(co, lo, np.asarray([person[0]]), np.asarray([person[1]])), xxs)
+        return (*self.two.measure(co, lo, np.asarray([person[0]]), np.asarray([person[1]])), xxs), points
 
     def close(self) -> None:
         self.mesh.close()
@@ -194,7 +190,7 @@ def footage_numbers(privacy: str, work: Path, clip: str = "multi_person", second
     for i, f in enumerate(truth):
         for k, box in enumerate(f.faces):
             if box[2] - box[0] >= MATCH_MIN_FACE:
-                m = matcher(src[i], out[i], box)
+                m, points = matcher(src[i], out[i], box)
                 no_face += m is None
                 if m is not None:
                     judged += 1
@@ -210,12 +206,12 @@ def footage_numbers(privacy: str, work: Path, clip: str = "multi_person", second
             if occ.any():
                 hand_in.append(src[i][occ])
                 hand_out.append(out[i][occ])
-                if box[2] - box[0] >= MATCH_MIN_FACE and m is None:  # obfuscated (no face in the output)
-                    oval = matcher.face_oval(src[i], box)
-                    if oval is not None:  # the face there besides the occluder (grown 2 px: its edge)
-                        face = oval & ~(cv2.dilate(occ.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
-                        same = np.abs(src[i].astype(int) - out[i].astype(int)).max(-1) <= RAW_LEVELS
-                        oval_raw, oval_px = oval_raw + int((same & face).sum()), oval_px + int(face.sum())
+                # obfuscated (no face in the output): the face there besides the occluder (grown 2 px: its edge)
+                if box[2] - box[0] >= MATCH_MIN_FACE and m is None and points is not None:
+                    face = matcher.face_oval(src[i].shape, points) & ~(
+                        cv2.dilate(occ.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
+                    same = np.abs(src[i].astype(int) - out[i].astype(int)).max(-1) <= RAW_LEVELS
+                    oval_raw, oval_px = oval_raw + int((same & face).sum()), oval_px + int(face.sum())
             if i in still and i - 1 in still:
                 d_in.append(np.abs(src[i][region].astype(int) - src[i - 1][region].astype(int)).mean())
                 step = np.abs(out[i][region].astype(int) - out[i - 1][region].astype(int))

@@ -7,8 +7,13 @@ the restorer, decoder and encoder leave free. The runner drives it like the dete
 processes (stream/runner.py `_DetectFirst`): `submit` in decode order, then `faces` in the same
 order. The processor's own detector is called, one frame at a time and in decode order, so its
 state (the verifier's memory of confirmed finds) and every answer are what the main thread
-would have got: the output is the same bit for bit. A detection that raises is raised again
-from `faces`, where the processor hides that frame whole, as for a detection on the main thread.
+would have got: the faces and every frame handed to the encoder are the same. A detection that
+raises is raised again from `faces`, where the processor hides that frame whole, as for a
+detection on the main thread.
+
+Off by default (`stream.runner.DETECT_THREAD`): with it, the encoded file was not always the same
+bytes (tenth session: about one file in ten of tests/test_batch.py's clips, for a reason not found;
+the encoder's input was identical). `tools/bench/bench_speed.py --detect-thread` measures it.
 """
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ Each `cut` also leaves for `take_occluder` what an obfuscated face may keep orig
 reference: 19-46 % of the face outline besides the hand on tools/bench/bench_footage.py's
 multi_person clip, 16-33 % with `KEEP_DIFF`), or without a reference the judgement's own outline;
 with a rim of KEEP_MARGIN, not the margin and the feather a rendered face's cut adds (that margin is
-face: `_keep_found`).
+face: `_keep_found`), and only its regions that reach into the face (`_reaching_in`).
 Limits: a
 skin-coloured hand that leaves the mouth and nose visible from the first frame (over the chin or a
 cheek) is still taken for face; an occluder the judgement cannot delineate is rendered over; the
@@ -62,6 +62,9 @@ MAX_SPREAD = 40.0  # grey levels: colour spread of an occluder region that may g
 MIN_OUTSIDE = 0.15  # share of an occluder region that must lie outside the face outline
 CARRIED_OVERLAP = 0.5  # ... or inside the last frame's occluder (a hand that came in and stays)
 KEEP_DIFF = DIFF  # grey levels off the face there (the seeds' own) an occluder pixel needs to be kept in an obfuscated face
+KEEP_INNER = 0.12  # share of the face size the face outline is shrunk by to give its inside (`_reaching_in`)
+KEEP_THIN = 0.045  # share of the face size: thinner strips of an occluder are not kept (`_reaching_in`)
+KEEP_INSIDE = 0.2  # share of an occluder region's pixels that must lie there for an obfuscated face to keep it
 KEEP_MARGIN = 0.015  # share of the face size an obfuscated face's kept occluder is grown by (a rendered face's: 0.05)
 MAX_SHARE = 0.6  # occluded share of the face mask above which the face is obfuscated instead
 REKEY_FRAMES = 25
@@ -97,6 +100,30 @@ def _ring(points2d: np.ndarray, scale: float) -> np.ndarray:
     oval = points2d[fm.FACE_OVAL]
     centre = points2d.mean(0)
     return centre + (oval - centre) * scale
+
+
+def _reaching_in(occluder: np.ndarray, lm2: np.ndarray) -> np.ndarray:
+    """The regions of `occluder` (bool) that reach into the face (KEEP_INSIDE of their pixels on the
+    face outline shrunk by KEEP_INNER): what the comparison finds along the face's edge alone (a
+    sliver at the jaw line, the ear, where the head turned or the light moved) is face, not a hand
+    in front of it."""
+    size = float(np.ptp(lm2, 0).max())
+    t = int(round(KEEP_THIN * size))
+    m = occluder.astype(np.uint8)
+    if t > 0:
+        m = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * t + 1,) * 2))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    if n <= 1:
+        return m > 0
+    inner = np.zeros(occluder.shape, np.uint8)
+    cv2.fillPoly(inner, [np.round(fm.face_polygon(lm2)).astype(np.int32)], 1)
+    r = int(round(KEEP_INNER * size))
+    if r > 0:
+        inner = cv2.erode(inner, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
+    inside = np.bincount(labels[inner > 0], minlength=n)
+    reaching = inside >= KEEP_INSIDE * stats[:, cv2.CC_STAT_AREA]
+    reaching[0] = False
+    return reaching[labels]
 
 
 def _aligned_points(lm2: np.ndarray) -> np.ndarray:
@@ -214,8 +241,12 @@ class OcclusionStage:
         full size with a thin rim (`KEEP_MARGIN`), not the margin a rendered face's cut adds. That
         margin is face: between the fingers of a hand and along the face's edge it showed the
         person's own skin (tools/bench/bench_footage.py's multi_person near face, in the 22 frames it
-        is obfuscated behind the hand: 12.0 % of the face oval raw with it, 6.3 % now; of the hand's
-        pixels 100 % kept with it, 94 % now)."""
+        is obfuscated behind the hand: 12.0 % of the face oval raw with it, 6.3 % without; of the hand's
+        pixels 100 % kept with it, 94 % without). Only the parts that reach into the face are kept
+        (`_reaching_in`): strips along the jaw line and the ear that the comparison finds when the
+        head moves are face (there 5.0 -> 3.2 % of the oval raw, 93 % of the hand kept; they also
+        flickered: the still frames' output steps 1.77 -> 0.64 x the input's)."""
+        occluder = _reaching_in(occluder, lm2)
         if not occluder.any():
             return
         m = occluder.astype(np.uint8) * 255

@@ -27,7 +27,13 @@ from ideud.stream.types import Frame
 from ideud.stream.workers import DetectAhead, WorkerLost, resolve_processes
 
 QUEUE_FRAMES = 8  # frames between decode and the processor, and between it and encode
-DETECT_THREAD = True  # one process on several cores: detection a frame ahead on a thread (same output)
+# detection a frame ahead on a thread (stream/detect_thread.py) for one process on several cores: off.
+# With it, about one file in ten of tests/test_batch.py's clips came out with different bytes from
+# the same frames (the frames handed to the encoder identical, a second encoder fed them alongside
+# identical to the reference: the first encoder's own output differed); 0 in 40 without it, also
+# with the thread's detections run on the main thread. Its speed gain was within the noise on the
+# 4-person 360p clip and ~10 % on the 720p one (README, tenth session)
+DETECT_THREAD = False
 
 
 def check_paths(src: str, dst: str, force: bool) -> None:

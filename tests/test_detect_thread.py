@@ -1,6 +1,6 @@
-"""Detection a frame ahead on a thread (stream/detect_thread.py), the default of a one-process file
-run on several cores: the output is the main-thread path's, bit for bit, and a detection that
-fails on the thread hides that frame whole."""
+"""Detection a frame ahead on a thread (stream/detect_thread.py; off by default, `runner.DETECT_THREAD`,
+for `tools/bench/bench_speed.py --detect-thread`): the faces and frames are the main-thread path's,
+and a detection that fails on the thread hides that frame whole."""
 from __future__ import annotations
 
 import os
@@ -34,6 +34,8 @@ def _same_video(a, b) -> None:
 
 def test_the_thread_gives_the_main_thread_output(two_faces, monkeypatch):
     folder, src = two_faces
+    assert runner.DETECT_THREAD is False  # off by default (its encoded bytes were not always the same)
+    monkeypatch.setattr(runner, "DETECT_THREAD", True)
     threaded = deidentify(src, str(folder / "thread.mkv"), Options(**FAST))
     assert threaded["timing"]["detect_thread"]["calls"] == FRAMES  # every frame detected on the thread
     assert threaded["timing"]["detect"]["ms_per_frame"] >= 0 and threaded["processes"] == 1

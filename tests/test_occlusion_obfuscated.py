@@ -67,6 +67,31 @@ def test_the_eyes_are_never_kept_and_a_keep_over_most_of_the_face_is_refused(por
     assert trusted(np.full(head.shape[:2], 255, np.uint8), lm)[0] is None, "a keep over the whole face was trusted"
 
 
+def test_slivers_along_the_face_s_edge_are_not_kept_the_hand_over_the_mouth_is(portrait_points):
+    # what the occlusion stage finds along the face's edge alone (a strip at the jaw line, the ear)
+    # is the person's face, not something in front of it: an obfuscated face does not keep it
+    from ideud.stream.occlusion import KEEP_THIN, _reaching_in
+
+    head, lm = portrait_points
+    size = float(np.ptp(lm, 0).max())
+    occ = np.zeros(head.shape[:2], np.uint8)
+    mouth = lm[fm.LIPS]
+    cx, cy = np.round(mouth.mean(0)).astype(int)
+    cv2.ellipse(occ, (int(cx), int(cy)), (int(0.25 * size), int(0.15 * size)), 0, 0, 360, 1, -1)  # a hand
+    oval = np.round(lm[fm.FACE_OVAL]).astype(np.int32)
+    strip = int(round(0.6 * KEEP_THIN * size))  # thinner than KEEP_THIN: a sliver
+    cv2.polylines(occ, [oval[len(oval) // 2:]], False, 1, max(1, strip))  # along one side of the outline
+    ear = oval[oval[:, 0].argmax()]
+    cv2.circle(occ, (int(ear[0] + 0.08 * size), int(ear[1])), int(0.06 * size), 1, -1)  # past the cheek: an ear
+    kept = _reaching_in(occ.astype(bool), lm)
+    hand = np.zeros_like(occ)
+    cv2.ellipse(hand, (int(cx), int(cy)), (int(0.25 * size), int(0.15 * size)), 0, 0, 360, 1, -1)
+    assert kept[hand > 0].mean() > 0.95, "the hand over the mouth was not kept"
+    away = (occ > 0) & ~(cv2.dilate(hand, np.ones((9, 9), np.uint8)) > 0)
+    assert away.sum() > 0.02 * size * size and kept[away].mean() < 0.05, f"{kept[away].mean():.0%} of the slivers kept"
+    assert not _reaching_in(np.zeros_like(occ, bool), lm).any()
+
+
 def test_a_hand_over_an_obfuscated_face_keeps_its_pixels(tmp_path):
     # tests/footage.py's multi_person clip at the default privacy level: the near face that a hand
     # comes over is refused by the guard while the hand is there (the new mouth hidden, what stays

@@ -169,8 +169,14 @@ def main(argv=None) -> int:
                     help="per-stage table in the main thread's CPU time (robust to other load; FaceMesh's "
                          "own inference threads are not counted)")
     ap.add_argument("--privacy", help="override the default privacy mode (off: the path without the guard)")
+    ap.add_argument("--detect-thread", action="store_true",
+                    help="detection a frame ahead on a thread (stream/detect_thread.py; off by default: its "
+                         "encoded bytes were not always the same)")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args(argv)
+    if a.detect_thread:
+        from ideud.stream import runner
+        runner.DETECT_THREAD = True
     names = [c.strip() for c in a.clips.split(",") if c.strip()]
     if any(c not in CLIPS for c in names):
         ap.error(f"unknown clip; choose from {', '.join(CLIPS)}")

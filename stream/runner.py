@@ -28,11 +28,11 @@ from ideud.stream.workers import DetectAhead, WorkerLost, resolve_processes
 
 QUEUE_FRAMES = 8  # frames between decode and the processor, and between it and encode
 # detection a frame ahead on a thread (stream/detect_thread.py) for one process on several cores: off.
-# With it, about one file in ten of tests/test_batch.py's clips came out with different bytes from
-# the same frames (the frames handed to the encoder identical, a second encoder fed them alongside
-# identical to the reference: the first encoder's own output differed); 0 in 40 without it, also
-# with the thread's detections run on the main thread. Its speed gain was within the noise on the
-# 4-person 360p clip and ~10 % on the 720p one (README, tenth session)
+# With it, in about one round in ten of tests/test_batch.py's three clips a file came out with
+# different bytes from the same frames (the frames handed to the encoder identical, a second encoder
+# fed them alongside identical to the reference: the first encoder's own output differed); without
+# it 1 round in 136. Its speed gain was within the noise on the 4-person 360p clip and ~10 % on the
+# 720p one (README, tenth session)
 DETECT_THREAD = False
 
 

@@ -12,8 +12,8 @@ raises is raised again from `faces`, where the processor hides that frame whole,
 detection on the main thread.
 
 Off by default (`stream.runner.DETECT_THREAD`): with it, the encoded file was not always the same
-bytes (tenth session: in about one round in ten of tests/test_batch.py's three clips, for a reason
-not found; the encoder's input was identical). `tools/bench/bench_speed.py --detect-thread` measures it.
+bytes (tenth session: in about one round in ten of tests/test_batch.py's three clips; the encoder's
+input was identical, and it read heap memory it had not written: stream/heap_fill.py). `tools/bench/bench_speed.py --detect-thread` measures it.
 """
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from ideud.stream.decode import AudioPacket, ImageFrame, VideoInfo, is_image
+from ideud.stream import heap_fill
 from ideud.stream.errors import OutputError, UsageError
 from ideud.stream.types import Frame
 
@@ -152,9 +153,12 @@ class VideoSink:
     def __init__(self, dst: str, info: VideoInfo, codec: str = "libx264", crf: Optional[int] = 18,
                  preset: Optional[str] = "veryfast", keep_metadata: bool = False, audio: bool = True,
                  fmt: Optional[str] = None, container_options: Optional[dict] = None,
-                 codec_options: Optional[dict] = None, temp: bool = True):
+                 codec_options: Optional[dict] = None, temp: bool = True, fill_heap: bool = False):
+        # reproducible bytes: new heap blocks filled while this file is encoded (stream/heap_fill.py)
+        self._heap = heap_fill.hold() if fill_heap else False
         self.dst = dst
         if is_image(dst) and fmt is None:
+            self._release_heap()
             raise UsageError(f"{dst}: a video cannot be written as an image; use .mp4, .mkv or .mov")
         self.path = temp_path_for(dst) if temp else dst
         self.info = info
@@ -267,6 +271,7 @@ class VideoSink:
             msg = getattr(e, "strerror", None) or str(e)
             raise OutputError(f"{self.dst}: finishing the file failed ({msg})") from None
         self._closed = True
+        self._release_heap()
         if self.path != self.dst:
             os.replace(self.path, self.dst)
 
@@ -281,7 +286,13 @@ class VideoSink:
             pass
         self._discard()
 
+    def _release_heap(self) -> None:
+        if self._heap:
+            self._heap = False
+            heap_fill.release()
+
     def _discard(self):
+        self._release_heap()
         if self.path != self.dst:
             try:
                 os.remove(self.path)

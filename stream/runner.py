@@ -29,10 +29,10 @@ from ideud.stream.workers import DetectAhead, WorkerLost, resolve_processes
 QUEUE_FRAMES = 8  # frames between decode and the processor, and between it and encode
 # detection a frame ahead on a thread (stream/detect_thread.py) for one process on several cores: off.
 # With it, in about one round in ten of tests/test_batch.py's three clips a file came out with
-# different bytes from the same frames (the frames handed to the encoder identical, a second encoder
-# fed them alongside identical to the reference: the first encoder's own output differed); without
-# it 1 round in 136. Its speed gain was within the noise on the 4-person 360p clip and ~10 % on the
-# 720p one (README, tenth session)
+# different bytes from the same frames (1 round in 136 without it): the encoder read heap memory
+# it had not written, which other threads had (fixed for seeded runs: stream/heap_fill.py). Its
+# speed gain was within the noise on the 4-person 360p clip and ~10 % on the 720p one (README,
+# tenth session)
 DETECT_THREAD = False
 
 
@@ -120,7 +120,7 @@ class _Encoder:
         self.info.work_fmt = first.pix_fmt
         o = self.o
         self.sink = VideoSink(self.dst, self.info, codec=o.codec, crf=o.crf, preset=o.preset,
-                              keep_metadata=o.keep_metadata, audio=o.audio)
+                              keep_metadata=o.keep_metadata, audio=o.audio, fill_heap=o.seed is not None)
         for a in self._early_audio:
             self.sink.write_audio(a)
         self._early_audio.clear()

@@ -220,7 +220,8 @@ def pass2(src: str, seg: Segment, options, seeds: dict, detections: Optional[dic
             if frame.index >= seg.start:
                 if sink is None:
                     info.rotation, info.work_fmt = frame.rotation, frame.pix_fmt
-                    sink = VideoSink(seg_path, info, codec=o.codec, crf=o.crf, preset=o.preset, audio=False)
+                    sink = VideoSink(seg_path, info, codec=o.codec, crf=o.crf, preset=o.preset, audio=False,
+                                     fill_heap=o.seed is not None)
                 sink.write(frame)
             tick()
         if replay is not None and replay.n != len(replay.calls):

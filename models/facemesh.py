@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import Optional
 
+import cv2
 import numpy as np
 
 # mediapipe/absl log through glog; keep the console for our own messages.
@@ -293,3 +294,10 @@ def face_polygon(points2d: np.ndarray) -> np.ndarray:
     # keep 40% of the forehead height: the hairline sits higher on almost every face
     oval[above] -= np.outer(height[above] * 0.6, up)
     return oval
+
+
+def face_polygon_mask(shape: tuple, points2d: np.ndarray) -> np.ndarray:
+    """`face_polygon` of `points2d` filled into a uint8 mask (1 inside) of `shape`'s height and width."""
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(face_polygon(points2d)).astype(np.int32)], 1)
+    return mask

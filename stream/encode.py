@@ -22,8 +22,8 @@ import av
 import cv2
 import numpy as np
 
-from ideud.stream.decode import AudioPacket, ImageFrame, VideoInfo, is_image
 from ideud.stream import heap_fill
+from ideud.stream.decode import AudioPacket, ImageFrame, VideoInfo, is_image
 from ideud.stream.errors import OutputError, UsageError
 from ideud.stream.types import Frame
 

@@ -83,8 +83,7 @@ def trusted(keep: np.ndarray, lm: np.ndarray, cap: float = MAX_KEPT) -> tuple[Op
     r = max(1, int(round(EYE_MARGIN * size)))
     never = cv2.dilate(never, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
     keep = np.where(never > 0, 0, keep).astype(np.uint8)
-    face = np.zeros(keep.shape, np.uint8)
-    cv2.fillPoly(face, [np.round(fm.face_polygon(lm)).astype(np.int32)], 1)
+    face = fm.face_polygon_mask(keep.shape, lm)
     share = float((keep[face > 0] >= 128).mean()) if face.any() else 1.0
     if share > cap or not keep.any():
         return None, share

@@ -115,8 +115,7 @@ def _reaching_in(occluder: np.ndarray, lm2: np.ndarray) -> np.ndarray:
     n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
     if n <= 1:
         return m > 0
-    inner = np.zeros(occluder.shape, np.uint8)
-    cv2.fillPoly(inner, [np.round(fm.face_polygon(lm2)).astype(np.int32)], 1)
+    inner = fm.face_polygon_mask(occluder.shape, lm2)
     r = int(round(KEEP_INNER * size))
     if r > 0:
         inner = cv2.erode(inner, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))

@@ -156,9 +156,7 @@ class FrameMatcher:
     def face_oval(shape: tuple, points: np.ndarray) -> np.ndarray:
         """The face oval (FaceMesh's silhouette) of `points` (frame pixels) as a frame-size mask."""
         from ideud.models import facemesh as fm
-        oval = np.zeros(shape[:2], np.uint8)
-        cv2.fillPoly(oval, [np.round(fm.face_polygon(points)).astype(np.int32)], 1)
-        return oval.astype(bool)
+        return fm.face_polygon_mask(shape, points).astype(bool)
 
     def __call__(self, src: np.ndarray, out: np.ndarray, box) -> tuple[Optional[tuple], Optional[np.ndarray]]:
         """((dlib distance, EdgeFace similarity, EdgeFace-xxs cosine or None) of the output face

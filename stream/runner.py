@@ -2,8 +2,8 @@
 
 A video runs on three threads: decode and encode each on their own, with bounded queues between
 them and the main thread, which prepares and finishes frames (stream/processor.py). Frames may
-wait for the restorer (`restore_ahead`), but they and the audio packets between them reach the
-encoder in decode order. The output is written to a temp file and renamed when complete
+wait for the restorer (`restore_ahead`; with the privacy guard at least one: `frames_held`), but
+they and the audio packets between them reach the encoder in decode order. The output is written to a temp file and renamed when complete
 (stream/encode.py); on any failure it is removed. With `processes` > 1, worker processes detect
 faces a few frames ahead (stream/workers.py); with one process on several cores, a thread does
 (stream/detect_thread.py); everything else with state stays on the main thread.
@@ -250,7 +250,7 @@ def deidentify(src: str, dst: str, options: Optional[Options] = None,
     order = _InOrder(proc, to_encoder, on_frame, info.frames)
     feed = order
     if ahead is not None:
-        feed = _DetectFirst(ahead, order, proc.restore_ahead, proc.detect_size)
+        feed = _DetectFirst(ahead, order, proc.frames_held, proc.detect_size)
         proc.ahead = ahead
     dec.start()
     enc.start()
@@ -267,7 +267,7 @@ def deidentify(src: str, dst: str, options: Optional[Options] = None,
                 break
             if feed is order:
                 order.add(item)
-                order.emit(proc.restore_ahead)
+                order.emit(proc.frames_held)
             else:
                 feed.add(item)
         if feed is not order:

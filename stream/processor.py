@@ -216,7 +216,7 @@ class FaceProcessor:
                 if self.worker is not None and items:
                     p.future = self.worker.submit(items)
                 if self.guard is not None:
-                    self._unreviewed.append(p)  # reviewed before a later frame's Step I (`_settle`)
+                    self._unreviewed.append(p)  # reviewed after the next frame's Step I (`_settle`)
         except Exception as e:
             p.error = e
         return p

@@ -44,8 +44,9 @@ Per track
    A restorer without levels (classic, gan) renders the same face at every level, so for it the
    steps only vary and strengthen the geometry. z' = clip(z + n, -1, 1) is what every candidate
    renders, so every kept one respects the clip.
-3. Re-check on change, not on the clock: until the ID code freezes, when the output or the person
-   changed (guard_views.output_drifted, the EdgeFace chips of output and person a face-frame: not
+3. Re-check on change, not on the clock: until the ID code freezes, and after it while yaw or pitch
+   moved over LOOK_SHARE of the bar below, when the output or the person changed
+   (guard_views.output_drifted, the EdgeFace chips of output and person a face-frame: not
    the face last checked, or over edge_max - edge_margin against the person, now or kept); when yaw
    or pitch moved more than `pose_delta` degrees since the last check (down to a third of that for
    a face within 0.2 of tau or 0.1 of edge_max), when the face grew or shrank by `scale_delta`,
@@ -101,8 +102,8 @@ from ideud.models.recognizers import TwoRecognizers
 from ideud.stream import blend as bl
 from ideud.stream.guard_inversion import inverses_for, undone_by_edgeface, undone_passes_dlib
 from ideud.stream.guard_occluded_refs import kept_references, masked_reference
-from ideud.stream.guard_policy import (EDGE_THRESHOLDS, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
-                                       STEPS, Policy, _Track, track_report)
+from ideud.stream.guard_policy import (EDGE_THRESHOLDS, LOOK_SHARE, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
+                                       STEPS, Policy, _Track, pose_moved_since_check, track_report)
 from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, finish_candidate,  # noqa: F401
                                       kept_occluder_passes, looks_like_face, obfuscated, occluder_keep, output_drifted,
                                       render_candidate, start_candidate, verified_mosaic, with_occluders)
@@ -165,9 +166,10 @@ class PrivacyGuard:
             st = self._tracks[tr.id]
             r = job.rendering
             t0 = time.perf_counter()
-            # on change: of the face (pose, size, occluders, the ID code) or, until the ID code freezes
-            # (the output settles over a track's first frames, then holds), of the output itself
-            if not self._due(st, tr.id, r, rendered) and (self.identity.is_frozen(tr.id) or not output_drifted(
+            # on change: of the face (pose, size, occluders, the ID code) or of the output itself, until the
+            # ID code freezes (the output settles over a track's first frames) and after while the head turns
+            look = not self.identity.is_frozen(tr.id) or pose_moved_since_check(self.policy, st, r, LOOK_SHARE)
+            if not self._due(st, tr.id, r, rendered) and not (look and output_drifted(
                     self.two, frame, r, (rendered, item, face_rgb), st, self.policy.edge_max - self.policy.edge_margin)):
                 st.seconds += time.perf_counter() - t0
                 out.append((job, rendered, item, face_rgb))
@@ -249,14 +251,7 @@ class PrivacyGuard:
         if st.status != "verified" or st.cursor is not None:
             return True  # pending, a search under way, or an obfuscated track's retry
         p = self.policy
-        slack = 1.0
-        if st.distance is not None:
-            slack = min(slack, (st.distance - p.tau) / 0.2)
-        if st.similarity is not None:
-            slack = min(slack, (p.edge_max - st.similarity) / 0.1)
-        delta = p.pose_delta * float(np.clip(slack, 1 / 3, 1.0))
-        pose_moved = st.last_pose is not None and (abs(r.yaw - st.last_pose[0]) > delta
-                                                   or abs(r.pitch - st.last_pose[1]) > delta)
+        pose_moved = pose_moved_since_check(p, st, r, 1.0)
         size = _size(r)
         resized = st.last_size is not None and max(size / st.last_size, st.last_size / size) > p.scale_delta
         frozen = self.identity.is_frozen(tid)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
+
 from ideud.models.edgeface import calibration as edge_calibration
 
 MODES = ("off", "balanced", "strict")
@@ -23,6 +25,9 @@ MAX_REFERENCES = 4  # embeddings of the person per track (different poses)
 # a re-check keeps dlib's last distance when the output's EdgeFace chip is at least this close to the
 # output fully checked last (genuine views of one photo: mean 0.92-0.995; different people: p99 0.214)
 SAME_OUTPUT = 0.95
+# after the ID code freezes, the output's drift is still looked at while yaw or pitch has moved over
+# this share of the re-check's bar since the last check (a turning head drifts before it is re-checked)
+LOOK_SHARE = 0.5
 
 
 #: EdgeFace's calibrated "same person" cosine similarities (models/data/edgeface_calibration.json):
@@ -118,3 +123,17 @@ def track_report(st: _Track, policy: Policy) -> dict:
             "refreshed": st.refreshed, "dlib_reused": st.dlib_reused, "seconds": round(st.seconds, 3),
             # (step, candidate) of a verified track: nothing of the person, shareable (batch segments)
             "choice": list(st.choice) if st.status == "verified" and st.choice is not None else None}
+
+
+def pose_moved_since_check(p: Policy, st: _Track, r, share: float = 1.0) -> bool:
+    """Yaw or pitch moved over `share` of the re-check's bar since the last check (the bar is
+    `pose_delta`, down to a third of it for a face within 0.2 of tau or 0.1 of edge_max)."""
+    if st.last_pose is None:
+        return False
+    slack = 1.0
+    if st.distance is not None:
+        slack = min(slack, (st.distance - p.tau) / 0.2)
+    if st.similarity is not None:
+        slack = min(slack, (p.edge_max - st.similarity) / 0.1)
+    delta = share * p.pose_delta * float(np.clip(slack, 1 / 3, 1.0))
+    return abs(r.yaw - st.last_pose[0]) > delta or abs(r.pitch - st.last_pose[1]) > delta

@@ -267,3 +267,38 @@ def test_a_drifted_output_is_judged_against_the_person_of_its_own_frame():
     # what made it drift is the person of this frame: against the kept reference alone it held
     # (the same output as checked last, far under the limit)
     assert float(g.two.edge_similarity([(a_rgb, a_lm)], np.asarray(st.edge_refs), full=False)[0]) <= limit
+
+
+@needs_portraits
+def test_after_the_freeze_a_turning_face_s_output_is_still_looked_at():
+    # a verified track whose ID code froze; its output here is the person's own face (what a render
+    # drifting with a turning head can come close to). Under the full re-check's pose bar the output
+    # is looked at once yaw has moved over LOOK_SHARE of that bar (hard_turns: a face-frame matched
+    # there went out unchecked), and not while the face holds still
+    (a_rgb, a_lm), (b_rgb, b_lm) = _portraits(2)
+    g = gd.PrivacyGuard("balanced", identity=SimpleNamespace(is_frozen=lambda tid: True), restorer=None)
+    checked = []
+    g._check = lambda frame, tid, st, r, current, occluder: checked.append(r.yaw)  # the full check: recorded only
+    st = g._tracks[1] = gd._Track(seed=1)
+    st.status, st.frozen_seen = "verified", True
+    st.distance, st.similarity = 0.75, 0.1
+    st.edge_refs = [g.two.person(b_rgb, b_lm)[1]]
+    whole = Crop(0, 0, a_rgb.shape[1], a_rgb.shape[0])
+    rendered = SimpleNamespace(crop=whole, target=a_lm, mask=np.ones(a_rgb.shape[:2], np.float32), occluded=0.0)
+    item = SimpleNamespace(image=a_rgb)
+    frame = frame_of(a_rgb)
+    r0 = SimpleNamespace(landmarks=np.c_[a_lm, np.zeros(len(a_lm))], yaw=0.0, pitch=0.0)
+    st.output_edge = g.two.chip_embeddings(edge_views(*gv.candidate_output(
+        bl.crop_rgb(frame, gv.context_crop(frame, r0, a_lm)), gv.context_crop(frame, r0, a_lm),
+        rendered, item, a_rgb), full=False))[0]
+    st.last_pose, st.last_size = (0.0, 0.0), gv._size(r0)
+    bar = g.policy.pose_delta * 0.75  # (0.75 - tau) / 0.2 of the bar: a face near dlib's threshold
+    for yaw, looked in ((0.2 * bar, False), (0.5 * (1 + gd.LOOK_SHARE) * bar, True)):
+        r = SimpleNamespace(landmarks=r0.landmarks, yaw=yaw, pitch=0.0)
+        job = SimpleNamespace(track=SimpleNamespace(id=1), rendering=r, occluder=None)
+        assert not g._due(st, 1, r, rendered)  # under the full bar either way
+        chips, checks = g.two.edge_chips, len(checked)
+        out = g.review(frame, [(job, rendered, item, a_rgb)])
+        assert (g.two.edge_chips == chips + 2) == looked  # the output's chip and the person's
+        assert (len(checked) == checks + 1) == looked  # the person found there: checked in full
+        assert (out == [None]) == looked

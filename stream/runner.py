@@ -3,10 +3,11 @@
 A video runs on three threads: decode and encode each on their own, with bounded queues between
 them and the main thread, which prepares and finishes frames (stream/processor.py). Frames may
 wait for the restorer (`restore_ahead`; with the privacy guard at least one: `frames_held`), but
-they and the audio packets between them reach the encoder in decode order. The output is written to a temp file and renamed when complete
-(stream/encode.py); on any failure it is removed. With `processes` > 1, worker processes detect
-faces a few frames ahead (stream/workers.py); with one process on several cores, a thread does
-(stream/detect_thread.py); everything else with state stays on the main thread.
+they and the audio packets between them reach the encoder in decode order. The output is written
+to a temp file and renamed when complete (stream/encode.py); on any failure it is removed. With
+`processes` > 1, worker processes detect faces a few frames ahead (stream/workers.py); with one
+process on several cores, a thread does (stream/detect_thread.py); everything else with state
+stays on the main thread.
 """
 from __future__ import annotations
 

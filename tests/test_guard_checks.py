@@ -288,9 +288,9 @@ def test_after_the_freeze_a_turning_face_s_output_is_still_looked_at():
     item = SimpleNamespace(image=a_rgb)
     frame = frame_of(a_rgb)
     r0 = SimpleNamespace(landmarks=np.c_[a_lm, np.zeros(len(a_lm))], yaw=0.0, pitch=0.0)
-    st.output_edge = g.two.chip_embeddings(edge_views(*gv.candidate_output(
-        bl.crop_rgb(frame, gv.context_crop(frame, r0, a_lm)), gv.context_crop(frame, r0, a_lm),
-        rendered, item, a_rgb), full=False))[0]
+    ctx = gv.context_crop(frame, r0, a_lm)  # the output as last checked: this very face
+    img, pts = gv.candidate_output(bl.crop_rgb(frame, ctx), ctx, rendered, item, a_rgb)
+    st.output_edge = g.two.chip_embeddings(edge_views(img, pts, full=False))[0]
     st.last_pose, st.last_size = (0.0, 0.0), gv._size(r0)
     bar = g.policy.pose_delta * 0.75  # (0.75 - tau) / 0.2 of the bar: a face near dlib's threshold
     for yaw, looked in ((0.2 * bar, False), (0.5 * (1 + gd.LOOK_SHARE) * bar, True)):

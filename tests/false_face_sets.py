@@ -14,13 +14,15 @@ tools/bench/bench_false_faces.py (which reads it from the checkout, like tools/b
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from clips import background
+from clips import background, write_clip
 from footage import _paste, portrait_head
 
 try:
@@ -341,3 +343,24 @@ def detector_input(det, frame):
     h, w = frame.shape[:2]
     iw, ih = det.input_size(w, h)
     return cv2.resize(frame, (iw, ih), interpolation=cv2.INTER_AREA), (w / iw, h / ih)
+
+
+def video_detector_inputs(frames, detect_size) -> list[np.ndarray]:
+    """The detector's input for each frame as the product makes it from a video file: H.264
+    (libx264's defaults, yuv420p: footage as it comes), decoded by the pipeline's own VideoSource,
+    whose swscale copy at `detect_size` is what the detector sees (`detector_input` is the still
+    images' path: cv2.INTER_AREA on the RGB frame)."""
+    from ideud.stream.decode import VideoSource
+    from ideud.stream.types import Frame
+
+    frames = list(frames)
+    with tempfile.TemporaryDirectory() as d:
+        path = write_clip(os.path.join(d, "frames.mp4"), frames, audio=False)
+        src = VideoSource(path, detect_size=detect_size, audio=False)
+        try:
+            smalls = [it.small for it in src.items() if isinstance(it, Frame)]
+        finally:
+            src.close()
+    if len(smalls) != len(frames):
+        raise RuntimeError(f"{len(smalls)} of {len(frames)} frames came back from the video")
+    return smalls

@@ -28,9 +28,9 @@ people: recall must hold there too). `--no-sharpened` sets the sharpened look's 
 grey checks" counts as the verifier without `grey_small_*`, `grey_cnn_recheck` and
 `grey_veto_sharpened` (the grey finds it drops, re-asked without them). `--split build` makes the
 portrait sets from the build portraits (what the verifier's numbers were tuned on) instead of the
-held-out ones. `--video` sends the face-free footage through the product's own video path (H.264
-with libx264's defaults, then the pipeline's decoder, whose swscale copy is the detector's input)
-instead of cv2.INTER_AREA on the frames. Besides asking every find afresh (`is_false`), each set also
+held-out ones. `--video` sends every set through the product's own video path (H.264 with
+libx264's defaults, then the pipeline's decoder, whose swscale copy is the detector's input) instead
+of cv2.INTER_AREA on the frames (a set whose frames differ in size, PASCAL native, is skipped). Besides asking every find afresh (`is_false`), each set also
 counts what the pipeline's own call keeps (`detect`, one verifier for the whole set: a find that
 overlaps one it confirmed in the last 8 calls is kept unasked), as frames with a false face.
 "added ms" is the verifier's time per frame (wall, mean over the frames, and the
@@ -168,12 +168,16 @@ def face_free_numbers(c: Counter, kind: str, n: int, blur: float = 0.0, grey: bo
             "added_ms_mean": round(1000 * float(np.mean(secs)), 2), "added_ms_max": round(1000 * max(secs), 1)}
 
 
-def recall_numbers(c: Counter, frames) -> dict:
-    """frames: (rgb, ground-truth boxes) pairs."""
+def recall_numbers(c: Counter, frames, video: bool = False) -> dict | None:
+    """frames: (rgb, ground-truth boxes) pairs. `video`: the frames as one H.264 clip through the
+    pipeline's decoder (None for a set whose frames differ in size: no one video holds them)."""
+    if video and len({fr.shape for fr, _ in frames}) > 1:
+        return None
+    smalls = video_detector_inputs([fr for fr, _ in frames], c.bare.input_size) if video else [None] * len(frames)
     total = hit_b = hit_a = lost = lost_without = lost_grey = 0
     secs = []
-    for fr, gt in frames:
-        b, a, s, so, ng = c.run(fr)
+    for (fr, gt), sm in zip(frames, smalls):
+        b, a, s, so, ng = c.run(fr, sm)
         hb, ha = found(gt, [f.box for f in b]), found(gt, [f.box for f in a])
         hw = found(gt, [f.box for f in a if not any(f is g for g in so)])
         hg = found(gt, [f.box for f in ng])  # as the verifier without the grey checks keeps
@@ -263,8 +267,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-sharpened", action="store_true",
                     help="the sharpened look's bar out of reach: the verifier's decisions before it")
     ap.add_argument("--video", action="store_true",
-                    help="face-free footage through the product's video path (H.264, then the pipeline's "
-                         "decoder and its swscale copy for the detector) instead of cv2.INTER_AREA on the frames")
+                    help="every set through the product's video path (H.264, then the pipeline's decoder and "
+                         "its swscale copy for the detector) instead of cv2.INTER_AREA on the frames")
     ap.add_argument("--json", help="write the numbers here too")
     ap.add_argument("--dump-kept", help="write the face-free finds the verifier keeps here (JSON)")
     a = ap.parse_args(argv)
@@ -299,7 +303,11 @@ def main(argv=None) -> int:
     if a.grey_real:
         real = {f"{name}, grey": [(altered(fr, grey=True), gt) for fr, gt in frames] for name, frames in real.items()}
     for name, frames in real.items():
-        res["real"][name] = recall_numbers(c, frames)
+        r = recall_numbers(c, frames, a.video)
+        if r is None:
+            print(f"{name}: frames of several sizes, not one video: skipped", file=sys.stderr, flush=True)
+            continue
+        res["real"][name] = r
         print(name, res["real"][name], file=sys.stderr, flush=True)
     calls = c.sharp_calls
     if calls:

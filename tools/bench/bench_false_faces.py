@@ -30,9 +30,10 @@ grey checks" counts as the verifier without `grey_small_*`, `grey_cnn_recheck` a
 portrait sets from the build portraits (what the verifier's numbers were tuned on) instead of the
 held-out ones. `--video` sends every set through the product's own video path (H.264 with
 libx264's defaults, then the pipeline's decoder, whose swscale copy is the detector's input) instead
-of cv2.INTER_AREA on the frames (a set whose frames differ in size, PASCAL native, is skipped). Besides asking every find afresh (`is_false`), each set also
-counts what the pipeline's own call keeps (`detect`, one verifier for the whole set: a find that
-overlaps one it confirmed in the last 8 calls is kept unasked), as frames with a false face.
+of cv2.INTER_AREA on the frames (a set whose frames differ in size, PASCAL native, is skipped).
+Besides asking every find afresh (`is_false`), each face-free set also counts what the pipeline's
+own call keeps (`detect`, one verifier for the whole set: a find that overlaps one it confirmed in
+the last 8 calls is kept unasked), as frames with a false face.
 "added ms" is the verifier's time per frame (wall, mean over the frames, and the
 slowest frame; one thread; confirmers built beforehand). `--dump-kept` writes the face-free finds
 the verifier keeps (kind, alteration, frame index, box in frame pixels, score): replay one with
@@ -57,7 +58,7 @@ import common  # noqa: E402,F401  (puts the checkout's tests/ on the path)
 
 from face_dataset import load_imglab, paste_on_canvas, read_rgb  # noqa: E402
 from false_face_sets import (FACE_FREE_KINDS, FACE_SIZES, LARGE_SIZES, TESTDATA, VARIANTS,  # noqa: E402
-                             face_free, found, hard_faces, video_detector_inputs)
+                             detector_input, face_free, found, hard_faces, video_detector_inputs)
 from clips import background  # noqa: E402
 from false_face_sets import _places, build_head  # noqa: E402
 from footage import _paste, multi_person, portrait_head  # noqa: E402
@@ -97,7 +98,7 @@ class Counter:
         h, w = frame.shape[:2]
         iw, ih = self.bare.input_size(w, h)
         if small is None:
-            small = frame if (iw, ih) == (w, h) else cv2.resize(frame, (iw, ih), interpolation=cv2.INTER_AREA)
+            small = detector_input(self.bare, frame)[0]
         scale = (w / iw, h / ih)
         before = self.bare.detect(small, scale)
         t = time.perf_counter()
@@ -145,11 +146,10 @@ def face_free_numbers(c: Counter, kind: str, n: int, blur: float = 0.0, grey: bo
     before = after = sharp_only = no_grey = detect_kept = detect_frames = 0
     secs = []
     for i, (fr, sm) in enumerate(zip(frames, smalls)):
-        b, a, s, so, ng = c.run(fr, sm)
+        small = sm if sm is not None else detector_input(c.bare, fr)[0]
+        b, a, s, so, ng = c.run(fr, small)
         h, w = fr.shape[:2]
         iw, ih = c.bare.input_size(w, h)
-        small = sm if sm is not None else (fr if (iw, ih) == (w, h) else
-                                           cv2.resize(fr, (iw, ih), interpolation=cv2.INTER_AREA))
         d = pipeline.detect(small, (w / iw, h / ih))
         detect_kept, detect_frames = detect_kept + len(d), detect_frames + bool(d)
         if kept is not None:

@@ -103,7 +103,7 @@ def test_only_weak_big_unconfirmed_finds_are_dropped(detectors):
     assert verified.is_false(small, Face(f.box, min(f.score, p.keep_score - 0.01), f.keypoints), scale)
     assert not verified.is_false(small, Face(f.box, p.keep_score, f.keypoints), scale)
     cx, cy = (f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2
-    half = 0.45 * p.min_judged_px * scale[0]
+    half = 0.45 * min(p.min_judged_px, p.grey_small_min_px) * scale[0]  # under the judged sizes: kept
     tiny = Face(np.array([cx - half, cy - half, cx + half, cy + half], np.float32), 0.31, None)
     assert not verified.is_false(small, tiny, scale)
     # a real face, handed over with a score as low as the threshold: a confirmer keeps it

@@ -3,7 +3,9 @@
     python tools/bench/bench_false_faces.py [--frames 1000] [--portraits 24] [--first 0] [--split build]
                                             [--real-only | --free-only] [--sets pascal,hard,heavy,footage]
                                             [--kinds mandelbrot,...] [--blur SIGMA] [--grey] [--grey-real]
-                                            [--no-sharpened] [--video] [--json out.json] [--dump-kept kept.json]
+                                            [--no-sharpened] [--no-corroborate] [--video [--crf N]]
+                                            [--size 1280x720]
+                                            [--json out.json] [--dump-kept kept.json]
 
 Face-free footage (tests/false_face_sets.py, made here, 640x360): a Mandelbrot zoom, patterns,
 text pages, textures, animals/objects panned and zoomed; `--frames` of each. Every detection there
@@ -19,7 +21,8 @@ face counts as found when a detection lies on it (centre within 0.4 face sizes, 
 (stream/verify.py around it: the confirmers, the second opinions for blurred, covered and grey
 faces, the tiny views for heavily blurred small ones, the sharpened look for heavily blurred
 skin-coloured or grey ones, and the veto of CenterFace re-asked plus dlib's CNN on confirmed small
-and close-up finds, with a higher bar for sharp small ones);
+and close-up finds, with a higher bar for sharp small ones; a second cue for what a weak path
+alone would keep);
 both see the same frames. `--blur SIGMA` / `--grey` blur (Gaussian, pixels of the 640x360 frame)
 or grey the face-free footage (defocused or black-and-white footage: harder negatives for the
 verifier's blur-aware look); `--grey-real` greys the real-face sets (black-and-white footage of
@@ -30,7 +33,10 @@ grey checks" counts as the verifier without `grey_small_*`, `grey_cnn_recheck` a
 portrait sets from the build portraits (what the verifier's numbers were tuned on) instead of the
 held-out ones. `--video` sends every set through the product's own video path (H.264 with
 libx264's defaults, then the pipeline's decoder, whose swscale copy is the detector's input) instead
-of cv2.INTER_AREA on the frames (a set whose frames differ in size, PASCAL native, is skipped).
+of cv2.INTER_AREA on the frames (a set whose frames differ in size, PASCAL native, is skipped);
+`--crf` sets libx264's quality there (heavier compression: conditions the verifier was not tuned
+on), `--size` the face-free frames' size. `--no-corroborate` judges as the verifier did before the
+thirteenth session (a weak path's yes alone keeps a find; `VerifyPolicy.corroborate`).
 Besides asking every find afresh (`is_false`), each face-free set also counts what the pipeline's
 own call keeps (`detect`, one verifier for the whole set: a find that overlaps one it confirmed in
 the last 8 calls is kept unasked), as frames with a false face.
@@ -134,13 +140,14 @@ def altered(frame: np.ndarray, blur: float = 0.0, grey: bool = False) -> np.ndar
 
 
 def face_free_numbers(c: Counter, kind: str, n: int, blur: float = 0.0, grey: bool = False,
-                      kept: list | None = None, video: bool = False) -> dict:
+                      kept: list | None = None, video: bool = False, size=(640, 360), crf: int | None = None) -> dict:
     """The counts for one face-free set; the finds the verifier keeps are added to `kept` (dicts).
     "detect" counts what the pipeline's own call keeps (`VerifyingDetector.detect`, one verifier for
     the set: a find overlapping one it confirmed in the last calls is kept unasked) and the frames
-    with a kept find; the other counts ask `is_false` of every find afresh."""
-    frames = [altered(f, blur, grey) for f in face_free(kind, n)]
-    smalls = video_detector_inputs(frames, c.bare.input_size) if video else [None] * len(frames)
+    with a kept find; the other counts ask `is_false` of every find afresh. `size`: the frames' (width,
+    height); `crf`: libx264's quality setting for the video path (None: its default, 23)."""
+    frames = [altered(f, blur, grey) for f in face_free(kind, n, *size)]
+    smalls = video_detector_inputs(frames, c.bare.input_size, crf=crf) if video else [None] * len(frames)
     pipeline = VerifyingDetector(c.bare, c.verified.policy)
     pipeline.confirmers = c.verified.confirmers  # the same finders, built once
     before = after = sharp_only = no_grey = detect_kept = detect_frames = 0
@@ -266,9 +273,14 @@ def main(argv=None) -> int:
                          "heavy: the heavier blur sets; footage: the footage clip)")
     ap.add_argument("--no-sharpened", action="store_true",
                     help="the sharpened look's bar out of reach: the verifier's decisions before it")
+    ap.add_argument("--no-corroborate", action="store_true",
+                    help="a weak path's yes alone keeps a find, colour finds under 16 px are not judged: the "
+                         "verifier before the thirteenth session")
     ap.add_argument("--video", action="store_true",
                     help="every set through the product's video path (H.264, then the pipeline's decoder and "
                          "its swscale copy for the detector) instead of cv2.INTER_AREA on the frames")
+    ap.add_argument("--size", default="640x360", help="face-free frames' WIDTHxHEIGHT")
+    ap.add_argument("--crf", type=int, help="libx264's CRF for --video (default: libx264's own, 23)")
     ap.add_argument("--json", help="write the numbers here too")
     ap.add_argument("--dump-kept", help="write the face-free finds the verifier keeps here (JSON)")
     a = ap.parse_args(argv)
@@ -279,13 +291,21 @@ def main(argv=None) -> int:
     if not (TESTDATA / "training.xml").exists():
         print(f"no training.xml in {TESTDATA}", file=sys.stderr)
         return 2
-    c = Counter(VerifyPolicy(sharp_redetect_keep=math.inf) if a.no_sharpened else None)
+    policy = VerifyPolicy()
+    if a.no_sharpened:
+        policy.sharp_redetect_keep = math.inf
+    if a.no_corroborate:
+        policy.corroborate = False
+    c = Counter(policy)
     res = {"face_free": {}, "real": {}}
+    size = tuple(int(v) for v in a.size.lower().split("x"))
     alteration = (f", blur {a.blur:g} px" if a.blur > 0 else "") + (", grey" if a.grey else "") + (
-        ", H.264" if a.video else "")
+        ", H.264" if a.video else "") + (f" CRF {a.crf}" if a.video and a.crf is not None else "") + (
+        f", {a.size}" if size != (640, 360) else "")
     kept = []
     for kind in [] if a.real_only else a.kinds.split(","):
-        res["face_free"][kind + alteration] = face_free_numbers(c, kind, a.frames, a.blur, a.grey, kept, a.video)
+        res["face_free"][kind + alteration] = face_free_numbers(c, kind, a.frames, a.blur, a.grey, kept,
+                                                                a.video, size, a.crf)
         print(kind + alteration, res["face_free"][kind + alteration], file=sys.stderr, flush=True)
     real = {}
     if not a.free_only and "pascal" in sets:

@@ -288,17 +288,15 @@ class VerifyingDetector:
             if not p.corroborate or size_px < p.grey_small_min_px:
                 return False
             cue = _Cue(image_rgb, box, crop, roll, size_px, fine_detail(image_rgb, box))
-            return not (self._confirmed_by_any(crop, roll, True) or self._corroborated(cue, own=None))
+            return not (self._first_confirmer(crop, roll, True) is not None or self._corroborated(cue, own=None))
         maybe_skin = grey or skin_share(crop) >= p.skin_min
         detail = fine_detail(image_rgb, box)  # cheap: a 64 px resize and a Laplacian
         cue = _Cue(image_rgb, box, crop, roll, size_px, detail)
-        for name in p.confirmers:
-            found = self.confirmers.run(name, crop, roll)
-            # HOG's confidences are its score + 1: >= 1 is over dlib's own threshold
-            if found >= 1.0 or (found > 0 and (name != "hog" or maybe_skin)):
-                if self._vetoed(crop, size_px, roll, detail, grey):
-                    return True
-                return size_px < p.corroborate_max_px and not self._corroborated(cue, own=name, maybe_skin=maybe_skin)
+        name = self._first_confirmer(crop, roll, maybe_skin)
+        if name is not None:
+            if self._vetoed(crop, size_px, roll, detail, grey):
+                return True
+            return size_px < p.corroborate_max_px and not self._corroborated(cue, own=name, maybe_skin=maybe_skin)
         opinion = self._second_opinion(crop, size_px, roll, maybe_skin)
         if opinion is not None and p.redetect_keep >= p.redetect_veto:
             # CenterFace re-asked already scored over the veto's bar: asking again cannot veto
@@ -313,14 +311,16 @@ class VerifyingDetector:
             return not self._corroborated(cue, own="sharp")  # a heavily blurred face: features back once sharpened
         return not self._cnn_face(crop, recheck=grey and p.grey_cnn_recheck and detail > p.sharp_max_detail)
 
-    def _confirmed_by_any(self, crop: np.ndarray, roll: float, maybe_skin: bool, but: str = "") -> bool:
-        """Any confirmer other than `but` finds a face on the crop (weak HOG where `maybe_skin`)."""
+    def _first_confirmer(self, crop: np.ndarray, roll: float, maybe_skin: bool, but: str = "") -> Optional[str]:
+        """The first confirmer (in policy order, `but` skipped) that finds a face on the crop, or None;
+        weak HOG counts where `maybe_skin`."""
         for name in self.policy.confirmers:
             if name != but:
                 found = self.confirmers.run(name, crop, roll)
+                # HOG's confidences are its score + 1: >= 1 is over dlib's own threshold
                 if found >= 1.0 or (found > 0 and (name != "hog" or maybe_skin)):
-                    return True
-        return False
+                    return name
+        return None
 
     def _corroborated(self, cue: "_Cue", own: Optional[str], maybe_skin: bool = True) -> bool:
         """A cue besides `own` (the one that kept the find: a confirmer's name, "redetect", "tiny",
@@ -339,13 +339,12 @@ class VerifyingDetector:
             return True
         if own == "tiny":  # BlazeFace on the face shrunk is the same network: CenterFace or dlib must back it
             bar = p.corroborate_tiny_sharp
-            if cue.detail <= p.sharp_max_detail and self.redetect(
-                    sharpened(cue.crop, p.sharp_sigma_share, p.sharp_amount), enough=bar) >= bar:
+            if cue.detail <= p.sharp_max_detail and self._sharp_score(cue.crop, bar) >= bar:
                 return True
             return self.confirmers.run("cnn", cue.crop) > 0
         if own == "sharp":
             bar = p.corroborate_sharp_alone
-            if self.redetect(sharpened(cue.crop, p.sharp_sigma_share, p.sharp_amount), enough=bar) >= bar:
+            if self._sharp_score(cue.crop, bar) >= bar:
                 return True
         blaze = own != "blaze_full"  # BlazeFace's own views back no yes of BlazeFace's
         if blaze and self.confirmers.run("blaze_small", cue.crop) >= p.corroborate_blaze_small:
@@ -355,7 +354,7 @@ class VerifyingDetector:
         if (own != "sharp" and cue.detail <= p.sharp_max_detail
                 and self.sharp_redetect(cue.crop) >= p.sharp_redetect_keep):
             return True
-        if own in p.confirmers and self._confirmed_by_any(cue.crop, cue.roll, maybe_skin, but=own):
+        if own in p.confirmers and self._first_confirmer(cue.crop, cue.roll, maybe_skin, but=own) is not None:
             return True
         return self.confirmers.run("cnn", cue.crop) > 0
 
@@ -380,14 +379,18 @@ class VerifyingDetector:
             return False
         if self.confirmers.tiny(image_rgb, box) >= p.tiny_view_score:
             return False
-        if self.redetect(sharpened(crop, p.sharp_sigma_share, p.sharp_amount), enough=bar) >= bar:
+        if self._sharp_score(crop, bar) >= bar:
             return False
         return not self._cnn_face(crop)
 
     def sharp_redetect(self, crop: np.ndarray) -> float:
         """CenterFace re-asked (`redetect`, as found: no levelling) on the crop `sharpened`."""
+        return self._sharp_score(crop, self.policy.sharp_redetect_keep)
+
+    def _sharp_score(self, crop: np.ndarray, enough: float) -> float:
+        """CenterFace re-asked on the crop `sharpened`, stopping once a score reaches `enough`."""
         p = self.policy
-        return self.redetect(sharpened(crop, p.sharp_sigma_share, p.sharp_amount), enough=p.sharp_redetect_keep)
+        return self.redetect(sharpened(crop, p.sharp_sigma_share, p.sharp_amount), enough=enough)
 
     def _second_opinion(self, crop: np.ndarray, size_px: float, roll: float, maybe_skin: bool) -> Optional[float]:
         """CenterFace re-asked's score where the second opinions say face, else None: for the real

@@ -22,7 +22,7 @@ def render_and_cut(req: RenderRequest, occlusion: OcclusionStage
     item, and the occluder the cut found (kept original if the face is obfuscated:
     `OcclusionStage.take_occluder`); rendered and item None when the face is too covered and must
     be obfuscated ("occluded")."""
-    out = render(req.original, req.crop, req.landmarks, req.target, req.visible)
+    out = render(req.original, req.crop, req.landmarks, req.target, req.visible, warp=req.restore)
     visible = occlusion.cut(req.track_id, req.original, req.measured, req.crop, out.mask)
     occluder = occlusion.take_occluder(req.track_id)
     if visible is None:

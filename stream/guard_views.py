@@ -15,7 +15,7 @@ from ideud.models.recognizers import TwoRecognizers, edge_views
 from ideud.stream import blend as bl
 from ideud.stream.guard_occluded_refs import greyed, in_context
 from ideud.stream.guard_policy import SAME_OUTPUT
-from ideud.stream.render import crop_for, render
+from ideud.stream.render import crop_for, render, render_mask
 from ideud.stream.restore_worker import RestoreWorker
 from ideud.stream.types import Crop, Frame, RestoreItem
 
@@ -162,7 +162,7 @@ def occluder_keep(frame, r, rendered) -> Optional[tuple[Crop, np.ndarray]]:
     if rendered is None or rendered.occluded <= 0.0:
         return None
     crop = rendered.crop
-    full = render(bl.crop_rgb(frame, crop), crop, r.landmarks, rendered.target + crop.offset, r.visible).mask
+    full = render_mask(crop.shape, r.landmarks[:, :2] - crop.offset, rendered.target)
     keep = np.ones_like(full)
     sel = full > 1e-3
     keep[sel] = np.clip(rendered.mask[sel] / full[sel], 0.0, 1.0)

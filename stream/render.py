@@ -119,17 +119,25 @@ def _base_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return base_x, base_y
 
 
-def render(rgb_crop: np.ndarray, crop: Crop, landmarks: np.ndarray, target: np.ndarray, visible: np.ndarray) -> Rendered:
-    """Warp one face crop to its perturbed geometry and make its face mask (the warp depends on this face alone)."""
+def render(rgb_crop: np.ndarray, crop: Crop, landmarks: np.ndarray, target: np.ndarray, visible: np.ndarray,
+           warp: bool = True) -> Rendered:
+    """Warp one face crop to its perturbed geometry and make its face mask (the warp depends on this face alone).
+    `warp=False`: the mask only (the crop as it is for the image), for a face obfuscated anyway whose
+    occluders are all that is asked (the mask does not depend on the warp)."""
     off = crop.offset
     src = landmarks[:, :2] - off
     dst = target - off
-    vis = visible.copy()
-    vis[fm.FACE_OVAL] = True  # the silhouette is always on screen
     h, w = crop.shape
-    anchors = warp_anchors(_ring(src, RING_SCALE), w, h)
-    map_x, map_y = warp_field((h, w), src[vis], dst[vis], anchors)
-    warped = cv2.remap(rgb_crop, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    size = face_size(src)
-    mask = face_mask((h, w), [face_polygon(src), face_polygon(dst)], feather=max(1.0, 0.04 * size))
-    return Rendered(crop, warped, mask, dst)
+    warped = rgb_crop
+    if warp:
+        vis = visible.copy()
+        vis[fm.FACE_OVAL] = True  # the silhouette is always on screen
+        anchors = warp_anchors(_ring(src, RING_SCALE), w, h)
+        map_x, map_y = warp_field((h, w), src[vis], dst[vis], anchors)
+        warped = cv2.remap(rgb_crop, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return Rendered(crop, warped, render_mask((h, w), src, dst), dst)
+
+
+def render_mask(shape: tuple[int, int], src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The paste-back mask of a face warped from `src` to `dst` (crop pixels): both outlines, feathered."""
+    return face_mask(shape, [face_polygon(src), face_polygon(dst)], feather=max(1.0, 0.04 * face_size(src)))

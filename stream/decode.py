@@ -301,27 +301,6 @@ def image_icc_profile(path: str) -> Optional[bytes]:
         return None
 
 
-def image_exif(path: str) -> Optional[bytes]:
-    """The image's EXIF block ("Exif\\0\\0" + TIFF data) for --keep-metadata, or None.
-
-    The Orientation tag is reset to 1: OpenCV already turned the pixels upright.
-    """
-    try:
-        from PIL import Image  # pillow comes with matplotlib; only needed to keep metadata
-    except ImportError:
-        return None
-    try:
-        with Image.open(path) as im:
-            exif = im.getexif()
-    except Exception:
-        return None
-    if not exif:
-        return None
-    if 0x0112 in exif:
-        exif[0x0112] = 1
-    return exif.tobytes()
-
-
 def attach_small(frame: Frame, detect_size: Callable[[int, int], tuple[int, int]]) -> None:
     """Give a still-image frame its detector copy (videos get it from swscale)."""
     dw, dh = detect_size(frame.width, frame.height)

@@ -15,7 +15,6 @@ import os
 import re
 import socket
 import uuid
-import zlib
 from typing import Optional
 
 import av
@@ -25,6 +24,7 @@ import numpy as np
 from ideud.stream import heap_fill
 from ideud.stream.decode import AudioPacket, ImageFrame, VideoInfo, is_image
 from ideud.stream.errors import OutputError, UsageError
+from ideud.stream.image_metadata import ImageMetadata, embed, with_icc_profile
 from ideud.stream.types import Frame
 
 log = logging.getLogger("ideud")
@@ -300,54 +300,14 @@ class VideoSink:
                 pass
 
 
-def _jpeg_insert(data: bytes, segments: list[bytes]) -> bytes:
-    """`segments` (marker + length + payload each) after SOI and the JFIF header, where readers look."""
-    at = 2
-    if data[2:4] == b"\xff\xe0":
-        at = 4 + int.from_bytes(data[4:6], "big")
-    return data[:at] + b"".join(segments) + data[at:]
-
-
-def _png_insert(data: bytes, kind: bytes, body: bytes) -> bytes:
-    """A PNG chunk right after IHDR (before the image data, as iCCP and eXIf must be)."""
-    chunk = kind + body
-    at = 8 + 12 + int.from_bytes(data[8:12], "big")
-    return (data[:at] + len(body).to_bytes(4, "big") + chunk
-            + (zlib.crc32(chunk) & 0xFFFFFFFF).to_bytes(4, "big") + data[at:])
-
-
-def with_icc_profile(data: bytes, ext: str, icc: bytes) -> Optional[bytes]:
-    """The encoded JPEG/PNG `data` with an ICC colour profile embedded (None for other formats)."""
-    if ext in (".jpg", ".jpeg") and data[:2] == b"\xff\xd8":
-        step = 65519  # an APP2 segment holds 64 KB less its header; big profiles are split
-        parts = [icc[i:i + step] for i in range(0, len(icc), step)]
-        if not parts or len(parts) > 255:
-            return None
-        return _jpeg_insert(data, [b"\xff\xe2" + (len(p) + 16).to_bytes(2, "big") + b"ICC_PROFILE\x00"
-                                   + bytes([k + 1, len(parts)]) + p for k, p in enumerate(parts)])
-    if ext == ".png" and data[:8] == b"\x89PNG\r\n\x1a\n":
-        return _png_insert(data, b"iCCP", b"icc\x00\x00" + zlib.compress(icc))
-    return None
-
-
-def with_exif(data: bytes, ext: str, exif: bytes) -> Optional[bytes]:
-    """The encoded JPEG/PNG `data` with an EXIF block added (None for other formats)."""
-    if ext in (".jpg", ".jpeg") and data[:2] == b"\xff\xd8":
-        if len(exif) + 2 > 0xFFFF:
-            return None
-        return _jpeg_insert(data, [b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif])
-    if ext == ".png" and data[:8] == b"\x89PNG\r\n\x1a\n":
-        return _png_insert(data, b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif)
-    return None
-
-
 ALPHA_EXTENSIONS = {".png", ".webp", ".tif", ".tiff"}  # image formats with an alpha channel
 
 
-def write_image(dst: str, frame: Frame, quality: int = 95, exif: Optional[bytes] = None) -> None:
-    """Still image out, via a temp file. OpenCV writes no EXIF/GPS; `exif` (--keep-metadata) is
-    added to JPEG and PNG files. An ImageFrame's alpha channel is written where the format has
-    one, and its colour profile is embedded in JPEG and PNG files."""
+def write_image(dst: str, frame: Frame, quality: int = 95, metadata: Optional[ImageMetadata] = None) -> list[str]:
+    """Still image out, via a temp file. OpenCV writes no EXIF/GPS/XMP; `metadata` (--keep-metadata,
+    stream/image_metadata.py) is added to JPEG and PNG files. An ImageFrame's alpha channel is
+    written where the format has one, and its colour profile is embedded in JPEG and PNG files.
+    -> what of `metadata` could not be written (by kind)."""
     bgr = np.dstack(frame.planes[::-1])
     ext = os.path.splitext(dst)[1].lower()
     alpha = frame.alpha if isinstance(frame, ImageFrame) else None
@@ -366,10 +326,14 @@ def write_image(dst: str, frame: Frame, quality: int = 95, exif: Optional[bytes]
         if kept is None:
             log.warning("%s: the colour profile can be kept in JPEG and PNG outputs only; written without", dst)
         data = kept or data
-    if exif:
-        kept = with_exif(data, ext, exif)
+    lost = []
+    if metadata is not None and metadata.kinds():
+        kept, lost = embed(data, ext, metadata)
         if kept is None:
+            lost = [f"{k}: kept in JPEG and PNG outputs only" for k in metadata.kinds()]
             log.warning("%s: metadata can be kept in JPEG and PNG outputs only; written without", dst)
+        elif lost:
+            log.warning("%s: metadata not kept: %s", dst, "; ".join(lost))
         data = kept or data
     tmp = temp_path_for(dst)
     try:
@@ -382,3 +346,4 @@ def write_image(dst: str, frame: Frame, quality: int = 95, exif: Optional[bytes]
         except OSError:
             pass
         raise OutputError(f"{dst}: cannot write ({e.strerror or e})") from None
+    return lost

@@ -18,7 +18,8 @@ import time
 from collections import deque
 from typing import Callable, Optional
 
-from ideud.stream.decode import AudioPacket, VideoInfo, VideoSource, attach_small, image_exif, is_image, read_image
+from ideud.stream import image_metadata
+from ideud.stream.decode import AudioPacket, VideoInfo, VideoSource, attach_small, is_image, read_image
 from ideud.stream.encode import VideoSink, write_image
 from ideud.stream.errors import InputError, OutputError, UsageError
 from ideud.stream.detect_thread import DetectThread
@@ -332,8 +333,12 @@ def _deidentify_image(src: str, dst: str, o: Options, processor: Optional[FacePr
     finally:
         if processor is None:
             proc.close()
-    write_image(dst, frame, exif=image_exif(src) if o.keep_metadata else None)
+    meta = image_metadata.read(src) if o.keep_metadata else None
+    lost = write_image(dst, frame, metadata=meta)
     report = proc.report()
+    if meta is not None:  # kinds only: never what the metadata says
+        report["metadata"] = {"kept": [k for k in meta.kinds() if not any(x.startswith(k) for x in lost)],
+                              "left_out": meta.dropped + lost}
     report.update({"input": {"width": frame.width, "height": frame.height, "image": True},
                    "output": {"path": os.path.abspath(dst), "frames": 1},
                    "options": options_report(o),

@@ -1,0 +1,126 @@
+"""--keep-metadata on still images keeps the metadata whole (EXIF, XMP, IPTC, comments), and never
+a picture carried inside it: a maker note's preview, an XMP or Photoshop thumbnail show the input's
+faces as they were (stream/image_metadata.py). Without --keep-metadata none of it is written."""
+import base64
+import io
+import json
+import struct
+
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+
+from clips import portrait
+from ideud.stream.pipeline import Options, deidentify
+
+FAST = dict(seed=2, privacy="off", restorer="classic")
+CREATOR, BYLINE, COMMENT = "Alice Example", "Bob Byline", "taken at the lake"
+
+
+def _jpeg(rgb: np.ndarray) -> bytes:
+    b = io.BytesIO()
+    Image.fromarray(rgb).save(b, "JPEG", quality=90)
+    return b.getvalue()
+
+
+@pytest.fixture(scope="module")
+def preview() -> bytes:
+    """What a camera puts in its metadata: a small JPEG of the picture itself."""
+    return _jpeg(np.ascontiguousarray(portrait(64)))
+
+
+def _segment(marker: bytes, payload: bytes) -> bytes:
+    return marker + struct.pack(">H", len(payload) + 2) + payload
+
+
+def _resource(rid: int, data: bytes) -> bytes:
+    return b"8BIM" + struct.pack(">H", rid) + b"\x00\x00" + struct.pack(">I", len(data)) + data + b"\x00" * (len(data) % 2)
+
+
+def _xmp(preview: bytes) -> bytes:
+    thumb = base64.b64encode(preview)
+    return (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/"'
+            b' xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:xmpGImg="http://ns.adobe.com/xap/1.0/g/img/"'
+            b' tiff:Orientation="6"><dc:creator><rdf:Seq><rdf:li>' + CREATOR.encode() + b'</rdf:li></rdf:Seq></dc:creator>'
+            b'<xmp:Thumbnails><rdf:Alt><rdf:li rdf:parseType="Resource"><xmpGImg:format>JPEG</xmpGImg:format>'
+            b'<xmpGImg:image>' + thumb + b'</xmpGImg:image></rdf:li></rdf:Alt></xmp:Thumbnails>'
+            b'</rdf:Description></rdf:RDF></x:xmpmeta>')
+
+
+@pytest.fixture(scope="module")
+def camera_jpeg(tmp_path_factory, preview):
+    """A JPEG as cameras and editors write them: EXIF with GPS and a maker note holding a preview,
+    XMP with a thumbnail, IPTC with a thumbnail resource beside it, a comment."""
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x0112] = "NIKON CORPORATION", "NIKON D750", 1
+    exif.get_ifd(0x8825)[2] = (48.0, 51.0, 30.0)
+    exif.get_ifd(0x8769)[0x927C] = b"Nikon\x00\x02\x10\x00\x00" + preview
+    b = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(portrait(256))).save(b, "JPEG", quality=92, exif=exif.tobytes())
+    data = b.getvalue()
+    iptc = b"\x1c\x02\x50" + struct.pack(">H", len(BYLINE)) + BYLINE.encode()
+    extra = (_segment(b"\xff\xe1", b"http://ns.adobe.com/xap/1.0/\x00" + _xmp(preview))
+             + _segment(b"\xff\xed", b"Photoshop 3.0\x00" + _resource(0x0404, iptc) + _resource(0x040C, preview))
+             + _segment(b"\xff\xfe", COMMENT.encode()))
+    path = tmp_path_factory.mktemp("meta") / "camera.jpg"
+    path.write_bytes(data[:2] + extra + data[2:])
+    assert preview in path.read_bytes()  # three times, in fact (the XMP one as base64)
+    return path
+
+
+def _no_picture_but_its_own(data: bytes, preview: bytes) -> None:
+    assert preview[:200] not in data and base64.b64encode(preview)[:100] not in data
+    assert data.count(b"\xff\xd8\xff") == (1 if data[:2] == b"\xff\xd8" else 0)
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png"])
+def test_keep_metadata_keeps_it_whole_but_no_picture(tmp_path, camera_jpeg, preview, ext):
+    out, rep = tmp_path / f"kept{ext}", tmp_path / "rep.json"
+    report = deidentify(str(camera_jpeg), str(out), Options(**FAST, keep_metadata=True))
+    data = out.read_bytes()
+    _no_picture_but_its_own(data, preview)
+    with Image.open(out) as im:
+        exif, info = im.getexif(), dict(im.info)
+        text = dict(getattr(im, "text", {}) or {})
+    assert exif[0x010F] == "NIKON CORPORATION" and exif[0x0110] == "NIKON D750"
+    assert exif.get_ifd(0x8825)[2] == (48.0, 51.0, 30.0)
+    assert 0x927C not in exif.get_ifd(0x8769)  # the maker note held the preview
+    xmp = info.get("xmp") or text.get("XML:com.adobe.xmp")
+    xmp = xmp.encode() if isinstance(xmp, str) else xmp
+    assert CREATOR.encode() in xmp and b'tiff:Orientation="1"' in xmp and b"xmpGImg:image" not in xmp
+    assert COMMENT.encode() in data
+    left_out = " ".join(report["metadata"]["left_out"])
+    assert "0x927c" in left_out and "xmp thumbnail" in left_out and "photoshop resource 1036" in left_out
+    assert CREATOR not in json.dumps(report) and COMMENT not in json.dumps(report)  # kinds, never contents
+    if ext == ".jpg":
+        assert info["photoshop"][0x0404].endswith(BYLINE.encode()) and 0x040C not in info["photoshop"]
+        assert set(report["metadata"]["kept"]) == {"exif", "xmp", "iptc", "comments"}
+    else:
+        assert BYLINE.encode() not in data and "iptc: kept in JPEG outputs only" in left_out
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png"])
+def test_without_keep_metadata_none_of_it_is_written(tmp_path, camera_jpeg, preview, ext):
+    out = tmp_path / f"stripped{ext}"
+    report = deidentify(str(camera_jpeg), str(out), Options(**FAST))
+    data = out.read_bytes()
+    _no_picture_but_its_own(data, preview)
+    for s in (b"NIKON", CREATOR.encode(), BYLINE.encode(), COMMENT.encode(), b"xmpmeta", b"Photoshop"):
+        assert s not in data
+    assert "metadata" not in report
+
+
+def test_png_text_chunks_are_kept(tmp_path, preview):
+    src, out = tmp_path / "in.png", tmp_path / "out.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Author", "Carol")
+    info.add_itxt("Description", "Ünïcode caption", zip=False)
+    info.add_text("Thumb", base64.b64encode(preview).decode())  # a picture in a text chunk: not kept
+    Image.fromarray(np.ascontiguousarray(portrait(256))).save(src, pnginfo=info)
+    report = deidentify(str(src), str(out), Options(**FAST, keep_metadata=True))
+    with Image.open(out) as im:
+        text = dict(im.text)
+    assert text["Author"] == "Carol" and text["Description"] == "Ünïcode caption" and "Thumb" not in text
+    assert report["metadata"]["kept"] == ["comments"] and "text Thumb" in " ".join(report["metadata"]["left_out"])
+    _no_picture_but_its_own(out.read_bytes(), preview)

@@ -172,9 +172,10 @@ def embed(data: bytes, ext: str, meta: ImageMetadata) -> tuple[Optional[bytes], 
     lost = []
     if ext in (".jpg", ".jpeg") and data[:2] == b"\xff\xd8":
         segs = []
+        iptc = meta.photoshop and _PHOTOSHOP + _resources(meta.photoshop)
         for kind, marker, payload in (("exif", b"\xff\xe1", meta.exif),
                                       ("xmp", b"\xff\xe1", meta.xmp and _XMP_HEADER + meta.xmp),
-                                      ("iptc", b"\xff\xed", meta.photoshop and _PHOTOSHOP + _resources(meta.photoshop))):
+                                      ("iptc", b"\xff\xed", iptc)):
             if payload and len(payload) > _MAX_SEGMENT:
                 lost.append(f"{kind}: over a JPEG segment's 64 KB")
             elif payload:

@@ -36,6 +36,7 @@ import numpy as np
 
 from ideud.stream.decode import VideoSource
 from ideud.stream.degrade import DegradeControl
+from ideud.stream.encode import codec_for
 from ideud.stream.errors import InputError, OutputError, UsageError
 from ideud.stream.live_detect import LiveDetect
 from ideud.stream.live_io import (END, MAX_JUMP, MIN_STEP, NETWORK_SCHEMES, OUT_TB, DropQueue, Emit, Gap, LiveOptions,
@@ -343,7 +344,7 @@ class LiveRun:
             "input": {"url": redact(self.src), "width": info.width, "height": info.height,
                       "fps": float(info.rate) if info.rate else None, "codec": info.codec},
             "output": {"path": self.dst if is_live_output(self.dst) else os.path.abspath(self.dst),
-                       "files": self.sink.files, "frames": self.sink.frames, "codec": o.codec},
+                       "files": self.sink.files, "frames": self.sink.frames, "codec": codec_for(o.codec, self.dst)},
             "live": summary,
             "options": {**options_report(o),
                         **{f"live_{f.name}": getattr(self.lo, f.name) for f in dataclasses.fields(self.lo)

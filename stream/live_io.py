@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 import av
 
 from ideud.stream.decode import VideoInfo, VideoSource
-from ideud.stream.encode import VideoSink
+from ideud.stream.encode import VideoSink, codec_for
 from ideud.stream.errors import InputError
 from ideud.stream.types import Frame
 
@@ -336,7 +336,7 @@ class LiveSink:
         info = info_for(frame, self.rate)
         gop = max(1, round(float(self.rate) * self.lo.gop))
         vopts = {"bf": "0", "g": str(gop)}
-        if self.o.codec in ("libx264", "libx265"):
+        if codec_for(self.o.codec, path, fmt) in ("libx264", "libx265"):
             vopts["tune"] = "zerolatency"
         self.sink = VideoSink(url, info, codec=self.o.codec, crf=self.o.crf, preset=self.o.preset,
                               keep_metadata=False, audio=False, fmt=fmt, container_options=copts,

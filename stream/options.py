@@ -19,8 +19,8 @@ class Options:
     # Live streams spread it (the face stays obfuscated meanwhile) to keep latency bounded.
     guard_per_frame: Optional[int] = None
     fallback: str = "pixelate"  # obfuscation for faces that cannot be de-identified
-    codec: str = "libx264"
-    crf: Optional[int] = 18
+    codec: str = "auto"  # auto: libx264, or what the output's container holds (.webm: libvpx-vp9; stream/encode.py)
+    crf: Optional[int] = None  # None: the codec's own default here (encode.DEFAULT_CRF: 18 for H.264)
     preset: Optional[str] = "veryfast"
     audio: bool = True
     keep_metadata: bool = False

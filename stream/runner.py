@@ -306,7 +306,7 @@ def deidentify(src: str, dst: str, options: Optional[Options] = None,
     report.update({
         "input": {"width": info.width, "height": info.height, "fps": float(info.rate) if info.rate else None,
                   "codec": info.codec, "frames_declared": info.frames, "audio_streams": len(info.audio)},
-        "output": {"path": os.path.abspath(dst), "frames": sink.frames, "codec": o.codec,
+        "output": {"path": os.path.abspath(dst), "frames": sink.frames, "codec": sink.codec_name,
                    "audio_streams": sum(1 for s in sink.audio_out if s is not None),
                    "dropped_audio_streams": sink.dropped_audio_streams},
         "lost_packets": source.lost_packets, "decode_errors": source.errors,

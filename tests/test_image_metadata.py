@@ -34,15 +34,18 @@ def _segment(marker: bytes, payload: bytes) -> bytes:
 
 
 def _resource(rid: int, data: bytes) -> bytes:
-    return b"8BIM" + struct.pack(">H", rid) + b"\x00\x00" + struct.pack(">I", len(data)) + data + b"\x00" * (len(data) % 2)
+    pad = b"\x00" * (len(data) % 2)
+    return b"8BIM" + struct.pack(">H", rid) + b"\x00\x00" + struct.pack(">I", len(data)) + data + pad
 
 
 def _xmp(preview: bytes) -> bytes:
     thumb = base64.b64encode(preview)
     return (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-            b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/"'
+            b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/"'
+            b' xmlns:dc="http://purl.org/dc/elements/1.1/"'
             b' xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:xmpGImg="http://ns.adobe.com/xap/1.0/g/img/"'
-            b' tiff:Orientation="6"><dc:creator><rdf:Seq><rdf:li>' + CREATOR.encode() + b'</rdf:li></rdf:Seq></dc:creator>'
+            b' tiff:Orientation="6"><dc:creator><rdf:Seq><rdf:li>' + CREATOR.encode()
+            + b'</rdf:li></rdf:Seq></dc:creator>'
             b'<xmp:Thumbnails><rdf:Alt><rdf:li rdf:parseType="Resource"><xmpGImg:format>JPEG</xmpGImg:format>'
             b'<xmpGImg:image>' + thumb + b'</xmpGImg:image></rdf:li></rdf:Alt></xmp:Thumbnails>'
             b'</rdf:Description></rdf:RDF></x:xmpmeta>')

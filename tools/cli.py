@@ -112,7 +112,7 @@ def run(argv: list[str]) -> int:
     options = pipeline_options(a)
     if a.live or is_live_source(a.input) or is_live_output(a.output):
         return _run_live(a, options)
-    check_output_path(a.output, video_input=not is_image(a.input))
+    check_output_path(a.output, video_input=not is_image(a.input), codec=a.codec)
     bars, on_frame = _progress(a.quiet)
     try:
         rep = deidentify(a.input, a.output, options, on_frame=on_frame)

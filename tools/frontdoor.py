@@ -78,9 +78,11 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, skip: frozenset = frozens
     add(det, "--detector", default=d["detector"],
         help=f"face detector: {', '.join(DETECTOR_NAMES)} (default %(default)s)")
     out = p.add_argument_group("output")
-    add(out, "--codec", default=d["codec"], help="video encoder (default %(default)s; ffv1 for lossless)")
+    add(out, "--codec", default=d["codec"],
+        help="video encoder: auto (the default: libx264, libvpx-vp9 for .webm, gif for .gif) or an FFmpeg "
+             "encoder such as libx265, libvpx-vp9, ffv1 (lossless)")
     add(out, "--crf", type=int, default=d["crf"],
-        help="quality for libx264/libx265, 0-51, lower is better (default %(default)s)")
+        help="quality, lower is better: libx264/libx265 0-51 (default 18), libvpx-vp9 0-63 (default 24)")
     add(out, "--preset", default=d["preset"], help="libx264/libx265 speed preset (default %(default)s)")
     add(out, "--no-audio", action="store_true", help="drop the audio streams (default: copied unchanged)")
     add(out, "--keep-metadata", action="store_true",

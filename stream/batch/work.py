@@ -18,7 +18,7 @@ from ideud.stream.batch.manifest import file_stamp
 from ideud.stream.batch.plan import Plan, Segment, SegmentError, make_plan
 from ideud.stream.batch.stitch import SeedPolicy
 from ideud.stream.decode import VideoSource
-from ideud.stream.encode import temp_path_for
+from ideud.stream.encode import codec_for, temp_path_for
 from ideud.stream.types import Frame
 
 PROGRESS_EVERY = 5  # frames between progress messages from a task
@@ -188,7 +188,7 @@ def segment_ext(codec: str) -> str:
     """Intermediate container: MOV keeps dts and the input's time base; MKV for codecs MOV refuses."""
     try:
         with av.open(io.BytesIO(), "w", format="mov") as c:
-            c.add_stream(codec, rate=25)
+            c.add_stream(codec_for(codec, ".mov"), rate=25)
         return ".mov"
     except Exception:
         return ".mkv"

@@ -360,8 +360,8 @@ ALPHA_EXTENSIONS = {".png", ".webp", ".tif", ".tiff"}  # image formats with an a
 
 def write_image(dst: str, frame: Frame, quality: int = 95, metadata: Optional[ImageMetadata] = None) -> list[str]:
     """Still image out, via a temp file. OpenCV writes no EXIF/GPS/XMP; `metadata` (--keep-metadata,
-    stream/image_metadata.py) is added to JPEG and PNG files. An ImageFrame's alpha channel is
-    written where the format has one, and its colour profile is embedded in JPEG and PNG files.
+    stream/image_metadata.py) is added to JPEG, PNG and WebP files. An ImageFrame's alpha channel is
+    written where the format has one, and its colour profile is embedded in JPEG, PNG and WebP files.
     -> what of `metadata` could not be written (by kind)."""
     bgr = np.dstack(frame.planes[::-1])
     ext = os.path.splitext(dst)[1].lower()
@@ -379,14 +379,14 @@ def write_image(dst: str, frame: Frame, quality: int = 95, metadata: Optional[Im
     if icc:
         kept = with_icc_profile(data, ext, icc)
         if kept is None:
-            log.warning("%s: the colour profile can be kept in JPEG and PNG outputs only; written without", dst)
+            log.warning("%s: the colour profile can be kept in JPEG, PNG and WebP outputs only; written without", dst)
         data = kept or data
     lost = []
     if metadata is not None and metadata.kinds():
         kept, lost = embed(data, ext, metadata)
         if kept is None:
-            lost = [f"{k}: kept in JPEG and PNG outputs only" for k in metadata.kinds()]
-            log.warning("%s: metadata can be kept in JPEG and PNG outputs only; written without", dst)
+            lost = [f"{k}: kept in JPEG, PNG and WebP outputs only" for k in metadata.kinds()]
+            log.warning("%s: metadata can be kept in JPEG, PNG and WebP outputs only; written without", dst)
         elif lost:
             log.warning("%s: metadata not kept: %s", dst, "; ".join(lost))
         data = kept or data

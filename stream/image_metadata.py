@@ -2,11 +2,12 @@
 into the output. Without --keep-metadata nothing of this is read (OpenCV writes none of it); the
 ICC colour profile is kept in every mode (it describes a camera or an editor, not a person).
 
-Kept, in JPEG and PNG outputs (from any input Pillow reads):
+Kept, in JPEG, PNG and WebP outputs (from any input Pillow reads):
 - EXIF: camera, times, GPS, the maker note; Orientation set to 1 (the pixels are upright now);
 - XMP, its tiff:Orientation set to 1 too;
 - IPTC (a JPEG's Photoshop APP13 resources, a TIFF's IPTC tag) in JPEG outputs;
-- comments: JPEG COM segments and PNG text chunks (across the two formats as COM / tEXt).
+- comments: JPEG COM segments and PNG text chunks (across the two formats as COM / tEXt; WebP
+  has no place for them).
 
 Never kept, even with --keep-metadata: pictures carried inside the metadata. A maker note may hold
 a preview JPEG, XMP a thumbnail, Photoshop resources a thumbnail, EXIF IFD1 a thumbnail: each is
@@ -184,6 +185,10 @@ def embed(data: bytes, ext: str, meta: ImageMetadata) -> tuple[Optional[bytes], 
             text = (key.encode("latin-1", "replace") + b": " if key else b"") + value
             segs.append(_segment(b"\xff\xfe", text[:_MAX_SEGMENT]))
         return jpeg_insert(data, segs), lost
+    if ext == ".webp" and _is_webp(data):
+        lost += [f"{k}: no place for it in WebP" for k, v in (("iptc", meta.photoshop), ("comments", meta.comments))
+                 if v]
+        return webp_with(data, exif=meta.exif, xmp=meta.xmp), lost
     if ext == ".png" and data[:8] == b"\x89PNG\r\n\x1a\n":
         chunks = []
         if meta.exif:
@@ -208,4 +213,50 @@ def with_icc_profile(data: bytes, ext: str, icc: bytes) -> Optional[bytes]:
                                   for k, p in enumerate(parts)])
     if ext == ".png" and data[:8] == b"\x89PNG\r\n\x1a\n":
         return png_insert(data, [png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc))])
+    if ext == ".webp" and _is_webp(data):
+        return webp_with(data, icc=icc)
     return None
+
+
+def _is_webp(data: bytes) -> bool:
+    return data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+
+
+def _webp_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    out, at = [], 12
+    while at + 8 <= len(data):
+        kind, size = data[at:at + 4], int.from_bytes(data[at + 4:at + 8], "little")
+        out.append((kind, data[at + 8:at + 8 + size]))
+        at += 8 + size + (size & 1)
+    return out
+
+
+def webp_with(data: bytes, icc: Optional[bytes] = None, exif: Optional[bytes] = None,
+              xmp: Optional[bytes] = None) -> bytes:
+    """A still WebP with an ICC profile, EXIF and/or XMP chunk added (kept where it has them): the
+    extended layout (VP8X header, ICCP, the image, EXIF, XMP), as the WebP container spec orders it."""
+    chunks = _webp_chunks(data)
+    head = dict(chunks).get(b"VP8X")
+    flags = head[0] if head else 0
+    image = [(k, v) for k, v in chunks if k in (b"ALPH", b"VP8 ", b"VP8L")]
+    if head is not None:
+        width = 1 + int.from_bytes(head[4:7], "little")
+        height = 1 + int.from_bytes(head[7:10], "little")
+    else:
+        kind, bits = image[0]
+        if kind == b"VP8L":  # 0x2f, then 14 bits width - 1, 14 bits height - 1, 1 bit alpha
+            v = int.from_bytes(bits[1:5], "little")
+            width, height = (v & 0x3FFF) + 1, ((v >> 14) & 0x3FFF) + 1
+            flags |= 0x10 if v >> 28 & 1 else 0
+        else:  # VP8: a key frame's 10-byte header, then 14 bits width, 14 bits height
+            width = int.from_bytes(bits[6:8], "little") & 0x3FFF
+            height = int.from_bytes(bits[8:10], "little") & 0x3FFF
+    extra = {b"ICCP": icc or dict(chunks).get(b"ICCP"),
+             b"EXIF": (exif[6:] if exif and exif.startswith(b"Exif\x00\x00") else exif) or dict(chunks).get(b"EXIF"),
+             b"XMP ": xmp or dict(chunks).get(b"XMP ")}
+    flags |= (0x20 if extra[b"ICCP"] else 0) | (0x08 if extra[b"EXIF"] else 0) | (0x04 if extra[b"XMP "] else 0)
+    flags |= 0x10 if any(k == b"ALPH" for k, _ in image) else 0
+    vp8x = bytes([flags, 0, 0, 0]) + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    order = [(b"VP8X", vp8x), (b"ICCP", extra[b"ICCP"]), *image, (b"EXIF", extra[b"EXIF"]), (b"XMP ", extra[b"XMP "])]
+    body = b"WEBP" + b"".join(k + len(v).to_bytes(4, "little") + v + b"\x00" * (len(v) & 1) for k, v in order if v)
+    return b"RIFF" + len(body).to_bytes(4, "little") + body

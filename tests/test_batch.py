@@ -306,6 +306,17 @@ def test_segmented_prior_run_matches_single_run(cluster, long_clip, tmp_path):
         assert drift < 0.3 * changed, f"frame {i}: segmented prior output strays from the single run ({drift:.3f})"
 
 
+def test_segmented_webm_output_gets_vp9_segments(cluster, long_clip, tmp_path):
+    """--codec auto resolves per output file: a .webm output's segments are VP9, which it can hold."""
+    o = Options(seed=SEED, audio=False, privacy="off", restorer="classic")
+    res = run_batch([str(long_clip)], str(tmp_path), o, segment_seconds=0.8, overlap_seconds=0.4, ext="webm")
+    assert res.done == ["long.webm"], res.failed
+    assert len(res.reports["long.webm"]["segments"]) > 1
+    with av.open(str(tmp_path / "long.webm")) as c:
+        assert c.streams.video[0].codec_context.name == "vp9"
+        assert sum(1 for _ in c.decode(video=0)) == len(read_frames(long_clip))
+
+
 # ---------------------------------------------------------------------- planning and stitching (no Ray)
 
 

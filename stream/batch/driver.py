@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -19,6 +20,7 @@ from ideud.stream.batch.manifest import MANIFEST, Manifest, is_done, options_fin
 from ideud.stream.batch.plan import Plan, SegmentError
 from ideud.stream.batch.stitch import stitch
 from ideud.stream.batch.work import remote_functions, segment_ext
+from ideud.stream.encode import codec_for
 from ideud.stream.errors import InputError, OutputError, UsageError
 
 WORK_DIR = ".ideud-batch"  # intermediate segments, inside OUT
@@ -62,6 +64,7 @@ class FileJob:
     key: str
     seg_dir: str
     seg_ext: str = ".mov"
+    options: Optional[object] = None  # the run's Options with the codec this file's output holds (auto resolved)
     plan: Optional[Plan] = None
     pass1: dict = field(default_factory=dict)
     detections: dict = field(default_factory=dict)  # segment -> ObjectRef of pass 1's detections
@@ -121,7 +124,6 @@ class BatchDriver:
         if gpus_per_worker > 0:
             self.task_opts["num_gpus"] = gpus_per_worker
         self.light_opts = {"num_cpus": 1, "max_retries": max_retries, "retry_exceptions": False}
-        self.seg_ext = segment_ext(options.codec)
         self.jobs: dict[str, FileJob] = {}
         self.ready: list[Task] = []  # heap
         self.pending: dict = {}  # ObjectRef -> Task
@@ -145,7 +147,10 @@ class BatchDriver:
         self.files_total = len(items)
         for n, it in enumerate(items):
             key = hashlib.sha1(it.rel.encode()).hexdigest()[:12]
-            self.jobs[key] = FileJob(it, key, seg_dir=os.path.join(self.out_abs, WORK_DIR, key), seg_ext=self.seg_ext)
+            # the segments hold the codec the output's container takes (--codec auto: VP9 for .webm)
+            opts = dataclasses.replace(self.options, codec=codec_for(self.options.codec, it.dst))
+            self.jobs[key] = FileJob(it, key, seg_dir=os.path.join(self.out_abs, WORK_DIR, key),
+                                     seg_ext=segment_ext(opts.codec), options=opts)
             self.push((0, n), self.remote["plan"], self.light_opts,
                       (it.src, self.segment_seconds, self.overlap_seconds), key, "plan")
 
@@ -200,7 +205,7 @@ class BatchDriver:
             tkey = f"{job.key}:p2:{seg.index}"
             job.tasks.append(tkey)
             self.push((1, -seg.window), self.remote["pass2"], self.task_opts,
-                      (job.item.src, seg, self.options, per_seg[seg.index], job.detections[seg.index],
+                      (job.item.src, seg, job.options, per_seg[seg.index], job.detections[seg.index],
                        job.seg_path(seg.index), self.tracker, tkey), job.key, "pass2", seg.index)
 
     def on_pass2(self, job: FileJob, k: int, res: dict) -> None:
@@ -210,7 +215,7 @@ class BatchDriver:
         if len(job.pass2) < n:
             return
         self.push((1, 0), self.remote["concat"], self.light_opts,
-                  (job.item.src, [job.seg_path(i) for i in range(n)], job.item.dst, self.options, job.plan.frames),
+                  (job.item.src, [job.seg_path(i) for i in range(n)], job.item.dst, job.options, job.plan.frames),
                   job.key, "concat")
 
     def on_whole(self, job: FileJob, rep: dict) -> None:

@@ -185,7 +185,10 @@ def _picks(proc, track_id: int) -> Optional[dict]:
 
 
 def segment_ext(codec: str) -> str:
-    """Intermediate container: MOV keeps dts and the input's time base; MKV for codecs MOV refuses."""
+    """Intermediate container: MOV keeps dts and the input's time base; MKV for codecs MOV refuses
+    (or takes and then fails to finish: VP9, AV1)."""
+    if codec_for(codec, ".mov") in ("libvpx-vp9", "libvpx", "libsvtav1"):
+        return ".mkv"
     try:
         with av.open(io.BytesIO(), "w", format="mov") as c:
             c.add_stream(codec_for(codec, ".mov"), rate=25)

@@ -35,8 +35,9 @@ SAFE_STREAM_TAGS = {"language"}
 
 
 # --codec auto: H.264 wherever the container takes it, else the container's own (.webm holds only
-# VP8, VP9 and AV1; .gif only GIF)
-AUTO_CODECS = {".webm": "libvpx-vp9", "webm": "libvpx-vp9", ".gif": "gif", "gif": "gif"}
+# VP8, VP9 and AV1; .gif only GIF; Ogg takes H.264 and then fails at the first packets: VP8)
+AUTO_CODECS = {".webm": "libvpx-vp9", "webm": "libvpx-vp9", ".gif": "gif", "gif": "gif",
+               ".ogv": "libvpx", ".ogg": "libvpx", "ogg": "libvpx"}
 # CRF scale of the encoders we pass --crf to (8-bit output): FFmpeg accepts any number and
 # the encoder clamps it (999 gives a blocky video) or fails at the first frame (-5)
 CRF_RANGE = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63)}
@@ -44,12 +45,13 @@ CRF_RANGE = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63)}
 # 41.2 on the same 360p frames, with 1.4x the bytes
 DEFAULT_CRF = {"libx264": 18, "libx265": 18, "libvpx-vp9": 24}
 # libvpx's own defaults took 15 ms a 360p frame here, H.264 veryfast 2.5: its real-time mode ~4 ms
-CODEC_DEFAULTS = {"libvpx-vp9": {"deadline": "realtime", "cpu-used": "6", "row-mt": "1", "b": "0"}}
+CODEC_DEFAULTS = {"libvpx-vp9": {"deadline": "realtime", "cpu-used": "6", "row-mt": "1", "b": "0"},
+                  "libvpx": {"deadline": "realtime", "cpu-used": "6", "crf": "10", "b": "2M"}}  # VP8: crf under a cap
 # what a container is offered in the message when it cannot hold the codec asked for
 CODEC_CHOICES = ("libx264", "libx265", "libvpx-vp9", "libsvtav1", "ffv1", "mpeg4", "gif")
 # containers by extension, to tell a codec they cannot hold before any work (others: when opened)
 FORMAT_OF_EXT = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
-                 ".gif": "gif", ".ts": "mpegts", ".flv": "flv"}
+                 ".gif": "gif", ".ts": "mpegts", ".flv": "flv", ".ogv": "ogg", ".ogg": "ogg"}
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 # muxers that write only the tags they know unless told to write all (make/model are not among them)
 ALL_TAGS_FORMATS = {".mp4": "use_metadata_tags", ".m4v": "use_metadata_tags", ".mov": "use_metadata_tags"}
@@ -152,8 +154,6 @@ def check_output_path(dst: str, video_input: bool, codec: Optional[str] = None) 
     if video_input and is_image(dst):
         raise UsageError(f"{dst}: the input is a video, so the output must be a video file (.mp4, .mkv, .mov), "
                          f"not an image ({ext})")
-    if video_input and codec and ext in FORMAT_OF_EXT and not _takes(FORMAT_OF_EXT[ext], codec_for(codec, dst)):
-        raise UsageError(cannot_hold(dst, codec_for(codec, dst), FORMAT_OF_EXT[ext]))
     folder = os.path.dirname(os.path.abspath(dst))
     if not os.path.isdir(folder):
         raise UsageError(f"{dst}: folder {folder} does not exist")
@@ -164,6 +164,9 @@ def check_output_path(dst: str, video_input: bool, codec: Optional[str] = None) 
         os.remove(probe)
     except OSError as e:
         raise UsageError(f"{dst}: folder {folder} is not writable ({e.strerror or e})") from None
+    fmt = FORMAT_OF_EXT.get(ext) or _format_of(probe + ext) if video_input and codec else None
+    if fmt and not _takes(fmt, codec_for(codec, dst)):
+        raise UsageError(cannot_hold(dst, codec_for(codec, dst), fmt, codec == "auto"))
 
 
 def _codec_pix_fmt(codec: "av.Codec", wanted: str) -> str:
@@ -177,6 +180,20 @@ def _codec_pix_fmt(codec: "av.Codec", wanted: str) -> str:
     return "yuv420p" if "yuv420p" in fmts else fmts[0]
 
 
+def _format_of(path: str) -> Optional[str]:
+    """The muxer FFmpeg picks for this file name (the file is made and removed), or None."""
+    try:
+        with av.open(path, "w") as c:
+            return c.format.name
+    except Exception:
+        return None
+    finally:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
 def _takes(fmt: str, codec: str) -> bool:
     """Whether a container of this format can hold this encoder's video (tried in memory)."""
     try:
@@ -188,11 +205,13 @@ def _takes(fmt: str, codec: str) -> bool:
         return False
 
 
-def cannot_hold(dst: str, codec: str, fmt: str) -> str:
+def cannot_hold(dst: str, codec: str, fmt: str, auto: bool = False) -> str:
     ext = os.path.splitext(dst)[1] or fmt
     fits = [c for c in CODEC_CHOICES if _takes(fmt, c)]
-    return (f"{dst}: a {ext} file cannot hold {codec} video; leave --codec at auto"
-            + (f" or use one of {', '.join(fits)}" if fits else ""))
+    if not fits:
+        return f"{dst}: no video encoder here writes {ext} files; use .mp4, .mkv or .webm"
+    return (f"{dst}: a {ext} file cannot hold {codec} video" + (" (what --codec auto gives it)" if auto else "")
+            + ("; use --codec " if auto else "; leave --codec at auto or use one of ") + ", ".join(fits))
 
 
 class VideoSink:
@@ -222,7 +241,7 @@ class VideoSink:
         except (OSError, ValueError) as e:
             self._discard()
             raise OutputError(f"{dst}: cannot write ({e})") from None
-        self.codec_name = codec_for(codec, dst, fmt)
+        self.codec_name, self._auto = codec_for(codec, dst, fmt), codec == "auto"
         try:
             self._setup(self.codec_name, crf, preset, keep_metadata, audio, codec_options or {})
         except Exception:
@@ -241,7 +260,7 @@ class VideoSink:
         try:
             vs = self.container.add_stream(codec_name, rate=info.rate or 25)
         except ValueError:  # FFmpeg's "'webm' format does not support 'libx264' codec"
-            raise UsageError(cannot_hold(self.dst, codec_name, self.container.format.name)) from None
+            raise UsageError(cannot_hold(self.dst, codec_name, self.container.format.name, self._auto)) from None
         vs.width, vs.height = info.width, info.height
         vs.pix_fmt = _codec_pix_fmt(codec, info.work_fmt)
         if info.time_base:

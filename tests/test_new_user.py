@@ -130,15 +130,15 @@ def test_video_to_jpg_is_one_plain_line(clip, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("ext,codec", [("webm", "vp9"), ("gif", "gif")])
-def test_webm_and_gif_outputs_get_a_codec_they_hold(clip, tmp_path, ext, codec):
+@pytest.mark.parametrize("ext,codec", [("webm", "vp9"), ("gif", "gif"), ("ogv", "vp8")])
+def test_webm_gif_and_ogv_outputs_get_a_codec_they_hold(clip, tmp_path, ext, codec):
     out, rep_path = tmp_path / f"o.{ext}", tmp_path / "r.json"
     p = run(clip, out, "--report", rep_path, "-qq", *FAST)
     assert p.returncode == 0, p.stderr
     with av.open(str(out)) as c:
         assert c.streams.video[0].codec_context.name == codec
         assert sum(1 for _ in c.decode(video=0)) == 60
-    assert json.loads(rep_path.read_text())["output"]["codec"] == {"vp9": "libvpx-vp9"}.get(codec, codec)
+    assert json.loads(rep_path.read_text())["output"]["codec"] == {"vp9": "libvpx-vp9", "vp8": "libvpx"}.get(codec, codec)
 
 
 def test_a_codec_the_container_cannot_hold_is_one_plain_line(clip, tmp_path):
@@ -147,6 +147,7 @@ def test_a_codec_the_container_cannot_hold_is_one_plain_line(clip, tmp_path):
     assert os.listdir(tmp_path) == []
     assert "0-63" in one_line_error(run(clip, tmp_path / "o.webm", "--crf", "64"))
     assert "0-51" in one_line_error(run(clip, tmp_path / "o.mp4", "--codec", "libx264", "--crf", "60"))
+    assert "no video encoder here writes .wav files" in one_line_error(run(clip, tmp_path / "o.wav"))
 
 
 # ---------------------------------------------------------------- 4: leftovers of a killed run

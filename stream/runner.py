@@ -18,7 +18,7 @@ import time
 from collections import deque
 from typing import Callable, Optional
 
-from ideud.stream import image_metadata
+from ideud.stream import animated, image_metadata
 from ideud.stream.decode import AudioPacket, VideoInfo, VideoSource, attach_small, is_image, read_image
 from ideud.stream.encode import VideoSink, write_image
 from ideud.stream.errors import InputError, OutputError, UsageError
@@ -325,6 +325,8 @@ def deidentify(src: str, dst: str, options: Optional[Options] = None,
 def _deidentify_image(src: str, dst: str, o: Options, processor: Optional[FaceProcessor]) -> dict:
     if not is_image(dst):
         raise UsageError(f"{dst}: an image input needs an image output (.jpg, .png, ...)")
+    if animated.frame_count(src) > 1:
+        return _deidentify_animation(src, dst, o, processor)
     t0 = time.perf_counter()
     frame = read_image(src)
     proc = processor or FaceProcessor(o)
@@ -341,6 +343,36 @@ def _deidentify_image(src: str, dst: str, o: Options, processor: Optional[FacePr
                               "left_out": meta.dropped + lost}
     report.update({"input": {"width": frame.width, "height": frame.height, "image": True},
                    "output": {"path": os.path.abspath(dst), "frames": 1},
+                   "options": options_report(o),
+                   "wall_s": round(time.perf_counter() - t0, 3)})
+    return report
+
+
+def _deidentify_animation(src: str, dst: str, o: Options, processor: Optional[FaceProcessor]) -> dict:
+    """An animated WebP or PNG, frame by frame with one processor (stream/animated.py)."""
+    if os.path.splitext(dst)[1].lower() not in animated.ANIMATED_OUTPUTS:
+        raise UsageError(f"{dst}: {src} is animated ({animated.frame_count(src)} frames); write it as .webp or .png")
+    t0 = time.perf_counter()
+    frames, durations, loop = animated.read(src)
+    proc = processor or FaceProcessor(o)
+    try:
+        for frame in frames:
+            proc.process(frame)
+    finally:
+        if processor is None:
+            proc.close()
+    meta = image_metadata.read(src) if o.keep_metadata else None
+    webp = dst.lower().endswith(".webp")
+    animated.write(dst, frames, durations, loop, exif=meta.exif if meta and webp else None,
+                   xmp=meta.xmp if meta and webp else None)
+    report = proc.report()
+    if meta is not None:  # kinds only: never what the metadata says
+        kept = [k for k in meta.kinds() if webp and k in ("exif", "xmp")]
+        report["metadata"] = {"kept": kept, "left_out": meta.dropped + [f"{k}: not in an animated output"
+                                                                        for k in meta.kinds() if k not in kept]}
+    report.update({"input": {"width": frames[0].width, "height": frames[0].height, "image": True,
+                             "animated": True, "frames": len(frames)},
+                   "output": {"path": os.path.abspath(dst), "frames": len(frames)},
                    "options": options_report(o),
                    "wall_s": round(time.perf_counter() - t0, 3)})
     return report

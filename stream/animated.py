@@ -16,8 +16,8 @@ from typing import Optional
 import numpy as np
 
 from ideud.stream.decode import ImageFrame
-from ideud.stream.encode import temp_path_for
-from ideud.stream.errors import InputError, OutputError, UsageError
+from ideud.stream.encode import write_via_temp
+from ideud.stream.errors import InputError, UsageError
 
 ANIMATED_OUTPUTS = {".webp": "WEBP", ".png": "PNG"}
 
@@ -72,13 +72,5 @@ def write(dst: str, frames: list[ImageFrame], durations: list[int], loop: int,
     if fmt == "WEBP":
         # lossless, as OpenCV writes a still WebP: only the faces change
         extra.update({"lossless": True, **({"exif": exif} if exif else {}), **({"xmp": xmp} if xmp else {})})
-    tmp = temp_path_for(dst)
-    try:
-        ims[0].save(tmp, format=fmt, save_all=True, append_images=ims[1:], duration=durations, loop=loop, **extra)
-        os.replace(tmp, dst)
-    except OSError as e:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise OutputError(f"{dst}: cannot write ({e.strerror or e})") from None
+    write_via_temp(dst, lambda tmp: ims[0].save(tmp, format=fmt, save_all=True, append_images=ims[1:],
+                                                 duration=durations, loop=loop, **extra))

@@ -409,10 +409,19 @@ def write_image(dst: str, frame: Frame, quality: int = 95, metadata: Optional[Im
         elif lost:
             log.warning("%s: metadata not kept: %s", dst, "; ".join(lost))
         data = kept or data
-    tmp = temp_path_for(dst)
-    try:
+    def _write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
+
+    write_via_temp(dst, _write)
+    return lost
+
+
+def write_via_temp(dst: str, write) -> None:
+    """`write(path)` to a temp file beside `dst`, then renamed onto it; a failure leaves neither."""
+    tmp = temp_path_for(dst)
+    try:
+        write(tmp)
         os.replace(tmp, dst)
     except OSError as e:
         try:
@@ -420,4 +429,3 @@ def write_image(dst: str, frame: Frame, quality: int = 95, metadata: Optional[Im
         except OSError:
             pass
         raise OutputError(f"{dst}: cannot write ({e.strerror or e})") from None
-    return lost

@@ -22,15 +22,14 @@ from ideud.stream.errors import InputError, UsageError
 ANIMATED_OUTPUTS = {".webp": "WEBP", ".png": "PNG"}
 
 
-def frame_count(path: str) -> int:
-    """Frames of an animated WebP or PNG; 1 for anything else (or what Pillow cannot open)."""
-    if os.path.splitext(path)[1].lower() not in ANIMATED_OUTPUTS:
-        return 1
+def frame_count(path: str, formats: tuple = ("WEBP", "PNG")) -> int:
+    """Frames of an animated WebP or PNG (pages of a TIFF, with formats=("TIFF",)); 1 for anything
+    else (or what Pillow cannot open)."""
     try:
         from PIL import Image
 
         with Image.open(path) as im:
-            return int(getattr(im, "n_frames", 1)) if im.format in ("WEBP", "PNG") else 1
+            return int(getattr(im, "n_frames", 1)) if im.format in formats else 1
     except Exception:
         return 1
 

@@ -11,6 +11,7 @@ stays on the main thread.
 """
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -27,6 +28,8 @@ from ideud.stream.options import Options, options_report
 from ideud.stream.processor import FaceProcessor, PendingFrame
 from ideud.stream.types import Frame
 from ideud.stream.workers import DetectAhead, WorkerLost, resolve_processes
+
+log = logging.getLogger("ideud")
 
 QUEUE_FRAMES = 8  # frames between decode and the processor, and between it and encode
 # detection a frame ahead on a thread (stream/detect_thread.py) for one process on several cores: off.
@@ -325,8 +328,11 @@ def deidentify(src: str, dst: str, options: Optional[Options] = None,
 def _deidentify_image(src: str, dst: str, o: Options, processor: Optional[FaceProcessor]) -> dict:
     if not is_image(dst):
         raise UsageError(f"{dst}: an image input needs an image output (.jpg, .png, ...)")
-    if animated.frame_count(src) > 1:
+    if os.path.splitext(src)[1].lower() in animated.ANIMATED_OUTPUTS and animated.frame_count(src) > 1:
         return _deidentify_animation(src, dst, o, processor)
+    pages = animated.frame_count(src, ("TIFF",)) if src.lower().endswith((".tif", ".tiff")) else 1
+    if pages > 1:  # not silently: the other pages are not in the output
+        log.warning("%s: a TIFF of %d pages: only its first page is written", src, pages)
     t0 = time.perf_counter()
     frame = read_image(src)
     proc = processor or FaceProcessor(o)
@@ -341,7 +347,8 @@ def _deidentify_image(src: str, dst: str, o: Options, processor: Optional[FacePr
     if meta is not None:  # kinds only: never what the metadata says
         report["metadata"] = {"kept": [k for k in meta.kinds() if not any(x.startswith(k) for x in lost)],
                               "left_out": meta.dropped + lost}
-    report.update({"input": {"width": frame.width, "height": frame.height, "image": True},
+    report.update({"input": {"width": frame.width, "height": frame.height, "image": True,
+                             **({"pages": pages} if pages > 1 else {})},
                    "output": {"path": os.path.abspath(dst), "frames": 1},
                    "options": options_report(o),
                    "wall_s": round(time.perf_counter() - t0, 3)})

@@ -63,3 +63,14 @@ def test_an_animation_to_a_still_format_is_one_plain_line(tmp_path, frames):
     assert p.returncode == 2 and len(lines) == 1, p.stderr
     assert f"is animated ({N} frames)" in lines[0] and ".webp or .png" in lines[0]
     assert not (tmp_path / "o.jpg").exists()
+
+
+def test_a_multi_page_tiff_says_only_its_first_page_is_written(tmp_path, frames):
+    src, rep_path = tmp_path / "pages.tif", tmp_path / "r.json"
+    Image.fromarray(frames[0]).save(src, save_all=True, append_images=[Image.fromarray(frames[3])])
+    p = subprocess.run([sys.executable, "-m", "ideud.tools.cli", str(src), str(tmp_path / "o.tif"), "-q",
+                        "--privacy", "off", "--restorer", "classic", "--report", str(rep_path)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "a TIFF of 2 pages: only its first page is written" in p.stderr
+    assert json.loads(rep_path.read_text())["input"]["pages"] == 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from ideud.stream.encode import write_via_temp
 from ideud.stream.errors import InputError, UsageError
 
 ANIMATED_OUTPUTS = {".webp": "WEBP", ".png": "PNG"}
+MAX_BYTES = 2 << 30  # decoded RGBA of all frames: the writer holds every processed frame
 
 
 def frame_count(path: str, formats: tuple = ("WEBP", "PNG")) -> int:
@@ -34,42 +35,53 @@ def frame_count(path: str, formats: tuple = ("WEBP", "PNG")) -> int:
         return 1
 
 
-def read(path: str) -> tuple[list[ImageFrame], list[int], int]:
-    """(frames, each frame's duration in ms, loop count: 0 forever) of an animated WebP or PNG."""
+def frames(path: str, info: dict) -> Iterator[ImageFrame]:
+    """The frames of an animated WebP or PNG, one at a time (each kept as its output only: the
+    writer needs them all); `info` gets "durations" (ms, one per frame), "loop" (0: forever),
+    "icc_profile" and "size"."""
     from PIL import Image
 
-    frames, durations = [], []
     try:
         with Image.open(path) as im:
-            loop = int(im.info.get("loop", 0))
-            icc = im.info.get("icc_profile") or None
+            w, h = im.size
+            if w * h * 4 * int(im.n_frames) > MAX_BYTES:
+                raise UsageError(f"{path}: an animation of {im.n_frames} frames of {w}x{h} is over "
+                                 f"{MAX_BYTES >> 30} GiB decoded; convert it to a video first")
+            info.update(durations=[], loop=int(im.info.get("loop", 0)), icc_profile=im.info.get("icc_profile") or None,
+                        size=(w, h))
             for k in range(im.n_frames):
                 im.seek(k)
                 rgba = np.asarray(im.convert("RGBA"))
                 alpha = np.ascontiguousarray(rgba[..., 3]) if int(rgba[..., 3].min()) < 255 else None
-                frames.append(ImageFrame(index=k, pts=sum(durations), time_base=Fraction(1, 1000),
-                                         planes=[np.ascontiguousarray(rgba[..., i]) for i in range(3)], pix_fmt="rgb",
-                                         full_range=True, alpha=alpha, icc_profile=icc))
-                durations.append(int(im.info.get("duration", 100)))
+                yield ImageFrame(index=k, pts=sum(info["durations"]), time_base=Fraction(1, 1000),
+                                 planes=[np.ascontiguousarray(rgba[..., i]) for i in range(3)], pix_fmt="rgb",
+                                 full_range=True, alpha=alpha, icc_profile=info["icc_profile"])
+                info["durations"].append(int(im.info.get("duration", 100)))
+    except (UsageError, InputError):
+        raise
     except Exception as e:
         raise InputError(f"{path}: an animated image Pillow cannot read ({type(e).__name__})") from None
-    return frames, durations, loop
 
 
-def write(dst: str, frames: list[ImageFrame], durations: list[int], loop: int,
-          exif: Optional[bytes] = None, xmp: Optional[bytes] = None) -> None:
-    """The frames as an animated WebP or PNG at `dst`, via a temp file."""
+def as_image(frame: ImageFrame):
+    """A processed frame as a Pillow image to write (RGBA where it has transparency)."""
     from PIL import Image
 
+    if frame.alpha is None:
+        return Image.fromarray(np.dstack(frame.planes), "RGB")
+    return Image.fromarray(np.dstack(frame.planes + [frame.alpha]), "RGBA")
+
+
+def write(dst: str, ims: list, info: dict, exif: Optional[bytes] = None, xmp: Optional[bytes] = None) -> None:
+    """The processed frames (`as_image`) as an animated WebP or PNG at `dst`, via a temp file."""
     fmt = ANIMATED_OUTPUTS.get(os.path.splitext(dst)[1].lower())
     if fmt is None:
         raise UsageError(f"{dst}: an animated image is written as .webp or .png")
-    alpha = any(f.alpha is not None for f in frames)
-    ims = [Image.fromarray(np.dstack(f.planes + ([f.alpha if f.alpha is not None else np.full_like(f.planes[0], 255)]
-                                                 if alpha else [])), "RGBA" if alpha else "RGB") for f in frames]
-    extra = {"icc_profile": frames[0].icc_profile} if frames[0].icc_profile else {}
+    if any(im.mode == "RGBA" for im in ims):
+        ims = [im if im.mode == "RGBA" else im.convert("RGBA") for im in ims]
+    extra = {"icc_profile": info["icc_profile"]} if info.get("icc_profile") else {}
     if fmt == "WEBP":
         # lossless, as OpenCV writes a still WebP: only the faces change
         extra.update({"lossless": True, **({"exif": exif} if exif else {}), **({"xmp": xmp} if xmp else {})})
     write_via_temp(dst, lambda tmp: ims[0].save(tmp, format=fmt, save_all=True, append_images=ims[1:],
-                                                 duration=durations, loop=loop, **extra))
+                                                 duration=info["durations"], loop=info["loop"], **extra))

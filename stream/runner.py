@@ -360,26 +360,26 @@ def _deidentify_animation(src: str, dst: str, o: Options, processor: Optional[Fa
     if os.path.splitext(dst)[1].lower() not in animated.ANIMATED_OUTPUTS:
         raise UsageError(f"{dst}: {src} is animated ({animated.frame_count(src)} frames); write it as .webp or .png")
     t0 = time.perf_counter()
-    frames, durations, loop = animated.read(src)
+    info, out = {}, []
     proc = processor or FaceProcessor(o)
     try:
-        for frame in frames:
+        for frame in animated.frames(src, info):
             proc.process(frame)
+            out.append(animated.as_image(frame))  # the input frame goes: only what is written is held
     finally:
         if processor is None:
             proc.close()
     meta = image_metadata.read(src) if o.keep_metadata else None
     webp = dst.lower().endswith(".webp")
-    animated.write(dst, frames, durations, loop, exif=meta.exif if meta and webp else None,
-                   xmp=meta.xmp if meta and webp else None)
+    animated.write(dst, out, info, exif=meta.exif if meta and webp else None, xmp=meta.xmp if meta and webp else None)
     report = proc.report()
     if meta is not None:  # kinds only: never what the metadata says
         kept = [k for k in meta.kinds() if webp and k in ("exif", "xmp")]
         report["metadata"] = {"kept": kept, "left_out": meta.dropped + [f"{k}: not in an animated output"
                                                                         for k in meta.kinds() if k not in kept]}
-    report.update({"input": {"width": frames[0].width, "height": frames[0].height, "image": True,
-                             "animated": True, "frames": len(frames)},
-                   "output": {"path": os.path.abspath(dst), "frames": len(frames)},
+    report.update({"input": {"width": info["size"][0], "height": info["size"][1], "image": True,
+                             "animated": True, "frames": len(out)},
+                   "output": {"path": os.path.abspath(dst), "frames": len(out)},
                    "options": options_report(o),
                    "wall_s": round(time.perf_counter() - t0, 3)})
     return report

@@ -39,7 +39,9 @@ class VideoInfo:
     rotation: int
     codec: str
     pix_fmt: str
-    audio: list = field(default_factory=list)  # input audio streams (for copying)
+    # input streams copied packet by packet: audio, and with --keep-metadata subtitles and data (a
+    # camera's GPS track, timecode)
+    audio: list = field(default_factory=list)
     container_metadata: dict = field(default_factory=dict)
     stream_metadata: dict = field(default_factory=dict)
     duration: Optional[float] = None
@@ -49,7 +51,7 @@ class VideoInfo:
 @dataclass
 class AudioPacket:
     packet: "av.Packet"
-    stream_index: int  # index into VideoInfo.audio
+    stream_index: int  # index into VideoInfo.audio (the copied streams, subtitles and data included)
 
 
 @dataclass
@@ -141,7 +143,7 @@ class VideoSource:
 
     def __init__(self, url: str, options: Optional[dict] = None, timeout: Optional[float] = None,
                  detect_size: Optional[Callable[[int, int], tuple[int, int]]] = None, audio: bool = True,
-                 fmt: Optional[str] = None):
+                 fmt: Optional[str] = None, other: bool = False):
         self.url = url
         try:
             self.container = av.open(url, mode="r", options=options or {}, timeout=timeout, format=fmt)
@@ -162,6 +164,8 @@ class VideoSource:
         self.stream.thread_type = "AUTO"
         cc = self.stream.codec_context
         self.audio_streams = list(self.container.streams.audio) if audio else []
+        # `other` (--keep-metadata): subtitle and data streams are copied too, like audio
+        self.other_streams = [s for s in self.container.streams if s.type in ("subtitle", "data")] if other else []
         rate = self.stream.average_rate or self.stream.guessed_rate or self.stream.base_rate
         duration = None
         if self.container.duration:
@@ -169,7 +173,7 @@ class VideoSource:
         self.info = VideoInfo(
             width=cc.width, height=cc.height, rate=Fraction(rate) if rate else None,
             time_base=self.stream.time_base, frames=int(self.stream.frames or 0),
-            rotation=0, codec=cc.name, pix_fmt=cc.pix_fmt or "", audio=self.audio_streams,
+            rotation=0, codec=cc.name, pix_fmt=cc.pix_fmt or "", audio=self.audio_streams + self.other_streams,
             container_metadata=dict(self.container.metadata), stream_metadata=dict(self.stream.metadata),
             duration=duration,
             work_fmt=_work_format(av.VideoFormat(cc.pix_fmt)) if cc.pix_fmt else "yuv420p",
@@ -225,8 +229,9 @@ class VideoSource:
 
     def _items(self) -> Iterator[Item]:
         index = 0
-        audio_index = {s.index: i for i, s in enumerate(self.audio_streams)}
-        streams = [self.stream, *self.audio_streams]
+        copied = self.audio_streams + self.other_streams
+        audio_index = {s.index: i for i, s in enumerate(copied)}
+        streams = [self.stream, *copied]
         demux = self.container.demux(*streams)
         while True:
             try:

@@ -283,18 +283,26 @@ class VideoSink:
         else:
             vs.metadata.update(safe_tags(info.stream_metadata))
         self.video = vs
-        self.audio_out = []
-        if audio:
-            for s in info.audio:
+        self.audio_out = []  # one per copied input stream (AudioPacket.stream_index), None: not written
+        dropped = []
+        for s in info.audio:  # audio, and subtitles and data where the source was asked for them
+            out = None
+            if audio or s.type != "audio":
                 try:
                     out = self.container.add_stream_from_template(s)
-                except (ValueError, av.error.FFmpegError):
-                    out = None  # this container cannot hold that codec: drop it, say so in the report
+                except (ValueError, TypeError, av.error.FFmpegError):
+                    dropped.append(s.type)  # this container cannot hold that codec: said in the report
                 if out is not None:
                     out.metadata.clear()
                     out.metadata.update(dict(s.metadata) if keep_metadata else safe_tags(dict(s.metadata)))
-                self.audio_out.append(out)
-        self.dropped_audio_streams = sum(1 for s in self.audio_out if s is None)
+            self.audio_out.append(out)
+        self.dropped_audio_streams = dropped.count("audio")
+        self.other_streams = {"copied": sum(1 for s, o in zip(info.audio, self.audio_out) if o is not None
+                                            and s.type != "audio"),
+                              "dropped": len(dropped) - dropped.count("audio")}
+        if self.other_streams["dropped"]:
+            log.warning("%s: %d subtitle or data stream(s) of the input cannot go into this container; not kept",
+                        self.dst, self.other_streams["dropped"])
 
     def _av_frame(self, frame: Frame) -> "av.VideoFrame":
         fmt = frame.pix_fmt if frame.pix_fmt != "rgb" else "yuv444p"

@@ -210,7 +210,8 @@ def deidentify(src: str, dst: str, options: Optional[Options] = None,
         return _deidentify_image(src, dst, o, processor)
     t0 = time.perf_counter()
     processes = resolve_processes(o.processes)
-    source = VideoSource(src, audio=o.audio)  # bad input fails here, before any model loads
+    # bad input fails here, before any model loads; --keep-metadata copies subtitle and data streams too
+    source = VideoSource(src, audio=o.audio, other=o.keep_metadata)
     ahead, proc = None, None
     try:
         if processes > 1 and not o.track_only and (processor is None or processor.detector_from_options):
@@ -308,10 +309,12 @@ def deidentify(src: str, dst: str, options: Optional[Options] = None,
     sink = encoder.sink
     report.update({
         "input": {"width": info.width, "height": info.height, "fps": float(info.rate) if info.rate else None,
-                  "codec": info.codec, "frames_declared": info.frames, "audio_streams": len(info.audio)},
+                  "codec": info.codec, "frames_declared": info.frames, "audio_streams": len(source.audio_streams)},
+        # (counted from the lists: the input's streams are gone with its closed container)
         "output": {"path": os.path.abspath(dst), "frames": sink.frames, "codec": sink.codec_name,
-                   "audio_streams": sum(1 for s in sink.audio_out if s is not None),
-                   "dropped_audio_streams": sink.dropped_audio_streams},
+                   "audio_streams": sum(o is not None for o in sink.audio_out[:len(source.audio_streams)]),
+                   "dropped_audio_streams": sink.dropped_audio_streams,
+                   **({"subtitle_and_data_streams": sink.other_streams} if source.other_streams else {})},
         "lost_packets": source.lost_packets, "decode_errors": source.errors,
         "options": options_report(o),
         "wall_s": round(wall, 3), "fps": round(order.frames / wall, 2) if wall > 0 else None,

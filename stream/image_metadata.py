@@ -66,7 +66,7 @@ def read(path: str) -> ImageMetadata:
                 meta.dropped.append("exif: could not be read")
             info, text = dict(im.info), dict(getattr(im, "text", None) or {})
             tags = getattr(im, "tag_v2", None) or {}
-            app = [(m, p) for m, p in getattr(im, "applist", [])]
+            app = list(getattr(im, "applist", []))
     except Exception:
         meta.dropped.append("all: the input's metadata could not be read")
         return meta
@@ -99,14 +99,10 @@ def _exif(exif, dropped: list) -> Optional[bytes]:
         return None
     if 0x0112 in exif:
         exif[0x0112] = 1
-    for ifd_id in (0x8769, 0x8825):  # the Exif and GPS IFDs
-        ifd = exif.get_ifd(ifd_id)
+    for ifd in (exif, exif.get_ifd(0x8769), exif.get_ifd(0x8825)):  # IFD0, the Exif and GPS IFDs
         for tag in [t for t, v in ifd.items() if isinstance(v, bytes) and has_picture(v)]:
             del ifd[tag]
             dropped.append(f"exif tag {tag:#06x}: a picture")
-    for tag in [t for t, v in exif.items() if isinstance(v, bytes) and has_picture(v)]:
-        del exif[tag]
-        dropped.append(f"exif tag {tag:#06x}: a picture")
     return exif.tobytes()
 
 

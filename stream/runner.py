@@ -346,13 +346,19 @@ def _deidentify_image(src: str, dst: str, o: Options, processor: Optional[FacePr
             proc.close()
     meta = image_metadata.read(src) if o.keep_metadata else None
     lost = write_image(dst, frame, metadata=meta)
+    kept = None if meta is None else [k for k in meta.kinds() if not any(x.startswith(k) for x in lost)]
+    return _image_report(proc, o, dst, t0, {"width": frame.width, "height": frame.height,
+                                            **({"pages": pages} if pages > 1 else {})}, 1, meta, kept, lost)
+
+
+def _image_report(proc: FaceProcessor, o: Options, dst: str, t0: float, source: dict, frames: int,
+                  meta, kept: Optional[list], lost: list) -> dict:
+    """The report of a still or animated image run; the metadata by kind only, never what it says."""
     report = proc.report()
-    if meta is not None:  # kinds only: never what the metadata says
-        report["metadata"] = {"kept": [k for k in meta.kinds() if not any(x.startswith(k) for x in lost)],
-                              "left_out": meta.dropped + lost}
-    report.update({"input": {"width": frame.width, "height": frame.height, "image": True,
-                             **({"pages": pages} if pages > 1 else {})},
-                   "output": {"path": os.path.abspath(dst), "frames": 1},
+    if meta is not None:
+        report["metadata"] = {"kept": kept, "left_out": meta.dropped + lost}
+    report.update({"input": {**source, "image": True},
+                   "output": {"path": os.path.abspath(dst), "frames": frames},
                    "options": options_report(o),
                    "wall_s": round(time.perf_counter() - t0, 3)})
     return report
@@ -375,14 +381,7 @@ def _deidentify_animation(src: str, dst: str, o: Options, processor: Optional[Fa
     meta = image_metadata.read(src) if o.keep_metadata else None
     webp = dst.lower().endswith(".webp")
     animated.write(dst, out, info, exif=meta.exif if meta and webp else None, xmp=meta.xmp if meta and webp else None)
-    report = proc.report()
-    if meta is not None:  # kinds only: never what the metadata says
-        kept = [k for k in meta.kinds() if webp and k in ("exif", "xmp")]
-        report["metadata"] = {"kept": kept, "left_out": meta.dropped + [f"{k}: not in an animated output"
-                                                                        for k in meta.kinds() if k not in kept]}
-    report.update({"input": {"width": info["size"][0], "height": info["size"][1], "image": True,
-                             "animated": True, "frames": len(out)},
-                   "output": {"path": os.path.abspath(dst), "frames": len(out)},
-                   "options": options_report(o),
-                   "wall_s": round(time.perf_counter() - t0, 3)})
-    return report
+    kept = None if meta is None else [k for k in meta.kinds() if webp and k in ("exif", "xmp")]
+    lost = [] if meta is None else [f"{k}: not in an animated output" for k in meta.kinds() if k not in kept]
+    return _image_report(proc, o, dst, t0, {"width": info["size"][0], "height": info["size"][1], "animated": True,
+                                            "frames": len(out)}, len(out), meta, kept, lost)

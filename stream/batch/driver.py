@@ -2,6 +2,7 @@
 the manifest. `run_batch` sets up Ray and the output folder; `BatchDriver` runs the schedule."""
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import glob
 import hashlib
@@ -11,7 +12,6 @@ import os
 import shutil
 import sys
 import time
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 

@@ -187,11 +187,12 @@ def _picks(proc, track_id: int) -> Optional[dict]:
 def segment_ext(codec: str) -> str:
     """Intermediate container: MOV keeps dts and the input's time base; MKV for codecs MOV refuses
     (or takes and then fails to finish: VP9, AV1)."""
-    if codec_for(codec, ".mov") in ("libvpx-vp9", "libvpx", "libsvtav1"):
+    codec = codec_for(codec, ".mov")
+    if codec in ("libvpx-vp9", "libvpx", "libsvtav1"):
         return ".mkv"
     try:
         with av.open(io.BytesIO(), "w", format="mov") as c:
-            c.add_stream(codec_for(codec, ".mov"), rate=25)
+            c.add_stream(codec, rate=25)
         return ".mov"
     except Exception:
         return ".mkv"

@@ -32,9 +32,7 @@ from collections import deque
 from fractions import Fraction
 from typing import Optional
 
-import numpy as np
-
-from ideud.stream.decode import VideoSource
+from ideud.stream.decode import AudioPacket, VideoSource
 from ideud.stream.degrade import DegradeControl
 from ideud.stream.encode import codec_for
 from ideud.stream.errors import InputError, OutputError, UsageError
@@ -43,6 +41,7 @@ from ideud.stream.live_io import (END, MAX_JUMP, MIN_STEP, NETWORK_SCHEMES, OUT_
                                   LiveSink, OutputClock, container_for, is_device, is_live_output, is_live_source,
                                   open_source, open_waiting, parse_duration, read_frames, redact, scheme,
                                   segment_name)
+from ideud.stream.live_stats import Stats, format_summary
 from ideud.stream.options import options_report
 from ideud.stream.pipeline import FaceProcessor, Options, check_paths
 
@@ -53,6 +52,7 @@ __all__ = ["END", "MAX_JUMP", "MIN_STEP", "NETWORK_SCHEMES", "OUT_TB", "DropQueu
            "is_live_output", "is_live_source", "open_source", "open_waiting", "parse_duration", "read_frames",
            "run_live", "scheme", "segment_name"]
 
+AUDIO_QUEUE = 4096  # audio packets waiting for the video to catch up (~85 s of AAC); the oldest go beyond
 EVENTS_ENV = "IDEUD_LIVE_EVENTS"  # "stderr": every event also as one `ideud-live-event {json}` line
 _stderr_lock = threading.Lock()
 
@@ -74,74 +74,6 @@ def event_emitter(lo: LiveOptions) -> Emit:
                 log.exception("live event hook failed on %r", kind)
 
     return emit
-
-
-# ---------------------------------------------------------------------- stats
-
-class Stats:
-    """Rates, drops and receive-to-write latency (nothing about faces)."""
-
-    def __init__(self):
-        self.t0 = time.monotonic()
-        self.received = 0
-        self.written = 0
-        self.latency: deque = deque(maxlen=100_000)  # s, the most recent frames
-        self.latency_count = 0
-        self.write_times: deque = deque(maxlen=100_000)  # monotonic s, paired with `latency`
-        self.drop_times: deque = deque(maxlen=100_000)  # monotonic s of each drop
-        self.outages: list[dict] = []
-        self._lock = threading.Lock()
-        self._mark = (self.t0, 0, 0, 0)  # for the periodic line: time, received, written, latency count
-
-    def start(self) -> None:
-        self.t0 = time.monotonic()
-        self._mark = (self.t0, self.received, self.written, self.latency_count)
-
-    def dropped(self) -> None:
-        self.drop_times.append(time.monotonic())
-
-    def received_one(self) -> None:
-        with self._lock:
-            self.received += 1
-
-    def wrote(self, arrived: float) -> None:
-        with self._lock:
-            self.written += 1
-            now = time.monotonic()
-            self.latency.append(now - arrived)
-            self.write_times.append(now)
-            self.latency_count += 1
-
-    def summary(self, dropped: int) -> dict:
-        with self._lock:
-            lat = np.array(self.latency) * 1000 if self.latency else np.zeros(0)
-            wall = max(time.monotonic() - self.t0, 1e-9)
-            return {"input_fps": round(self.received / wall, 2), "output_fps": round(self.written / wall, 2),
-                    "received_frames": self.received, "written_frames": self.written, "dropped_frames": dropped,
-                    "latency_ms_p50": round(float(np.percentile(lat, 50)), 1) if lat.size else None,
-                    "latency_ms_p95": round(float(np.percentile(lat, 95)), 1) if lat.size else None,
-                    "latency_ms_max": round(float(lat.max()), 1) if lat.size else None,
-                    "outages": list(self.outages), "wall_s": round(wall, 3)}
-
-    def line(self, dropped: int) -> str:
-        """Since the last line: fps in/out, drops, latency p50/p95."""
-        with self._lock:
-            now = time.monotonic()
-            t, r, w, n = self._mark
-            dt = max(now - t, 1e-9)
-            k = min(self.latency_count - n, len(self.latency))
-            recent = np.array(list(self.latency)[len(self.latency) - k:]) * 1000
-            self._mark = (now, self.received, self.written, self.latency_count)
-            p = (f"{np.percentile(recent, 50):.0f}/{np.percentile(recent, 95):.0f} ms" if recent.size else "-")
-            return (f"in {(self.received - r) / dt:.1f} fps, out {(self.written - w) / dt:.1f} fps, "
-                    f"dropped {dropped}, latency p50/p95 {p}")
-
-
-def format_summary(s: dict) -> str:
-    p50, p95 = s.get("latency_ms_p50"), s.get("latency_ms_p95")
-    lat = f"{p50:.0f}/{p95:.0f} ms" if p50 is not None else "-"
-    return (f"input {s['input_fps']:.1f} fps, output {s['output_fps']:.1f} fps, dropped {s['dropped_frames']} "
-            f"frames, latency p50/p95 {lat}, {len(s['outages'])} outages")
 
 
 # ---------------------------------------------------------------------- the run
@@ -191,6 +123,10 @@ class LiveRun:
                                       capacity=lo.queue - 1 + lo.detect_ahead)  # frames that can wait undropped
         self.stopped_by: dict = {}  # "reason" set by a signal or the duration
         self.detect: Optional[LiveDetect] = None  # detection one frame ahead, on its own thread
+        # audio packets (copied, never decoded) at their output time, from the reader to the writer:
+        # they skip the face stage and are written once the video reaches their time
+        self.audio_q: deque = deque(maxlen=AUDIO_QUEUE)
+        self.last_written: Optional[float] = None  # output time of the last frame written
 
     # ------------------------------------------------------------------ reader thread
 
@@ -205,6 +141,7 @@ class LiveRun:
             if self.source is None and not self._reconnect():
                 break
             reason = self._read_connection(self.source)
+            self.sink.set_audio(None)  # no file may take its streams as templates once it is closed
             self.source.close()
             self.source = None
             if self.stop.is_set():
@@ -225,7 +162,7 @@ class LiveRun:
             if self.stop.wait(wait):
                 return False
             try:
-                source = open_source(self.src, self.lo)
+                source = open_source(self.src, self.lo, self.o.audio)
             except InputError as e:
                 log.info("reconnect try %d failed: %s", attempt, e)
                 self.emit("reconnect_failed", attempt=attempt)
@@ -238,6 +175,7 @@ class LiveRun:
                                    "reason": self.lost_reason})
         self.frames_q.put(Gap(gap))
         self.clock.new_epoch()
+        self.sink.set_audio(source.audio_streams)
         self.source = source
         self.emit("reconnected", gap_s=round(gap, 3), tries=attempt)
         return True
@@ -252,6 +190,13 @@ class LiveRun:
                 frame, arrived = next(frames)
             except StopIteration as e:
                 return e.value or "end of stream"
+            if isinstance(frame, AudioPacket):
+                self.sink.note_audio(frame)
+                p = frame.packet
+                t = self.clock.audio_time(float(p.pts * p.time_base))
+                if t is not None:
+                    self.audio_q.append((frame, t))
+                continue
             self.lost_at = arrived
             if self.paced and frame.pts is not None:
                 if first is None:
@@ -271,6 +216,8 @@ class LiveRun:
         while True:
             item = self.encode_q.get()
             if item is END:
+                if self.last_written is not None:  # the audio that goes with the last frame
+                    self._write_audio(self.last_written + float(1 / self.rate))
                 return
             if isinstance(item, Gap):
                 self.sink.gap()
@@ -278,10 +225,19 @@ class LiveRun:
                 continue
             frame, arrived, t = item
             self.sink.write(frame, t)
+            self._write_audio(t)
+            self.last_written = t
             self.stats.wrote(arrived)
             if self.sink.frames == 1:
                 log.info("first frame written (%.0f ms after it arrived)", 1000 * (time.monotonic() - arrived))
             self.emit("frame_written", n=self.sink.frames, t=round(t, 4), file=len(self.sink.files) - 1)
+
+    def _write_audio(self, until: float) -> None:
+        """The waiting audio packets up to output time `until`, in the order they came."""
+        q = self.audio_q
+        while q and q[0][1] <= until:
+            item, t = q.popleft()
+            self.sink.write_audio(item, t)
 
     # ------------------------------------------------------------------ face stage (caller's thread)
 
@@ -344,7 +300,8 @@ class LiveRun:
             "input": {"url": redact(self.src), "width": info.width, "height": info.height,
                       "fps": float(info.rate) if info.rate else None, "codec": info.codec},
             "output": {"path": self.dst if is_live_output(self.dst) else os.path.abspath(self.dst),
-                       "files": self.sink.files, "frames": self.sink.frames, "codec": codec_for(o.codec, self.dst)},
+                       "files": self.sink.files, "frames": self.sink.frames, "codec": codec_for(o.codec, self.dst),
+                       "audio_packets": {"copied": self.sink.audio_packets, "dropped": self.sink.audio_dropped}},
             "live": summary,
             "options": {**options_report(o),
                         **{f"live_{f.name}": getattr(self.lo, f.name) for f in dataclasses.fields(self.lo)
@@ -364,6 +321,7 @@ class LiveRun:
 
     def run(self, owns_processor: bool) -> dict:
         self.source.detect_size = self.proc.detect_size
+        self.sink.set_audio(self.source.audio_streams)
         info = self.info
         log.info("source: %dx%d %s at %s fps", info.width, info.height, info.codec,
                  float(info.rate) if info.rate else "?")
@@ -398,6 +356,7 @@ class LiveRun:
         if self.sink.frames == 0:
             raise InputError(f"{self.src}: no frames received")
         if not rd.is_alive() and self.source is not None:
+            self.sink.set_audio(None)
             self.source.close()
         rep = self.report()
         self.emit("stopped", reason=rep["live"]["stopped_by"], written=self.sink.frames)
@@ -416,7 +375,7 @@ def run_live(src: str, dst: str, options: Optional[Options] = None, live: Option
     check_live(src, dst, o, lo)
     stop = stop or threading.Event()
     emit = event_emitter(lo)
-    source = open_waiting(src, lo, stop, emit)  # a bad URL fails here, before any model loads
+    source = open_waiting(src, lo, stop, emit, audio=o.audio)  # a bad URL fails here, before any model loads
     try:
         proc = processor or FaceProcessor(o)
     except BaseException:
@@ -427,7 +386,7 @@ def run_live(src: str, dst: str, options: Optional[Options] = None, live: Option
         # the stream went on while the models loaded: start afresh rather than from a stale backlog
         source.close()
         try:
-            source = open_waiting(src, lo, stop, emit)
+            source = open_waiting(src, lo, stop, emit, audio=o.audio)
         except BaseException:
             if processor is None:
                 proc.close()

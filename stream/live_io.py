@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import av
 
-from ideud.stream.decode import VideoInfo, VideoSource
+from ideud.stream.decode import AudioPacket, VideoInfo, VideoSource
 from ideud.stream.encode import VideoSink, codec_for
 from ideud.stream.errors import InputError
 from ideud.stream.types import Frame
@@ -134,6 +134,11 @@ class OutputClock:
         self.last, self.last_wall = t, wall
         return t
 
+    def audio_time(self, src_time: float) -> Optional[float]:
+        """Output time of an audio packet at `src_time` on this connection's source clock: the
+        offset of its latest video frame (None before the connection's first one: dropped)."""
+        return None if self.offset is None else src_time + self.offset
+
 
 
 # ---------------------------------------------------------------------- drop queue
@@ -210,8 +215,8 @@ class DropQueue:
 
 # ---------------------------------------------------------------------- source
 
-def open_source(src: str, lo: LiveOptions) -> VideoSource:
-    """Open a live input; InputError (one line) when it cannot be."""
+def open_source(src: str, lo: LiveOptions, audio: bool = False) -> VideoSource:
+    """Open a live input (with its audio streams where `audio`); InputError (one line) when it cannot be."""
     url, fmt, opts = src, lo.input_format, {}
     if src == "-":
         url = "pipe:0"
@@ -223,24 +228,25 @@ def open_source(src: str, lo: LiveOptions) -> VideoSource:
     if s in NETWORK_SCHEMES:
         opts["analyzeduration"] = "500000"  # start within half a second; the SDP usually says enough
     try:
-        source = VideoSource(url, options=opts, timeout=(lo.open_timeout, lo.read_timeout), audio=False, fmt=fmt)
+        source = VideoSource(url, options=opts, timeout=(lo.open_timeout, lo.read_timeout), audio=audio, fmt=fmt)
     except InputError as e:
         raise InputError(redact(str(e))) from None  # a camera's password stays out of logs
     source.stream.thread_type = "SLICE"  # frame threads would hold frames back (latency)
     return source
 
 
-def open_waiting(src: str, lo: LiveOptions, stop: threading.Event, emit: Emit = no_event) -> VideoSource:
+def open_waiting(src: str, lo: LiveOptions, stop: threading.Event, emit: Emit = no_event,
+                 audio: bool = False) -> VideoSource:
     """`open_source`, retried with exponential backoff for up to `lo.start_wait` seconds when a
     network source is not up yet (a camera still booting, a server restarting); each failed try is
     a "source_down" event."""
     if lo.start_wait <= 0 or src == "-" or not is_live_source(src) or is_device(src):
-        return open_source(src, lo)
+        return open_source(src, lo, audio)
     deadline = time.monotonic() + lo.start_wait
     attempt = 0
     while True:
         try:
-            return open_source(src, lo)
+            return open_source(src, lo, audio)
         except InputError as e:
             attempt += 1
             wait = min(max(lo.reconnect, 1.0), 0.5 * 2 ** attempt)
@@ -254,8 +260,9 @@ def open_waiting(src: str, lo: LiveOptions, stop: threading.Event, emit: Emit = 
 
 
 def read_frames(source: VideoSource, stop: threading.Event):
-    """(frame, arrival time) pairs until the source ends; returns why it ended."""
-    demux = source.container.demux(source.stream)
+    """(frame or AudioPacket, arrival time) pairs until the source ends; returns why it ended."""
+    audio = {s.index: i for i, s in enumerate(source.audio_streams)}
+    demux = source.container.demux(source.stream, *source.audio_streams)
     while not stop.is_set():
         try:
             packet = next(demux)
@@ -266,6 +273,10 @@ def read_frames(source: VideoSource, stop: threading.Event):
         except av.error.FFmpegError as e:
             return e.strerror or type(e).__name__
         arrived = time.monotonic()
+        if packet.stream.index in audio:
+            if packet.pts is not None and packet.size:
+                yield AudioPacket(packet, audio[packet.stream.index]), arrived
+            continue
         try:
             frames = packet.decode()
         except av.error.FFmpegError:
@@ -324,6 +335,49 @@ class LiveSink:
         self.start = 0.0  # output time of the current file's first frame
         self.files: list[str] = []
         self.frames = 0
+        # audio: the current connection's input streams, the templates of a file's audio streams
+        # (None between connections: a closed container's streams must never be touched)
+        self._templates: Optional[list] = None
+        self._templates_lock = threading.Lock()
+        self._audio_last: dict[int, int] = {}  # per copied stream, the last packet's pts in this file (OUT_TB)
+        self.audio_packets = 0
+        self.audio_dropped = 0  # packets not written: before a file's first frame, behind the clock, or refused
+        self._adts_config: dict[int, bytes] = {}  # per copied stream: the AAC config its ADTS headers give
+        self._strip: set[int] = set()  # copied streams of the open file written as raw AAC (ADTS headers off)
+        self._out_of: dict[int, int] = {}  # copied stream -> its stream in the open file
+
+    def note_audio(self, item: AudioPacket) -> None:
+        """Called by the reader for every audio packet: keeps the AAC configuration of an ADTS stream
+        (MPEG-TS, a camera), which an MP4 or FLV file needs in its header before the first packet."""
+        if item.stream_index not in self._adts_config:
+            config = adts_config(bytes(item.packet))
+            if config is not None:
+                self._adts_config[item.stream_index] = config
+
+    def set_audio(self, streams: Optional[list]) -> None:
+        """The audio streams of the connection being read (None: it is closing)."""
+        with self._templates_lock:
+            self._templates = list(streams) if streams is not None else None
+
+    def write_audio(self, item: AudioPacket, t: float) -> None:
+        """Copy an audio packet (not re-encoded) at output time `t` into the open file; dropped when
+        no file is open yet, when it would start before the file, or go back in time (a re-anchored clock)."""
+        k = self._out_of.get(item.stream_index) if self.sink is not None else None
+        out = None if k is None else self.sink.audio_out[k]
+        pts = round((t - self.start) / OUT_TB)
+        packet = item.packet
+        if item.stream_index in self._strip:
+            packet = without_adts(packet)
+        if out is None or packet is None or pts < 0 or pts <= self._audio_last.get(k, -1):
+            self.audio_dropped += 1
+            return
+        if packet.duration and packet.time_base:
+            packet.duration = max(1, round(packet.duration * packet.time_base / OUT_TB))
+        packet.time_base = OUT_TB
+        packet.pts = packet.dts = pts
+        self._audio_last[k] = pts
+        self.sink.write_audio(AudioPacket(packet, k))
+        self.audio_packets += 1
 
     def _open(self, frame: Frame, t: float) -> None:
         path = segment_name(self.dst, time.time()) if self.lo.segment else self.dst
@@ -338,9 +392,21 @@ class LiveSink:
         vopts = {"bf": "0", "g": str(gop)}
         if codec_for(self.o.codec, path, fmt) in ("libx264", "libx265"):
             vopts["tune"] = "zerolatency"
-        self.sink = VideoSink(url, info, codec=self.o.codec, crf=self.o.crf, preset=self.o.preset,
-                              keep_metadata=False, audio=False, fmt=fmt, container_options=copts,
-                              codec_options=vopts, temp=False)
+        raw_aac = _needs_raw_aac(url, fmt)
+        with self._templates_lock:  # the streams must not be closed under the sink being built
+            streams = list(self._templates or []) if self.o.audio else []
+            # an ADTS stream (MPEG-TS, a camera) goes into an MP4 or FLV file as raw AAC with its
+            # configuration in the header: known from its packets, else that file goes without it
+            wanted = [i for i, st in enumerate(streams) if not (raw_aac and _adts_stream(st)) or i in self._adts_config]
+            info.audio = [streams[i] for i in wanted]
+            self.sink = VideoSink(url, info, codec=self.o.codec, crf=self.o.crf, preset=self.o.preset,
+                                  keep_metadata=False, audio=self.o.audio, fmt=fmt, container_options=copts,
+                                  codec_options=vopts, temp=False)
+        self._out_of = {i: k for k, i in enumerate(wanted) if self.sink.audio_out[k] is not None}
+        self._audio_last.clear()
+        self._strip = {i for i, k in self._out_of.items() if raw_aac and _adts_stream(streams[i])}
+        for i in self._strip:
+            self.sink.audio_out[self._out_of[i]].codec_context.extradata = self._adts_config[i]
         self.size = (frame.width, frame.height)
         self.start = t
         self.files.append(path)
@@ -373,6 +439,46 @@ class LiveSink:
             sink, self.sink = self.sink, None
             sink.close()
             self.emit("segment_closed", path=self.files[-1], index=len(self.files) - 1, frames=self.file_frames)
+
+
+RAW_AAC_FORMATS = {"mp4", "mov", "ipod", "ismv", "3gp", "3g2", "psp", "f4v", "flv"}  # AAC config in the header
+
+
+def _needs_raw_aac(url: str, fmt: Optional[str]) -> bool:
+    """Whether the output's muxer takes AAC only without ADTS headers (its configuration in the header)."""
+    name = fmt or _format_name(url)
+    return bool(name) and bool(RAW_AAC_FORMATS & set(name.split(",")))
+
+
+def _format_name(url: str) -> Optional[str]:
+    ext = os.path.splitext(url.split("?", 1)[0])[1].lower()
+    return {".mp4": "mp4", ".m4v": "mp4", ".m4a": "mp4", ".mov": "mov", ".3gp": "3gp", ".flv": "flv",
+            ".f4v": "f4v", ".ismv": "ismv"}.get(ext)
+
+
+def _adts_stream(stream) -> bool:
+    """An AAC stream without a global header: its packets carry ADTS headers."""
+    cc = stream.codec_context
+    return cc.name == "aac" and not cc.extradata
+
+
+def adts_config(data: bytes) -> Optional[bytes]:
+    """The 2-byte AudioSpecificConfig an ADTS header describes (profile, rate index, channels), or None."""
+    if len(data) < 7 or data[0] != 0xFF or (data[1] & 0xF6) != 0xF0:
+        return None
+    profile, rate, channels = (data[2] >> 6) & 3, (data[2] >> 2) & 0xF, ((data[2] & 1) << 2) | (data[3] >> 6)
+    v = ((profile + 1) << 11) | (rate << 7) | (channels << 3)
+    return bytes([v >> 8, v & 0xFF])
+
+
+def without_adts(packet: "av.Packet") -> Optional["av.Packet"]:
+    """The packet's raw AAC frame (its ADTS header off: 7 bytes, 9 with a CRC); None if it has none."""
+    data = bytes(packet)
+    if adts_config(data) is None:
+        return None
+    out = av.Packet(data[7 if data[1] & 1 else 9:])
+    out.pts, out.dts, out.time_base, out.duration = packet.pts, packet.dts, packet.time_base, packet.duration
+    return out
 
 
 def info_for(frame: Frame, rate: Fraction) -> VideoInfo:

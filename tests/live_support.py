@@ -39,7 +39,7 @@ def server_missing() -> str:
         return f"{SYSTEM_PY} not found"
     probe = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0');"
              "from gi.repository import Gst, GstRtspServer; Gst.init(None);"
-             "missing = [e for e in ('filesrc', 'qtdemux', 'h264parse', 'rtph264pay') if not Gst.ElementFactory.find(e)];"
+             "missing = [e for e in ('filesrc', 'qtdemux', 'h264parse', 'rtph264pay', 'aacparse', 'rtpmp4gpay', 'queue') if not Gst.ElementFactory.find(e)];"
              "print(' '.join(missing))")
     try:
         p = subprocess.run([SYSTEM_PY, "-c", probe], capture_output=True, text=True, timeout=30)
@@ -55,12 +55,13 @@ def server_missing() -> str:
 class RtspServer:
     """tests/rtsp_server.py in a subprocess; kill() is a real outage."""
 
-    def __init__(self, clip: Path, port: int):
-        self.clip, self.port, self.proc = clip, port, None
+    def __init__(self, clip: Path, port: int, audio: bool = False):
+        self.clip, self.port, self.proc, self.audio = clip, port, None, audio
         self.url = f"rtsp://127.0.0.1:{port}/test"
 
     def start(self, timeout: float = 15) -> "RtspServer":
-        self.proc = subprocess.Popen([SYSTEM_PY, str(SERVER), str(self.clip), str(self.port)],
+        self.proc = subprocess.Popen([SYSTEM_PY, str(SERVER), str(self.clip), str(self.port),
+                                      *(["audio"] if self.audio else [])],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

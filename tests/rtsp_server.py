@@ -1,6 +1,6 @@
 """Serve an H.264 mp4 over RTSP at rtsp://127.0.0.1:PORT/test (Debian's GStreamer RTSP server).
 
-    /usr/bin/python3 rtsp_server.py CLIP.mp4 [PORT]
+    /usr/bin/python3 rtsp_server.py CLIP.mp4 [PORT] [audio]
 
 A test and benchmark helper, not part of the package's runtime: it needs
 Debian's own python3 with python3-gi, gir1.2-gst-rtsp-server-1.0,
@@ -8,7 +8,8 @@ gstreamer1.0-plugins-good and -bad (see .ci/setup_live.sh). The file is
 played once per client, in real time (the server's sinks follow the clock),
 from its start; a client that reconnects gets it from the start again.
 Prints the URL on stdout once it listens. Killing the process is an honest
-network outage for the reconnect tests.
+network outage for the reconnect tests. With `audio`, the clip's AAC track is
+served too (a second RTP stream, as a camera with a microphone sends it).
 """
 import sys
 
@@ -27,7 +28,10 @@ def main() -> None:
     srv.set_address("127.0.0.1")
     srv.set_service(port)
     f = GstRtspServer.RTSPMediaFactory()
-    f.set_launch(f"( filesrc location={path} ! qtdemux ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 )")
+    audio = len(sys.argv) > 3 and sys.argv[3] == "audio"
+    video = "d.video_0 ! queue ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96"
+    sound = " d.audio_0 ! queue ! aacparse ! rtpmp4gpay name=pay1 pt=97" if audio else ""
+    f.set_launch(f"( filesrc location={path} ! qtdemux name=d {video}{sound} )")
     f.set_shared(False)  # each (re)connecting client gets a fresh pipeline from the start
     srv.get_mount_points().add_factory("/test", f)
     if srv.attach(None) == 0:

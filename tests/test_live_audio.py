@@ -1,0 +1,116 @@
+"""Live runs keep the source's audio: copied packet by packet (never decoded), on the output clock.
+
+A pipe (MPEG-TS with AAC, as `ffmpeg ... -f mpegts -` gives) and a real RTSP server sending the
+clip's AAC track as a second RTP stream (tests/rtsp_server.py `audio`). The audio written is decoded
+again here: the source's 440 Hz tone, as long as the video, in step with it; `--no-audio` drops it.
+"""
+import io
+import json
+import signal
+import subprocess
+
+import av
+import numpy as np
+import pytest
+
+from clips import moving_faces, write_clip
+from live_support import CLI, FPS, H, SIZE, W, Cli, RtspServer, free_port, no_server, server_missing
+from ideud.stream.live_io import adts_config
+
+N_PIPE = 50
+
+
+@pytest.fixture(scope="module")
+def audio_clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("live_audio") / "faces_tone.mp4"
+    write_clip(path, moving_faces(N_PIPE, W, H, size=SIZE), fps=FPS, audio=True, options={"bf": "0", "g": str(FPS)})
+    return path
+
+
+def _mpegts(clip) -> bytes:
+    ts = io.BytesIO()
+    with av.open(str(clip)) as i, av.open(ts, "w", format="mpegts") as o:
+        out = {s.index: o.add_stream_from_template(s) for s in (i.streams.video[0], i.streams.audio[0])}
+        for p in i.demux():
+            if p.dts is not None:
+                p.stream = out[p.stream.index]
+                o.mux(p)
+    return ts.getvalue()
+
+
+def _tracks(path) -> tuple[list[float], np.ndarray, int, float]:
+    """(video frame times, the decoded audio as mono float, its sample rate, its first time); audio
+    empty when there is none."""
+    with av.open(str(path)) as c:
+        video = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+    with av.open(str(path)) as c:
+        if not c.streams.audio:
+            return video, np.zeros(0), 0, 0.0
+        rate = c.streams.audio[0].codec_context.sample_rate
+        frames = list(c.decode(audio=0))
+    chunks = [f.to_ndarray().astype(np.float64).reshape(f.to_ndarray().shape[0], -1).mean(0) for f in frames]
+    start = float(frames[0].pts * frames[0].time_base) if frames else 0.0
+    return video, np.concatenate(chunks) if chunks else np.zeros(0), rate, start
+
+
+def _check_tone(video: list[float], audio: np.ndarray, rate: int, start: float) -> None:
+    """The source's 440 Hz tone, starting with the video and about as long (a frame or two either way)."""
+    assert rate and audio.size, "no audio written"
+    assert abs(start - video[0]) <= 0.15, (start, video[0])
+    seconds = audio.size / rate
+    span = video[-1] - video[0] + 1 / FPS
+    assert abs(seconds - span) <= 0.25, (seconds, span)
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(audio.size)))
+    assert abs(np.fft.rfftfreq(audio.size, 1 / rate)[int(np.argmax(spectrum))] - 440) < 5
+
+
+def test_adts_header_gives_the_aac_configuration():
+    # AAC LC (profile 1), 48 kHz (index 3), mono: ADTS FFF1 4C 40 ... -> AudioSpecificConfig 11 88
+    assert adts_config(bytes([0xFF, 0xF1, 0x4C, 0x40, 0x0F, 0xFF, 0xFC])) == bytes([0x11, 0x88])
+    assert adts_config(b"\x00\x01\x02\x03\x04\x05\x06") is None
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_pipe_audio_is_copied_in_step(audio_clip, tmp_path, ext):
+    """MPEG-TS on stdin (ADTS AAC): a fragmented MP4 takes it as raw AAC with its configuration, Matroska as it is."""
+    out = tmp_path / f"out.{ext}"
+    p = subprocess.run([*CLI, "-", out, "--report", tmp_path / "r.json", "--quiet", "--seed", "3", "--privacy", "off"],
+                       input=_mpegts(audio_clip), capture_output=True, timeout=180)
+    assert p.returncode == 0, p.stderr.decode()
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["live"]["dropped_frames"] == 0
+    with av.open(str(audio_clip)) as c:
+        sent = sum(1 for pk in c.demux(audio=0) if pk.size)
+    copied = r["output"]["audio_packets"]["copied"]
+    assert sent - 4 <= copied <= sent, (copied, sent)  # those before the first video frame may go
+    video, *audio = _tracks(out)
+    assert len(video) == N_PIPE
+    _check_tone(video, *audio)
+
+
+def test_no_audio_drops_it(audio_clip, tmp_path):
+    out = tmp_path / "out.mkv"
+    p = subprocess.run([*CLI, "-", out, "--quiet", "--no-audio", "--privacy", "off"], input=_mpegts(audio_clip),
+                       capture_output=True, timeout=180)
+    assert p.returncode == 0, p.stderr.decode()
+    with av.open(str(out)) as c:
+        assert not c.streams.audio
+
+
+def test_rtsp_camera_with_microphone(audio_clip, tmp_path):
+    """A camera's AAC over RTSP (its own RTP stream, its own clock) comes out with the video, until SIGINT."""
+    reason = server_missing()
+    if reason:
+        no_server(f"no RTSP server for the live tests: {reason} (run .ci/setup_live.sh)")
+    srv = RtspServer(audio_clip, free_port(), audio=True).start()
+    try:
+        out = tmp_path / "cam.mkv"
+        cli = Cli(srv.url, out, "--seed", "8")
+        t0 = cli.events[cli.wait_event("frame_written")]["t"]
+        cli.wait_event("frame_written", where=lambda e: e["t"] - t0 >= 1.2)
+        cli.proc.send_signal(signal.SIGINT)
+        assert cli.finish(90) == 0, cli.stderr
+    finally:
+        srv.kill()
+    video, *audio = _tracks(out)
+    _check_tone(video, *audio)

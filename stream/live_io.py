@@ -21,6 +21,7 @@ import av
 from ideud.stream.decode import AudioPacket, VideoInfo, VideoSource
 from ideud.stream.encode import VideoSink, codec_for
 from ideud.stream.errors import InputError
+from ideud.stream.live_audio import adts_config, adts_stream, needs_raw_aac, without_adts
 from ideud.stream.types import Frame
 
 if TYPE_CHECKING:
@@ -392,19 +393,19 @@ class LiveSink:
         vopts = {"bf": "0", "g": str(gop)}
         if codec_for(self.o.codec, path, fmt) in ("libx264", "libx265"):
             vopts["tune"] = "zerolatency"
-        raw_aac = _needs_raw_aac(url, fmt)
+        raw_aac = needs_raw_aac(url, fmt)
         with self._templates_lock:  # the streams must not be closed under the sink being built
             streams = list(self._templates or []) if self.o.audio else []
             # an ADTS stream (MPEG-TS, a camera) goes into an MP4 or FLV file as raw AAC with its
             # configuration in the header: known from its packets, else that file goes without it
-            wanted = [i for i, st in enumerate(streams) if not (raw_aac and _adts_stream(st)) or i in self._adts_config]
+            wanted = [i for i, st in enumerate(streams) if not (raw_aac and adts_stream(st)) or i in self._adts_config]
             info.audio = [streams[i] for i in wanted]
             self.sink = VideoSink(url, info, codec=self.o.codec, crf=self.o.crf, preset=self.o.preset,
                                   keep_metadata=False, audio=self.o.audio, fmt=fmt, container_options=copts,
                                   codec_options=vopts, temp=False)
         self._out_of = {i: k for k, i in enumerate(wanted) if self.sink.audio_out[k] is not None}
         self._audio_last.clear()
-        self._strip = {i for i, k in self._out_of.items() if raw_aac and _adts_stream(streams[i])}
+        self._strip = {i for i, k in self._out_of.items() if raw_aac and adts_stream(streams[i])}
         for i in self._strip:
             self.sink.audio_out[self._out_of[i]].codec_context.extradata = self._adts_config[i]
         self.size = (frame.width, frame.height)
@@ -439,46 +440,6 @@ class LiveSink:
             sink, self.sink = self.sink, None
             sink.close()
             self.emit("segment_closed", path=self.files[-1], index=len(self.files) - 1, frames=self.file_frames)
-
-
-RAW_AAC_FORMATS = {"mp4", "mov", "ipod", "ismv", "3gp", "3g2", "psp", "f4v", "flv"}  # AAC config in the header
-
-
-def _needs_raw_aac(url: str, fmt: Optional[str]) -> bool:
-    """Whether the output's muxer takes AAC only without ADTS headers (its configuration in the header)."""
-    name = fmt or _format_name(url)
-    return bool(name) and bool(RAW_AAC_FORMATS & set(name.split(",")))
-
-
-def _format_name(url: str) -> Optional[str]:
-    ext = os.path.splitext(url.split("?", 1)[0])[1].lower()
-    return {".mp4": "mp4", ".m4v": "mp4", ".m4a": "mp4", ".mov": "mov", ".3gp": "3gp", ".flv": "flv",
-            ".f4v": "f4v", ".ismv": "ismv"}.get(ext)
-
-
-def _adts_stream(stream) -> bool:
-    """An AAC stream without a global header: its packets carry ADTS headers."""
-    cc = stream.codec_context
-    return cc.name == "aac" and not cc.extradata
-
-
-def adts_config(data: bytes) -> Optional[bytes]:
-    """The 2-byte AudioSpecificConfig an ADTS header describes (profile, rate index, channels), or None."""
-    if len(data) < 7 or data[0] != 0xFF or (data[1] & 0xF6) != 0xF0:
-        return None
-    profile, rate, channels = (data[2] >> 6) & 3, (data[2] >> 2) & 0xF, ((data[2] & 1) << 2) | (data[3] >> 6)
-    v = ((profile + 1) << 11) | (rate << 7) | (channels << 3)
-    return bytes([v >> 8, v & 0xFF])
-
-
-def without_adts(packet: "av.Packet") -> Optional["av.Packet"]:
-    """The packet's raw AAC frame (its ADTS header off: 7 bytes, 9 with a CRC); None if it has none."""
-    data = bytes(packet)
-    if adts_config(data) is None:
-        return None
-    out = av.Packet(data[7 if data[1] & 1 else 9:])
-    out.pts, out.dts, out.time_base, out.duration = packet.pts, packet.dts, packet.time_base, packet.duration
-    return out
 
 
 def info_for(frame: Frame, rate: Fraction) -> VideoInfo:

@@ -15,7 +15,7 @@ import pytest
 
 from clips import moving_faces, write_clip
 from live_support import CLI, FPS, H, SIZE, W, Cli, RtspServer, free_port, no_server, server_missing
-from ideud.stream.live_io import adts_config
+from ideud.stream.live_audio import adts_config
 
 N_PIPE = 50
 

@@ -224,8 +224,8 @@ class LiveRun:
                 self.emit("output_gap", seconds=round(item.seconds, 3))
                 continue
             frame, arrived, t = item
+            self._write_audio(t)  # before the frame: a segment that ends at this frame gets its audio
             self.sink.write(frame, t)
-            self._write_audio(t)
             self.last_written = t
             self.stats.wrote(arrived)
             if self.sink.frames == 1:
@@ -233,9 +233,9 @@ class LiveRun:
             self.emit("frame_written", n=self.sink.frames, t=round(t, 4), file=len(self.sink.files) - 1)
 
     def _write_audio(self, until: float) -> None:
-        """The waiting audio packets up to output time `until`, in the order they came."""
+        """The waiting audio packets before output time `until`, in the order they came."""
         q = self.audio_q
-        while q and q[0][1] <= until:
+        while q and q[0][1] < until:
             item, t = q.popleft()
             self.sink.write_audio(item, t)
 

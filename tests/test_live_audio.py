@@ -114,3 +114,19 @@ def test_rtsp_camera_with_microphone(audio_clip, tmp_path):
         srv.kill()
     video, *audio = _tracks(out)
     _check_tone(video, *audio)
+
+
+def test_segments_each_carry_their_audio(audio_clip, tmp_path):
+    """Rolling segments: each file holds the audio of its own stretch of video, none lost at the cuts."""
+    p = subprocess.run([*CLI, "-", tmp_path / "seg.mkv", "--segment", "0.8s", "--report", tmp_path / "r.json", "--quiet",
+                        "--privacy", "off"], input=_mpegts(audio_clip), capture_output=True, timeout=180)
+    assert p.returncode == 0, p.stderr.decode()
+    r = json.loads((tmp_path / "r.json").read_text())
+    files = r["output"]["files"]
+    assert len(files) >= 2
+    for f in files:
+        video, audio, rate, start = _tracks(f)
+        assert rate and abs(audio.size / rate - len(video) / FPS) <= 0.1, (f, audio.size / rate, len(video))
+    with av.open(str(audio_clip)) as c:
+        sent = sum(1 for pk in c.demux(audio=0) if pk.size)
+    assert sent - 4 <= r["output"]["audio_packets"]["copied"] <= sent

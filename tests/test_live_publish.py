@@ -1,0 +1,97 @@
+"""Publishing the de-identified stream to a media server: RTMP into a real nginx-rtmp
+(Debian's nginx-light + libnginx-mod-rtmp, run here on a free port), played back from it while the
+run publishes, as a viewer would. Every frame that reaches the viewer has its face de-identified,
+the camera's audio comes along, and SIGINT ends the publication cleanly."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import av
+import numpy as np
+import pytest
+
+from clips import moving_faces, write_clip
+from live_support import FPS, H, N, SIZE, W, Cli, check_timestamps, free_port, no_server, raw_face_frames
+
+RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
+CONFIG = """load_module {module};
+daemon off;
+master_process off;
+error_log {dir}/error.log info;
+pid {dir}/nginx.pid;
+events {{ worker_connections 64; }}
+rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; record off; }} }} }}
+"""
+
+
+@pytest.fixture(scope="module")
+def tone_clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("publish") / "faces_tone.mp4"
+    write_clip(path, moving_faces(N, W, H, size=SIZE), fps=FPS, audio=True, options={"bf": "0", "g": str(FPS)})
+    with av.open(str(path)) as c:
+        frames = [f.to_ndarray(format="gray").astype(np.int16) for f in c.decode(video=0)]
+    return path, frames
+
+
+@pytest.fixture()
+def rtmp_server(tmp_path):
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(nginx) or not os.path.exists(RTMP_MODULE):
+        no_server("no nginx with the RTMP module for the publishing test (run .ci/setup_live.sh)")
+    port = free_port()
+    (tmp_path / "nginx.conf").write_text(CONFIG.format(module=RTMP_MODULE, dir=tmp_path, port=port))
+    proc = subprocess.Popen([nginx, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        no_server(f"nginx-rtmp did not start: {proc.stderr.read()[-300:] if proc.poll() is not None else 'no answer'}")
+    yield f"rtmp://127.0.0.1:{port}/live/cam"
+    proc.kill()
+    proc.wait(timeout=10)
+
+
+def test_rtmp_publish_is_deidentified_with_audio(rtmp_server, tone_clip):
+    clip, source = tone_clip
+    got: dict = {"frames": [], "audio": [], "error": None}
+
+    def view():  # a viewer, subscribed before the publisher starts (nginx-rtmp holds it until then)
+        try:
+            with av.open(rtmp_server, timeout=(60, 5)) as c:
+                for p in c.demux():
+                    if p.stream.type == "audio" and p.pts is not None:
+                        got["audio"].append(float(p.pts * p.time_base))
+                    elif p.stream.type == "video":
+                        for f in p.decode():
+                            got["frames"].append((float(f.pts * f.time_base), f.to_ndarray(format="gray").astype(np.int16)))
+        except av.error.FFmpegError as e:  # the read timeout once the publication ends
+            got["error"] = e
+
+    viewer = threading.Thread(target=view, daemon=True)
+    viewer.start()
+    time.sleep(0.5)
+    cli = Cli(clip, rtmp_server, "--live", "--seed", "9")  # a file with --live plays in real time
+    t0 = cli.events[cli.wait_event("frame_written")]["t"]
+    cli.wait_event("frame_written", where=lambda e: e["t"] - t0 >= 3.0)
+    cli.proc.send_signal(signal.SIGINT)
+    assert cli.finish(90) == 0, cli.stderr
+    viewer.join(timeout=60)
+    written = cli.events[-1]["written"]
+    frames = got["frames"]
+    assert cli.events[-1]["kind"] == "stopped" and written >= 20  # (a slow machine drops frames: fewer)
+    assert len(frames) >= 0.8 * written, f"{len(frames)} frames viewed of {written} published ({got['error']})"
+    times = check_timestamps(frames)
+    raw, offsets = raw_face_frames(frames, source)  # FLV carries the run's output clock (0 = its first frame)
+    assert raw == [] and offsets.count(0) >= 0.8 * len(offsets)
+    assert got["audio"], "no audio viewed"
+    assert abs((got["audio"][-1] - got["audio"][0]) - (times[-1] - times[0])) <= 0.5

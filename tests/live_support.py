@@ -55,13 +55,14 @@ def server_missing() -> str:
 class RtspServer:
     """tests/rtsp_server.py in a subprocess; kill() is a real outage."""
 
-    def __init__(self, clip: Path, port: int, audio: bool = False):
-        self.clip, self.port, self.proc, self.audio = clip, port, None, audio
+    def __init__(self, clip: Path, port: int, audio: bool = False, record: bool = False):
+        """record: take a client's published stream into `clip` (RTSP RECORD) instead of serving it."""
+        self.clip, self.port, self.proc, self.audio, self.record = clip, port, None, audio, record
         self.url = f"rtsp://127.0.0.1:{port}/test"
 
     def start(self, timeout: float = 15) -> "RtspServer":
-        self.proc = subprocess.Popen([SYSTEM_PY, str(SERVER), str(self.clip), str(self.port),
-                                      *(["audio"] if self.audio else [])],
+        self.proc = subprocess.Popen([SYSTEM_PY, str(SERVER), *(["--record"] if self.record else []), str(self.clip),
+                                      str(self.port), *(["audio"] if self.audio else [])],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

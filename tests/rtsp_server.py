@@ -1,6 +1,7 @@
 """Serve an H.264 mp4 over RTSP at rtsp://127.0.0.1:PORT/test (Debian's GStreamer RTSP server).
 
     /usr/bin/python3 rtsp_server.py CLIP.mp4 [PORT] [audio]
+    /usr/bin/python3 rtsp_server.py --record OUT.ts [PORT]
 
 A test and benchmark helper, not part of the package's runtime: it needs
 Debian's own python3 with python3-gi, gir1.2-gst-rtsp-server-1.0,
@@ -10,6 +11,9 @@ from its start; a client that reconnects gets it from the start again.
 Prints the URL on stdout once it listens. Killing the process is an honest
 network outage for the reconnect tests. With `audio`, the clip's AAC track is
 served too (a second RTP stream, as a camera with a microphone sends it).
+With --record, it takes a client's published H.264 (RTSP RECORD, what a camera
+or an encoder pushing to a media server does) at rtsp://127.0.0.1:PORT/test and
+writes it, as received, to OUT.ts (MPEG-TS: playable up to where it stops).
 """
 import sys
 
@@ -22,16 +26,24 @@ from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 def main() -> None:
     Gst.init(None)
-    path = sys.argv[1]
-    port = sys.argv[2] if len(sys.argv) > 2 else "8554"
+    args = sys.argv[1:]
+    record = args[0] == "--record"
+    if record:
+        args = args[1:]
+    path = args[0]
+    port = args[1] if len(args) > 1 else "8554"
     srv = GstRtspServer.RTSPServer()
     srv.set_address("127.0.0.1")
     srv.set_service(port)
     f = GstRtspServer.RTSPMediaFactory()
-    audio = len(sys.argv) > 3 and sys.argv[3] == "audio"
-    video = "d.video_0 ! queue ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96"
-    sound = " d.audio_0 ! queue ! aacparse ! rtpmp4gpay name=pay1 pt=97" if audio else ""
-    f.set_launch(f"( filesrc location={path} ! qtdemux name=d {video}{sound} )")
+    if record:
+        f.set_transport_mode(GstRtspServer.RTSPTransportMode.RECORD)
+        f.set_launch(f"( rtph264depay name=depay0 ! h264parse ! mpegtsmux ! filesink location={path} sync=false )")
+    else:
+        audio = len(args) > 2 and args[2] == "audio"
+        video = "d.video_0 ! queue ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96"
+        sound = " d.audio_0 ! queue ! aacparse ! rtpmp4gpay name=pay1 pt=97" if audio else ""
+        f.set_launch(f"( filesrc location={path} ! qtdemux name=d {video}{sound} )")
     f.set_shared(False)  # each (re)connecting client gets a fresh pipeline from the start
     srv.get_mount_points().add_factory("/test", f)
     if srv.attach(None) == 0:

@@ -1,7 +1,8 @@
 """Publishing the de-identified stream to a media server: RTMP into a real nginx-rtmp
 (Debian's nginx-light + libnginx-mod-rtmp, run here on a free port), played back from it while the
-run publishes, as a viewer would. Every frame that reaches the viewer has its face de-identified,
-the camera's audio comes along, and SIGINT ends the publication cleanly."""
+run publishes, as a viewer would; and RTSP RECORD into Debian's GStreamer RTSP server, which writes
+what it receives to a file. Every frame that arrives has its face de-identified, the camera's audio
+comes along over RTMP, and SIGINT ends the publication cleanly."""
 import os
 import shutil
 import signal
@@ -15,7 +16,8 @@ import numpy as np
 import pytest
 
 from clips import moving_faces, write_clip
-from live_support import FPS, H, N, SIZE, W, Cli, check_timestamps, free_port, no_server, raw_face_frames
+from live_support import (FPS, H, N, RAW_LIMIT, SIZE, W, Cli, RtspServer, check_timestamps, face_box, free_port,
+                          no_server, raw_face_frames, server_missing)
 
 RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
 CONFIG = """load_module {module};
@@ -95,3 +97,44 @@ def test_rtmp_publish_is_deidentified_with_audio(rtmp_server, tone_clip):
     assert raw == [] and offsets.count(0) >= 0.8 * len(offsets)
     assert got["audio"], "no audio viewed"
     assert abs((got["audio"][-1] - got["audio"][0]) - (times[-1] - times[0])) <= 0.5
+
+
+def test_rtsp_record_publish_is_deidentified(tone_clip, tmp_path):
+    """RTSP RECORD (what a camera or an encoder pushing to a media server does): the server's file
+    holds the published frames, every face de-identified. The server stamps frames as they arrive, so
+    each received face is compared with every frame of the clip, not the one its time names."""
+    reason = server_missing()
+    if reason:
+        no_server(f"no RTSP server for the publishing test: {reason} (run .ci/setup_live.sh)")
+    clip, source = tone_clip
+    recorded = tmp_path / "received.ts"
+    srv = RtspServer(recorded, free_port(), record=True).start()
+    try:
+        cli = Cli(clip, srv.url, "--live", "--no-audio", "--seed", "10")
+        t0 = cli.events[cli.wait_event("frame_written")]["t"]
+        cli.wait_event("frame_written", where=lambda e: e["t"] - t0 >= 3.0)
+        cli.proc.send_signal(signal.SIGINT)
+        assert cli.finish(90) == 0, cli.stderr
+        written = cli.events[-1]["written"]
+        deadline = time.monotonic() + 30  # the server writes what it received: wait for all of it
+        while time.monotonic() < deadline and (not recorded.exists() or _frames(recorded) < 0.8 * written):
+            time.sleep(0.5)
+    finally:
+        srv.kill()
+    frames = _decoded(recorded)
+    assert written >= 20 and len(frames) >= 0.8 * written, (len(frames), written)
+    boxes = [face_box(j) for j in range(len(source))]
+    best = [min(float(np.abs(img[b] - src[b]).mean()) for b, src in zip(boxes, source)) for img in frames]
+    assert min(best) >= RAW_LIMIT, f"a received face matches the clip's ({min(best):.2f} levels)"
+
+
+def _decoded(path) -> list:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="gray").astype(np.int16) for f in c.decode(video=0)]
+
+
+def _frames(path) -> int:
+    try:
+        return len(_decoded(path))
+    except av.error.FFmpegError:
+        return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import io
+import logging
 import os
 import time
 from typing import Iterator, Optional
@@ -20,6 +21,8 @@ from ideud.stream.batch.stitch import SeedPolicy
 from ideud.stream.decode import VideoSource
 from ideud.stream.encode import codec_for, temp_path_for
 from ideud.stream.types import Frame
+
+log = logging.getLogger("ideud")
 
 PROGRESS_EVERY = 5  # frames between progress messages from a task
 
@@ -258,13 +261,15 @@ def pass2(src: str, seg: Segment, options, seeds: dict, detections: Optional[dic
 
 
 def concat(src: str, seg_paths: list[str], dst: str, options, frames: int) -> dict:
-    """Stream-copy the encoded segments, in order, and the input's audio into `dst` (via a temp file)."""
+    """Stream-copy the encoded segments, in order, and the input's audio (with --keep-metadata its
+    subtitle and data streams too, as a single-process run copies them) into `dst` (via a temp file)."""
     from ideud.stream.encode import safe_tags
 
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     tmp = temp_path_for(dst)
     ins = [av.open(p) for p in seg_paths]
-    source = VideoSource(src, audio=options.audio)
+    source = VideoSource(src, audio=options.audio, other=options.keep_metadata)
+    copied = source.audio_streams + source.other_streams
     written = 0
     try:
         extradata = {bytes(c.streams.video[0].codec_context.extradata or b"") for c in ins}
@@ -277,12 +282,13 @@ def concat(src: str, seg_paths: list[str], dst: str, options, frames: int) -> di
             vs = out.add_stream_from_template(ins[0].streams.video[0])
             vs.metadata.clear()
             vs.metadata.update(info.stream_metadata if options.keep_metadata else safe_tags(info.stream_metadata))
-            audio_out = {}
-            for s in source.audio_streams:
+            audio_out, dropped = {}, 0
+            for s in copied:
                 try:
                     a = out.add_stream_from_template(s)
-                except (ValueError, av.error.FFmpegError):
-                    continue  # this container cannot hold that codec (as in a single-process run)
+                except (ValueError, TypeError, av.error.FFmpegError):
+                    dropped += s.type != "audio"  # this container cannot hold that codec (as in a single-process run)
+                    continue
                 a.metadata.clear()
                 a.metadata.update(dict(s.metadata) if options.keep_metadata else safe_tags(dict(s.metadata)))
                 audio_out[s.index] = a
@@ -295,7 +301,7 @@ def concat(src: str, seg_paths: list[str], dst: str, options, frames: int) -> di
 
             def audio():
                 if audio_out:
-                    for p in source.container.demux(*[s for s in source.audio_streams if s.index in audio_out]):
+                    for p in source.container.demux(*[s for s in copied if s.index in audio_out]):
                         if p.dts is not None and p.size:
                             yield p
 
@@ -322,6 +328,9 @@ def concat(src: str, seg_paths: list[str], dst: str, options, frames: int) -> di
                 heads[j] = next(streams[j], None)
         if written != frames:
             raise SegmentError(f"concatenated {written} frames, the input has {frames}")
+        if dropped:
+            log.warning("%s: %d subtitle or data stream(s) of the input cannot go into this container; not kept",
+                        dst, dropped)
         os.replace(tmp, dst)
     except BaseException:
         try:

@@ -1,4 +1,5 @@
-"""Animated images (WebP, APNG): every frame de-identified, written as an animation again.
+"""Animated images (WebP, APNG): every frame de-identified, written as an animation again; and
+the pages of a multi-page TIFF, every page de-identified, written as a multi-page TIFF again.
 
 OpenCV reads an animated WebP or PNG as its first frame only, and FFmpeg does not decode animated
 WebP at all: such an input went through the still-image path and came out as one frame, the rest
@@ -6,6 +7,11 @@ of the animation silently lost. Pillow reads the frames here; one `FaceProcessor
 order (tracks, each person's new face and the guard carry from frame to frame, as in a video), and
 Pillow writes them back with their own durations and loop count. Animated GIFs are videos to
 FFmpeg and take the video path (a `.gif` output is written by the gif encoder: stream/encode.py).
+
+A TIFF's pages are separate pictures (scans, a burst, a fax), not frames of one scene: nobody is
+carried from one page to the next (the runner ends every track between pages), each page keeps its
+own size, is turned upright by its own orientation tag, and the file keeps the first page's
+compression where Pillow can write it (LZW otherwise).
 """
 from __future__ import annotations
 
@@ -61,6 +67,44 @@ def frames(path: str, info: dict) -> Iterator[ImageFrame]:
         raise
     except Exception as e:
         raise InputError(f"{path}: an animated image Pillow cannot read ({type(e).__name__})") from None
+
+
+TIFF_COMPRESSIONS = {"raw", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits", "jpeg"}
+
+
+def pages(path: str, info: dict) -> Iterator[ImageFrame]:
+    """The pages of a TIFF, one at a time, each upright and in its own size; `info` gets
+    "compression" and "icc_profile" (the first page's)."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            n = int(getattr(im, "n_frames", 1))
+            for k in range(n):
+                im.seek(k)
+                if k == 0:
+                    info.update(compression=im.info.get("compression"), icc_profile=im.info.get("icc_profile") or None)
+                w, h = im.size
+                if w * h * 4 * n > MAX_BYTES:
+                    raise UsageError(f"{path}: a TIFF of {n} pages of {w}x{h} is over {MAX_BYTES >> 30} GiB decoded")
+                rgba = np.asarray(ImageOps.exif_transpose(im.convert("RGBA")))
+                alpha = np.ascontiguousarray(rgba[..., 3]) if int(rgba[..., 3].min()) < 255 else None
+                yield ImageFrame(index=k, pts=k, time_base=Fraction(1, 1),
+                                 planes=[np.ascontiguousarray(rgba[..., i]) for i in range(3)], pix_fmt="rgb",
+                                 full_range=True, alpha=alpha, icc_profile=info["icc_profile"])
+    except (UsageError, InputError):
+        raise
+    except Exception as e:
+        raise InputError(f"{path}: a multi-page TIFF Pillow cannot read ({type(e).__name__})") from None
+
+
+def write_pages(dst: str, ims: list, info: dict) -> None:
+    """The processed pages (`as_image`) as a multi-page TIFF at `dst`, via a temp file."""
+    compression = info.get("compression")
+    extra = {"compression": compression if compression in TIFF_COMPRESSIONS else "tiff_lzw"}
+    if info.get("icc_profile"):
+        extra["icc_profile"] = info["icc_profile"]
+    write_via_temp(dst, lambda tmp: ims[0].save(tmp, format="TIFF", save_all=True, append_images=ims[1:], **extra))
 
 
 def as_image(frame: ImageFrame):

@@ -334,8 +334,10 @@ def _deidentify_image(src: str, dst: str, o: Options, processor: Optional[FacePr
     if os.path.splitext(src)[1].lower() in animated.ANIMATED_OUTPUTS and animated.frame_count(src) > 1:
         return _deidentify_animation(src, dst, o, processor)
     pages = animated.frame_count(src, ("TIFF",)) if src.lower().endswith((".tif", ".tiff")) else 1
+    if pages > 1 and dst.lower().endswith((".tif", ".tiff")):
+        return _deidentify_pages(src, dst, o, processor, pages)
     if pages > 1:  # not silently: the other pages are not in the output
-        log.warning("%s: a TIFF of %d pages: only its first page is written", src, pages)
+        log.warning("%s: a TIFF of %d pages: only its first page is written (a .tif output keeps them all)", src, pages)
     t0 = time.perf_counter()
     frame = read_image(src)
     proc = processor or FaceProcessor(o)
@@ -362,6 +364,30 @@ def _image_report(proc: FaceProcessor, o: Options, dst: str, t0: float, source: 
                    "options": options_report(o),
                    "wall_s": round(time.perf_counter() - t0, 3)})
     return report
+
+
+def _deidentify_pages(src: str, dst: str, o: Options, processor: Optional[FaceProcessor], pages: int) -> dict:
+    """A multi-page TIFF, page by page (stream/animated.py): separate pictures, so every track ends
+    between pages (a new person on each, as after a scene cut)."""
+    t0 = time.perf_counter()
+    info, out = {}, []
+    proc = processor or FaceProcessor(o)
+    try:
+        for frame in animated.pages(src, info):
+            if frame.index:
+                proc.tracker.reset()
+            proc.process(frame)
+            out.append(animated.as_image(frame))
+    finally:
+        if processor is None:
+            proc.close()
+    animated.write_pages(dst, out, info)
+    meta = image_metadata.read(src) if o.keep_metadata else None
+    lost = [] if meta is None else [f"{k}: kept in JPEG, PNG and WebP outputs only" for k in meta.kinds()]
+    if lost:
+        log.warning("%s: metadata can be kept in JPEG, PNG and WebP outputs only; written without", dst)
+    return _image_report(proc, o, dst, t0, {"pages": pages, "width": out[0].width, "height": out[0].height},
+                         len(out), meta, None if meta is None else [], lost)
 
 
 def _deidentify_animation(src: str, dst: str, o: Options, processor: Optional[FaceProcessor]) -> dict:

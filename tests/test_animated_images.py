@@ -65,10 +65,37 @@ def test_an_animation_to_a_still_format_is_one_plain_line(tmp_path, frames):
     assert not (tmp_path / "o.jpg").exists()
 
 
-def test_a_multi_page_tiff_says_only_its_first_page_is_written(tmp_path, frames):
+def test_every_page_of_a_multi_page_tiff_is_de_identified(tmp_path, frames):
+    """A TIFF's pages are separate pictures: each is de-identified in its own size, none carries a
+    person to the next (a new track on every page), and the file keeps its pages and compression."""
+    src, dst, rep_path = tmp_path / "pages.tif", tmp_path / "o.tif", tmp_path / "r.json"
+    small = np.ascontiguousarray(frames[3][::2, ::2])  # a page of another size
+    Image.fromarray(frames[0]).save(src, save_all=True, append_images=[Image.fromarray(small)], compression="tiff_lzw")
+    p = subprocess.run([sys.executable, "-m", "ideud.tools.cli", str(src), str(dst), "-q", "--privacy", "off",
+                        "--restorer", "classic", "--seed", "3", "--report", str(rep_path)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    rep = json.loads(rep_path.read_text())
+    assert rep["input"]["pages"] == 2 and rep["output"]["frames"] == 2
+    assert len(rep["tracks"]) == 2 and all(t["frames"] == 1 for t in rep["tracks"])
+    with Image.open(dst) as im:
+        assert im.n_frames == 2 and im.info.get("compression") == "tiff_lzw"
+        got = []
+        for k in range(2):
+            im.seek(k)
+            got.append(np.asarray(im.convert("RGB")).astype(int))
+    for a, b in zip((frames[0], small), got):
+        assert a.shape == b.shape
+        h, w = a.shape[:2]
+        face = (slice(int(0.3 * h), int(0.7 * h)), slice(int(0.35 * w), int(0.65 * w)))
+        assert np.abs(a[face] - b[face]).mean() > 5, "a page's face was not changed"
+        assert np.array_equal(a[:, : w // 8], b[:, : w // 8])  # the rest as it was (lossless)
+
+
+def test_a_multi_page_tiff_to_a_still_format_says_only_its_first_page_is_written(tmp_path, frames):
     src, rep_path = tmp_path / "pages.tif", tmp_path / "r.json"
     Image.fromarray(frames[0]).save(src, save_all=True, append_images=[Image.fromarray(frames[3])])
-    p = subprocess.run([sys.executable, "-m", "ideud.tools.cli", str(src), str(tmp_path / "o.tif"), "-q",
+    p = subprocess.run([sys.executable, "-m", "ideud.tools.cli", str(src), str(tmp_path / "o.png"), "-q",
                         "--privacy", "off", "--restorer", "classic", "--report", str(rep_path)],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from ideud.stream import heap_fill
+from ideud.stream.audio_transcode import holds_as_is, transcoder_for
 from ideud.stream.decode import AudioPacket, ImageFrame, VideoInfo, is_image
 from ideud.stream.errors import OutputError, UsageError
 from ideud.stream.image_metadata import ImageMetadata, embed, with_icc_profile
@@ -284,19 +285,32 @@ class VideoSink:
             vs.metadata.update(safe_tags(info.stream_metadata))
         self.video = vs
         self.audio_out = []  # one per copied input stream (AudioPacket.stream_index), None: not written
+        self.transcoders: dict = {}  # AudioPacket.stream_index -> AudioTranscoder: audio this container cannot hold as it is
         dropped = []
         for s in info.audio:  # audio, and subtitles and data where the source was asked for them
             out = None
             if audio or s.type != "audio":
                 try:
+                    if not holds_as_is(self.container, s):
+                        raise ValueError(f"{self.container.format.name} cannot hold {s.codec_context.name}")
                     out = self.container.add_stream_from_template(s)
                 except (ValueError, TypeError, av.error.FFmpegError):
-                    dropped.append(s.type)  # this container cannot hold that codec: said in the report
+                    tr = transcoder_for(self.container, s) if s.type == "audio" else None
+                    if tr is not None:  # decoded and encoded once (AAC into .webm: Opus)
+                        self.transcoders[len(self.audio_out)] = tr
+                        out = tr.stream
+                        log.info("%s: the input's %s audio cannot go into this container as it is; encoded as %s",
+                                 self.dst, s.codec_context.name, tr.name)
+                    else:
+                        dropped.append(s.type)  # this container cannot hold that codec: said in the report
                 if out is not None:
                     out.metadata.clear()
                     out.metadata.update(dict(s.metadata) if keep_metadata else safe_tags(dict(s.metadata)))
             self.audio_out.append(out)
         self.dropped_audio_streams = dropped.count("audio")
+        if self.dropped_audio_streams:
+            log.warning("%s: this container holds no audio; the input's %d audio stream(s) are not written",
+                        self.dst, self.dropped_audio_streams)
         self.other_streams = {"copied": sum(1 for s, o in zip(info.audio, self.audio_out) if o is not None
                                             and s.type != "audio"),
                               "dropped": len(dropped) - dropped.count("audio")}
@@ -333,12 +347,14 @@ class VideoSink:
         out = self.audio_out[item.stream_index] if item.stream_index < len(self.audio_out) else None
         if out is None:
             return
-        packet = item.packet
-        packet.stream = out
-        try:
-            self.container.mux(packet)
-        except av.error.FFmpegError:
-            pass  # a packet the muxer refuses (bad timestamps) is lost; video is unaffected
+        tr = self.transcoders.get(item.stream_index)
+        packets = tr.encode(item.packet) if tr is not None else [item.packet]
+        for packet in packets:
+            packet.stream = out
+            try:
+                self.container.mux(packet)
+            except av.error.FFmpegError:
+                pass  # a packet the muxer refuses (bad timestamps) is lost; video is unaffected
 
     def close(self) -> None:
         """Flush, close, and move the finished file into place."""
@@ -347,6 +363,9 @@ class VideoSink:
         try:
             for packet in self.video.encode(None):
                 self.container.mux(packet)
+            for tr in self.transcoders.values():
+                for packet in tr.flush():
+                    self.container.mux(packet)
             self.container.close()
         except (av.error.FFmpegError, OSError) as e:
             self.abort()

@@ -307,14 +307,19 @@ def test_segmented_prior_run_matches_single_run(cluster, long_clip, tmp_path):
 
 
 def test_segmented_webm_output_gets_vp9_segments(cluster, long_clip, tmp_path):
-    """--codec auto resolves per output file: a .webm output's segments are VP9, which it can hold."""
-    o = Options(seed=SEED, audio=False, privacy="off", restorer="classic")
+    """--codec auto resolves per output file: a .webm output's segments are VP9, which it can hold;
+    the input's AAC, which it cannot, is encoded once as Opus (as a single run does)."""
+    o = Options(seed=SEED, privacy="off", restorer="classic")
     res = run_batch([str(long_clip)], str(tmp_path), o, segment_seconds=0.8, overlap_seconds=0.4, ext="webm")
     assert res.done == ["long.webm"], res.failed
     assert len(res.reports["long.webm"]["segments"]) > 1
     with av.open(str(tmp_path / "long.webm")) as c:
         assert c.streams.video[0].codec_context.name == "vp9"
         assert sum(1 for _ in c.decode(video=0)) == len(read_frames(long_clip))
+    with av.open(str(tmp_path / "long.webm")) as c, av.open(str(long_clip)) as i:
+        assert c.streams.audio[0].codec_context.name == "opus"
+        samples = sum(f.samples for f in c.decode(audio=0))
+        assert abs(samples / 48000 - float(i.streams.audio[0].duration * i.streams.audio[0].time_base)) < 0.1
 
 
 def test_segmented_run_keeps_subtitles_with_keep_metadata(cluster, long_clip, tmp_path):

@@ -18,6 +18,7 @@ import numpy as np
 from ideud.stream.batch.manifest import file_stamp
 from ideud.stream.batch.plan import Plan, Segment, SegmentError, make_plan
 from ideud.stream.batch.stitch import SeedPolicy
+from ideud.stream.audio_transcode import holds_as_is, transcoder_for
 from ideud.stream.decode import VideoSource
 from ideud.stream.encode import codec_for, temp_path_for
 from ideud.stream.types import Frame
@@ -282,13 +283,18 @@ def concat(src: str, seg_paths: list[str], dst: str, options, frames: int) -> di
             vs = out.add_stream_from_template(ins[0].streams.video[0])
             vs.metadata.clear()
             vs.metadata.update(info.stream_metadata if options.keep_metadata else safe_tags(info.stream_metadata))
-            audio_out, dropped = {}, 0
+            audio_out, dropped, transcoders = {}, 0, {}
             for s in copied:
                 try:
+                    if not holds_as_is(out, s):
+                        raise ValueError(f"{out.format.name} cannot hold {s.codec_context.name}")
                     a = out.add_stream_from_template(s)
                 except (ValueError, TypeError, av.error.FFmpegError):
-                    dropped += s.type != "audio"  # this container cannot hold that codec (as in a single-process run)
-                    continue
+                    tr = transcoder_for(out, s) if s.type == "audio" else None
+                    if tr is None:
+                        dropped += s.type != "audio"  # this container cannot hold that codec (as in a single-process run)
+                        continue
+                    transcoders[s.index], a = tr, tr.stream  # AAC into .webm: Opus, as a single run writes it
                 a.metadata.clear()
                 a.metadata.update(dict(s.metadata) if options.keep_metadata else safe_tags(dict(s.metadata)))
                 audio_out[s.index] = a
@@ -320,12 +326,18 @@ def concat(src: str, seg_paths: list[str], dst: str, options, frames: int) -> di
                     out.mux(p)
                     written += 1
                 else:
-                    p.stream = audio_out[p.stream.index]
-                    try:
-                        out.mux(p)
-                    except av.error.FFmpegError:
-                        pass  # a packet the muxer refuses is lost, as in VideoSink.write_audio
+                    tr = transcoders.get(p.stream.index)
+                    for q in (tr.encode(p) if tr is not None else [p]):
+                        q.stream = audio_out[p.stream.index]
+                        try:
+                            out.mux(q)
+                        except av.error.FFmpegError:
+                            pass  # a packet the muxer refuses is lost, as in VideoSink.write_audio
                 heads[j] = next(streams[j], None)
+            for index, tr in transcoders.items():
+                for q in tr.flush():
+                    q.stream = audio_out[index]
+                    out.mux(q)
         if written != frames:
             raise SegmentError(f"concatenated {written} frames, the input has {frames}")
         if dropped:

@@ -1,0 +1,99 @@
+"""Audio a container cannot hold as it is: decoded and encoded once to a codec it holds.
+
+Audio is copied packet for packet wherever the output's container takes its codec. Where it does
+not (a phone's AAC into .webm or .ogv) it used to be dropped, with nothing said but a count in the
+report. Now it is decoded and encoded to AAC where the container takes that, else Opus (WebM, Ogg),
+at the source's channel layout, its timestamps carried over; a GIF holds no audio at all.
+Only sound goes through here: nothing of a face.
+"""
+from __future__ import annotations
+
+import io
+import logging
+from fractions import Fraction
+from typing import Optional
+
+import av
+
+log = logging.getLogger("ideud")
+
+CHOICES = (("aac", 0), ("libopus", 48000))  # (encoder, sample rate it needs: 0 = the source's)
+BIT_RATE = 128_000
+
+
+def takes_audio(container, codec: str) -> bool:
+    """Whether this output container can hold an audio stream of this encoder (its header written in memory)."""
+    try:
+        av.Codec(codec, "w")
+        with av.open(io.BytesIO(), "w", format=container.format.name) as c:
+            c.add_stream(codec, rate=48000)
+            c.start_encoding()
+        return True
+    except Exception:
+        return False
+
+
+def holds_as_is(container, template) -> bool:
+    """Whether this output container can hold a copy of this input stream: some muxers (Ogg) take
+    any stream when it is added and refuse it only when the header is written, at the first frame."""
+    try:
+        with av.open(io.BytesIO(), "w", format=container.format.name) as c:
+            c.add_stream_from_template(template)
+            c.start_encoding()
+        return True
+    except Exception:
+        return False
+
+
+class AudioTranscoder:
+    """One input audio stream decoded and encoded into a new stream of `container`."""
+
+    def __init__(self, container, template, codec: str, rate: int):
+        cc = template.codec_context
+        rate = rate or cc.sample_rate or 48000
+        self.decoder = template.codec_context
+        self.stream = container.add_stream(codec, rate=rate)
+        self.stream.layout = cc.layout.name if cc.layout and cc.layout.nb_channels <= 2 else "stereo"
+        self.stream.bit_rate = BIT_RATE
+        enc = self.stream.codec_context
+        fmt = enc.codec.audio_formats[0].name
+        size = 960 if codec == "libopus" else 1024  # Opus takes 20 ms frames; AAC 1024 samples
+        self.resampler = av.AudioResampler(format=fmt, layout=self.stream.layout, rate=rate, frame_size=size)
+        self.rate = rate
+        self.next_pts: Optional[int] = None  # in 1/rate
+        self.name = codec
+
+    def encode(self, packet: "av.Packet") -> list:
+        """The output packets this input packet gives (none while the encoder fills its frames)."""
+        out = []
+        try:
+            frames = self.decoder.decode(packet)
+        except av.error.FFmpegError:
+            return out  # a packet the decoder refuses is lost, as a refused copy is
+        for frame in frames:
+            if self.next_pts is None and frame.pts is not None and frame.time_base:
+                self.next_pts = round(float(frame.pts * frame.time_base) * self.rate)
+            out += self._encode(self.resampler.resample(frame))
+        return out
+
+    def flush(self) -> list:
+        return self._encode(self.resampler.resample(None)) + list(self.stream.encode(None))
+
+    def _encode(self, frames) -> list:
+        out = []
+        for f in frames:
+            f.pts, f.time_base = self.next_pts or 0, Fraction(1, self.rate)
+            self.next_pts = (self.next_pts or 0) + f.samples
+            out += self.stream.encode(f)
+        return out
+
+
+def transcoder_for(container, template) -> Optional[AudioTranscoder]:
+    """A transcoder into the first of CHOICES this container holds, or None (it holds no audio: GIF)."""
+    for codec, rate in CHOICES:
+        if takes_audio(container, codec):
+            try:
+                return AudioTranscoder(container, template, codec, rate)
+            except (ValueError, av.error.FFmpegError) as e:
+                log.debug("audio encoder %s: %s", codec, e)
+    return None

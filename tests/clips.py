@@ -113,3 +113,25 @@ def read_planes(path) -> list[list[np.ndarray]]:
 def frame_pts(path) -> list[int]:
     with av.open(str(path)) as c:
         return [f.pts for f in c.decode(video=0)]
+
+
+def with_subtitles(clip, dst, text: str = "Hello Alice") -> Path:
+    """`clip`'s video with a SubRip track saying `text` for its first second, as Matroska at `dst`."""
+    dst = Path(dst)
+    srt = dst.with_suffix(".srt")
+    srt.write_text(f"1\n00:00:00,000 --> 00:00:01,000\n{text}\n\n")
+    with av.open(str(clip)) as v, av.open(str(srt)) as s, av.open(str(dst), "w") as out:
+        vs, ss = out.add_stream_from_template(v.streams.video[0]), out.add_stream_from_template(s.streams[0])
+        for stream, packets in ((vs, v.demux(v.streams.video[0])), (ss, s.demux(s.streams[0]))):
+            for p in packets:
+                if p.dts is not None:
+                    p.stream = stream
+                    out.mux(p)
+    return dst
+
+
+def subtitle_text(path) -> tuple[int, bytes]:
+    """(how many subtitle streams `path` has, their packets' bytes joined)."""
+    with av.open(str(path)) as c:
+        subs = [st for st in c.streams if st.type == "subtitle"]
+        return len(subs), (b"".join(bytes(pk) for pk in c.demux(*subs) if pk.size) if subs else b"")

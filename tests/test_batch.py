@@ -16,7 +16,7 @@ import av
 import numpy as np
 import pytest
 
-from clips import background, frame_pts, moving_faces, read_frames, write_clip
+from clips import background, frame_pts, moving_faces, read_frames, subtitle_text, with_subtitles, write_clip
 from ideud.stream.batch import MANIFEST, Segment, plan_segments, read_manifest, run_batch, stitch
 from ideud.stream.pipeline import Options, deidentify
 from ideud.tools.cli import main as cli_main
@@ -324,26 +324,15 @@ def test_segmented_webm_output_gets_vp9_segments(cluster, long_clip, tmp_path):
 
 def test_segmented_run_keeps_subtitles_with_keep_metadata(cluster, long_clip, tmp_path):
     """A segmented run copies subtitle (and data) streams under --keep-metadata, as a single run does."""
-    srt = tmp_path / "s.srt"
-    srt.write_text("1\n00:00:00,000 --> 00:00:01,000\nHello Alice\n\n")
-    src = tmp_path / "in" / "subs.mkv"
-    src.parent.mkdir()
-    with av.open(str(long_clip)) as v, av.open(str(srt)) as t, av.open(str(src), "w") as out:
-        vs, ts = out.add_stream_from_template(v.streams.video[0]), out.add_stream_from_template(t.streams[0])
-        for stream, packets in ((vs, v.demux(v.streams.video[0])), (ts, t.demux(t.streams[0]))):
-            for p in packets:
-                if p.dts is not None:
-                    p.stream = stream
-                    out.mux(p)
+    (tmp_path / "in").mkdir()
+    src = with_subtitles(long_clip, tmp_path / "in" / "subs.mkv")
     for keep in (True, False):
         o = Options(seed=SEED, audio=False, privacy="off", restorer="classic", keep_metadata=keep)
         res = run_batch([str(src)], str(tmp_path / f"out{int(keep)}"), o, segment_seconds=0.8, overlap_seconds=0.4)
         assert res.done == ["subs.mkv"], res.failed
         assert len(res.reports["subs.mkv"]["segments"]) > 1
-        with av.open(str(tmp_path / f"out{int(keep)}" / "subs.mkv")) as c:
-            subs = [st for st in c.streams if st.type == "subtitle"]
-            text = b"".join(bytes(pk) for pk in c.demux(*subs) if pk.size) if subs else b""
-        assert (b"Hello Alice" in text) == keep and len(subs) == int(keep)
+        n, text = subtitle_text(tmp_path / f"out{int(keep)}" / "subs.mkv")
+        assert (b"Hello Alice" in text) == keep and n == int(keep)
 
 
 # ---------------------------------------------------------------------- planning and stitching (no Ray)

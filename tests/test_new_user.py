@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 
-from clips import astronaut, moving_faces, write_clip
+from clips import astronaut, moving_faces, subtitle_text, with_subtitles, write_clip
 
 CLI = [sys.executable, "-m", "ideud.tools.cli"]
 FAST = ["--privacy", "off", "--restorer", "classic"]  # for tests about files, not about faces
@@ -220,24 +220,13 @@ def test_keep_metadata_keeps_make_and_model(tmp_path, ext):
 def test_keep_metadata_keeps_subtitles(clip, tmp_path):
     """Subtitles (and data streams: a camera's GPS track) are copied with --keep-metadata, dropped
     without it; a container that cannot hold them says so."""
-    srt = tmp_path / "s.srt"
-    srt.write_text("1\n00:00:00,000 --> 00:00:01,000\nHello Alice\n\n")
-    src = tmp_path / "subs.mkv"
-    with av.open(str(clip)) as v, av.open(str(srt)) as s, av.open(str(src), "w") as out:
-        vs, ss = out.add_stream_from_template(v.streams.video[0]), out.add_stream_from_template(s.streams[0])
-        for stream, packets in ((vs, v.demux(v.streams.video[0])), (ss, s.demux(s.streams[0]))):
-            for p in packets:
-                if p.dts is not None:
-                    p.stream = stream
-                    out.mux(p)
+    src = with_subtitles(clip, tmp_path / "subs.mkv")
     for keep in (True, False):
         out, rep_path = tmp_path / f"o{int(keep)}.mkv", tmp_path / f"r{int(keep)}.json"
         p = run(src, out, "--report", rep_path, "-qq", *FAST, *(["--keep-metadata"] if keep else []))
         assert p.returncode == 0, p.stderr
-        with av.open(str(out)) as c:
-            subs = [st for st in c.streams if st.type == "subtitle"]
-            text = b"".join(bytes(pk) for pk in c.demux(*subs) if pk.size) if subs else b""
-        assert (b"Hello Alice" in text) == keep and len(subs) == int(keep)
+        n, text = subtitle_text(out)
+        assert (b"Hello Alice" in text) == keep and n == int(keep)
     p = run(src, tmp_path / "o.mp4", "-qq", *FAST, "--keep-metadata")  # MP4 takes no SubRip
     assert p.returncode == 0 and "subtitle or data stream(s) of the input cannot go into this container" in p.stderr
 

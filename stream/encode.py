@@ -309,7 +309,7 @@ class VideoSink:
             self.audio_out.append(out)
         self.dropped_audio_streams = dropped.count("audio")
         if self.dropped_audio_streams:
-            log.warning("%s: this container holds no audio; the input's %d audio stream(s) are not written",
+            log.warning("%s: the input's %d audio stream(s) cannot go into this container; written without",
                         self.dst, self.dropped_audio_streams)
         self.other_streams = {"copied": sum(1 for s, o in zip(info.audio, self.audio_out) if o is not None
                                             and s.type != "audio"),

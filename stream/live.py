@@ -123,8 +123,9 @@ class LiveRun:
                                       capacity=lo.queue - 1 + lo.detect_ahead)  # frames that can wait undropped
         self.stopped_by: dict = {}  # "reason" set by a signal or the duration
         self.detect: Optional[LiveDetect] = None  # detection one frame ahead, on its own thread
-        # audio packets (copied, never decoded) at their output time, from the reader to the writer:
-        # they skip the face stage and are written once the video reaches their time
+        # audio packets at their output time, from the reader to the writer (copied; encoded once only
+        # where the output's container cannot hold them): they skip the face stage and are written
+        # once the video reaches their time
         self.audio_q: deque = deque(maxlen=AUDIO_QUEUE)
         self.last_written: Optional[float] = None  # output time of the last frame written
 

@@ -361,7 +361,8 @@ class LiveSink:
             self._templates = list(streams) if streams is not None else None
 
     def write_audio(self, item: AudioPacket, t: float) -> None:
-        """Copy an audio packet (not re-encoded) at output time `t` into the open file; dropped when
+        """Copy an audio packet at output time `t` into the open file (VideoSink encodes it once where
+        the file cannot hold its codec); dropped when
         no file is open yet, when it would start before the file, or go back in time (a re-anchored clock)."""
         k = self._out_of.get(item.stream_index) if self.sink is not None else None
         out = None if k is None else self.sink.audio_out[k]

@@ -36,22 +36,23 @@ FPS = 25
 
 
 def make_clip(folder: str, seconds: float, width: int, height: int, size: int, faces: int = 1,
-              fps: int = FPS) -> str:
+              fps: int = FPS, audio: bool = False) -> str:
     n = int(seconds * fps)
-    path = os.path.join(folder, f"live_{height}p{fps}_{n}_{faces}f.mp4")
+    path = os.path.join(folder, f"live_{height}p{fps}_{n}_{faces}f{'_aac' if audio else ''}.mp4")
     if not os.path.exists(path):
         # like a camera: no B-frames, a keyframe every 2 s
-        write_clip(path + ".part.mp4", moving_faces(n, width, height, size=size, faces=faces), fps=fps, audio=False,
+        write_clip(path + ".part.mp4", moving_faces(n, width, height, size=size, faces=faces), fps=fps, audio=audio,
                    options={"bf": "0", "g": str(2 * fps), "preset": "veryfast"})
         os.replace(path + ".part.mp4", path)
     return path
 
 
-def serve(clip: str) -> tuple[subprocess.Popen, str]:
+def serve(clip: str, audio: bool = False) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen(["/usr/bin/python3", SERVER, clip, str(port)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen(["/usr/bin/python3", SERVER, clip, str(port), *(["audio"] if audio else [])],
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and proc.poll() is None:
@@ -102,13 +103,14 @@ def main(argv=None) -> int:
     p.add_argument("--restore-processes", type=int, default=None,
                    help="Options.restore_processes (default: the library's default, one per two cores)")
     p.add_argument("--queue", type=int, default=3)
+    p.add_argument("--audio", action="store_true", help="the camera sends AAC too (a second RTP stream), copied to the output")
     p.add_argument("--preset", default="veryfast")
     p.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "ideud-bench-live"))
     p.add_argument("--json", help="write the results here")
     a = p.parse_args(argv)
     os.makedirs(a.out, exist_ok=True)
-    clip = make_clip(a.out, a.seconds + a.warmup + 10, a.width, a.height, a.face, a.faces, a.fps)
-    server, url = serve(clip)
+    clip = make_clip(a.out, a.seconds + a.warmup + 10, a.width, a.height, a.face, a.faces, a.fps, a.audio)
+    server, url = serve(clip, a.audio)
     stats = Stats()
     load_before = os.getloadavg()[0]  # other users of the cores: compare runs at a similar load
     try:

@@ -51,7 +51,13 @@ class AudioTranscoder:
     def __init__(self, container, template, codec: str, rate: int):
         cc = template.codec_context
         rate = rate or cc.sample_rate or 48000
-        self.decoder = template.codec_context
+        # a decoder of its own, not the input stream's: a live source's container is closed and
+        # reopened on a reconnect while this file stays open
+        self.decoder = av.CodecContext.create(cc.name, "r")
+        if cc.extradata:
+            self.decoder.extradata = cc.extradata
+        self.decoder.sample_rate = cc.sample_rate
+        self.decoder.layout = cc.layout
         self.stream = container.add_stream(codec, rate=rate)
         self.stream.layout = cc.layout.name if cc.layout and cc.layout.nb_channels <= 2 else "stereo"
         self.stream.bit_rate = BIT_RATE

@@ -130,3 +130,31 @@ def test_segments_each_carry_their_audio(audio_clip, tmp_path):
     with av.open(str(audio_clip)) as c:
         sent = sum(1 for pk in c.demux(audio=0) if pk.size)
     assert sent - 4 <= r["output"]["audio_packets"]["copied"] <= sent
+
+
+def test_audio_goes_on_after_a_reconnect(audio_clip, tmp_path):
+    """The camera drops out and comes back: the file stays open and its audio resumes with the
+    video after the gap (the new connection's streams, never the closed ones')."""
+    reason = server_missing()
+    if reason:
+        no_server(f"no RTSP server for the live tests: {reason} (run .ci/setup_live.sh)")
+    port = free_port()
+    srv = RtspServer(audio_clip, port, audio=True).start()
+    out = tmp_path / "cam.mkv"
+    try:
+        cli = Cli(srv.url, out, "--reconnect", "5", "--seed", "2")
+        t0 = cli.events[cli.wait_event("frame_written")]["t"]
+        cli.wait_event("frame_written", where=lambda e: e["t"] - t0 >= 0.8)
+        srv.kill()
+        srv = RtspServer(audio_clip, port, audio=True).start()
+        back = cli.wait_event("reconnected")
+        after = cli.events[cli.wait_event("frame_written", after=back + 1)]["t"]
+        cli.wait_event("frame_written", where=lambda e: e["t"] - after >= 0.8)
+        cli.proc.send_signal(signal.SIGINT)
+        assert cli.finish(90) == 0, cli.stderr
+    finally:
+        srv.kill()
+    with av.open(str(out)) as c:
+        audio = [float(p.pts * p.time_base) for p in c.demux(audio=0) if p.pts is not None and p.size]
+    # (the file's clock starts at its first frame, t0 on the run's)
+    assert audio and audio[0] <= 0.15 and audio[-1] >= after - t0 + 0.5, (audio[:1], audio[-1:], after - t0)

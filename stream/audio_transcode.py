@@ -21,28 +21,31 @@ CHOICES = (("aac", 0), ("libopus", 48000))  # (encoder, sample rate it needs: 0 
 BIT_RATE = 128_000
 
 
-def takes_audio(container, codec: str) -> bool:
-    """Whether this output container can hold an audio stream of this encoder (its header written in memory)."""
+def _header_written(container, add) -> bool:
+    """Whether a container of this one's format takes the stream `add(c)` adds, header included
+    (tried in memory): some muxers (Ogg) take any stream when it is added and refuse it only when
+    the header is written, at the first frame."""
     try:
-        av.Codec(codec, "w")
         with av.open(io.BytesIO(), "w", format=container.format.name) as c:
-            c.add_stream(codec, rate=48000)
+            add(c)
             c.start_encoding()
         return True
     except Exception:
         return False
+
+
+def takes_audio(container, codec: str) -> bool:
+    """Whether this output container can hold an audio stream of this encoder."""
+    try:
+        av.Codec(codec, "w")
+    except Exception:
+        return False
+    return _header_written(container, lambda c: c.add_stream(codec, rate=48000))
 
 
 def holds_as_is(container, template) -> bool:
-    """Whether this output container can hold a copy of this input stream: some muxers (Ogg) take
-    any stream when it is added and refuse it only when the header is written, at the first frame."""
-    try:
-        with av.open(io.BytesIO(), "w", format=container.format.name) as c:
-            c.add_stream_from_template(template)
-            c.start_encoding()
-        return True
-    except Exception:
-        return False
+    """Whether this output container can hold a copy of this input stream."""
+    return _header_written(container, lambda c: c.add_stream_from_template(template))
 
 
 class AudioTranscoder:
@@ -103,3 +106,16 @@ def transcoder_for(container, template) -> Optional[AudioTranscoder]:
             except (ValueError, av.error.FFmpegError) as e:
                 log.debug("audio encoder %s: %s", codec, e)
     return None
+
+
+def output_stream(container, template) -> tuple:
+    """(the output stream for a copied input stream, its transcoder or None): a copy where the
+    container holds it, else for audio a stream encoded once (`transcoder_for`); (None, None) where
+    neither (a subtitle the container refuses, audio into a GIF)."""
+    try:
+        if holds_as_is(container, template):
+            return container.add_stream_from_template(template), None
+    except (ValueError, TypeError, av.error.FFmpegError):
+        pass
+    tr = transcoder_for(container, template) if template.type == "audio" else None
+    return (None, None) if tr is None else (tr.stream, tr)

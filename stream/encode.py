@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from ideud.stream import heap_fill
-from ideud.stream.audio_transcode import holds_as_is, transcoder_for
+from ideud.stream.audio_transcode import output_stream
 from ideud.stream.decode import AudioPacket, ImageFrame, VideoInfo, is_image
 from ideud.stream.errors import OutputError, UsageError
 from ideud.stream.image_metadata import ImageMetadata, embed, with_icc_profile
@@ -51,8 +51,9 @@ CODEC_DEFAULTS = {"libvpx-vp9": {"deadline": "realtime", "cpu-used": "6", "row-m
 # what a container is offered in the message when it cannot hold the codec asked for
 CODEC_CHOICES = ("libx264", "libx265", "libvpx-vp9", "libsvtav1", "ffv1", "mpeg4", "gif")
 # containers by extension, to tell a codec they cannot hold before any work (others: when opened)
-FORMAT_OF_EXT = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
-                 ".gif": "gif", ".ts": "mpegts", ".flv": "flv", ".ogv": "ogg", ".ogg": "ogg"}
+FORMAT_OF_EXT = {".mp4": "mp4", ".m4v": "mp4", ".m4a": "ipod", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
+                 ".avi": "avi", ".gif": "gif", ".ts": "mpegts", ".flv": "flv", ".f4v": "f4v", ".3gp": "3gp",
+                 ".ismv": "ismv", ".ogv": "ogg", ".ogg": "ogg"}
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 # muxers that write only the tags they know unless told to write all (make/model are not among them)
 ALL_TAGS_FORMATS = {".mp4": "use_metadata_tags", ".m4v": "use_metadata_tags", ".mov": "use_metadata_tags"}
@@ -290,19 +291,13 @@ class VideoSink:
         for s in info.audio:  # audio, and subtitles and data where the source was asked for them
             out = None
             if audio or s.type != "audio":
-                try:
-                    if not holds_as_is(self.container, s):
-                        raise ValueError(f"{self.container.format.name} cannot hold {s.codec_context.name}")
-                    out = self.container.add_stream_from_template(s)
-                except (ValueError, TypeError, av.error.FFmpegError):
-                    tr = transcoder_for(self.container, s) if s.type == "audio" else None
-                    if tr is not None:  # decoded and encoded once (AAC into .webm: Opus)
-                        self.transcoders[len(self.audio_out)] = tr
-                        out = tr.stream
-                        log.info("%s: the input's %s audio cannot go into this container as it is; encoded as %s",
-                                 self.dst, s.codec_context.name, tr.name)
-                    else:
-                        dropped.append(s.type)  # this container cannot hold that codec: said in the report
+                out, tr = output_stream(self.container, s)
+                if tr is not None:  # decoded and encoded once (AAC into .webm: Opus)
+                    self.transcoders[len(self.audio_out)] = tr
+                    log.info("%s: the input's %s audio cannot go into this container as it is; encoded as %s",
+                             self.dst, s.codec_context.name, tr.name)
+                elif out is None:
+                    dropped.append(s.type)  # this container cannot hold that codec: said in the report
                 if out is not None:
                     out.metadata.clear()
                     out.metadata.update(dict(s.metadata) if keep_metadata else safe_tags(dict(s.metadata)))

@@ -8,19 +8,15 @@ from typing import Optional
 
 import av
 
+from ideud.stream.encode import FORMAT_OF_EXT
+
 RAW_AAC_FORMATS = {"mp4", "mov", "ipod", "ismv", "3gp", "3g2", "psp", "f4v", "flv"}  # AAC config in the header
 
 
 def needs_raw_aac(url: str, fmt: Optional[str]) -> bool:
     """Whether the output's muxer takes AAC only without ADTS headers (its configuration in the header)."""
-    name = fmt or _format_name(url)
+    name = fmt or FORMAT_OF_EXT.get(os.path.splitext(url.split("?", 1)[0])[1].lower())
     return bool(name) and bool(RAW_AAC_FORMATS & set(name.split(",")))
-
-
-def _format_name(url: str) -> Optional[str]:
-    ext = os.path.splitext(url.split("?", 1)[0])[1].lower()
-    return {".mp4": "mp4", ".m4v": "mp4", ".m4a": "mp4", ".mov": "mov", ".3gp": "3gp", ".flv": "flv",
-            ".f4v": "f4v", ".ismv": "ismv"}.get(ext)
 
 
 def adts_stream(stream) -> bool:

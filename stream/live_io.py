@@ -340,7 +340,7 @@ class LiveSink:
         # (None between connections: a closed container's streams must never be touched)
         self._templates: Optional[list] = None
         self._templates_lock = threading.Lock()
-        self._audio_last: dict[int, int] = {}  # per copied stream, the last packet's pts in this file (OUT_TB)
+        self._audio_last: dict[int, int] = {}  # per audio stream of the open file, its last packet's pts (OUT_TB)
         self.audio_packets = 0
         self.audio_dropped = 0  # packets not written: before a file's first frame, behind the clock, or refused
         self._adts_config: dict[int, bytes] = {}  # per copied stream: the AAC config its ADTS headers give
@@ -399,14 +399,15 @@ class LiveSink:
             streams = list(self._templates or []) if self.o.audio else []
             # an ADTS stream (MPEG-TS, a camera) goes into an MP4 or FLV file as raw AAC with its
             # configuration in the header: known from its packets, else that file goes without it
-            wanted = [i for i, st in enumerate(streams) if not (raw_aac and adts_stream(st)) or i in self._adts_config]
+            adts = {i for i, st in enumerate(streams) if raw_aac and adts_stream(st)}  # (read under the lock)
+            wanted = [i for i in range(len(streams)) if i not in adts or i in self._adts_config]
             info.audio = [streams[i] for i in wanted]
             self.sink = VideoSink(url, info, codec=self.o.codec, crf=self.o.crf, preset=self.o.preset,
                                   keep_metadata=False, audio=self.o.audio, fmt=fmt, container_options=copts,
                                   codec_options=vopts, temp=False)
         self._out_of = {i: k for k, i in enumerate(wanted) if self.sink.audio_out[k] is not None}
         self._audio_last.clear()
-        self._strip = {i for i, k in self._out_of.items() if raw_aac and adts_stream(streams[i])}
+        self._strip = {i for i in self._out_of if i in adts}
         for i in self._strip:
             self.sink.audio_out[self._out_of[i]].codec_context.extradata = self._adts_config[i]
         self.size = (frame.width, frame.height)

@@ -18,7 +18,7 @@ import numpy as np
 from ideud.stream.batch.manifest import file_stamp
 from ideud.stream.batch.plan import Plan, Segment, SegmentError, make_plan
 from ideud.stream.batch.stitch import SeedPolicy
-from ideud.stream.audio_transcode import holds_as_is, transcoder_for
+from ideud.stream.audio_transcode import output_stream
 from ideud.stream.decode import VideoSource
 from ideud.stream.encode import codec_for, temp_path_for
 from ideud.stream.types import Frame
@@ -285,16 +285,12 @@ def concat(src: str, seg_paths: list[str], dst: str, options, frames: int) -> di
             vs.metadata.update(info.stream_metadata if options.keep_metadata else safe_tags(info.stream_metadata))
             audio_out, dropped, transcoders = {}, 0, {}
             for s in copied:
-                try:
-                    if not holds_as_is(out, s):
-                        raise ValueError(f"{out.format.name} cannot hold {s.codec_context.name}")
-                    a = out.add_stream_from_template(s)
-                except (ValueError, TypeError, av.error.FFmpegError):
-                    tr = transcoder_for(out, s) if s.type == "audio" else None
-                    if tr is None:
-                        dropped += s.type != "audio"  # this container cannot hold that codec (as in a single-process run)
-                        continue
-                    transcoders[s.index], a = tr, tr.stream  # AAC into .webm: Opus, as a single run writes it
+                a, tr = output_stream(out, s)  # AAC into .webm: Opus, as a single run writes it
+                if a is None:
+                    dropped += s.type != "audio"  # this container cannot hold that codec (as in a single-process run)
+                    continue
+                if tr is not None:
+                    transcoders[s.index] = tr
                 a.metadata.clear()
                 a.metadata.update(dict(s.metadata) if options.keep_metadata else safe_tags(dict(s.metadata)))
                 audio_out[s.index] = a

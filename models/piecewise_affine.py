@@ -158,22 +158,28 @@ def locate_grid(nodes: np.ndarray, tris: np.ndarray, gx: np.ndarray, gy: np.ndar
         return vid, weights
     # every (triangle, grid point in its bounding box) pair, tested at once
     t = np.repeat(np.arange(len(tris)), counts)
-    local = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    starts = np.cumsum(counts) - counts
+    local = np.arange(total) - starts[t]
     nx_t = nx[t]
-    qx = ix0[t] + local % nx_t
-    qy = iy0[t] + local // nx_t
-    v0x, v0y = b[:, 0] - a[:, 0], b[:, 1] - a[:, 1]
-    v1x, v1y = c[:, 0] - a[:, 0], c[:, 1] - a[:, 1]
+    qy_l, qx_l = np.divmod(local, nx_t)
+    qx = ix0[t] + qx_l
+    qy = iy0[t] + qy_l
+    ax, ay = a[:, 0], a[:, 1]
+    v0x, v0y = b[:, 0] - ax, b[:, 1] - ay
+    v1x, v1y = c[:, 0] - ax, c[:, 1] - ay
     den = v0x * v1y - v1x * v0y
-    v2x, v2y = gx[qx] - a[t, 0], gy[qy] - a[t, 1]
-    wb = (v2x * v1y[t] - v1x[t] * v2y) / den[t]
-    wc = (v0x[t] * v2y - v2x * v0y[t]) / den[t]
+    v2x, v2y = gx[qx] - ax[t], gy[qy] - ay[t]
+    den_t = den[t]
+    wb = (v2x * v1y[t] - v1x[t] * v2y) / den_t
+    wc = (v0x[t] * v2y - v2x * v0y[t]) / den_t
     wa = 1.0 - wb - wc
     tol = -1e-9
-    inside = (wa >= tol) & (wb >= tol) & (wc >= tol)
-    q = (qy * len(gx) + qx)[inside]
+    inside = np.flatnonzero((wa >= tol) & (wb >= tol) & (wc >= tol))
+    q = qy[inside] * len(gx) + qx[inside]
     vid[q] = tris[t[inside]]  # on a shared edge either triangle gives the same value
-    weights[q] = np.stack([wa[inside], wb[inside], wc[inside]], 1)
+    weights[q, 0] = wa[inside]
+    weights[q, 1] = wb[inside]
+    weights[q, 2] = wc[inside]
     return vid, weights
 
 

@@ -100,13 +100,14 @@ from ideud.models.face_shape import FIT_MAX_PITCH, FIT_MAX_YAW
 from ideud.models.recognizer import FaceRecognizer
 from ideud.models.recognizers import TwoRecognizers
 from ideud.stream import blend as bl
+from ideud.stream.guard_ahead import batch_size, can_look_ahead, next_batch, settle, start_batch
 from ideud.stream.guard_inversion import inverses_for, undone_by_edgeface, undone_passes_dlib
 from ideud.stream.guard_occluded_refs import kept_references, masked_reference
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, LOOK_SHARE, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
                                        STEPS, Policy, _Track, pose_moved_since_check, track_report)
 from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, finish_candidate,  # noqa: F401
                                       kept_occluder_passes, looks_like_face, obfuscated, occluder_keep, output_drifted,
-                                      render_candidate, start_candidate, verified_mosaic, with_occluders)
+                                      render_candidate, verified_mosaic, with_occluders)
 from ideud.stream.identity import perturbation
 from ideud.stream.occlusion import MAX_SHARE as OCCLUDED_MAX
 from ideud.stream.types import Crop
@@ -403,6 +404,7 @@ class PrivacyGuard:
             st.cursor = [start, 0, self.identity.noise_of(tid)]
         budget = p.per_frame if p.per_frame else 1 << 30
         dref, eref = self._refs(st)
+        ahead = None  # the next batch, restored while this one is checked (stream/guard_ahead.py)
         try:
             while st.cursor[0] < len(STEPS):
                 step, k, _ = st.cursor
@@ -411,21 +413,18 @@ class PrivacyGuard:
                     continue
                 if budget <= 0:
                     return None  # go on at the next frame
-                # the pipeline's own render is checked alone first: it costs no render, and when it
-                # passes (the common case) no other candidate is drawn at all
-                n = 1 if first is not None and step == 0 and k == 0 else min(p.batch, p.candidates - k, budget)
+                n = batch_size(p, step, k, first, budget)
                 budget -= n
                 st.cursor[1] = k + n
-                started = []  # each candidate rendered, then restored on the worker while the next is rendered
-                for j in range(k, k + n):
-                    noise, level, seed, _ = self._candidate(st, step, j)
-                    if first is not None and step == 0 and j == 0:
-                        started.append((j, None))  # already rendered by the pipeline with the track's own noise and seed
-                    else:
-                        self.identity.set_noise(tid, noise)
-                        started.append((j, start_candidate(self.identity, self.restorer, frame, tid, r, level, seed)))
+                if ahead is not None and (ahead.step, ahead.k, ahead.n) == (step, k, n):
+                    batch, ahead = ahead, None
+                    settle(self, tid, batch, keep=True)
+                else:  # each candidate rendered, then restored on the worker while the next is rendered
+                    batch = start_batch(self, st, tid, frame, r, step, k, n, first)
+                nxt = next_batch(p, step, k, n, budget) if can_look_ahead(self) else None
+                ahead = start_batch(self, st, tid, frame, r, *nxt, first, provisional=True) if nxt else None
                 group = []
-                for j, handle in started:
+                for j, handle in batch.started:
                     cand = first if handle is None else with_occluders(finish_candidate(handle), occ, OCCLUDED_MAX)
                     if cand is not None:
                         group.append((j, cand, *candidate_output(ctx_rgb, ctx, *cand)))
@@ -474,6 +473,7 @@ class PrivacyGuard:
             self._verify_mosaic(st, ctx_rgb, r.landmarks[:, :2] - ctx.offset)
             return None
         finally:
+            settle(self, tid, ahead, keep=False)
             if st.cursor is not None and st.cursor[2] is not None:
                 self.identity.set_noise(tid, st.cursor[2])  # between frames the track keeps its noise
 

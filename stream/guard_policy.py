@@ -48,6 +48,7 @@ class Policy:
     retry_every: int = 150
     face_tolerance: float = 0.2  # "still a face": FaceMesh finds one, within this share of the face size
     batch: int = 4  # candidates rendered, then embedded by EdgeFace in one batch (every view of each)
+    ahead: bool = True  # the next batch is restored while this one is checked (stream/guard_ahead.py)
     # candidates tried per frame during a search; None: the whole search in the frame that needs it
     # (files). A number spreads it over frames, the face obfuscated meanwhile (live streams).
     per_frame: Optional[int] = None

@@ -126,16 +126,17 @@ def looks_like_face(mesh, img: np.ndarray, target: np.ndarray, tolerance: float)
     return float(np.median(np.linalg.norm(lm[:, :2] - target, axis=1))) <= tolerance * size
 
 
-def start_candidate(identity, restorer, frame, tid: int, r, level: int, seed: int) -> tuple:
+def start_candidate(identity, restorer, frame, tid: int, r, level: int, seed: int, provisional: bool = False) -> tuple:
     """Render the track's face with its current noise and hand it to the restorer: on the restore
     worker's thread where there is one, so the next candidate is rendered meanwhile;
-    `finish_candidate` collects it. The restorer sees the candidates in the order they were started."""
+    `finish_candidate` collects it. The restorer sees the candidates in the order they were started.
+    `provisional`: started ahead of need (stream/guard_ahead.py)."""
     target = identity.target(tid, r)
     crop = crop_for(r.landmarks, target, frame.width, frame.height)
     original = bl.crop_rgb(frame, crop)
     out = render(original, crop, r.landmarks, target, r.visible)
     item = RestoreItem(image=out.image, original=original, mask=out.mask, landmarks=out.target,
-                       track_id=tid, seed=seed, level=level)
+                       track_id=tid, seed=seed, level=level, provisional=provisional)
     return out, item, (restorer.submit([item]) if isinstance(restorer, RestoreWorker) else restorer.restore([item]))
 
 

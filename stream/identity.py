@@ -258,6 +258,17 @@ class IdentityStage:
         st = self._tracks.get(track_id)
         return {} if st is None else {k.hex(): p for k, p in st.picks.items()}
 
+    def pick_keys(self, track_id: int) -> set:
+        """The noise keys whose shape pick the track has fixed (the guard takes back what its
+        candidates started ahead of need fixed, `drop_picks`)."""
+        st = self._tracks.get(track_id)
+        return set() if st is None else set(st.picks)
+
+    def drop_picks(self, track_id: int, keys) -> None:
+        st = self._tracks.get(track_id)
+        for key in keys if st is not None else ():
+            st.picks.pop(key, None)
+
     def preset_picks(self, track_id: int, seed: int, picks: dict) -> None:
         """Take these choices for the track (a segment carrying an earlier segment's picks)."""
         st = self._tracks.get(track_id)

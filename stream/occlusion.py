@@ -378,14 +378,28 @@ def _light_offset(plain: np.ndarray, face: np.ndarray) -> np.ndarray:
     face quarter that changed least (a hand over the mouth shifts the median of the whole)."""
     ys, xs = np.nonzero(face)
     cy, cx = ys.mean(), xs.mean()
+    # the quarters (row < cy or not, column < cx or not) as slices: no gather of coordinates
+    ry, rx = int(np.ceil(cy)), int(np.ceil(cx))
     best = None
-    for sel in ((ys < cy) & (xs < cx), (ys < cy) & (xs >= cx), (ys >= cy) & (xs < cx), (ys >= cy) & (xs >= cx)):
-        if sel.sum() < 16:
+    for rows, cols in ((slice(0, ry), slice(0, rx)), (slice(0, ry), slice(rx, None)),
+                       (slice(ry, None), slice(0, rx)), (slice(ry, None), slice(rx, None))):
+        sel = face[rows, cols]
+        if np.count_nonzero(sel) < 16:
             continue
-        m = np.median(plain[ys[sel], xs[sel]], axis=0)
+        m = _channel_median(plain[rows, cols][sel])
         if best is None or np.abs(m).sum() < np.abs(best).sum():
             best = m
     return best if best is not None else np.median(plain[face], axis=0)
+
+
+def _channel_median(values: np.ndarray) -> np.ndarray:
+    """np.median(values, axis=0) of (n, channels) values, the same numbers at ~half the cost (one
+    partition of each channel's contiguous row)."""
+    t = np.ascontiguousarray(values.T)
+    k = t.shape[1] // 2
+    if t.shape[1] % 2:
+        return np.partition(t, k, axis=1)[:, k]
+    return np.mean(np.partition(t, (k - 1, k), axis=1)[:, k - 1:k + 1], axis=1)
 
 
 def _touching(prev: np.ndarray, now: np.ndarray) -> np.ndarray:

@@ -82,6 +82,8 @@ WORK_FACE_PX = 120.0  # bigger faces are re-synthesised at this face width, the 
 CONTRAST_RANGE = (0.35, 1.0)  # the new face's contrast per region, relative to its own: matched to the person's
 HIGHLIGHT = 0.1  # the new reflectance may brighten the person's shading by e^0.1 (+10 %) at most
 FADE_FROM = 0.3  # the new face fades out over the upper (1 - FADE_FROM) of the forehead the oval holds
+# what a track's items fix, once each (per key): taken back for provisional items the guard did not use
+_FIXED_PER_TRACK = ("_targets", "_gains", "_wears_glasses", "_glasses_frames", "_picks", "_canvases")
 TRACKS_KEPT = 512  # per-track choices remembered (oldest forgotten first)
 
 
@@ -113,6 +115,7 @@ class PriorRestorer:
     on_gpu = False
     cpu_heavy = True  # ~10 ms of Python and numpy a face: worth a process of its own (restore_processes.py)
     max_batch = 16
+    settles = True  # provisional items' choices can be taken back (`settle`)
 
     # 64 candidates (was 32): only the trait-compatible ones compete, and 32 left too few far ones
     # (build portraits: more same-person matches); the pick then holds 6 bits of the person, not 5
@@ -133,12 +136,29 @@ class PriorRestorer:
         self._picks: dict = {}  # (track, seed, level) -> index of the seeded candidate taken
         self._canvases: dict = {}  # (track, seed, level) -> (its target, the new face on the canvas)
         self.log: list[str] = []  # what the restorer did, for reports: no code of anybody in it
+        self._provisional: dict = {}  # track -> [(cache, key)] fixed by provisional items, not yet settled
 
     def warmup(self) -> None:
         fp.canvas_warp()
 
     def restore(self, items: Sequence[RestoreItem]) -> list[np.ndarray]:
-        return [self._scaled(it) for it in items]
+        return [self._provisionally(it) if it.provisional else self._scaled(it) for it in items]
+
+    def _provisionally(self, it: RestoreItem) -> np.ndarray:
+        """Restore a provisional item, noting what it fixed for its track that was not fixed before."""
+        before = {name: set(getattr(self, name)) for name in _FIXED_PER_TRACK}
+        out = self._scaled(it)
+        created = [(name, key) for name in _FIXED_PER_TRACK for key in set(getattr(self, name)) - before[name]]
+        self._provisional.setdefault(int(it.track_id), []).extend(created)
+        return out
+
+    def settle(self, track_id: int, keep: bool) -> None:
+        """The track's provisional items were used (`keep`: what they fixed stays, as if asked plainly)
+        or not (it is taken back: the next item with those keys chooses afresh, from its own frame).
+        What a provisional item pushed out of the caches (over TRACKS_KEPT keys) is not brought back."""
+        for name, key in self._provisional.pop(int(track_id), []):
+            if not keep:
+                getattr(self, name).pop(key, None)
 
     def target(self, it: RestoreItem) -> np.ndarray:
         """The track's new-face code, fixed at its first fit (per escalation level)."""
@@ -194,6 +214,7 @@ class PriorRestorer:
             self._canvases.pop(key, None)
             self._wears_glasses.pop(key[:2], None)
         self._glasses_frames.pop(int(track_id), None)
+        self._provisional.pop(int(track_id), None)
 
     def _scaled(self, it: RestoreItem) -> np.ndarray:
         lm = np.asarray(it.landmarks, np.float64)[:, :2]

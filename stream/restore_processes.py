@@ -250,6 +250,14 @@ class RestoreProcesses:
     def forget(self, track_id: int) -> None:
         self._call({self._of(track_id): ("forget", (int(track_id),))})
 
+    @property
+    def settles(self) -> bool:
+        return bool(getattr(self.restorer, "settles", False))
+
+    def settle(self, track_id: int, keep: bool) -> None:
+        """Keep or take back what the track's provisional items fixed, in its process (restore_prior.py)."""
+        self._call({self._of(track_id): ("settle", (int(track_id), bool(keep)))})
+
     def picks_of(self, track_id: int) -> dict:
         return self._call({self._of(track_id): ("picks_of", (int(track_id),))})[self._of(track_id)] or {}
 

@@ -19,6 +19,7 @@ from ideud.stream.protocols import Restorer
 
 _STOP = object()
 _WARMUP = object()  # a queue entry: warm the restorer up, on this thread
+_SETTLE = object()  # a queue entry: the restorer's `settle`, in order with the restores before it
 
 
 class RestoreWorker:
@@ -62,6 +63,16 @@ class RestoreWorker:
         self._queue.put((_WARMUP, fut))
         fut.result()
 
+    @property
+    def settles(self) -> bool:
+        return bool(getattr(self.restorer, "settles", False))
+
+    def settle(self, track_id: int, keep: bool) -> None:
+        """The restorer's `settle` after every restore submitted before it (no wait here). A failure
+        is not reported: the restorer's next calls fail the same way, and fail closed."""
+        if self._thread.is_alive():
+            self._queue.put(((_SETTLE, int(track_id), bool(keep)), Future()))
+
     def _loop(self) -> None:
         held = None  # an entry that could not join the last call (warmup or stop)
         while True:
@@ -71,13 +82,19 @@ class RestoreWorker:
             if first[0] is _WARMUP:
                 self._warmup(first[1])
                 continue
+            if isinstance(first[0], tuple) and first[0][0] is _SETTLE:
+                try:
+                    self.restorer.settle(*first[0][1:])
+                except Exception:  # (see `settle`)
+                    pass
+                continue
             batch, n = [first], len(first[0])
             while n < self.max_faces:  # what else is waiting joins this call
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is _STOP or nxt[0] is _WARMUP:
+                if nxt is _STOP or nxt[0] is _WARMUP or isinstance(nxt[0], tuple):
                     held = nxt
                     break
                 batch.append(nxt)

@@ -146,6 +146,9 @@ class RestoreItem:
     track_id: int
     seed: int  # the track's seed, for restorers that draw per-track randomness
     level: int = 0  # privacy-guard escalation level asked of the restorer
+    # a guard candidate restored ahead of need: what it fixes for its track (a new face's code, its
+    # picks) is taken back unless the guard keeps it (`settle`), as if it had never been asked
+    provisional: bool = False
 
 
 @dataclass

@@ -19,14 +19,18 @@ log = logging.getLogger("ideud")
 
 CHOICES = (("aac", 0), ("libopus", 48000))  # (encoder, sample rate it needs: 0 = the source's)
 BIT_RATE = 128_000
+# muxers that do their own network I/O, so cannot write a header into memory: their streams go out
+# as RTP, whose muxer is asked instead (it writes into memory, one stream at a time)
+CARRIED_AS_RTP = {"rtsp", "sap"}
 
 
 def _header_written(container, add) -> bool:
     """Whether a container of this one's format takes the stream `add(c)` adds, header included
     (tried in memory): some muxers (Ogg) take any stream when it is added and refuse it only when
-    the header is written, at the first frame."""
+    the header is written, at the first frame. RTSP is asked through RTP (`CARRIED_AS_RTP`)."""
+    name = container.format.name
     try:
-        with av.open(io.BytesIO(), "w", format=container.format.name) as c:
+        with av.open(io.BytesIO(), "w", format="rtp" if name in CARRIED_AS_RTP else name) as c:
             add(c)
             c.start_encoding()
         return True

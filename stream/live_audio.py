@@ -1,6 +1,7 @@
 """AAC framing for live outputs: a camera's AAC comes with ADTS headers (MPEG-TS, most RTSP
-cameras), which MP4 and FLV do not take; they want raw AAC frames and the stream's configuration
-(AudioSpecificConfig) in their header, read here from the packets' ADTS headers."""
+cameras), which MP4, FLV and RTSP do not take; they want raw AAC frames and the stream's
+configuration (AudioSpecificConfig) in their header (RTSP: its SDP), read here from the packets'
+ADTS headers."""
 from __future__ import annotations
 
 import os
@@ -10,7 +11,8 @@ import av
 
 from ideud.stream.encode import FORMAT_OF_EXT
 
-RAW_AAC_FORMATS = {"mp4", "mov", "ipod", "ismv", "3gp", "3g2", "psp", "f4v", "flv"}  # AAC config in the header
+# AAC's configuration in the header (RTSP: in the SDP it announces, which has no room for ADTS)
+RAW_AAC_FORMATS = {"mp4", "mov", "ipod", "ismv", "3gp", "3g2", "psp", "f4v", "flv", "rtsp"}
 
 
 def needs_raw_aac(url: str, fmt: Optional[str]) -> bool:

@@ -1,7 +1,7 @@
 """Serve an H.264 mp4 over RTSP at rtsp://127.0.0.1:PORT/test (Debian's GStreamer RTSP server).
 
     /usr/bin/python3 rtsp_server.py CLIP.mp4 [PORT] [audio]
-    /usr/bin/python3 rtsp_server.py --record OUT.ts [PORT]
+    /usr/bin/python3 rtsp_server.py --record OUT.ts [PORT] [audio]
 
 A test and benchmark helper, not part of the package's runtime: it needs
 Debian's own python3 with python3-gi, gir1.2-gst-rtsp-server-1.0,
@@ -13,7 +13,8 @@ network outage for the reconnect tests. With `audio`, the clip's AAC track is
 served too (a second RTP stream, as a camera with a microphone sends it).
 With --record, it takes a client's published H.264 (RTSP RECORD, what a camera
 or an encoder pushing to a media server does) at rtsp://127.0.0.1:PORT/test and
-writes it, as received, to OUT.ts (MPEG-TS: playable up to where it stops).
+writes it, as received, to OUT.ts (MPEG-TS: playable up to where it stops); with `audio`, the
+published AAC too (the publisher's second stream).
 """
 import sys
 
@@ -36,11 +37,14 @@ def main() -> None:
     srv.set_address("127.0.0.1")
     srv.set_service(port)
     f = GstRtspServer.RTSPMediaFactory()
+    audio = len(args) > 2 and args[2] == "audio"
     if record:
         f.set_transport_mode(GstRtspServer.RTSPTransportMode.RECORD)
-        f.set_launch(f"( rtph264depay name=depay0 ! h264parse ! mpegtsmux ! filesink location={path} sync=false )")
+        video = f"rtph264depay name=depay0 ! h264parse ! mpegtsmux ! filesink location={path} sync=false"
+        # the audio in a file of its own beside it (ADTS AAC): one muxer for both got no video
+        sound = f" rtpmp4gdepay name=depay1 ! aacparse ! audio/mpeg,stream-format=adts ! filesink location={path}.aac sync=false" if audio else ""
+        f.set_launch(f"( {video}{sound} )")
     else:
-        audio = len(args) > 2 and args[2] == "audio"
         video = "d.video_0 ! queue ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96"
         sound = " d.audio_0 ! queue ! aacparse ! rtpmp4gpay name=pay1 pt=97" if audio else ""
         f.set_launch(f"( filesrc location={path} ! qtdemux name=d {video}{sound} )")

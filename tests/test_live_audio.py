@@ -15,6 +15,7 @@ import pytest
 
 from clips import moving_faces, write_clip
 from live_support import CLI, FPS, H, SIZE, W, Cli, RtspServer, free_port, no_server, server_missing
+from ideud.stream.audio_transcode import holds_as_is, takes_audio
 from ideud.stream.live_audio import adts_config
 
 N_PIPE = 50
@@ -68,6 +69,17 @@ def test_adts_header_gives_the_aac_configuration():
     # AAC LC (profile 1), 48 kHz (index 3), mono: ADTS FFF1 4C 40 ... -> AudioSpecificConfig 11 88
     assert adts_config(bytes([0xFF, 0xF1, 0x4C, 0x40, 0x0F, 0xFF, 0xFC])) == bytes([0x11, 0x88])
     assert adts_config(b"\x00\x01\x02\x03\x04\x05\x06") is None
+
+
+def test_rtsp_holds_aac_asked_through_rtp(audio_clip):
+    # RTSP's muxer does its own network I/O and cannot write a header into memory: it was taken for a
+    # container that holds no audio, and the camera's sound was dropped (the RTP muxer is asked instead)
+    class RtspOutput:
+        format = av.format.ContainerFormat("rtsp")
+
+    with av.open(str(audio_clip)) as c:
+        assert holds_as_is(RtspOutput, c.streams.audio[0])
+    assert takes_audio(RtspOutput, "aac")
 
 
 @pytest.mark.parametrize("ext", ["mp4", "mkv"])

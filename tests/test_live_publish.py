@@ -131,6 +131,53 @@ def test_rtsp_record_publish_is_deidentified(tone_clip, tmp_path):
     assert min(best) >= RAW_LIMIT, f"a received face matches the clip's ({min(best):.2f} levels)"
 
 
+def test_rtsp_record_publish_carries_a_cameras_adts_audio(tone_clip, tmp_path):
+    """RTSP RECORD with audio: an MPEG-TS source's ADTS AAC (a camera's) goes out as the RTP AAC the
+    announced SDP describes (raw frames, their configuration read from the ADTS headers): the server
+    receives the 440 Hz tone, about as long as the video it received, beside faces de-identified."""
+    reason = server_missing()
+    if reason:
+        no_server(f"no RTSP server for the publishing test: {reason} (run .ci/setup_live.sh)")
+    clip, source = tone_clip
+    ts = tmp_path / "camera.ts"
+    with av.open(str(clip)) as i, av.open(str(ts), "w", format="mpegts") as o:
+        out = {st.index: o.add_stream_from_template(st) for st in (i.streams.video[0], i.streams.audio[0])}
+        for p in i.demux():
+            if p.dts is not None:
+                p.stream = out[p.stream.index]
+                o.mux(p)
+    recorded = tmp_path / "received.ts"
+    srv = RtspServer(recorded, free_port(), audio=True, record=True).start()
+    try:
+        cli = Cli(ts, srv.url, "--live", "--seed", "10")
+        t0 = cli.events[cli.wait_event("frame_written")]["t"]
+        cli.wait_event("frame_written", where=lambda e: e["t"] - t0 >= 3.0)
+        cli.proc.send_signal(signal.SIGINT)
+        assert cli.finish(90) == 0, cli.stderr
+        written = cli.events[-1]["written"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not recorded.exists() or _frames(recorded) < 0.8 * written):
+            time.sleep(0.5)
+        time.sleep(1.0)  # the audio file's last packets
+    finally:
+        srv.kill()
+    frames = _decoded(recorded)
+    assert written >= 20 and len(frames) >= 0.8 * written, (len(frames), written)
+    boxes = [face_box(j) for j in range(len(source))]
+    best = [min(float(np.abs(img[b] - src[b]).mean()) for b, src in zip(boxes, source)) for img in frames]
+    assert min(best) >= RAW_LIMIT, f"a received face matches the clip's ({min(best):.2f} levels)"
+    with av.open(f"{recorded}.aac") as c:
+        decoded = list(c.decode(audio=0))
+    rate = decoded[0].sample_rate
+    tone = np.concatenate([f.to_ndarray().astype(np.float64).reshape(f.to_ndarray().shape[0], -1).mean(0)
+                           for f in decoded])
+    # the audio spans the run's output clock (frames dropped under load leave the video short, not the audio)
+    span = max(e["t"] for e in cli.events if e["kind"] == "frame_written") - t0 + 1 / FPS
+    assert abs(tone.size / rate - span) <= 0.5, (tone.size / rate, span)
+    spectrum = np.abs(np.fft.rfft(tone * np.hanning(tone.size)))
+    assert abs(np.fft.rfftfreq(tone.size, 1 / rate)[int(np.argmax(spectrum))] - 440) < 5
+
+
 def _decoded(path) -> list:
     with av.open(str(path)) as c:
         return [f.to_ndarray(format="gray").astype(np.int16) for f in c.decode(video=0)]

@@ -26,10 +26,11 @@ Per track
    (identity.set_noise, the restorer at the step's level, the appearance seed), paste it into the
    frame around the face (with this frame's occluders cut out), and run the chip of every
    candidate of the batch through EdgeFace in one call, then the other views of those it did not
-   reject in another. The rest go on most different first, cheapest decisive check first: still a
-   face (FaceMesh finds it where it was drawn, ~10 ms), its undone faces (4.) not the person for
-   EdgeFace, dlib with the margin (the costliest view), the undone face not the person for dlib; the
-   first that passes all is kept and the search stops there.
+   reject in another (the next batch is restored meanwhile: stream/guard_ahead.py). The rest go
+   on most different first, cheapest decisive check first: still a face (FaceMesh finds it where
+   it was drawn, ~10 ms), its undone faces (4.) not the person for EdgeFace, dlib with the margin
+   (the costliest view), the undone face not the person for dlib; the first that passes all is
+   kept and the search stops there.
 
        step 0  sigma x1, restorer level 0
        step 1  sigma x1, restorer level 1 (more of the face from the restorer)

@@ -16,9 +16,9 @@ fixed (`settle`, in order with its calls), unless the batch is used. The output 
 bit for bit as without looking ahead (tests/test_guard_ahead.py), except where a provisional
 item pushed another key out of the restorer's caches (over 512 kept keys).
 
-Only where the restorer runs on a worker thread (RestoreWorker, the default on a machine with two
-cores or more) and can take back (`settles`); never across frames (a per-frame budget ends the
-look ahead with the frame's last batch).
+Only where the restorer runs in restore processes behind its worker thread (the default on a
+machine with two cores or more; not in batch tasks, which start none) and can take back
+(`settles`); never across frames (a per-frame budget ends the look ahead with the frame's last batch).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from typing import Optional
 
 from ideud.stream.guard_policy import STEPS
 from ideud.stream.guard_views import start_candidate
+from ideud.stream.restore_processes import RestoreProcesses
 from ideud.stream.restore_worker import RestoreWorker
 
 
@@ -41,7 +42,11 @@ class Batch:
 
 
 def can_look_ahead(guard) -> bool:
-    return bool(guard.policy.ahead and isinstance(guard.restorer, RestoreWorker) and guard.restorer.settles)
+    """Where the restorer works in processes of its own: on a thread of this process it would take
+    the interpreter from the checks it should run beside (multi_person: guard 80 -> 90 ms a frame)."""
+    r = guard.restorer
+    return bool(guard.policy.ahead and isinstance(r, RestoreWorker) and isinstance(r.restorer, RestoreProcesses)
+                and r.settles)
 
 
 def batch_size(p, step: int, k: int, first, budget: int) -> int:

@@ -102,18 +102,16 @@ def test_rtmp_publish_is_deidentified_with_audio(rtmp_server, tone_clip):
     assert abs((got["audio"][-1] - got["audio"][0]) - (times[-1] - times[0])) <= 0.5
 
 
-def test_rtsp_record_publish_is_deidentified(tone_clip, tmp_path):
-    """RTSP RECORD (what a camera or an encoder pushing to a media server does): the server's file
-    holds the published frames, every face de-identified. The server stamps frames as they arrive, so
-    each received face is compared with every frame of the clip, not the one its time names."""
+def _record(source, tmp_path, *args, audio: bool = False) -> tuple:
+    """Publish `source` live into GStreamer's RTSP server in record mode for ~3 s, then SIGINT:
+    (the frames it received, gray; frames written; the CLI; its first frame's time)."""
     reason = server_missing()
     if reason:
         no_server(f"no RTSP server for the publishing test: {reason} (run .ci/setup_live.sh)")
-    clip, source = tone_clip
     recorded = tmp_path / "received.ts"
-    srv = RtspServer(recorded, free_port(), record=True).start()
+    srv = RtspServer(recorded, free_port(), audio=audio, record=True).start()
     try:
-        cli = Cli(clip, srv.url, "--live", "--no-audio", "--seed", "10")
+        cli = Cli(source, srv.url, "--live", "--seed", "10", *args)
         t0 = cli.events[cli.wait_event("frame_written")]["t"]
         cli.wait_event("frame_written", where=lambda e: e["t"] - t0 >= 3.0)
         cli.proc.send_signal(signal.SIGINT)
@@ -122,22 +120,35 @@ def test_rtsp_record_publish_is_deidentified(tone_clip, tmp_path):
         deadline = time.monotonic() + 30  # the server writes what it received: wait for all of it
         while time.monotonic() < deadline and (not recorded.exists() or _frames(recorded) < 0.8 * written):
             time.sleep(0.5)
+        if audio:
+            time.sleep(1.0)  # the audio file's last packets
     finally:
         srv.kill()
     frames = _decoded(recorded)
     assert written >= 20 and len(frames) >= 0.8 * written, (len(frames), written)
+    return frames, cli, t0
+
+
+def _assert_deidentified(frames: list, source: list) -> None:
+    """The server stamps frames as they arrive, so each received face is compared with every frame
+    of the clip, not the one its time names."""
     boxes = [face_box(j) for j in range(len(source))]
     best = [min(float(np.abs(img[b] - src[b]).mean()) for b, src in zip(boxes, source)) for img in frames]
     assert min(best) >= RAW_LIMIT, f"a received face matches the clip's ({min(best):.2f} levels)"
+
+
+def test_rtsp_record_publish_is_deidentified(tone_clip, tmp_path):
+    """RTSP RECORD (what a camera or an encoder pushing to a media server does): the server's file
+    holds the published frames, every face de-identified."""
+    clip, source = tone_clip
+    frames, _, _ = _record(clip, tmp_path, "--no-audio")
+    _assert_deidentified(frames, source)
 
 
 def test_rtsp_record_publish_carries_a_cameras_adts_audio(tone_clip, tmp_path):
     """RTSP RECORD with audio: an MPEG-TS source's ADTS AAC (a camera's) goes out as the RTP AAC the
     announced SDP describes (raw frames, their configuration read from the ADTS headers): the server
     receives the 440 Hz tone, about as long as the video it received, beside faces de-identified."""
-    reason = server_missing()
-    if reason:
-        no_server(f"no RTSP server for the publishing test: {reason} (run .ci/setup_live.sh)")
     clip, source = tone_clip
     ts = tmp_path / "camera.ts"
     with av.open(str(clip)) as i, av.open(str(ts), "w", format="mpegts") as o:
@@ -146,27 +157,9 @@ def test_rtsp_record_publish_carries_a_cameras_adts_audio(tone_clip, tmp_path):
             if p.dts is not None:
                 p.stream = out[p.stream.index]
                 o.mux(p)
-    recorded = tmp_path / "received.ts"
-    srv = RtspServer(recorded, free_port(), audio=True, record=True).start()
-    try:
-        cli = Cli(ts, srv.url, "--live", "--seed", "10")
-        t0 = cli.events[cli.wait_event("frame_written")]["t"]
-        cli.wait_event("frame_written", where=lambda e: e["t"] - t0 >= 3.0)
-        cli.proc.send_signal(signal.SIGINT)
-        assert cli.finish(90) == 0, cli.stderr
-        written = cli.events[-1]["written"]
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and (not recorded.exists() or _frames(recorded) < 0.8 * written):
-            time.sleep(0.5)
-        time.sleep(1.0)  # the audio file's last packets
-    finally:
-        srv.kill()
-    frames = _decoded(recorded)
-    assert written >= 20 and len(frames) >= 0.8 * written, (len(frames), written)
-    boxes = [face_box(j) for j in range(len(source))]
-    best = [min(float(np.abs(img[b] - src[b]).mean()) for b, src in zip(boxes, source)) for img in frames]
-    assert min(best) >= RAW_LIMIT, f"a received face matches the clip's ({min(best):.2f} levels)"
-    with av.open(f"{recorded}.aac") as c:
+    frames, cli, t0 = _record(ts, tmp_path, audio=True)
+    _assert_deidentified(frames, source)
+    with av.open(str(tmp_path / "received.ts.aac")) as c:
         decoded = list(c.decode(audio=0))
     rate = decoded[0].sample_rate
     tone = np.concatenate([f.to_ndarray().astype(np.float64).reshape(f.to_ndarray().shape[0], -1).mean(0)

@@ -70,14 +70,19 @@ def start_batch(guard, st, tid: int, frame, r, step: int, k: int, n: int, first,
     """Render candidates k..k+n-1 of a step and hand them to the restorer (noise set per candidate)."""
     before = guard.identity.pick_keys(tid) if provisional else set()
     started = []
-    for j in range(k, k + n):
-        noise, level, seed, _ = guard._candidate(st, step, j)
-        if first is not None and step == 0 and j == 0:
-            started.append((j, None))  # already rendered by the pipeline with the track's own noise and seed
-        else:
-            guard.identity.set_noise(tid, noise)
-            started.append((j, start_candidate(guard.identity, guard.restorer, frame, tid, r, level, seed,
-                                               provisional)))
+    try:
+        for j in range(k, k + n):
+            noise, level, seed, _ = guard._candidate(st, step, j)
+            if first is not None and step == 0 and j == 0:
+                started.append((j, None))  # already rendered by the pipeline with the track's own noise and seed
+            else:
+                guard.identity.set_noise(tid, noise)
+                started.append((j, start_candidate(guard.identity, guard.restorer, frame, tid, r, level, seed,
+                                                   provisional)))
+    except BaseException:
+        if provisional:  # what the candidates started so far fixed is taken back before the error goes on
+            settle(guard, tid, Batch(step, k, n, started, True, guard.identity.pick_keys(tid) - before), keep=False)
+        raise
     picks = guard.identity.pick_keys(tid) - before if provisional else set()
     return Batch(step, k, n, started, provisional, picks)
 

@@ -122,3 +122,44 @@ def test_looking_ahead_gives_the_same_video(searched_clip, tmp_path, monkeypatch
     assert len(videos[False]) == len(videos[True]) == 12
     for a, b in zip(videos[False], videos[True]):
         assert np.array_equal(a, b)
+
+
+def test_a_batch_started_ahead_that_fails_midway_is_taken_back(monkeypatch):
+    # the second candidate's render fails: the first one's identity pick and restorer choices are
+    # taken back before the error goes on (a fault put in on purpose: stand-ins record the calls)
+    calls = []
+
+    class Identity:
+        picks: set = {b"old"}
+
+        def pick_keys(self, tid):
+            return set(self.picks)
+
+        def set_noise(self, tid, noise):
+            self.picks.add(bytes([len(self.picks)]))
+
+        def drop_picks(self, tid, keys):
+            calls.append(("drop_picks", set(keys)))
+            self.picks -= set(keys)
+
+    class Restorer:
+        def settle(self, tid, keep):
+            calls.append(("settle", keep))
+
+    class Guard:
+        identity, restorer = Identity(), Restorer()
+
+        def _candidate(self, st, step, j):
+            return None, 0, j, 0.25
+
+    def start(*args):
+        if len(calls) or start.n:
+            raise RuntimeError("render failed")
+        start.n = 1
+        return "handle"
+    start.n = 0
+    monkeypatch.setattr(guard_ahead, "start_candidate", start)
+    with pytest.raises(RuntimeError):
+        guard_ahead.start_batch(Guard(), None, 1, None, None, 1, 0, 4, None, provisional=True)
+    assert calls == [("drop_picks", {b"\x01", b"\x02"}), ("settle", False)]
+    assert Guard.identity.picks == {b"old"}

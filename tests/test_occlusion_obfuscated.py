@@ -222,3 +222,31 @@ def test_a_reference_behind_an_occluder_is_greyed_where_the_face_keeps_it_and_st
     d, e = kept_references(plain, edge, [greyed_one])
     assert np.array_equal(d, plain) and np.array_equal(e, edge)
     assert kept_references([], [], []) is None
+
+
+def test_the_light_offset_takes_numpys_median_of_the_quarter_that_changed_least():
+    # the quarters are sliced at the face's centre and their medians taken by partition: the same
+    # numbers as np.median over the coordinates (odd and even counts, ties, a centre on a pixel)
+    from ideud.stream.occlusion import _light_offset
+
+    def reference(plain, face):
+        ys, xs = np.nonzero(face)
+        cy, cx = ys.mean(), xs.mean()
+        best = None
+        for sel in ((ys < cy) & (xs < cx), (ys < cy) & (xs >= cx), (ys >= cy) & (xs < cx), (ys >= cy) & (xs >= cx)):
+            if sel.sum() >= 16:
+                m = np.median(plain[ys[sel], xs[sel]], axis=0)
+                best = m if best is None or np.abs(m).sum() < np.abs(best).sum() else best
+        return best
+
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[:90, :80]
+    for trial in range(60):
+        plain = rng.normal(0, 6, (90, 80, 3)).astype(np.float32)
+        if trial % 3 == 0:
+            plain = np.round(plain)  # ties
+        face = ((yy - 40 - trial % 9) / (25 + trial % 7)) ** 2 + ((xx - 40) / (20 + trial % 5)) ** 2 < 1
+        if trial % 4 == 0:
+            face[:, 40] = True  # a column through the centre: the centre on a whole pixel now and then
+        got, want = _light_offset(plain, face), reference(plain, face)
+        assert got.dtype == want.dtype and np.array_equal(got, want)

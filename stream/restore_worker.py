@@ -18,8 +18,14 @@ from typing import Sequence
 from ideud.stream.protocols import Restorer
 
 _STOP = object()
-_WARMUP = object()  # a queue entry: warm the restorer up, on this thread
-_SETTLE = object()  # a queue entry: the restorer's `settle`, in order with the restores before it
+
+
+class _Task:
+    """A queue entry that is not a restore: a call to run on the worker's thread, in order with the
+    restores queued before it (the restorer's warmup, its `settle`)."""
+
+    def __init__(self, fn):
+        self.fn = fn
 
 
 class RestoreWorker:
@@ -57,11 +63,9 @@ class RestoreWorker:
 
     def warmup(self) -> None:
         """The restorer's warmup, run on the worker's thread; returns when it is done."""
-        fut: Future = Future()
         if not self._thread.is_alive():
             raise RuntimeError("restore worker is closed")
-        self._queue.put((_WARMUP, fut))
-        fut.result()
+        self._on_thread(self.restorer.warmup).result()
 
     @property
     def settles(self) -> bool:
@@ -71,22 +75,21 @@ class RestoreWorker:
         """The restorer's `settle` after every restore submitted before it (no wait here). A failure
         is not reported: the restorer's next calls fail the same way, and fail closed."""
         if self._thread.is_alive():
-            self._queue.put(((_SETTLE, int(track_id), bool(keep)), Future()))
+            self._on_thread(lambda: self.restorer.settle(int(track_id), bool(keep)))
+
+    def _on_thread(self, fn) -> Future:
+        fut: Future = Future()
+        self._queue.put((_Task(fn), fut))
+        return fut
 
     def _loop(self) -> None:
-        held = None  # an entry that could not join the last call (warmup or stop)
+        held = None  # an entry that could not join the last call (a task or stop)
         while True:
             first, held = (held, None) if held is not None else (self._queue.get(), None)
             if first is _STOP:
                 return
-            if first[0] is _WARMUP:
-                self._warmup(first[1])
-                continue
-            if isinstance(first[0], tuple) and first[0][0] is _SETTLE:
-                try:
-                    self.restorer.settle(*first[0][1:])
-                except Exception:  # (see `settle`)
-                    pass
+            if isinstance(first[0], _Task):
+                self._task(*first)
                 continue
             batch, n = [first], len(first[0])
             while n < self.max_faces:  # what else is waiting joins this call
@@ -94,20 +97,21 @@ class RestoreWorker:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is _STOP or nxt[0] is _WARMUP or isinstance(nxt[0], tuple):
+                if nxt is _STOP or isinstance(nxt[0], _Task):
                     held = nxt
                     break
                 batch.append(nxt)
                 n += len(nxt[0])
             self._run(batch, n)
 
-    def _warmup(self, fut: Future) -> None:
+    @staticmethod
+    def _task(task: _Task, fut: Future) -> None:
         try:
-            self.restorer.warmup()
+            result = task.fn()
         except BaseException as e:
             fut.set_exception(e)
             return
-        fut.set_result(None)
+        fut.set_result(result)
 
     def _run(self, batch: list, n: int) -> None:
         t0 = time.perf_counter()

@@ -366,21 +366,28 @@ def _image_report(proc: FaceProcessor, o: Options, dst: str, t0: float, source: 
     return report
 
 
-def _deidentify_pages(src: str, dst: str, o: Options, processor: Optional[FaceProcessor], pages: int) -> dict:
-    """A multi-page TIFF, page by page (stream/animated.py): separate pictures, so every track ends
-    between pages (a new person on each, as after a scene cut)."""
-    t0 = time.perf_counter()
-    info, out = {}, []
+def _each_frame(frames, o: Options, processor: Optional[FaceProcessor], separate: bool = False) -> tuple:
+    """(the processor, every frame processed as a Pillow image) for an animation's frames or a TIFF's
+    pages (`separate`: pictures of their own, every track ends between them, as after a scene cut)."""
+    out = []
     proc = processor or FaceProcessor(o)
     try:
-        for frame in animated.pages(src, info):
-            if frame.index:
+        for frame in frames:
+            if separate and frame.index:
                 proc.tracker.reset()
             proc.process(frame)
-            out.append(animated.as_image(frame))
+            out.append(animated.as_image(frame))  # the input frame goes: only what is written is held
     finally:
         if processor is None:
             proc.close()
+    return proc, out
+
+
+def _deidentify_pages(src: str, dst: str, o: Options, processor: Optional[FaceProcessor], pages: int) -> dict:
+    """A multi-page TIFF, page by page (stream/animated.py, `_each_frame`)."""
+    t0 = time.perf_counter()
+    info = {}
+    proc, out = _each_frame(animated.pages(src, info), o, processor, separate=True)
     animated.write_pages(dst, out, info)
     meta = image_metadata.read(src) if o.keep_metadata else None
     lost = [] if meta is None else [f"{k}: kept in JPEG, PNG and WebP outputs only" for k in meta.kinds()]
@@ -395,15 +402,8 @@ def _deidentify_animation(src: str, dst: str, o: Options, processor: Optional[Fa
     if os.path.splitext(dst)[1].lower() not in animated.ANIMATED_OUTPUTS:
         raise UsageError(f"{dst}: {src} is animated ({animated.frame_count(src)} frames); write it as .webp or .png")
     t0 = time.perf_counter()
-    info, out = {}, []
-    proc = processor or FaceProcessor(o)
-    try:
-        for frame in animated.frames(src, info):
-            proc.process(frame)
-            out.append(animated.as_image(frame))  # the input frame goes: only what is written is held
-    finally:
-        if processor is None:
-            proc.close()
+    info = {}
+    proc, out = _each_frame(animated.frames(src, info), o, processor)
     meta = image_metadata.read(src) if o.keep_metadata else None
     webp = dst.lower().endswith(".webp")
     animated.write(dst, out, info, exif=meta.exif if meta and webp else None, xmp=meta.xmp if meta and webp else None)

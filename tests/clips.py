@@ -16,6 +16,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 FACES_DIR = SHARED / "testdata" / "faces"
 
 
+TONE_HZ = 440  # the tone `write_clip(audio=True)` puts in
+
 def astronaut() -> np.ndarray:
     """512x512 RGB portrait (NASA, public domain)."""
     data = resources.files("ideud.models").joinpath("data/astronaut.jpg").read_bytes()
@@ -86,7 +88,7 @@ def write_clip(path: str, frames, fps: int = 25, codec: str = "libx264", pix_fmt
             out.mux(p)
         if astream is not None:
             samples = int(48000 * n / fps)
-            tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / 48000)).astype(np.float32)
+            tone = (0.2 * np.sin(2 * np.pi * TONE_HZ * np.arange(samples) / 48000)).astype(np.float32)
             for k in range(0, samples, 1024):
                 af = av.AudioFrame.from_ndarray(tone[None, k:k + 1024], format="fltp", layout="mono")
                 af.sample_rate, af.pts, af.time_base = 48000, k, Fraction(1, 48000)
@@ -135,3 +137,23 @@ def subtitle_text(path) -> tuple[int, bytes]:
     with av.open(str(path)) as c:
         subs = [st for st in c.streams if st.type == "subtitle"]
         return len(subs), (b"".join(bytes(pk) for pk in c.demux(*subs) if pk.size) if subs else b"")
+
+
+
+def audio_of(path) -> tuple[np.ndarray, int, float]:
+    """`path`'s first audio stream decoded as mono float, its sample rate and its first frame's time;
+    empty (rate 0) when it has none."""
+    with av.open(str(path)) as c:
+        if not c.streams.audio:
+            return np.zeros(0), 0, 0.0
+        rate = c.streams.audio[0].codec_context.sample_rate
+        frames = list(c.decode(audio=0))
+    chunks = [f.to_ndarray().astype(np.float64).reshape(f.to_ndarray().shape[0], -1).mean(0) for f in frames]
+    start = float(frames[0].pts * frames[0].time_base) if frames else 0.0
+    return (np.concatenate(chunks) if chunks else np.zeros(0)), rate, start
+
+
+def loudest_hz(sound: np.ndarray, rate: int) -> float:
+    """The frequency that carries most of `sound` (windowed spectrum)."""
+    spectrum = np.abs(np.fft.rfft(sound * np.hanning(sound.size)))
+    return float(np.fft.rfftfreq(sound.size, 1 / rate)[int(np.argmax(spectrum))])

@@ -13,7 +13,7 @@ import av
 import numpy as np
 import pytest
 
-from clips import moving_faces, write_clip
+from clips import TONE_HZ, audio_of, loudest_hz, moving_faces, write_clip
 from live_support import CLI, FPS, H, SIZE, W, Cli, RtspServer, free_port, no_server, server_missing
 from ideud.stream.audio_transcode import holds_as_is, takes_audio
 from ideud.stream.live_audio import adts_config
@@ -44,14 +44,7 @@ def _tracks(path) -> tuple[list[float], np.ndarray, int, float]:
     empty when there is none."""
     with av.open(str(path)) as c:
         video = [float(f.pts * f.time_base) for f in c.decode(video=0)]
-    with av.open(str(path)) as c:
-        if not c.streams.audio:
-            return video, np.zeros(0), 0, 0.0
-        rate = c.streams.audio[0].codec_context.sample_rate
-        frames = list(c.decode(audio=0))
-    chunks = [f.to_ndarray().astype(np.float64).reshape(f.to_ndarray().shape[0], -1).mean(0) for f in frames]
-    start = float(frames[0].pts * frames[0].time_base) if frames else 0.0
-    return video, np.concatenate(chunks) if chunks else np.zeros(0), rate, start
+    return (video, *audio_of(path))
 
 
 def _check_tone(video: list[float], audio: np.ndarray, rate: int, start: float) -> None:
@@ -61,8 +54,7 @@ def _check_tone(video: list[float], audio: np.ndarray, rate: int, start: float) 
     seconds = audio.size / rate
     span = video[-1] - video[0] + 1 / FPS
     assert abs(seconds - span) <= 0.25, (seconds, span)
-    spectrum = np.abs(np.fft.rfft(audio * np.hanning(audio.size)))
-    assert abs(np.fft.rfftfreq(audio.size, 1 / rate)[int(np.argmax(spectrum))] - 440) < 5
+    assert abs(loudest_hz(audio, rate) - TONE_HZ) < 5
 
 
 def test_adts_header_gives_the_aac_configuration():

@@ -267,9 +267,10 @@ class FaceProcessor:
                 self.guard.drop(tr.id)  # and the guard's embeddings of the person
             self.landmarks.drop(tr.id)
             if self.render_in_restorer:
-                self.restorer.drop_track(tr.id)
+                self.restorer.drop_track(tr.id)  # its occlusion state and the restorer's, in its process
             else:
                 self.occlusion.drop(tr.id)
+                (self.worker or self.restorer).forget(tr.id)  # its candidates' canvases: ~5 MB a searched track
             self.reuse.drop(tr.id)
 
     def _reused(self, frame: Frame, p: PendingFrame, track: Track, face: Optional[Face]) -> bool:

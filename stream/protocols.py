@@ -42,3 +42,8 @@ class Restorer(Protocol):
     def warmup(self) -> None:
         """Prepare what would otherwise stall the first faces (a GPU engine's graphs); may do nothing."""
         ...
+
+    def forget(self, track_id: int) -> None:
+        """A track ended: whatever the restorer keeps for it goes (a long stream meets tracks
+        without end); may do nothing."""
+        ...

@@ -31,6 +31,9 @@ class IdentityRestorer:
     def warmup(self) -> None:
         """Nothing to prepare."""
 
+    def forget(self, track_id: int) -> None:
+        """Nothing kept per track."""
+
 
 class ClassicRestorer:
     """No-weights restorer: undo the softening of the bilinear warp.
@@ -58,6 +61,9 @@ class ClassicRestorer:
 
     def warmup(self) -> None:
         """Nothing to prepare."""
+
+    def forget(self, track_id: int) -> None:
+        """Nothing kept per track."""
 
 
 # name -> class, or "module:attribute" of a factory imported on demand (the GAN tier needs torch,

@@ -184,6 +184,9 @@ class BankRestorer:
     def warmup(self) -> None:
         """Nothing to prepare: the donors are loaded in __init__."""
 
+    def forget(self, track_id: int) -> None:
+        """Nothing kept per track."""
+
     def scaled(self, it: RestoreItem) -> np.ndarray:
         """Big faces are re-synthesised at WORK_FACE_PX and the change is added at full size.
 

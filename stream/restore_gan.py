@@ -88,6 +88,9 @@ class GanRestorer:
         if warm is not None:
             warm(self.size)
 
+    def forget(self, track_id: int) -> None:
+        """Nothing kept per track."""
+
     def _run_engine(self, faces: list) -> np.ndarray:
         """Aligned uint8 faces -> restored uint8 faces."""
         if self._cuda_device is not None:

@@ -69,8 +69,7 @@ class LearnedRestorer:
         self.engine.run(np.zeros((1, 3, SIZE, SIZE), np.float32))
 
     def forget(self, track_id: int) -> None:
-        if hasattr(self.first, "forget"):
-            self.first.forget(track_id)
+        self.first.forget(track_id)
 
     def restore(self, items: Sequence[RestoreItem]) -> list[np.ndarray]:
         renders = self.first.restore(items)

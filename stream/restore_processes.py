@@ -101,8 +101,9 @@ def _answer_call(restorer, occlusion, op: str, arg, drops: list):
     """One call, where the restorer runs (a restore process, or this one when they could not start)."""
     from ideud.stream.face_work import run_entries
 
-    for track_id in drops:  # tracks that ended: their occlusion state goes
+    for track_id in drops:  # tracks that ended: their occlusion state and the restorer's picks go
         occlusion.drop(track_id)
+        restorer.forget(track_id)
     if op == "restore":
         return run_entries(arg, restorer, occlusion)
     if op == "warmup":
@@ -206,7 +207,8 @@ class RestoreProcesses:
             return self._drops.pop(i, [])
 
     def drop_track(self, track_id: int) -> None:
-        """A track ended: its occlusion state goes with the next call to its process (no wait here)."""
+        """A track ended: its occlusion state and the restorer's per-track state (its new face's
+        canvases, picks) go with the next call to its process (no wait here)."""
         with self._drops_lock:
             self._drops.setdefault(self._of(track_id), []).append(int(track_id))
 

@@ -22,7 +22,7 @@ _STOP = object()
 
 class _Task:
     """A queue entry that is not a restore: a call to run on the worker's thread, in order with the
-    restores queued before it (the restorer's warmup, its `settle`)."""
+    restores queued before it (the restorer's warmup, its `settle`, its `forget`)."""
 
     def __init__(self, fn):
         self.fn = fn
@@ -76,6 +76,12 @@ class RestoreWorker:
         is not reported: the restorer's next calls fail the same way, and fail closed."""
         if self._thread.is_alive():
             self._on_thread(lambda: self.restorer.settle(int(track_id), bool(keep)))
+
+    def forget(self, track_id: int) -> None:
+        """The restorer's `forget` after every restore submitted before it (no wait here); a
+        failure is not reported (the state stays, as before the track ended)."""
+        if self._thread.is_alive():
+            self._on_thread(lambda: self.restorer.forget(int(track_id)))
 
     def _on_thread(self, fn) -> Future:
         fut: Future = Future()

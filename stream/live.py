@@ -44,6 +44,7 @@ from ideud.stream.live_io import (END, MAX_JUMP, MIN_STEP, NETWORK_SCHEMES, OUT_
 from ideud.stream.live_stats import Stats, format_summary
 from ideud.stream.options import options_report
 from ideud.stream.pipeline import FaceProcessor, Options, check_paths
+from ideud.stream.warmup import warm_up
 
 log = logging.getLogger("ideud.live")
 
@@ -379,6 +380,8 @@ def run_live(src: str, dst: str, options: Optional[Options] = None, live: Option
     source = open_waiting(src, lo, stop, emit, audio=o.audio)  # a bad URL fails here, before any model loads
     try:
         proc = processor or FaceProcessor(o)
+        if processor is None and lo.realtime:
+            warm_up(proc)  # models' first calls now, not as frames dropped at the stream's start
     except BaseException:
         source.close()
         raise

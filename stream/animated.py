@@ -24,6 +24,7 @@ import numpy as np
 from ideud.stream.decode import ImageFrame
 from ideud.stream.encode import write_via_temp
 from ideud.stream.errors import InputError, UsageError
+from ideud.stream.image_metadata import ImageMetadata, tiff_save_args
 
 ANIMATED_OUTPUTS = {".webp": "WEBP", ".png": "PNG"}
 MAX_BYTES = 2 << 30  # decoded RGBA of all frames: the writer holds every processed frame
@@ -98,13 +99,16 @@ def pages(path: str, info: dict) -> Iterator[ImageFrame]:
         raise InputError(f"{path}: a multi-page TIFF Pillow cannot read ({type(e).__name__})") from None
 
 
-def write_pages(dst: str, ims: list, info: dict) -> None:
-    """The processed pages (`as_image`) as a multi-page TIFF at `dst`, via a temp file."""
+def write_pages(dst: str, ims: list, info: dict, meta: Optional[ImageMetadata] = None) -> list[str]:
+    """The processed pages (`as_image`) as a multi-page TIFF at `dst`, via a temp file, in the
+    input's compression (uncompressed where `meta`'s EXIF directories must be kept:
+    image_metadata.tiff_save_args), every page with `meta`. -> what of `meta` could not be kept."""
     compression = info.get("compression")
-    extra = {"compression": compression if compression in TIFF_COMPRESSIONS else "tiff_lzw"}
+    extra, lost = tiff_save_args(meta, compression if compression in TIFF_COMPRESSIONS else "tiff_lzw")
     if info.get("icc_profile"):
         extra["icc_profile"] = info["icc_profile"]
     write_via_temp(dst, lambda tmp: ims[0].save(tmp, format="TIFF", save_all=True, append_images=ims[1:], **extra))
+    return lost
 
 
 def as_image(frame: ImageFrame):

@@ -26,7 +26,7 @@ from ideud.stream import heap_fill
 from ideud.stream.audio_transcode import output_stream
 from ideud.stream.decode import AudioPacket, ImageFrame, VideoInfo, is_image
 from ideud.stream.errors import OutputError, UsageError
-from ideud.stream.image_metadata import ImageMetadata, embed, with_icc_profile
+from ideud.stream.image_metadata import ImageMetadata, embed, tiff_save_args, with_icc_profile
 from ideud.stream.types import Frame
 
 log = logging.getLogger("ideud")
@@ -401,9 +401,10 @@ ALPHA_EXTENSIONS = {".png", ".webp", ".tif", ".tiff"}  # image formats with an a
 
 def write_image(dst: str, frame: Frame, quality: int = 95, metadata: Optional[ImageMetadata] = None) -> list[str]:
     """Still image out, via a temp file. OpenCV writes no EXIF/GPS/XMP; `metadata` (--keep-metadata,
-    stream/image_metadata.py) is added to JPEG, PNG and WebP files. An ImageFrame's alpha channel is
-    written where the format has one, and its colour profile is embedded in JPEG, PNG and WebP files.
-    -> what of `metadata` could not be written (by kind)."""
+    stream/image_metadata.py) is added to JPEG, PNG and WebP files, and a TIFF is written by Pillow
+    with it. An ImageFrame's alpha channel is written where the format has one, and its colour
+    profile is embedded in JPEG, PNG, WebP and TIFF files. -> what of `metadata` could not be
+    written (by kind)."""
     bgr = np.dstack(frame.planes[::-1])
     ext = os.path.splitext(dst)[1].lower()
     alpha = frame.alpha if isinstance(frame, ImageFrame) else None
@@ -412,31 +413,52 @@ def write_image(dst: str, frame: Frame, quality: int = 95, metadata: Optional[Im
         bgr = np.dstack([bgr, alpha])
     elif alpha is not None:
         log.warning("%s: %s has no transparency; the alpha channel is dropped", dst, ext)
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(ext, bgr, params)
-    if not ok:
-        raise OutputError(f"{dst}: cannot encode an image with extension {ext!r}")
-    data = buf.tobytes()
-    if icc:
-        kept = with_icc_profile(data, ext, icc)
-        if kept is None:
-            log.warning("%s: the colour profile can be kept in JPEG, PNG and WebP outputs only; written without", dst)
-        data = kept or data
     lost = []
-    if metadata is not None and metadata.kinds():
-        kept, lost = embed(data, ext, metadata)
-        if kept is None:
-            lost = [f"{k}: kept in JPEG, PNG and WebP outputs only" for k in metadata.kinds()]
-            log.warning("%s: metadata can be kept in JPEG, PNG and WebP outputs only; written without", dst)
-        elif lost:
+    if ext in (".tif", ".tiff"):
+        data, lost = _tiff(bgr, icc, metadata)
+        if lost:
             log.warning("%s: metadata not kept: %s", dst, "; ".join(lost))
-        data = kept or data
+    else:
+        params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
+        ok, buf = cv2.imencode(ext, bgr, params)
+        if not ok:
+            raise OutputError(f"{dst}: cannot encode an image with extension {ext!r}")
+        data = buf.tobytes()
+        if icc:
+            kept = with_icc_profile(data, ext, icc)
+            if kept is None:
+                log.warning("%s: the colour profile can be kept in JPEG, PNG, WebP and TIFF outputs only; "
+                            "written without", dst)
+            data = kept or data
+        if metadata is not None and metadata.kinds():
+            kept, lost = embed(data, ext, metadata)
+            if kept is None:
+                lost = [f"{k}: kept in JPEG, PNG, WebP and TIFF outputs only" for k in metadata.kinds()]
+                log.warning("%s: metadata can be kept in JPEG, PNG, WebP and TIFF outputs only; written without", dst)
+            elif lost:
+                log.warning("%s: metadata not kept: %s", dst, "; ".join(lost))
+            data = kept or data
+
     def _write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
 
     write_via_temp(dst, _write)
     return lost
+
+
+def _tiff(bgr: np.ndarray, icc: Optional[bytes], metadata: Optional[ImageMetadata]) -> tuple[bytes, list[str]]:
+    """A TIFF of the BGR(A) pixels by Pillow: LZW as OpenCV writes one (uncompressed where EXIF's
+    Exif or GPS directory is kept: `tiff_save_args`), with the colour profile and `metadata`."""
+    from PIL import Image
+
+    args, lost = tiff_save_args(metadata, "tiff_lzw")
+    if icc:
+        args["icc_profile"] = icc
+    rgb = np.ascontiguousarray(bgr[..., [2, 1, 0, 3][:bgr.shape[2]]])
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGBA" if rgb.shape[2] == 4 else "RGB").save(buf, "TIFF", **args)
+    return buf.getvalue(), lost
 
 
 def write_via_temp(dst: str, write) -> None:

@@ -2,12 +2,14 @@
 into the output. Without --keep-metadata nothing of this is read (OpenCV writes none of it); the
 ICC colour profile is kept in every mode (it describes a camera or an editor, not a person).
 
-Kept, in JPEG, PNG and WebP outputs (from any input Pillow reads):
+Kept, in JPEG, PNG, WebP and TIFF outputs (from any input Pillow reads):
 - EXIF: camera, times, GPS, the maker note; Orientation set to 1 (the pixels are upright now);
 - XMP, its tiff:Orientation set to 1 too;
-- IPTC (a JPEG's Photoshop APP13 resources, a TIFF's IPTC tag) in JPEG outputs;
-- comments: JPEG COM segments and PNG text chunks (across the two formats as COM / tEXt; WebP
-  has no place for them).
+- IPTC (a JPEG's Photoshop APP13 resources, a TIFF's IPTC tag) in JPEG and TIFF outputs;
+- comments: JPEG COM segments and PNG text chunks (across the two formats as COM / tEXt; in a
+  TIFF its ImageDescription where the EXIF has none; WebP has no place for them).
+A TIFF keeps EXIF's Exif and GPS directories only uncompressed (libtiff, which Pillow compresses
+with, cannot write them): such an output is written uncompressed (`tiff_save_args`).
 
 Never kept, even with --keep-metadata: pictures carried inside the metadata. A maker note may hold
 a preview JPEG, XMP a thumbnail, Photoshop resources a thumbnail, EXIF IFD1 a thumbnail: each is
@@ -256,3 +258,44 @@ def webp_with(data: bytes, icc: Optional[bytes] = None, exif: Optional[bytes] = 
     order = [(b"VP8X", vp8x), (b"ICCP", extra[b"ICCP"]), *image, (b"EXIF", extra[b"EXIF"]), (b"XMP ", extra[b"XMP "])]
     body = b"WEBP" + b"".join(k + len(v).to_bytes(4, "little") + v + b"\x00" * (len(v) & 1) for k, v in order if v)
     return b"RIFF" + len(body).to_bytes(4, "little") + body
+
+
+# IFD0 tags that describe the file's own layout (Pillow writes its own) or are carried separately
+_TIFF_LAYOUT = {254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 280, 281, 284, 317, 320, 322, 323,
+                324, 325, 330, 338, 339, 340, 341, 347, 513, 514, 530, 531, 532, 700, 33723, 34377, 34665, 34675,
+                34853, 40965}
+_TIFF_SUB_IFDS = (0x8769, 0x8825)  # Exif, GPS
+
+
+def tiff_save_args(meta: Optional[ImageMetadata], compression: str) -> tuple[dict, list[str]]:
+    """Pillow's TIFF save arguments that carry `meta` (`tiffinfo`, and the compression: "raw"
+    where EXIF's Exif or GPS directory must be written), and what could not be carried (by kind)."""
+    if meta is None or not meta.kinds():
+        return {"compression": compression}, []
+    from PIL import Image, TiffImagePlugin
+
+    ifd, lost = TiffImagePlugin.ImageFileDirectory_v2(), []
+    if meta.exif:
+        exif = Image.Exif()
+        exif.load(meta.exif)
+        for tag, value in exif.items():
+            if tag not in _TIFF_LAYOUT:
+                ifd[tag] = value
+        for sub in _TIFF_SUB_IFDS:
+            entries = dict(exif.get_ifd(sub))
+            if entries:
+                ifd[sub] = entries
+                compression = "raw"
+    if meta.xmp:
+        ifd[700] = meta.xmp
+    if meta.photoshop.get(_IPTC_RESOURCE):
+        ifd[33723] = meta.photoshop[_IPTC_RESOURCE]
+    others = {k: v for k, v in meta.photoshop.items() if k != _IPTC_RESOURCE}
+    if others:  # the TIFF's own place for Photoshop's resources
+        ifd[34377] = _resources(others)
+    if meta.comments:
+        if 270 in ifd:
+            lost.append("comments: the TIFF's one image description holds the EXIF's own")
+        else:
+            ifd[270] = "\n".join(((k + ": ") if k else "") + v.decode("utf-8", "replace") for k, v in meta.comments)
+    return {"compression": compression, "tiffinfo": ifd}, lost

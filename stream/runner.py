@@ -388,13 +388,13 @@ def _deidentify_pages(src: str, dst: str, o: Options, processor: Optional[FacePr
     t0 = time.perf_counter()
     info = {}
     proc, out = _each_frame(animated.pages(src, info), o, processor, separate=True)
-    animated.write_pages(dst, out, info)
     meta = image_metadata.read(src) if o.keep_metadata else None
-    lost = [] if meta is None else [f"{k}: kept in JPEG, PNG and WebP outputs only" for k in meta.kinds()]
+    lost = animated.write_pages(dst, out, info, meta)
     if lost:
-        log.warning("%s: metadata can be kept in JPEG, PNG and WebP outputs only; written without", dst)
+        log.warning("%s: metadata not kept: %s", dst, "; ".join(lost))
+    kept = None if meta is None else [k for k in meta.kinds() if not any(x.startswith(k) for x in lost)]
     return _image_report(proc, o, dst, t0, {"pages": pages, "width": out[0].width, "height": out[0].height},
-                         len(out), meta, None if meta is None else [], lost)
+                         len(out), meta, kept, lost)
 
 
 def _deidentify_animation(src: str, dst: str, o: Options, processor: Optional[FaceProcessor]) -> dict:

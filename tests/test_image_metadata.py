@@ -8,7 +8,7 @@ import struct
 
 import numpy as np
 import pytest
-from PIL import Image, PngImagePlugin
+from PIL import Image, PngImagePlugin, TiffImagePlugin
 
 from clips import portrait
 from ideud.stream.pipeline import Options, deidentify
@@ -127,3 +127,53 @@ def test_png_text_chunks_are_kept(tmp_path, preview):
     assert text["Author"] == "Carol" and text["Description"] == "Ünïcode caption" and "Thumb" not in text
     assert report["metadata"]["kept"] == ["comments"] and "text Thumb" in " ".join(report["metadata"]["left_out"])
     _no_picture_but_its_own(out.read_bytes(), preview)
+
+
+def test_tiff_outputs_keep_it_whole_too(tmp_path, camera_jpeg, preview):
+    """EXIF with its Exif and GPS directories (so written uncompressed: libtiff cannot write them),
+    XMP, IPTC, the comment as the image description; no picture; pixels as a PNG output has them."""
+    out, png = tmp_path / "kept.tif", tmp_path / "same.png"
+    report = deidentify(str(camera_jpeg), str(out), Options(**FAST, keep_metadata=True))
+    deidentify(str(camera_jpeg), str(png), Options(**FAST))
+    _no_picture_but_its_own(out.read_bytes(), preview)
+    with Image.open(out) as im:
+        exif, tags, compression = im.getexif(), dict(im.tag_v2), im.info.get("compression")
+        pixels = np.asarray(im.convert("RGB"))
+    assert exif[0x010F] == "NIKON CORPORATION" and exif[0x0110] == "NIKON D750"
+    assert exif.get_ifd(0x8825)[2] == (48.0, 51.0, 30.0) and 0x927C not in exif.get_ifd(0x8769)
+    xmp = bytes(tags[700])
+    assert CREATOR.encode() in xmp and b'tiff:Orientation="1"' in xmp and b"xmpGImg:image" not in xmp
+    assert bytes(tags[33723]).endswith(BYLINE.encode()) and tags[270] == COMMENT
+    assert compression == "raw"
+    assert set(report["metadata"]["kept"]) == {"exif", "xmp", "iptc", "comments"}
+    assert CREATOR not in json.dumps(report) and BYLINE not in json.dumps(report)
+    with Image.open(png) as im:
+        assert np.array_equal(pixels, np.asarray(im.convert("RGB")))
+
+
+def test_tiff_outputs_without_keep_metadata_have_none_of_it(tmp_path, camera_jpeg, preview):
+    out = tmp_path / "stripped.tif"
+    report = deidentify(str(camera_jpeg), str(out), Options(**FAST))
+    data = out.read_bytes()
+    _no_picture_but_its_own(data, preview)
+    for s in (b"NIKON", CREATOR.encode(), BYLINE.encode(), COMMENT.encode(), b"xmpmeta"):
+        assert s not in data
+    with Image.open(out) as im:
+        assert im.info.get("compression") == "tiff_lzw" and 0x8825 not in im.getexif()
+    assert "metadata" not in report
+
+
+def test_a_multi_page_tiff_keeps_its_metadata_on_every_page(tmp_path):
+    tags = TiffImagePlugin.ImageFileDirectory_v2()  # (Pillow's TIFF writer takes EXIF as tags only)
+    tags[0x010F], tags[0x8825] = "Scanner Co", {2: (48.0, 51.0, 30.0)}
+    tags[700] = b"<x:xmpmeta>" + CREATOR.encode() + b"</x:xmpmeta>"
+    src, out = tmp_path / "pages.tif", tmp_path / "out.tif"
+    page = Image.fromarray(np.ascontiguousarray(portrait(256)))
+    page.save(src, save_all=True, append_images=[page.copy()], compression="raw", tiffinfo=tags)
+    report = deidentify(str(src), str(out), Options(**FAST, keep_metadata=True))
+    assert report["output"]["frames"] == 2 and set(report["metadata"]["kept"]) == {"exif", "xmp"}
+    with Image.open(out) as im:
+        for k in range(2):
+            im.seek(k)
+            assert im.getexif()[0x010F] == "Scanner Co" and CREATOR.encode() in bytes(im.tag_v2[700])
+        assert im.getexif().get_ifd(0x8825)[2] == (48.0, 51.0, 30.0)

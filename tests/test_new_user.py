@@ -236,7 +236,7 @@ def icc_profile() -> bytes:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
-@pytest.mark.parametrize("ext", [".jpg", ".png", ".webp"])
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".webp", ".tif"])
 @pytest.mark.parametrize("keep", [False, True])
 def test_images_keep_their_colour_profile(tmp_path, icc_profile, ext, keep):
     from PIL import Image

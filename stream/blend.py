@@ -18,7 +18,7 @@ import numpy as np
 from ideud.stream.types import Crop, Frame
 
 # (Kr, Kb) of the YUV matrices
-_MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
+_MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020": (0.2627, 0.0593)}
 
 
 def _subsampling(frame: Frame) -> tuple[int, int]:

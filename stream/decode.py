@@ -46,6 +46,7 @@ class VideoInfo:
     stream_metadata: dict = field(default_factory=dict)
     duration: Optional[float] = None
     work_fmt: str = "yuv420p"  # pixel format of Frame.planes
+    colour: tuple = (2, 2, 2, 0)  # the first frame's colour description (Frame.colour), for the encoder
 
 
 @dataclass
@@ -114,6 +115,8 @@ def _matrix(frame: "av.VideoFrame") -> str:
         return "bt709"
     if cs in (5, 6):
         return "bt601"
+    if cs in (9, 10):
+        return "bt2020"
     return "bt709" if frame.height >= 720 else "bt601"  # unspecified: FFmpeg's usual guess
 
 
@@ -195,13 +198,14 @@ class VideoSource:
     def to_frame(self, f: "av.VideoFrame", index: int) -> Frame:
         """One decoded PyAV frame as our Frame record (planes in the working format)."""
         fmt = _work_format(f.format)
+        colour = (int(f.color_primaries or 2), int(f.color_trc or 2), int(f.colorspace or 2), int(f.color_range or 0))
         if fmt != f.format.name:
-            f = f.reformat(format=fmt)
+            f = f.reformat(format=fmt)  # (a 10-bit source becomes 8-bit here; its colour description stays)
         full = fmt.startswith("yuvj") or int(f.color_range or 0) == 2
         tb = f.time_base or self.stream.time_base
         pts = f.pts
         fr = Frame(index=index, pts=pts, time_base=tb, planes=planes_of(f), pix_fmt=fmt,
-                   full_range=full, matrix=_matrix(f), rotation=int(f.rotation or 0),
+                   full_range=full, matrix=_matrix(f), rotation=int(f.rotation or 0), colour=colour,
                    time=float(pts * tb) if pts is not None and tb else index / float(self.info.rate or 25))
         if self.detect_size is not None:
             dw, dh = self.detect_size(f.width, f.height)

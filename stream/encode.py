@@ -31,6 +31,10 @@ from ideud.stream.types import Frame
 
 log = logging.getLogger("ideud")
 
+_COLORSPACE = {"bt709": 1, "bt601": 6, "bt2020": 9}  # Frame.matrix -> FFmpeg's AVColorSpace
+# Frame.colour's fields on a codec context, with FFmpeg's value for "unspecified"
+_COLOUR_FIELDS = (("color_primaries", 2), ("color_trc", 2), ("colorspace", 2), ("color_range", 0))
+
 # tags that say nothing about who or where; kept even without --keep-metadata
 SAFE_STREAM_TAGS = {"language"}
 
@@ -265,6 +269,11 @@ class VideoSink:
             raise UsageError(cannot_hold(self.dst, codec_name, self.container.format.name, self._auto)) from None
         vs.width, vs.height = info.width, info.height
         vs.pix_fmt = _codec_pix_fmt(codec, info.work_fmt)
+        # the source's colour description in the stream's header: without it players guess (BT.601
+        # for SD, limited range), and an HLG or PQ video's BT.2020 colours show washed out
+        for (name, unspecified), value in zip(_COLOUR_FIELDS, info.colour):
+            if value and value != unspecified:
+                setattr(vs.codec_context, name, value)
         if info.time_base:
             vs.codec_context.time_base = info.time_base
             vs.time_base = info.time_base
@@ -323,7 +332,7 @@ class VideoSink:
         if frame.time_base is not None:
             out.time_base = frame.time_base
         out.color_range = 2 if frame.full_range else 1
-        out.colorspace = 1 if frame.matrix == "bt709" else 6
+        out.colorspace = _COLORSPACE.get(frame.matrix, 6)
         if out.format.name != self.video.pix_fmt:
             out = out.reformat(format=self.video.pix_fmt)
         return out

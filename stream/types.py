@@ -32,7 +32,11 @@ class Frame:
     planes: list  # [Y, U, V] uint8 arrays, native subsampling
     pix_fmt: str  # working pixel format of `planes` (yuv420p, yuvj444p, ...)
     full_range: bool = False
-    matrix: str = "bt601"  # YUV<->RGB matrix: bt601 | bt709
+    matrix: str = "bt601"  # YUV<->RGB matrix: bt601 | bt709 | bt2020
+    # the source's colour description, as FFmpeg numbers them: (primaries, transfer, matrix, range);
+    # 2, 2, 2, 0: unspecified. The output says the same, so players show it as the input (an HDR
+    # phone video's BT.2020/HLG included)
+    colour: tuple = (2, 2, 2, 0)
     rotation: int = 0  # degrees from the display matrix side data (kept, not applied)
     time: float = 0.0  # seconds
     small: Optional[np.ndarray] = None  # downscaled RGB copy for the detector

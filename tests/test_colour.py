@@ -1,0 +1,56 @@
+"""The output says what colours it holds, as the input did: primaries, transfer and matrix in the
+stream's header. Without them players guess (BT.601 for SD, BT.709 for HD), and a phone's HDR video
+(10-bit HEVC, BT.2020 with the HLG transfer) came out as untagged 8-bit H.264 that shows washed out."""
+from __future__ import annotations
+
+import io
+import subprocess
+
+import av
+import pytest
+
+from clips import moving_faces
+from live_support import CLI
+from ideud.stream.pipeline import Options, deidentify
+
+FAST = dict(privacy="off", restorer="classic", seed=1, audio=False)
+HLG = (9, 18, 9)  # BT.2020 primaries, ARIB STD-B67 (HLG) transfer, BT.2020 non-constant matrix
+BT709 = (1, 1, 1)
+
+
+def _clip(codec: str, pix_fmt: str, colour: tuple, fmt: str = "mp4") -> bytes:
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=fmt) as c:
+        s = c.add_stream(codec, rate=25, options={"x265-params": "log-level=error"} if codec == "libx265" else {})
+        s.width, s.height, s.pix_fmt = 320, 180, pix_fmt
+        s.codec_context.color_primaries, s.codec_context.color_trc, s.codec_context.colorspace = colour
+        for rgb in moving_faces(4, 320, 180, size=120):
+            for p in s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return buf.getvalue()
+
+
+def _colour(path) -> tuple:
+    with av.open(str(path)) as c:
+        f = next(c.decode(video=0))
+        return f.format.name, (int(f.color_primaries), int(f.color_trc), int(f.colorspace))
+
+
+@pytest.mark.parametrize("codec,pix_fmt,colour", [("libx265", "yuv420p10le", HLG), ("libx264", "yuv420p", BT709)],
+                         ids=["hlg-10-bit", "bt709-sd"])
+def test_a_file_keeps_its_colour_description(tmp_path, codec, pix_fmt, colour):
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    src.write_bytes(_clip(codec, pix_fmt, colour))
+    assert _colour(src) == (pix_fmt, colour)
+    deidentify(str(src), str(out), Options(**FAST))
+    assert _colour(out) == ("yuv420p", colour)  # (8-bit: the pipeline works on 8-bit planes)
+
+
+def test_a_live_pipe_keeps_its_colour_description(tmp_path):
+    out = tmp_path / "out.mkv"
+    p = subprocess.run([*CLI, "-", str(out), "-qq", "--privacy", "off", "--restorer", "classic"],
+                       input=_clip("libx265", "yuv420p10le", HLG, fmt="mpegts"), capture_output=True, timeout=300)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    assert _colour(out) == ("yuv420p", HLG)

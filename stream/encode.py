@@ -4,9 +4,8 @@ The output is written to a temporary file beside the destination and renamed
 into place only when complete, so a crash never leaves a half-written file
 under the output name. Identifying metadata of the input (container and
 stream tags: GPS/location, make/model, author, creation time; cover images;
-data/subtitle streams) is not carried over unless `keep_metadata`. A still
-image keeps its colour profile and its alpha channel in every mode: neither
-identifies anyone, and dropping them changes how the picture looks.
+data/subtitle streams) is not carried over unless `keep_metadata`. Still images
+are written by stream/image_out.py.
 """
 from __future__ import annotations
 
@@ -24,9 +23,9 @@ import numpy as np
 
 from ideud.stream import heap_fill
 from ideud.stream.audio_transcode import output_stream
-from ideud.stream.decode import AudioPacket, ImageFrame, VideoInfo, is_image
+from ideud.stream.decode import AudioPacket, VideoInfo, is_image
 from ideud.stream.errors import OutputError, UsageError
-from ideud.stream.image_metadata import ImageMetadata, embed, tiff_save_args, with_icc_profile
+from ideud.stream.timestamps import Continuous
 from ideud.stream.types import Frame
 
 log = logging.getLogger("ideud")
@@ -254,6 +253,11 @@ class VideoSink:
             self.abort()
             raise
         self.frames = 0
+        self.resized_frames = 0  # frames of another size than the first, scaled to it
+        # timestamps that go back in the source (joined recordings) continue instead (stream/timestamps.py)
+        self.video_clock = Continuous()
+        self._audio_clocks: dict[int, Continuous] = {}
+        self._said_jump = False
         self._closed = False
 
     def _setup(self, codec_name, crf, preset, keep_metadata, audio, codec_options):
@@ -328,7 +332,11 @@ class VideoSink:
         for plane, data in zip(out.planes, frame.planes):
             view = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
             view[:, : plane.width] = data
-        out.pts = frame.pts
+        out.pts = self.video_clock(frame.pts, self._frame_step(frame))
+        if self.video_clock.jumps == 1 and out.pts != frame.pts and not self._said_jump:
+            self._said_jump = True
+            log.warning("%s: the video's timestamps go back at frame %d (joined recordings?); the rest follows "
+                        "on from there", self.dst, frame.index)
         if frame.time_base is not None:
             out.time_base = frame.time_base
         out.color_range = 2 if frame.full_range else 1
@@ -337,7 +345,21 @@ class VideoSink:
             out = out.reformat(format=self.video.pix_fmt)
         return out
 
+    def _frame_step(self, frame: Frame) -> int:
+        """One frame's duration in the frame's time base (where a jump back continues)."""
+        tb, rate = frame.time_base, self.info.rate
+        return max(1, round(1 / (rate * tb))) if tb and rate else 1
+
     def write(self, frame: Frame) -> None:
+        if (frame.width, frame.height) != (self.info.width, self.info.height):
+            # a source that changes size mid-stream (joined recordings, a camera reconfigured): one
+            # video stream has one size, so the (de-identified) frame is scaled to the first one
+            if not self.resized_frames:
+                log.warning("%s: the video changes size at frame %d (%dx%d, then %dx%d); such frames are scaled "
+                            "to the first size", self.dst, frame.index, self.info.width, self.info.height,
+                            frame.width, frame.height)
+            resize_planes(frame, self.info.width, self.info.height)
+            self.resized_frames += 1
         try:
             for packet in self.video.encode(self._av_frame(frame)):
                 self.container.mux(packet)
@@ -353,7 +375,12 @@ class VideoSink:
             return
         tr = self.transcoders.get(item.stream_index)
         packets = tr.encode(item.packet) if tr is not None else [item.packet]
+        clock = self._audio_clocks.setdefault(item.stream_index, Continuous(strict=False))
         for packet in packets:
+            if packet.dts is not None:  # (pts moves with dts: the packet keeps its own delay)
+                packet.dts = clock(packet.dts, packet.duration or 1)
+                if packet.pts is not None:
+                    packet.pts += clock.offset
             packet.stream = out
             try:
                 self.container.mux(packet)
@@ -405,69 +432,13 @@ class VideoSink:
                 pass
 
 
-ALPHA_EXTENSIONS = {".png", ".webp", ".tif", ".tiff"}  # image formats with an alpha channel
-
-
-def write_image(dst: str, frame: Frame, quality: int = 95, metadata: Optional[ImageMetadata] = None) -> list[str]:
-    """Still image out, via a temp file. OpenCV writes no EXIF/GPS/XMP; `metadata` (--keep-metadata,
-    stream/image_metadata.py) is added to JPEG, PNG and WebP files, and a TIFF is written by Pillow
-    with it. An ImageFrame's alpha channel is written where the format has one, and its colour
-    profile is embedded in JPEG, PNG, WebP and TIFF files. -> what of `metadata` could not be
-    written (by kind)."""
-    bgr = np.dstack(frame.planes[::-1])
-    ext = os.path.splitext(dst)[1].lower()
-    alpha = frame.alpha if isinstance(frame, ImageFrame) else None
-    icc = frame.icc_profile if isinstance(frame, ImageFrame) else None
-    if alpha is not None and ext in ALPHA_EXTENSIONS:
-        bgr = np.dstack([bgr, alpha])
-    elif alpha is not None:
-        log.warning("%s: %s has no transparency; the alpha channel is dropped", dst, ext)
-    lost = []
-    if ext in (".tif", ".tiff"):
-        data, lost = _tiff(bgr, icc, metadata)
-        if lost:
-            log.warning("%s: metadata not kept: %s", dst, "; ".join(lost))
-    else:
-        params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
-        ok, buf = cv2.imencode(ext, bgr, params)
-        if not ok:
-            raise OutputError(f"{dst}: cannot encode an image with extension {ext!r}")
-        data = buf.tobytes()
-        if icc:
-            kept = with_icc_profile(data, ext, icc)
-            if kept is None:
-                log.warning("%s: the colour profile can be kept in JPEG, PNG, WebP and TIFF outputs only; "
-                            "written without", dst)
-            data = kept or data
-        if metadata is not None and metadata.kinds():
-            kept, lost = embed(data, ext, metadata)
-            if kept is None:
-                lost = [f"{k}: kept in JPEG, PNG, WebP and TIFF outputs only" for k in metadata.kinds()]
-                log.warning("%s: metadata can be kept in JPEG, PNG, WebP and TIFF outputs only; written without", dst)
-            elif lost:
-                log.warning("%s: metadata not kept: %s", dst, "; ".join(lost))
-            data = kept or data
-
-    def _write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            f.write(data)
-
-    write_via_temp(dst, _write)
-    return lost
-
-
-def _tiff(bgr: np.ndarray, icc: Optional[bytes], metadata: Optional[ImageMetadata]) -> tuple[bytes, list[str]]:
-    """A TIFF of the BGR(A) pixels by Pillow: LZW as OpenCV writes one (uncompressed where EXIF's
-    Exif or GPS directory is kept: `tiff_save_args`), with the colour profile and `metadata`."""
-    from PIL import Image
-
-    args, lost = tiff_save_args(metadata, "tiff_lzw")
-    if icc:
-        args["icc_profile"] = icc
-    rgb = np.ascontiguousarray(bgr[..., [2, 1, 0, 3][:bgr.shape[2]]])
-    buf = io.BytesIO()
-    Image.fromarray(rgb, "RGBA" if rgb.shape[2] == 4 else "RGB").save(buf, "TIFF", **args)
-    return buf.getvalue(), lost
+def resize_planes(frame: Frame, width: int, height: int) -> None:
+    """The frame's planes scaled to width x height (chroma in proportion), in place."""
+    sw, sh = frame.planes[1].shape[1] / frame.width, frame.planes[1].shape[0] / frame.height
+    frame.planes = [frame.planes[0] if frame.planes[0].shape[:2] == (height, width) else
+                    cv2.resize(frame.planes[0], (width, height), interpolation=cv2.INTER_AREA)] + [
+        cv2.resize(p, (max(1, round(width * sw)), max(1, round(height * sh))), interpolation=cv2.INTER_AREA)
+        for p in frame.planes[1:]]
 
 
 def write_via_temp(dst: str, write) -> None:

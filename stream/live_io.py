@@ -425,8 +425,6 @@ class LiveSink:
                 self.close()
         if self.sink is None:
             self._open(frame, t)
-        if (frame.width, frame.height) != self.size:
-            _resize(frame, *self.size)  # the source changed size across a reconnect; one file keeps one size
         frame.pts, frame.time_base = round((t - self.start) / OUT_TB), OUT_TB
         self.sink.write(frame)
         self.frames += 1
@@ -448,17 +446,6 @@ def info_for(frame: Frame, rate: Fraction) -> VideoInfo:
     return VideoInfo(width=frame.width, height=frame.height, rate=rate, time_base=OUT_TB, frames=0,
                      rotation=frame.rotation, codec="", pix_fmt=frame.pix_fmt, work_fmt=frame.pix_fmt,
                      colour=frame.colour)
-
-
-def _resize(frame: Frame, width: int, height: int) -> None:
-    import cv2
-
-    sw, sh = frame.planes[1].shape[1] / frame.width, frame.planes[1].shape[0] / frame.height
-    frame.planes = [frame.planes[0] if frame.planes[0].shape[:2] == (height, width) else
-                    cv2.resize(frame.planes[0], (width, height), interpolation=cv2.INTER_AREA)] + [
-        cv2.resize(p, (max(1, round(width * sw)), max(1, round(height * sh))), interpolation=cv2.INTER_AREA)
-        for p in frame.planes[1:]]
-
 
 
 def redact(url: str) -> str:

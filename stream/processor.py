@@ -196,7 +196,7 @@ class FaceProcessor:
             p.done = True
             return p
         with self.timer.timed("track"):
-            if self.cuts.is_cut(frame.small):
+            if self.cuts.is_cut(frame.small, (frame.width, frame.height)):
                 self.tracker.reset()  # no track (nor its predicted box) survives into another shot
             p.pairs = self.tracker.update(faces, frame.index)
             p.track_boxes = {tr.id: np.array(tr.box, float) for tr, _ in p.pairs}

@@ -21,9 +21,10 @@ from typing import Callable, Optional
 
 from ideud.stream import animated, image_metadata
 from ideud.stream.decode import AudioPacket, VideoInfo, VideoSource, attach_small, is_image, read_image
-from ideud.stream.encode import VideoSink, write_image
+from ideud.stream.encode import VideoSink
 from ideud.stream.errors import InputError, OutputError, UsageError
 from ideud.stream.detect_thread import DetectThread
+from ideud.stream.image_out import write_image
 from ideud.stream.options import Options, options_report
 from ideud.stream.processor import FaceProcessor, PendingFrame
 from ideud.stream.types import Frame
@@ -315,6 +316,8 @@ def deidentify(src: str, dst: str, options: Optional[Options] = None,
         "output": {"path": os.path.abspath(dst), "frames": sink.frames, "codec": sink.codec_name,
                    "audio_streams": sum(o is not None for o in sink.audio_out[:len(source.audio_streams)]),
                    "dropped_audio_streams": sink.dropped_audio_streams,
+                   **({"resized_frames": sink.resized_frames} if sink.resized_frames else {}),
+                   **({"timestamp_jumps": sink.video_clock.jumps} if sink.video_clock.jumps else {}),
                    **({"subtitle_and_data_streams": sink.other_streams} if source.other_streams else {})},
         "lost_packets": source.lost_packets, "decode_errors": source.errors,
         "options": options_report(o),

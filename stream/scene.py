@@ -43,6 +43,7 @@ class CutDetector:
         self.mean_abs_diff = mean_abs_diff
         self._luma: Optional[np.ndarray] = None
         self._hist: Optional[np.ndarray] = None
+        self._shape: Optional[tuple] = None  # the last frame's (its detection copy's) size
         self.cuts = 0
 
     def measure(self, rgb: np.ndarray) -> tuple[float, float, float]:
@@ -60,12 +61,18 @@ class CutDetector:
         self._luma, self._hist = luma, hist
         return d_hist, d_pix, corr
 
-    def is_cut(self, rgb: Optional[np.ndarray]) -> bool:
+    def is_cut(self, rgb: Optional[np.ndarray], size: Optional[tuple] = None) -> bool:
+        """`rgb`: the frame (or its detection copy), `size`: the frame's own (w, h) if that is a
+        copy. Also True when the frame is of another size than the last (a source that changes
+        size mid-stream): boxes in the last frame's pixels mean nothing in it."""
         if rgb is None:
             return False
+        size = tuple(size) if size is not None else (rgb.shape[1], rgb.shape[0])
+        resized = self._shape is not None and self._shape != size
+        self._shape = size
         d_hist, d_pix, corr = self.measure(rgb)
-        cut = corr < SAME_PICTURE and ((d_hist > self.hist_distance and d_pix > self.mean_abs_diff)
-                                       or (d_hist > WEAK_HIST_DISTANCE and d_pix > STRONG_MEAN_ABS_DIFF))
+        cut = resized or corr < SAME_PICTURE and ((d_hist > self.hist_distance and d_pix > self.mean_abs_diff)
+                                                  or (d_hist > WEAK_HIST_DISTANCE and d_pix > STRONG_MEAN_ABS_DIFF))
         self.cuts += cut
         return cut
 

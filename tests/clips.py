@@ -1,6 +1,7 @@
 """Test media, made at test time from the public-domain astronaut portrait."""
 from __future__ import annotations
 
+import io
 import itertools
 import math
 from fractions import Fraction
@@ -157,3 +158,15 @@ def loudest_hz(sound: np.ndarray, rate: int) -> float:
     """The frequency that carries most of `sound` (windowed spectrum)."""
     spectrum = np.abs(np.fft.rfft(sound * np.hanning(sound.size)))
     return float(np.fft.rfftfreq(sound.size, 1 / rate)[int(np.argmax(spectrum))])
+
+
+def as_mpegts(clip) -> bytes:
+    """`clip`'s video and first audio stream as MPEG-TS (what a pipe or a recorder carries), packets copied."""
+    ts = io.BytesIO()
+    with av.open(str(clip)) as i, av.open(ts, "w", format="mpegts") as o:
+        out = {s.index: o.add_stream_from_template(s) for s in (i.streams.video[0], i.streams.audio[0])}
+        for p in i.demux():
+            if p.dts is not None:
+                p.stream = out[p.stream.index]
+                o.mux(p)
+    return ts.getvalue()

@@ -4,7 +4,6 @@ A pipe (MPEG-TS with AAC, as `ffmpeg ... -f mpegts -` gives) and a real RTSP ser
 clip's AAC track as a second RTP stream (tests/rtsp_server.py `audio`). The audio written is decoded
 again here: the source's 440 Hz tone, as long as the video, in step with it; `--no-audio` drops it.
 """
-import io
 import json
 import signal
 import subprocess
@@ -13,7 +12,7 @@ import av
 import numpy as np
 import pytest
 
-from clips import TONE_HZ, audio_of, loudest_hz, moving_faces, write_clip
+from clips import TONE_HZ, as_mpegts, audio_of, loudest_hz, moving_faces, write_clip
 from live_support import CLI, FPS, H, SIZE, W, Cli, RtspServer, free_port, no_server, server_missing
 from ideud.stream.audio_transcode import holds_as_is, takes_audio
 from ideud.stream.live_audio import adts_config
@@ -26,17 +25,6 @@ def audio_clip(tmp_path_factory):
     path = tmp_path_factory.mktemp("live_audio") / "faces_tone.mp4"
     write_clip(path, moving_faces(N_PIPE, W, H, size=SIZE), fps=FPS, audio=True, options={"bf": "0", "g": str(FPS)})
     return path
-
-
-def _mpegts(clip) -> bytes:
-    ts = io.BytesIO()
-    with av.open(str(clip)) as i, av.open(ts, "w", format="mpegts") as o:
-        out = {s.index: o.add_stream_from_template(s) for s in (i.streams.video[0], i.streams.audio[0])}
-        for p in i.demux():
-            if p.dts is not None:
-                p.stream = out[p.stream.index]
-                o.mux(p)
-    return ts.getvalue()
 
 
 def _tracks(path) -> tuple[list[float], np.ndarray, int, float]:
@@ -79,7 +67,7 @@ def test_pipe_audio_is_copied_in_step(audio_clip, tmp_path, ext):
     """MPEG-TS on stdin (ADTS AAC): a fragmented MP4 takes it as raw AAC with its configuration, Matroska as it is."""
     out = tmp_path / f"out.{ext}"
     p = subprocess.run([*CLI, "-", out, "--report", tmp_path / "r.json", "--quiet", "--seed", "3", "--privacy", "off"],
-                       input=_mpegts(audio_clip), capture_output=True, timeout=180)
+                       input=as_mpegts(audio_clip), capture_output=True, timeout=180)
     assert p.returncode == 0, p.stderr.decode()
     r = json.loads((tmp_path / "r.json").read_text())
     assert r["live"]["dropped_frames"] == 0
@@ -94,7 +82,7 @@ def test_pipe_audio_is_copied_in_step(audio_clip, tmp_path, ext):
 
 def test_no_audio_drops_it(audio_clip, tmp_path):
     out = tmp_path / "out.mkv"
-    p = subprocess.run([*CLI, "-", out, "--quiet", "--no-audio", "--privacy", "off"], input=_mpegts(audio_clip),
+    p = subprocess.run([*CLI, "-", out, "--quiet", "--no-audio", "--privacy", "off"], input=as_mpegts(audio_clip),
                        capture_output=True, timeout=180)
     assert p.returncode == 0, p.stderr.decode()
     with av.open(str(out)) as c:
@@ -123,7 +111,7 @@ def test_rtsp_camera_with_microphone(audio_clip, tmp_path):
 def test_segments_each_carry_their_audio(audio_clip, tmp_path):
     """Rolling segments: each file holds the audio of its own stretch of video, none lost at the cuts."""
     p = subprocess.run([*CLI, "-", tmp_path / "seg.mkv", "--segment", "0.8s", "--report", tmp_path / "r.json", "--quiet",
-                        "--privacy", "off"], input=_mpegts(audio_clip), capture_output=True, timeout=180)
+                        "--privacy", "off"], input=as_mpegts(audio_clip), capture_output=True, timeout=180)
     assert p.returncode == 0, p.stderr.decode()
     r = json.loads((tmp_path / "r.json").read_text())
     files = r["output"]["files"]

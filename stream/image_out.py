@@ -1,0 +1,84 @@
+"""A still image out (stream/runner.py's image runs): OpenCV's encoders for JPEG, PNG, WebP and
+BMP, with the colour profile, alpha and --keep-metadata's metadata put back into the file
+(stream/image_metadata.py); TIFF by Pillow, which writes them itself. Via a temp file, renamed."""
+from __future__ import annotations
+
+import io
+import logging
+import os
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from ideud.stream.decode import ImageFrame
+from ideud.stream.encode import write_via_temp
+from ideud.stream.errors import OutputError
+from ideud.stream.image_metadata import ImageMetadata, embed, tiff_save_args, with_icc_profile
+from ideud.stream.types import Frame
+
+log = logging.getLogger("ideud")
+
+ALPHA_EXTENSIONS = {".png", ".webp", ".tif", ".tiff"}  # image formats with an alpha channel
+
+
+def write_image(dst: str, frame: Frame, quality: int = 95, metadata: Optional[ImageMetadata] = None) -> list[str]:
+    """Still image out, via a temp file. OpenCV writes no EXIF/GPS/XMP; `metadata` (--keep-metadata,
+    stream/image_metadata.py) is added to JPEG, PNG and WebP files, and a TIFF is written by Pillow
+    with it. An ImageFrame's alpha channel is written where the format has one, and its colour
+    profile is embedded in JPEG, PNG, WebP and TIFF files. -> what of `metadata` could not be
+    written (by kind)."""
+    bgr = np.dstack(frame.planes[::-1])
+    ext = os.path.splitext(dst)[1].lower()
+    alpha = frame.alpha if isinstance(frame, ImageFrame) else None
+    icc = frame.icc_profile if isinstance(frame, ImageFrame) else None
+    if alpha is not None and ext in ALPHA_EXTENSIONS:
+        bgr = np.dstack([bgr, alpha])
+    elif alpha is not None:
+        log.warning("%s: %s has no transparency; the alpha channel is dropped", dst, ext)
+    lost = []
+    if ext in (".tif", ".tiff"):
+        data, lost = _tiff(bgr, icc, metadata)
+        if lost:
+            log.warning("%s: metadata not kept: %s", dst, "; ".join(lost))
+    else:
+        params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
+        ok, buf = cv2.imencode(ext, bgr, params)
+        if not ok:
+            raise OutputError(f"{dst}: cannot encode an image with extension {ext!r}")
+        data = buf.tobytes()
+        if icc:
+            kept = with_icc_profile(data, ext, icc)
+            if kept is None:
+                log.warning("%s: the colour profile can be kept in JPEG, PNG, WebP and TIFF outputs only; "
+                            "written without", dst)
+            data = kept or data
+        if metadata is not None and metadata.kinds():
+            kept, lost = embed(data, ext, metadata)
+            if kept is None:
+                lost = [f"{k}: kept in JPEG, PNG, WebP and TIFF outputs only" for k in metadata.kinds()]
+                log.warning("%s: metadata can be kept in JPEG, PNG, WebP and TIFF outputs only; written without", dst)
+            elif lost:
+                log.warning("%s: metadata not kept: %s", dst, "; ".join(lost))
+            data = kept or data
+
+    def _write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    write_via_temp(dst, _write)
+    return lost
+
+
+def _tiff(bgr: np.ndarray, icc: Optional[bytes], metadata: Optional[ImageMetadata]) -> tuple[bytes, list[str]]:
+    """A TIFF of the BGR(A) pixels by Pillow: LZW as OpenCV writes one (uncompressed where EXIF's
+    Exif or GPS directory is kept: `tiff_save_args`), with the colour profile and `metadata`."""
+    from PIL import Image
+
+    args, lost = tiff_save_args(metadata, "tiff_lzw")
+    if icc:
+        args["icc_profile"] = icc
+    rgb = np.ascontiguousarray(bgr[..., [2, 1, 0, 3][:bgr.shape[2]]])
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGBA" if rgb.shape[2] == 4 else "RGB").save(buf, "TIFF", **args)
+    return buf.getvalue(), lost

@@ -47,6 +47,7 @@ class VideoInfo:
     duration: Optional[float] = None
     work_fmt: str = "yuv420p"  # pixel format of Frame.planes
     colour: tuple = (2, 2, 2, 0)  # the first frame's colour description (Frame.colour), for the encoder
+    sar: Optional[Fraction] = None  # pixel aspect ratio where not square (Frame.sar)
 
 
 @dataclass
@@ -173,6 +174,7 @@ class VideoSource:
         duration = None
         if self.container.duration:
             duration = self.container.duration / av.time_base
+        sar = cc.sample_aspect_ratio or self.stream.sample_aspect_ratio
         self.info = VideoInfo(
             width=cc.width, height=cc.height, rate=Fraction(rate) if rate else None,
             time_base=self.stream.time_base, frames=int(self.stream.frames or 0),
@@ -180,6 +182,7 @@ class VideoSource:
             container_metadata=dict(self.container.metadata), stream_metadata=dict(self.stream.metadata),
             duration=duration,
             work_fmt=_work_format(av.VideoFormat(cc.pix_fmt)) if cc.pix_fmt else "yuv420p",
+            sar=Fraction(sar) if sar and sar > 0 and sar != 1 else None,
         )
         self.detect_size = detect_size
         self.lost_packets = 0  # packets the decoder rejected (corrupt data)
@@ -205,7 +208,7 @@ class VideoSource:
         tb = f.time_base or self.stream.time_base
         pts = f.pts
         fr = Frame(index=index, pts=pts, time_base=tb, planes=planes_of(f), pix_fmt=fmt,
-                   full_range=full, matrix=_matrix(f), rotation=int(f.rotation or 0), colour=colour,
+                   full_range=full, matrix=_matrix(f), rotation=int(f.rotation or 0), colour=colour, sar=self.info.sar,
                    time=float(pts * tb) if pts is not None and tb else index / float(self.info.rate or 25))
         if self.detect_size is not None:
             dw, dh = self.detect_size(f.width, f.height)

@@ -278,6 +278,8 @@ class VideoSink:
         for (name, unspecified), value in zip(_COLOUR_FIELDS, info.colour):
             if value and value != unspecified:
                 setattr(vs.codec_context, name, value)
+        if info.sar:  # non-square pixels (anamorphic video): without it the picture shows squeezed
+            vs.codec_context.sample_aspect_ratio = info.sar
         if info.time_base:
             vs.codec_context.time_base = info.time_base
             vs.time_base = info.time_base

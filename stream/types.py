@@ -37,6 +37,7 @@ class Frame:
     # 2, 2, 2, 0: unspecified. The output says the same, so players show it as the input (an HDR
     # phone video's BT.2020/HLG included)
     colour: tuple = (2, 2, 2, 0)
+    sar: Optional[Fraction] = None  # the source's pixel aspect ratio where not square (anamorphic video): kept
     rotation: int = 0  # degrees from the display matrix side data (kept, not applied)
     time: float = 0.0  # seconds
     small: Optional[np.ndarray] = None  # downscaled RGB copy for the detector

@@ -1,10 +1,14 @@
-"""The output says what colours it holds, as the input did: primaries, transfer and matrix in the
-stream's header. Without them players guess (BT.601 for SD, BT.709 for HD), and a phone's HDR video
-(10-bit HEVC, BT.2020 with the HLG transfer) came out as untagged 8-bit H.264 that shows washed out."""
+"""The output says how its picture is to be shown, as the input did: the colours it holds
+(primaries, transfer and matrix in the stream's header) and the shape of its pixels. Without the
+colours players guess (BT.601 for SD, BT.709 for HD), and a phone's HDR video (10-bit HEVC, BT.2020
+with the HLG transfer) came out as untagged 8-bit H.264 that shows washed out; without the pixel
+aspect ratio an anamorphic video (DV, HDV, broadcast) came out squeezed."""
 from __future__ import annotations
 
 import io
 import subprocess
+from fractions import Fraction
+from typing import Optional
 
 import av
 import pytest
@@ -18,12 +22,14 @@ HLG = (9, 18, 9)  # BT.2020 primaries, ARIB STD-B67 (HLG) transfer, BT.2020 non-
 BT709 = (1, 1, 1)
 
 
-def _clip(codec: str, pix_fmt: str, colour: tuple, fmt: str = "mp4") -> bytes:
+def _clip(codec: str, pix_fmt: str, colour: tuple, fmt: str = "mp4", sar: Optional[Fraction] = None) -> bytes:
     buf = io.BytesIO()
     with av.open(buf, "w", format=fmt) as c:
         s = c.add_stream(codec, rate=25, options={"x265-params": "log-level=error"} if codec == "libx265" else {})
         s.width, s.height, s.pix_fmt = 320, 180, pix_fmt
         s.codec_context.color_primaries, s.codec_context.color_trc, s.codec_context.colorspace = colour
+        if sar:
+            s.codec_context.sample_aspect_ratio = sar
         for rgb in moving_faces(4, 320, 180, size=120):
             for p in s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)):
                 c.mux(p)
@@ -54,3 +60,17 @@ def test_a_live_pipe_keeps_its_colour_description(tmp_path):
                        input=_clip("libx265", "yuv420p10le", HLG, fmt="mpegts"), capture_output=True, timeout=300)
     assert p.returncode == 0, p.stderr.decode(errors="replace")
     assert _colour(out) == ("yuv420p", HLG)
+
+
+@pytest.mark.parametrize("live", [False, True], ids=["file", "pipe"])
+def test_non_square_pixels_stay_non_square(tmp_path, live):
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mkv"
+    src.write_bytes(_clip("libx264", "yuv420p", BT709, sar=Fraction(4, 3)))  # 320x180 shown 16:9 * 4/3
+    if live:
+        p = subprocess.run([*CLI, "-", str(out), "-qq", "--privacy", "off", "--restorer", "classic"],
+                           input=src.read_bytes(), capture_output=True, timeout=300)
+        assert p.returncode == 0, p.stderr.decode(errors="replace")
+    else:
+        deidentify(str(src), str(out), Options(**FAST))
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].sample_aspect_ratio == Fraction(4, 3)

@@ -188,6 +188,7 @@ class VideoSource:
         self.lost_packets = 0  # packets the decoder rejected (corrupt data)
         self.errors: list[str] = []
         self.decoded = 0  # frames decoded so far
+        self._last_pts: Optional[int] = None  # (to number the frames of a stream without timestamps)
 
     def close(self) -> None:
         self.container.close()
@@ -206,7 +207,13 @@ class VideoSource:
             f = f.reformat(format=fmt)  # (a 10-bit source becomes 8-bit here; its colour description stays)
         full = fmt.startswith("yuvj") or int(f.color_range or 0) == 2
         tb = f.time_base or self.stream.time_base
-        pts = f.pts
+        pts = f.pts if f.pts is not None else f.dts
+        if pts is None and tb and self.info.rate:
+            # a raw H.264/HEVC stream (a camera's .h264 file) has no timestamps: one frame's duration
+            # after the last (else the encoder numbers the frames 1, 2, 3 ticks apart: a video of microseconds)
+            step = max(1, round(1 / (self.info.rate * tb)))
+            pts = 0 if self._last_pts is None else self._last_pts + step
+        self._last_pts = pts if pts is not None else self._last_pts
         fr = Frame(index=index, pts=pts, time_base=tb, planes=planes_of(f), pix_fmt=fmt,
                    full_range=full, matrix=_matrix(f), rotation=int(f.rotation or 0), colour=colour, sar=self.info.sar,
                    time=float(pts * tb) if pts is not None and tb else index / float(self.info.rate or 25))

@@ -1,9 +1,15 @@
-"""Joined recordings (`cat a.ts b.ts`): the second part's clock restarts and its picture may be of
+"""Timestamps the source does not give well.
+
+Joined recordings (`cat a.ts b.ts`): the second part's clock restarts and its picture may be of
 another size. Before, the encoder refused the first frame whose time went back ("encoding failed at
 frame N (Invalid argument)", no output at all), and a frame of another size could not be encoded.
 Now every frame is written, in order, at the first part's size; the video and the audio continue
 across the join; a change of size ends the tracks (a scene cut), so no box of the first part is
-carried into the second; the report says what happened."""
+carried into the second; the report says what happened.
+
+A raw H.264 stream (a camera's .h264 file) has no timestamps at all: its frames were numbered one
+tick apart by the encoder, a video of microseconds; now they are one frame's duration apart.
+"""
 from __future__ import annotations
 
 import av
@@ -58,3 +64,22 @@ def test_a_frame_of_another_size_is_a_cut():
     assert not det.is_cut(still, (640, 360)) and not det.is_cut(still, (640, 360))
     assert det.is_cut(still, (480, 270))  # the same picture, another size: its boxes mean nothing
     assert not det.is_cut(still, (480, 270))
+
+
+def test_a_raw_h264_stream_gets_one_frame_duration_per_frame(tmp_path):
+    src, out = tmp_path / "camera.h264", tmp_path / "out.mp4"
+    with av.open(str(src), "w", format="h264") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 320, 180, "yuv420p"
+        for rgb in moving_faces(10, 320, 180, size=100):
+            for p in s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with av.open(str(src)) as c:
+        assert all(f.pts is None for f in c.decode(video=0))  # as a camera writes it
+    rep = deidentify(str(src), str(out), Options(privacy="off", restorer="classic", seed=1, audio=False))
+    assert rep["output"]["frames"] == 10
+    with av.open(str(out)) as c:
+        times = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+    assert times == pytest.approx([k / 25 for k in range(10)], abs=1e-3)

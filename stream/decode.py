@@ -48,6 +48,7 @@ class VideoInfo:
     work_fmt: str = "yuv420p"  # pixel format of Frame.planes
     colour: tuple = (2, 2, 2, 0)  # the first frame's colour description (Frame.colour), for the encoder
     sar: Optional[Fraction] = None  # pixel aspect ratio where not square (Frame.sar)
+    field_order: int = 0  # Frame.field_order
 
 
 @dataclass
@@ -182,7 +183,7 @@ class VideoSource:
             container_metadata=dict(self.container.metadata), stream_metadata=dict(self.stream.metadata),
             duration=duration,
             work_fmt=_work_format(av.VideoFormat(cc.pix_fmt)) if cc.pix_fmt else "yuv420p",
-            sar=Fraction(sar) if sar and sar > 0 and sar != 1 else None,
+            sar=Fraction(sar) if sar and sar > 0 and sar != 1 else None, field_order=int(cc.field_order or 0),
         )
         self.detect_size = detect_size
         self.lost_packets = 0  # packets the decoder rejected (corrupt data)
@@ -216,6 +217,7 @@ class VideoSource:
         self._last_pts = pts if pts is not None else self._last_pts
         fr = Frame(index=index, pts=pts, time_base=tb, planes=planes_of(f), pix_fmt=fmt,
                    full_range=full, matrix=_matrix(f), rotation=int(f.rotation or 0), colour=colour, sar=self.info.sar,
+                   field_order=self.info.field_order,
                    time=float(pts * tb) if pts is not None and tb else index / float(self.info.rate or 25))
         if self.detect_size is not None:
             dw, dh = self.detect_size(f.width, f.height)

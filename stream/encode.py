@@ -280,6 +280,9 @@ class VideoSink:
                 setattr(vs.codec_context, name, value)
         if info.sar:  # non-square pixels (anamorphic video): without it the picture shows squeezed
             vs.codec_context.sample_aspect_ratio = info.sar
+        interlaced = info.field_order in (2, 3, 4, 5) and codec_name == "libx264"
+        if interlaced:  # coded as fields again, as the source was: players deinterlace it (else it shows combed)
+            vs.codec_context.field_order = info.field_order
         if info.time_base:
             vs.codec_context.time_base = info.time_base
             vs.time_base = info.time_base
@@ -291,6 +294,9 @@ class VideoSink:
             opts.setdefault("preset", preset)
         for k, v in CODEC_DEFAULTS.get(codec_name, {}).items():
             opts.setdefault(k, v)
+        if interlaced:
+            opts["x264-params"] = ":".join(p for p in (opts.get("x264-params"), "interlaced=1",
+                                                        "tff=1" if info.field_order in (2, 4) else "bff=1") if p)
         vs.options = opts
         if info.rotation:
             vs.set_display_rotation(info.rotation)

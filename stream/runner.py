@@ -124,7 +124,7 @@ class _Encoder:
     def _open(self, first: Frame) -> None:
         self.info.rotation = first.rotation
         self.info.work_fmt = first.pix_fmt
-        self.info.colour, self.info.sar = first.colour, first.sar
+        self.info.colour, self.info.sar, self.info.field_order = first.colour, first.sar, first.field_order
         o = self.o
         self.sink = VideoSink(self.dst, self.info, codec=o.codec, crf=o.crf, preset=o.preset,
                               keep_metadata=o.keep_metadata, audio=o.audio, fill_heap=o.seed is not None)

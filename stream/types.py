@@ -38,6 +38,7 @@ class Frame:
     # phone video's BT.2020/HLG included)
     colour: tuple = (2, 2, 2, 0)
     sar: Optional[Fraction] = None  # the source's pixel aspect ratio where not square (anamorphic video): kept
+    field_order: int = 0  # the source's, as FFmpeg numbers it (2-5: interlaced, 2 and 4 top field first)
     rotation: int = 0  # degrees from the display matrix side data (kept, not applied)
     time: float = 0.0  # seconds
     small: Optional[np.ndarray] = None  # downscaled RGB copy for the detector

@@ -2,7 +2,8 @@
 (primaries, transfer and matrix in the stream's header) and the shape of its pixels. Without the
 colours players guess (BT.601 for SD, BT.709 for HD), and a phone's HDR video (10-bit HEVC, BT.2020
 with the HLG transfer) came out as untagged 8-bit H.264 that shows washed out; without the pixel
-aspect ratio an anamorphic video (DV, HDV, broadcast) came out squeezed."""
+aspect ratio an anamorphic video (DV, HDV, broadcast) came out squeezed; an interlaced one came out
+coded as progressive frames, which players do not deinterlace (combs on every movement)."""
 from __future__ import annotations
 
 import io
@@ -74,3 +75,20 @@ def test_non_square_pixels_stay_non_square(tmp_path, live):
         deidentify(str(src), str(out), Options(**FAST))
     with av.open(str(out)) as c:
         assert c.streams.video[0].sample_aspect_ratio == Fraction(4, 3)
+
+
+def test_interlaced_video_stays_interlaced(tmp_path):
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("libx264", rate=25, options={"x264-params": "interlaced=1:bff=1"})
+        s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
+        for rgb in moving_faces(4, 320, 240, size=120):
+            for p in s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    deidentify(str(src), str(out), Options(**FAST))
+    for path in (src, out):
+        with av.open(str(path)) as c:
+            assert c.streams.video[0].codec_context.field_order == 3  # bottom field first
+            assert all(f.interlaced_frame for f in c.decode(video=0))

@@ -51,6 +51,8 @@ DEFAULT_CRF = {"libx264": 18, "libx265": 18, "libvpx-vp9": 24}
 # libvpx's own defaults took 15 ms a 360p frame here, H.264 veryfast 2.5: its real-time mode ~4 ms
 CODEC_DEFAULTS = {"libvpx-vp9": {"deadline": "realtime", "cpu-used": "6", "row-mt": "1", "b": "0"},
                   "libvpx": {"deadline": "realtime", "cpu-used": "6", "crf": "10", "b": "2M"}}  # VP8: crf under a cap
+# encoders that keep a 4:2:2 or 4:4:4 source's chroma (lossless); the others write 4:2:0
+KEEPS_CHROMA = {"ffv1"}
 # what a container is offered in the message when it cannot hold the codec asked for
 CODEC_CHOICES = ("libx264", "libx265", "libvpx-vp9", "libsvtav1", "ffv1", "mpeg4", "gif")
 # containers by extension, to tell a codec they cannot hold before any work (others: when opened)
@@ -176,6 +178,10 @@ def check_output_path(dst: str, video_input: bool, codec: Optional[str] = None) 
 
 def _codec_pix_fmt(codec: "av.Codec", wanted: str) -> str:
     fmts = [f.name for f in (codec.video_formats or [])]
+    if codec.name not in KEEPS_CHROMA and wanted.endswith(("422p", "444p")):
+        # a lossy encoder writes 4:2:0: H.264 in 4:2:2 or 4:4:4 (an MJPEG camera, a pro camera's
+        # 4:2:2) plays in few players (no browser, no QuickTime); --codec ffv1 keeps the source's
+        wanted = wanted[:-4] + "420p"
     if not fmts or wanted in fmts:
         return wanted
     # yuvj* is the full-range spelling of yuv*: the range is flagged on the frames instead

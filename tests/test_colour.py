@@ -92,3 +92,23 @@ def test_interlaced_video_stays_interlaced(tmp_path):
         with av.open(str(path)) as c:
             assert c.streams.video[0].codec_context.field_order == 3  # bottom field first
             assert all(f.interlaced_frame for f in c.decode(video=0))
+
+
+def test_a_4_2_2_camera_file_comes_out_as_4_2_0_unless_lossless(tmp_path):
+    """An MJPEG camera's 4:2:2 (full range) became H.264 High 4:2:2, which no browser or QuickTime
+    plays; a lossy output is 4:2:0 now, a lossless one (ffv1) keeps the source's chroma."""
+    src = tmp_path / "camera.avi"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("mjpeg", rate=25)
+        s.width, s.height, s.pix_fmt = 320, 180, "yuvj422p"
+        for rgb in moving_faces(4, 320, 180, size=100):
+            for p in s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj422p")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    for name, codec, want in (("out.mp4", "auto", ("yuvj420p", "High")), ("out.mkv", "ffv1", ("yuv422p", None))):
+        deidentify(str(src), str(tmp_path / name), Options(**{**FAST, "codec": codec}))
+        with av.open(str(tmp_path / name)) as c:
+            cc = c.streams.video[0].codec_context
+            assert (cc.pix_fmt, cc.profile if codec != "ffv1" else None) == want
+            assert next(c.decode(video=0)).color_range == 2  # still full range

@@ -50,6 +50,7 @@ CRF_RANGE = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63)}
 DEFAULT_CRF = {"libx264": 18, "libx265": 18, "libvpx-vp9": 24}
 # libvpx's own defaults took 15 ms a 360p frame here, H.264 veryfast 2.5: its real-time mode ~4 ms
 CODEC_DEFAULTS = {"libvpx-vp9": {"deadline": "realtime", "cpu-used": "6", "row-mt": "1", "b": "0"},
+                  "libx265": {"x265-params": "log-level=error"},  # not its 25 lines of settings on stderr
                   "libvpx": {"deadline": "realtime", "cpu-used": "6", "crf": "10", "b": "2M"}}  # VP8: crf under a cap
 # encoders that keep a 4:2:2 or 4:4:4 source's chroma (lossless); the others write 4:2:0
 KEEPS_CHROMA = {"ffv1"}
@@ -300,6 +301,8 @@ class VideoSink:
             opts.setdefault("preset", preset)
         for k, v in CODEC_DEFAULTS.get(codec_name, {}).items():
             opts.setdefault(k, v)
+        if codec_name == "libx265" and self.container.format.name.split(",")[0] in ("mov", "mp4"):
+            vs.codec_tag = "hvc1"  # (FFmpeg's default hev1 is not played by QuickTime, iOS or Safari)
         if interlaced:
             opts["x264-params"] = ":".join(p for p in (opts.get("x264-params"), "interlaced=1",
                                                         "tff=1" if info.field_order in (2, 4) else "bff=1") if p)

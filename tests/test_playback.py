@@ -1,9 +1,13 @@
-"""The output says how its picture is to be shown, as the input did: the colours it holds
-(primaries, transfer and matrix in the stream's header) and the shape of its pixels. Without the
-colours players guess (BT.601 for SD, BT.709 for HD), and a phone's HDR video (10-bit HEVC, BT.2020
-with the HLG transfer) came out as untagged 8-bit H.264 that shows washed out; without the pixel
-aspect ratio an anamorphic video (DV, HDV, broadcast) came out squeezed; an interlaced one came out
-coded as progressive frames, which players do not deinterlace (combs on every movement)."""
+"""The output plays, and shows as the input did: the colours it holds (primaries, transfer and
+matrix in the stream's header), the shape of its pixels, its interlacing, and a chroma layout and
+codec tag that common players take.
+
+Before: a phone's HDR video (10-bit HEVC, BT.2020 with the HLG transfer) came out as untagged 8-bit
+H.264 that shows washed out, and a BT.709 SD clip untagged (players take BT.601); an anamorphic video
+came out squeezed; an interlaced one coded as progressive frames (combs on every movement); an MJPEG
+camera's 4:2:2 as H.264 High 4:2:2 (no browser, no QuickTime); `--codec libx265` into MP4 tagged
+hev1 (not played by QuickTime, iOS, Safari), with 25 lines of x265's settings on stderr.
+"""
 from __future__ import annotations
 
 import io
@@ -112,3 +116,14 @@ def test_a_4_2_2_camera_file_comes_out_as_4_2_0_unless_lossless(tmp_path):
             cc = c.streams.video[0].codec_context
             assert (cc.pix_fmt, cc.profile if codec != "ffv1" else None) == want
             assert next(c.decode(video=0)).color_range == 2  # still full range
+
+
+def test_hevc_in_mp4_is_tagged_for_apple_players_and_quiet(tmp_path):
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    src.write_bytes(_clip("libx264", "yuv420p", BT709))
+    p = subprocess.run([*CLI, str(src), str(out), "--codec", "libx265", "-q", "--privacy", "off",
+                        "--restorer", "classic"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "x265 [info]" not in p.stderr
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name == "hevc" and c.streams.video[0].codec_tag == "hvc1"

@@ -39,7 +39,7 @@ from ideud.stream.errors import InputError, OutputError, UsageError
 from ideud.stream.live_detect import LiveDetect
 from ideud.stream.live_io import (END, MAX_JUMP, MIN_STEP, NETWORK_SCHEMES, OUT_TB, DropQueue, Emit, Gap, LiveOptions,
                                   LiveSink, OutputClock, container_for, is_device, is_live_output, is_live_source,
-                                  open_source, open_waiting, parse_duration, read_frames, redact, scheme,
+                                  is_recording, open_source, open_waiting, parse_duration, read_frames, redact, scheme,
                                   segment_name)
 from ideud.stream.live_stats import Stats, format_summary
 from ideud.stream.options import options_report
@@ -50,7 +50,7 @@ log = logging.getLogger("ideud.live")
 
 __all__ = ["END", "MAX_JUMP", "MIN_STEP", "NETWORK_SCHEMES", "OUT_TB", "DropQueue", "Gap", "LiveOptions", "LiveRun",
            "LiveSink", "OutputClock", "Stats", "check_live", "container_for", "format_summary", "is_device",
-           "is_live_output", "is_live_source", "open_source", "open_waiting", "parse_duration", "read_frames",
+           "is_live_output", "is_live_source", "is_recording", "open_source", "open_waiting", "parse_duration", "read_frames",
            "run_live", "scheme", "segment_name"]
 
 AUDIO_QUEUE = 4096  # audio packets waiting for the video to catch up (~85 s of AAC); the oldest go beyond

@@ -53,6 +53,23 @@ def is_live_source(src: str) -> bool:
     return src == "-" or is_device(src) or scheme(src) in NETWORK_SCHEMES
 
 
+def is_recording(src: str, timeout: float = 10.0) -> bool:
+    """An http(s) URL to a file with an end (its container says how long it is; an HLS playlist
+    that is complete): a recording, to run as a file, every frame. As a live stream it was paced,
+    dropped frames when behind, and at its end reconnected and read it again, without end. False
+    for any other source, a stream without a length (a camera's MJPEG, a live playlist) and a URL
+    that does not answer (the live path's waits and errors apply)."""
+    if scheme(src) not in ("http", "https"):
+        return False
+    import av
+
+    try:
+        with av.open(src, timeout=timeout) as c:
+            return bool(c.duration and c.duration > 0)
+    except Exception:
+        return False
+
+
 def is_live_output(dst: str) -> bool:
     return dst == "-" or "://" in dst
 

@@ -106,11 +106,11 @@ def run(argv: list[str]) -> int:
     log_to_stderr(PROG, a.quiet)
     from ideud.stream.decode import is_image
     from ideud.stream.encode import check_output_path
-    from ideud.stream.live import is_live_output, is_live_source
+    from ideud.stream.live import is_live_output, is_live_source, is_recording
     from ideud.stream.pipeline import deidentify
 
     options = pipeline_options(a)
-    if a.live or is_live_source(a.input) or is_live_output(a.output):
+    if a.live or (is_live_source(a.input) and not is_recording(a.input)) or is_live_output(a.output):
         return _run_live(a, options)
     check_output_path(a.output, video_input=not is_image(a.input), codec=a.codec)
     bars, on_frame = _progress(a.quiet)

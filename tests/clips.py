@@ -170,3 +170,21 @@ def as_mpegts(clip) -> bytes:
                 p.stream = out[p.stream.index]
                 o.mux(p)
     return ts.getvalue()
+
+
+def encoded(dst, n: int, width: int, height: int, codec: str = "libx264", pix_fmt: str = "yuv420p",
+            fmt: str | None = None, options: dict | None = None, context: dict | None = None, size: int = 100):
+    """`n` frames of a moving face as a video of `codec` in `pix_fmt` (no audio) at `dst` (a path or a
+    writable buffer; `fmt`: the container when a buffer or a raw stream), with encoder `options` and
+    codec-context attributes `context` (colour description, aspect ratio); returns `dst`."""
+    with av.open(dst if not isinstance(dst, Path) else str(dst), "w", format=fmt) as c:
+        s = c.add_stream(codec, rate=25, options=options or {})
+        s.width, s.height, s.pix_fmt = width, height, pix_fmt
+        for name, value in (context or {}).items():
+            setattr(s.codec_context, name, value)
+        for rgb in moving_faces(n, width, height, size=size):
+            for p in s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return dst

@@ -18,7 +18,7 @@ from typing import Optional
 import av
 import pytest
 
-from clips import moving_faces
+from clips import encoded
 from live_support import CLI
 from ideud.stream.pipeline import Options, deidentify
 
@@ -28,19 +28,11 @@ BT709 = (1, 1, 1)
 
 
 def _clip(codec: str, pix_fmt: str, colour: tuple, fmt: str = "mp4", sar: Optional[Fraction] = None) -> bytes:
-    buf = io.BytesIO()
-    with av.open(buf, "w", format=fmt) as c:
-        s = c.add_stream(codec, rate=25, options={"x265-params": "log-level=error"} if codec == "libx265" else {})
-        s.width, s.height, s.pix_fmt = 320, 180, pix_fmt
-        s.codec_context.color_primaries, s.codec_context.color_trc, s.codec_context.colorspace = colour
-        if sar:
-            s.codec_context.sample_aspect_ratio = sar
-        for rgb in moving_faces(4, 320, 180, size=120):
-            for p in s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return buf.getvalue()
+    context = dict(zip(("color_primaries", "color_trc", "colorspace"), colour))
+    if sar:
+        context["sample_aspect_ratio"] = sar
+    return encoded(io.BytesIO(), 4, 320, 180, codec, pix_fmt, fmt=fmt, size=120, context=context,
+                   options={"x265-params": "log-level=error"} if codec == "libx265" else None).getvalue()
 
 
 def _colour(path) -> tuple:
@@ -83,14 +75,7 @@ def test_non_square_pixels_stay_non_square(tmp_path, live):
 
 def test_interlaced_video_stays_interlaced(tmp_path):
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
-    with av.open(str(src), "w") as c:
-        s = c.add_stream("libx264", rate=25, options={"x264-params": "interlaced=1:bff=1"})
-        s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
-        for rgb in moving_faces(4, 320, 240, size=120):
-            for p in s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    encoded(src, 4, 320, 240, options={"x264-params": "interlaced=1:bff=1"}, size=120)
     deidentify(str(src), str(out), Options(**FAST))
     for path in (src, out):
         with av.open(str(path)) as c:
@@ -101,15 +86,7 @@ def test_interlaced_video_stays_interlaced(tmp_path):
 def test_a_4_2_2_camera_file_comes_out_as_4_2_0_unless_lossless(tmp_path):
     """An MJPEG camera's 4:2:2 (full range) became H.264 High 4:2:2, which no browser or QuickTime
     plays; a lossy output is 4:2:0 now, a lossless one (ffv1) keeps the source's chroma."""
-    src = tmp_path / "camera.avi"
-    with av.open(str(src), "w") as c:
-        s = c.add_stream("mjpeg", rate=25)
-        s.width, s.height, s.pix_fmt = 320, 180, "yuvj422p"
-        for rgb in moving_faces(4, 320, 180, size=100):
-            for p in s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj422p")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    src = encoded(tmp_path / "camera.avi", 4, 320, 180, "mjpeg", "yuvj422p")
     for name, codec, want in (("out.mp4", "auto", ("yuvj420p", "High")), ("out.mkv", "ffv1", ("yuv422p", None))):
         deidentify(str(src), str(tmp_path / name), Options(**{**FAST, "codec": codec}))
         with av.open(str(tmp_path / name)) as c:

@@ -16,7 +16,7 @@ import av
 import numpy as np
 import pytest
 
-from clips import as_mpegts, audio_of, moving_faces, write_clip
+from clips import as_mpegts, audio_of, encoded, moving_faces, write_clip
 from ideud.stream.pipeline import Options, deidentify
 from ideud.stream.scene import CutDetector
 
@@ -67,15 +67,7 @@ def test_a_frame_of_another_size_is_a_cut():
 
 
 def test_a_raw_h264_stream_gets_one_frame_duration_per_frame(tmp_path):
-    src, out = tmp_path / "camera.h264", tmp_path / "out.mp4"
-    with av.open(str(src), "w", format="h264") as c:
-        s = c.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = 320, 180, "yuv420p"
-        for rgb in moving_faces(10, 320, 180, size=100):
-            for p in s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    src, out = encoded(tmp_path / "camera.h264", 10, 320, 180, fmt="h264"), tmp_path / "out.mp4"
     with av.open(str(src)) as c:
         assert all(f.pts is None for f in c.decode(video=0))  # as a camera writes it
     rep = deidentify(str(src), str(out), Options(privacy="off", restorer="classic", seed=1, audio=False))

@@ -50,6 +50,13 @@ class VideoInfo:
     sar: Optional[Fraction] = None  # pixel aspect ratio where not square (Frame.sar)
     field_order: int = 0  # Frame.field_order
 
+    def take_picture_of(self, first: "Frame") -> "VideoInfo":
+        """How the first frame to be written is to be shown (rotation, working format, colours,
+        pixel shape, fields), for the encoder: the sinks open on it. Returns self."""
+        self.rotation, self.work_fmt = first.rotation, first.pix_fmt
+        self.colour, self.sar, self.field_order = first.colour, first.sar, first.field_order
+        return self
+
 
 @dataclass
 class AudioPacket:
@@ -120,6 +127,11 @@ def _matrix(frame: "av.VideoFrame") -> str:
     if cs in (9, 10):
         return "bt2020"
     return "bt709" if frame.height >= 720 else "bt601"  # unspecified: FFmpeg's usual guess
+
+
+def frame_step(rate: Optional[Fraction], time_base: Optional[Fraction]) -> int:
+    """One frame's duration in `time_base` ticks at `rate` (1 where either is unknown)."""
+    return max(1, round(1 / (rate * time_base))) if rate and time_base else 1
 
 
 def _work_format(fmt: "av.VideoFormat") -> str:
@@ -212,8 +224,7 @@ class VideoSource:
         if pts is None and tb and self.info.rate:
             # a raw H.264/HEVC stream (a camera's .h264 file) has no timestamps: one frame's duration
             # after the last (else the encoder numbers the frames 1, 2, 3 ticks apart: a video of microseconds)
-            step = max(1, round(1 / (self.info.rate * tb)))
-            pts = 0 if self._last_pts is None else self._last_pts + step
+            pts = 0 if self._last_pts is None else self._last_pts + frame_step(self.info.rate, tb)
         self._last_pts = pts if pts is not None else self._last_pts
         fr = Frame(index=index, pts=pts, time_base=tb, planes=planes_of(f), pix_fmt=fmt,
                    full_range=full, matrix=_matrix(f), rotation=int(f.rotation or 0), colour=colour, sar=self.info.sar,

@@ -23,7 +23,7 @@ import numpy as np
 
 from ideud.stream import heap_fill
 from ideud.stream.audio_transcode import output_stream
-from ideud.stream.decode import AudioPacket, VideoInfo, is_image
+from ideud.stream.decode import AudioPacket, VideoInfo, frame_step, is_image
 from ideud.stream.errors import OutputError, UsageError
 from ideud.stream.timestamps import Continuous
 from ideud.stream.types import Frame
@@ -264,7 +264,6 @@ class VideoSink:
         # timestamps that go back in the source (joined recordings) continue instead (stream/timestamps.py)
         self.video_clock = Continuous()
         self._audio_clocks: dict[int, Continuous] = {}
-        self._said_jump = False
         self._closed = False
 
     def _setup(self, codec_name, crf, preset, keep_metadata, audio, codec_options):
@@ -349,9 +348,9 @@ class VideoSink:
         for plane, data in zip(out.planes, frame.planes):
             view = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
             view[:, : plane.width] = data
-        out.pts = self.video_clock(frame.pts, self._frame_step(frame))
-        if self.video_clock.jumps == 1 and out.pts != frame.pts and not self._said_jump:
-            self._said_jump = True
+        jumps = self.video_clock.jumps
+        out.pts = self.video_clock(frame.pts, frame_step(self.info.rate, frame.time_base))
+        if self.video_clock.jumps and not jumps:  # (the first jump back: said once)
             log.warning("%s: the video's timestamps go back at frame %d (joined recordings?); the rest follows "
                         "on from there", self.dst, frame.index)
         if frame.time_base is not None:
@@ -361,11 +360,6 @@ class VideoSink:
         if out.format.name != self.video.pix_fmt:
             out = out.reformat(format=self.video.pix_fmt)
         return out
-
-    def _frame_step(self, frame: Frame) -> int:
-        """One frame's duration in the frame's time base (where a jump back continues)."""
-        tb, rate = frame.time_base, self.info.rate
-        return max(1, round(1 / (rate * tb))) if tb and rate else 1
 
     def write(self, frame: Frame) -> None:
         if (frame.width, frame.height) != (self.info.width, self.info.height):

@@ -50,8 +50,8 @@ log = logging.getLogger("ideud.live")
 
 __all__ = ["END", "MAX_JUMP", "MIN_STEP", "NETWORK_SCHEMES", "OUT_TB", "DropQueue", "Gap", "LiveOptions", "LiveRun",
            "LiveSink", "OutputClock", "Stats", "check_live", "container_for", "format_summary", "is_device",
-           "is_live_output", "is_live_source", "is_recording", "open_source", "open_waiting", "parse_duration", "read_frames",
-           "run_live", "scheme", "segment_name"]
+           "is_live_output", "is_live_source", "is_recording", "open_source", "open_waiting", "parse_duration",
+           "read_frames", "run_live", "scheme", "segment_name"]
 
 AUDIO_QUEUE = 4096  # audio packets waiting for the video to catch up (~85 s of AAC); the oldest go beyond
 EVENTS_ENV = "IDEUD_LIVE_EVENTS"  # "stderr": every event also as one `ideud-live-event {json}` line

@@ -461,8 +461,7 @@ class LiveSink:
 
 def info_for(frame: Frame, rate: Fraction) -> VideoInfo:
     return VideoInfo(width=frame.width, height=frame.height, rate=rate, time_base=OUT_TB, frames=0,
-                     rotation=frame.rotation, codec="", pix_fmt=frame.pix_fmt, work_fmt=frame.pix_fmt,
-                     colour=frame.colour, sar=frame.sar, field_order=frame.field_order)
+                     rotation=0, codec="", pix_fmt=frame.pix_fmt).take_picture_of(frame)
 
 
 def redact(url: str) -> str:

@@ -122,9 +122,7 @@ class _Encoder:
             self.proc.timer.add("encode", time.perf_counter() - t)
 
     def _open(self, first: Frame) -> None:
-        self.info.rotation = first.rotation
-        self.info.work_fmt = first.pix_fmt
-        self.info.colour, self.info.sar, self.info.field_order = first.colour, first.sar, first.field_order
+        self.info.take_picture_of(first)
         o = self.o
         self.sink = VideoSink(self.dst, self.info, codec=o.codec, crf=o.crf, preset=o.preset,
                               keep_metadata=o.keep_metadata, audio=o.audio, fill_heap=o.seed is not None)

@@ -29,8 +29,8 @@ log = logging.getLogger("ideud")
 WARMUP_TRACK = -9  # the track id of the warm-up face: trackers count from 1, the guard's undo uses -7
 
 
-def demo_face() -> np.ndarray:
-    """The shipped public-domain portrait, RGB."""
+def shipped_portrait() -> np.ndarray:
+    """The public-domain portrait the package ships (models/data/demo_portrait.jpg), RGB (225x275)."""
     data = resources.files("ideud.models").joinpath("data/demo_portrait.jpg").read_bytes()
     return np.ascontiguousarray(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1])
 
@@ -43,7 +43,7 @@ def warm_up(proc) -> None:
         _quietly("the false-face verifier", warm)
     if proc.o.track_only:
         return
-    rgb = demo_face()
+    rgb = shipped_portrait()
     det = proc.detector
     dropped = getattr(det, "dropped", None)
     faces = _quietly("the detector", lambda: det.detect(rgb)) or []

@@ -13,7 +13,6 @@ import os
 import sys
 import tempfile
 from fractions import Fraction
-from importlib import resources
 from typing import Iterator, Optional
 
 import av
@@ -24,15 +23,11 @@ PROG = "ideud-video demo"
 WIDTH, HEIGHT, FPS = 640, 400, 25
 
 
-def demo_portrait() -> np.ndarray:
-    """The shipped portrait, RGB (225x275)."""
-    data = resources.files("ideud.models").joinpath("data/demo_portrait.jpg").read_bytes()
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1].copy()
-
-
 def animate(n: int, height: int = 330) -> Iterator[np.ndarray]:
     """RGB frames: the portrait drifting, scaling and turning slightly over a soft background."""
-    head = demo_portrait()
+    from ideud.stream.warmup import shipped_portrait
+
+    head = shipped_portrait()
     head = cv2.resize(head, (round(head.shape[1] * height / head.shape[0]), height), interpolation=cv2.INTER_CUBIC)
     h, w = head.shape[:2]
     yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]

@@ -227,7 +227,7 @@ def pass2(src: str, seg: Segment, options, seeds: dict, detections: Optional[dic
             proc.process(frame)
             if frame.index >= seg.start:
                 if sink is None:
-                    info.rotation, info.work_fmt, info.colour = frame.rotation, frame.pix_fmt, frame.colour
+                    info.take_picture_of(frame)
                     sink = VideoSink(seg_path, info, codec=o.codec, crf=o.crf, preset=o.preset, audio=False,
                                      fill_heap=o.seed is not None)
                 sink.write(frame)

@@ -4,6 +4,10 @@ Audio is copied packet for packet wherever the output's container takes its code
 not (a phone's AAC into .webm or .ogv) it used to be dropped, with nothing said but a count in the
 report. Now it is decoded and encoded to AAC where the container takes that, else Opus (WebM, Ogg),
 at the source's channel layout, its timestamps carried over; a GIF holds no audio at all.
+An MP4 takes more codecs than its players play: Opus, FLAC and PCM (FFmpeg writes it as `ipcm`) are
+muxed without complaint, but QuickTime, iOS, Windows' player and most TVs play none of them there
+(no sound, or the file refused), so into an MP4 only what every MP4 player plays is copied
+(`PLAYED_IN`), anything else is encoded once as AAC. A MOV, MKV or WebM keeps what it holds.
 Only sound goes through here: nothing of a face.
 """
 from __future__ import annotations
@@ -22,6 +26,8 @@ BIT_RATE = 128_000
 # muxers that do their own network I/O, so cannot write a header into memory: their streams go out
 # as RTP, whose muxer is asked instead (it writes into memory, one stream at a time)
 CARRIED_AS_RTP = {"rtsp", "sap"}
+# audio every player of the container plays, by the container format's name (others: any it holds)
+PLAYED_IN = {"mp4": {"aac", "mp3", "ac3", "eac3"}}
 
 
 def _header_written(container, add) -> bool:
@@ -48,7 +54,11 @@ def takes_audio(container, codec: str) -> bool:
 
 
 def holds_as_is(container, template) -> bool:
-    """Whether this output container can hold a copy of this input stream."""
+    """Whether this output container can hold a copy of this input stream (for audio: one its
+    players play, `PLAYED_IN`)."""
+    played = PLAYED_IN.get(container.format.name)
+    if played is not None and template.type == "audio" and template.codec_context.codec.canonical_name not in played:
+        return False
     return _header_written(container, lambda c: c.add_stream_from_template(template))
 
 

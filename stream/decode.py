@@ -18,12 +18,14 @@ import av
 import cv2
 import numpy as np
 
+from ideud.stream import still_formats
 from ideud.stream.errors import InputError
+from ideud.stream.still_formats import PILLOW_STILLS
 from ideud.stream.types import Frame
 
 # Planar 8-bit YUV formats we process natively; anything else is converted once.
 WORK_FORMATS = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"}
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", *PILLOW_STILLS}
 ISO_MEDIA = {".mp4", ".m4v", ".mov", ".3gp", ".m4a"}  # files whose index is a top-level box (moov)
 
 log = logging.getLogger("ideud")
@@ -44,6 +46,7 @@ class VideoInfo:
     audio: list = field(default_factory=list)
     container_metadata: dict = field(default_factory=dict)
     stream_metadata: dict = field(default_factory=dict)
+    chapters: list = field(default_factory=list)  # their titles are metadata: written with --keep-metadata only
     duration: Optional[float] = None
     work_fmt: str = "yuv420p"  # pixel format of Frame.planes
     colour: tuple = (2, 2, 2, 0)  # the first frame's colour description (Frame.colour), for the encoder
@@ -129,6 +132,12 @@ def _matrix(frame: "av.VideoFrame") -> str:
     return "bt709" if frame.height >= 720 else "bt601"  # unspecified: FFmpeg's usual guess
 
 
+def looks_short(decoded: int, declared: Optional[int]) -> bool:
+    """Fewer frames than the container declared by more than one and 2 % (a cut-off file): a count one
+    off is common (FFmpeg's AVI muxer declares 41 frames for the 40 it writes where there is sound)."""
+    return bool(declared) and decoded < min(0.98 * declared, declared - 1)
+
+
 def frame_step(rate: Optional[Fraction], time_base: Optional[Fraction]) -> int:
     """One frame's duration in `time_base` ticks at `rate` (1 where either is unknown)."""
     return max(1, round(1 / (rate * time_base))) if rate and time_base else 1
@@ -179,6 +188,11 @@ class VideoSource:
             self.container.close()
             raise InputError(f"{url}: video stream has an unsupported codec or no frames")
         self.stream.thread_type = "AUTO"
+        others = [s for s in self.container.streams.video
+                  if s is not self.stream and not s.disposition & av.stream.Disposition.attached_pic]
+        if others:  # never copied (they show faces too): said, not silently lost
+            log.warning("%s: %d more video stream(s) (another camera or angle) not written: only the first "
+                        "video stream is de-identified", url, len(others))
         cc = self.stream.codec_context
         self.audio_streams = list(self.container.streams.audio) if audio else []
         # `other` (--keep-metadata): subtitle and data streams are copied too, like audio
@@ -193,7 +207,7 @@ class VideoSource:
             time_base=self.stream.time_base, frames=int(self.stream.frames or 0),
             rotation=0, codec=cc.name, pix_fmt=cc.pix_fmt or "", audio=self.audio_streams + self.other_streams,
             container_metadata=dict(self.container.metadata), stream_metadata=dict(self.stream.metadata),
-            duration=duration,
+            chapters=self._chapters(), duration=duration,
             work_fmt=_work_format(av.VideoFormat(cc.pix_fmt)) if cc.pix_fmt else "yuv420p",
             sar=Fraction(sar) if sar and sar > 0 and sar != 1 else None, field_order=int(cc.field_order or 0),
         )
@@ -202,6 +216,12 @@ class VideoSource:
         self.errors: list[str] = []
         self.decoded = 0  # frames decoded so far
         self._last_pts: Optional[int] = None  # (to number the frames of a stream without timestamps)
+
+    def _chapters(self) -> list:
+        try:
+            return list(self.container.chapters())
+        except (AttributeError, av.error.FFmpegError):  # a PyAV without chapters
+            return []
 
     def close(self) -> None:
         self.container.close()
@@ -247,9 +267,10 @@ class VideoSource:
 
     def _check_count(self) -> None:
         declared = self.info.frames
-        if declared and self.decoded < declared and (self.errors or self.lost_packets or self.decoded < 0.98 * declared):
+        short = looks_short(self.decoded, declared)
+        if declared and self.decoded < declared and (self.errors or self.lost_packets or short):
             note = (f"decoded {self.decoded} of {declared} declared frames: the input looks truncated"
-                    if self.decoded < 0.98 * declared else
+                    if short else
                     f"decoded {self.decoded} of {declared} declared frames")
             self.errors.append(note)
             log.warning("%s: %s", self.url, note)
@@ -300,13 +321,17 @@ def read_image(path: str) -> ImageFrame:
     data = np.fromfile(path, np.uint8) if os.path.exists(path) else None
     if data is None:
         raise InputError(f"{path}: no such file")
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None  # turned upright by EXIF Orientation
-    if img is None:
-        raise InputError(f"{path}: not an image file OpenCV can read")
-    rgb = img[:, :, ::-1]
+    ext = os.path.splitext(path)[1].lower()
+    if ext in PILLOW_STILLS and data.size:  # HEIC/HEIF, AVIF: by Pillow (stream/still_formats.py)
+        rgb, alpha = still_formats.read(path, ext)
+    else:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None  # turned upright by EXIF Orientation
+        if img is None:
+            raise InputError(f"{path}: not an image file OpenCV can read")
+        rgb, alpha = img[:, :, ::-1], _alpha_of(data, img.shape[:2])
     return ImageFrame(index=0, pts=0, time_base=Fraction(1, 1),
                       planes=[np.ascontiguousarray(rgb[..., i]) for i in range(3)], pix_fmt="rgb", full_range=True,
-                      alpha=_alpha_of(data, img.shape[:2]), icc_profile=image_icc_profile(path))
+                      alpha=alpha, icc_profile=image_icc_profile(path))
 
 
 def _alpha_of(data: np.ndarray, shape: tuple) -> Optional[np.ndarray]:

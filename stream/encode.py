@@ -111,6 +111,12 @@ def remove_stale_temps(dst: str) -> list[str]:
     return removed
 
 
+def set_chapters(container, chapters: list) -> None:
+    """The input's chapters, titles and all (--keep-metadata), where the container holds chapters."""
+    if chapters and hasattr(container, "set_chapters"):
+        container.set_chapters(chapters)
+
+
 def safe_tags(tags: dict) -> dict:
     """The tags kept without --keep-metadata (they identify nobody)."""
     return {k: v for k, v in tags.items() if k.lower() in SAFE_STREAM_TAGS}
@@ -310,6 +316,7 @@ class VideoSink:
             vs.set_display_rotation(info.rotation)
         if keep_metadata:
             self.container.metadata.update(info.container_metadata)
+            set_chapters(self.container, info.chapters)
             vs.metadata.update(info.stream_metadata)
         else:
             vs.metadata.update(safe_tags(info.stream_metadata))
@@ -323,8 +330,8 @@ class VideoSink:
                 out, tr = output_stream(self.container, s)
                 if tr is not None:  # decoded and encoded once (AAC into .webm: Opus)
                     self.transcoders[len(self.audio_out)] = tr
-                    log.info("%s: the input's %s audio cannot go into this container as it is; encoded as %s",
-                             self.dst, s.codec_context.name, tr.name)
+                    log.info("%s: the input's %s audio cannot go into this container as it is (or few of its "
+                             "players play it there); encoded as %s", self.dst, s.codec_context.name, tr.name)
                 elif out is None:
                     dropped.append(s.type)  # this container cannot hold that codec: said in the report
                 if out is not None:

@@ -1,6 +1,7 @@
 """A still image out (stream/runner.py's image runs): OpenCV's encoders for JPEG, PNG, WebP and
 BMP, with the colour profile, alpha and --keep-metadata's metadata put back into the file
-(stream/image_metadata.py); TIFF by Pillow, which writes them itself. Via a temp file, renamed."""
+(stream/image_metadata.py); TIFF, HEIC/HEIF and AVIF by Pillow (stream/still_formats.py), which
+writes them itself. Via a temp file, renamed."""
 from __future__ import annotations
 
 import io
@@ -15,18 +16,20 @@ from ideud.stream.decode import ImageFrame
 from ideud.stream.encode import write_via_temp
 from ideud.stream.errors import OutputError
 from ideud.stream.image_metadata import ImageMetadata, embed, tiff_save_args, with_icc_profile
+from ideud.stream.still_formats import PILLOW_STILLS
+from ideud.stream.still_formats import encode as pillow_still
 from ideud.stream.types import Frame
 
 log = logging.getLogger("ideud")
 
-ALPHA_EXTENSIONS = {".png", ".webp", ".tif", ".tiff"}  # image formats with an alpha channel
+ALPHA_EXTENSIONS = {".png", ".webp", ".tif", ".tiff", *PILLOW_STILLS}  # image formats with an alpha channel
 
 
 def write_image(dst: str, frame: Frame, quality: int = 95, metadata: Optional[ImageMetadata] = None) -> list[str]:
     """Still image out, via a temp file. OpenCV writes no EXIF/GPS/XMP; `metadata` (--keep-metadata,
-    stream/image_metadata.py) is added to JPEG, PNG and WebP files, and a TIFF is written by Pillow
-    with it. An ImageFrame's alpha channel is written where the format has one, and its colour
-    profile is embedded in JPEG, PNG, WebP and TIFF files. -> what of `metadata` could not be
+    stream/image_metadata.py) is added to JPEG, PNG and WebP files, and a TIFF, HEIC or AVIF is
+    written by Pillow with it. An ImageFrame's alpha channel is written where the format has one,
+    and its colour profile is embedded in every format but BMP. -> what of `metadata` could not be
     written (by kind)."""
     bgr = np.dstack(frame.planes[::-1])
     ext = os.path.splitext(dst)[1].lower()
@@ -37,8 +40,13 @@ def write_image(dst: str, frame: Frame, quality: int = 95, metadata: Optional[Im
     elif alpha is not None:
         log.warning("%s: %s has no transparency; the alpha channel is dropped", dst, ext)
     lost = []
-    if ext in (".tif", ".tiff"):
-        data, lost = _tiff(bgr, icc, metadata)
+    if ext in (".tif", ".tiff") or ext in PILLOW_STILLS:
+        if ext in PILLOW_STILLS:
+            keep_alpha = alpha is not None and bgr.shape[2] == 4
+            data, lost = pillow_still(dst, ext, np.ascontiguousarray(bgr[..., 2::-1]), alpha if keep_alpha else None,
+                                      quality, icc, metadata)
+        else:
+            data, lost = _tiff(bgr, icc, metadata)
         if lost:
             log.warning("%s: metadata not kept: %s", dst, "; ".join(lost))
     else:

@@ -133,6 +133,32 @@ def with_subtitles(clip, dst, text: str = "Hello Alice") -> Path:
     return dst
 
 
+def with_audio_codec(clip, dst, codec: str):
+    """`clip`'s video (packets copied) and its first audio stream encoded again as `codec`, at `dst`."""
+    with av.open(str(clip)) as i, av.open(str(dst), "w") as o:
+        vs = o.add_stream_from_template(i.streams.video[0])
+        src = i.streams.audio[0].codec_context
+        a = o.add_stream(codec, rate=48000 if codec == "libopus" else src.sample_rate)
+        a.layout = src.layout.name
+        size = a.codec_context.frame_size or 1024
+        resampler = av.AudioResampler(format=a.codec_context.codec.audio_formats[0].name, layout=a.layout,
+                                      rate=a.codec_context.sample_rate, frame_size=size)
+        for p in i.demux(i.streams.video[0], i.streams.audio[0]):
+            if p.dts is None:
+                continue
+            if p.stream.type == "video":
+                p.stream = vs
+                o.mux(p)
+                continue
+            for f in p.decode():
+                for g in resampler.resample(f):
+                    o.mux(a.encode(g))
+        for g in resampler.resample(None):
+            o.mux(a.encode(g))
+        o.mux(a.encode(None))
+    return Path(dst)
+
+
 def subtitle_text(path) -> tuple[int, bytes]:
     """(how many subtitle streams `path` has, their packets' bytes joined)."""
     with av.open(str(path)) as c:

@@ -9,13 +9,15 @@ import re
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-from clips import TONE_HZ, astronaut, audio_of, loudest_hz, moving_faces, subtitle_text, with_subtitles, write_clip
+from clips import (TONE_HZ, astronaut, audio_of, loudest_hz, moving_faces, subtitle_text, with_audio_codec, with_subtitles,
+                   write_clip)
 
 CLI = [sys.executable, "-m", "ideud.tools.cli"]
 FAST = ["--privacy", "off", "--restorer", "classic"]  # for tests about files, not about faces
@@ -106,6 +108,33 @@ def test_truncated_with_index_first_says_how_many_frames(faststart_clip, tmp_pat
         assert sum(1 for _ in c.decode(video=0)) == written
 
 
+def test_a_whole_avi_is_not_called_truncated(tmp_path):
+    """FFmpeg's AVI muxer declares one frame more than it writes where there is sound (41 for 40): a
+    whole file is not reported as a truncated one (it was: 40 is under 98 % of 41)."""
+    src = tmp_path / "cam.avi"
+    with av.open(str(src), "w") as c:
+        s, a = c.add_stream("mpeg4", rate=25), c.add_stream("libmp3lame", rate=48000)
+        s.width, s.height, s.pix_fmt = 256, 192, "yuv420p"
+        a.layout = "mono"
+        for rgb in moving_faces(40, 256, 192, size=130):
+            c.mux(s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")))
+        c.mux(s.encode(None))
+        n = a.codec_context.frame_size
+        for k in range(0, 48000 * 40 // 25, n):
+            f = av.AudioFrame.from_ndarray(np.zeros((1, n), np.float32), format="fltp", layout="mono")
+            f.sample_rate, f.pts, f.time_base = 48000, k, Fraction(1, 48000)
+            c.mux(a.encode(f))
+        c.mux(a.encode(None))
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].frames == 41  # the muxer's count this test is about
+    out, rep_path = tmp_path / "o.mp4", tmp_path / "r.json"
+    p = run(src, out, "--report", rep_path, *FAST)
+    assert p.returncode == 0, p.stderr
+    rep = json.loads(rep_path.read_text())
+    assert rep["output"]["frames"] == 40 and not rep["decode_errors"]
+    assert "truncated" not in p.stderr and "declared" not in p.stderr
+
+
 def test_truncated_with_index_last_says_truncated(clip, tmp_path):
     data = clip.read_bytes()
     src = tmp_path / "cut.mp4"
@@ -156,6 +185,47 @@ def test_audio_goes_where_the_container_holds_it(tmp_path, ext, codec):
     assert abs(loudest_hz(sound, rate) - TONE_HZ) < 5
     p = run(src, tmp_path / "o.gif", "-qq", *FAST)  # a GIF holds no sound: said, not silently lost
     assert p.returncode == 0 and "audio stream(s) cannot go into this container" in p.stderr
+
+
+@pytest.mark.parametrize("src_ext,codec", [("mkv", "libopus"), ("mkv", "flac"), ("mov", "pcm_s16le"), ("mkv", "libmp3lame")])
+def test_an_mp4_gets_audio_its_players_play(tmp_path, src_ext, codec):
+    """Opus, FLAC and PCM go into an MP4 without complaint but play in few of its players (QuickTime,
+    iOS, TVs: no sound); they come out as AAC there: the same tone, as long. MP3 is copied, and a
+    Matroska output keeps what it holds (the Opus copied)."""
+    tone = write_clip(tmp_path / "tone.mp4", moving_faces(50, 256, 192, size=130), audio=True)
+    src = with_audio_codec(tone, tmp_path / f"src.{src_ext}", codec)
+    played = {"libmp3lame": "mp3"}.get(codec, "aac")
+    for out, want in ((tmp_path / "o.mp4", played), (tmp_path / "o.mkv", None)):
+        p = run(src, out, "-qq", *FAST)
+        assert p.returncode == 0, p.stderr
+        with av.open(str(src)) as c_in, av.open(str(out)) as c:
+            kept = c_in.streams.audio[0].codec_context.codec.canonical_name
+            assert c.streams.audio[0].codec_context.codec.canonical_name == (want or kept)
+        sound, rate, _ = audio_of(out)
+        assert abs(sound.size / rate - 2.0) < 0.1
+        assert abs(loudest_hz(sound, rate) - TONE_HZ) < 5
+
+
+def test_a_second_video_stream_is_not_written_and_said(tmp_path):
+    """A file with two video streams (two cameras, both showing the face): the first is de-identified,
+    the second never copied (it would be the face raw), and a warning says so (it went silently)."""
+    src = tmp_path / "two.mkv"
+    with av.open(str(src), "w") as c:
+        streams = [c.add_stream("libx264", rate=25) for _ in range(2)]
+        for s in streams:
+            s.width, s.height, s.pix_fmt = 256, 192, "yuv420p"
+        for rgb in moving_faces(20, 256, 192, size=130):
+            for s in streams:
+                c.mux(s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")))
+        for s in streams:
+            c.mux(s.encode(None))
+    for extra in ((), ("--keep-metadata",)):
+        out = tmp_path / "o.mkv"
+        p = run(src, out, "-q", "--force", *extra, *FAST)
+        assert p.returncode == 0, p.stderr
+        assert "1 more video stream(s) (another camera or angle) not written" in p.stderr
+        with av.open(str(out)) as c:
+            assert len(c.streams.video) == 1 and not c.streams.audio
 
 
 def test_a_codec_the_container_cannot_hold_is_one_plain_line(clip, tmp_path):
@@ -213,6 +283,29 @@ def test_keep_metadata_keeps_make_and_model(tmp_path, ext):
     with av.open(str(stripped)) as c:
         text = json.dumps(dict(c.metadata)).lower()
     assert "apple" not in text and "iphone" not in text and "48.8584" not in text
+
+
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_keep_metadata_keeps_chapters(clip, tmp_path, ext):
+    """Chapter titles are metadata ("Alice arrives"): kept whole with --keep-metadata (they were
+    dropped in every mode), never written without it."""
+    src = tmp_path / "chapters.mkv"
+    chapters = [{"id": 1, "start": 0, "end": 1000, "time_base": Fraction(1, 1000), "metadata": {"title": "Alice arrives"}},
+                {"id": 2, "start": 1000, "end": 2000, "time_base": Fraction(1, 1000), "metadata": {"title": "Bob speaks"}}]
+    with av.open(str(clip)) as i, av.open(str(src), "w") as o:
+        vs = o.add_stream_from_template(i.streams.video[0])
+        o.set_chapters(chapters)
+        for pk in i.demux(i.streams.video[0]):
+            if pk.dts is not None:
+                pk.stream = vs
+                o.mux(pk)
+    for keep in (True, False):
+        out = tmp_path / f"o{int(keep)}.{ext}"
+        p = run(src, out, "-qq", *FAST, *(["--keep-metadata"] if keep else []))
+        assert p.returncode == 0, p.stderr
+        with av.open(str(out)) as c:
+            got = [(float(ch["start"] * ch["time_base"]), ch["metadata"].get("title")) for ch in c.chapters()]
+        assert got == ([(0.0, "Alice arrives"), (1.0, "Bob speaks")] if keep else [])
 
 
 def test_keep_metadata_keeps_subtitles(clip, tmp_path):

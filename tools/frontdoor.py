@@ -152,6 +152,8 @@ def plural(n: int, word: str) -> str:
 
 def summary(rep: dict) -> str:
     """`60 frames, 1 face track, 60 face-frames: 58 rendered, 2 obfuscated` (plus truncation and speed)."""
+    from ideud.stream.decode import looks_short
+
     frames, face_frames = rep.get("frames", 0), rep.get("face_frames", 0)
     obfuscated = rep.get("fallback_face_frames", 0)
     text = f"{plural(frames, 'frame')}, {plural(len(rep.get('tracks', [])), 'face track')}"
@@ -159,7 +161,7 @@ def summary(rep: dict) -> str:
         text += f", {plural(face_frames, 'face-frame')}: {face_frames - obfuscated} rendered, {obfuscated} obfuscated"
     declared = rep.get("input", {}).get("frames_declared") or 0
     written = rep.get("output", {}).get("frames", frames)
-    if declared and written < declared:
+    if looks_short(written, declared):
         text += f"; only {written} of {declared} declared frames could be decoded: the input looks truncated"
     fps = rep.get("fps")
     return text + (f", {fps:.1f} fps" if fps else "")

@@ -264,7 +264,7 @@ def pass2(src: str, seg: Segment, options, seeds: dict, detections: Optional[dic
 def concat(src: str, seg_paths: list[str], dst: str, options, frames: int) -> dict:
     """Stream-copy the encoded segments, in order, and the input's audio (with --keep-metadata its
     subtitle and data streams too, as a single-process run copies them) into `dst` (via a temp file)."""
-    from ideud.stream.encode import safe_tags
+    from ideud.stream.encode import safe_tags, set_chapters
 
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     tmp = temp_path_for(dst)
@@ -280,6 +280,7 @@ def concat(src: str, seg_paths: list[str], dst: str, options, frames: int) -> di
         with av.open(tmp, "w") as out:
             if options.keep_metadata:
                 out.metadata.update(info.container_metadata)
+                set_chapters(out, info.chapters)
             vs = out.add_stream_from_template(ins[0].streams.video[0])
             vs.metadata.clear()
             vs.metadata.update(info.stream_metadata if options.keep_metadata else safe_tags(info.stream_metadata))

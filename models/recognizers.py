@@ -72,10 +72,12 @@ class TwoRecognizers:
         self.dlib_chips = 0
         self.edge_chips = 0
 
-    def person(self, rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The person's (dlib, EdgeFace) embeddings from the unmirrored chip: memory only."""
+    def person(self, rgb: np.ndarray, landmarks: np.ndarray,
+               edge: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+        """The person's (dlib, EdgeFace) embeddings from the unmirrored chip: memory only. `edge`: the
+        EdgeFace one, already embedded from the same chip (not embedded again)."""
         d = self.dlib_embed(dlib_views(self.dlib, rgb, landmarks, full=False))[0]
-        e = self.chip_embeddings(np.stack(edge_views(rgb, landmarks, full=False)))[0]
+        e = self.chip_embeddings(np.stack(edge_views(rgb, landmarks, full=False)))[0] if edge is None else edge
         self.dlib_chips += 1
         return d, e
 

@@ -105,7 +105,7 @@ from ideud.stream.guard_ahead import batch_size, can_look_ahead, next_batch, set
 from ideud.stream.guard_inversion import inverses_for, undone_by_edgeface, undone_passes_dlib
 from ideud.stream.guard_occluded_refs import kept_references, masked_reference
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, LOOK_SHARE, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
-                                       STEPS, Policy, _Track, pose_moved_since_check, track_report)
+                                       STEPS, Policy, _Track, pose_moved_since_check, same_output, track_report)
 from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, finish_candidate,  # noqa: F401
                                       kept_occluder_passes, looks_like_face, obfuscated, occluder_keep, output_drifted,
                                       render_candidate, verified_mosaic, with_occluders)
@@ -172,7 +172,8 @@ class PrivacyGuard:
             # ID code freezes (the output settles over a track's first frames) and after while the head turns
             look = not self.identity.is_frozen(tr.id) or pose_moved_since_check(self.policy, st, r, LOOK_SHARE)
             if not self._due(st, tr.id, r, rendered) and not (look and output_drifted(
-                    self.two, frame, r, (rendered, item, face_rgb), st, self.policy.edge_max - self.policy.edge_margin)):
+                    self.two, frame, r, (rendered, item, face_rgb), st, self.policy.edge_max - self.policy.edge_margin,
+                    self.policy.tau)):
                 st.seconds += time.perf_counter() - t0
                 out.append((job, rendered, item, face_rgb))
                 continue
@@ -216,7 +217,7 @@ class PrivacyGuard:
             st.refs.clear()
             st.edge_refs.clear()
             st.masked_refs.clear()
-            st.now = st.output_edge = None
+            st.now = st.output_edge = st.looked = None
             self._done[track_id] = self._track_report(st)
 
     def track_report(self, track_id: int) -> Optional[dict]:
@@ -275,19 +276,19 @@ class PrivacyGuard:
         """A re-check may keep the last dlib distance when nothing it measured has changed: no new
         reference of the person, that distance had the search's margin, and the output face is
         the same new face for EdgeFace (its chip's cosine to the last fully checked output at
-        least SAME_OUTPUT: as close as a re-crop or re-encode of one photo)."""
+        least SAME_OUTPUT, as a re-crop of one photo, or a little less: guard_policy.same_output)."""
         p = self.policy
         return (not new_reference and st.output_edge is not None and st.distance is not None
-                and st.distance >= p.tau + p.margin and float(output @ st.output_edge) >= SAME_OUTPUT)
+                and st.distance >= p.tau + p.margin and same_output(float(output @ st.output_edge), st.distance, p.tau))
 
-    def _add_reference(self, st: _Track, ctx_rgb: np.ndarray, ctx: Crop, r, occluder=None) -> bool:
+    def _add_reference(self, st: _Track, ctx_rgb: np.ndarray, ctx: Crop, r, occluder=None, edge=None) -> bool:
         """The person at this frame, always measured against (st.now: the look drifts with light and
         hands, EdgeFace 0.70-0.96 to a kept reference of the same pose, and outputs judged against
         old references only matched their own frame); kept for later checks if no kept one has about
         this pose. True when kept or no longer looking as the kept ones (an unchanged output's dlib
         distance then no longer stands). With an occluder, also the person with it greyed."""
         pose = (r.yaw, r.pitch)
-        st.now = self.two.person(ctx_rgb, r.landmarks[:, :2] - ctx.offset)
+        st.now = self.two.person(ctx_rgb, r.landmarks[:, :2] - ctx.offset, edge=edge)
         if st.refs and min(max(abs(pose[0] - q[0]), abs(pose[1] - q[1])) for q in st.ref_poses) < 5.0:
             return float(np.max(np.asarray(st.edge_refs) @ st.now[1])) < SAME_OUTPUT
         st.refs.append(st.now[0])
@@ -315,7 +316,8 @@ class PrivacyGuard:
             st.provisional = True  # check again at the first near-frontal frame
         ctx = context_crop(frame, r, current[0].target + current[0].crop.offset)
         ctx_rgb = bl.crop_rgb(frame, ctx)
-        new_reference = self._add_reference(st, ctx_rgb, ctx, r, occluder)
+        looked, st.looked = (st.looked if st.looked and st.looked[0] == frame.index else None), None  # output_drifted's
+        new_reference = self._add_reference(st, ctx_rgb, ctx, r, occluder, edge=None if looked is None else looked[2])
         occ = occluder_keep(frame, r, current[0])  # what this frame's own render left original
         if st.cursor is not None:  # a search spread over frames goes on
             return self._search(frame, tid, st, r, ctx, ctx_rgb, st.cursor[0], None, occ)
@@ -330,7 +332,8 @@ class PrivacyGuard:
             img, pts = candidate_output(ctx_rgb, ctx, *current)
             dref, eref = self._refs(st)
             # EdgeFace on every view in one batch; the chip's embedding (view 0) is the output's
-            sims, views = self.two.edge_similarity([(img, pts)], eref, embeddings=True)
+            sims, views = self.two.edge_similarity([(img, pts)], eref, embeddings=True,
+                                                   chip_embeddings=None if looked is None else looked[1][None])
             s, output, face = float(sims[0]), views[0, 0], None
             if self._output_unchanged(st, output, new_reference):
                 # the same new face as at the last full check, against the same references: dlib's

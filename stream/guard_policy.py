@@ -25,6 +25,12 @@ MAX_REFERENCES = 4  # embeddings of the person per track (different poses)
 # a re-check keeps dlib's last distance when the output's EdgeFace chip is at least this close to the
 # output fully checked last (genuine views of one photo: mean 0.92-0.995; different people: p99 0.214)
 SAME_OUTPUT = 0.95
+# ... or within SAME_OUTPUT_WIDE of it where that check's dlib distance was at least DLIB_PER_CHANGE x
+# (1 - cosine) over tau: a rendered face's chip varies 0.90-0.95 from frame to frame without any change
+# of the face (a moving head's resampling), and on 4,704 verified face-frames of five clips dlib's
+# distance fell by more than 1.5 x (1 - cosine) once (by 0.004 more), never under tau
+SAME_OUTPUT_WIDE = 0.90
+DLIB_PER_CHANGE = 1.5
 # after the ID code freezes, the output's drift is still looked at while yaw or pitch has moved over
 # this share of the re-check's bar since the last check (a turning head drifts before it is re-checked)
 LOOK_SHARE = 0.5
@@ -101,6 +107,7 @@ class _Track:
     output_edge: Optional[object] = None  # EdgeFace of the output face at the last full check (the fake face)
     dlib_reused: int = 0  # re-checks that kept the last dlib distance (the output had not changed)
     inversion_sims: Optional[object] = None  # EdgeFace of each undone face of the candidate being checked
+    looked: Optional[tuple] = None  # (frame index, output chip, person chip): EdgeFace of a look, memory only
     seconds: float = 0.0
 
 
@@ -124,6 +131,13 @@ def track_report(st: _Track, policy: Policy) -> dict:
             "refreshed": st.refreshed, "dlib_reused": st.dlib_reused, "seconds": round(st.seconds, 3),
             # (step, candidate) of a verified track: nothing of the person, shareable (batch segments)
             "choice": list(st.choice) if st.status == "verified" and st.choice is not None else None}
+
+
+def same_output(cosine: float, distance: Optional[float], tau: float) -> bool:
+    """The output is still the new face last fully checked (dlib's distance then still stands): its
+    EdgeFace chip's `cosine` to that one, that check's dlib `distance`."""
+    return cosine >= SAME_OUTPUT or (cosine >= SAME_OUTPUT_WIDE and distance is not None
+                                     and distance >= tau + DLIB_PER_CHANGE * (1.0 - cosine))
 
 
 def pose_moved_since_check(p: Policy, st: _Track, r, share: float = 1.0) -> bool:

@@ -14,7 +14,7 @@ from ideud.models.recognizer import THRESHOLD as DLIB_THRESHOLD
 from ideud.models.recognizers import TwoRecognizers, edge_views
 from ideud.stream import blend as bl
 from ideud.stream.guard_occluded_refs import greyed, in_context
-from ideud.stream.guard_policy import SAME_OUTPUT
+from ideud.stream.guard_policy import same_output
 from ideud.stream.render import crop_for, render, render_mask
 from ideud.stream.restore_worker import RestoreWorker
 from ideud.stream.types import Crop, Frame, RestoreItem
@@ -193,7 +193,7 @@ def with_occluders(cand: Optional[tuple], occluders: Optional[tuple[Crop, np.nda
     return dataclasses.replace(rendered, mask=mask.astype(np.float32), occluded=share), item, restored
 
 
-def output_drifted(two: TwoRecognizers, frame, r, current: tuple, st, limit: float) -> bool:
+def output_drifted(two: TwoRecognizers, frame, r, current: tuple, st, limit: float, tau: float) -> bool:
     """Between full checks the rendered face can drift (Step II follows the face's small motion: a
     repeated frame gives the same output, a slowly turning one does not): on footage its EdgeFace chip
     moved to 0.77 of the checked one within two frames, and its similarity to the person from 0.16 to
@@ -203,9 +203,9 @@ def output_drifted(two: TwoRecognizers, frame, r, current: tuple, st, limit: flo
     0.187). So the EdgeFace chips of the output and of this frame's person, one batch a face-frame
     (the guard asks until the track's ID code freezes: after that the output held as steadily as its
     input, and looking on cost 5 ms a frame for 4 faces and found nothing the full checks had not):
-    a full re-check is due when the output is no longer the face last checked (cosine under
-    SAME_OUTPUT) or its chip alone is over `limit` against the person, now or kept (`limit` sits
-    under the full check's own: the chip is the mildest of its views, 0.01-0.02 lower)."""
+    a full re-check is due when the output is no longer the face last checked (guard_policy.same_output,
+    with that check's dlib distance and `tau`) or its chip alone is over `limit` against the person, now
+    or kept (`limit` sits under the full check's own: the chip is the mildest of its views, 0.01-0.02 lower)."""
     if st.output_edge is None or not st.edge_refs:
         return True  # nothing to compare with: check in full
     ctx = context_crop(frame, r, current[0].target + current[0].crop.offset)
@@ -213,6 +213,7 @@ def output_drifted(two: TwoRecognizers, frame, r, current: tuple, st, limit: flo
     img, pts = candidate_output(ctx_rgb, ctx, *current)
     chip, person = two.chip_embeddings([edge_views(img, pts, full=False)[0],
                                         edge_views(ctx_rgb, np.asarray(r.landmarks)[:, :2] - ctx.offset, full=False)[0]])
+    st.looked = (frame.index, chip, person)  # a re-check of this frame embeds neither again
     refs = np.vstack([np.asarray(st.edge_refs, np.float32), person[None]])
     refs /= np.maximum(np.linalg.norm(refs, axis=1, keepdims=True), 1e-12)
-    return float((refs @ chip).max()) > limit or float(chip @ st.output_edge) < SAME_OUTPUT
+    return float((refs @ chip).max()) > limit or not same_output(float(chip @ st.output_edge), st.distance, tau)

@@ -303,8 +303,8 @@ class DlibSeesSomeoneElse(TwoRecognizers):
         super().__init__()
         self.other = self.dlib.embed_chips(dlib_views(self.dlib, other_rgb, other_lm, full=False))[0]
 
-    def person(self, rgb, landmarks):
-        _, edge = super().person(rgb, landmarks)
+    def person(self, rgb, landmarks, edge=None):
+        _, edge = super().person(rgb, landmarks, edge)
         return self.other, edge
 
 

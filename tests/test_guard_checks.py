@@ -262,7 +262,7 @@ def test_a_drifted_output_is_judged_against_the_person_of_its_own_frame():
     # (the face last checked is this very output: what could make it drift is the person alone)
     limit = g.policy.edge_max - g.policy.edge_margin
     chips = g.two.edge_chips
-    assert gv.output_drifted(g.two, frame, r, current, st, limit)
+    assert gv.output_drifted(g.two, frame, r, current, st, limit, g.policy.tau)
     assert g.two.edge_chips == chips + 2  # the output's chip and the person's, one batch
     # what made it drift is the person of this frame: against the kept reference alone it held
     # (the same output as checked last, far under the limit)
@@ -302,3 +302,14 @@ def test_after_the_freeze_a_turning_face_s_output_is_still_looked_at():
         assert (g.two.edge_chips == chips + 2) == looked  # the output's chip and the person's
         assert (len(checked) == checks + 1) == looked  # the person found there: checked in full
         assert (out == [None]) == looked
+
+
+def test_an_output_changed_a_little_keeps_its_dlib_distance_only_with_room_over_tau():
+    """guard_policy.same_output: a chip within 0.95 of the output last checked is the same new face; within
+    0.90 only where that check's dlib distance was 1.5 x (1 - cosine) over tau; under 0.90 never."""
+    from ideud.stream.guard_policy import same_output
+    tau = 0.6
+    assert same_output(0.96, 0.61, tau) and same_output(0.95, None, tau)
+    assert same_output(0.93, 0.71, tau) and not same_output(0.93, 0.70, tau)  # 0.6 + 1.5 x 0.07 = 0.705
+    assert not same_output(0.93, None, tau)  # no dlib distance measured: checked in full
+    assert same_output(0.90, 0.76, tau) and not same_output(0.899, 0.9, tau)

@@ -336,6 +336,15 @@ def sample_code(seed: int, k: int, draw: int = 0) -> np.ndarray:
     return (rng.standard_normal(k) * taper).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=64)
+def _seeded_codes(seed: int, k: int, n: int) -> np.ndarray:
+    """The `n` candidate codes of a seed (64 generators: ~6 ms), kept for the seed's other picks (each
+    escalation level, the guard's second-pass inverse with its fixed seed). Read-only."""
+    cands = np.stack([sample_code(seed, k, i) for i in range(n)])
+    cands.flags.writeable = False
+    return cands
+
+
 def pick_farthest(z: np.ndarray, seed: int, k: int, candidates: int = 8, select_k: Optional[int] = None,
                   trait_axes: Optional[np.ndarray] = None, tol=None, keep: int = TRAIT_KEEP) -> int:
     """Index of the seeded candidate farthest from z (what target_code takes; a segment can carry it).
@@ -347,7 +356,7 @@ def pick_farthest(z: np.ndarray, seed: int, k: int, candidates: int = 8, select_
     are mostly men: the farthest face alone gives women and clean-shaven men a moustache shadow and
     heavy brows, and takes bearded men's beards away. A pure function of z and the seed.
     """
-    cands = np.stack([sample_code(seed, k, i) for i in range(max(1, candidates))])
+    cands = _seeded_codes(int(seed), int(k), max(1, int(candidates)))
     z = np.asarray(z, np.float32)
     sk = select_k or k
     far = np.linalg.norm(cands[:, :sk] - z[:sk], axis=1)

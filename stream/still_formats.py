@@ -52,7 +52,8 @@ def read(path: str, ext: str) -> tuple[np.ndarray, Optional[np.ndarray]]:
             im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
             px = np.asarray(im)
     except (OSError, ValueError, SyntaxError) as e:
-        raise InputError(f"{path}: not a {PILLOW_STILLS[ext]} image that can be read ({e})") from None
+        why = " ".join(str(e).split())  # one line (libheif's messages end in a newline)
+        raise InputError(f"{path}: not a {PILLOW_STILLS[ext]} image that can be read ({why})") from None
     if px.shape[2] == 4:
         return np.ascontiguousarray(px[..., :3]), np.ascontiguousarray(px[..., 3])
     return np.ascontiguousarray(px), None

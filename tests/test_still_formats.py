@@ -2,6 +2,8 @@
 Before, a .heic was taken for a video: "the input is a video, so the output must be a video file"
 for out.jpg, and "cannot write" for out.heic."""
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pillow_heif
@@ -73,3 +75,15 @@ def test_transparency_is_kept_in_avif(tmp_path):
     with Image.open(tmp_path / "o.avif") as im:
         alpha = np.asarray(im.convert("RGBA"))[..., 3]
     assert alpha[:15].max() < 40 and alpha[40:].min() > 215
+
+
+def test_a_cut_or_fake_heic_is_one_line_and_exit_2(phone_photos, tmp_path):
+    d, _ = phone_photos
+    (tmp_path / "cut.heic").write_bytes((d / "photo.heic").read_bytes()[:3000])
+    (tmp_path / "text.heic").write_text("hello")
+    for name in ("cut.heic", "text.heic"):
+        p = subprocess.run([sys.executable, "-m", "ideud.tools.cli", str(tmp_path / name), str(tmp_path / "o.jpg"), "-qq"],
+                           capture_output=True, text=True)
+        lines = [x for x in p.stderr.splitlines() if x.strip() and not x.startswith("W0000")]
+        assert p.returncode == 2 and len(lines) == 1 and "not a HEIF image that can be read" in lines[0], p.stderr
+        assert not (tmp_path / "o.jpg").exists()

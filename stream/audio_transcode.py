@@ -57,8 +57,10 @@ def holds_as_is(container, template) -> bool:
     """Whether this output container can hold a copy of this input stream (for audio: one its
     players play, `PLAYED_IN`)."""
     played = PLAYED_IN.get(container.format.name)
-    if played is not None and template.type == "audio" and template.codec_context.codec.canonical_name not in played:
-        return False
+    if played is not None and template.type == "audio":
+        codec = getattr(getattr(template.codec_context, "codec", None), "canonical_name", None)
+        if codec not in played:
+            return False
     return _header_written(container, lambda c: c.add_stream_from_template(template))
 
 

@@ -40,13 +40,12 @@ def write_image(dst: str, frame: Frame, quality: int = 95, metadata: Optional[Im
     elif alpha is not None:
         log.warning("%s: %s has no transparency; the alpha channel is dropped", dst, ext)
     lost = []
-    if ext in (".tif", ".tiff") or ext in PILLOW_STILLS:
+    if ext in (".tif", ".tiff") or ext in PILLOW_STILLS:  # by Pillow, which takes RGB(A)
+        rgb = np.ascontiguousarray(bgr[..., [2, 1, 0, 3][:bgr.shape[2]]])
         if ext in PILLOW_STILLS:
-            keep_alpha = alpha is not None and bgr.shape[2] == 4
-            data, lost = pillow_still(dst, ext, np.ascontiguousarray(bgr[..., 2::-1]), alpha if keep_alpha else None,
-                                      quality, icc, metadata)
+            data, lost = pillow_still(dst, ext, rgb, quality, icc, metadata)
         else:
-            data, lost = _tiff(bgr, icc, metadata)
+            data, lost = _tiff(rgb, icc, metadata)
         if lost:
             log.warning("%s: metadata not kept: %s", dst, "; ".join(lost))
     else:
@@ -78,15 +77,14 @@ def write_image(dst: str, frame: Frame, quality: int = 95, metadata: Optional[Im
     return lost
 
 
-def _tiff(bgr: np.ndarray, icc: Optional[bytes], metadata: Optional[ImageMetadata]) -> tuple[bytes, list[str]]:
-    """A TIFF of the BGR(A) pixels by Pillow: LZW as OpenCV writes one (uncompressed where EXIF's
+def _tiff(rgb: np.ndarray, icc: Optional[bytes], metadata: Optional[ImageMetadata]) -> tuple[bytes, list[str]]:
+    """A TIFF of the RGB(A) pixels by Pillow: LZW as OpenCV writes one (uncompressed where EXIF's
     Exif or GPS directory is kept: `tiff_save_args`), with the colour profile and `metadata`."""
     from PIL import Image
 
     args, lost = tiff_save_args(metadata, "tiff_lzw")
     if icc:
         args["icc_profile"] = icc
-    rgb = np.ascontiguousarray(bgr[..., [2, 1, 0, 3][:bgr.shape[2]]])
     buf = io.BytesIO()
     Image.fromarray(rgb, "RGBA" if rgb.shape[2] == 4 else "RGB").save(buf, "TIFF", **args)
     return buf.getvalue(), lost

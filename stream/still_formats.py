@@ -59,9 +59,10 @@ def read(path: str, ext: str) -> tuple[np.ndarray, Optional[np.ndarray]]:
     return np.ascontiguousarray(px), None
 
 
-def encode(dst: str, ext: str, rgb: np.ndarray, alpha: Optional[np.ndarray], quality: int,
-           icc: Optional[bytes], metadata) -> tuple[bytes, list[str]]:
-    """The encoded still and what of `metadata` (stream/image_metadata.ImageMetadata) it could not hold."""
+def encode(dst: str, ext: str, rgb: np.ndarray, quality: int, icc: Optional[bytes],
+           metadata) -> tuple[bytes, list[str]]:
+    """The RGB(A) pixels encoded, and what of `metadata` (stream/image_metadata.ImageMetadata) it
+    could not hold."""
     from PIL import Image
 
     why = ready(ext)
@@ -77,7 +78,6 @@ def encode(dst: str, ext: str, rgb: np.ndarray, alpha: Optional[np.ndarray], qua
         if metadata.xmp:
             args["xmp"] = metadata.xmp
         lost = [f"{k}: no place for it in {PILLOW_STILLS[ext]}" for k in metadata.kinds() if k not in KEPT]
-    px = rgb if alpha is None else np.dstack([rgb, alpha])
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(px), "RGB" if alpha is None else "RGBA").save(buf, PILLOW_STILLS[ext], **args)
+    Image.fromarray(rgb, "RGBA" if rgb.shape[2] == 4 else "RGB").save(buf, PILLOW_STILLS[ext], **args)
     return buf.getvalue(), lost

@@ -137,6 +137,7 @@ def _blend_plane(plane: np.ndarray, new: np.ndarray, mask: np.ndarray) -> None:
 
 def paste_rgb(frame: Frame, crop: Crop, rgb: np.ndarray, mask: np.ndarray) -> None:
     """Blend an RGB crop into the frame's planes through `mask` (in place)."""
+    frame.touched.append(crop)
     if frame.is_rgb:
         for i, plane in enumerate(frame.planes):
             _blend_plane(plane[crop.y0:crop.y1, crop.x0:crop.x1], rgb[..., i].astype(np.float32), mask)
@@ -189,6 +190,7 @@ def obfuscate(frame: Frame, box: np.ndarray, mode: str = "pixelate", grow: float
     if x1 <= x0 or y1 <= y0:
         return
     crop = Crop(x0 - x0 % 2, y0 - y0 % 2, x1, y1)
+    frame.touched.append(crop)
     cx0, cy0, cx1, cy1, sx, sy = _chroma_box(frame, crop)
     block = max(2.0, float(max(w, h)) / BLUR_BLOCKS)
     kept = _kept_planes(frame, crop, keep) if keep is not None else None

@@ -18,7 +18,7 @@ import av
 import cv2
 import numpy as np
 
-from ideud.stream import still_formats
+from ideud.stream import deep, still_formats
 from ideud.stream.errors import InputError
 from ideud.stream.still_formats import PILLOW_STILLS
 from ideud.stream.types import Frame
@@ -52,12 +52,13 @@ class VideoInfo:
     colour: tuple = (2, 2, 2, 0)  # the first frame's colour description (Frame.colour), for the encoder
     sar: Optional[Fraction] = None  # pixel aspect ratio where not square (Frame.sar)
     field_order: int = 0  # Frame.field_order
+    hdr10: Optional[str] = None  # Frame.hdr10
 
     def take_picture_of(self, first: "Frame") -> "VideoInfo":
         """How the first frame to be written is to be shown (rotation, working format, colours,
         pixel shape, fields), for the encoder: the sinks open on it. Returns self."""
         self.rotation, self.work_fmt = first.rotation, first.pix_fmt
-        self.colour, self.sar, self.field_order = first.colour, first.sar, first.field_order
+        self.colour, self.sar, self.field_order, self.hdr10 = first.colour, first.sar, first.field_order, first.hdr10
         return self
 
 
@@ -236,8 +237,9 @@ class VideoSource:
         """One decoded PyAV frame as our Frame record (planes in the working format)."""
         fmt = _work_format(f.format)
         colour = (int(f.color_primaries or 2), int(f.color_trc or 2), int(f.colorspace or 2), int(f.color_range or 0))
-        if fmt != f.format.name:
-            f = f.reformat(format=fmt)  # (a 10-bit source becomes 8-bit here; its colour description stays)
+        both = deep.split(f, fmt)  # a source of more than 8 bits: its 10-bit planes kept too
+        if both is None and fmt != f.format.name:
+            f = f.reformat(format=fmt)
         full = fmt.startswith("yuvj") or int(f.color_range or 0) == 2
         tb = f.time_base or self.stream.time_base
         pts = f.pts if f.pts is not None else f.dts
@@ -246,10 +248,11 @@ class VideoSource:
             # after the last (else the encoder numbers the frames 1, 2, 3 ticks apart: a video of microseconds)
             pts = 0 if self._last_pts is None else self._last_pts + frame_step(self.info.rate, tb)
         self._last_pts = pts if pts is not None else self._last_pts
-        fr = Frame(index=index, pts=pts, time_base=tb, planes=planes_of(f), pix_fmt=fmt,
+        fr = Frame(index=index, pts=pts, time_base=tb, planes=planes_of(f) if both is None else both[0], pix_fmt=fmt,
                    full_range=full, matrix=_matrix(f), rotation=int(f.rotation or 0), colour=colour, sar=self.info.sar,
                    field_order=self.info.field_order,
-                   time=float(pts * tb) if pts is not None and tb else index / float(self.info.rate or 25))
+                   time=float(pts * tb) if pts is not None and tb else index / float(self.info.rate or 25),
+                   deep=None if both is None else both[1], hdr10=None if both is None else deep.hdr10_params(f))
         if self.detect_size is not None:
             dw, dh = self.detect_size(f.width, f.height)
             fr.small = f.reformat(width=dw, height=dh, format="rgb24").to_ndarray()

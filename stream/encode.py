@@ -21,7 +21,7 @@ import av
 import cv2
 import numpy as np
 
-from ideud.stream import heap_fill
+from ideud.stream import deep, heap_fill
 from ideud.stream.audio_transcode import output_stream
 from ideud.stream.decode import AudioPacket, VideoInfo, frame_step, is_image
 from ideud.stream.errors import OutputError, UsageError
@@ -238,7 +238,8 @@ class VideoSink:
     def __init__(self, dst: str, info: VideoInfo, codec: str = "auto", crf: Optional[int] = None,
                  preset: Optional[str] = "veryfast", keep_metadata: bool = False, audio: bool = True,
                  fmt: Optional[str] = None, container_options: Optional[dict] = None,
-                 codec_options: Optional[dict] = None, temp: bool = True, fill_heap: bool = False):
+                 codec_options: Optional[dict] = None, temp: bool = True, fill_heap: bool = False,
+                 hdr_auto: bool = False):
         # reproducible bytes: new heap blocks filled while this file is encoded (stream/heap_fill.py)
         self._heap = heap_fill.hold() if fill_heap else False
         self.dst = dst
@@ -260,6 +261,8 @@ class VideoSink:
             self._discard()
             raise OutputError(f"{dst}: cannot write ({e})") from None
         self.codec_name, self._auto = codec_for(codec, dst, fmt), codec == "auto"
+        if hdr_auto and self._auto:  # (a file run: an HDR source of more than 8 bits as 10-bit HEVC)
+            self.codec_name = deep.auto_codec(self.codec_name, dst, info.pix_fmt, info.colour[1])
         try:
             self._setup(self.codec_name, crf, preset, keep_metadata, audio, codec_options or {})
         except Exception:
@@ -285,6 +288,10 @@ class VideoSink:
             raise UsageError(cannot_hold(self.dst, codec_name, self.container.format.name, self._auto)) from None
         vs.width, vs.height = info.width, info.height
         vs.pix_fmt = _codec_pix_fmt(codec, info.work_fmt)
+        # a source of more than 8 bits keeps them outside the faces where the encoder's 10 bits play (stream/deep.py)
+        self.deep_fmt = deep.output_format(codec, vs.pix_fmt, info.pix_fmt)
+        if self.deep_fmt:
+            vs.pix_fmt = self.deep_fmt
         # the source's colour description in the stream's header: without it players guess (BT.601
         # for SD, limited range), and an HLG or PQ video's BT.2020 colours show washed out
         for (name, unspecified), value in zip(_COLOUR_FIELDS, info.colour):
@@ -306,6 +313,8 @@ class VideoSink:
             opts.setdefault("preset", preset)
         for k, v in CODEC_DEFAULTS.get(codec_name, {}).items():
             opts.setdefault(k, v)
+        if self.deep_fmt and info.hdr10 and codec_name == "libx265":  # how players tone-map the PQ picture
+            opts["x265-params"] = ":".join(p for p in (opts.get("x265-params"), info.hdr10) if p)
         if codec_name == "libx265" and self.container.format.name.split(",")[0] in ("mov", "mp4"):
             vs.codec_tag = "hvc1"  # (FFmpeg's default hev1 is not played by QuickTime, iOS or Safari)
         if interlaced:
@@ -351,9 +360,11 @@ class VideoSink:
 
     def _av_frame(self, frame: Frame) -> "av.VideoFrame":
         fmt = frame.pix_fmt if frame.pix_fmt != "rgb" else "yuv444p"
-        out = av.VideoFrame(frame.width, frame.height, fmt)
-        for plane, data in zip(out.planes, frame.planes):
-            view = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        fmt10 = deep.deep_format(fmt) if self.deep_fmt else None
+        planes, dtype = (deep.planes_to_write(frame), np.uint16) if fmt10 else (frame.planes, np.uint8)
+        out = av.VideoFrame(frame.width, frame.height, fmt10 or fmt)
+        for plane, data in zip(out.planes, planes):
+            view = np.frombuffer(plane, dtype).reshape(plane.height, plane.line_size // dtype().itemsize)
             view[:, : plane.width] = data
         jumps = self.video_clock.jumps
         out.pts = self.video_clock(frame.pts, frame_step(self.info.rate, frame.time_base))
@@ -377,6 +388,7 @@ class VideoSink:
                             "to the first size", self.dst, frame.index, self.info.width, self.info.height,
                             frame.width, frame.height)
             resize_planes(frame, self.info.width, self.info.height)
+            frame.deep = None  # (written from the scaled 8-bit planes)
             self.resized_frames += 1
         try:
             for packet in self.video.encode(self._av_frame(frame)):

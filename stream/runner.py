@@ -125,7 +125,8 @@ class _Encoder:
         self.info.take_picture_of(first)
         o = self.o
         self.sink = VideoSink(self.dst, self.info, codec=o.codec, crf=o.crf, preset=o.preset,
-                              keep_metadata=o.keep_metadata, audio=o.audio, fill_heap=o.seed is not None)
+                              keep_metadata=o.keep_metadata, audio=o.audio, fill_heap=o.seed is not None,
+                              hdr_auto=True)
         for a in self._early_audio:
             self.sink.write_audio(a)
         self._early_audio.clear()

@@ -10,7 +10,7 @@ Images are numpy arrays. RGB images are HxWx3 uint8. Boxes are float
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Optional
 
@@ -43,6 +43,11 @@ class Frame:
     time: float = 0.0  # seconds
     small: Optional[np.ndarray] = None  # downscaled RGB copy for the detector
     small_scale: tuple = (1.0, 1.0)  # full-frame pixels per `small` pixel (x, y)
+    # a source of more than 8 bits: its planes at 10 bits (uint16), `planes` being their 8-bit copy
+    # (stream/deep.py); None otherwise. Written where the output keeps the depth, outside `touched`
+    deep: Optional[list] = None
+    touched: list = field(default_factory=list)  # Crops whose pixels the blend stage wrote (luma px)
+    hdr10: Optional[str] = None  # a deep source's HDR10 mastering-display / light-level data, as x265 takes it
 
     @property
     def is_rgb(self) -> bool:

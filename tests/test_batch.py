@@ -16,7 +16,7 @@ import av
 import numpy as np
 import pytest
 
-from clips import background, frame_pts, moving_faces, read_frames, subtitle_text, with_subtitles, write_clip
+from clips import background, encoded, frame_pts, moving_faces, read_frames, subtitle_text, with_subtitles, write_clip
 from ideud.stream.batch import MANIFEST, Segment, plan_segments, read_manifest, run_batch, stitch
 from ideud.stream.pipeline import Options, deidentify
 from ideud.tools.cli import main as cli_main
@@ -320,6 +320,23 @@ def test_segmented_webm_output_gets_vp9_segments(cluster, long_clip, tmp_path):
         assert c.streams.audio[0].codec_context.name == "opus"
         samples = sum(f.samples for f in c.decode(audio=0))
         assert abs(samples / 48000 - float(i.streams.audio[0].duration * i.streams.audio[0].time_base)) < 0.1
+
+
+def test_segmented_hdr_video_stays_10_bit_hevc(cluster, tmp_path):
+    """A phone's 10-bit HLG video in segments: --codec auto resolves to 10-bit HEVC for the whole file
+    (from the source's stream), as a single run does (tests/test_deep.py); before: 8-bit H.264."""
+    (tmp_path / "in").mkdir()
+    encoded(tmp_path / "in" / "hlg.mp4", 30, 320, 180, "libx265", "yuv420p10le", size=120,
+            context=dict(color_primaries=9, color_trc=18, colorspace=9),
+            options={"x265-params": "log-level=error:keyint=10:min-keyint=10"})
+    o = Options(seed=SEED, privacy="off", restorer="classic")
+    res = run_batch([str(tmp_path / "in")], str(tmp_path / "out"), o, segment_seconds=0.4, overlap_seconds=0.4)
+    assert res.done == ["hlg.mp4"], res.failed
+    assert len(res.reports["hlg.mp4"]["segments"]) > 1
+    with av.open(str(tmp_path / "out" / "hlg.mp4")) as c:
+        frames = list(c.decode(video=0))
+        assert (c.streams.video[0].codec_context.name, c.streams.video[0].codec_context.profile) == ("hevc", "Main 10")
+        assert len(frames) == 30 and {(f.format.name, f.color_trc) for f in frames} == {("yuv420p10le", 18)}
 
 
 def test_segmented_run_keeps_subtitles_with_keep_metadata(cluster, long_clip, tmp_path):

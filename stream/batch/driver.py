@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from ideud.stream import deep
 from ideud.stream.batch.inputs import Item, expand_inputs
 from ideud.stream.batch.manifest import MANIFEST, Manifest, is_done, options_fingerprint, read_manifest
 from ideud.stream.batch.plan import Plan, SegmentError
@@ -148,7 +149,10 @@ class BatchDriver:
         for n, it in enumerate(items):
             key = hashlib.sha1(it.rel.encode()).hexdigest()[:12]
             # the segments hold the codec the output's container takes (--codec auto: VP9 for .webm)
-            opts = dataclasses.replace(self.options, codec=codec_for(self.options.codec, it.dst))
+            codec = codec_for(self.options.codec, it.dst)
+            if self.options.codec == "auto":  # (an HDR source of more than 8 bits: 10-bit HEVC, stream/deep.py)
+                codec = deep.auto_codec_of_file(codec, it.src, it.dst)
+            opts = dataclasses.replace(self.options, codec=codec)
             self.jobs[key] = FileJob(it, key, seg_dir=os.path.join(self.out_abs, WORK_DIR, key),
                                      seg_ext=segment_ext(opts.codec), options=opts)
             self.push((0, n), self.remote["plan"], self.light_opts,

@@ -229,7 +229,7 @@ def pass2(src: str, seg: Segment, options, seeds: dict, detections: Optional[dic
                 if sink is None:
                     info.take_picture_of(frame)
                     sink = VideoSink(seg_path, info, codec=o.codec, crf=o.crf, preset=o.preset, audio=False,
-                                     fill_heap=o.seed is not None)
+                                     fill_heap=o.seed is not None, hdr_auto=True)
                 sink.write(frame)
             tick()
         if replay is not None and replay.n != len(replay.calls):

@@ -217,6 +217,7 @@ class VideoSource:
         self.errors: list[str] = []
         self.decoded = 0  # frames decoded so far
         self._last_pts: Optional[int] = None  # (to number the frames of a stream without timestamps)
+        self._hdr10: Optional[tuple] = None  # (the first deep frame's HDR10 data,): static, read once
 
     def _chapters(self) -> list:
         try:
@@ -252,12 +253,17 @@ class VideoSource:
                    full_range=full, matrix=_matrix(f), rotation=int(f.rotation or 0), colour=colour, sar=self.info.sar,
                    field_order=self.info.field_order,
                    time=float(pts * tb) if pts is not None and tb else index / float(self.info.rate or 25),
-                   deep=None if both is None else both[1], hdr10=None if both is None else deep.hdr10_params(f))
+                   deep=None if both is None else both[1], hdr10=None if both is None else self._hdr10_of(f))
         if self.detect_size is not None:
             dw, dh = self.detect_size(f.width, f.height)
             fr.small = f.reformat(width=dw, height=dh, format="rgb24").to_ndarray()
             fr.small_scale = (f.width / dw, f.height / dh)
         return fr
+
+    def _hdr10_of(self, f: "av.VideoFrame") -> Optional[str]:
+        if self._hdr10 is None:  # (static metadata: not parsed again from every frame's side data)
+            self._hdr10 = (deep.hdr10_params(f),)
+        return self._hdr10[0]
 
     def items(self) -> Iterator[Item]:
         """Frames and audio packets in demux order; corrupt packets are skipped and counted. At the

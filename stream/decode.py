@@ -18,7 +18,7 @@ import av
 import cv2
 import numpy as np
 
-from ideud.stream import deep, still_formats
+from ideud.stream import deep, still_depth, still_formats
 from ideud.stream.errors import InputError
 from ideud.stream.still_formats import PILLOW_STILLS
 from ideud.stream.types import Frame
@@ -73,7 +73,10 @@ class ImageFrame(Frame):
     """A still image: RGB planes plus what the writer gives back untouched (alpha, colour profile)."""
 
     alpha: Optional[np.ndarray] = None  # (H, W) uint8, for PNG/WebP/TIFF with transparency
+    alpha16: Optional[np.ndarray] = None  # (H, W) uint16: a 16-bit source's own alpha
     icc_profile: Optional[bytes] = None  # the embedded colour profile
+    grey: bool = False  # a one-channel source, written grey again (stream/still_depth.py)
+    source16: Optional[np.ndarray] = None  # a 16-bit source's samples (BGR or grey), kept outside `touched`
 
 
 Item = Union[Frame, AudioPacket]
@@ -326,31 +329,35 @@ class VideoSource:
 
 
 def read_image(path: str) -> ImageFrame:
-    """A still image as a one-frame RGB ImageFrame, with its alpha channel and colour profile."""
+    """A still image as a one-frame RGB ImageFrame, with its alpha channel and colour profile (and,
+    for stream/still_depth.py, whether it is grey and a 16-bit source's own samples)."""
     data = np.fromfile(path, np.uint8) if os.path.exists(path) else None
     if data is None:
         raise InputError(f"{path}: no such file")
     ext = os.path.splitext(path)[1].lower()
     if ext in PILLOW_STILLS and data.size:  # HEIC/HEIF, AVIF: by Pillow (stream/still_formats.py)
         rgb, alpha = still_formats.read(path, ext)
+        grey, source16, alpha16 = False, None, None
     else:
-        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None  # turned upright by EXIF Orientation
-        if img is None:
+        got = still_depth.read(data) if data.size else None  # turned upright by EXIF Orientation
+        if got is None:
             raise InputError(f"{path}: not an image file OpenCV can read")
-        rgb, alpha = img[:, :, ::-1], _alpha_of(data, img.shape[:2])
+        rgb, grey, source16 = got
+        alpha, alpha16 = _alpha_of(data, rgb.shape[:2])
     return ImageFrame(index=0, pts=0, time_base=Fraction(1, 1),
                       planes=[np.ascontiguousarray(rgb[..., i]) for i in range(3)], pix_fmt="rgb", full_range=True,
-                      alpha=alpha, icc_profile=image_icc_profile(path))
+                      alpha=alpha, alpha16=alpha16, icc_profile=image_icc_profile(path), grey=grey, source16=source16)
 
 
-def _alpha_of(data: np.ndarray, shape: tuple) -> Optional[np.ndarray]:
+def _alpha_of(data: np.ndarray, shape: tuple) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """(alpha as uint8, the source's 16-bit alpha or None); (None, None) without one."""
     raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if raw is None or raw.ndim != 3 or raw.shape[2] != 4 or raw.shape[:2] != tuple(shape):
-        return None  # no alpha (or turned by EXIF Orientation, which alpha images do not carry)
-    alpha = raw[:, :, 3]
+        return None, None  # no alpha (or turned by EXIF Orientation, which alpha images do not carry)
+    alpha = np.ascontiguousarray(raw[:, :, 3])
     if alpha.dtype == np.uint16:
-        alpha = (alpha.astype(np.uint32) * 255 // 65535).astype(np.uint8)
-    return np.ascontiguousarray(alpha) if alpha.dtype == np.uint8 else None
+        return still_depth.to_8_bit(alpha), alpha
+    return (alpha, None) if alpha.dtype == np.uint8 else (None, None)
 
 
 def image_icc_profile(path: str) -> Optional[bytes]:

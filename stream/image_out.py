@@ -15,6 +15,7 @@ import numpy as np
 from ideud.stream.decode import ImageFrame
 from ideud.stream.encode import write_via_temp
 from ideud.stream.errors import OutputError
+from ideud.stream import still_depth
 from ideud.stream.image_metadata import ImageMetadata, embed, tiff_save_args, with_icc_profile
 from ideud.stream.still_formats import PILLOW_STILLS
 from ideud.stream.still_formats import encode as pillow_still
@@ -30,18 +31,23 @@ def write_image(dst: str, frame: Frame, quality: int = 95, metadata: Optional[Im
     stream/image_metadata.py) is added to JPEG, PNG and WebP files, and a TIFF, HEIC or AVIF is
     written by Pillow with it. An ImageFrame's alpha channel is written where the format has one,
     and its colour profile is embedded in every format but BMP. -> what of `metadata` could not be
-    written (by kind)."""
-    bgr = np.dstack(frame.planes[::-1])
+    written (by kind). A grey source is written grey, a 16-bit one in 16 bits outside the faces
+    where the format holds them (stream/still_depth.py)."""
     ext = os.path.splitext(dst)[1].lower()
     alpha = frame.alpha if isinstance(frame, ImageFrame) else None
     icc = frame.icc_profile if isinstance(frame, ImageFrame) else None
-    if alpha is not None and ext in ALPHA_EXTENSIONS:
-        bgr = np.dstack([bgr, alpha])
-    elif alpha is not None:
+    if alpha is not None and ext not in ALPHA_EXTENSIONS:
         log.warning("%s: %s has no transparency; the alpha channel is dropped", dst, ext)
+        alpha = None
+    # grey where the source was, 16 bits outside the faces where the source and the format have them
+    bgr = still_depth.pixels(frame, ext, alpha, getattr(frame, "alpha16", None))
     lost = []
-    if ext in (".tif", ".tiff") or ext in PILLOW_STILLS:  # by Pillow, which takes RGB(A)
-        rgb = np.ascontiguousarray(bgr[..., [2, 1, 0, 3][:bgr.shape[2]]])
+    if ext in (".tif", ".tiff") and bgr.dtype == np.uint16 and bgr.ndim == 3 and (icc or (metadata and metadata.kinds())):
+        # Pillow writes no 16-bit colour TIFF, OpenCV no colour profile or metadata: those are kept
+        log.warning("%s: a 16-bit colour TIFF with a colour profile or metadata is written in 8 bits", dst)
+        bgr = still_depth.pixels_8_bit(bgr)
+    if ext in PILLOW_STILLS or (ext in (".tif", ".tiff") and not (bgr.dtype == np.uint16 and bgr.ndim == 3)):
+        rgb = np.ascontiguousarray(bgr[..., [2, 1, 0, 3][:bgr.shape[2]]]) if bgr.ndim == 3 else bgr
         if ext in PILLOW_STILLS:
             data, lost = pillow_still(dst, ext, rgb, quality, icc, metadata)
         else:
@@ -86,5 +92,9 @@ def _tiff(rgb: np.ndarray, icc: Optional[bytes], metadata: Optional[ImageMetadat
     if icc:
         args["icc_profile"] = icc
     buf = io.BytesIO()
-    Image.fromarray(rgb, "RGBA" if rgb.shape[2] == 4 else "RGB").save(buf, "TIFF", **args)
+    if rgb.ndim == 2:  # grey, 8 or 16 bits
+        im = Image.fromarray(rgb)  # L or I;16 by the dtype
+    else:
+        im = Image.fromarray(rgb, "RGBA" if rgb.shape[2] == 4 else "RGB")
+    im.save(buf, "TIFF", **args)
     return buf.getvalue(), lost

@@ -26,6 +26,9 @@ class Options:
     keep_metadata: bool = False
     force: bool = False
     max_misses: int = 12  # frames a track survives without detection (predicted box processed)
+    # a track that starts on a person seen before in the run gets that person's new face back
+    # (stream/relink.py); False: every track a face of its own. Segmented batch runs do not link
+    relink: bool = True
     smooth: bool = True
     frame_log: bool = False  # per-frame face list in the report (boxes and status only)
     progress: bool = False

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from ideud.stream.errors import InputError, OutputError, UsageError
 from ideud.stream.options import Options
-from ideud.stream.processor import FaceFault, FaceProcessor, PendingFrame, StageTimer
+from ideud.stream.processor import FaceFault, FaceProcessor, PendingFrame
+from ideud.stream.stage_timer import StageTimer
 from ideud.stream.runner import check_paths, deidentify
 
 __all__ = ["FaceFault", "FaceProcessor", "InputError", "Options", "OutputError", "PendingFrame", "StageTimer",

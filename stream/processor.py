@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from collections import defaultdict
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Optional
@@ -32,12 +30,14 @@ from ideud.stream.obfuscate_keep import OccluderKeep
 from ideud.stream.occlusion import OcclusionStage
 from ideud.stream.options import Options
 from ideud.stream.protocols import Detector, Restorer
+from ideud.stream.relink import relinker_for
 from ideud.stream.face_work import render_and_cut, take_answers
 from ideud.stream.render import crop_for
 from ideud.stream.restore import auto_restorer, make_restorer
 from ideud.stream.restore_processes import RestoreProcesses, auto_count
 from ideud.stream.restore_worker import RestoreWorker
 from ideud.stream.scene import CutDetector
+from ideud.stream.stage_timer import StageTimer
 from ideud.stream.track import Tracker
 from ideud.stream.types import Face, FaceJob, Frame, RenderRequest, RestoreItem, Track
 from ideud.stream.workers import detect_upright
@@ -47,35 +47,6 @@ log = logging.getLogger("ideud")
 
 class FaceFault(RuntimeError):
     """Raised by the fault-injection hook (tests of the fail-closed paths)."""
-
-
-class StageTimer:
-    """Seconds and calls per stage, for the report. `clock`: wall time by default; a benchmark
-    passes `time.thread_time` to count the calling thread's CPU seconds instead."""
-
-    def __init__(self, clock=time.perf_counter):
-        self.clock = clock
-        self.total = defaultdict(float)
-        self.count = defaultdict(int)
-
-    def add(self, stage: str, seconds: float, n: int = 1):
-        self.total[stage] += seconds
-        self.count[stage] += n
-
-    def timed(self, stage: str):
-        timer = self
-
-        class _Ctx:
-            def __enter__(self):
-                self.t = timer.clock()
-
-            def __exit__(self, *exc):
-                timer.add(stage, timer.clock() - self.t)
-        return _Ctx()
-
-    def summary(self, frames: int) -> dict:
-        return {k: {"total_s": round(v, 4), "ms_per_frame": round(1000 * v / max(frames, 1), 3),
-                    "calls": self.count[k]} for k, v in self.total.items()}
 
 
 @dataclass
@@ -149,6 +120,8 @@ class FaceProcessor:
         rng = np.random.default_rng(options.seed)  # seed None: fresh OS entropy every run
         self.tracker = Tracker(max_misses=options.max_misses, seed_rng=rng)
         self.landmarks = LandmarkStage(self.mesh, self.tracker)
+        # a returning person's new face back (stream/relink.py)
+        self.relink = relinker_for(self.guard, self.identity, self.restorer) if options.relink else None
         self.cuts = CutDetector()  # every track ends at a scene cut
         self.occlusion = OcclusionStage()  # hands, microphones in front of a face stay original
         self.reuse = ReuseCache()  # live degrade step: a track's last pasted face, moved to its new box
@@ -203,6 +176,8 @@ class FaceProcessor:
             # forgotten when this frame is finished: frames still waiting may hold their faces
             p.finished_tracks = list(self.tracker.finished)
             self.tracker.finished.clear()
+            if self.relink is not None:
+                self.relink.ended([tr.id for tr in p.finished_tracks])  # these people may come back now
         try:
             self._fault("frame", frame)
             full = p.pairs
@@ -262,6 +237,8 @@ class FaceProcessor:
 
     def _drop_tracks(self, tracks) -> None:
         for tr in tracks:
+            if self.relink is not None:
+                self.relink.dropped(tr.id)  # its choices kept for the person's return (never its codes)
             self.identity.drop(tr.id)  # the real ID code is forgotten with the track
             if self.guard is not None:
                 self.guard.drop(tr.id)  # and the guard's embeddings of the person
@@ -312,12 +289,16 @@ class FaceProcessor:
                 return job
             with self.timer.timed("identity"):
                 self._fault("identity", frame)
+                if self.relink is not None:  # before Step I first uses the track's seed
+                    self.relink.decide(frame, track, lm)
                 # a face that has not changed keeps its rendering (no shimmer on repeated frames)
                 key = self.identity.noise_of(track.id)
                 job.rendering = self.landmarks.held_rendering(track.id, key)
                 if job.rendering is None:
                     job.rendering = self.identity.process(track.id, track.seed, lm, frame.time)
                     self.landmarks.keep_rendering(track.id, job.rendering, self.identity.noise_of(track.id))
+                if self.relink is not None:
+                    self.relink.see(frame, track.id, lm, job.rendering.yaw)
         except Exception as e:
             job.reason = f"error:{type(e).__name__}"
         return job
@@ -475,13 +456,16 @@ class FaceProcessor:
     def report(self) -> dict:
         tracks = []
         for tid, s in sorted(self.track_stats.items()):
+            same = self.relink.same_person_as.get(tid) if self.relink is not None else None
             tracks.append({**s, "sigma": self.o.scale,  # sigma only: never the noise vector or a seed
+                           **({"same_person_as": same} if same is not None else {}),
                            **({"privacy": self.guard.track_report(tid)} if self.guard is not None else {})})
         return {"frames": self.frames, "restorer": self.restorer.name,
                 "restore_processes": getattr(self.restorer, "processes", 0),
                 "face_frames": self.face_frames, "reused_face_frames": self.reuse.reused,
                 "fallback_face_frames": self.fallback_face_frames, "failed_frames": self.frame_failures,
                 "scene_cuts": self.cuts.cuts, "occluder_kept": self.kept.report(),
+                **(self.relink.report() if self.relink is not None else {}),
                 "tracks": tracks, "timing": self.timer.summary(self.frames),
                 "privacy": self.guard.summary() if self.guard is not None else {"mode": "off"},
                 **({"restore_worker": {"ahead": self.restore_ahead, **self.worker.stats()}}

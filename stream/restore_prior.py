@@ -194,7 +194,8 @@ class PriorRestorer:
 
     def picks_of(self, track_id: int) -> dict:
         """{"seed:level": candidate index} the track chose (indices of seeded draws, no code of anybody)."""
-        return {f"{k[1]}:{k[2]}": p for k, p in self._picks.items() if k[0] == track_id}
+        # a copy first: the restore worker thread may add a pick meanwhile (stream/relink.py asks from the main one)
+        return {f"{k[1]}:{k[2]}": p for k, p in list(self._picks.items()) if k[0] == track_id}
 
     def preset_picks(self, track_id: int, picks: dict) -> None:
         """Take these choices for the track (a segment carrying an earlier segment's picks)."""

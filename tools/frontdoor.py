@@ -46,6 +46,10 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, skip: frozenset = frozens
              "prior (a new face from the appearance model learned on public-domain portraits), learned "
              "(prior + a small restoration network trained here; undertrained), bank (detail from two "
              "donor faces), classic (geometry only), gan (GFPGAN; 'ideud-video models fetch' first), none")
+    add(g, "--relink", default="on", choices=["on", "off"],
+        help="on: a person who comes back (out of the picture and in again, after a scene cut) gets "
+             "the same new face again (recognised by EdgeFace in memory, never written); off: every "
+             "face track a new face of its own (default %(default)s)")
     add(g, "--fallback", default=d["fallback"], choices=["pixelate", "blur", "black"],
         help="obfuscation for a face that cannot be de-identified (default %(default)s)")
     add(g, "--privacy", default=d["privacy"], choices=["off", "balanced", "strict"],
@@ -121,7 +125,8 @@ def pipeline_options(a: argparse.Namespace):
                    restore_ahead=a.restore_ahead, restore_processes=restore_processes, gan_engine=a.gan_engine,
                    detector=a.detector,
                    restorer=a.restorer, fallback=a.fallback, privacy=a.privacy, codec=a.codec, crf=a.crf,
-                   preset=a.preset, audio=not a.no_audio, keep_metadata=a.keep_metadata, force=a.force)
+                   preset=a.preset, audio=not a.no_audio, keep_metadata=a.keep_metadata, force=a.force,
+                   relink=getattr(a, "relink", "on") == "on")
 
 
 def log_to_stderr(prog: str, quiet: int) -> None:

@@ -141,8 +141,9 @@ def pass1(src: str, seg: Segment, options, progress, key: str) -> tuple[dict, di
     # so does the ID stage (and the prior restorer), which pick the new face among seeded candidates by
     # how far they are from the person: the pick made where the person first appears serves every segment
     picking = getattr(options, "scale", 0.25) > 0
+    # segments are processed apart: a person's return is not linked across them (stream/relink.py)
     o = dataclasses.replace(options, track_only=not (guarded or picking), frame_log=False, progress=False,
-                            restore_processes=_in_task(options))
+                            restore_processes=_in_task(options), relink=False)
     with fm.native_stderr_silenced():
         recorder = RecordingDetector(make_detector(o.detector, threshold=o.det_threshold))
     proc = FaceProcessor(o, detector=recorder)
@@ -211,7 +212,7 @@ def pass2(src: str, seg: Segment, options, seeds: dict, detections: Optional[dic
     # a spawn that matches no global track falls back to a generator of its own per segment
     seg_seed = None if options.seed is None else int(np.random.SeedSequence([options.seed, seg.index]).generate_state(1)[0])
     o = dataclasses.replace(options, seed=seg_seed, track_only=False, frame_log=False, progress=False,
-                            restore_processes=_in_task(options))
+                            restore_processes=_in_task(options), relink=False)
     replay = ReplayDetector(detections["calls"], detections["size"]) if detections else None
     proc = FaceProcessor(o, detector=replay)
     policy = SeedPolicy(seeds, guard=proc.guard, identity=proc.identity, restorer=proc.restorer)

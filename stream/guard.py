@@ -105,7 +105,7 @@ from ideud.stream.guard_ahead import batch_size, can_look_ahead, next_batch, set
 from ideud.stream.guard_inversion import inverses_for, undone_by_edgeface, undone_passes_dlib
 from ideud.stream.guard_occluded_refs import kept_references, masked_reference
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, LOOK_SHARE, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
-                                       STEPS, Policy, _Track, pose_moved_since_check, same_output, track_report)
+                                       STEPS, Policy, _Track, note_tried, pose_moved_since_check, same_output, track_report)
 from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, finish_candidate,  # noqa: F401
                                       kept_occluder_passes, looks_like_face, obfuscated, occluder_keep, output_drifted,
                                       render_candidate, verified_mosaic, with_occluders)
@@ -134,6 +134,8 @@ class PrivacyGuard:
         self.inverses = inverses_for(restorer)  # [] where the restorer's mapping has no known inverse
         self._tracks: dict[int, _Track] = {}
         self._done: dict[int, dict] = {}  # reports of dropped tracks (numbers only)
+        # track id -> a fresh seed to search with before obfuscating, or None (a relinked track's own)
+        self.exhausted = None
 
     @classmethod
     def create(cls, mode: str, **kw) -> Optional["PrivacyGuard"]:
@@ -385,16 +387,6 @@ class PrivacyGuard:
         st = self._tracks.setdefault(track_id, _Track(seed=seed, appearance=seed, sigma=self.sigma))
         st.preset = (int(choice[0]), int(choice[1]))
 
-    def _tried(self, st: _Track, d: Optional[float], s: float) -> None:
-        """Keep the candidate closest to passing (the smaller of its two slacks) for the report."""
-        p = self.policy
-
-        def slack(c):  # no dlib distance (EdgeFace stopped it): ranked by EdgeFace, at most -1
-            edge = (p.edge_max - c[1]) / 0.1
-            return min(edge, 0.0) - 1.0 if c[0] is None else min((c[0] - p.tau) / 0.2, edge)
-        if st.best_tried is None or slack((d, s)) > slack(st.best_tried):
-            st.best_tried = (d, s)
-
     def _search(self, frame, tid: int, st: _Track, r, ctx: Crop, ctx_rgb, start: int, first,
                 occ=None) -> Optional[tuple]:
         """Try the candidates of the steps from `start` on, `batch` at a time (the pipeline's own
@@ -446,18 +438,18 @@ class PrivacyGuard:
                     j, cand, img, pts = group[idx]
                     s = float(sims[idx])
                     if s > p.edge_max - p.edge_margin:
-                        self._tried(st, None, s)
+                        note_tried(p, st, None, s)
                         continue
                     # the cheapest decisive checks first: FaceMesh (~10 ms), then EdgeFace on the undone
                     # faces, dlib (the costliest) last; a candidate refused by one is refused whatever the others say
                     if not looks_like_face(self.mesh, img, pts, p.face_tolerance):
-                        self._tried(st, None, s)
+                        note_tried(p, st, None, s)
                         continue
                     undone = undone_by_edgeface(self.inverses, self.two, st, img, pts, ctx, eref, p.edge_max)
                     if undone is None:
                         continue
                     d = self.two.dlib_distance(img, pts, dref, stop_below=p.tau + p.margin)
-                    self._tried(st, d, s)
+                    note_tried(p, st, d, s)
                     if not (self._passes(d, s, strict_margin=True) and undone_passes_dlib(self.two, st, undone, pts, dref, p.tau)):
                         continue
                     st.cursor = None
@@ -472,6 +464,12 @@ class PrivacyGuard:
             if st.cursor[2] is not None:
                 self.identity.set_noise(tid, st.cursor[2])
             st.cursor = None
+            seed = self.exhausted(tid) if self.exhausted is not None else None
+            if seed is not None:  # a seed of its own to search with first (stream/relink.py `unlink`)
+                st.seed = st.appearance = seed
+                st.sigma, st.step, st.choice = self.sigma, 0, None
+                self.identity.set_noise(tid, perturbation(seed, self.sigma))
+                return self._search(frame, tid, st, r, ctx, ctx_rgb, 0, None, occ)
             st.status, st.step, st.choice = "obfuscated", len(STEPS), None
             st.version += 1
             self._verify_mosaic(st, ctx_rgb, r.landmarks[:, :2] - ctx.offset)

@@ -152,3 +152,13 @@ def pose_moved_since_check(p: Policy, st: _Track, r, share: float = 1.0) -> bool
         slack = min(slack, (p.edge_max - st.similarity) / 0.1)
     delta = share * p.pose_delta * float(np.clip(slack, 1 / 3, 1.0))
     return abs(r.yaw - st.last_pose[0]) > delta or abs(r.pitch - st.last_pose[1]) > delta
+
+
+def note_tried(p: Policy, st: _Track, d: Optional[float], s: float) -> None:
+    """Keep the candidate closest to passing (the smaller of its two slacks) for the report."""
+
+    def slack(c):  # no dlib distance (EdgeFace stopped it): ranked by EdgeFace, at most -1
+        edge = (p.edge_max - c[1]) / 0.1
+        return min(edge, 0.0) - 1.0 if c[0] is None else min((c[0] - p.tau) / 0.2, edge)
+    if st.best_tried is None or slack((d, s)) > slack(st.best_tried):
+        st.best_tried = (d, s)

@@ -122,6 +122,8 @@ class FaceProcessor:
         self.landmarks = LandmarkStage(self.mesh, self.tracker)
         # a returning person's new face back (stream/relink.py)
         self.relink = relinker_for(self.guard, self.identity, self.restorer) if options.relink else None
+        if self.relink is not None and self.guard is not None:
+            self.guard.exhausted = self.relink.unlink  # a linked face that no longer passes: a face of its own
         self.cuts = CutDetector()  # every track ends at a scene cut
         self.occlusion = OcclusionStage()  # hands, microphones in front of a face stay original
         self.reuse = ReuseCache()  # live degrade step: a track's last pasted face, moved to its new box

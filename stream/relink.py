@@ -10,8 +10,10 @@ the cosine similarity is at least LINK_MIN and every other person is at least LI
 the track then takes that person's seed, its picks among the seeded candidates (Step I's shape,
 the restorer's appearance: `picks_of` / `preset_picks`, as a segmented batch run carries them) and
 the privacy guard's choice, which the guard checks again at the new track's first frame
-(stream/guard.py `preset`) and searches anew if it no longer passes. Otherwise the track keeps its
-own seed: a new face of its own, as before.
+(stream/guard.py `preset`) and, where it no longer passes, escalates from as it would for the
+person's earlier track. Where no candidate of that seed passes any more, the track goes on with
+the seed it drew itself (`unlink`; the guard searches again): a new face of its own rather than an
+obfuscated one. A track that is not linked keeps its own seed: a new face of its own, as before.
 
 LINK_MIN 0.5 lies above the highest EdgeFace similarity of any two of the 699 build portraits (0.459
 among 243,951 pairs, models/data/edgeface_calibration.json: studio portraits alike in light,
@@ -78,7 +80,9 @@ class Relinker:
         self._person_of: dict[int, _Person] = {}  # by live track id
         self._pending: dict[int, np.ndarray] = {}  # a track's first embedding, kept as a view once its yaw is known
         self._decided: set[int] = set()
+        self._own: dict[int, tuple] = {}  # a linked track -> (the track, the seed it drew itself)
         self.same_person_as: dict[int, int] = {}  # track id -> the earlier track of the same person
+        self.unlinked = 0  # linked tracks that went on with a face of their own (`unlink`)
 
     def decide(self, frame, track, landmarks: np.ndarray) -> Optional[int]:
         """At the track's first fitted frame (before Step I uses `track.seed`): link it to a person
@@ -96,6 +100,7 @@ class Relinker:
                 person = self._people[track.seed] = _Person(seed=track.seed, first_track=track.id, last_track=track.id)
         else:
             record = person.record if person.record is not None else self.record_of(person.last_track)
+            self._own[track.id] = (track, track.seed)
             track.seed = person.seed
             self.preset(track.id, person.seed, record)
             self.same_person_as[track.id] = person.first_track
@@ -137,11 +142,30 @@ class Relinker:
         """A track's state is about to be forgotten: its choices are taken for its person first."""
         person = self._person_of.pop(track_id, None)
         self._decided.discard(track_id)
+        self._own.pop(track_id, None)
         if person is not None and person.last_track == track_id and not person.active:
             person.record = self.record_of(track_id)
 
+    def unlink(self, track_id: int) -> Optional[int]:
+        """The privacy guard found no passing face for a linked track under its person's seed (the
+        person looks closer to that face here than when it was chosen): the track goes on as a
+        person of its own, with the seed it drew itself, so that it gets a new face of its own
+        rather than none. -> that seed, or None where the track was not linked."""
+        if self.same_person_as.pop(track_id, None) is None:
+            return None
+        track, seed = self._own.pop(track_id)
+        old = self._person_of.get(track_id)
+        if old is not None:
+            old.active.discard(track_id)
+        track.seed = seed
+        self._person_of[track_id] = self._people[seed] = _Person(
+            seed=seed, first_track=track_id, last_track=track_id, active={track_id},
+            last_time=old.last_time if old is not None else 0.0)
+        self.unlinked += 1
+        return seed
+
     def report(self) -> dict:
-        return {"tracks_relinked": len(self.same_person_as)}
+        return {"tracks_relinked": len(self.same_person_as), "tracks_unlinked": self.unlinked}
 
     # ------------------------------------------------------------------ internals
     def _match(self, emb: np.ndarray) -> Optional[_Person]:
@@ -181,22 +205,33 @@ class Relinker:
                 del self._people[s]
 
 
+def picks_of(identity, restorer, track_id: int) -> dict:
+    """A track's picks among its seeded candidates (indices of random draws): Step I's shape, the
+    restorer's appearance."""
+    return {"shape": identity.picks_of(track_id) if hasattr(identity, "picks_of") else {},
+            "appearance": restorer.picks_of(track_id) if hasattr(restorer, "picks_of") else {}}
+
+
+def preset_choices(guard, identity, restorer, track_id: int, seed: int, choice, picks: Optional[dict]) -> None:
+    """Make a track take a person's choices made elsewhere (an earlier track, another segment): the
+    guard's (checked again at the track's first frame) and the picks."""
+    picks = picks or {}
+    if guard is not None and choice:
+        guard.preset(track_id, seed, choice)
+    if picks.get("shape") and hasattr(identity, "preset_picks"):
+        identity.preset_picks(track_id, seed, picks["shape"])
+    if picks.get("appearance") and hasattr(restorer, "preset_picks"):
+        restorer.preset_picks(track_id, picks["appearance"])
+
+
 def relinker_for(guard, identity, restorer) -> Relinker:
     """A Relinker whose choices are read from and preset into the processor's components."""
 
     def record_of(track_id: int) -> dict:
-        shape = identity.picks_of(track_id) if hasattr(identity, "picks_of") else {}
-        appearance = restorer.picks_of(track_id) if hasattr(restorer, "picks_of") else {}
         return {"choice": guard.decision(track_id) if guard is not None else None,
-                "picks": {"shape": shape, "appearance": appearance}}
+                "picks": picks_of(identity, restorer, track_id)}
 
     def preset(track_id: int, seed: int, record: dict) -> None:
-        picks = record.get("picks") or {}
-        if guard is not None and record.get("choice"):
-            guard.preset(track_id, seed, record["choice"])  # checked again at the track's first frame
-        if picks.get("shape") and hasattr(identity, "preset_picks"):
-            identity.preset_picks(track_id, seed, picks["shape"])
-        if picks.get("appearance") and hasattr(restorer, "preset_picks"):
-            restorer.preset_picks(track_id, picks["appearance"])
+        preset_choices(guard, identity, restorer, track_id, seed, record.get("choice"), record.get("picks"))
 
     return Relinker(record_of, preset)

@@ -74,6 +74,20 @@ def test_a_face_the_guard_still_recognises_is_escalated_to_obfuscation():
     assert "privacy" not in p_off.report()["tracks"][0]
 
 
+def test_an_exhausted_search_may_go_on_with_a_seed_of_its_own():
+    """stream/relink.py's hook: a linked track for which no candidate of its person's seed passes
+    is searched once more under the seed it drew itself before it is obfuscated."""
+    p = FaceProcessor(Options(seed=1, scale=0.0, restorer="none", privacy="balanced", relink=False))
+    calls = []
+    p.guard.exhausted = lambda tid: calls.append(tid) or (12345 if len(calls) == 1 else None)
+    p.process(frame_of(portrait()))
+    p.close()
+    pv = p.report()["tracks"][0]["privacy"]
+    assert len(calls) == 2 and calls[0] == calls[1]  # asked at each exhausted search; the second said no
+    assert pv["searches"] == 2 and pv["candidates"] == 2 * len(gd.STEPS) * gd.POLICIES["balanced"].candidates
+    assert pv["status"] == "obfuscated"  # every candidate is the person here (sigma 0, no restorer)
+
+
 @needs_faces
 def test_escalation_steps_reach_a_face_the_guard_no_longer_matches():
     # sigma 0: geometry cannot help at any step, only the restorer's levels can (or obfuscation)

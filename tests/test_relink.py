@@ -1,10 +1,12 @@
 """A person who comes back gets the same new face (stream/relink.py). Before, every track drew a
 seed of its own: a person seen again after a scene cut, or after walking out of the picture and
 in again, came back as somebody else."""
+import io
 import json
 import subprocess
 import sys
 
+import av
 import numpy as np
 import pytest
 
@@ -12,6 +14,7 @@ from clips import read_frames, write_clip
 from footage import _paste, background, portrait_head
 from ideud.stream.pipeline import Options, deidentify
 from ideud.stream.relink import LINK_MIN, MAX_PEOPLE, Relinker, _Person
+from ideud.stream.types import Track
 
 W, H = 480, 270
 FACE = (slice(70, 230), slice(60, 220))  # around the place where both people stand
@@ -56,6 +59,7 @@ def test_a_person_seen_again_after_a_cut_gets_the_same_new_face(clip, tmp_path):
         first = rep["tracks"][0]["id"]
         assert _tracks(rep) == ([(0, None), (16, None), (32, first)] if relink else [(0, None), (16, None), (32, None)])
         assert rep.get("tracks_relinked") == (1 if relink else None)
+        assert rep.get("tracks_unlinked") == (0 if relink else None)
         assert rep["fallback_face_frames"] == 0  # all three rendered here: the comparison is between new faces
         out, src = read_frames(dst), read_frames(clip)
         faces[relink] = [np.abs(out[k + 32][FACE].astype(int) - out[k][FACE]).mean() for k in (6, 10, 14)]
@@ -87,6 +91,26 @@ def test_relink_off_from_the_command_line_and_nothing_of_the_person_in_the_repor
     assert "embedding" not in rep_path.read_text() and "seed\"" not in rep_path.read_text()
 
 
+def test_a_live_stream_links_too(clip, tmp_path):
+    """The same on a live input (a pipe, as a camera's MPEG-TS would come), where the guard spreads
+    its search over frames: the returning person's track is linked."""
+    ts = io.BytesIO()
+    with av.open(str(clip)) as i, av.open(ts, "w", format="mpegts") as o:
+        s = o.add_stream_from_template(i.streams.video[0])
+        for p in i.demux(i.streams.video[0]):
+            if p.dts is not None:
+                p.stream = s
+                o.mux(p)
+    rep_path = tmp_path / "r.json"
+    run = subprocess.run([sys.executable, "-m", "ideud.tools.cli", "-", str(tmp_path / "o.mkv"), "--seed", "4",
+                          "--report", str(rep_path), "-qq"], input=ts.getvalue(), capture_output=True, timeout=300)
+    assert run.returncode == 0, run.stderr.decode()
+    rep = json.loads(rep_path.read_text())
+    assert rep["live"]["dropped_frames"] == 0
+    assert rep["tracks_relinked"] == 1
+    assert [t.get("same_person_as") for t in rep["tracks"]] == [None, None, rep["tracks"][0]["id"]]
+
+
 def test_the_people_kept_are_bounded():
     """Memory only, bounded: the longest unseen person is forgotten past MAX_PEOPLE."""
     r = Relinker(lambda t: {}, lambda *a: None, edge=object())
@@ -107,3 +131,16 @@ def test_two_people_alike_are_not_linked():
     assert r._match(e) is None
     del r._people[2]
     assert r._match(e) is r._people[1]
+
+
+def test_an_unlinked_track_goes_on_as_a_person_of_its_own():
+    """`unlink` (the guard found no passing face under the person's seed): the track's own seed back,
+    the link gone from the report, asked once."""
+    r = Relinker(lambda t: {}, lambda *a: None, edge=object())
+    track = Track(id=5, seed=11, box=np.zeros(4), first_frame=0, last_frame=0)
+    r._people[11] = _Person(seed=11, first_track=1, last_track=5, active={5})
+    r._person_of[5], r._own[5], r.same_person_as[5] = r._people[11], (track, 77), 1
+    assert r.unlink(5) == 77 and track.seed == 77
+    assert 5 not in r.same_person_as and r.report() == {"tracks_relinked": 0, "tracks_unlinked": 1}
+    assert not r._people[11].active and r._person_of[5] is r._people[77]
+    assert r.unlink(5) is None

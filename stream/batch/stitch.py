@@ -8,6 +8,7 @@ import numpy as np
 
 from ideud.models.geometry import box_iou, match
 from ideud.stream.batch.plan import Segment
+from ideud.stream.relink import preset_choices
 
 STITCH_MIN_SCORE = 0.3  # mean IoU over the pre-roll frames where either track is present
 
@@ -111,12 +112,7 @@ class SeedPolicy:
             self.unmatched += 1
             return None
         self.by_local[track_id] = rec
-        if self.guard is not None and rec.get("choice"):
-            self.guard.preset(track_id, int(rec["seed"]), rec["choice"])  # checked again at its first frame
-        picks = rec.get("picks") or {}
-        if picks.get("shape") and self.identity is not None and hasattr(self.identity, "preset_picks"):
-            self.identity.preset_picks(track_id, int(rec["seed"]), picks["shape"])
-        if picks.get("appearance") and self.restorer is not None and hasattr(self.restorer, "preset_picks"):
-            self.restorer.preset_picks(track_id, picks["appearance"])
+        preset_choices(self.guard, self.identity, self.restorer, track_id, int(rec["seed"]), rec.get("choice"),
+                       rec.get("picks"))
         return int(rec["seed"])
 

@@ -21,6 +21,7 @@ from ideud.stream.batch.stitch import SeedPolicy
 from ideud.stream.audio_transcode import output_stream
 from ideud.stream.decode import VideoSource
 from ideud.stream.encode import codec_for, temp_path_for
+from ideud.stream.relink import picks_of
 from ideud.stream.types import Frame
 
 log = logging.getLogger("ideud")
@@ -184,9 +185,8 @@ def pass1(src: str, seg: Segment, options, progress, key: str) -> tuple[dict, di
 
 def _picks(proc, track_id: int) -> Optional[dict]:
     """The track's picks among its seeded candidates so far (indices of random draws), or None."""
-    shape = proc.identity.picks_of(track_id) if hasattr(proc.identity, "picks_of") else {}
-    appearance = proc.restorer.picks_of(track_id) if hasattr(proc.restorer, "picks_of") else {}
-    return {"shape": shape, "appearance": appearance} if shape else None
+    picks = picks_of(proc.identity, proc.restorer, track_id)
+    return picks if picks["shape"] else None
 
 
 def segment_ext(codec: str) -> str:

@@ -63,7 +63,7 @@ class _Person:
     yaws: list = field(default_factory=list)
     active: set = field(default_factory=set)  # its tracks on screen now
     last_time: float = 0.0
-    record: Optional[dict] = None  # {"choice", "picks"} of its last track, taken when that track was dropped
+    record: Optional[dict] = None  # {"choice", "picks"} of its last track: taken when it was dropped or linked
 
 
 class Relinker:
@@ -99,7 +99,9 @@ class Relinker:
             if person is None:
                 person = self._people[track.seed] = _Person(seed=track.seed, first_track=track.id, last_track=track.id)
         else:
-            record = person.record if person.record is not None else self.record_of(person.last_track)
+            if person.record is None:  # its last track ended this frame or the one before: not yet dropped
+                person.record = self.record_of(person.last_track)
+            record = person.record
             self._own[track.id] = (track, track.seed)
             track.seed = person.seed
             self.preset(track.id, person.seed, record)

@@ -81,9 +81,11 @@ def test_relink_off_from_the_command_line_and_nothing_of_the_person_in_the_repor
     rep = json.loads(rep_path.read_text())
     assert "tracks_relinked" not in rep and all("same_person_as" not in t for t in rep["tracks"])
     run = subprocess.run([sys.executable, "-m", "ideud.tools.cli", str(clip), str(tmp_path / "o2.mp4"), "--privacy", "off",
-                          "--restorer", "classic", "--seed", "4", "--report", str(rep_path), "-qq"],
+                          "--restorer", "classic", "--seed", "4", "--report", str(rep_path)],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+    summary = run.stderr.strip().splitlines()[-1]
+    assert "48 frames, 3 face tracks (1 of them a person seen before, given the same new face)" in summary, summary
     rep = json.loads(rep_path.read_text())
     assert rep["tracks_relinked"] == 1
     linked = [t for t in rep["tracks"] if "same_person_as" in t]

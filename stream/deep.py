@@ -18,6 +18,7 @@ whose speed a stream needs.
 from __future__ import annotations
 
 import os
+import re
 import struct
 from typing import Optional
 
@@ -130,3 +131,24 @@ def hdr10_params(f: "av.VideoFrame") -> Optional[str]:
         elif kind == "CONTENT_LIGHT_LEVEL" and len(raw) >= 8:
             parts.append("max-cll=%d,%d" % struct.unpack_from("<2I", raw))
     return ":".join(parts) or None
+
+
+HDR10_PARAMS = {"libx265": "x265-params", "libsvtav1": "svtav1-params"}  # where each encoder takes HDR10 metadata
+
+
+def hdr10_for(codec: str, x265: str) -> str:
+    """`hdr10_params`' x265 string as `codec` takes it: SVT-AV1 wants the same numbers as
+    chromaticities and cd/m2 (mastering-display=G(0.265,0.69)...L(1000,0.0001):content-light=1000,400)."""
+    if codec != "libsvtav1":
+        return x265
+    out = []
+    for part in x265.split(":"):
+        key, _, value = part.partition("=")
+        if key == "master-display":
+            def scaled(m):
+                div = 10000.0 if m.group(1) == "L" else 50000.0
+                return f"{m.group(1)}({int(m.group(2)) / div:g},{int(m.group(3)) / div:g})"
+            out.append("mastering-display=" + re.sub(r"(G|B|R|WP|L)\((\d+),(\d+)\)", scaled, value))
+        elif key == "max-cll":
+            out.append("content-light=" + value)
+    return ":".join(out)

@@ -313,8 +313,9 @@ class VideoSink:
             opts.setdefault("preset", preset)
         for k, v in CODEC_DEFAULTS.get(codec_name, {}).items():
             opts.setdefault(k, v)
-        if self.deep_fmt and info.hdr10 and codec_name == "libx265":  # how players tone-map the PQ picture
-            opts["x265-params"] = ":".join(p for p in (opts.get("x265-params"), info.hdr10) if p)
+        if self.deep_fmt and info.hdr10 and codec_name in deep.HDR10_PARAMS:  # how players tone-map the PQ picture
+            key, value = deep.HDR10_PARAMS[codec_name], deep.hdr10_for(codec_name, info.hdr10)
+            opts[key] = ":".join(p for p in (opts.get(key), value) if p)
         if codec_name == "libx265" and self.container.format.name.split(",")[0] in ("mov", "mp4"):
             vs.codec_tag = "hvc1"  # (FFmpeg's default hev1 is not played by QuickTime, iOS or Safari)
         if interlaced:

@@ -63,11 +63,13 @@ def test_an_hdr_phone_video_comes_out_as_10_bit_hevc_at_the_defaults(tmp_path):
         assert (f.format.name, f.color_primaries, f.color_trc, f.colorspace) == ("yuv420p10le", 9, 18, 9)
 
 
-def test_hdr10_mastering_display_and_light_levels_are_kept(tmp_path):
-    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+@pytest.mark.parametrize("codec,ext", [("auto", ".mp4"), ("libsvtav1", ".mkv")])
+def test_hdr10_mastering_display_and_light_levels_are_kept(tmp_path, codec, ext):
+    """Kept through x265 (the default for HDR) and SVT-AV1 (before: dropped by AV1, twentieth session)."""
+    src, out = tmp_path / "in.mp4", tmp_path / ("out" + ext)
     encoded(src, 4, 320, 180, "libx265", "yuv420p10le", context=PQ, size=120,
             options={"x265-params": "log-level=error:" + MASTERING})
-    deidentify(str(src), str(out), Options(**FAST))
+    deidentify(str(src), str(out), Options(**FAST, codec=codec))
     with av.open(str(out)) as c:
         f = next(c.decode(video=0))
         assert (f.format.name, f.color_trc) == ("yuv420p10le", 16)

@@ -162,11 +162,11 @@ def test_the_report_names_the_candidate_closest_to_passing():
         g = p.guard
         st = gd._Track(seed=1)
         for d, s in ((None, 0.29), (None, 0.19), (None, 0.25)):
-            g._tried(st, d, s)
+            gd.note_tried(g.policy, st, d, s)
         assert st.best_tried == (None, 0.19)  # the EdgeFace-closest, not the first one met
-        g._tried(st, 0.5, 0.1)  # one that got as far as dlib outranks those EdgeFace stopped
+        gd.note_tried(g.policy, st, 0.5, 0.1)  # one that got as far as dlib outranks those EdgeFace stopped
         assert st.best_tried == (0.5, 0.1)
-        g._tried(st, None, 0.05)
+        gd.note_tried(g.policy, st, None, 0.05)
         assert st.best_tried == (0.5, 0.1)
         assert gd.track_report(st, g.policy)["best_candidate"] == {"dlib": 0.5, "edgeface": 0.1}
     finally:

@@ -40,7 +40,8 @@ Per track
        step 5  sigma x2, restorer level 3
        step 6  sigma x1, restorer level 4 (prior: widest shading scale; bank: its last level again)
        step 7  sigma x2, restorer level 4 (why steps 4-7 are more draws: guard_policy.STEPS)
-       else    the track is obfuscated (a new search every `retry_every` frames, at a good frame)
+       else    the track is obfuscated (a new search every `retry_every` frames, at a good frame); a
+               track that took a returning person's seed is first searched under its own (`exhausted`)
 
    A restorer without levels (classic, gan) renders the same face at every level, so for it the
    steps only vary and strengthen the geometry. z' = clip(z + n, -1, 1) is what every candidate

@@ -9,7 +9,10 @@ Every person is in the gallery; each variant of each person is matched against i
 own rule (LINK_MIN, LINK_GAP). Also the footage benchmark's clips, whose people all differ: any
 link there is a wrong one.
 
-    python tools/bench/bench_relink.py [--people 100] [--json out.json]
+    python tools/bench/bench_relink.py [--people 100] [--returns 6] [--json out.json]
+
+`--returns 6` (~2 minutes more): six pairs leave together and come back on swapped sides, at
+default settings with linking on and off (the twentieth session's docs/measured.md numbers).
 """
 from __future__ import annotations
 
@@ -52,6 +55,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--people", type=int, default=100)
     ap.add_argument("--json")
+    ap.add_argument("--returns", type=int, default=0, metavar="PAIRS",
+                    help="also: PAIRS pairs of held-out people leave together and come back on swapped sides "
+                         "(default settings, linking on and off): links right / wrong, returns obfuscated")
     a = ap.parse_args(argv)
     det, mesh = make_detector("centerface"), fm.FaceMesh()
     r = Relinker(lambda t: {}, lambda *x: None)
@@ -101,9 +107,56 @@ def main(argv=None) -> int:
             rep = deidentify(src, os.path.join(d, name + "_o.mp4"), Options(seed=1))
             clips[name] = {"tracks": len(rep["tracks"]), "linked (all wrong)": rep.get("tracks_relinked", 0)}
     result["footage"] = clips
+    if a.returns:
+        result["returns"] = _returns(a.returns)
     for k, v in result.items():
         print(f"{k}: {v}")
     return save_json(result, a.json)
+
+
+def _returns(pairs: int) -> dict:
+    """Two people (held-out 3 + 4k, 4 + 4k) stand 25 frames, leave for 25, come back on swapped sides
+    walking for 25; each run with linking and without, seed 3."""
+    import os
+    import tempfile
+
+    from clips import write_clip
+    from ideud.stream.pipeline import Options, deidentify
+
+    def put(img, head, cx):
+        h, w = head.shape[:2]
+        img[180 - h // 2:180 - h // 2 + h, int(cx) - w // 2:int(cx) - w // 2 + w] = head
+
+    out = {"on": [0, 0, 0, 0], "off": [0, 0, 0, 0]}  # right, wrong, returning face-frames obfuscated, unlinked
+    with tempfile.TemporaryDirectory() as d:
+        for k in range(pairs):
+            a, b = portrait_head(3 + 4 * k, 180), portrait_head(4 + 4 * k, 180)
+            frames = []
+            for i in range(75):
+                img = background(W, H).copy()
+                if i < 25:
+                    put(img, a, 170), put(img, b, 470)
+                elif i >= 50:
+                    put(img, b, 170 + i - 50), put(img, a, 470 - (i - 50))
+                frames.append(img)
+            src = os.path.join(d, "returns.mp4")
+            write_clip(src, frames, codec="libx264")
+            for mode in ("on", "off"):
+                rep = deidentify(src, os.path.join(d, "o.mp4"), Options(seed=3, frame_log=True, force=True,
+                                                                                relink=mode == "on"))
+                x0 = {}
+                for e in rep["frame_log"]:
+                    for f in e["faces"]:
+                        x0.setdefault(f["track"], f["box"][0])
+                who = {t["id"]: (x0[t["id"]] < W / 2) == (t["first_frame"] < 50) for t in rep["tracks"]}  # True: a
+                for t in rep["tracks"]:
+                    if t.get("same_person_as") is not None:
+                        out[mode][0 if who[t["same_person_as"]] == who[t["id"]] else 1] += 1
+                    if t["first_frame"] >= 50:
+                        out[mode][2] += t["fallback_frames"]
+                out[mode][3] += rep.get("tracks_unlinked", 0)
+    return {m: dict(zip(("linked_right", "linked_wrong", "returning_face_frames_obfuscated", "unlinked"), v))
+            for m, v in out.items()} | {"returns": 2 * pairs}
 
 
 if __name__ == "__main__":

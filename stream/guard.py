@@ -269,21 +269,6 @@ class PrivacyGuard:
         now = [] if st.now is None else [st.now]
         return (np.array(st.refs + [n[0] for n in now]), np.array(st.edge_refs + [n[1] for n in now]))
 
-    def _passes(self, d: Optional[float], s: float, strict_margin: bool) -> bool:
-        p = self.policy
-        if strict_margin:
-            return d is not None and d >= p.tau + p.margin and s <= p.edge_max - p.edge_margin
-        return d is not None and d >= p.tau and s <= p.edge_max
-
-    def _output_unchanged(self, st: _Track, output: np.ndarray, new_reference: bool) -> bool:
-        """A re-check may keep the last dlib distance when nothing it measured has changed: no new
-        reference of the person, that distance had the search's margin, and the output face is
-        the same new face for EdgeFace (its chip's cosine to the last fully checked output at
-        least SAME_OUTPUT, as a re-crop of one photo, or a little less: guard_policy.same_output)."""
-        p = self.policy
-        return (not new_reference and st.output_edge is not None and st.distance is not None
-                and st.distance >= p.tau + p.margin and same_output(float(output @ st.output_edge), st.distance, p.tau))
-
     def _add_reference(self, st: _Track, ctx_rgb: np.ndarray, ctx: Crop, r, occluder=None, edge=None) -> bool:
         """The person at this frame, always measured against (st.now: the look drifts with light and
         hands, EdgeFace 0.70-0.96 to a kept reference of the same pose, and outputs judged against
@@ -324,8 +309,9 @@ class PrivacyGuard:
         occ = occluder_keep(frame, r, current[0])  # what this frame's own render left original
         if st.cursor is not None:  # a search spread over frames goes on
             return self._search(frame, tid, st, r, ctx, ctx_rgb, st.cursor[0], None, occ)
+        margin = False  # a relinked face must pass with the search's margins at its first check (preset)
         if st.status == "pending" and st.preset is not None:
-            step, k = st.preset
+            (step, k), margin = st.preset, st.preset_margin
             st.preset = None
             self._apply(st, tid, step, k)
             current = with_occluders(render_candidate(self.identity, self.restorer, frame, tid, r, st.level,
@@ -338,7 +324,7 @@ class PrivacyGuard:
             sims, views = self.two.edge_similarity([(img, pts)], eref, embeddings=True,
                                                    chip_embeddings=None if looked is None else looked[1][None])
             s, output, face = float(sims[0]), views[0, 0], None
-            if self._output_unchanged(st, output, new_reference):
+            if self.policy.output_unchanged(st, output, new_reference):
                 # the same new face as at the last full check, against the same references: dlib's
                 # distance (measured then, with the margin) stands
                 d = st.distance
@@ -352,11 +338,13 @@ class PrivacyGuard:
                         d = self.two.dlib_distance(img, pts, dref, stop_below=self.policy.tau)
                 st.output_edge = output if d is not None and d >= self.policy.tau + self.policy.margin else None
             st.distance, st.similarity = d, s
-            if self._passes(d, s, strict_margin=False) and (
+            if self.policy.passes(d, s, strict_margin=margin) and (
                     face if face is not None else looks_like_face(self.mesh, img, pts, self.policy.face_tolerance)):
                 st.min_distance = d if st.min_distance is None else min(st.min_distance, d)
                 st.max_similarity = s if st.max_similarity is None else max(st.max_similarity, s)
                 return current
+            if self._own_seed(st, tid):  # a relinked face: another step of its seed would be another face too
+                return self._search(frame, tid, st, r, ctx, ctx_rgb, 0, None, occ)
             start, first = st.step + 1, None  # escalate past the step that no longer holds
         else:
             start, first = 0, (current if st.status == "pending" else None)
@@ -381,12 +369,23 @@ class PrivacyGuard:
         st = self._tracks.get(track_id)
         return st.choice if st is not None and st.status == "verified" else None
 
-    def preset(self, track_id: int, seed: int, choice: tuple) -> None:
+    def _own_seed(self, st: _Track, tid: int) -> bool:
+        """A relinked track whose person's new face fails here goes on under the seed it drew itself
+        (stream/relink.py `unlink`, through `exhausted`): True, the track reset to search from step 0."""
+        seed = self.exhausted(tid) if self.exhausted is not None else None
+        if seed is None:
+            return False
+        st.seed = st.appearance = seed
+        st.sigma, st.step, st.choice, st.status = self.sigma, 0, None, "pending"
+        self.identity.set_noise(tid, perturbation(seed, self.sigma))
+        return True
+
+    def preset(self, track_id: int, seed: int, choice: tuple, margin: bool = False) -> None:
         """Start a track from a choice made for the same person elsewhere (another segment of a
         batch run, same track seed): it is checked at the track's first frame like a re-check,
         and searched again only if it fails there, so segments keep one new face."""
         st = self._tracks.setdefault(track_id, _Track(seed=seed, appearance=seed, sigma=self.sigma))
-        st.preset = (int(choice[0]), int(choice[1]))
+        st.preset, st.preset_margin = (int(choice[0]), int(choice[1])), margin
 
     def _search(self, frame, tid: int, st: _Track, r, ctx: Crop, ctx_rgb, start: int, first,
                 occ=None) -> Optional[tuple]:
@@ -451,7 +450,7 @@ class PrivacyGuard:
                         continue
                     d = self.two.dlib_distance(img, pts, dref, stop_below=p.tau + p.margin)
                     note_tried(p, st, d, s)
-                    if not (self._passes(d, s, strict_margin=True) and undone_passes_dlib(self.two, st, undone, pts, dref, p.tau)):
+                    if not (p.passes(d, s, strict_margin=True) and undone_passes_dlib(self.two, st, undone, pts, dref, p.tau)):
                         continue
                     st.cursor = None
                     self._apply(st, tid, step, j)
@@ -465,11 +464,7 @@ class PrivacyGuard:
             if st.cursor[2] is not None:
                 self.identity.set_noise(tid, st.cursor[2])
             st.cursor = None
-            seed = self.exhausted(tid) if self.exhausted is not None else None
-            if seed is not None:  # a seed of its own to search with first (stream/relink.py `unlink`)
-                st.seed = st.appearance = seed
-                st.sigma, st.step, st.choice = self.sigma, 0, None
-                self.identity.set_noise(tid, perturbation(seed, self.sigma))
+            if self._own_seed(st, tid):  # a relinked track: searched under the seed it drew itself first
                 return self._search(frame, tid, st, r, ctx, ctx_rgb, 0, None, occ)
             st.status, st.step, st.choice = "obfuscated", len(STEPS), None
             st.version += 1

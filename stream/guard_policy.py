@@ -59,6 +59,21 @@ class Policy:
     # (files). A number spreads it over frames, the face obfuscated meanwhile (live streams).
     per_frame: Optional[int] = None
 
+    def passes(self, d: Optional[float], s: float, strict_margin: bool) -> bool:
+        """Both recognizers place the face among different people (with the search's margins)."""
+        if strict_margin:
+            return d is not None and d >= self.tau + self.margin and s <= self.edge_max - self.edge_margin
+        return d is not None and d >= self.tau and s <= self.edge_max
+
+    def output_unchanged(self, st: "_Track", output: np.ndarray, new_reference: bool) -> bool:
+        """A re-check may keep the last dlib distance when nothing it measured has changed: no new
+        reference of the person, that distance had the search's margin, and the output face is
+        the same new face for EdgeFace (its chip's cosine to the last fully checked output at
+        least SAME_OUTPUT, as a re-crop of one photo, or a little less: `same_output`)."""
+        return (not new_reference and st.output_edge is not None and st.distance is not None
+                and st.distance >= self.tau + self.margin
+                and same_output(float(output @ st.output_edge), st.distance, self.tau))
+
 
 POLICIES = {"balanced": Policy(tau=0.6, edge_max=EDGE_THRESHOLDS["balanced"]),
             "strict": Policy(tau=0.7, margin=0.05, edge_max=EDGE_THRESHOLDS["strict"], pose_delta=10.0)}
@@ -91,6 +106,7 @@ class _Track:
     provisional: bool = False  # verified at a frame that was not near-frontal
     choice: Optional[tuple] = None  # (step, candidate) in use: no identity in it, shareable (batch)
     preset: Optional[tuple] = None  # a choice made elsewhere for this track, to check first
+    preset_margin: bool = False  # ... with the search's margins (a returning person's face: stream/relink.py)
     cursor: Optional[list] = None  # a search under way: [step, candidate, noise before]
     version: int = 0  # bumped whenever the output parameters or the status change
     refreshed: int = 0  # faces rendered again because they were rendered under an older version

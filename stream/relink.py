@@ -9,11 +9,13 @@ head turns VIEW_TURN degrees apart while their tracks lived. The most similar pe
 the cosine similarity is at least LINK_MIN and every other person is at least LINK_GAP below it;
 the track then takes that person's seed, its picks among the seeded candidates (Step I's shape,
 the restorer's appearance: `picks_of` / `preset_picks`, as a segmented batch run carries them) and
-the privacy guard's choice, which the guard checks again at the new track's first frame
-(stream/guard.py `preset`) and, where it no longer passes, escalates from as it would for the
-person's earlier track. Where no candidate of that seed passes any more, the track goes on with
-the seed it drew itself (`unlink`; the guard searches again): a new face of its own rather than an
-obfuscated one. A track that is not linked keeps its own seed: a new face of its own, as before.
+the privacy guard's choice, which the guard checks again at the new track's first frame, with
+the search's margins (stream/guard.py `preset`). Where that face does not pass, then or at any
+later check, the track goes on with the seed it drew itself (`unlink`, through the guard's
+`exhausted`; the guard searches from its first step): another step of the person's seed would be
+another face too, and a face only just cleared before would be let go a few frames on. So a
+failed link costs what a track that was never linked gets: a new face of its own, searched for
+at that frame. A track that is not linked keeps its own seed: a new face of its own, as before.
 
 LINK_MIN 0.5 lies above the highest EdgeFace similarity of any two of the 699 build portraits (0.459
 among 243,951 pairs, models/data/edgeface_calibration.json: studio portraits alike in light,
@@ -214,12 +216,13 @@ def picks_of(identity, restorer, track_id: int) -> dict:
             "appearance": restorer.picks_of(track_id) if hasattr(restorer, "picks_of") else {}}
 
 
-def preset_choices(guard, identity, restorer, track_id: int, seed: int, choice, picks: Optional[dict]) -> None:
+def preset_choices(guard, identity, restorer, track_id: int, seed: int, choice, picks: Optional[dict],
+                   margin: bool = False) -> None:
     """Make a track take a person's choices made elsewhere (an earlier track, another segment): the
-    guard's (checked again at the track's first frame) and the picks."""
+    guard's (checked again at the track's first frame; `margin`: with the search's margins) and the picks."""
     picks = picks or {}
     if guard is not None and choice:
-        guard.preset(track_id, seed, choice)
+        guard.preset(track_id, seed, choice, margin=margin)
     if picks.get("shape") and hasattr(identity, "preset_picks"):
         identity.preset_picks(track_id, seed, picks["shape"])
     if picks.get("appearance") and hasattr(restorer, "preset_picks"):
@@ -234,6 +237,8 @@ def relinker_for(guard, identity, restorer) -> Relinker:
                 "picks": picks_of(identity, restorer, track_id)}
 
     def preset(track_id: int, seed: int, record: dict) -> None:
-        preset_choices(guard, identity, restorer, track_id, seed, record.get("choice"), record.get("picks"))
+        # the face must pass with the search's margins: one only just cleared before would be let go a
+        # few frames on, for another new face (or none) in the middle of the track
+        preset_choices(guard, identity, restorer, track_id, seed, record.get("choice"), record.get("picks"), margin=True)
 
     return Relinker(record_of, preset)

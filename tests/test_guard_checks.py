@@ -148,9 +148,9 @@ def test_a_recheck_of_an_unchanged_face_keeps_the_dlib_distance_and_a_changed_on
         other_rgb, other_lm = _portraits(1)[0]
         from ideud.models.recognizers import edge_views
         other = p.guard.two.edge.embed_chips(np.stack(edge_views(other_rgb, other_lm, full=False)))[0]
-        assert not p.guard._output_unchanged(st, other, new_reference=False)
-        assert not p.guard._output_unchanged(st, st.output_edge, new_reference=True)  # a new pose of the person
-        assert p.guard._output_unchanged(st, st.output_edge, new_reference=False)
+        assert not p.guard.policy.output_unchanged(st, other, new_reference=False)
+        assert not p.guard.policy.output_unchanged(st, st.output_edge, new_reference=True)  # a new pose of the person
+        assert p.guard.policy.output_unchanged(st, st.output_edge, new_reference=False)
     finally:
         p.close()
 

@@ -15,6 +15,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from ideud.models import facemesh as fm
 from ideud.stream.types import Crop, Frame
 
 # (Kr, Kb) of the YUV matrices
@@ -161,14 +162,14 @@ FALLBACKS = ("pixelate", "blur", "black")
 
 
 def obfuscate(frame: Frame, box: np.ndarray, mode: str = "pixelate", grow: float = 0.25, strength: int = 0,
-              keep: Optional[tuple[Crop, np.ndarray]] = None) -> None:
+              keep: Optional[tuple[Crop, np.ndarray]] = None, occluder_edge: bool = True) -> None:
     """Destroy the identity in a box (grown by `grow` each side), in place.
 
     `keep`: (crop, uint8 or float mask on it) of pixels in front of the face to leave as they are
     (a hand, a microphone: stream/obfuscate_keep.py): 255 (or 1.0) keeps a pixel, 0 fills it,
     between blends. The fill colour is taken from the pixels not kept at all, so neither the
     occluder's colour goes into the fill nor the face's into the occluder; next to the kept pixels
-    the fill is the nearest kept pixel's colour (`_occluder_edge`).
+    the fill is the nearest kept pixel's colour (`_occluder_edge`; `occluder_edge=False`: not).
 
     pixelate: at strength 0 (what every face obfuscated for any reason gets, unchecked) the box
     becomes one block of its own mean colour: a mosaic of a single block. Finer mosaics leave
@@ -197,7 +198,7 @@ def obfuscate(frame: Frame, box: np.ndarray, mode: str = "pixelate", grow: float
     kept = _kept_planes(frame, crop, keep) if keep is not None else None
     if kept is not None:
         _obfuscate_keeping(frame, crop, mode, strength, kept, (cx0, cy0, cx1, cy1, sx), block,
-                           max(1.0, OCCLUDER_REACH * float(max(w, h))))
+                           max(1.0, OCCLUDER_REACH * float(max(w, h))) if occluder_edge else 0.0)
         return
     for i, (plane, box_p, blk) in enumerate([
         (frame.planes[0], (crop.y0, crop.y1, crop.x0, crop.x1), block),
@@ -287,7 +288,7 @@ def _occluder_edge(fill: np.ndarray, old: np.ndarray, k: np.ndarray, reach: floa
     error (tools/bench/bench_footage.py multi_person: 92 % of it within 3 px of a kept pixel). Only
     kept pixels, which are shown as they are anyway, are copied outward: no face pixel is shown."""
     core = k >= 0.5
-    if not core.any() or core.all():
+    if reach <= 0.0 or not core.any() or core.all():
         return fill
     dist, labels = cv2.distanceTransformWithLabels((~core).astype(np.uint8), cv2.DIST_L2, 3,
                                                    labelType=cv2.DIST_LABEL_PIXEL)
@@ -297,6 +298,30 @@ def _occluder_edge(fill: np.ndarray, old: np.ndarray, k: np.ndarray, reach: floa
     return fill + weight * (colour[labels] - fill)
 
 
+def surroundings(crop: Crop, target: np.ndarray, width: int, height: int) -> tuple[Crop, np.ndarray]:
+    """Where a face drawn without its surroundings (stream/guard_policy.py `fills_surroundings`) is
+    filled: the box of its points (`target`, in `crop`) grown by SURROUNDINGS (hair and ears above
+    and beside, the neck below), and in it the face oval below the hairline (the render's mask
+    without its occluder cuts), feathered, as a keep factor: (box, keep)."""
+    pts = np.asarray(target, np.float64)[:, :2] + crop.offset
+    lo, hi = pts.min(0), pts.max(0)
+    (w, h), (left, top, right, bottom) = hi - lo, SURROUNDINGS
+    x0, y0 = int(max(0, np.floor(lo[0] - left * w))), int(max(0, np.floor(lo[1] - top * h)))
+    x1, y1 = int(min(width, np.ceil(hi[0] + right * w))), int(min(height, np.ceil(hi[1] + bottom * h)))
+    box = Crop(x0 - x0 % 2, y0 - y0 % 2, max(x1, x0 - x0 % 2 + 2), max(y1, y0 - y0 % 2 + 2))
+    face = fm.face_polygon_mask(box.shape, pts - box.offset).astype(np.float32)
+    return box, cv2.GaussianBlur(face, (0, 0), max(1.0, 0.015 * float(max(w, h))))
+
+
+def fill_surroundings(frame: Frame, crop: Crop, target: np.ndarray) -> None:
+    """The surroundings of a face (`surroundings`) filled flat in their own mean colour, in place, as
+    `obfuscate` fills a box (strength 0); the face oval kept for the new face to be pasted over."""
+    box, keep = surroundings(crop, target, frame.width, frame.height)
+    obfuscate(frame, np.array([box.x0, box.y0, box.x1, box.y1], float), "pixelate", grow=0.0, strength=0,
+              keep=(box, keep), occluder_edge=False)
+
+
+SURROUNDINGS = (0.3, 0.5, 0.3, 0.3)  # a filled face's box: its points' box grown left, up, right, down
 OCCLUDER_REACH = 0.03  # share of the face size a kept occluder's colour reaches into the fill
 OBFUSCATION_LEVELS = 2  # pixelate strengths: 0 one block of the box's mean colour, 1 grey over a larger box
 BLUR_BLOCKS = 3  # `blur`: the face is first reduced to this many blocks across

@@ -32,16 +32,14 @@ Per track
    (the costliest view), the undone face not the person for dlib; the first that passes all is
    kept and the search stops there.
 
-       step 0  sigma x1, restorer level 0
-       step 1  sigma x1, restorer level 1 (more of the face from the restorer)
-       step 2  sigma x2, restorer level 1
-       step 3  sigma x2, restorer level 2
-       step 4  sigma x1, restorer level 3 (the bank restorer adds glasses)
-       step 5  sigma x2, restorer level 3
-       step 6  sigma x1, restorer level 4 (prior: widest shading scale; bank: its last level again)
-       step 7  sigma x2, restorer level 4 (why steps 4-7 are more draws: guard_policy.STEPS)
-       else    the track is obfuscated (a new search every `retry_every` frames, at a good frame); a
-               track that took a returning person's seed is first searched under its own (`exhausted`)
+       step 0, 1  sigma x1, restorer level 0, 1 (more of the face from the restorer)
+       step 2, 3  sigma x2, restorer level 1, 2
+       step 4, 5  sigma x1, x2, restorer level 3 (the bank restorer adds glasses)
+       step 6, 7  sigma x1, x2, restorer level 4 (prior: widest shading scale; why 4-7: guard_policy.STEPS)
+       step 8-11  steps 0-3 again (new draws), the face's surroundings filled flat (blend.fill_surroundings:
+                  hair, ears, outline and background give many people away whatever the face)
+       else       the track is obfuscated (a new search every `retry_every` frames, at a good frame); a
+                  track that took a returning person's seed is first searched under its own (`exhausted`)
 
    A restorer without levels (classic, gan) renders the same face at every level, so for it the
    steps only vary and strengthen the geometry. z' = clip(z + n, -1, 1) is what every candidate
@@ -106,7 +104,8 @@ from ideud.stream.guard_ahead import batch_size, can_look_ahead, next_batch, set
 from ideud.stream.guard_inversion import inverses_for, undone_by_edgeface, undone_passes_dlib
 from ideud.stream.guard_occluded_refs import kept_references, masked_reference
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, LOOK_SHARE, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
-                                       STEPS, Policy, _Track, note_tried, pose_moved_since_check, same_output, track_report)
+                                       STEPS, Policy, _Track, fills_surroundings, note_tried, pose_moved_since_check,
+                                       same_output, track_report)
 from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, finish_candidate,  # noqa: F401
                                       kept_occluder_passes, looks_like_face, obfuscated, occluder_keep, output_drifted,
                                       render_candidate, verified_mosaic, with_occluders)
@@ -234,6 +233,7 @@ class PrivacyGuard:
                 "tracks": len(reps),
                 "tracks_verified": sum(r["status"] == "verified" for r in reps),
                 "tracks_obfuscated": sum(r["status"] == "obfuscated" for r in reps),
+                "tracks_surroundings_filled": sum(bool(r["surroundings_filled"]) for r in reps),
                 "dlib_chips": self.two.dlib_chips, "edgeface_chips": self.two.edge_chips}
 
     # ------------------------------------------------------------------ internals
@@ -245,6 +245,11 @@ class PrivacyGuard:
         st = self._tracks.get(job.track.id)
         refs = kept_references(st.refs, st.edge_refs, st.masked_refs) if st is not None else None
         return kept_occluder_passes(self.two, frame, job, keep, strength, mode, refs, self.policy.edge_max)
+
+    def fills_surroundings(self, track_id: int) -> bool:
+        """The track's new face is drawn over its surroundings filled flat (guard_policy.STEPS)."""
+        st = self._tracks.get(track_id)
+        return st is not None and st.status == "verified" and fills_surroundings(st.step)
 
     def mosaic_strength(self, track_id: int) -> int:
         """The obfuscation strength verified for this track's face (0: blend's default)."""
@@ -318,7 +323,7 @@ class PrivacyGuard:
                                                       st.appearance), occ, OCCLUDED_MAX)
             st.status = "verified"
         if st.status == "verified" and current is not None:
-            img, pts = candidate_output(ctx_rgb, ctx, *current)
+            img, pts = candidate_output(ctx_rgb, ctx, *current, fill=fills_surroundings(st.step))
             dref, eref = self._refs(st)
             # EdgeFace on every view in one batch; the chip's embedding (view 0) is the output's
             sims, views = self.two.edge_similarity([(img, pts)], eref, embeddings=True,
@@ -423,7 +428,7 @@ class PrivacyGuard:
                 for j, handle in batch.started:
                     cand = first if handle is None else with_occluders(finish_candidate(handle), occ, OCCLUDED_MAX)
                     if cand is not None:
-                        group.append((j, cand, *candidate_output(ctx_rgb, ctx, *cand)))
+                        group.append((j, cand, *candidate_output(ctx_rgb, ctx, *cand, fill=fills_surroundings(step))))
                 st.candidates += len(group)
                 if not group:
                     continue

@@ -20,7 +20,21 @@ MODES = ("off", "balanced", "strict")
 #: more between draws of one step (0.19-0.5 on build portraits) than between steps; no level subtracts
 #: the person's code (a mirror of the output undoes that: the inversion check refused ~2.5x more
 #: candidates with it, for no fewer obfuscated faces); sigma x2.5 pinched and stretched faces visibly.
-STEPS = ((1.0, 0), (1.0, 1), (2.0, 1), (2.0, 2), (1.0, 3), (2.0, 3), (1.0, 4), (2.0, 4))
+#: Then, for a track none of those clears, the four mildest again with the face's surroundings (hair,
+#: ears, outline, background: `blend.surroundings`) filled flat, as an obfuscated face's box is: the
+#: surroundings alone give many people away (EdgeFace over the search limit for about half of the
+#: build portraits with the face oval filled, nothing of the face left), so for them no new face can
+#: pass with its surroundings; without them it can, and the face's expression, gaze and pose stay.
+STEPS = ((1.0, 0), (1.0, 1), (2.0, 1), (2.0, 2), (1.0, 3), (2.0, 3), (1.0, 4), (2.0, 4),
+         (1.0, 0), (1.0, 1), (2.0, 1), (2.0, 2))
+FILL_FROM = 8  # the steps from here on fill the surroundings
+
+
+def fills_surroundings(step: int) -> bool:
+    """Step `step` draws the new face over its surroundings filled flat (`STEPS`)."""
+    return FILL_FROM <= step < len(STEPS)
+
+
 MAX_REFERENCES = 4  # embeddings of the person per track (different poses)
 # a re-check keeps dlib's last distance when the output's EdgeFace chip is at least this close to the
 # output fully checked last (genuine views of one photo: mean 0.92-0.995; different people: p99 0.214)
@@ -136,6 +150,7 @@ def track_report(st: _Track, policy: Policy) -> dict:
             "best_candidate": best,
             "tau": policy.tau, "edgeface_max": policy.edge_max,
             "step": st.step, "level": st.level, "sigma": round(st.sigma, 4),
+            "surroundings_filled": st.status == "verified" and fills_surroundings(st.step),
             "checks": st.checks, "searches": st.searches, "candidates": st.candidates,
             "fallback_frames": st.fallback_frames, "fallback_why": dict(st.fallback_why),
             "mosaic_strength": st.mosaic,

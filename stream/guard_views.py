@@ -14,7 +14,7 @@ from ideud.models.recognizer import THRESHOLD as DLIB_THRESHOLD
 from ideud.models.recognizers import TwoRecognizers, edge_views
 from ideud.stream import blend as bl
 from ideud.stream.guard_occluded_refs import greyed, in_context
-from ideud.stream.guard_policy import same_output
+from ideud.stream.guard_policy import fills_surroundings, same_output
 from ideud.stream.render import crop_for, render, render_mask
 from ideud.stream.restore_worker import RestoreWorker
 from ideud.stream.types import Crop, Frame, RestoreItem
@@ -109,10 +109,23 @@ def context_crop(frame, r, target) -> Crop:
     return Crop(max(0, int(x0)), max(0, int(y0)), min(frame.width, int(x1)), min(frame.height, int(y1)))
 
 
-def candidate_output(ctx_rgb: np.ndarray, ctx: Crop, rendered, item, face_rgb) -> tuple:
-    """One candidate output pasted into the context as the blend stage would, and its points."""
+def candidate_output(ctx_rgb: np.ndarray, ctx: Crop, rendered, item, face_rgb, fill: bool = False) -> tuple:
+    """One candidate output pasted into the context as the blend stage would, and its points.
+    `fill`: over its surroundings filled flat (`blend.fill_surroundings`), as the blend stage draws
+    a track at a step that `fills_surroundings`."""
+    if fill:
+        ctx_rgb = surroundings_filled(ctx_rgb, ctx, rendered.crop, rendered.target)
     img = paste_into(ctx_rgb, ctx, rendered.crop, bl.match_colour(face_rgb, item.image, rendered.mask), rendered.mask)
     return img, rendered.target + rendered.crop.offset - ctx.offset
+
+
+def surroundings_filled(ctx_rgb: np.ndarray, ctx: Crop, crop: Crop, target: np.ndarray) -> np.ndarray:
+    """A copy of the context (RGB) with a face's surroundings filled as `blend.fill_surroundings`
+    fills them in the frame (the same box: the context holds it, CONTEXT > blend.SURROUNDINGS)."""
+    planes = [np.ascontiguousarray(ctx_rgb[..., i]) for i in range(3)]
+    fr = Frame(index=0, pts=0, time_base=Fraction(1, 25), planes=planes, pix_fmt="rgb", full_range=True, time=0.0)
+    bl.fill_surroundings(fr, Crop(crop.x0 - ctx.x0, crop.y0 - ctx.y0, crop.x1 - ctx.x0, crop.y1 - ctx.y0), target)
+    return np.dstack(fr.planes)
 
 
 def looks_like_face(mesh, img: np.ndarray, target: np.ndarray, tolerance: float) -> bool:
@@ -210,7 +223,7 @@ def output_drifted(two: TwoRecognizers, frame, r, current: tuple, st, limit: flo
         return True  # nothing to compare with: check in full
     ctx = context_crop(frame, r, current[0].target + current[0].crop.offset)
     ctx_rgb = bl.crop_rgb(frame, ctx)
-    img, pts = candidate_output(ctx_rgb, ctx, *current)
+    img, pts = candidate_output(ctx_rgb, ctx, *current, fill=fills_surroundings(st.step))
     chip, person = two.chip_embeddings([edge_views(img, pts, full=False)[0],
                                         edge_views(ctx_rgb, np.asarray(r.landmarks)[:, :2] - ctx.offset, full=False)[0]])
     st.looked = (frame.index, chip, person)  # a re-check of this frame embeds neither again

@@ -417,6 +417,8 @@ class FaceProcessor:
             try:
                 self._fault("blend", frame)
                 face_rgb = bl.match_colour(face_rgb, job.item.image, job.rendered.mask)
+                if self.guard is not None and self.guard.fills_surroundings(job.track.id):
+                    bl.fill_surroundings(frame, job.rendered.crop, job.rendered.target)  # as the guard checked it
                 bl.paste_rgb(frame, job.rendered.crop, face_rgb, job.rendered.mask)
                 self.reuse.keep(job.track.id, face_rgb, job.rendered.mask, job.rendered.crop,
                                 p.track_boxes[job.track.id])

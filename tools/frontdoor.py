@@ -156,15 +156,22 @@ def plural(n: int, word: str) -> str:
 
 
 def summary(rep: dict) -> str:
-    """`60 frames, 3 face tracks (1 of them a person seen before, given the same new face), 60 face-frames:
-    58 rendered, 2 obfuscated` (plus truncation and speed)."""
+    """`60 frames, 3 face tracks (1 of them a person seen before, given the same new face; 1 drawn
+    without its surroundings), 60 face-frames: 58 rendered, 2 obfuscated` (plus truncation and speed)."""
     from ideud.stream.decode import looks_short
 
     frames, face_frames = rep.get("frames", 0), rep.get("face_frames", 0)
     obfuscated = rep.get("fallback_face_frames", 0)
-    text = f"{plural(frames, 'frame')}, {plural(len(rep.get('tracks', [])), 'face track')}"
+    tracks = rep.get("tracks", [])
+    text = f"{plural(frames, 'frame')}, {plural(len(tracks), 'face track')}"
+    notes = []
     if rep.get("tracks_relinked"):  # stream/relink.py: tracks that took an earlier track's new face
-        text += f" ({rep['tracks_relinked']} of them a person seen before, given the same new face)"
+        notes.append(f"{rep['tracks_relinked']} of them a person seen before, given the same new face")
+    filled = sum(bool((t.get("privacy") or {}).get("surroundings_filled")) for t in tracks)
+    if filled:  # the guard's last steps: the new face drawn over its surroundings filled flat
+        notes.append(f"{filled} drawn without {'its' if filled == 1 else 'their'} surroundings")
+    if notes:
+        text += f" ({'; '.join(notes)})"
     if face_frames:
         text += f", {plural(face_frames, 'face-frame')}: {face_frames - obfuscated} rendered, {obfuscated} obfuscated"
     declared = rep.get("input", {}).get("frames_declared") or 0

@@ -28,9 +28,8 @@ Per track
    candidate of the batch through EdgeFace in one call, then the other views of those it did not
    reject in another (the next batch is restored meanwhile: stream/guard_ahead.py). The rest go
    on most different first, cheapest decisive check first: still a face (FaceMesh finds it where
-   it was drawn, ~10 ms), its undone faces (4.) not the person for EdgeFace, dlib with the margin
-   (the costliest view), the undone face not the person for dlib; the first that passes all is
-   kept and the search stops there.
+   it was drawn, ~10 ms), dlib with the margin (~10 ms a view), its undone faces (4., ~100 ms) not
+   the person for EdgeFace, then for dlib; the first that passes all is kept and the search stops.
 
        step 0, 1  sigma x1, restorer level 0, 1 (more of the face from the restorer)
        step 2, 3  sigma x2, restorer level 1, 2
@@ -61,7 +60,7 @@ Per track
 4. Inversion: where the mapping can be undone by someone who knows the method (the prior
    restorer: its output's code mirrored, or a second pass; stream/guard_inversion.py), the
    candidate a search would keep is undone both ways and each undone face must not match the
-   person either (tau and edge_max: EdgeFace on chip and mirror, before the forward dlib check;
+   person either (tau and edge_max: EdgeFace on chip and mirror, after the forward dlib check;
    dlib on the chip of the one EdgeFace found closest, last: a second-order check, kept cheap);
    if one does, the search goes on as for any other failure. Once per candidate that gets that
    far in a search, never per frame.

@@ -98,3 +98,34 @@ def test_a_face_no_step_clears_with_its_surroundings_is_drawn_without_them(tmp_p
     assert olm is not None, "no face in the output"
     d, s = two.measure(out, olm[:, :2], *[np.asarray([x]) for x in two.person(rgb, lm)])
     assert d >= pol.tau and s <= pol.edge_max
+
+
+def test_the_fill_holds_in_a_subsampled_frame_at_its_edge():
+    # a YUV 4:2:0 frame (as decoded video comes), the face at the frame's left and top edge, odd sizes:
+    # the box is clipped and chroma-aligned, the surroundings flat in every plane, nothing else written
+    head, lm = portrait_mesh(1, 220)
+    h, w = 181, 203
+    rgb = np.ascontiguousarray(np.pad(head, ((0, 60), (0, 60), (0, 0)), mode="edge")[70:70 + h, 60:60 + w])
+    pts = lm[:, :2] - (60, 70)  # the face partly off the frame's top-left corner
+    yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV)
+    half = ((w + 1) // 2, (h + 1) // 2)
+    planes = [np.ascontiguousarray(yuv[..., 0])] + [
+        np.ascontiguousarray(cv2.resize(yuv[..., c], half, interpolation=cv2.INTER_AREA)) for c in (1, 2)]
+    fr = Frame(index=0, pts=0, time_base=Fraction(1, 25), planes=[p.copy() for p in planes], pix_fmt="yuv420p",
+               full_range=False, time=0.0)
+    full = Crop(0, 0, w, h)
+    bl.fill_surroundings(fr, full, pts)
+    box, _ = bl.surroundings(full, pts, w, h)
+    assert box.x0 == 0 and box.y0 == 0 and box.x1 <= w and box.y1 <= h
+    face = fm.face_polygon_mask((h, w), pts) > 0
+    size = float(np.ptp(pts, 0).max())
+    grown = cv2.dilate(face.astype(np.uint8), np.ones((int(0.12 * size),) * 2, np.uint8)) > 0
+    inbox = np.zeros((h, w), bool)
+    inbox[box.y0:box.y1, box.x0:box.x1] = True
+    assert len(np.unique(fr.planes[0][inbox & ~grown])) == 1, "the surroundings' luma is not flat"
+    assert np.array_equal(fr.planes[0][~inbox], planes[0][~inbox]), "luma outside the box was written"
+    # chroma samples whose luma pixels are all in the flat part: flat too
+    flat = (inbox & ~grown).astype(np.uint8)
+    flat = cv2.erode(np.pad(flat, ((0, h % 2), (0, w % 2))), np.ones((3, 3), np.uint8))[::2, ::2] > 0
+    for c in (1, 2):
+        assert len(np.unique(fr.planes[c][flat])) == 1, f"chroma plane {c} is not flat in the surroundings"

@@ -298,11 +298,14 @@ def _occluder_edge(fill: np.ndarray, old: np.ndarray, k: np.ndarray, reach: floa
     return fill + weight * (colour[labels] - fill)
 
 
-def surroundings(crop: Crop, target: np.ndarray, width: int, height: int) -> tuple[Crop, np.ndarray]:
+def surroundings(crop: Crop, target: np.ndarray, width: int, height: int,
+                 occluder: Optional[tuple[Crop, np.ndarray]] = None) -> tuple[Crop, np.ndarray]:
     """Where a face drawn without its surroundings (stream/guard_policy.py `fills_surroundings`) is
     filled: the box of its points (`target`, in `crop`) grown by SURROUNDINGS (hair and ears above
     and beside, the neck below), and in it the face oval below the hairline (the render's mask
-    without its occluder cuts), feathered, as a keep factor: (box, keep)."""
+    without its occluder cuts), feathered, as a keep factor: (box, keep). `occluder`: (crop, mask)
+    of what the occlusion stage found in front of the face this frame (a hand reaching past the
+    oval), kept too, as an obfuscated face keeps it."""
     pts = np.asarray(target, np.float64)[:, :2] + crop.offset
     lo, hi = pts.min(0), pts.max(0)
     (w, h), (left, top, right, bottom) = hi - lo, SURROUNDINGS
@@ -310,13 +313,24 @@ def surroundings(crop: Crop, target: np.ndarray, width: int, height: int) -> tup
     x1, y1 = int(min(width, np.ceil(hi[0] + right * w))), int(min(height, np.ceil(hi[1] + bottom * h)))
     box = Crop(x0 - x0 % 2, y0 - y0 % 2, max(x1, x0 - x0 % 2 + 2), max(y1, y0 - y0 % 2 + 2))
     face = fm.face_polygon_mask(box.shape, pts - box.offset).astype(np.float32)
-    return box, cv2.GaussianBlur(face, (0, 0), max(1.0, 0.015 * float(max(w, h))))
+    keep = cv2.GaussianBlur(face, (0, 0), max(1.0, 0.015 * float(max(w, h))))
+    if occluder is not None:
+        oc, om = occluder
+        x0, y0, x1, y1 = max(box.x0, oc.x0), max(box.y0, oc.y0), min(box.x1, oc.x1), min(box.y1, oc.y1)
+        if x1 > x0 and y1 > y0 and om.shape == oc.shape:
+            part = om[y0 - oc.y0:y1 - oc.y0, x0 - oc.x0:x1 - oc.x0].astype(np.float32)
+            part /= 255.0 if om.dtype == np.uint8 else 1.0
+            sub = keep[y0 - box.y0:y1 - box.y0, x0 - box.x0:x1 - box.x0]
+            np.maximum(sub, part, out=sub)
+    return box, keep
 
 
-def fill_surroundings(frame: Frame, crop: Crop, target: np.ndarray) -> None:
+def fill_surroundings(frame: Frame, crop: Crop, target: np.ndarray,
+                      occluder: Optional[tuple[Crop, np.ndarray]] = None) -> None:
     """The surroundings of a face (`surroundings`) filled flat in their own mean colour, in place, as
-    `obfuscate` fills a box (strength 0); the face oval kept for the new face to be pasted over."""
-    box, keep = surroundings(crop, target, frame.width, frame.height)
+    `obfuscate` fills a box (strength 0); the face oval (and `occluder`) kept for the new face to be
+    pasted over."""
+    box, keep = surroundings(crop, target, frame.width, frame.height, occluder)
     obfuscate(frame, np.array([box.x0, box.y0, box.x1, box.y1], float), "pixelate", grow=0.0, strength=0,
               keep=(box, keep), occluder_edge=False)
 

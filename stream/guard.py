@@ -104,7 +104,7 @@ from ideud.stream.guard_inversion import inverses_for, undone_by_edgeface, undon
 from ideud.stream.guard_occluded_refs import kept_references, masked_reference
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, LOOK_SHARE, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
                                        STEPS, Policy, _Track, fills_surroundings, note_tried, pose_moved_since_check,
-                                       same_output, track_report)
+                                       same_output, search_end, track_report)
 from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, finish_candidate,  # noqa: F401
                                       kept_occluder_passes, looks_like_face, obfuscated, occluder_keep, output_drifted,
                                       render_candidate, verified_mosaic, with_occluders)
@@ -167,7 +167,7 @@ class PrivacyGuard:
         for job, rendered, item, face_rgb in entries:
             tr = job.track
             st = self._tracks[tr.id]
-            r = job.rendering
+            r, st.occluder = job.rendering, job.occluder  # this frame's: a filled face keeps it (blend.surroundings)
             t0 = time.perf_counter()
             # on change: of the face (pose, size, occluders, the ID code) or of the output itself, until the
             # ID code freezes (the output settles over a track's first frames) and after while the head turns
@@ -322,7 +322,7 @@ class PrivacyGuard:
                                                       st.appearance), occ, OCCLUDED_MAX)
             st.status = "verified"
         if st.status == "verified" and current is not None:
-            img, pts = candidate_output(ctx_rgb, ctx, *current, fill=fills_surroundings(st.step))
+            img, pts = candidate_output(ctx_rgb, ctx, *current, fill=fills_surroundings(st.step), occluder=st.occluder)
             dref, eref = self._refs(st)
             # EdgeFace on every view in one batch; the chip's embedding (view 0) is the output's
             sims, views = self.two.edge_similarity([(img, pts)], eref, embeddings=True,
@@ -406,7 +406,7 @@ class PrivacyGuard:
         dref, eref = self._refs(st)
         ahead = None  # the next batch, restored while this one is checked (stream/guard_ahead.py)
         try:
-            while st.cursor[0] < len(STEPS):
+            while st.cursor[0] < search_end(_size(r)):
                 step, k, _ = st.cursor
                 if k >= p.candidates:
                     st.cursor = [step + 1, 0, st.cursor[2]]
@@ -427,7 +427,8 @@ class PrivacyGuard:
                 for j, handle in batch.started:
                     cand = first if handle is None else with_occluders(finish_candidate(handle), occ, OCCLUDED_MAX)
                     if cand is not None:
-                        group.append((j, cand, *candidate_output(ctx_rgb, ctx, *cand, fill=fills_surroundings(step))))
+                        group.append((j, cand, *candidate_output(ctx_rgb, ctx, *cand, fill=fills_surroundings(step),
+                                                                 occluder=st.occluder)))
                 st.candidates += len(group)
                 if not group:
                     continue

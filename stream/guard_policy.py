@@ -28,11 +28,20 @@ MODES = ("off", "balanced", "strict")
 STEPS = ((1.0, 0), (1.0, 1), (2.0, 1), (2.0, 2), (1.0, 3), (2.0, 3), (1.0, 4), (2.0, 4),
          (1.0, 0), (1.0, 1), (2.0, 1), (2.0, 2))
 FILL_FROM = 8  # the steps from here on fill the surroundings
+# ... for faces at least this big (FaceMesh's extent, px): a smaller face is mostly its own shading,
+# which Step II keeps; on hard_turns a 40 px face cleared that way drifted between checks to EdgeFace
+# 0.22 and EdgeFace-xxs over its limit in 13 of 44 frames (tools/bench/bench_footage.py, seed 4)
+FILL_MIN_PX = 64
 
 
 def fills_surroundings(step: int) -> bool:
     """Step `step` draws the new face over its surroundings filled flat (`STEPS`)."""
     return FILL_FROM <= step < len(STEPS)
+
+
+def search_end(size: float) -> int:
+    """The steps a search of a face of this size (px) goes through: all, or those that keep the surroundings."""
+    return len(STEPS) if size >= FILL_MIN_PX else FILL_FROM
 
 
 MAX_REFERENCES = 4  # embeddings of the person per track (different poses)
@@ -138,6 +147,7 @@ class _Track:
     dlib_reused: int = 0  # re-checks that kept the last dlib distance (the output had not changed)
     inversion_sims: Optional[object] = None  # EdgeFace of each undone face of the candidate being checked
     looked: Optional[tuple] = None  # (frame index, output chip, person chip): EdgeFace of a look, memory only
+    occluder: Optional[tuple] = None  # (crop, mask) of what is in front of the face in the frame under review
     seconds: float = 0.0
 
 

@@ -109,22 +109,25 @@ def context_crop(frame, r, target) -> Crop:
     return Crop(max(0, int(x0)), max(0, int(y0)), min(frame.width, int(x1)), min(frame.height, int(y1)))
 
 
-def candidate_output(ctx_rgb: np.ndarray, ctx: Crop, rendered, item, face_rgb, fill: bool = False) -> tuple:
+def candidate_output(ctx_rgb: np.ndarray, ctx: Crop, rendered, item, face_rgb, fill: bool = False,
+                     occluder: Optional[tuple[Crop, np.ndarray]] = None) -> tuple:
     """One candidate output pasted into the context as the blend stage would, and its points.
-    `fill`: over its surroundings filled flat (`blend.fill_surroundings`), as the blend stage draws
-    a track at a step that `fills_surroundings`."""
+    `fill`: over its surroundings filled flat (`blend.fill_surroundings`, keeping this frame's
+    `occluder`), as the blend stage draws a track at a step that `fills_surroundings`."""
     if fill:
-        ctx_rgb = surroundings_filled(ctx_rgb, ctx, rendered.crop, rendered.target)
+        ctx_rgb = surroundings_filled(ctx_rgb, ctx, rendered.crop, rendered.target, occluder)
     img = paste_into(ctx_rgb, ctx, rendered.crop, bl.match_colour(face_rgb, item.image, rendered.mask), rendered.mask)
     return img, rendered.target + rendered.crop.offset - ctx.offset
 
 
-def surroundings_filled(ctx_rgb: np.ndarray, ctx: Crop, crop: Crop, target: np.ndarray) -> np.ndarray:
+def surroundings_filled(ctx_rgb: np.ndarray, ctx: Crop, crop: Crop, target: np.ndarray,
+                        occluder: Optional[tuple[Crop, np.ndarray]] = None) -> np.ndarray:
     """A copy of the context (RGB) with a face's surroundings filled as `blend.fill_surroundings`
     fills them in the frame (the same box: the context holds it, CONTEXT > blend.SURROUNDINGS)."""
     planes = [np.ascontiguousarray(ctx_rgb[..., i]) for i in range(3)]
     fr = Frame(index=0, pts=0, time_base=Fraction(1, 25), planes=planes, pix_fmt="rgb", full_range=True, time=0.0)
-    bl.fill_surroundings(fr, Crop(crop.x0 - ctx.x0, crop.y0 - ctx.y0, crop.x1 - ctx.x0, crop.y1 - ctx.y0), target)
+    shift = (lambda c: Crop(c.x0 - ctx.x0, c.y0 - ctx.y0, c.x1 - ctx.x0, c.y1 - ctx.y0))
+    bl.fill_surroundings(fr, shift(crop), target, None if occluder is None else (shift(occluder[0]), occluder[1]))
     return np.dstack(fr.planes)
 
 
@@ -223,7 +226,7 @@ def output_drifted(two: TwoRecognizers, frame, r, current: tuple, st, limit: flo
         return True  # nothing to compare with: check in full
     ctx = context_crop(frame, r, current[0].target + current[0].crop.offset)
     ctx_rgb = bl.crop_rgb(frame, ctx)
-    img, pts = candidate_output(ctx_rgb, ctx, *current, fill=fills_surroundings(st.step))
+    img, pts = candidate_output(ctx_rgb, ctx, *current, fill=fills_surroundings(st.step), occluder=st.occluder)
     chip, person = two.chip_embeddings([edge_views(img, pts, full=False)[0],
                                         edge_views(ctx_rgb, np.asarray(r.landmarks)[:, :2] - ctx.offset, full=False)[0]])
     st.looked = (frame.index, chip, person)  # a re-check of this frame embeds neither again

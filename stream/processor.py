@@ -418,7 +418,7 @@ class FaceProcessor:
                 self._fault("blend", frame)
                 face_rgb = bl.match_colour(face_rgb, job.item.image, job.rendered.mask)
                 if self.guard is not None and self.guard.fills_surroundings(job.track.id):
-                    bl.fill_surroundings(frame, job.rendered.crop, job.rendered.target)  # as the guard checked it
+                    bl.fill_surroundings(frame, job.rendered.crop, job.rendered.target, job.occluder)  # as checked
                 bl.paste_rgb(frame, job.rendered.crop, face_rgb, job.rendered.mask)
                 self.reuse.keep(job.track.id, face_rgb, job.rendered.mask, job.rendered.crop,
                                 p.track_boxes[job.track.id])

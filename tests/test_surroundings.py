@@ -129,3 +129,27 @@ def test_the_fill_holds_in_a_subsampled_frame_at_its_edge():
     flat = cv2.erode(np.pad(flat, ((0, h % 2), (0, w % 2))), np.ones((3, 3), np.uint8))[::2, ::2] > 0
     for c in (1, 2):
         assert len(np.unique(fr.planes[c][flat])) == 1, f"chroma plane {c} is not flat in the surroundings"
+
+
+def test_an_occluder_found_past_the_face_oval_keeps_its_pixels_and_small_faces_are_not_filled():
+    from ideud.stream.guard_policy import FILL_MIN_PX, search_end
+    head, lm = portrait_mesh(0, 220)
+    pts = lm[:, :2]
+    full = Crop(0, 0, head.shape[1], head.shape[0])
+    box, plain = bl.surroundings(full, pts, head.shape[1], head.shape[0])
+    # a hand the occlusion stage found over the chin, reaching below the face oval
+    found = np.zeros(head.shape[:2], np.uint8)
+    chin = pts[fm.CHIN]
+    found[int(chin[1]) - 20:min(head.shape[0], int(chin[1]) + 25), int(chin[0]) - 25:int(chin[0]) + 25] = 255
+    _, keep = bl.surroundings(full, pts, head.shape[1], head.shape[0], occluder=(full, found))
+    below = np.zeros(head.shape[:2], bool)
+    below[box.y0:box.y1, box.x0:box.x1] = found[box.y0:box.y1, box.x0:box.x1] > 0
+    below &= fm.face_polygon_mask(head.shape, pts) == 0
+    assert below.any()
+    k = np.zeros(head.shape[:2], np.float32)
+    k[box.y0:box.y1, box.x0:box.x1] = keep
+    assert (k[below] >= 1.0 - 1e-6).all(), "the occluder past the oval is filled"
+    p = np.zeros(head.shape[:2], np.float32)
+    p[box.y0:box.y1, box.x0:box.x1] = plain
+    assert (p[below] < 0.5).any()  # (without it those pixels were filled)
+    assert search_end(FILL_MIN_PX) == len(gd.STEPS) and search_end(FILL_MIN_PX - 1) == FILL_FROM

@@ -250,6 +250,7 @@ def _obfuscate_keeping(frame: Frame, crop: Crop, mode: str, strength: int, kept:
     """`obfuscate` of the region `crop` with the pixels of `kept` (per plane, 0..1) left as they are,
     and the fill next to them (within `reach` luma pixels) in the colour of the nearest kept pixel."""
     cx0, cy0, cx1, cy1, sx = chroma_box
+    edges = {}  # `_occluder_edge`'s geometry per keep mask: the planes that share one (chroma; RGB) share it
     for i, (plane, (r0, r1, c0, c1), k) in enumerate([
         (frame.planes[0], (crop.y0, crop.y1, crop.x0, crop.x1), kept[0]),
         (frame.planes[1], (cy0, cy1, cx0, cx1), kept[1]),
@@ -275,27 +276,32 @@ def _obfuscate_keeping(frame: Frame, crop: Crop, mode: str, strength: int, kept:
         else:
             fill = np.full(region.shape, float(int(mean + 0.5)) if strength == 0 else 128.0, np.float32)
         old = region.astype(np.float32)
-        fill = _occluder_edge(fill, old, k, reach if i == 0 else reach / sx)
+        key = (id(kept[i]), region.shape)
+        if key not in edges:
+            edges[key] = _occluder_edge(k, reach if i == 0 else reach / sx)
+        if edges[key] is not None:
+            core, labels, weight = edges[key]
+            colour = np.zeros(int(labels.max()) + 1, np.float32)
+            colour[labels[core]] = old[core]  # DIST_LABEL_PIXEL: each kept pixel its own label
+            fill = fill + weight * (colour[labels] - fill)
         out = np.clip(fill + k * (old - fill) + 0.5, 0, 255).astype(np.uint8)
         np.copyto(region, out, where=k < 1.0)  # the occluder's own pixels are not written at all
 
 
-def _occluder_edge(fill: np.ndarray, old: np.ndarray, k: np.ndarray, reach: float) -> np.ndarray:
-    """`fill` where it borders the kept occluder (`k` >= 0.5) given that occluder's colour: each
-    pixel within `reach` the value of the kept pixel nearest to it, fading out over the next
-    `reach`. The occlusion stage's outline runs a pixel or three inside the occluder's (its rim is
-    kept thin, as that margin is the person's skin), and a flat fill there was most of a kept hand's
-    error (tools/bench/bench_footage.py multi_person: 92 % of it within 3 px of a kept pixel). Only
-    kept pixels, which are shown as they are anyway, are copied outward: no face pixel is shown."""
+def _occluder_edge(k: np.ndarray, reach: float) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Where the fill borders the kept occluder (`k` >= 0.5) and takes that occluder's colour:
+    (the kept pixels, each pixel's nearest kept one as a label, the weight of its colour there:
+    1 within `reach`, fading out over the next `reach`), or None. The occlusion stage's outline
+    runs a pixel or three inside the occluder's (its rim is kept thin, as that margin is the
+    person's skin), and a flat fill there was most of a kept hand's error
+    (tools/bench/bench_footage.py multi_person: 92 % of it within 3 px of a kept pixel). Only kept
+    pixels, which are shown as they are anyway, are copied outward: no face pixel is shown."""
     core = k >= 0.5
     if reach <= 0.0 or not core.any() or core.all():
-        return fill
+        return None
     dist, labels = cv2.distanceTransformWithLabels((~core).astype(np.uint8), cv2.DIST_L2, 3,
                                                    labelType=cv2.DIST_LABEL_PIXEL)
-    colour = np.zeros(int(labels.max()) + 1, np.float32)
-    colour[labels[core]] = old[core]  # DIST_LABEL_PIXEL: each kept pixel its own label
-    weight = np.clip(2.0 - dist / max(reach, 1e-3), 0.0, 1.0)
-    return fill + weight * (colour[labels] - fill)
+    return core, labels, np.clip(2.0 - dist / max(reach, 1e-3), 0.0, 1.0)
 
 
 def surroundings(crop: Crop, target: np.ndarray, width: int, height: int,

@@ -248,7 +248,7 @@ class PrivacyGuard:
     def fills_surroundings(self, track_id: int) -> bool:
         """The track's new face is drawn over its surroundings filled flat (guard_policy.STEPS)."""
         st = self._tracks.get(track_id)
-        return st is not None and st.status == "verified" and fills_surroundings(st.step)
+        return st is not None and st.surroundings_filled
 
     def mosaic_strength(self, track_id: int) -> int:
         """The obfuscation strength verified for this track's face (0: blend's default)."""

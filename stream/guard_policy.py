@@ -148,6 +148,11 @@ class _Track:
     inversion_sims: Optional[object] = None  # EdgeFace of each undone face of the candidate being checked
     looked: Optional[tuple] = None  # (frame index, output chip, person chip): EdgeFace of a look, memory only
     occluder: Optional[tuple] = None  # (crop, mask) of what is in front of the face in the frame under review
+
+    @property
+    def surroundings_filled(self) -> bool:
+        """Its new face is drawn over its surroundings filled flat (`STEPS`)."""
+        return self.status == "verified" and fills_surroundings(self.step)
     seconds: float = 0.0
 
 
@@ -160,7 +165,7 @@ def track_report(st: _Track, policy: Policy) -> dict:
             "best_candidate": best,
             "tau": policy.tau, "edgeface_max": policy.edge_max,
             "step": st.step, "level": st.level, "sigma": round(st.sigma, 4),
-            "surroundings_filled": st.status == "verified" and fills_surroundings(st.step),
+            "surroundings_filled": st.surroundings_filled,
             "checks": st.checks, "searches": st.searches, "candidates": st.candidates,
             "fallback_frames": st.fallback_frames, "fallback_why": dict(st.fallback_why),
             "mosaic_strength": st.mosaic,

@@ -39,10 +39,15 @@ def paste_into(ctx_rgb: np.ndarray, ctx: Crop, crop: Crop, rgb: np.ndarray, mask
 def obfuscated(rgb: np.ndarray, box: np.ndarray, strength: int = 0, mode: str = "pixelate",
                keep: Optional[tuple[Crop, np.ndarray]] = None) -> np.ndarray:
     """A copy of an RGB image with the face in `box` obfuscated as `blend.obfuscate` does it."""
-    planes = [np.ascontiguousarray(rgb[..., i]) for i in range(3)]
-    fr = Frame(index=0, pts=0, time_base=Fraction(1, 25), planes=planes, pix_fmt="rgb", full_range=True, time=0.0)
+    fr = _rgb_frame(rgb)
     bl.obfuscate(fr, np.asarray(box, float), mode, strength=strength, keep=keep)
     return np.dstack(fr.planes)
+
+
+def _rgb_frame(rgb: np.ndarray) -> Frame:
+    """A copy of an RGB image as a frame the blend stage draws on (RGB planes)."""
+    planes = [np.ascontiguousarray(rgb[..., i]) for i in range(3)]
+    return Frame(index=0, pts=0, time_base=Fraction(1, 25), planes=planes, pix_fmt="rgb", full_range=True, time=0.0)
 
 
 def kept_occluder_passes(two: TwoRecognizers, frame, job, keep: tuple[Crop, np.ndarray], strength: int, mode: str,
@@ -124,8 +129,7 @@ def surroundings_filled(ctx_rgb: np.ndarray, ctx: Crop, crop: Crop, target: np.n
                         occluder: Optional[tuple[Crop, np.ndarray]] = None) -> np.ndarray:
     """A copy of the context (RGB) with a face's surroundings filled as `blend.fill_surroundings`
     fills them in the frame (the same box: the context holds it, CONTEXT > blend.SURROUNDINGS)."""
-    planes = [np.ascontiguousarray(ctx_rgb[..., i]) for i in range(3)]
-    fr = Frame(index=0, pts=0, time_base=Fraction(1, 25), planes=planes, pix_fmt="rgb", full_range=True, time=0.0)
+    fr = _rgb_frame(ctx_rgb)
     shift = (lambda c: Crop(c.x0 - ctx.x0, c.y0 - ctx.y0, c.x1 - ctx.x0, c.y1 - ctx.y0))
     bl.fill_surroundings(fr, shift(crop), target, None if occluder is None else (shift(occluder[0]), occluder[1]))
     return np.dstack(fr.planes)

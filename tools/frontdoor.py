@@ -167,7 +167,7 @@ def summary(rep: dict) -> str:
     notes = []
     if rep.get("tracks_relinked"):  # stream/relink.py: tracks that took an earlier track's new face
         notes.append(f"{rep['tracks_relinked']} of them a person seen before, given the same new face")
-    filled = sum(bool((t.get("privacy") or {}).get("surroundings_filled")) for t in tracks)
+    filled = (rep.get("privacy") or {}).get("tracks_surroundings_filled", 0)
     if filled:  # the guard's last steps: the new face drawn over its surroundings filled flat
         notes.append(f"{filled} drawn without {'its' if filled == 1 else 'their'} surroundings")
     if notes:

@@ -37,7 +37,8 @@ Per track
        step 6, 7  sigma x1, x2, restorer level 4 (prior: widest shading scale; why 4-7: guard_policy.STEPS)
        step 8-11  steps 0-3 again (new draws), the face's surroundings filled flat (blend.fill_surroundings:
                   hair, ears, outline and background give many people away whatever the face)
-       else       the track is obfuscated (a new search every `retry_every` frames, at a good frame); a
+       else       the track is obfuscated (searched again at a good frame: every `retry_every` frames, or once
+                  the pose moved `pose_delta` from where it failed, guard_policy.retry_due); a
                   track that took a returning person's seed is first searched under its own (`exhausted`)
 
    A restorer without levels (classic, gan) renders the same face at every level, so for it the
@@ -104,7 +105,7 @@ from ideud.stream.guard_inversion import inverses_for, undone_by_edgeface, undon
 from ideud.stream.guard_occluded_refs import kept_references, masked_reference
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, LOOK_SHARE, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
                                        STEPS, Policy, _Track, fills_surroundings, note_tried, pose_moved_since_check,
-                                       same_output, search_end, track_report)
+                                       retry_due, same_output, search_end, track_report)
 from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, finish_candidate,  # noqa: F401
                                       kept_occluder_passes, looks_like_face, obfuscated, occluder_keep, output_drifted,
                                       render_candidate, verified_mosaic, with_occluders)
@@ -147,7 +148,7 @@ class PrivacyGuard:
         if st is None:
             st = self._tracks[track.id] = _Track(seed=track.seed, appearance=track.seed, sigma=self.sigma)
         st.since_check += 1
-        if st.status == "obfuscated" and not (_good(rendering) and st.since_check >= self.policy.retry_every):
+        if st.status == "obfuscated" and not (_good(rendering) and retry_due(self.policy, st, rendering)):
             _count(st, "no_candidate_passed")
             return "privacy"
         return None

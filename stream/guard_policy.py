@@ -75,6 +75,9 @@ class Policy:
     scale_delta: float = 1.5  # re-check when the face grew or shrank by this factor
     occluded_delta: float = 0.1  # re-check when this much more of the face is left original (occluders)
     retry_every: int = 150
+    # ... or sooner, once yaw or pitch has moved `pose_delta` from where its last search failed and
+    # at least this many frames have passed (`retry_due`: a head that turned away and back)
+    retry_after_turn: int = 8
     face_tolerance: float = 0.2  # "still a face": FaceMesh finds one, within this share of the face size
     batch: int = 4  # candidates rendered, then embedded by EdgeFace in one batch (every view of each)
     ahead: bool = True  # the next batch is restored while this one is checked (stream/guard_ahead.py)
@@ -198,6 +201,19 @@ def pose_moved_since_check(p: Policy, st: _Track, r, share: float = 1.0) -> bool
         slack = min(slack, (p.edge_max - st.similarity) / 0.1)
     delta = share * p.pose_delta * float(np.clip(slack, 1 / 3, 1.0))
     return abs(r.yaw - st.last_pose[0]) > delta or abs(r.pitch - st.last_pose[1]) > delta
+
+
+def retry_due(p: Policy, st: _Track, r) -> bool:
+    """An obfuscated track is searched again (at a good frame: the caller's test) every
+    `retry_every` frames, or once its pose has moved `pose_delta` from the pose of its last failed
+    search, `retry_after_turn` frames on: on change, not only on the clock. A head that turned to
+    profile and failed there is searched again when it faces the camera (every candidate checked in
+    full, as in any search); one that failed facing the camera is not searched again for jitter."""
+    if st.since_check >= p.retry_every:
+        return True
+    if st.last_pose is None or st.since_check < p.retry_after_turn:
+        return False
+    return abs(r.yaw - st.last_pose[0]) >= p.pose_delta or abs(r.pitch - st.last_pose[1]) >= p.pose_delta
 
 
 def note_tried(p: Policy, st: _Track, d: Optional[float], s: float) -> None:

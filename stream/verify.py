@@ -216,15 +216,11 @@ class VerifyPolicy:
     corroborate_max_px: float = 64.0
     corroborate_sharp_alone: float = 0.53
     corroborate_tiny_sharp: float = 0.25
-    # * a colour find under `tiny_view_max_px` that CenterFace re-asked kept needs, instead of its mirror,
-    #   a cue that sees other pixels (`_other_view`: the tiny views, the crop sharpened at
-    #   `corroborate_tiny_sharp`, or dlib's CNN). At 1280x720 and 960x540 (CRF 28) the motorcycle
-    #   headlamp (27-29 px) re-scored 0.52-0.54, mirrored 0.53-0.66, BlazeFace shrunk 0.68, but the
-    #   tiny views 0, sharpened 0.07, the CNN no. The real colour finds this path keeps (build and
-    #   held-out portraits, blurred, half covered, turned, dim, yawed; PASCAL in 720p; the video
-    #   path, 110 finds of 16-49 px): the tiny views >= 0.61 (90), the CNN (2), or else sharpened >= 0.58 (18)
-    #   (twenty-second session). Grey finds keep the mirror as their second cue (no tiny views
-    #   there: they miss grey faces).
+    # * a colour find under `tiny_view_max_px` CenterFace re-asked kept needs, not its mirror, a cue
+    #   seeing other pixels (`_other_view`). The headlamp at 1280x720 / 960x540 CRF 28: re-asked 0.52-0.54,
+    #   mirrored 0.53-0.66, but tiny views 0, sharpened 0.07, no CNN; the 110 real colour finds of 16-49 px
+    #   this path keeps (portraits, every variant, PASCAL 720p, video path): tiny views >= 0.61 (90), the
+    #   CNN (2), else sharpened >= 0.58 (18). Grey finds keep the mirror (the tiny views miss grey faces).
     corroborate_other_view: bool = True
 
 
@@ -372,10 +368,9 @@ class VerifyingDetector:
         return self.confirmers.run("cnn", cue.crop) > 0
 
     def _other_view(self, cue: "_Cue") -> bool:
-        """A small colour find CenterFace re-asked kept (`corroborate_other_view`): the tiny views,
-        the crop sharpened, or dlib's CNN must take it for a face too -- not the crop mirrored (the
-        same network on the same pixels) nor BlazeFace on the face shrunk (it let the find into
-        the second opinion)."""
+        """A small colour find CenterFace re-asked kept (`corroborate_other_view`): the tiny views, the
+        crop sharpened or dlib's CNN must agree -- not the crop mirrored (the same network on the same
+        pixels) nor BlazeFace on the face shrunk (it let the find into the second opinion)."""
         p = self.policy
         if self.confirmers.tiny(cue.image, cue.box) >= p.tiny_view_score:
             return True

@@ -37,15 +37,15 @@ Per track
        step 6, 7  sigma x1, x2, restorer level 4 (prior: widest shading scale; why 4-7: guard_policy.STEPS)
        step 8-11  steps 0-3 again (new draws), the face's surroundings filled flat (blend.fill_surroundings:
                   hair, ears, outline and background give many people away whatever the face)
-       else       the track is obfuscated (searched again at a good frame: every `retry_every` frames, or once
-                  the pose moved `pose_delta` from where it failed, guard_policy.retry_due); a
+       else       the track is obfuscated (searched again at a good frame: guard_policy.retry_due); a
                   track that took a returning person's seed is first searched under its own (`exhausted`)
 
    A restorer without levels (classic, gan) renders the same face at every level, so for it the
    steps only vary and strengthen the geometry. z' = clip(z + n, -1, 1) is what every candidate
    renders, so every kept one respects the clip.
-3. Re-check on change, not on the clock: until the ID code freezes, and after it while yaw or pitch
-   moved over LOOK_SHARE of the bar below, when the output or the person changed
+3. Re-check on change, not on the clock: until the ID code freezes, after it while yaw or pitch moved
+   over LOOK_SHARE of the bar below or the last check passed without the search's margins
+   (guard_policy.look_due), when the output or the person changed
    (guard_views.output_drifted, the EdgeFace chips of output and person a face-frame: not
    the face last checked, or over edge_max - edge_margin against the person, now or kept); when yaw
    or pitch moved more than `pose_delta` degrees since the last check (down to a third of that for
@@ -104,8 +104,8 @@ from ideud.stream.guard_ahead import batch_size, can_look_ahead, next_batch, set
 from ideud.stream.guard_inversion import inverses_for, undone_by_edgeface, undone_passes_dlib
 from ideud.stream.guard_occluded_refs import kept_references, masked_reference
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, LOOK_SHARE, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
-                                       STEPS, Policy, _Track, fills_surroundings, note_tried, pose_moved_since_check,
-                                       retry_due, same_output, search_end, track_report)
+                                       STEPS, Policy, _Track, fills_surroundings, look_due, note_tried,
+                                       pose_moved_since_check, retry_due, same_output, search_end, track_report)
 from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, finish_candidate,  # noqa: F401
                                       kept_occluder_passes, looks_like_face, obfuscated, occluder_keep, output_drifted,
                                       render_candidate, verified_mosaic, with_occluders)
@@ -172,7 +172,7 @@ class PrivacyGuard:
             t0 = time.perf_counter()
             # on change: of the face (pose, size, occluders, the ID code) or of the output itself, until the
             # ID code freezes (the output settles over a track's first frames) and after while the head turns
-            look = not self.identity.is_frozen(tr.id) or pose_moved_since_check(self.policy, st, r, LOOK_SHARE)
+            look = look_due(self.policy, st, r, self.identity.is_frozen(tr.id))
             if not self._due(st, tr.id, r, rendered) and not (look and output_drifted(
                     self.two, frame, r, (rendered, item, face_rgb), st, self.policy.edge_max - self.policy.edge_margin,
                     self.policy.tau)):

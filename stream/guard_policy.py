@@ -203,6 +203,21 @@ def pose_moved_since_check(p: Policy, st: _Track, r, share: float = 1.0) -> bool
     return abs(r.yaw - st.last_pose[0]) > delta or abs(r.pitch - st.last_pose[1]) > delta
 
 
+def look_due(p: Policy, st: _Track, r, frozen: bool) -> bool:
+    """The output's drift is looked at (guard_views.output_drifted) this face-frame: until the ID
+    code freezes, while the head turns (LOOK_SHARE of the re-check's bar), and for as long as the
+    last check passed without the search's margins (`thin`): such an output drifted over a limit
+    between re-checks (hard_turns seed 8: EdgeFace 0.218-0.219 in frames no check saw)."""
+    return not frozen or pose_moved_since_check(p, st, r, LOOK_SHARE) or thin(p, st)
+
+
+def thin(p: Policy, st: _Track) -> bool:
+    """The last full check passed, but not with the search's margins (dlib under tau + margin or
+    EdgeFace over edge_max - edge_margin)."""
+    return ((st.distance is not None and st.distance < p.tau + p.margin)
+            or (st.similarity is not None and st.similarity > p.edge_max - p.edge_margin))
+
+
 def retry_due(p: Policy, st: _Track, r) -> bool:
     """An obfuscated track is searched again (at a good frame: the caller's test) every
     `retry_every` frames, or once its pose has moved `pose_delta` from the pose of its last failed

@@ -304,6 +304,33 @@ def test_after_the_freeze_a_turning_face_s_output_is_still_looked_at():
         assert (out == [None]) == looked
 
 
+@needs_portraits
+@pytest.mark.parametrize("distance, similarity, looked", [(0.75, 0.1, False), (0.62, 0.1, True), (0.75, 0.2, True)])
+def test_after_the_freeze_an_output_that_passed_without_the_margins_is_looked_at_every_frame(
+        distance, similarity, looked):
+    # guard_policy.look_due / thin: a verified, frozen track whose head holds still is looked at only
+    # when its last check passed without the search's margins (dlib under 0.64, EdgeFace over 0.184)
+    (a_rgb, a_lm), (b_rgb, b_lm) = _portraits(2)
+    g = gd.PrivacyGuard("balanced", identity=SimpleNamespace(is_frozen=lambda tid: True), restorer=None)
+    g._check = lambda frame, tid, st, r, current, occluder: None  # a full check: not asked here
+    st = g._tracks[1] = gd._Track(seed=1)
+    st.status, st.frozen_seen = "verified", True
+    st.distance, st.similarity = distance, similarity
+    st.edge_refs = [g.two.person(b_rgb, b_lm)[1]]
+    whole = Crop(0, 0, a_rgb.shape[1], a_rgb.shape[0])
+    rendered = SimpleNamespace(crop=whole, target=a_lm, mask=np.ones(a_rgb.shape[:2], np.float32), occluded=0.0)
+    item = SimpleNamespace(image=a_rgb)
+    frame = frame_of(a_rgb)
+    r = SimpleNamespace(landmarks=np.c_[a_lm, np.zeros(len(a_lm))], yaw=0.0, pitch=0.0)
+    st.output_edge = g.two.chip_embeddings(edge_views(b_rgb, b_lm, full=False))[0]
+    st.last_pose, st.last_size = (0.0, 0.0), gv._size(r)
+    job = SimpleNamespace(track=SimpleNamespace(id=1), rendering=r, occluder=None)
+    assert not g._due(st, 1, r, rendered)
+    chips = g.two.edge_chips
+    g.review(frame, [(job, rendered, item, a_rgb)])
+    assert (g.two.edge_chips == chips + 2) == looked  # the output's chip and the person's
+
+
 def test_an_output_changed_a_little_keeps_its_dlib_distance_only_with_room_over_tau():
     """guard_policy.same_output: a chip within 0.95 of the output last checked is the same new face; within
     0.90 only where that check's dlib distance was 1.5 x (1 - cosine) over tau; under 0.90 never."""

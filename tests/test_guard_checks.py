@@ -269,19 +269,17 @@ def test_a_drifted_output_is_judged_against_the_person_of_its_own_frame():
     assert float(g.two.edge_similarity([(a_rgb, a_lm)], np.asarray(st.edge_refs), full=False)[0]) <= limit
 
 
-@needs_portraits
-def test_after_the_freeze_a_turning_face_s_output_is_still_looked_at():
-    # a verified track whose ID code froze; its output here is the person's own face (what a render
-    # drifting with a turning head can come close to). Under the full re-check's pose bar the output
-    # is looked at once yaw has moved over LOOK_SHARE of that bar (hard_turns: a face-frame matched
-    # there went out unchecked), and not while the face holds still
+def _frozen_verified(distance: float, similarity: float, checked: list):
+    """A guard with one verified track whose ID code froze (last check: `distance`, `similarity`),
+    its output here the person's own face (what a drifting render can come close to), the person's
+    reference another portrait; full checks are only recorded in `checked`. -> (guard, track,
+    rendered, item, frame, the rendering at yaw 0)."""
     (a_rgb, a_lm), (b_rgb, b_lm) = _portraits(2)
     g = gd.PrivacyGuard("balanced", identity=SimpleNamespace(is_frozen=lambda tid: True), restorer=None)
-    checked = []
-    g._check = lambda frame, tid, st, r, current, occluder: checked.append(r.yaw)  # the full check: recorded only
+    g._check = lambda frame, tid, st, r, current, occluder: checked.append(r.yaw)
     st = g._tracks[1] = gd._Track(seed=1)
     st.status, st.frozen_seen = "verified", True
-    st.distance, st.similarity = 0.75, 0.1
+    st.distance, st.similarity = distance, similarity
     st.edge_refs = [g.two.person(b_rgb, b_lm)[1]]
     whole = Crop(0, 0, a_rgb.shape[1], a_rgb.shape[0])
     rendered = SimpleNamespace(crop=whole, target=a_lm, mask=np.ones(a_rgb.shape[:2], np.float32), occluded=0.0)
@@ -292,14 +290,31 @@ def test_after_the_freeze_a_turning_face_s_output_is_still_looked_at():
     img, pts = gv.candidate_output(bl.crop_rgb(frame, ctx), ctx, rendered, item, a_rgb)
     st.output_edge = g.two.chip_embeddings(edge_views(img, pts, full=False))[0]
     st.last_pose, st.last_size = (0.0, 0.0), gv._size(r0)
+    return g, st, rendered, item, frame, r0
+
+
+def _looked(g, st, rendered, item, frame, r) -> tuple[bool, list]:
+    """Review one face-frame at rendering `r` (under the full re-check's bar): was the output looked
+    at (its chip and the person's embedded), and what came back."""
+    job = SimpleNamespace(track=SimpleNamespace(id=1), rendering=r, occluder=None)
+    assert not g._due(st, 1, r, rendered)
+    chips = g.two.edge_chips
+    out = g.review(frame, [(job, rendered, item, item.image)])
+    return g.two.edge_chips == chips + 2, out
+
+
+@needs_portraits
+def test_after_the_freeze_a_turning_face_s_output_is_still_looked_at():
+    # under the full re-check's pose bar the output is looked at once yaw has moved over LOOK_SHARE
+    # of that bar (hard_turns: a face-frame matched there went out unchecked), and not while the
+    # face holds still
+    checked = []
+    g, st, rendered, item, frame, r0 = _frozen_verified(0.75, 0.1, checked)
     bar = g.policy.pose_delta * 0.75  # (0.75 - tau) / 0.2 of the bar: a face near dlib's threshold
     for yaw, looked in ((0.2 * bar, False), (0.5 * (1 + gd.LOOK_SHARE) * bar, True)):
-        r = SimpleNamespace(landmarks=r0.landmarks, yaw=yaw, pitch=0.0)
-        job = SimpleNamespace(track=SimpleNamespace(id=1), rendering=r, occluder=None)
-        assert not g._due(st, 1, r, rendered)  # under the full bar either way
-        chips, checks = g.two.edge_chips, len(checked)
-        out = g.review(frame, [(job, rendered, item, a_rgb)])
-        assert (g.two.edge_chips == chips + 2) == looked  # the output's chip and the person's
+        checks = len(checked)
+        was, out = _looked(g, st, rendered, item, frame, SimpleNamespace(landmarks=r0.landmarks, yaw=yaw, pitch=0.0))
+        assert was == looked
         assert (len(checked) == checks + 1) == looked  # the person found there: checked in full
         assert (out == [None]) == looked
 
@@ -310,25 +325,8 @@ def test_after_the_freeze_an_output_that_passed_without_the_margins_is_looked_at
         distance, similarity, looked):
     # guard_policy.look_due / thin: a verified, frozen track whose head holds still is looked at only
     # when its last check passed without the search's margins (dlib under 0.64, EdgeFace over 0.184)
-    (a_rgb, a_lm), (b_rgb, b_lm) = _portraits(2)
-    g = gd.PrivacyGuard("balanced", identity=SimpleNamespace(is_frozen=lambda tid: True), restorer=None)
-    g._check = lambda frame, tid, st, r, current, occluder: None  # a full check: not asked here
-    st = g._tracks[1] = gd._Track(seed=1)
-    st.status, st.frozen_seen = "verified", True
-    st.distance, st.similarity = distance, similarity
-    st.edge_refs = [g.two.person(b_rgb, b_lm)[1]]
-    whole = Crop(0, 0, a_rgb.shape[1], a_rgb.shape[0])
-    rendered = SimpleNamespace(crop=whole, target=a_lm, mask=np.ones(a_rgb.shape[:2], np.float32), occluded=0.0)
-    item = SimpleNamespace(image=a_rgb)
-    frame = frame_of(a_rgb)
-    r = SimpleNamespace(landmarks=np.c_[a_lm, np.zeros(len(a_lm))], yaw=0.0, pitch=0.0)
-    st.output_edge = g.two.chip_embeddings(edge_views(b_rgb, b_lm, full=False))[0]
-    st.last_pose, st.last_size = (0.0, 0.0), gv._size(r)
-    job = SimpleNamespace(track=SimpleNamespace(id=1), rendering=r, occluder=None)
-    assert not g._due(st, 1, r, rendered)
-    chips = g.two.edge_chips
-    g.review(frame, [(job, rendered, item, a_rgb)])
-    assert (g.two.edge_chips == chips + 2) == looked  # the output's chip and the person's
+    g, st, rendered, item, frame, r0 = _frozen_verified(distance, similarity, [])
+    assert _looked(g, st, rendered, item, frame, r0)[0] == looked
 
 
 def test_an_output_changed_a_little_keeps_its_dlib_distance_only_with_room_over_tau():

@@ -212,10 +212,8 @@ def look_due(p: Policy, st: _Track, r, frozen: bool) -> bool:
 
 
 def thin(p: Policy, st: _Track) -> bool:
-    """The last full check passed, but not with the search's margins (dlib under tau + margin or
-    EdgeFace over edge_max - edge_margin)."""
-    return ((st.distance is not None and st.distance < p.tau + p.margin)
-            or (st.similarity is not None and st.similarity > p.edge_max - p.edge_margin))
+    """The last full check (a verified track's) passed, but not with the search's margins."""
+    return not p.passes(st.distance, st.similarity, strict_margin=True)
 
 
 def retry_due(p: Policy, st: _Track, r) -> bool:

@@ -40,6 +40,7 @@ from ideud.stream.scene import CutDetector
 from ideud.stream.stage_timer import StageTimer
 from ideud.stream.track import Tracker
 from ideud.stream.types import Face, FaceJob, Frame, RenderRequest, RestoreItem, Track
+from ideud.stream.verify_frame import FrameJudge
 from ideud.stream.workers import detect_upright
 
 log = logging.getLogger("ideud")
@@ -89,6 +90,8 @@ class FaceProcessor:
         self.detector: Detector = (detector if detector is not None
                                    else make_detector(options.detector, threshold=options.det_threshold))
         self.detector_from_options = detector is None  # worker processes can make the same one
+        # finds too small in the detector's input to judge there, judged on the frame (stream/verify_frame.py)
+        self.frame_judge = FrameJudge(self.detector) if hasattr(self.detector, "is_false") else None
         self.ahead = None  # stream/workers.py DetectAhead, set by the runner for the length of a file run
         self.mesh = fm.FaceMesh()
         self.identity = IdentityStage(sigma=options.scale, smooth=options.smooth)
@@ -165,6 +168,8 @@ class FaceProcessor:
             with self.timer.timed("detect"):
                 self._fault("detect", frame)
                 faces = self._detect_upright(frame) if frame.small is not None else []
+                if self.frame_judge is not None and faces:
+                    faces = self.frame_judge.faces(frame, faces)
         except Exception as e:
             # without detections we cannot know where faces are: hide the whole frame
             self._fail_frame(frame, None, f"detect: {type(e).__name__}")

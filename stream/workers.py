@@ -53,10 +53,15 @@ def resolve_processes(value, cores: Optional[int] = None) -> int:
     return value
 
 
+def quarter_turns(rotation: int) -> int:
+    """np.rot90's k that turns a stored frame upright (its display matrix's `rotation`, degrees)."""
+    return (rotation % 360) // 90 if rotation % 90 == 0 else 0
+
+
 def detect_upright(detector, small: np.ndarray, small_scale: tuple, rotation: int) -> list[Face]:
     """Detect on the frame as it is displayed (phone videos are stored turned), boxes in stored
     full-frame pixels. The one implementation for the main process and the workers."""
-    k = (rotation % 360) // 90 if rotation % 90 == 0 else 0
+    k = quarter_turns(rotation)
     if k == 0:
         return detector.detect(small, small_scale)
     h, w = small.shape[:2]

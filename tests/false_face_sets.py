@@ -345,11 +345,12 @@ def detector_input(det, frame):
     return cv2.resize(frame, (iw, ih), interpolation=cv2.INTER_AREA), (w / iw, h / ih)
 
 
-def video_detector_inputs(frames, detect_size, crf: int | None = None) -> list[np.ndarray]:
+def video_detector_inputs(frames, detect_size, crf: int | None = None, whole: bool = False) -> list:
     """The detector's input for each frame as the product makes it from a video file: H.264
     (libx264's defaults, yuv420p: footage as it comes), decoded by the pipeline's own VideoSource,
     whose swscale copy at `detect_size` is what the detector sees (`detector_input` is the still
-    images' path: cv2.INTER_AREA on the RGB frame). `crf`: libx264's quality (None: its default)."""
+    images' path: cv2.INTER_AREA on the RGB frame). `crf`: libx264's quality (None: its default).
+    `whole`: the decoded Frames themselves (their `small` is that input)."""
     from ideud.stream.decode import VideoSource
     from ideud.stream.types import Frame
 
@@ -359,7 +360,7 @@ def video_detector_inputs(frames, detect_size, crf: int | None = None) -> list[n
                           options=None if crf is None else {"crf": str(crf)})
         src = VideoSource(path, detect_size=detect_size, audio=False)
         try:
-            smalls = [it.small for it in src.items() if isinstance(it, Frame)]
+            smalls = [it if whole else it.small for it in src.items() if isinstance(it, Frame)]
         finally:
             src.close()
     if len(smalls) != len(frames):

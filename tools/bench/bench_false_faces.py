@@ -69,7 +69,9 @@ from clips import background  # noqa: E402
 from false_face_sets import _places, build_head  # noqa: E402
 from footage import _paste, multi_person, portrait_head  # noqa: E402
 from ideud.stream.detect import make_detector  # noqa: E402
+from ideud.stream.types import Frame  # noqa: E402
 from ideud.stream.verify import VerifyingDetector, VerifyPolicy, chroma_spread, face_crop  # noqa: E402
+from ideud.stream.verify_frame import FrameJudge  # noqa: E402
 
 
 class Counter:
@@ -94,10 +96,13 @@ class Counter:
         self.no_grey_checks = VerifyingDetector(self.bare, dataclasses.replace(
             p, grey_small_min_px=p.min_judged_px, grey_cnn_recheck=False, grey_veto_sharpened=False))
         self.no_grey_checks.confirmers = self.verified.confirmers  # the same finders, built once
+        self.frame_judge = FrameJudge(self.verified)  # stateless here: `is_false` only
 
-    def run(self, frame: np.ndarray, small: np.ndarray | None = None):
+    def run(self, frame: np.ndarray, small: np.ndarray | None = None, whole: Frame | None = None):
         """(faces before, faces after, verifier seconds, finds kept only by the sharpened look, finds
-        the verifier without its grey checks keeps) for one full frame. The fourth: finds the
+        the verifier without its grey checks keeps) for one full frame (`whole`: as the video path
+        decoded it; None: the RGB frame itself). Finds too small in the detector's input to judge there
+        are judged on the frame as the pipeline does (stream/verify_frame.py). The fourth: finds the
         sharpened look kept that the verifier without it would have dropped (dlib's CNN, asked next,
         says no). The last: as `after`, but grey finds judged without `grey_small_*`,
         `grey_cnn_recheck` and `grey_veto_sharpened` (colour ones are judged alike; not timed)."""
@@ -112,7 +117,7 @@ class Counter:
         bar = self.verified.policy.sharp_redetect_keep
         for f in before:
             asked = len(self.sharp_calls)
-            if not self.verified.is_false(small, f, scale):
+            if not self.verified.is_false(small, f, scale) and not self._false_on_frame(frame, whole, f, scale):
                 after.append(f)
                 if len(self.sharp_calls) > asked and self.sharp_calls[-1][0] >= bar:
                     sharp_only.append(f)
@@ -123,6 +128,14 @@ class Counter:
                                          if self._grey(small, f, scale) else id(f) in kept)]
         return before, after, secs, sharp_only, no_grey
 
+    def _false_on_frame(self, frame: np.ndarray, whole: Frame | None, f, scale) -> bool:
+        if not self.frame_judge.due(f, scale):
+            return False
+        self.frame_judge.asked += 1
+        false = self.frame_judge.is_false(whole if whole is not None else rgb_frame(frame, scale), f)
+        self.frame_judge.dropped += false
+        return false
+
     def _grey(self, small: np.ndarray, f, scale) -> bool:
         box = np.asarray(f.box, np.float64) / [scale[0], scale[1], scale[0], scale[1]]
         return chroma_spread(face_crop(small, box)[0]) < self.verified.policy.grey_chroma
@@ -130,6 +143,13 @@ class Counter:
     def _cnn_keeps(self, small: np.ndarray, f, scale) -> bool:
         box = np.asarray(f.box, np.float64) / [scale[0], scale[1], scale[0], scale[1]]
         return self.verified.confirmers.run("cnn", face_crop(small, box)[0]) > 0
+
+
+def rgb_frame(rgb: np.ndarray, scale) -> Frame:
+    """An RGB picture as the pipeline's Frame (a still image's), its detector copy `scale` x smaller."""
+    fr = Frame(index=0, pts=None, time_base=None, planes=[rgb[..., c] for c in range(3)], pix_fmt="rgb")
+    fr.small_scale = tuple(scale)
+    return fr
 
 
 def altered(frame: np.ndarray, blur: float = 0.0, grey: bool = False) -> np.ndarray:
@@ -147,17 +167,19 @@ def face_free_numbers(c: Counter, kind: str, n: int, blur: float = 0.0, grey: bo
     with a kept find; the other counts ask `is_false` of every find afresh. `size`: the frames' (width,
     height); `crf`: libx264's quality setting for the video path (None: its default, 23)."""
     frames = [altered(f, blur, grey) for f in face_free(kind, n, *size)]
-    smalls = video_detector_inputs(frames, c.bare.input_size, crf=crf) if video else [None] * len(frames)
+    wholes = video_detector_inputs(frames, c.bare.input_size, crf=crf, whole=True) if video else [None] * len(frames)
     pipeline = VerifyingDetector(c.bare, c.verified.policy)
     pipeline.confirmers = c.verified.confirmers  # the same finders, built once
+    judge = FrameJudge(pipeline)  # the pipeline's look at the frame after its detect() call
     before = after = sharp_only = no_grey = detect_kept = detect_frames = 0
     secs = []
-    for i, (fr, sm) in enumerate(zip(frames, smalls)):
-        small = sm if sm is not None else detector_input(c.bare, fr)[0]
-        b, a, s, so, ng = c.run(fr, small)
+    for i, (fr, wh) in enumerate(zip(frames, wholes)):
+        small = wh.small if wh is not None else detector_input(c.bare, fr)[0]
+        b, a, s, so, ng = c.run(fr, small, wh)
         h, w = fr.shape[:2]
         iw, ih = c.bare.input_size(w, h)
         d = pipeline.detect(small, (w / iw, h / ih))
+        d = judge.faces(wh if wh is not None else rgb_frame(fr, (w / iw, h / ih)), d)
         detect_kept, detect_frames = detect_kept + len(d), detect_frames + bool(d)
         if kept is not None:
             kept += [{"kind": kind, "blur": blur, "grey": grey, "video": video, "frames": n, "frame": i,
@@ -180,11 +202,12 @@ def recall_numbers(c: Counter, frames, video: bool = False) -> dict | None:
     pipeline's decoder (None for a set whose frames differ in size: no one video holds them)."""
     if video and len({fr.shape for fr, _ in frames}) > 1:
         return None
-    smalls = video_detector_inputs([fr for fr, _ in frames], c.bare.input_size) if video else [None] * len(frames)
+    wholes = video_detector_inputs([fr for fr, _ in frames], c.bare.input_size, whole=True) if video else [None] * len(frames)
     total = hit_b = hit_a = lost = lost_without = lost_grey = 0
     secs = []
-    for (fr, gt), sm in zip(frames, smalls):
-        b, a, s, so, ng = c.run(fr, sm)
+    asked, dropped = c.frame_judge.asked, c.frame_judge.dropped
+    for (fr, gt), wh in zip(frames, wholes):
+        b, a, s, so, ng = c.run(fr, None if wh is None else wh.small, wh)
         hb, ha = found(gt, [f.box for f in b]), found(gt, [f.box for f in a])
         hw = found(gt, [f.box for f in a if not any(f is g for g in so)])
         hg = found(gt, [f.box for f in ng])  # as the verifier without the grey checks keeps
@@ -196,6 +219,7 @@ def recall_numbers(c: Counter, frames, video: bool = False) -> dict | None:
     return {"faces": total, "found_before": hit_b, "found_after": hit_a, "lost": lost,
             "lost_without_sharpened": lost_without, "lost_without_grey_checks": lost_grey,
             "recall_before": round(hit_b / max(total, 1), 3), "recall_after": round(hit_a / max(total, 1), 3),
+            "judged_on_frame": c.frame_judge.asked - asked, "dropped_on_frame": c.frame_judge.dropped - dropped,
             "added_ms_mean": round(1000 * float(np.mean(secs)), 2)}
 
 
@@ -216,16 +240,17 @@ HEAVY_BLUR_SIZES = (32, 40, 48, 56, 64)
 HEAVY_BLUR_DIVISORS = (14.0, 10.0)  # sigma = face size / this (the hard sets' blur is size/20)
 
 
-def heavy_blur_faces(portraits: int, divisor: float, split: str = "held_out", first: int = 0):
-    """Frames of portrait heads at HEAVY_BLUR_SIZES blurred with sigma = size / `divisor`, placed as
-    in tests/false_face_sets.py `hard_faces`, with their face boxes."""
+def heavy_blur_faces(portraits: int, divisor: float, split: str = "held_out", first: int = 0,
+                     sizes=HEAVY_BLUR_SIZES, width: int = 640, height: int = 360):
+    """Frames (width x height) of portrait heads at `sizes` blurred with sigma = size / `divisor`,
+    placed as in tests/false_face_sets.py `hard_faces`, with their face boxes."""
     heads = [build_head(first + i, 200) if split == "build" else portrait_head(first + i, 200)
              for i in range(portraits)]
-    bg = background(640, 360, seed=21)
+    bg = background(width, height, seed=21)
     frames = []
-    for size in HEAVY_BLUR_SIZES:
+    for size in sizes:
         scale = size / (0.45 * 200)
-        places = _places(size, 640, 360)
+        places = _places(size, width, height)
         for p0 in range(0, portraits, len(places)):
             img, boxes = bg.copy(), []
             for j, (cx, cy) in enumerate(places[:portraits - p0]):
@@ -280,6 +305,11 @@ def main(argv=None) -> int:
                     help="every set through the product's video path (H.264, then the pipeline's decoder and "
                          "its swscale copy for the detector) instead of cv2.INTER_AREA on the frames")
     ap.add_argument("--size", default="640x360", help="face-free frames' WIDTHxHEIGHT")
+    ap.add_argument("--real-size", default="640x360",
+                    help="the portrait sets' frame WIDTHxHEIGHT (1280x720: small faces under 12 px in the "
+                         "detector's input, judged on the frame's pixels)")
+    ap.add_argument("--face-sizes", help="the portrait sets' face sizes, px, comma-separated (default: "
+                                         "the hard sets' 24-224, the heavy blur sets' own)")
     ap.add_argument("--crf", type=int, help="libx264's CRF for --video (default: libx264's own, 23)")
     ap.add_argument("--json", help="write the numbers here too")
     ap.add_argument("--dump-kept", help="write the face-free finds the verifier keeps here (JSON)")
@@ -310,14 +340,18 @@ def main(argv=None) -> int:
     real = {}
     if not a.free_only and "pascal" in sets:
         real.update({"PASCAL": pascal_frames(), "PASCAL in 720p": pascal_frames((1280, 720))})
-    sizes = FACE_SIZES + LARGE_SIZES
+    given = tuple(int(v) for v in a.face_sizes.split(",")) if a.face_sizes else None
+    rw, rh = (int(v) for v in a.real_size.lower().split("x"))
+    where = f" in {rw}x{rh}" if (rw, rh) != (640, 360) else ""
+    sizes = given or FACE_SIZES + LARGE_SIZES
     if not a.free_only and "hard" in sets:
-        real.update({f"portraits {sizes[0]}-{sizes[-1]} px, {v}": f
-                     for v, f in hard_faces(a.portraits, sizes, VARIANTS, split=a.split, first=a.first).items()})
+        real.update({f"portraits {sizes[0]}-{sizes[-1]} px{where}, {v}": f for v, f in hard_faces(
+            a.portraits, sizes, VARIANTS, rw, rh, split=a.split, first=a.first).items()})
+    sizes = given or HEAVY_BLUR_SIZES
     if not a.free_only and "heavy" in sets:
         for div in HEAVY_BLUR_DIVISORS:
-            real[f"portraits {HEAVY_BLUR_SIZES[0]}-{HEAVY_BLUR_SIZES[-1]} px, blur size/{div:g}"] = \
-                heavy_blur_faces(a.portraits, div, a.split, a.first)
+            real[f"portraits {sizes[0]}-{sizes[-1]} px{where}, blur size/{div:g}"] = \
+                heavy_blur_faces(a.portraits, div, a.split, a.first, sizes, rw, rh)
     if not a.free_only and "footage" in sets:
         real["footage clip (tests/footage.py)"] = [(f.rgb, f.faces) for f in multi_person()]
     if a.grey_real:

@@ -91,7 +91,8 @@ class FaceProcessor:
                                    else make_detector(options.detector, threshold=options.det_threshold))
         self.detector_from_options = detector is None  # worker processes can make the same one
         # finds too small in the detector's input to judge there, judged on the frame (stream/verify_frame.py)
-        self.frame_judge = FrameJudge(self.detector) if hasattr(self.detector, "is_false") else None
+        verifier = self.detector if hasattr(self.detector, "is_false") else getattr(self.detector, "verifier", None)
+        self.frame_judge = FrameJudge(verifier) if verifier is not None else None
         self.ahead = None  # stream/workers.py DetectAhead, set by the runner for the length of a file run
         self.mesh = fm.FaceMesh()
         self.identity = IdentityStage(sigma=options.scale, smooth=options.smooth)
@@ -169,7 +170,10 @@ class FaceProcessor:
                 self._fault("detect", frame)
                 faces = self._detect_upright(frame) if frame.small is not None else []
                 if self.frame_judge is not None and faces:
-                    faces = self.frame_judge.faces(frame, faces)
+                    kept = self.frame_judge.faces(frame, faces)
+                    if len(kept) < len(faces) and hasattr(self.detector, "judged"):  # a batch run's pass 1
+                        self.detector.judged([i for i, f in enumerate(faces) if not any(f is k for k in kept)])
+                    faces = kept
         except Exception as e:
             # without detections we cannot know where faces are: hide the whole frame
             self._fail_frame(frame, None, f"detect: {type(e).__name__}")

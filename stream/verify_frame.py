@@ -66,12 +66,13 @@ class FrameJudge:
         p = self.verifier.policy
         keep, confirmed = [], []
         for f in faces:
-            if self.due(f, frame.small_scale) and not self._remembered(f.box):
-                self.asked += 1
-                if self.is_false(frame, f):
-                    self.dropped += 1
-                    continue
-                confirmed.append(np.asarray(f.box, float))
+            if self.due(f, frame.small_scale):
+                if not self._remembered(f.box):
+                    self.asked += 1
+                    if self.is_false(frame, f):
+                        self.dropped += 1
+                        continue
+                confirmed.append(np.asarray(f.box, float))  # remembered on: a face that stays is asked once
             keep.append(f)
         self.confirmed = (self.confirmed + [confirmed])[-p.remember_calls:]
         return keep

@@ -71,6 +71,36 @@ def test_a_confirmed_find_is_looked_at_once_while_it_stays(judge):
     rgb, boxes = hard_faces(1, (32,), ("plain",), 1280, 720)["plain"][0]
     frame, box = stored(rgb, boxes[0], 0)
     look = FrameJudge(judge.verifier)
-    for _ in range(3):
+    for _ in range(3 * judge.verifier.policy.remember_calls):  # longer than the memory: it is renewed
         assert len(look.faces(frame, [Face(box=box, score=0.5)])) == 1
     assert look.asked == 1 and look.dropped == 0
+
+
+def test_a_batch_runs_first_pass_records_what_the_frames_look_kept(monkeypatch):
+    """Batch pass 1 records the detections that pass 2 replays (stream/batch/work.py): the blob the
+    frame's look drops is dropped from the record too, so both passes see the same faces."""
+    if dogs_jpg() is None:
+        pytest.skip("no dogs.jpg")
+    from false_face_sets import video_detector_inputs
+    from ideud.stream import verify_frame
+    from ideud.stream.batch.work import RecordingDetector
+    from ideud.stream.options import Options
+    from ideud.stream.pipeline import FaceProcessor
+
+    seg = range(478, 490)  # as in tests/test_false_faces_video.py: the blob in frame 482 only
+    by_index = animals_at(seg, width=1280, height=720)
+
+    def recorded() -> tuple[int, int]:
+        recorder = RecordingDetector(make_detector("centerface"))
+        proc = FaceProcessor(Options(track_only=True), detector=recorder)
+        try:
+            for frame in video_detector_inputs([by_index[i] for i in seg], proc.detect_size, whole=True):
+                proc.process(frame)
+        finally:
+            proc.close()
+        return sum(len(c) for c in recorder.calls), proc.face_frames
+
+    assert recorded() == (0, 0)
+    monkeypatch.setattr(verify_frame, "FRAME_JUDGED_MIN_PX", float("inf"))
+    found, face_frames = recorded()
+    assert found >= 1 and face_frames >= 1

@@ -88,6 +88,9 @@ class RecordingDetector:
     def __init__(self, detector):
         self.detector = detector
         self.calls: list = []
+        # the processor judges on the frame what the verifier could not (stream/verify_frame.py);
+        # what it drops is dropped from the record too (`judged`), so pass 2 replays what pass 1 kept
+        self.verifier = detector if hasattr(detector, "is_false") else None
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
         return self.detector.input_size(width, height)
@@ -100,6 +103,10 @@ class RecordingDetector:
             raise
         self.calls.append(copy.deepcopy(faces))
         return faces
+
+    def judged(self, dropped: list[int]) -> None:
+        """The last call's faces at these indices were dropped on the frame (same order as returned)."""
+        self.calls[-1] = [f for i, f in enumerate(self.calls[-1]) if i not in set(dropped)]
 
 
 class ReplayDetector:

@@ -86,6 +86,13 @@ from ideud.stream.verify_cues import (CROP_PX, Confirmers, chroma_spread, face_c
 from ideud.stream.verify_policy import VerifyPolicy
 
 
+def overlaps_recent(calls: list, box, min_iou: float) -> bool:
+    """Does `box` overlap one of the boxes confirmed in the recent calls (`calls`: per call, a list of
+    boxes) by `min_iou` or more? The verifier's memory, and the frame look's (stream/verify_frame.py)."""
+    recent = [b for call in calls for b in call]
+    return bool(recent) and float(iou_matrix(np.asarray(box, np.float64)[None], np.asarray(recent)).max()) >= min_iou
+
+
 def _scale_xy(scale: Scale) -> tuple[float, float]:
     if np.ndim(scale) == 0:
         return float(scale), float(scale)
@@ -167,11 +174,12 @@ class VerifyingDetector:
         maybe_skin = grey or skin_share(crop) >= p.skin_min
         detail = fine_detail(image_rgb, box)  # cheap: a 64 px resize and a Laplacian
         cue = _Cue(image_rgb, box, crop, roll, size_px, detail, grey)
-        name = self._first_confirmer(crop, roll, maybe_skin)
-        if name is not None:
+        first = self._first_confirmer(crop, roll, maybe_skin)
+        if first is not None:
+            name, found = first
             if self._vetoed(crop, size_px, roll, detail, grey):
                 return True
-            weak_hog = name == "hog" and size_px >= p.corroborate_max_px and self.confirmers.run("hog", crop, roll) < 1
+            weak_hog = name == "hog" and size_px >= p.corroborate_max_px and found < 1  # under dlib's own threshold
             upto = p.corroborate_weak_hog_max_px if weak_hog else p.corroborate_max_px
             return size_px < upto and not self._corroborated(cue, own=name, maybe_skin=maybe_skin)
         opinion = self._second_opinion(crop, size_px, roll, maybe_skin)
@@ -188,15 +196,16 @@ class VerifyingDetector:
             return not self._corroborated(cue, own="sharp")  # a heavily blurred face: features back once sharpened
         return not self._cnn_face(crop, recheck=grey and p.grey_cnn_recheck and detail > p.sharp_max_detail)
 
-    def _first_confirmer(self, crop: np.ndarray, roll: float, maybe_skin: bool, but: str = "") -> Optional[str]:
-        """The first confirmer (in policy order, `but` skipped) that finds a face on the crop, or None;
-        weak HOG counts where `maybe_skin`."""
+    def _first_confirmer(self, crop: np.ndarray, roll: float, maybe_skin: bool,
+                         but: str = "") -> Optional[tuple[str, float]]:
+        """The first confirmer (in policy order, `but` skipped) that finds a face on the crop, with its
+        confidence, or None; weak HOG counts where `maybe_skin`."""
         for name in self.policy.confirmers:
             if name != but:
                 found = self.confirmers.run(name, crop, roll)
                 # HOG's confidences are its score + 1: >= 1 is over dlib's own threshold
                 if found >= 1.0 or (found > 0 and (name != "hog" or maybe_skin)):
-                    return name
+                    return name, found
         return None
 
     def _corroborated(self, cue: "_Cue", own: Optional[str], maybe_skin: bool = True) -> bool:
@@ -348,8 +357,7 @@ class VerifyingDetector:
         return self.confirmers.run("cnn", crop) <= 0
 
     def _remembered(self, box: np.ndarray) -> bool:
-        recent = [b for call in self.confirmed for b in call]
-        return bool(recent) and float(iou_matrix(box[None], np.asarray(recent)).max()) >= self.policy.remember_iou
+        return overlaps_recent(self.confirmed, box, self.policy.remember_iou)
 
     def detect(self, image_rgb: np.ndarray, scale: Scale = 1.0) -> list[Face]:
         faces = self.inner.detect(image_rgb, scale)

@@ -21,9 +21,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from ideud.models.geometry import iou_matrix
 from ideud.stream.blend import crop_rgb
 from ideud.stream.types import Crop, Face, Frame
+from ideud.stream.verify import overlaps_recent
 from ideud.stream.workers import quarter_turns
 
 # frame px. Judged on the frame (tools/bench/bench_frame_judge.py, held-out portraits, every variant,
@@ -67,7 +67,7 @@ class FrameJudge:
         keep, confirmed = [], []
         for f in faces:
             if self.due(f, frame.small_scale):
-                if not self._remembered(f.box):
+                if not overlaps_recent(self.confirmed, f.box, p.remember_iou):
                     self.asked += 1
                     if self.is_false(frame, f):
                         self.dropped += 1
@@ -92,8 +92,3 @@ class FrameJudge:
             kps = _upright(np.asarray(kps, float) - crop.offset, k, w, h)
         here = replace(face, box=np.r_[corners.min(0), corners.max(0)], keypoints=kps)
         return self.verifier.is_false(np.ascontiguousarray(np.rot90(rgb, k)), here, 1.0)
-
-    def _remembered(self, box) -> bool:
-        recent = [b for call in self.confirmed for b in call]
-        iou = iou_matrix(np.asarray(box, float)[None], np.asarray(recent)) if recent else None
-        return iou is not None and float(iou.max()) >= self.verifier.policy.remember_iou

@@ -62,6 +62,11 @@ CenterFace re-asked, the tiny views, the sharpened look -- also needs a second c
 for a face (`_corroborated`), and colour finds of 12-16 px need one: real faces those paths keep
 showed two or more, the false finds one or none (thirteenth session, `VerifyPolicy.corroborate`).
 
+A face half hidden behind something (a door, a pillar, another head) is boxed by CenterFace with
+its cover, and every cue misses it on the crop. So a narrow find about to be dropped is looked at
+once more (`_half_face`): each half of the crop beside its own mirror image is a whole face if the
+find is one, and two cues must agree there.
+
 A find that overlaps one confirmed in the last few frames is kept without asking again (a real
 face is confirmed once, not on every frame; keeping is the fail-closed direction). Detection worker
 processes (stream/workers.py) run the same code through `make_detector`; each remembers its own
@@ -82,7 +87,7 @@ from ideud.models.geometry import iou_matrix
 from ideud.stream.protocols import Detector, Scale
 from ideud.stream.types import Face
 from ideud.stream.verify_cues import (CROP_PX, Confirmers, chroma_spread, face_crop, face_roll, fine_detail,
-                                      near_centre, sharpened, skin_share)
+                                      mirrored_halves, near_centre, sharpened, skin_share)
 from ideud.stream.verify_policy import VerifyPolicy
 
 
@@ -151,8 +156,12 @@ class VerifyingDetector:
     def is_false(self, image_rgb: np.ndarray, face: Face, scale: Scale = 1.0) -> bool:
         """True only when every cue says `face` (full-frame coordinates) is not a face, or the
         confirmers' yes is vetoed by the human-face cues (`_vetoed`), or a weak path's yes has no
-        second cue (`_corroborated`). Finds under `grey_small_min_px` are kept; grey ones from there
-        up to `min_judged_px` are judged by `_grey_small_is_false`, colour ones need one cue."""
+        second cue (`_corroborated`), and it is not a half-hidden face (`_half_face`). Finds under
+        `grey_small_min_px` are kept; grey ones from there up to `min_judged_px` are judged by
+        `_grey_small_is_false`, colour ones need one cue."""
+        return self._judged_false(image_rgb, face, scale) and not self._half_face(image_rgb, face, scale)
+
+    def _judged_false(self, image_rgb: np.ndarray, face: Face, scale: Scale) -> bool:
         p = self.policy
         if face.score >= p.keep_score:
             return False
@@ -207,6 +216,26 @@ class VerifyingDetector:
                 if found >= 1.0 or (found > 0 and (name != "hog" or maybe_skin)):
                     return name, found
         return None
+
+    def _half_face(self, image_rgb: np.ndarray, face: Face, scale: Scale) -> bool:
+        """A find about to be dropped whose box is narrow (`half_face_aspect`: CenterFace boxes a face
+        half hidden behind something with the cover) is kept when one of the crop's mirrored halves
+        (`mirrored_halves`) is a face to two cues: a confirmer and another one, or CenterFace
+        re-asked at `corroborate_redetect` (a second cue's bar). Every cue missed such faces on the crop itself."""
+        p = self.policy
+        sx, sy = _scale_xy(scale)
+        box = np.asarray(face.box, np.float64) / [sx, sy, sx, sy]
+        w, h = box[2] - box[0], box[3] - box[1]
+        if not p.half_face_aspect or h <= 0 or w / h >= p.half_face_aspect:
+            return False
+        crop = face_crop(image_rgb, box)[0]
+        maybe_skin = chroma_spread(crop) < p.grey_chroma or skin_share(crop) >= p.skin_min
+        for view in mirrored_halves(crop):
+            first = self._first_confirmer(view, 0.0, maybe_skin)
+            if first is not None and (self._first_confirmer(view, 0.0, maybe_skin, but=first[0]) is not None
+                                      or self.redetect(view, enough=p.corroborate_redetect) >= p.corroborate_redetect):
+                return True
+        return False
 
     def _corroborated(self, cue: "_Cue", own: Optional[str], maybe_skin: bool = True) -> bool:
         """A cue besides `own` (the one that kept the find: a confirmer's name, "redetect", "tiny",

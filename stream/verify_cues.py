@@ -94,6 +94,16 @@ def tiny_views(image: np.ndarray, box: np.ndarray):
         yield _on_canvas(face_crop(image, box, out=side, context=context)[0]), box_px
 
 
+def mirrored_halves(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The crop's left half beside its own mirror image, and the right half's likewise: a face half
+    hidden behind something (CenterFace boxes the cover and the visible half, the box's middle near
+    the face's) is a whole, symmetric face in one of them."""
+    n = crop.shape[1] // 2
+    left, right = crop[:, :n], crop[:, n:2 * n]
+    return (np.ascontiguousarray(np.hstack([left, left[:, ::-1]])),
+            np.ascontiguousarray(np.hstack([right[:, ::-1], right])))
+
+
 def fine_detail(image: np.ndarray, box: np.ndarray) -> float:
     """How much fine detail the find has for its contrast: the mean |Laplacian| of the box's grey
     levels (the box resized to 64 px) over their standard deviation. A heavily blurred face has

@@ -145,3 +145,16 @@ class VerifyPolicy:
     #   The 139 real 64-128 px finds weak HOG alone keeps (portraits 96-192 px in 640x360, every variant,
     #   colour and grey, build and held out; PASCAL in 720p; the footage clip; video path) all have one.
     corroborate_weak_hog_max_px: float = 128.0
+    # * Last, a find about to be dropped whose box is narrow (width / height under this; 0: off) is looked
+    #   at as a half-hidden face (`_half_face`): CenterFace boxes such a face with its cover (held-out grey
+    #   faces of 96 px half covered: boxes 0.46-0.54 wide for their height, every cue no on the crop,
+    #   identifiable: EdgeFace 0.41-0.44 to their own photo, first of the 100 held-out people). Real
+    #   faces' boxes: median 0.75, 5th percentile 0.56. Each half of the crop beside its mirror image must
+    #   be a face to two cues (a confirmer and another, or CenterFace re-asked at `corroborate_redetect`:
+    #   the two faces above 0.48 and 0.89 with FaceMesh there). The 51 false finds under 0.65 of the
+    #   Mandelbrot sets (colour; grey, also at CRF 36 and 1280x720) got no confirmer there, nor did any of
+    #   the animals sets' up to 0.85; at 0.71 a grey Mandelbrot find at CRF 36 got weak HOG and
+    #   CenterFace 0.63 (kept, were the bar wider).
+    #   Build portraits (the check; the rule came from the held-out faces): real finds dropped 7 -> 5
+    #   (colour), 6 -> 3 (grey).
+    half_face_aspect: float = 0.65

@@ -3,9 +3,9 @@
     python tools/bench/bench_false_faces.py [--frames 1000] [--portraits 24] [--first 0] [--split build]
                                             [--real-only | --free-only] [--sets pascal,hard,heavy,footage]
                                             [--kinds mandelbrot,...] [--blur SIGMA] [--grey] [--grey-real]
-                                            [--no-sharpened] [--no-corroborate] [--video [--crf N]]
+                                            [--no-sharpened] [--no-corroborate] [--no-half-face] [--video [--crf N]]
                                             [--size 1280x720]
-                                            [--json out.json] [--dump-kept kept.json]
+                                            [--json out.json] [--dump-kept kept.json] [--identify-lost]
 
 Face-free footage (tests/false_face_sets.py, made here, 640x360): a Mandelbrot zoom, patterns,
 text pages, textures, animals/objects panned and zoomed; `--frames` of each. Every detection there
@@ -44,7 +44,9 @@ the last 8 calls is kept unasked), as frames with a false face.
 slowest frame; one thread; confirmers built beforehand). `--dump-kept` writes the face-free finds
 the verifier keeps (kind, alteration, frame index, box in frame pixels, score): replay one with
 tests/false_face_sets.py (`face_free`, or `animals_at` / `mandelbrot_at` for one frame) and
-`altered` here, without running the whole set again.
+`altered` here, without running the whole set again. `--identify-lost` matches every real face
+the verifier drops against the held-out people's photos (tools/bench/lost_faces.py): a lost face
+over a recognizer's "same person" threshold is a person written raw and identifiable.
 """
 from __future__ import annotations
 
@@ -68,8 +70,9 @@ from false_face_sets import (FACE_FREE_KINDS, FACE_SIZES, LARGE_SIZES, TESTDATA,
 from clips import background  # noqa: E402
 from false_face_sets import _places, build_head  # noqa: E402
 from footage import _paste, multi_person, portrait_head  # noqa: E402
+from ideud.stream import blend as bl  # noqa: E402
 from ideud.stream.detect import make_detector  # noqa: E402
-from ideud.stream.types import Frame  # noqa: E402
+from ideud.stream.types import Crop, Frame  # noqa: E402
 from ideud.stream.verify import VerifyingDetector, VerifyPolicy, chroma_spread, face_crop  # noqa: E402
 from ideud.stream.verify_frame import FrameJudge  # noqa: E402
 
@@ -97,6 +100,8 @@ class Counter:
             p, grey_small_min_px=p.min_judged_px, grey_cnn_recheck=False, grey_veto_sharpened=False))
         self.no_grey_checks.confirmers = self.verified.confirmers  # the same finders, built once
         self.frame_judge = FrameJudge(self.verified)  # stateless here: `is_false` only
+        self.lost_faces = None  # a lost_faces.Gallery: each real face the verifier drops is identified
+        self.lost: list[dict] = []
 
     def run(self, frame: np.ndarray, small: np.ndarray | None = None, whole: Frame | None = None):
         """(faces before, faces after, verifier seconds, finds kept only by the sharpened look, finds
@@ -213,6 +218,9 @@ def recall_numbers(c: Counter, frames, video: bool = False) -> dict | None:
         hg = found(gt, [f.box for f in ng])  # as the verifier without the grey checks keeps
         total, hit_b, hit_a = total + len(gt), hit_b + int(hb.sum()), hit_a + int(ha.sum())
         lost += int((hb & ~ha).sum())
+        if c.lost_faces is not None:
+            c.lost += lost_identified(c, fr if wh is None else bl.crop_rgb(wh, Crop(0, 0, wh.width, wh.height)),
+                                      [g for g, gone in zip(gt, hb & ~ha) if gone], b)
         lost_without += int((hb & ~hw).sum())
         lost_grey += int((hb & ~hg).sum())
         secs.append(s)
@@ -221,6 +229,17 @@ def recall_numbers(c: Counter, frames, video: bool = False) -> dict | None:
             "recall_before": round(hit_b / max(total, 1), 3), "recall_after": round(hit_a / max(total, 1), 3),
             "judged_on_frame": c.frame_judge.asked - asked, "dropped_on_frame": c.frame_judge.dropped - dropped,
             "added_ms_mean": round(1000 * float(np.mean(secs)), 2)}
+
+
+def lost_identified(c: Counter, rgb: np.ndarray, lost_boxes, finds) -> list[dict]:
+    """Per real face the verifier dropped (its ground-truth box): the bare find on it, how big, and
+    how close it comes to any held-out person (`lost_faces.Gallery.best`)."""
+    out = []
+    for g in lost_boxes:
+        f = next(f for f in finds if found([g], [f.box])[0])
+        out.append({"find_frame_px": round(f.size, 1), "score": round(float(f.score), 3),
+                    **c.lost_faces.best(rgb, f.keypoints)})
+    return out
 
 
 def pascal_frames(canvas=None):
@@ -301,6 +320,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-corroborate", action="store_true",
                     help="a weak path's yes alone keeps a find, colour finds under 16 px are not judged: the "
                          "verifier before the thirteenth session")
+    ap.add_argument("--no-half-face", action="store_true",
+                    help="no second look at narrow finds as half-hidden faces: the verifier before the "
+                         "twenty-fourth session (`VerifyPolicy.half_face_aspect` = 0)")
     ap.add_argument("--video", action="store_true",
                     help="every set through the product's video path (H.264, then the pipeline's decoder and "
                          "its swscale copy for the detector) instead of cv2.INTER_AREA on the frames")
@@ -313,6 +335,9 @@ def main(argv=None) -> int:
     ap.add_argument("--crf", type=int, help="libx264's CRF for --video (default: libx264's own, 23)")
     ap.add_argument("--json", help="write the numbers here too")
     ap.add_argument("--dump-kept", help="write the face-free finds the verifier keeps here (JSON)")
+    ap.add_argument("--identify-lost", action="store_true",
+                    help="match each real face the verifier drops against the held-out people's photos "
+                         "(EdgeFace xs, and xxs with torch): is it identifiable? (tools/bench/lost_faces.py)")
     a = ap.parse_args(argv)
     sets = set(a.sets.split(","))
     if not sets <= {"pascal", "hard", "heavy", "footage"}:
@@ -326,7 +351,13 @@ def main(argv=None) -> int:
         policy.sharp_redetect_keep = math.inf
     if a.no_corroborate:
         policy.corroborate = False
+    if a.no_half_face:
+        policy.half_face_aspect = 0.0
     c = Counter(policy)
+    if a.identify_lost:
+        from lost_faces import Gallery
+
+        c.lost_faces = Gallery()
     res = {"face_free": {}, "real": {}}
     size = tuple(int(v) for v in a.size.lower().split("x"))
     alteration = (f", blur {a.blur:g} px" if a.blur > 0 else "") + (", grey" if a.grey else "") + (
@@ -362,6 +393,8 @@ def main(argv=None) -> int:
             print(f"{name}: frames of several sizes, not one video: skipped", file=sys.stderr, flush=True)
             continue
         res["real"][name] = r
+        if c.lost_faces is not None:
+            r["lost_faces"], c.lost = c.lost, []
         print(name, res["real"][name], file=sys.stderr, flush=True)
     calls = c.sharp_calls
     if calls:

@@ -209,13 +209,16 @@ class VerifyingDetector:
                          but: str = "") -> Optional[tuple[str, float]]:
         """The first confirmer (in policy order, `but` skipped) that finds a face on the crop, with its
         confidence, or None; weak HOG counts where `maybe_skin`."""
+        return next(self._confirming(crop, roll, maybe_skin, but), None)
+
+    def _confirming(self, crop: np.ndarray, roll: float, maybe_skin: bool, but: str = ""):
+        """(name, confidence) of each confirmer that finds a face on the crop, asked lazily in policy order."""
         for name in self.policy.confirmers:
             if name != but:
                 found = self.confirmers.run(name, crop, roll)
                 # HOG's confidences are its score + 1: >= 1 is over dlib's own threshold
                 if found >= 1.0 or (found > 0 and (name != "hog" or maybe_skin)):
-                    return name, found
-        return None
+                    yield name, found
 
     def _half_face(self, image_rgb: np.ndarray, face: Face, scale: Scale) -> bool:
         """A find about to be dropped whose box is narrow (`half_face_aspect`: CenterFace boxes a face
@@ -231,9 +234,10 @@ class VerifyingDetector:
         crop = face_crop(image_rgb, box)[0]
         maybe_skin = chroma_spread(crop) < p.grey_chroma or skin_share(crop) >= p.skin_min
         for view in mirrored_halves(crop):
-            first = self._first_confirmer(view, 0.0, maybe_skin)
-            if first is not None and (self._first_confirmer(view, 0.0, maybe_skin, but=first[0]) is not None
-                                      or self.redetect(view, enough=p.corroborate_redetect) >= p.corroborate_redetect):
+            saying = self._confirming(view, 0.0, maybe_skin)  # the second yes picks up after the first
+            if next(saying, None) is not None and (
+                    next(saying, None) is not None
+                    or self.redetect(view, enough=p.corroborate_redetect) >= p.corroborate_redetect):
                 return True
         return False
 

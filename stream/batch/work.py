@@ -106,7 +106,8 @@ class RecordingDetector:
 
     def judged(self, dropped: list[int]) -> None:
         """The last call's faces at these indices were dropped on the frame (same order as returned)."""
-        self.calls[-1] = [f for i, f in enumerate(self.calls[-1]) if i not in set(dropped)]
+        gone = set(dropped)
+        self.calls[-1] = [f for i, f in enumerate(self.calls[-1]) if i not in gone]
 
 
 class ReplayDetector:

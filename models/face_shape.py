@@ -11,6 +11,10 @@ It replaces the 12 hand-made anthropometric components as the shape half of the 
 person's z is fitted (stream/identity.py), and the new face's shape is a seeded draw S(z_new),
 so everything the modes hold (face width and length, eye spacing and size, brows, nose, mouth,
 lips, the outline) is thrown away, not nudged.
+
+`fit_ict` makes the modes from ICT-FaceKit's 3D scans instead (`build_face_shape.py --basis ict`):
+measured, not shipped (docs/measured.md, twenty-fifth session: fewer faces obfuscated, more
+face-frames of video matched).
 """
 from __future__ import annotations
 
@@ -107,6 +111,31 @@ def fit(shapes: np.ndarray, k: int = COMPONENTS) -> dict:
     kept = float((s[:k] ** 2).sum() / (s ** 2).sum())
     return {"mean": mean.astype(np.float32), "basis": vt.astype(np.float32), "sd": sd.astype(np.float32),
             "open_dir": open_dir.astype(np.float32), "gap_closed": np.float32(gap_closed), "variance_kept": kept}
+
+
+def fit_ict(mean: np.ndarray, modes: np.ndarray, k: int = COMPONENTS, samples: int = 6000, seed: int = 0) -> dict:
+    """Identity modes from ICT-FaceKit's scans (tools/build/register_ict_facekit.py) instead of the
+    portraits' FaceMesh: faces drawn around the portraits' `mean` (468 * 3,) with ICT's weights ~ N(0, 1)
+    on `modes` (M, 468, 3; mm), each similarity-aligned to the canonical face as a portrait is (so that
+    S(z) stays in the canonical frame: a fit gives it back), then PCA about `mean`. Deterministic.
+    -> {"basis", "sd", "variance_kept"}."""
+    mean = np.asarray(mean, np.float64).reshape(-1, 3)
+    w = np.random.default_rng(seed).normal(0.0, 1.0, (samples, len(modes)))
+    faces = mean[None] + np.tensordot(w, np.asarray(modes, np.float64), 1)
+    # Umeyama similarity of every face onto the canonical face at once
+    canon = mh.canonical()
+    fc, cc = faces - faces.mean(1, keepdims=True), canon - canon.mean(0)
+    u, sig, vt = np.linalg.svd(np.einsum("ni,snj->sij", cc, fc))
+    d = np.ones((samples, 3))
+    d[:, 2] = np.sign(np.linalg.det(u) * np.linalg.det(vt))
+    rot = np.einsum("sij,sj,sjk->sik", u, d, vt)
+    scale = (sig * d).sum(1) / (fc ** 2).sum((1, 2))
+    aligned = scale[:, None, None] * np.einsum("sij,snj->sni", rot, fc) + canon.mean(0)
+    _, s, vt = np.linalg.svd(aligned.reshape(samples, -1) - mean.ravel(), full_matrices=False)
+    k = min(k, len(s) - 1)
+    vt = vt[:k] * np.sign(vt[np.arange(k), np.argmax(np.abs(vt[:k]), axis=1)])[:, None]
+    return {"basis": vt.astype(np.float32), "sd": (s[:k] / np.sqrt(samples - 1)).astype(np.float32),
+            "variance_kept": float((s[:k] ** 2).sum() / (s ** 2).sum())}
 
 
 def digest(arrays: dict) -> str:

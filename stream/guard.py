@@ -45,19 +45,19 @@ Per track
    renders, so every kept one respects the clip.
 3. Re-check on change, not on the clock: until the ID code freezes, after it while yaw or pitch moved
    over LOOK_SHARE of the bar below or the last check passed without the search's margins
-   (guard_policy.look_due), when the output or the person changed
-   (guard_views.output_drifted, the EdgeFace chips of output and person a face-frame: not
-   the face last checked, or over edge_max - edge_margin against the person, now or kept); when yaw
-   or pitch moved more than `pose_delta` degrees since the last check (down to a third of that for
-   a face within 0.2 of tau or 0.1 of edge_max), when the face grew or shrank by `scale_delta`,
-   when `occluded_delta` more of the face is left original for an occluder (a misread one leaves
-   the person's own face), and once when the ID code freezes. The output must pass both
-   recognizers (without the margins) against the person at this frame and the references kept
-   from earlier poses (up to 4); EdgeFace goes first, dlib only if it and FaceMesh passed, and
-   not at all when the person looks as a kept reference and the output is the same new face as at the last
-   full check (its EdgeFace chip within SAME_OUTPUT of it; that dlib distance had the margin). If
-   not, the search goes on with the next step and that frame is not handed back until a
-   candidate passes (or it is obfuscated).
+   (guard_policy.look_due), when the output or the person changed (guard_views.output_drifted, the
+   EdgeFace chips of output and person a face-frame: not the face last checked, or over edge_max -
+   edge_margin against the person, now or kept); when yaw or pitch moved more than `pose_delta`
+   degrees since the last check (down to a third of that for a face within 0.2 of tau or 0.1 of
+   edge_max), when the face grew or shrank by `scale_delta` or got `sharper_delta` times sharper
+   (motion blur gone: guard_views.face_detail), when `occluded_delta` more of it is left original
+   for an occluder (a misread one leaves the person's own face), and once when the ID code freezes.
+   The output must pass both recognizers (without the margins) against the person at this frame and
+   the references kept from earlier poses (up to 4); EdgeFace goes first, dlib only if it and
+   FaceMesh passed, and not at all when the person looks as a kept reference and the output is the
+   same new face as at the last full check (its EdgeFace chip within SAME_OUTPUT of it; that dlib
+   distance had the margin). If not, the search goes on with the next step and that frame is not
+   handed back until a candidate passes (or it is obfuscated).
 4. Inversion: where the mapping can be undone by someone who knows the method (the prior
    restorer: its output's code mirrored, or a second pass; stream/guard_inversion.py), the
    candidate a search would keep is undone both ways and each undone face must not match the
@@ -105,10 +105,11 @@ from ideud.stream.guard_inversion import inverses_for, undone_by_edgeface, undon
 from ideud.stream.guard_occluded_refs import kept_references, masked_reference
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, LOOK_SHARE, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
                                        STEPS, Policy, _Track, fills_surroundings, look_due, note_tried,
-                                       pose_moved_since_check, retry_due, same_output, search_end, track_report)
-from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, finish_candidate,  # noqa: F401
-                                      kept_occluder_passes, looks_like_face, obfuscated, occluder_keep, output_drifted,
-                                      render_candidate, verified_mosaic, with_occluders)
+                                       pose_moved_since_check, retry_due, same_output, search_end, sharper_since_check,
+                                       track_report)
+from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, face_detail,  # noqa: F401
+                                      finish_candidate, kept_occluder_passes, looks_like_face, obfuscated,
+                                      occluder_keep, output_drifted, render_candidate, verified_mosaic, with_occluders)
 from ideud.stream.identity import perturbation
 from ideud.stream.occlusion import MAX_SHARE as OCCLUDED_MAX
 from ideud.stream.types import Crop
@@ -170,6 +171,7 @@ class PrivacyGuard:
             st = self._tracks[tr.id]
             r, st.occluder = job.rendering, job.occluder  # this frame's: a filled face keeps it (blend.surroundings)
             t0 = time.perf_counter()
+            st.detail = face_detail(frame, r)
             # on change: of the face (pose, size, occluders, the ID code) or of the output itself, until the
             # ID code freezes (the output settles over a track's first frames) and after while the head turns
             look = look_due(self.policy, st, r, self.identity.is_frozen(tr.id))
@@ -216,9 +218,8 @@ class PrivacyGuard:
         """Forget a finished track's embeddings; keep its numbers for the report."""
         st = self._tracks.pop(track_id, None)
         if st is not None:
-            st.refs.clear()
-            st.edge_refs.clear()
-            st.masked_refs.clear()
+            for kept in (st.refs, st.edge_refs, st.masked_refs):
+                kept.clear()
             st.now = st.output_edge = st.looked = None
             self._done[track_id] = self._track_report(st)
 
@@ -268,7 +269,7 @@ class PrivacyGuard:
         frozen = self.identity.is_frozen(tid)
         uncovered = rendered.occluded > st.last_occluded + p.occluded_delta
         return (pose_moved or resized or uncovered or (frozen and not st.frozen_seen)
-                or (st.provisional and _good(r)))
+                or (st.provisional and _good(r)) or sharper_since_check(p, st))
 
     def _refs(self, st: _Track) -> tuple[np.ndarray, np.ndarray]:
         now = [] if st.now is None else [st.now]
@@ -301,7 +302,7 @@ class PrivacyGuard:
         st.since_check = 0
         st.last_pose = (r.yaw, r.pitch)
         st.last_size = _size(r)
-        st.last_occluded = current[0].occluded
+        st.last_occluded, st.checked_detail = current[0].occluded, st.detail
         st.frozen_seen = self.identity.is_frozen(tid)
         if _good(r):
             st.provisional = False
@@ -461,8 +462,7 @@ class PrivacyGuard:
                         continue
                     st.cursor = None
                     self._apply(st, tid, step, j)
-                    st.status = "verified"
-                    st.output_edge = chip_emb[idx, 0]  # the chip's embedding from the quick pass
+                    st.status, st.output_edge = "verified", chip_emb[idx, 0]  # the chip embedded in the quick pass
                     st.distance, st.similarity = d, s
                     st.min_distance = d if st.min_distance is None else min(st.min_distance, d)
                     st.max_similarity = s if st.max_similarity is None else max(st.max_similarity, s)

@@ -74,6 +74,10 @@ class Policy:
     pose_delta: float = 15.0  # re-check when yaw or pitch moved this much (less for a face near a threshold)
     scale_delta: float = 1.5  # re-check when the face grew or shrank by this factor
     occluded_delta: float = 0.1  # re-check when this much more of the face is left original (occluders)
+    # re-check when the face has this much more fine detail than at its last check: a face checked (or
+    # searched) while motion blur hid the person is not checked sharp (hard_turns: a new face chosen in a
+    # 13 px camera shake sat at EdgeFace 0.22-0.28 from the person once sharp, never re-checked)
+    sharper_delta: float = 1.5
     retry_every: int = 150
     # ... or sooner, once yaw or pitch has moved `pose_delta` from where its last search failed and
     # at least this many frames have passed (`retry_due`: a head that turned away and back)
@@ -128,6 +132,8 @@ class _Track:
     last_pose: Optional[tuple] = None
     last_size: Optional[float] = None
     last_occluded: float = 0.0  # occluded share of the face at the last check
+    detail: Optional[float] = None  # the face's fine detail (guard_views.face_detail): this frame's
+    checked_detail: Optional[float] = None  # ... and at the last check
     frozen_seen: bool = False
     provisional: bool = False  # verified at a frame that was not near-frontal
     choice: Optional[tuple] = None  # (step, candidate) in use: no identity in it, shareable (batch)
@@ -201,6 +207,11 @@ def pose_moved_since_check(p: Policy, st: _Track, r, share: float = 1.0) -> bool
         slack = min(slack, (p.edge_max - st.similarity) / 0.1)
     delta = share * p.pose_delta * float(np.clip(slack, 1 / 3, 1.0))
     return abs(r.yaw - st.last_pose[0]) > delta or abs(r.pitch - st.last_pose[1]) > delta
+
+
+def sharper_since_check(p: Policy, st: _Track) -> bool:
+    """The face has `sharper_delta` times the fine detail it had at its last check (blur gone)."""
+    return st.detail is not None and st.checked_detail is not None and st.detail > p.sharper_delta * st.checked_detail
 
 
 def look_due(p: Policy, st: _Track, r, frozen: bool) -> bool:

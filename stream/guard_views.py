@@ -7,6 +7,7 @@ from concurrent.futures import Future
 from fractions import Fraction
 from typing import Optional
 
+import cv2
 import numpy as np
 
 from ideud.models import facemesh as fm
@@ -97,6 +98,17 @@ def _mix(*parts: int) -> int:
     """A 63-bit seed from integers (numpy's SeedSequence, stable across runs)."""
     return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint32)
                .astype(np.uint64) @ np.array([1 << 31, 1], np.uint64)) & ((1 << 63) - 1)
+
+
+def face_detail(frame, r) -> float:
+    """How sharp the face is for its contrast: the mean |Laplacian| of its luma (the landmarks' box
+    resized to 48 px) over their standard deviation; motion blur or defocus lowers it (~0.05 ms)."""
+    lm = np.asarray(r.landmarks)[:, :2]
+    y = frame.planes[0]
+    x0, y0 = np.clip(np.floor(lm.min(0)).astype(int), 0, [y.shape[1] - 1, y.shape[0] - 1])
+    x1, y1 = np.clip(np.ceil(lm.max(0)).astype(int), [x0 + 1, y0 + 1], [y.shape[1], y.shape[0]])
+    g = cv2.resize(y[y0:y1, x0:x1], (48, 48), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return float(np.abs(cv2.Laplacian(g, cv2.CV_32F, ksize=1)).mean() / (g.std() + 1e-3))
 
 
 def _size(r) -> float:

@@ -338,3 +338,37 @@ def test_an_output_changed_a_little_keeps_its_dlib_distance_only_with_room_over_
     assert same_output(0.93, 0.71, tau) and not same_output(0.93, 0.70, tau)  # 0.6 + 1.5 x 0.07 = 0.705
     assert not same_output(0.93, None, tau)  # no dlib distance measured: checked in full
     assert same_output(0.90, 0.76, tau) and not same_output(0.899, 0.9, tau)
+
+
+@needs_portraits
+def test_a_face_checked_while_motion_blurred_is_checked_again_once_sharp():
+    # hard_turns (tools/bench/bench_footage.py): a new face chosen and checked during a 13 px camera shake
+    # sat at EdgeFace 0.22-0.28 from the person once the picture was sharp again, and nothing changed that
+    # a re-check waits for (pose, size, occluders). Sharp frames until the ID code freezes, one check
+    # forced on a motion-blurred frame, two more blurred, then sharp: the sharp frame is checked again
+    # with the trigger, not without it (everything else identical)
+    import cv2
+
+    sharp, lm = _portraits(1)[0]  # a closed mouth: the ID code freezes
+    blurred = cv2.filter2D(sharp, -1, np.full((1, 13), 1 / 13.0, np.float32))
+    checks = {}
+    for name, delta in (("trigger", gd.Policy(tau=0.05, edge_max=1.0).sharper_delta), ("none", float("inf"))):
+        p = FaceProcessor(Options(seed=1, restorer="classic", privacy="balanced"))
+        p.guard.policy = gd.Policy(tau=0.05, edge_max=1.0, sharper_delta=delta)  # passes this face: the trigger is tested
+        try:
+            for i in range(18):
+                p.process(frame_of(sharp, i))
+            (tid, st), = p.guard._tracks.items()
+            assert p.guard.identity.is_frozen(tid) and st.status == "verified"
+            st.provisional = True  # a check at this (blurred) frame
+            before = st.checks
+            for i in range(18, 21):
+                p.process(frame_of(blurred, i))
+            assert st.checks == before + 1 and st.checked_detail < st.detail * 1.1
+            p.process(frame_of(sharp, 21))
+            checks[name] = st.checks - before - 1
+        finally:
+            p.close()
+    assert checks == {"trigger": 1, "none": 0}, checks
+    face = SimpleNamespace(landmarks=lm)
+    assert gv.face_detail(frame_of(sharp), face) > 1.5 * gv.face_detail(frame_of(blurred), face)

@@ -2,7 +2,7 @@
 
 `python tools/bench/bench_face_prior.py [--limit N] [--start I] [--out DIR] [--sheet PNG]
 [--configs prior,bank] [--privacy off|balanced|strict] [--no-inversion] [--second-opinion]
-[--split held-out|build]`
+[--split held-out|build] [--shape FACE_SHAPE.npz]`
 (~20 min for all 100 and three configs on 2 cores)
 
 Every held-out portrait (`ideud.eval.portraits.held_out_names()`: none of them built anything)
@@ -377,7 +377,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--start", type=int, default=0, help="first held-out portrait (with --limit: a slice)")
     ap.add_argument("--split", default="held-out", choices=["held-out", "build"],
                     help="which portraits: held-out (measure) or build (tune on these, never on held-out)")
+    ap.add_argument("--shape", type=Path, default=None,
+                    help="another face-shape model (.npz of tools/build/build_face_shape.py, e.g. --basis ict)")
     args = ap.parse_args(argv)
+    if args.shape:
+        from common import use_shape_model
+
+        use_shape_model(args.shape)
     PRIVACY["mode"] = args.privacy
     SECOND["on"] = args.second_opinion
     folder = portraits_dir()

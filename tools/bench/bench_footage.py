@@ -9,6 +9,7 @@ then a microphone, held-out portrait 10, gone from frame 30). Also a face-free c
 `mandelbrot` source) for false faces.
 
     python tools/bench/bench_footage.py [--privacy off] [--clip both] [--mandelbrot 100] [--json out.json]
+                                        [--seed N] [--shape FACE_SHAPE.npz] [--second-opinion]
 
 Prints, per clip: face-frames rendered / obfuscated (per reason), face-frames written raw (by the
 ground truth boxes), occluder PSNR, obfuscated face-frames that kept their occluder, the flicker figure (output change / input change inside the
@@ -94,6 +95,7 @@ CLIPS = {
 }
 STILL = range(29, 40)  # frames of multi_person where nobody moves
 RAW_LEVELS, RAW_SHARE = 4, 0.05  # a face with under 5 % of its pixels changed by > 4 levels is raw
+SEED = [1]  # the pipeline's seed (--seed)
 
 
 def lavfi_frames(source: str, args: str, n: int) -> list[np.ndarray]:
@@ -108,7 +110,7 @@ def lavfi_frames(source: str, args: str, n: int) -> list[np.ndarray]:
 def run(frames: list[np.ndarray], work: Path, name: str, privacy: str) -> tuple[list, list, dict]:
     src = write_clip(str(work / f"{name}.mp4"), frames, audio=False)  # x264 crf 18: lossy, like footage
     out = work / f"{name}-out.mkv"
-    rep = deidentify(src, str(out), Options(codec="ffv1", seed=1, frame_log=True, audio=False, privacy=privacy,
+    rep = deidentify(src, str(out), Options(codec="ffv1", seed=SEED[0], frame_log=True, audio=False, privacy=privacy,
                                             force=True))
     # face-frames rendered from a mesh moved by optical flow (stream/flow.py), per track in the report
     rep["propagated_face_frames"] = sum(t.get("propagated_frames", 0) for t in rep["tracks"])
@@ -258,7 +260,12 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write the numbers here too")
     ap.add_argument("--second-opinion", action="store_true",
                     help="also judge each face-frame with EdgeFace-xxs (torch, shared/models/edgeface), never run by the guard")
+    ap.add_argument("--shape", help="another face-shape model (.npz of tools/build/build_face_shape.py, e.g. --basis ict)")
+    ap.add_argument("--seed", type=int, default=1, help="the pipeline's seed (every track's fake face follows it)")
     a = ap.parse_args(argv)
+    if a.shape:
+        common.use_shape_model(a.shape)
+    SEED[0] = a.seed
     with tempfile.TemporaryDirectory() as tmp:
         res = {"privacy": a.privacy}
         if a.clip in ("multi_person", "both"):

@@ -16,7 +16,7 @@ if str(REPO / "tests") not in sys.path:
 
 __all__ = ["REPO", "astronaut", "background", "moving_faces", "portrait", "write_clip", "IOU", "Annotated",
            "annotated_boxes", "apply_box_correction", "detect_dataset", "load_imglab", "match", "paste_on_canvas",
-           "read_rgb", "run_detector", "score", "emit_json", "save_json"]
+           "read_rgb", "run_detector", "score", "emit_json", "save_json", "use_shape_model"]
 
 from clips import astronaut, background, moving_faces, portrait, write_clip  # noqa: E402,F401
 from face_dataset import (  # noqa: E402,F401
@@ -36,3 +36,14 @@ def emit_json(result: dict, path=None) -> int:
     """Print a benchmark's result as JSON and write it to `path` if given; the exit status 0."""
     print(json.dumps(result, indent=2))
     return save_json(result, path)
+
+
+def use_shape_model(path) -> None:
+    """Run the identity stage of this process on another face-shape model (an .npz written by
+    tools/build/build_face_shape.py, e.g. `--basis ict`): a benchmark's way to measure an alternative
+    on the product path without shipping it (the pipeline in this process; --processes 1)."""
+    from ideud.models import face_shape as fsh
+
+    model = fsh.load(path)
+    fsh.default_shape.cache_clear()
+    fsh.default_shape = lambda: model

@@ -132,16 +132,21 @@ def build(out: Path, limit: Optional[int] = None, cache: Optional[Path] = None,
     return digest, stats
 
 
-def model_main(argv, doc: str, prog: str, build_fn, out: Path, components: int) -> int:
-    """The command line of a model built from the build portraits (this one and build_face_shape.py)."""
+def model_main(argv, doc: str, prog: str, build_fn, out: Path, components: int,
+               choices: Optional[dict] = None) -> int:
+    """The command line of a model built from the build portraits (this one and build_face_shape.py);
+    `choices`: {option: (default, other, ...)}, each passed to `build_fn` by name."""
     ap = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
     ap.add_argument("--out", type=Path, default=out)
     ap.add_argument("--limit", type=int, default=None, help="only the first N build portraits (tests)")
     ap.add_argument("--cache", type=Path, default=None, help="landmark cache (.npz) to reuse between runs")
     ap.add_argument("--components", type=int, default=components)
+    for name, values in (choices or {}).items():
+        ap.add_argument(f"--{name}", choices=values, default=values[0])
     args = ap.parse_args(argv)
     try:
-        build_fn(args.out, args.limit, args.cache, args.components)
+        build_fn(args.out, args.limit, args.cache, args.components,
+                 **{name: getattr(args, name) for name in (choices or {})})
     except (FileNotFoundError, RuntimeError) as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 2

@@ -117,7 +117,7 @@ def fit_ict(mean: np.ndarray, modes: np.ndarray, k: int = COMPONENTS, samples: i
     """Identity modes from ICT-FaceKit's scans (tools/build/register_ict_facekit.py) instead of the
     portraits' FaceMesh: faces drawn around the portraits' `mean` (468 * 3,) with ICT's weights ~ N(0, 1)
     on `modes` (M, 468, 3; mm), each similarity-aligned to the canonical face as a portrait is (so that
-    S(z) stays in the canonical frame: a fit gives it back), then PCA about `mean`. Deterministic.
+    S(z) stays in the canonical frame: a fit gives it back within a millimetre), then PCA about `mean`. Deterministic.
     -> {"basis", "sd", "variance_kept"}."""
     mean = np.asarray(mean, np.float64).reshape(-1, 3)
     w = np.random.default_rng(seed).normal(0.0, 1.0, (samples, len(modes)))

@@ -19,6 +19,7 @@ from ideud.stream.guard_policy import fills_surroundings, same_output
 from ideud.stream.render import crop_for, render, render_mask
 from ideud.stream.restore_worker import RestoreWorker
 from ideud.stream.types import Crop, Frame, RestoreItem
+from ideud.stream.verify_cues import laplacian_contrast
 
 CONTEXT = 0.65  # the checked region: the face box grown by this much each side (FaceMesh needs ~0.6)
 
@@ -107,8 +108,7 @@ def face_detail(frame, r) -> float:
     y = frame.planes[0]
     x0, y0 = np.clip(np.floor(lm.min(0)).astype(int), 0, [y.shape[1] - 1, y.shape[0] - 1])
     x1, y1 = np.clip(np.ceil(lm.max(0)).astype(int), [x0 + 1, y0 + 1], [y.shape[1], y.shape[0]])
-    g = cv2.resize(y[y0:y1, x0:x1], (48, 48), interpolation=cv2.INTER_AREA).astype(np.float32)
-    return float(np.abs(cv2.Laplacian(g, cv2.CV_32F, ksize=1)).mean() / (g.std() + 1e-3))
+    return laplacian_contrast(cv2.resize(y[y0:y1, x0:x1], (48, 48), interpolation=cv2.INTER_AREA))
 
 
 def _size(r) -> float:

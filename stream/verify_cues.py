@@ -108,7 +108,13 @@ def fine_detail(image: np.ndarray, box: np.ndarray) -> float:
     """How much fine detail the find has for its contrast: the mean |Laplacian| of the box's grey
     levels (the box resized to 64 px) over their standard deviation. A heavily blurred face has
     little (<= 0.11 at sigma = face size / 14 and more); a sharp fractal find has ~1."""
-    g = cv2.cvtColor(face_crop(image, box, out=64, context=1.0)[0], cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return laplacian_contrast(cv2.cvtColor(face_crop(image, box, out=64, context=1.0)[0], cv2.COLOR_RGB2GRAY))
+
+
+def laplacian_contrast(grey: np.ndarray) -> float:
+    """The mean |Laplacian| of grey levels over their standard deviation: fine detail for the contrast
+    (blur lowers it; `fine_detail` here, the privacy guard's `guard_views.face_detail`)."""
+    g = grey.astype(np.float32)
     return float(np.abs(cv2.Laplacian(g, cv2.CV_32F, ksize=1)).mean() / (g.std() + 1e-3))
 
 

@@ -130,9 +130,12 @@ class SecondOpinion:
         """The embedding of the face at FaceMesh points `lm` (unit length)."""
         from ideud.models.face_align import five_points_from_facemesh
 
-        chip = self.ef.align(rgb, five_points_from_facemesh(lm))[None]
+        return self.embed_chip(self.ef.align(rgb, five_points_from_facemesh(lm)))
+
+    def embed_chip(self, chip: np.ndarray) -> np.ndarray:
+        """The embedding of an aligned 112 px chip (unit length)."""
         with self.torch.no_grad():
-            e = self.ef.forward(self.state, self.torch.from_numpy(self.ef.normalise(chip)), self.arch).numpy()[0]
+            e = self.ef.forward(self.state, self.torch.from_numpy(self.ef.normalise(chip[None])), self.arch).numpy()[0]
         return e / max(float(np.linalg.norm(e)), 1e-12)
 
     def cos(self, a_rgb, b_rgb) -> Optional[float]:

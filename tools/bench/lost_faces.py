@@ -56,10 +56,7 @@ class Gallery:
         out = {"xs": round(float((self.g_xs @ self.xs.embed_chips(chip[None])[0]).max()), 3),
                "xs_threshold": self.xs.threshold("balanced")}
         if self.second is not None:
-            e = self.second.torch.from_numpy(ef.normalise(chip[None]))
-            with self.second.torch.no_grad():
-                v = ef.forward(self.second.state, e, self.second.arch).numpy()[0]
-            out["xxs"] = round(float((self.g_xxs @ (v / np.linalg.norm(v))).max()), 3)
+            out["xxs"] = round(float((self.g_xxs @ self.second.embed_chip(chip)).max()), 3)
             out["xxs_threshold"] = self.second.threshold
         out["identifiable"] = out["xs"] > out["xs_threshold"] or out.get("xxs", -1.0) > out.get("xxs_threshold", 1.0)
         return out

@@ -47,34 +47,28 @@ ITERATIONS = 40
 TO_CANONICAL = np.diag([1.0, -1.0, -1.0])  # ICT: y up, z towards the viewer
 
 
-def obj_vertices(path: Path, count: Optional[int] = None) -> np.ndarray:
-    """The first `count` (default: the face area's) vertex positions of a Wavefront OBJ file."""
+def read_obj(path: Path, count: Optional[int] = None, triangles: bool = False):
+    """The first `count` (default: the face area's) vertex positions of a Wavefront OBJ file, in one
+    pass; with `triangles`, also (T, 3) vertex indices of the polygons (fanned into triangles) that use
+    only those vertices -> (vertices, triangles). Without, it stops reading after the last vertex."""
     count = FACE_VERTICES if count is None else count
-    rows = []
+    rows, tris = [], []
     with open(path) as f:
         for line in f:
-            if line.startswith("v "):
+            if line.startswith("v ") and len(rows) < count:
                 rows.append(line.split()[1:4])
-                if len(rows) == count:
+                if len(rows) == count and not triangles:
                     break
-    if len(rows) < count:
-        raise RuntimeError(f"{path}: {len(rows)} vertices, expected at least {count}")
-    return np.asarray(rows, np.float64)
-
-
-def obj_triangles(path: Path, count: Optional[int] = None) -> np.ndarray:
-    """(T, 3) vertex indices of the polygons (fanned into triangles) that use only the first `count` vertices."""
-    count = FACE_VERTICES if count is None else count
-    tris = []
-    with open(path) as f:
-        for line in f:
-            if line.startswith("f "):
+            elif triangles and line.startswith("f "):
                 idx = [int(v.split("/")[0]) - 1 for v in line.split()[1:]]
                 if max(idx) < count:
                     tris.extend((idx[0], idx[k], idx[k + 1]) for k in range(1, len(idx) - 1))
-    if not tris:
+    if len(rows) < count:
+        raise RuntimeError(f"{path}: {len(rows)} vertices, expected at least {count}")
+    if triangles and not tris:
         raise RuntimeError(f"{path}: no polygons on the first {count} vertices")
-    return np.asarray(tris, np.int64)
+    verts = np.asarray(rows, np.float64)
+    return (verts, np.asarray(tris, np.int64)) if triangles else verts
 
 
 def read_facekit(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -82,9 +76,9 @@ def read_facekit(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     model = Path(folder) / "FaceXModel"
     if not (model / "generic_neutral_mesh.obj").is_file():
         raise FileNotFoundError(f"no ICT-FaceKit checkout at {folder} (FaceXModel/generic_neutral_mesh.obj missing)")
-    neutral = obj_vertices(model / "generic_neutral_mesh.obj")
-    modes = np.stack([obj_vertices(model / f"identity{i:03d}.obj") - neutral for i in range(MODES)])
-    return neutral @ TO_CANONICAL, modes @ TO_CANONICAL, obj_triangles(model / "generic_neutral_mesh.obj")
+    neutral, tris = read_obj(model / "generic_neutral_mesh.obj", triangles=True)
+    modes = np.stack([read_obj(model / f"identity{i:03d}.obj") - neutral for i in range(MODES)])
+    return neutral @ TO_CANONICAL, modes @ TO_CANONICAL, tris
 
 
 def _closest_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -65,7 +65,8 @@ showed two or more, the false finds one or none (thirteenth session, `VerifyPoli
 A face half hidden behind something (a door, a pillar, another head) is boxed by CenterFace with
 its cover, and every cue misses it on the crop. So a narrow find about to be dropped is looked at
 once more (`_half_face`): each half of the crop beside its own mirror image is a whole face if the
-find is one, and two cues must agree there.
+find is one, and two cues must agree there (stricter ones for a box less narrow: a face half hidden
+at an angle, or a cover boxed only in part).
 
 A find that overlaps one confirmed in the last few frames is kept without asking again (a real
 face is confirmed once, not on every frame; keeping is the fail-closed direction). Detection worker
@@ -224,20 +225,23 @@ class VerifyingDetector:
         """A find about to be dropped whose box is narrow (`half_face_aspect`: CenterFace boxes a face
         half hidden behind something with the cover) is kept when one of the crop's mirrored halves
         (`mirrored_halves`) is a face to two cues: a confirmer and another one, or CenterFace
-        re-asked at `corroborate_redetect` (a second cue's bar). Every cue missed such faces on the crop itself."""
+        re-asked at `corroborate_redetect` (a second cue's bar). Every cue missed such faces on the crop
+        itself. A less narrow find (up to `half_face_wide_aspect`) needs stricter cues: weak HOG does
+        not count, and CenterFace's bar is `half_face_wide_redetect`."""
         p = self.policy
         sx, sy = _scale_xy(scale)
         box = np.asarray(face.box, np.float64) / [sx, sy, sx, sy]
         w, h = box[2] - box[0], box[3] - box[1]
-        if not p.half_face_aspect or h <= 0 or w / h >= p.half_face_aspect:
+        if not p.half_face_aspect or h <= 0 or w / h >= max(p.half_face_aspect, p.half_face_wide_aspect):
             return False
+        wide = w / h >= p.half_face_aspect
         crop = face_crop(image_rgb, box)[0]
-        maybe_skin = chroma_spread(crop) < p.grey_chroma or skin_share(crop) >= p.skin_min
+        maybe_skin = not wide and (chroma_spread(crop) < p.grey_chroma or skin_share(crop) >= p.skin_min)
+        bar = p.half_face_wide_redetect if wide else p.corroborate_redetect
         for view in mirrored_halves(crop):
             saying = self._confirming(view, 0.0, maybe_skin)  # the second yes picks up after the first
             if next(saying, None) is not None and (
-                    next(saying, None) is not None
-                    or self.redetect(view, enough=p.corroborate_redetect) >= p.corroborate_redetect):
+                    next(saying, None) is not None or self.redetect(view, enough=bar) >= bar):
                 return True
         return False
 

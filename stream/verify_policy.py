@@ -158,3 +158,14 @@ class VerifyPolicy:
     #   Build portraits (the check; the rule came from the held-out faces): real finds dropped 7 -> 5
     #   (colour), 6 -> 3 (grey).
     half_face_aspect: float = 0.65
+    # * ... and a find up to this wide for its height (`half_face_wide_aspect`; a face half hidden at an
+    #   angle, or whose cover CenterFace boxed only in part) on stricter cues: a confirmer at its own
+    #   threshold (weak HOG does not count) and another one, or CenterFace re-asked at
+    #   `half_face_wide_redetect`. Build portraits' real finds dropped at 0.65-0.8: FaceMesh with
+    #   CenterFace 0.84 / 0.88, FaceMesh with BlazeFace; face-free finds there (Mandelbrot colour and grey,
+    #   640x360 and 1280x720, CRF 36; the animals sets: 26-51 px) got at most one such confirmer, with
+    #   CenterFace <= 0.27 beside it (the CRF 36 find with 0.63 had only weak HOG). Build portraits, video
+    #   path (`bench_false_faces.py --split build --no-wide-half-face`): real finds dropped 6 -> 4 (colour),
+    #   7 -> 5 (grey); every face-free set still 0.
+    half_face_wide_aspect: float = 0.8
+    half_face_wide_redetect: float = 0.7

@@ -15,6 +15,7 @@ import pytest
 from false_face_sets import detector_input, found, hard_faces
 from ideud.stream.detect import find_centerface_model, make_detector
 from ideud.stream.verify import VerifyingDetector
+from ideud.stream.verify_policy import VerifyPolicy
 from ideud.stream.verify_cues import mirrored_halves
 
 pytestmark = pytest.mark.skipif(find_centerface_model() is None, reason="no CenterFace ONNX")
@@ -51,3 +52,24 @@ def test_a_half_covered_face_is_kept(detectors, first, face, grey):
     assert not verifier.is_false(small, f, scale), "its mirrored half is a face to two cues"
     kept = verifier.detect(small, scale)
     assert found([gt[face]], [k.box for k in kept])[0]
+
+
+
+def test_a_half_covered_face_boxed_less_narrow_is_kept_on_stricter_cues(detectors):
+    """A build portrait (the wide tier's own evidence; the held-out ones are only measured) half
+    covered, grey, at 48 px: CenterFace boxes it 0.65-0.8 wide for its height, every cue misses it
+    on the crop, and a mirrored half is a face to a confirmer at its own threshold and a second cue
+    (`half_face_wide_*`)."""
+    bare, verifier = detectors
+    (img, gt), = hard_faces(4, sizes=(48,), variants=("half",), first=36, split="build")["half"]
+    img = np.repeat(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[:, :, None], 3, 2)
+    small, scale = detector_input(bare, img)
+    on_face = [f for f in bare.detect(small, scale) if found([gt[0]], [f.box])[0]]
+    assert on_face, "CenterFace finds the half-covered face"
+    f = on_face[0]
+    p = verifier.policy
+    assert p.half_face_aspect <= (f.box[2] - f.box[0]) / (f.box[3] - f.box[1]) < p.half_face_wide_aspect
+    assert verifier._judged_false(small, f, scale), "every cue on the crop misses it"
+    assert not verifier.is_false(small, f, scale), "a mirrored half is a face to two cues"
+    before = VerifyingDetector(bare, VerifyPolicy(half_face_wide_aspect=0.0))  # the narrow tier alone
+    assert before.is_false(small, f, scale), "without the wide tier it was dropped and written raw"

@@ -3,7 +3,7 @@
     python tools/bench/bench_false_faces.py [--frames 1000] [--portraits 24] [--first 0] [--split build]
                                             [--real-only | --free-only] [--sets pascal,hard,heavy,footage]
                                             [--kinds mandelbrot,...] [--blur SIGMA] [--grey] [--grey-real]
-                                            [--no-sharpened] [--no-corroborate] [--no-half-face] [--video [--crf N]]
+                                            [--no-sharpened] [--no-corroborate] [--no-half-face] [--no-wide-half-face] [--video [--crf N]]
                                             [--size 1280x720]
                                             [--json out.json] [--dump-kept kept.json] [--identify-lost]
 
@@ -323,6 +323,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-half-face", action="store_true",
                     help="no second look at narrow finds as half-hidden faces: the verifier before the "
                          "twenty-fourth session (`VerifyPolicy.half_face_aspect` = 0)")
+    ap.add_argument("--no-wide-half-face", action="store_true",
+                    help="half-hidden faces looked for only under `half_face_aspect`: the verifier before "
+                         "the twenty-sixth session (`VerifyPolicy.half_face_wide_aspect` = 0)")
     ap.add_argument("--video", action="store_true",
                     help="every set through the product's video path (H.264, then the pipeline's decoder and "
                          "its swscale copy for the detector) instead of cv2.INTER_AREA on the frames")
@@ -353,6 +356,8 @@ def main(argv=None) -> int:
         policy.corroborate = False
     if a.no_half_face:
         policy.half_face_aspect = 0.0
+    if a.no_wide_half_face:
+        policy.half_face_wide_aspect = 0.0
     c = Counter(policy)
     if a.identify_lost:
         from lost_faces import Gallery

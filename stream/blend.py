@@ -245,21 +245,26 @@ def _kept_planes(frame: Frame, crop: Crop, keep: tuple[Crop, np.ndarray]) -> Opt
     return [luma, chroma, chroma]
 
 
-def _obfuscate_keeping(frame: Frame, crop: Crop, mode: str, strength: int, kept: list, chroma_box: tuple,
-                       block: float, reach: float) -> None:
-    """`obfuscate` of the region `crop` with the pixels of `kept` (per plane, 0..1) left as they are,
-    and the fill next to them (within `reach` luma pixels) in the colour of the nearest kept pixel."""
-    cx0, cy0, cx1, cy1, sx = chroma_box
-    edges = {}  # `_occluder_edge`'s geometry per keep mask: the planes that share one (chroma; RGB) share it
+def _kept_regions(frame: Frame, crop: Crop, kept: list, chroma_box: tuple):
+    """(plane index, the plane's view of `crop`, its keep mask cut to it) for each plane the crop is not empty in."""
+    cx0, cy0, cx1, cy1 = chroma_box[:4]
     for i, (plane, (r0, r1, c0, c1), k) in enumerate([
         (frame.planes[0], (crop.y0, crop.y1, crop.x0, crop.x1), kept[0]),
         (frame.planes[1], (cy0, cy1, cx0, cx1), kept[1]),
         (frame.planes[2], (cy0, cy1, cx0, cx1), kept[2]),
     ]):
         region = plane[r0:r1, c0:c1]
-        if region.size == 0:
-            continue
-        k = k[:region.shape[0], :region.shape[1]]
+        if region.size:
+            yield i, region, k[:region.shape[0], :region.shape[1]]
+
+
+def _obfuscate_keeping(frame: Frame, crop: Crop, mode: str, strength: int, kept: list, chroma_box: tuple,
+                       block: float, reach: float) -> None:
+    """`obfuscate` of the region `crop` with the pixels of `kept` (per plane, 0..1) left as they are,
+    and the fill next to them (within `reach` luma pixels) in the colour of the nearest kept pixel."""
+    sx = chroma_box[4]
+    edges = {}  # `_occluder_edge`'s geometry per keep mask: the planes that share one (chroma; RGB) share it
+    for i, region, k in _kept_regions(frame, crop, kept, chroma_box):
         free = k <= 0.0  # not the occluder nor its margin: what the fill colour is taken from
         mean = float(region[free].mean()) if free.sum() >= 4 else float(region.mean())
         if mode == "black":
@@ -306,7 +311,7 @@ def _occluder_edge(k: np.ndarray, reach: float) -> Optional[tuple[np.ndarray, np
 
 def surroundings(crop: Crop, target: np.ndarray, width: int, height: int,
                  occluder: Optional[tuple[Crop, np.ndarray]] = None) -> tuple[Crop, np.ndarray]:
-    """Where a face drawn without its surroundings (stream/guard_policy.py `fills_surroundings`) is
+    """Where a face drawn without its surroundings (stream/guard_policy.py `surroundings_mode`) is
     filled: the box of its points (`target`, in `crop`) grown by SURROUNDINGS (hair and ears above
     and beside, the neck below), and in it the face oval below the hairline (the render's mask
     without its occluder cuts), feathered, as a keep factor: (box, keep). `occluder`: (crop, mask)
@@ -341,7 +346,71 @@ def fill_surroundings(frame: Frame, crop: Crop, target: np.ndarray,
               keep=(box, keep), occluder_edge=False)
 
 
+def blur_surroundings(frame: Frame, crop: Crop, target: np.ndarray,
+                      occluder: Optional[tuple[Crop, np.ndarray]] = None) -> None:
+    """The surroundings of a face (`surroundings`) blurred, in place: a Gaussian of SURROUNDINGS_BLUR
+    x the face's size over the pixels outside the face oval (and `occluder`) only, so neither the
+    face nor the occluder bleeds into them; it fades in from the box's edge over SURROUNDINGS_FADE
+    x that size (no seam where it ends). Hair, ears, jaw line and background keep their colours and
+    lose their shapes: the milder way the guard tries before `fill_surroundings`."""
+    box, keep = surroundings(crop, target, frame.width, frame.height, occluder)
+    pts = np.asarray(target, np.float64)[:, :2]
+    size = float(np.ptp(pts, 0).max())
+    kept = _kept_planes(frame, box, (box, keep)) or [np.zeros(box.shape, np.float32)] * 3
+    fade = _box_fade(box, frame.width, frame.height, max(1.0, SURROUNDINGS_FADE * size))
+    frame.touched.append(box)
+    chroma_box = _chroma_box(frame, box)
+    sx = chroma_box[4]
+    for i, region, k in _kept_regions(frame, box, kept, chroma_box):
+        f = fade if i == 0 or frame.is_rgb else cv2.resize(fade, region.shape[::-1], interpolation=cv2.INTER_AREA)
+        free = (1.0 - k).astype(np.float32)
+        src = np.clip(1.0 - 2.0 * k, 0.0, 1.0).astype(np.float32)  # no pixel of the face (k >= 0.5 inside its edge)
+        sigma = max(0.5, SURROUNDINGS_BLUR * size / (1 if i == 0 or frame.is_rgb else sx))
+        num, den = _low_pass(region.astype(np.float32) * src, sigma), _low_pass(src, sigma)
+        mean = float((region * src).sum() / max(float(src.sum()), 1e-6))
+        blurred = np.where(den > 1e-3, num / np.maximum(den, 1e-3), mean)
+        w = free * f[:region.shape[0], :region.shape[1]]
+        old = region.astype(np.float32)
+        out = np.clip(old + w * (blurred - old) + 0.5, 0, 255).astype(np.uint8)
+        np.copyto(region, out, where=w > 0.0)
+
+
+def _low_pass(x: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian of `sigma` px, run at a scale where it is ~4 px (at full size the 720p speed clip's
+    guard took 30.9 % of the run, 27.3 % so; one run each): what it leaves is smooth enough for the
+    linear resize back."""
+    f = max(1.0, sigma / 4.0)
+    if f < 1.5:
+        return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    h, w = x.shape
+    small = cv2.resize(x, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / f, borderType=cv2.BORDER_REFLECT)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _box_fade(box: Crop, width: int, height: int, ramp: float) -> np.ndarray:
+    """1 inside the box, easing to 0 at its sides over `ramp` px; a side on the frame's edge does not fade."""
+    h, w = box.shape
+    x = np.arange(w, dtype=np.float32) + 0.5
+    y = np.arange(h, dtype=np.float32) + 0.5
+    fx = np.minimum(np.clip(x / ramp, 0, 1) if box.x0 > 0 else 1.0, np.clip((w - x) / ramp, 0, 1) if box.x1 < width else 1.0)
+    fy = np.minimum(np.clip(y / ramp, 0, 1) if box.y0 > 0 else 1.0, np.clip((h - y) / ramp, 0, 1) if box.y1 < height else 1.0)
+    f = np.outer(np.broadcast_to(fy, (h,)), np.broadcast_to(fx, (w,))).astype(np.float32)
+    return f * f * (3.0 - 2.0 * f)
+
+
+def redraw_surroundings(frame: Frame, crop: Crop, target: np.ndarray, mode: Optional[str],
+                        occluder: Optional[tuple[Crop, np.ndarray]] = None) -> None:
+    """A face's surroundings as a guard step draws them (guard_policy.surroundings_mode): "blur", "fill", or None (kept)."""
+    if mode == "blur":
+        blur_surroundings(frame, crop, target, occluder)
+    elif mode == "fill":
+        fill_surroundings(frame, crop, target, occluder)
+
+
 SURROUNDINGS = (0.3, 0.5, 0.3, 0.3)  # a filled face's box: its points' box grown left, up, right, down
+SURROUNDINGS_BLUR = 0.2  # the blur's sigma, share of the face's size (tools/bench/bench_surroundings.py)
+SURROUNDINGS_FADE = 0.1  # ... fading in from the box's edge over this share
 OCCLUDER_REACH = 0.03  # share of the face size a kept occluder's colour reaches into the fill
 OBFUSCATION_LEVELS = 2  # pixelate strengths: 0 one block of the box's mean colour, 1 grey over a larger box
 BLUR_BLOCKS = 3  # `blur`: the face is first reduced to this many blocks across

@@ -79,6 +79,11 @@ CALM_FRAMES = 8  # frames in a row with a smaller backlog before the level goes 
 FULL, REUSE, OBFUSCATE = "full", "reuse", "obfuscate"
 
 
+# a reused face whose surroundings the guard's step blurs or fills: its box obfuscated this much each
+# side (blend.SURROUNDINGS reaches 0.5 of the face above it and 0.3 beside and below)
+REUSE_SURROUNDINGS_GROW = 0.5
+
+
 @dataclass
 class _Last:
     rgb: np.ndarray  # the restored, colour-matched face crop that was pasted
@@ -150,11 +155,14 @@ class ReuseCache:
             self.reused_still += 1
         return True
 
-    def paste_moved(self, frame: Frame, track_id: int, box: np.ndarray, fallback: str, strength: int = 0) -> None:
-        """Obfuscate `box`, then paste the track's last face moved onto it (call `usable` first)."""
+    def paste_moved(self, frame: Frame, track_id: int, box: np.ndarray, fallback: str, strength: int = 0,
+                    grow: float = 0.25) -> None:
+        """Obfuscate `box` (grown by `grow` each side), then paste the track's last face moved onto it
+        (call `usable` first). A face the guard cleared only without its surroundings gets them
+        obfuscated as far as the blend stage blurs or fills them (REUSE_SURROUNDINGS_GROW)."""
         last = self._last[track_id]
         box = np.asarray(box, float)
-        bl.obfuscate(frame, box, fallback, strength=strength)
+        bl.obfuscate(frame, box, fallback, grow=grow, strength=strength)
         s = _scale(last.box, box)
         # old frame point p -> box[:2] + (p - last.box[:2]) * s
         x0, y0 = box[:2] + (last.crop.offset - last.box[:2]) * s

@@ -35,8 +35,9 @@ Per track
        step 2, 3  sigma x2, restorer level 1, 2
        step 4, 5  sigma x1, x2, restorer level 3 (the bank restorer adds glasses)
        step 6, 7  sigma x1, x2, restorer level 4 (prior: widest shading scale; why 4-7: guard_policy.STEPS)
-       step 8-11  steps 0-3 again (new draws), the face's surroundings filled flat (blend.fill_surroundings:
-                  hair, ears, outline and background give many people away whatever the face)
+       step 8-11  steps 0-3 again (new draws), the face's surroundings blurred (blend.blur_surroundings: hair,
+                  ears, outline and background give many people away whatever the face); 12-15 filled flat;
+                  2 draws a step (guard_policy.SURROUNDINGS_CANDIDATES)
        else       the track is obfuscated (searched again at a good frame: guard_policy.retry_due); a
                   track that took a returning person's seed is first searched under its own (`exhausted`)
 
@@ -104,9 +105,8 @@ from ideud.stream.guard_ahead import batch_size, can_look_ahead, next_batch, set
 from ideud.stream.guard_inversion import inverses_for, undone_by_edgeface, undone_passes_dlib
 from ideud.stream.guard_occluded_refs import kept_references, masked_reference
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, LOOK_SHARE, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
-                                       STEPS, Policy, _Track, fills_surroundings, look_due, note_tried,
-                                       pose_moved_since_check, retry_due, same_output, search_end, sharper_since_check,
-                                       track_report)
+                                       STEPS, Policy, _Track, look_due, note_tried, step_candidates, surroundings_mode,
+                                       pose_moved_since_check, retry_due, same_output, search_end, sharper_since_check, track_report)
 from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, face_detail,  # noqa: F401
                                       finish_candidate, kept_occluder_passes, looks_like_face, obfuscated,
                                       occluder_keep, output_drifted, render_candidate, verified_mosaic, with_occluders)
@@ -234,7 +234,7 @@ class PrivacyGuard:
                 "tracks": len(reps),
                 "tracks_verified": sum(r["status"] == "verified" for r in reps),
                 "tracks_obfuscated": sum(r["status"] == "obfuscated" for r in reps),
-                "tracks_surroundings_filled": sum(bool(r["surroundings_filled"]) for r in reps),
+                **{f"tracks_surroundings_{k}": sum(bool(r[f"surroundings_{k}"]) for r in reps) for k in ("filled", "blurred")},
                 "dlib_chips": self.two.dlib_chips, "edgeface_chips": self.two.edge_chips}
 
     # ------------------------------------------------------------------ internals
@@ -247,10 +247,10 @@ class PrivacyGuard:
         refs = kept_references(st.refs, st.edge_refs, st.masked_refs) if st is not None else None
         return kept_occluder_passes(self.two, frame, job, keep, strength, mode, refs, self.policy.edge_max)
 
-    def fills_surroundings(self, track_id: int) -> bool:
-        """The track's new face is drawn over its surroundings filled flat (guard_policy.STEPS)."""
+    def surroundings(self, track_id: int) -> Optional[str]:
+        """How the track's new face's surroundings are drawn (guard_policy.surroundings_mode): "blur", "fill" or None."""
         st = self._tracks.get(track_id)
-        return st is not None and st.surroundings_filled
+        return None if st is None else st.surroundings
 
     def mosaic_strength(self, track_id: int) -> int:
         """The obfuscation strength verified for this track's face (0: blend's default)."""
@@ -324,7 +324,7 @@ class PrivacyGuard:
                                                       st.appearance), occ, OCCLUDED_MAX)
             st.status = "verified"
         if st.status == "verified" and current is not None:
-            img, pts = candidate_output(ctx_rgb, ctx, *current, fill=fills_surroundings(st.step), occluder=st.occluder)
+            img, pts = candidate_output(ctx_rgb, ctx, *current, surroundings_mode(st.step), occluder=st.occluder)
             dref, eref = self._refs(st)
             # EdgeFace on every view in one batch; the chip's embedding (view 0) is the output's
             sims, views = self.two.edge_similarity([(img, pts)], eref, embeddings=True,
@@ -410,7 +410,7 @@ class PrivacyGuard:
         try:
             while st.cursor[0] < search_end(_size(r)):
                 step, k, _ = st.cursor
-                if k >= p.candidates:
+                if k >= step_candidates(p, step):
                     st.cursor = [step + 1, 0, st.cursor[2]]
                     continue
                 if budget <= 0:
@@ -429,7 +429,7 @@ class PrivacyGuard:
                 for j, handle in batch.started:
                     cand = first if handle is None else with_occluders(finish_candidate(handle), occ, OCCLUDED_MAX)
                     if cand is not None:
-                        group.append((j, cand, *candidate_output(ctx_rgb, ctx, *cand, fill=fills_surroundings(step),
+                        group.append((j, cand, *candidate_output(ctx_rgb, ctx, *cand, surroundings_mode(step),
                                                                  occluder=st.occluder)))
                 st.candidates += len(group)
                 if not group:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from ideud.stream.guard_policy import STEPS
+from ideud.stream.guard_policy import STEPS, step_candidates
 from ideud.stream.guard_views import start_candidate
 from ideud.stream.restore_processes import RestoreProcesses
 from ideud.stream.restore_worker import RestoreWorker
@@ -52,17 +52,17 @@ def can_look_ahead(guard) -> bool:
 def batch_size(p, step: int, k: int, first, budget: int) -> int:
     """Candidates in the batch starting at (step, k): the pipeline's own render is checked alone first
     (it costs no render, and when it passes, the common case, nothing else is drawn)."""
-    return 1 if first is not None and step == 0 and k == 0 else min(p.batch, p.candidates - k, budget)
+    return 1 if first is not None and step == 0 and k == 0 else min(p.batch, step_candidates(p, step) - k, budget)
 
 
 def next_batch(p, step: int, k: int, n: int, budget: int) -> Optional[tuple[int, int, int]]:
     """(step, first candidate, size) of the batch after this one, within what is left of the frame's budget."""
     k += n
-    if k >= p.candidates:
+    if k >= step_candidates(p, step):
         step, k = step + 1, 0
     if step >= len(STEPS) or budget <= 0:
         return None
-    return step, k, min(p.batch, p.candidates - k, budget)
+    return step, k, min(p.batch, step_candidates(p, step) - k, budget)
 
 
 def start_batch(guard, st, tid: int, frame, r, step: int, k: int, n: int, first,

@@ -21,27 +21,46 @@ MODES = ("off", "balanced", "strict")
 #: the person's code (a mirror of the output undoes that: the inversion check refused ~2.5x more
 #: candidates with it, for no fewer obfuscated faces); sigma x2.5 pinched and stretched faces visibly.
 #: Then, for a track none of those clears, the four mildest again with the face's surroundings (hair,
-#: ears, outline, background: `blend.surroundings`) filled flat, as an obfuscated face's box is: the
-#: surroundings alone give many people away (EdgeFace over the search limit for about half of the
-#: build portraits with the face oval filled, nothing of the face left), so for them no new face can
-#: pass with its surroundings; without them it can, and the face's expression, gaze and pose stay.
+#: ears, outline, background: `blend.surroundings`) blurred, then the same four with them filled flat, as
+#: an obfuscated face's box is: the surroundings alone give many people away (EdgeFace over the search
+#: limit for about half of the build portraits with the face oval filled, nothing of the face left; a
+#: real other person's face swapped into the oval is still matched to the photo for 40 of 100 build
+#: portraits), so for them no new face can pass with its surroundings; without their shapes it can, and
+#: the face's expression, gaze and pose stay. Blurred, they keep their colours (tools/bench/bench_surroundings.py).
 STEPS = ((1.0, 0), (1.0, 1), (2.0, 1), (2.0, 2), (1.0, 3), (2.0, 3), (1.0, 4), (2.0, 4),
-         (1.0, 0), (1.0, 1), (2.0, 1), (2.0, 2))
-FILL_FROM = 8  # the steps from here on fill the surroundings
+         (1.0, 0), (1.0, 1), (2.0, 1), (2.0, 2), (1.0, 0), (1.0, 1), (2.0, 1), (2.0, 2))
+BLUR_FROM = 8  # the steps from here on blur the surroundings
+FILL_FROM = 12  # ... and from here on fill them flat
+# candidates per step from BLUR_FROM on (Policy.candidates before): a face no step clears costs 48
+# candidates as before the blurred steps (64 with 4 each: the 720p speed clip's face, which fails them
+# all, took the guard from 27 % to 40 % of the run)
+SURROUNDINGS_CANDIDATES = 2
 # ... for faces at least this big (FaceMesh's extent, px): a smaller face is mostly its own shading,
 # which Step II keeps; on hard_turns a 40 px face cleared that way drifted between checks to EdgeFace
 # 0.22 and EdgeFace-xxs over its limit in 13 of 44 frames (tools/bench/bench_footage.py, seed 4)
 FILL_MIN_PX = 64
 
 
+def surroundings_mode(step: int) -> Optional[str]:
+    """How step `step` draws the face's surroundings (`STEPS`): "blur", "fill", or None (as they are)."""
+    if FILL_FROM <= step < len(STEPS):
+        return "fill"
+    return "blur" if BLUR_FROM <= step < len(STEPS) else None
+
+
+def step_candidates(p: "Policy", step: int) -> int:
+    """How many candidates step `step` draws (`SURROUNDINGS_CANDIDATES` where the surroundings change)."""
+    return p.candidates if step < BLUR_FROM else min(p.candidates, SURROUNDINGS_CANDIDATES)
+
+
 def fills_surroundings(step: int) -> bool:
     """Step `step` draws the new face over its surroundings filled flat (`STEPS`)."""
-    return FILL_FROM <= step < len(STEPS)
+    return surroundings_mode(step) == "fill"
 
 
 def search_end(size: float) -> int:
     """The steps a search of a face of this size (px) goes through: all, or those that keep the surroundings."""
-    return len(STEPS) if size >= FILL_MIN_PX else FILL_FROM
+    return len(STEPS) if size >= FILL_MIN_PX else BLUR_FROM
 
 
 MAX_REFERENCES = 4  # embeddings of the person per track (different poses)
@@ -159,9 +178,14 @@ class _Track:
     occluder: Optional[tuple] = None  # (crop, mask) of what is in front of the face in the frame under review
 
     @property
+    def surroundings(self) -> Optional[str]:
+        """How its new face's surroundings are drawn (`surroundings_mode`): "blur", "fill" or None."""
+        return surroundings_mode(self.step) if self.status == "verified" else None
+
+    @property
     def surroundings_filled(self) -> bool:
         """Its new face is drawn over its surroundings filled flat (`STEPS`)."""
-        return self.status == "verified" and fills_surroundings(self.step)
+        return self.surroundings == "fill"
     seconds: float = 0.0
 
 
@@ -174,7 +198,7 @@ def track_report(st: _Track, policy: Policy) -> dict:
             "best_candidate": best,
             "tau": policy.tau, "edgeface_max": policy.edge_max,
             "step": st.step, "level": st.level, "sigma": round(st.sigma, 4),
-            "surroundings_filled": st.surroundings_filled,
+            "surroundings_filled": st.surroundings_filled, "surroundings_blurred": st.surroundings == "blur",
             "checks": st.checks, "searches": st.searches, "candidates": st.candidates,
             "fallback_frames": st.fallback_frames, "fallback_why": dict(st.fallback_why),
             "mosaic_strength": st.mosaic,

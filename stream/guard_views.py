@@ -15,7 +15,7 @@ from ideud.models.recognizer import THRESHOLD as DLIB_THRESHOLD
 from ideud.models.recognizers import TwoRecognizers, edge_views
 from ideud.stream import blend as bl
 from ideud.stream.guard_occluded_refs import greyed, in_context
-from ideud.stream.guard_policy import fills_surroundings, same_output
+from ideud.stream.guard_policy import same_output, surroundings_mode
 from ideud.stream.render import crop_for, render, render_mask
 from ideud.stream.restore_worker import RestoreWorker
 from ideud.stream.types import Crop, Frame, RestoreItem
@@ -126,24 +126,24 @@ def context_crop(frame, r, target) -> Crop:
     return Crop(max(0, int(x0)), max(0, int(y0)), min(frame.width, int(x1)), min(frame.height, int(y1)))
 
 
-def candidate_output(ctx_rgb: np.ndarray, ctx: Crop, rendered, item, face_rgb, fill: bool = False,
+def candidate_output(ctx_rgb: np.ndarray, ctx: Crop, rendered, item, face_rgb, surroundings: Optional[str] = None,
                      occluder: Optional[tuple[Crop, np.ndarray]] = None) -> tuple:
     """One candidate output pasted into the context as the blend stage would, and its points.
-    `fill`: over its surroundings filled flat (`blend.fill_surroundings`, keeping this frame's
-    `occluder`), as the blend stage draws a track at a step that `fills_surroundings`."""
-    if fill:
-        ctx_rgb = surroundings_filled(ctx_rgb, ctx, rendered.crop, rendered.target, occluder)
+    `surroundings`: "blur" or "fill" them first (`blend.redraw_surroundings`, keeping this frame's
+    `occluder`), as the blend stage draws a track at a step of that `surroundings_mode`."""
+    if surroundings:
+        ctx_rgb = surroundings_redrawn(ctx_rgb, ctx, rendered.crop, rendered.target, surroundings, occluder)
     img = paste_into(ctx_rgb, ctx, rendered.crop, bl.match_colour(face_rgb, item.image, rendered.mask), rendered.mask)
     return img, rendered.target + rendered.crop.offset - ctx.offset
 
 
-def surroundings_filled(ctx_rgb: np.ndarray, ctx: Crop, crop: Crop, target: np.ndarray,
-                        occluder: Optional[tuple[Crop, np.ndarray]] = None) -> np.ndarray:
-    """A copy of the context (RGB) with a face's surroundings filled as `blend.fill_surroundings`
-    fills them in the frame (the same box: the context holds it, CONTEXT > blend.SURROUNDINGS)."""
+def surroundings_redrawn(ctx_rgb: np.ndarray, ctx: Crop, crop: Crop, target: np.ndarray, mode: str,
+                         occluder: Optional[tuple[Crop, np.ndarray]] = None) -> np.ndarray:
+    """A copy of the context (RGB) with a face's surroundings drawn as `blend.redraw_surroundings`
+    draws them in the frame (the same box: the context holds it, CONTEXT > blend.SURROUNDINGS)."""
     fr = _rgb_frame(ctx_rgb)
     shift = (lambda c: Crop(c.x0 - ctx.x0, c.y0 - ctx.y0, c.x1 - ctx.x0, c.y1 - ctx.y0))
-    bl.fill_surroundings(fr, shift(crop), target, None if occluder is None else (shift(occluder[0]), occluder[1]))
+    bl.redraw_surroundings(fr, shift(crop), target, mode, None if occluder is None else (shift(occluder[0]), occluder[1]))
     return np.dstack(fr.planes)
 
 
@@ -242,7 +242,7 @@ def output_drifted(two: TwoRecognizers, frame, r, current: tuple, st, limit: flo
         return True  # nothing to compare with: check in full
     ctx = context_crop(frame, r, current[0].target + current[0].crop.offset)
     ctx_rgb = bl.crop_rgb(frame, ctx)
-    img, pts = candidate_output(ctx_rgb, ctx, *current, fill=fills_surroundings(st.step), occluder=st.occluder)
+    img, pts = candidate_output(ctx_rgb, ctx, *current, surroundings_mode(st.step), occluder=st.occluder)
     chip, person = two.chip_embeddings([edge_views(img, pts, full=False)[0],
                                         edge_views(ctx_rgb, np.asarray(r.landmarks)[:, :2] - ctx.offset, full=False)[0]])
     st.looked = (frame.index, chip, person)  # a re-check of this frame embeds neither again

@@ -21,7 +21,7 @@ from ideud.models import facemesh as fm
 from ideud.stream import blas_threads
 from ideud.stream import blend as bl
 from ideud.stream.decode import attach_small
-from ideud.stream.degrade import FULL, REUSE, ReuseCache
+from ideud.stream.degrade import FULL, REUSE, REUSE_SURROUNDINGS_GROW, ReuseCache
 from ideud.stream.detect import make_detector
 from ideud.stream.guard import PrivacyGuard
 from ideud.stream.identity import IdentityStage
@@ -274,8 +274,9 @@ class FaceProcessor:
             return False
         if way == REUSE:
             strength = self.guard.mosaic_strength(track.id) if self.guard is not None else 0
+            grow = REUSE_SURROUNDINGS_GROW if self.guard is not None and self.guard.surroundings(track.id) else 0.25
             with self.timer.timed("reuse"):
-                self.reuse.paste_moved(frame, track.id, box, self.o.fallback, strength)
+                self.reuse.paste_moved(frame, track.id, box, self.o.fallback, strength, grow)
         # the landmark stage did not see this frame: its held mesh and flow reference are stale
         self.landmarks.drop(track.id)
         p.jobs.append(FaceJob(track, box, reason=None if way == REUSE else "degrade"))  # finish obfuscates
@@ -426,8 +427,8 @@ class FaceProcessor:
             try:
                 self._fault("blend", frame)
                 face_rgb = bl.match_colour(face_rgb, job.item.image, job.rendered.mask)
-                if self.guard is not None and self.guard.fills_surroundings(job.track.id):
-                    bl.fill_surroundings(frame, job.rendered.crop, job.rendered.target, job.occluder)  # as checked
+                if self.guard is not None:  # as checked
+                    bl.redraw_surroundings(frame, job.rendered.crop, job.rendered.target, self.guard.surroundings(job.track.id), job.occluder)
                 bl.paste_rgb(frame, job.rendered.crop, face_rgb, job.rendered.mask)
                 self.reuse.keep(job.track.id, face_rgb, job.rendered.mask, job.rendered.crop,
                                 p.track_boxes[job.track.id])

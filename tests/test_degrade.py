@@ -375,3 +375,41 @@ def test_a_detection_that_fails_on_the_thread_hides_the_whole_frame():
         stop.set()
         det.join(5)
         p.close()
+
+
+def test_a_reused_face_drawn_without_its_surroundings_has_them_obfuscated_too():
+    """A track the guard cleared only with its surroundings blurred or filled (guard_policy.STEPS): a
+    frame that reuses its last face hides them as far as the blend stage does (the face's box grown by
+    half each side: REUSE_SURROUNDINGS_GROW), not just the box a plain reuse obfuscates."""
+    from ideud.stream.degrade import REUSE, REUSE_SURROUNDINGS_GROW
+
+    rgb = np.ascontiguousarray(next(iter(moving_faces(1, width=480, height=320, size=180))))
+    box = np.array([200.0, 110.0, 270.0, 190.0])
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    band = np.s_[int(box[1] - 0.45 * bh):int(box[1] - 0.3 * bh), int(box[0] + 0.2 * bw):int(box[2] - 0.2 * bw)]
+    face = np.full((int(bh), int(bw), 3), 200, np.uint8)
+    outs = {}
+    for grow in (0.25, REUSE_SURROUNDINGS_GROW):
+        cache = ReuseCache()
+        cache.keep(1, face, np.ones(face.shape[:2], np.float32), Crop(200, 110, 270, 190), box)
+        fr = frame_of(rgb.copy(), 1)
+        cache.paste_moved(fr, 1, box, "pixelate", 0, grow)
+        outs[grow] = np.dstack(fr.planes)
+    raw = (lambda out: float((np.abs(out[band].astype(int) - rgb[band].astype(int)).max(-1) <= 1).mean()))
+    assert raw(outs[REUSE_SURROUNDINGS_GROW]) < 0.05, "the surroundings were left raw"
+    assert raw(outs[0.25]) > 0.5  # (a plain reuse leaves them)
+    # the processor asks for the wider box exactly for tracks the guard draws without their surroundings
+    frames = list(moving_faces(2, width=480, height=320, size=180))
+    for mode, want in ((None, 0.25), ("blur", REUSE_SURROUNDINGS_GROW), ("fill", REUSE_SURROUNDINGS_GROW)):
+        p = FaceProcessor(Options(seed=2, privacy="balanced"))
+        asked = []
+        try:
+            p.process(frame_of(frames[0].copy(), 0))
+            p.guard.surroundings = lambda tid, mode=mode: mode
+            p.reuse.route = lambda *a: REUSE
+            p.reuse.paste_moved = lambda *a: asked.append(a[-1])
+            p.reuse_faces = True
+            p.process(frame_of(frames[1].copy(), 1))
+        finally:
+            p.close()
+        assert asked and all(g == want for g in asked), (mode, asked)

@@ -170,6 +170,9 @@ def summary(rep: dict) -> str:
     filled = (rep.get("privacy") or {}).get("tracks_surroundings_filled", 0)
     if filled:  # the guard's last steps: the new face drawn over its surroundings filled flat
         notes.append(f"{filled} drawn without {'its' if filled == 1 else 'their'} surroundings")
+    blurred = (rep.get("privacy") or {}).get("tracks_surroundings_blurred", 0)
+    if blurred:  # the steps before: over its surroundings blurred
+        notes.append(f"{blurred} drawn with {'its' if blurred == 1 else 'their'} surroundings blurred")
     if notes:
         text += f" ({'; '.join(notes)})"
     if face_frames:

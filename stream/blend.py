@@ -410,7 +410,7 @@ def redraw_surroundings(frame: Frame, crop: Crop, target: np.ndarray, mode: Opti
 
 SURROUNDINGS = (0.3, 0.5, 0.3, 0.3)  # a filled face's box: its points' box grown left, up, right, down
 SURROUNDINGS_BLUR = 0.2  # the blur's sigma, share of the face's size (tools/bench/bench_surroundings.py)
-SURROUNDINGS_FADE = 0.1  # ... fading in from the box's edge over this share
+SURROUNDINGS_FADE = 0.1  # ... fading in from the box's edge over this share (0.25: softer, 2 more obfuscated of 100 build portraits)
 OCCLUDER_REACH = 0.03  # share of the face size a kept occluder's colour reaches into the fill
 OBFUSCATION_LEVELS = 2  # pixelate strengths: 0 one block of the box's mean colour, 1 grey over a larger box
 BLUR_BLOCKS = 3  # `blur`: the face is first reduced to this many blocks across

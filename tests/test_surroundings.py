@@ -65,7 +65,8 @@ def test_the_surroundings_are_blurred_in_their_own_colours_and_the_face_oval_is_
     detail = (lambda img: np.abs(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32), cv2.CV_32F)))
     assert part.sum() > 500
     assert detail(out)[part].mean() < 0.25 * detail(head)[part].mean(), "the surroundings keep their shapes"
-    assert np.abs(out[part].astype(float).mean(0) - head[part].astype(float).mean(0)).max() < 12, "their colours changed"
+    around = inbox & ~grown  # (the blur moves colour around within the surroundings, not in or out)
+    assert np.abs(out[around].astype(float).mean(0) - head[around].astype(float).mean(0)).max() < 12, "their colours changed"
     assert np.array_equal(out[shrunk], head[shrunk]), "the face oval was blurred"
     assert np.array_equal(out[~inbox], head[~inbox]), "pixels outside the box were written"
     # no seam where the blur ends: next to the box's sides the change is small

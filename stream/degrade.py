@@ -156,13 +156,14 @@ class ReuseCache:
         return True
 
     def paste_moved(self, frame: Frame, track_id: int, box: np.ndarray, fallback: str, strength: int = 0,
-                    grow: float = 0.25) -> None:
-        """Obfuscate `box` (grown by `grow` each side), then paste the track's last face moved onto it
-        (call `usable` first). A face the guard cleared only without its surroundings gets them
-        obfuscated as far as the blend stage blurs or fills them (REUSE_SURROUNDINGS_GROW)."""
+                    hide_surroundings: bool = False) -> None:
+        """Obfuscate `box`, then paste the track's last face moved onto it (call `usable` first).
+        `hide_surroundings` (a face the guard cleared only with its surroundings blurred or filled): the
+        box is obfuscated as far as the blend stage changes them (REUSE_SURROUNDINGS_GROW)."""
         last = self._last[track_id]
         box = np.asarray(box, float)
-        bl.obfuscate(frame, box, fallback, grow=grow, strength=strength)
+        grow = {"grow": REUSE_SURROUNDINGS_GROW} if hide_surroundings else {}
+        bl.obfuscate(frame, box, fallback, strength=strength, **grow)
         s = _scale(last.box, box)
         # old frame point p -> box[:2] + (p - last.box[:2]) * s
         x0, y0 = box[:2] + (last.crop.offset - last.box[:2]) * s

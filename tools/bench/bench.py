@@ -40,6 +40,18 @@ def make_clips(folder: str, frames: int, names=DEFAULT_CLIPS) -> dict[str, str]:
     return paths
 
 
+def timed_run(src: str, dst: str, options: Options, proc=None) -> tuple[dict, float]:
+    """`deidentify`'s report and its wall seconds, in this process; `proc` (a FaceProcessor made
+    before the clock starts) is closed after."""
+    try:
+        t = time.perf_counter()
+        rep = deidentify(src, dst, options, processor=proc)
+        return rep, time.perf_counter() - t
+    finally:
+        if proc is not None:
+            proc.close()
+
+
 def bench_ideud(src: str, dst: str, options: Options, restorer=None) -> dict:
     """One run; with `restorer` the models are loaded before the clock starts (a warm processor)."""
     options.force = True
@@ -48,13 +60,7 @@ def bench_ideud(src: str, dst: str, options: Options, restorer=None) -> dict:
         from ideud.stream.pipeline import FaceProcessor
 
         proc = FaceProcessor(options, restorer=restorer)
-    try:
-        t = time.perf_counter()
-        rep = deidentify(src, dst, options, processor=proc)
-        wall = time.perf_counter() - t
-    finally:
-        if proc is not None:
-            proc.close()
+    rep, wall = timed_run(src, dst, options, proc)
     return {"fps": rep["frames"] / wall, "frames": rep["frames"], "wall_s": wall,
             "processing_fps": rep["fps"], "fallback_face_frames": rep["fallback_face_frames"],
             "restorer": rep["restorer"], "restore_worker": rep.get("restore_worker"),

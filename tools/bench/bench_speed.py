@@ -36,9 +36,9 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common import background, save_json, write_clip  # noqa: E402,F401  (adds tests/ to the path)
-from bench import bench_deface  # noqa: E402
+from bench import bench_deface, timed_run  # noqa: E402
 from ideud.eval.portraits import held_out_names, portraits_dir  # noqa: E402
-from ideud.stream.pipeline import FaceProcessor, Options, StageTimer, deidentify  # noqa: E402
+from ideud.stream.pipeline import FaceProcessor, Options, StageTimer  # noqa: E402
 
 CLIPS = {
     "360p_4people": dict(width=640, height=360, faces=4, face_w=112, face_h=136),
@@ -119,13 +119,7 @@ def run_ideud(src: str, dst: str, options: Options, cpu_time: bool = False, in_p
                 # restore-ahead: "restore" is the worker's wall clock, so its CPU too (in restore processes
                 # that thread only waits on pipes: the row stays the wall clock of its calls)
                 _time_restorer_cpu(proc.worker.restorer, restore_cpu)
-        try:
-            t = time.perf_counter()
-            rep = deidentify(src, dst, options, processor=proc)
-            wall = time.perf_counter() - t
-        finally:
-            if proc is not None:
-                proc.close()
+        rep, wall = timed_run(src, dst, options, proc)
     frames = max(rep["frames"], 1)
     faces = max(rep["face_frames"], 1)
     stages = {}

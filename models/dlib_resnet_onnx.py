@@ -380,21 +380,25 @@ def cached_onnx(dat: Optional[os.PathLike] = None, cache_dir: Optional[os.PathLi
 
     Named by the .dat's SHA-256 (and GRAPH_VERSION); a `.sha256` file beside it holds the ONNX
     bytes' own hash, checked on every load (`onnx_bytes`), so a damaged file is rebuilt, not run."""
-    dat = Path(dat) if dat else dat_path()
-    data = dat.read_bytes()
+    return _cache(dat, cache_dir)[0]
+
+
+def _cache(dat: Optional[os.PathLike], cache_dir: Optional[os.PathLike]) -> tuple[Path, bytes]:
+    """`cached_onnx`'s file and its bytes: read and checked once, or built and written."""
+    data = (Path(dat) if dat else dat_path()).read_bytes()
     if cache_dir is None:
         from ideud.models.registry import default_models_dir
 
         cache_dir = default_models_dir() / "dlib_onnx"
     cache_dir = Path(cache_dir)
     target = cache_dir / f"dlib_resnet_{_digest(data)[:16]}_g{GRAPH_VERSION}.onnx"
-    if _verified(target) is not None:
-        return target
-    blob = build_onnx(parse_dat(data))
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(target.with_suffix(".sha256"), _digest(blob).encode())
-    _write_atomic(target, blob)
-    return target
+    blob = _verified(target)
+    if blob is None:
+        blob = build_onnx(parse_dat(data))
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(target.with_suffix(".sha256"), _digest(blob).encode())
+        _write_atomic(target, blob)
+    return target, blob
 
 
 def _write_atomic(path: Path, blob: bytes) -> None:
@@ -419,22 +423,12 @@ def _verified(path: Path) -> Optional[bytes]:
 
 
 def onnx_bytes(dat: Optional[os.PathLike] = None, cache_dir: Optional[os.PathLike] = None) -> bytes:
-    """The verified ONNX model for `dat` (built and cached on first use). A cache that cannot be
-    written (read-only home) or is replaced between check and read: built in memory instead."""
+    """The verified ONNX model for `dat` (built and cached on first use; the bytes checked are the
+    bytes returned). A cache that cannot be written (read-only home): built in memory instead."""
     try:
-        blob = _verified(cached_onnx(dat, cache_dir))
+        return _cache(dat, cache_dir)[1]
     except OSError:
-        blob = None
-    return blob if blob is not None else build_onnx(parse_dat(Path(dat or dat_path()).read_bytes()))
-
-
-def _session(model: bytes, threads: int):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+        return build_onnx(parse_dat(Path(dat or dat_path()).read_bytes()))
 
 
 class DlibResnetOnnx:
@@ -442,7 +436,11 @@ class DlibResnetOnnx:
     threads=1: the guard shares the CPU with the pipeline's other threads, as dlib did."""
 
     def __init__(self, dat: Optional[os.PathLike] = None, threads: int = 1, cache_dir: Optional[os.PathLike] = None):
-        self.session = _session(onnx_bytes(dat, cache_dir), threads)
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        self.session = ort.InferenceSession(onnx_bytes(dat, cache_dir), opts, providers=["CPUExecutionProvider"])
 
     def embed_chips(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         """(N, 128) float32 descriptors of aligned 150x150 RGB uint8 chips."""
@@ -461,7 +459,7 @@ class _Loading(threading.Thread):
 
     def __init__(self, dat: Path):
         super().__init__(name="dlib-onnx-load", daemon=True)
-        self.dat, self.embed, self.error, self.warned = dat, None, None, False
+        self.dat, self.embed, self.error = dat, None, None
         self.start()
 
     def run(self) -> None:
@@ -472,9 +470,9 @@ class _Loading(threading.Thread):
 
     def get(self) -> Optional[Callable]:
         self.join()
-        if self.error is not None and not self.warned:
-            self.warned = True
-            warnings.warn(f"dlib ResNet on onnxruntime unavailable ({type(self.error).__name__}: {self.error}); "
+        if self.error is not None:  # said once: the error is dropped, `embed` stays None
+            error, self.error = self.error, None
+            warnings.warn(f"dlib ResNet on onnxruntime unavailable ({type(error).__name__}: {error}); "
                           "using dlib (slower)", RuntimeWarning, stacklevel=3)
         return self.embed
 

@@ -428,7 +428,8 @@ class FaceProcessor:
                 self._fault("blend", frame)
                 face_rgb = bl.match_colour(face_rgb, job.item.image, job.rendered.mask)
                 if self.guard is not None:  # as checked
-                    bl.redraw_surroundings(frame, job.rendered.crop, job.rendered.target, self.guard.surroundings(job.track.id), job.occluder)
+                    bl.redraw_surroundings(frame, job.rendered.crop, job.rendered.target,
+                                           self.guard.surroundings(job.track.id), job.occluder)
                 bl.paste_rgb(frame, job.rendered.crop, face_rgb, job.rendered.mask)
                 self.reuse.keep(job.track.id, face_rgb, job.rendered.mask, job.rendered.crop,
                                 p.track_boxes[job.track.id])

@@ -33,7 +33,7 @@ Per track
 
        step 0, 1  sigma x1, restorer level 0, 1 (more of the face from the restorer)
        step 2, 3  sigma x2, restorer level 1, 2
-       step 4, 5  sigma x1, x2, restorer level 3 (the bank restorer adds glasses)
+       step 4, 5  sigma x1, x2, restorer level 3 (bank: adds glasses; prior: the person's no longer kept)
        step 6, 7  sigma x1, x2, restorer level 4 (prior: widest shading scale; why 4-7: guard_policy.STEPS)
        step 8-11  steps 0-3 again (new draws), the face's surroundings blurred (blend.blur_surroundings: hair,
                   ears, outline and background give many people away whatever the face); 12-15 filled flat;

@@ -1,13 +1,17 @@
 """Speed of the path users run: default `Options()` (privacy guard on, embedded restorer) against
 deface, on clips animated from held-out public-domain portraits, with the per-stage table.
 
-    python tools/bench/bench_speed.py [--out DIR] [--frames N] [--deface EXE] [--rounds N] [--processes 1,2] [--json FILE]
+    python tools/bench/bench_speed.py [--out DIR] [--frames N] [--deface EXE] [--rounds N] [--seeds 1,2,3]
+                                     [--processes 1,2] [--json FILE]
                                      [--restore-processes auto,0] [--privacy off] [--cpu-time] [--profile FILE.prof]
 
 Clips (made once, deterministic): 640x360 with four people, 1280x720 with one. fps is wall clock
 as a user runs it: `ideud-video` in a process of its own, from its start (interpreter, imports,
 models) to its exit, as deface's is (before the twenty-eighth session ours ran inside this script,
-its imports off the clock; --profile, --cpu-time and --detect-thread still run it here). Every run of one command shares the
+its imports off the clock; --profile, --cpu-time and --detect-thread still run it here). A user's run
+draws its tracks' seeds at random, and how far the privacy guard searches depends on them (the
+4-face clip's guard share was 18-34 % over seeds 1-20): `--seeds 1,2,3` gives round k the k-th seed
+(as many rounds as seeds at least) and reports every round's guard share. Every run of one command shares the
 machine's load at that moment, so compare ratios from one run, not numbers across runs; the load
 average at the start and end is printed with them. --cpu-time gives the per-stage table in the
 main thread's CPU time, which other load disturbs far less than wall clock; the restorer runs
@@ -202,8 +206,12 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=1,
                     help="runs of each, ours and deface alternating; the median run's numbers are reported "
                          "and the ratio of the medians (this machine's speed drifts by 10-30 %% in minutes)")
+    ap.add_argument("--seeds", default="1",
+                    help="comma-separated track seeds, one per round in turn (a user's run draws them at random)")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args(argv)
+    seeds = [int(w) for w in a.seeds.split(",") if w.strip()]
+    a.rounds = max(a.rounds, len(seeds))
     if a.detect_thread:
         from ideud.stream import runner
         runner.DETECT_THREAD = True
@@ -225,7 +233,7 @@ def main(argv=None) -> int:
         rounds: dict = {}  # label -> one result per round (ours alternating with deface, round by round)
         for k in range(a.rounds):
             for label, n, rp in runs:
-                o = dataclasses.replace(Options(), seed=1, force=True, processes=n, restore_processes=rp)
+                o = dataclasses.replace(Options(), seed=seeds[k % len(seeds)], force=True, processes=n, restore_processes=rp)
                 if a.privacy:
                     o.privacy = a.privacy
                 dst = os.path.join(a.out, f"{name}.ideud.{label}.mp4")
@@ -240,7 +248,7 @@ def main(argv=None) -> int:
                     res = run_ideud(src, dst, o, a.cpu_time, a.detect_thread)
                 rounds.setdefault(f"ideud_{label}", []).append(res)
                 print_table(f"{name} ideud {label} (processes={n}, restore processes {res['restore_processes']})"
-                            + (f", round {k + 1}" if a.rounds > 1 else ""), res)
+                            + (f", round {k + 1}, seed {o.seed}" if a.rounds > 1 else ""), res)
             if a.deface:
                 res = bench_deface(a.deface, src, os.path.join(a.out, f"{name}.deface.mp4"), a.frames)
                 if "fps" in res:
@@ -255,6 +263,10 @@ def main(argv=None) -> int:
                     r[f"ratio_{label}_vs_deface_rounds"] = [round(o["fps"] / d["fps"], 2) for o, d in
                                                             zip(rounds[f"ideud_{label}"], rounds["deface"])]
             print("  " + ", ".join(f"{k} {v}" for k, v in r.items() if k.startswith("ratio")))
+        if a.rounds > 1:  # the guard's share, round by round (seed by seed with --seeds)
+            for label, _, _ in runs:
+                r[f"guard_share_{label}_rounds"] = [o["guard"]["share_of_wall"] for o in rounds[f"ideud_{label}"]]
+            print("  " + ", ".join(f"{k} {v}" for k, v in r.items() if k.startswith("guard_share")))
         if len(runs) > 1:
             base = r[f"ideud_{runs[0][0]}"]["fps"]
             print("  against the first: " + ", ".join(f"{lb} {r[f'ideud_{lb}']['fps'] / base:.2f}x" for lb, _, _ in runs))

@@ -4,27 +4,9 @@ person's eyelids and brows behind the frames too, so the guard's later steps dra
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from ideud.eval.portraits import held_out_names, portraits_dir
 from ideud.stream.types import RestoreItem
-
-PORTRAITS = portraits_dir()
-
-
-@pytest.fixture(scope="module")
-def face():
-    """The first held-out portrait (it wears glasses), with its FaceMesh landmarks."""
-    if PORTRAITS is None:
-        pytest.skip("shared portraits not found")
-    import cv2
-
-    from test_face_prior import build_script
-
-    name = held_out_names(PORTRAITS)[0]
-    marks = build_script().portrait_landmarks([PORTRAITS / name])
-    rgb = np.ascontiguousarray(cv2.imread(str(PORTRAITS / name))[:, :, ::-1])
-    return rgb, marks[name]
+from test_prior_caches import face  # noqa: F401  (the first held-out portrait, which wears glasses)
 
 
 def eye_band_kept(rgb: np.ndarray, out: np.ndarray, lm: np.ndarray) -> float:

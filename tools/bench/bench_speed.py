@@ -124,6 +124,8 @@ def run_ideud(src: str, dst: str, options: Options, cpu_time: bool = False, in_p
                 # that thread only waits on pipes: the row stays the wall clock of its calls)
                 _time_restorer_cpu(proc.worker.restorer, restore_cpu)
         rep, wall = timed_run(src, dst, options, proc)
+        if restore_cpu[0] > 0:
+            rep["timing"]["restore_cpu"] = {"total_s": restore_cpu[0]}
     frames = max(rep["frames"], 1)
     faces = max(rep["face_frames"], 1)
     stages = {}

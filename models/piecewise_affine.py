@@ -9,7 +9,10 @@ triangulation of ~500 points and the point location of the grid in it. Both are 
   hull whose circumcircle reaches one of them; put far enough away, that happens only to nearly
   flat hull triangles: what comes back is Qhull's triangulation, in the same canonical order,
   at most less such slivers (on bench_warp's 1,849 warps: one, of three ring points, once; the
-  maps were all the same bit for bit). Callers put fixed anchors on the hull.
+  maps were all the same bit for bit). Callers put fixed anchors on the hull. A sliver left out
+  (the restorer's mesh, whose ring can pass within a thousandth of a px of a crop edge: 5 of 600
+  faces on the 4-face bench clip) is put back (`_with_hull_slivers`): Qhull's triangles again,
+  without Qhull, whose first call imported matplotlib (~0.3 s of a restore process's run).
   The result depends only on the points given, never on what was triangulated before: a track's
   output is the same whichever process, or how many, warps it (no triangulation is kept).
 - Point location is a vectorised rasteriser: each triangle tests the grid points inside its
@@ -87,13 +90,71 @@ def subdiv_triangles(nodes: np.ndarray) -> Optional[np.ndarray]:
     areas = signed_areas(nodes, tris)
     if areas[0] < 0:  # one orientation for all (the quad-edge structure's); image y points down
         tris, areas = tris[:, ::-1], -areas
-    if not (areas > 0).all() or np.bincount(tris.ravel(), minlength=len(nodes)).min() == 0:
+    if not (areas > 0).all():
         return None
-    hull = float(cv2.contourArea(cv2.convexHull(p32)))
-    total = float(areas.sum())
-    if total > hull * (1 + 1e-6) + 1e-6 or total < hull * (1 - MAX_SLIVERS):
+    hull_ids = cv2.convexHull(p32, returnPoints=False)[:, 0]
+    hull = float(cv2.contourArea(p32[hull_ids]))
+    for repaired in (False, True):
+        total = float(areas.sum())
+        if (total <= hull * (1 + 1e-6) + 1e-6 and total >= hull * (1 - MAX_SLIVERS)
+                and np.bincount(tris.ravel(), minlength=len(nodes)).min() > 0):
+            return canonical(tris)
+        if repaired or total > hull * (1 + 1e-6) + 1e-6:
+            return None
+        tris = _with_hull_slivers(nodes, tris, hull_ids)
+        if tris is None:
+            return None
+        areas = signed_areas(nodes, tris)
+        if not (areas > 0).all():
+            return None
+    return None
+
+
+def _with_hull_slivers(nodes: np.ndarray, tris: np.ndarray, hull_ids: np.ndarray) -> Optional[np.ndarray]:
+    """`tris` with the thin hull triangles Subdiv2D left out put back: each hull edge in no triangle
+    gets the one triangle it can have, with the one vertex w joined to both its ends whose triangle
+    holds no other point (a point nearly on that edge, or the hull vertex next to it whose chord is
+    in a triangle); Qhull has the same one (that triangle is Delaunay: its circle reaches out of the
+    hull only). None where an edge has no such triangle or more than one (Qhull decides)."""
+    n = len(nodes)
+    edges = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
+    nbrs = [set() for _ in range(n)]
+    for u, v in edges.tolist():
+        nbrs[u].add(v)
+        nbrs[v].add(u)
+    h = [int(v) for v in hull_ids]
+    added = []
+    for i in range(len(h)):
+        u, v = h[i - 1], h[i]
+        if v in nbrs[u]:
+            continue
+        # w joined to both ends (a point nearly on the edge), or the next hull vertex on either side
+        # whose chord to the far end is an edge (both hull edges at the middle vertex are missing)
+        cands = (nbrs[u] & nbrs[v]) | {w for w, far in ((h[(i + 1) % len(h)], u), (h[i - 2], v)) if w in nbrs[far]}
+        found = [w for w in cands if w not in (u, v) and _empty(nodes, u, v, w)]
+        if len(found) != 1:
+            return None
+        added.append((u, v, found[0]))
+    if not added:
         return None
-    return canonical(tris)
+    new = np.unique(np.sort(np.array(added, np.int64), axis=1), axis=0)
+    flip = signed_areas(nodes, new) < 0  # the others' orientation (counter-clockwise: positive area)
+    new[flip] = new[flip][:, ::-1]
+    return np.vstack([tris, new])
+
+
+def _empty(nodes: np.ndarray, u: int, v: int, w: int) -> bool:
+    """No other node strictly inside triangle (u, v, w), and it is not flat."""
+    a, b, c = nodes[u], nodes[v], nodes[w]
+    den = (b[0] - a[0]) * (c[1] - a[1]) - (c[0] - a[0]) * (b[1] - a[1])
+    if abs(den) < 1e-12:
+        return False
+    p = nodes - a
+    wb = (p[:, 0] * (c[1] - a[1]) - (c[0] - a[0]) * p[:, 1]) / den
+    wc = ((b[0] - a[0]) * p[:, 1] - p[:, 0] * (b[1] - a[1])) / den
+    inside = (wb > 1e-12) & (wc > 1e-12) & (wb + wc < 1 - 1e-12)
+    inside[[u, v, w]] = False
+    return not inside.any()
 
 
 def canonical(tris: np.ndarray) -> np.ndarray:

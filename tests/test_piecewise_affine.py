@@ -96,6 +96,51 @@ def test_what_opencv_cannot_triangulate_goes_to_qhull():
     assert np.array_equal(pa.triangulate(far), pa.delaunay(far))
 
 
+def _restorer_meshes(rng, n: int):
+    """What the restorer's mesh warp triangulates (models/face_bank.py MeshWarp): a face, its ring at
+    1.6x and the crop's corners, one crop edge passing within a few thousandths of a px of a ring point
+    (a hull triangle thin enough for Subdiv2D to leave out)."""
+    for k in range(n):
+        face = _face(k / 3, size=60 + (k % 50) * 3) + rng.normal(0, 0.05, (468, 2))
+        ring = fm_ring(face, 1.6)
+        lo, hi = face.min(0) - rng.uniform(0, 30, 2), face.max(0) + rng.uniform(0, 30, 2)
+        hi[1] = ring[rng.integers(len(ring)), 1] + (1e-3, -1e-3, 2e-3)[k % 3]
+        nodes = np.vstack([face, ring, [[lo[0], lo[1]], [hi[0], lo[1]], [lo[0], hi[1]], [hi[0], hi[1]]]])
+        yield nodes[pa.unique_rows(nodes)]
+
+
+def test_thin_hull_triangles_opencv_leaves_out_are_put_back_as_qhull_has_them(monkeypatch):
+    """Subdiv2D may leave out a hull triangle thin enough for its circle to reach its virtual
+    vertices; that triangle is put back (no Qhull, whose first call imports matplotlib: ~0.3 s of a
+    restore process), and what comes back is Qhull's triangulation bit for bit."""
+    calls = []
+    put_back = pa._with_hull_slivers
+    monkeypatch.setattr(pa, "_with_hull_slivers", lambda *a: calls.append(1) or put_back(*a))
+    repaired = 0
+    for nodes in _restorer_meshes(np.random.default_rng(1), 300):
+        before = len(calls)
+        found = pa.subdiv_triangles(nodes)
+        if len(calls) > before and found is not None:  # this mesh needed the repair
+            repaired += 1
+            assert np.array_equal(found, pa.delaunay(nodes))
+    assert repaired >= 3  # the case happens on such meshes (3 of 300 here; Qhull took them before)
+
+
+def test_a_gap_that_is_no_hull_triangle_is_left_to_qhull():
+    nodes = np.vstack([_face(1.0), [[0, 0], [199, 0], [0, 209], [199, 209]]])
+    tris = pa.delaunay(nodes)
+    hull = cv2.convexHull(np.ascontiguousarray(nodes, np.float32), returnPoints=False)[:, 0]
+    on_hull = np.isin(tris, hull).sum(1) >= 2
+    inner = tris[~on_hull]
+    # an inner triangle missing: no hull edge is open, so there is nothing to put back
+    assert pa._with_hull_slivers(nodes, np.delete(tris, np.flatnonzero(~on_hull)[0], 0), hull) is None
+    # a hull triangle missing: put back, the whole triangulation again
+    k = np.flatnonzero(on_hull)[0]
+    back = pa._with_hull_slivers(nodes, np.delete(tris, k, 0), hull)
+    assert back is not None and np.array_equal(pa.canonical(back), tris)
+    assert len(inner) > 0
+
+
 def test_triangles_depend_on_the_points_alone():
     """No triangulation is kept between calls: a mesh gives the same triangles and the same warp
     whatever was triangulated before (the restore processes' bit identity rests on it)."""

@@ -28,8 +28,9 @@ Per track
    candidate of the batch through EdgeFace in one call, then the other views of those it did not
    reject in another (the next batch is restored meanwhile: stream/guard_ahead.py). The rest go
    on most different first, cheapest decisive check first: still a face (FaceMesh finds it where
-   it was drawn, ~10 ms), dlib with the margin (~10 ms a view), its undone faces (4., ~100 ms) not
-   the person for EdgeFace, then for dlib; the first that passes all is kept and the search stops.
+   it was drawn, ~10 ms; EdgeFace again at the points it found, as anyone holding the output would
+   align it: guard_views.seen_face), dlib with the margin (~10 ms a view), its undone faces (4.,
+   ~100 ms) not the person for EdgeFace, then for dlib; the first that passes all is kept.
 
        step 0, 1  sigma x1, restorer level 0, 1 (more of the face from the restorer)
        step 2, 3  sigma x2, restorer level 1, 2
@@ -107,8 +108,8 @@ from ideud.stream.guard_occluded_refs import kept_references, masked_reference
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, LOOK_SHARE, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
                                        STEPS, Policy, _Track, look_due, note_tried, step_candidates, surroundings_mode,
                                        pose_moved_since_check, retry_due, same_output, search_end, sharper_since_check, track_report)
-from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, face_detail,  # noqa: F401
-                                      finish_candidate, kept_occluder_passes, looks_like_face, obfuscated,
+from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, dlib_both, face_detail,  # noqa: F401
+                                      finish_candidate, kept_occluder_passes, looks_like_face, obfuscated, seen_face,
                                       occluder_keep, output_drifted, render_candidate, verified_mosaic, with_occluders)
 from ideud.stream.identity import perturbation
 from ideud.stream.occlusion import MAX_SHARE as OCCLUDED_MAX
@@ -336,12 +337,12 @@ class PrivacyGuard:
                 d = st.distance
                 st.dlib_reused += 1
             else:
-                # cheapest decisive check first: EdgeFace, then FaceMesh, dlib (the costliest) last
-                d = None
+                d = None  # cheapest decisive check first: EdgeFace, FaceMesh (and EdgeFace at its points), dlib
                 if s <= self.policy.edge_max:
-                    face = looks_like_face(self.mesh, img, pts, self.policy.face_tolerance)
-                    if face:
-                        d = self.two.dlib_distance(img, pts, dref, stop_below=self.policy.tau)
+                    face, s_seen, seen = seen_face(self.two, self.mesh, img, pts, self.policy.face_tolerance, eref)
+                    s = max(s, s_seen)
+                    if face and s <= self.policy.edge_max:
+                        d = dlib_both(self.two, img, pts, seen, dref, self.policy.tau)
                 st.output_edge = output if d is not None and d >= self.policy.tau + self.policy.margin else None
             st.distance, st.similarity = d, s
             if self.policy.passes(d, s, strict_margin=margin) and (
@@ -401,9 +402,7 @@ class PrivacyGuard:
         resumes at the next frame (None is returned meanwhile: the face is obfuscated)."""
         p = self.policy
         if st.cursor is None:
-            st.searches += 1
-            st.best_tried = None
-            st.cursor = [start, 0, self.identity.noise_of(tid)]
+            st.searches, st.best_tried, st.cursor = st.searches + 1, None, [start, 0, self.identity.noise_of(tid)]
         budget = p.per_frame if p.per_frame else 1 << 30
         dref, eref = self._refs(st)
         ahead = None  # the next batch, restored while this one is checked (stream/guard_ahead.py)
@@ -447,13 +446,14 @@ class PrivacyGuard:
                     if s > p.edge_max - p.edge_margin:
                         note_tried(p, st, None, s)
                         continue
-                    # the cheapest decisive checks first: FaceMesh (~10 ms), dlib (~10 ms a view on
-                    # onnxruntime), then the undone faces (~100 ms: undone and embedded); a candidate
-                    # refused by one is refused whatever the others say
-                    if not looks_like_face(self.mesh, img, pts, p.face_tolerance):
+                    # the cheapest decisive checks first: FaceMesh (~10 ms) and EdgeFace at its points, dlib (~10 ms
+                    # a view), the undone faces (~100 ms); a candidate refused by one is refused whatever the others say
+                    face, s_seen, seen = seen_face(self.two, self.mesh, img, pts, p.face_tolerance, eref)
+                    s = max(s, s_seen)
+                    if not face or s > p.edge_max - p.edge_margin:
                         note_tried(p, st, None, s)
                         continue
-                    d = self.two.dlib_distance(img, pts, dref, stop_below=p.tau + p.margin)
+                    d = dlib_both(self.two, img, pts, seen, dref, p.tau + p.margin)
                     note_tried(p, st, d, s)
                     if not p.passes(d, s, strict_margin=True):
                         continue

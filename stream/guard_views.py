@@ -147,6 +147,33 @@ def surroundings_redrawn(ctx_rgb: np.ndarray, ctx: Crop, crop: Crop, target: np.
     return np.dstack(fr.planes)
 
 
+def seen_face(two: TwoRecognizers, mesh, img: np.ndarray, target: np.ndarray, tolerance: float,
+              edge_refs) -> tuple[bool, float, Optional[np.ndarray]]:
+    """The output face as anyone holding it finds it: FaceMesh on it (where it was drawn, within
+    `tolerance` of its size, or it is no face), and EdgeFace on the chip and its mirror aligned at the
+    points FaceMesh found, not at the ones the face was drawn at -> (a face, that worst similarity to
+    `edge_refs`, the points; no mesh: True, -1, None). A few px between the two alignments moved a 720p
+    output from 0.18 to 0.26 (tools/bench/bench_speed_privacy.py: the judge landmarks the output itself)."""
+    if mesh is None:
+        return True, -1.0, None
+    lm = mesh(img, fm.roi_from_landmarks(np.c_[target, np.zeros(len(target))]))
+    if lm is None:
+        return False, -1.0, None
+    size = float(max(np.ptp(target[:, 0]), np.ptp(target[:, 1])))
+    if float(np.median(np.linalg.norm(lm[:, :2] - target, axis=1))) > tolerance * size:
+        return False, -1.0, None
+    seen = np.ascontiguousarray(lm[:, :2], np.float64)
+    return True, float(two.edge_similarity([(img, seen)], edge_refs, full="quick")[0]), seen
+
+
+def dlib_both(two: TwoRecognizers, img: np.ndarray, pts: np.ndarray, seen: Optional[np.ndarray], refs,
+              stop_below: float) -> float:
+    """dlib's worst distance over the views at the drawn points and the chip at the points FaceMesh
+    found on the output (`seen_face`; not asked once the first is under `stop_below`)."""
+    d = two.dlib_distance(img, pts, refs, stop_below=stop_below)
+    return d if seen is None or d < stop_below else min(d, two.dlib_distance(img, seen, refs, full=False))
+
+
 def looks_like_face(mesh, img: np.ndarray, target: np.ndarray, tolerance: float) -> bool:
     """FaceMesh finds a face where it was drawn, within `tolerance` of its size (no mesh: True)."""
     if mesh is None:

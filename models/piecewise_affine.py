@@ -94,20 +94,24 @@ def subdiv_triangles(nodes: np.ndarray) -> Optional[np.ndarray]:
         return None
     hull_ids = cv2.convexHull(p32, returnPoints=False)[:, 0]
     hull = float(cv2.contourArea(p32[hull_ids]))
-    for repaired in (False, True):
-        total = float(areas.sum())
-        if (total <= hull * (1 + 1e-6) + 1e-6 and total >= hull * (1 - MAX_SLIVERS)
-                and np.bincount(tris.ravel(), minlength=len(nodes)).min() > 0):
-            return canonical(tris)
-        if repaired or total > hull * (1 + 1e-6) + 1e-6:
+    if not _covers_hull(tris, areas, hull, len(nodes)):
+        if float(areas.sum()) > hull * (1 + 1e-6) + 1e-6:  # overlapping triangles: nothing to put back
             return None
         tris = _with_hull_slivers(nodes, tris, hull_ids)
         if tris is None:
             return None
         areas = signed_areas(nodes, tris)
-        if not (areas > 0).all():
+        if not (areas > 0).all() or not _covers_hull(tris, areas, hull, len(nodes)):
             return None
-    return None
+    return canonical(tris)
+
+
+def _covers_hull(tris: np.ndarray, areas: np.ndarray, hull: float, n: int) -> bool:
+    """Every point in a triangle, and the triangles' areas add up to the hull's (no overlap, at most
+    `MAX_SLIVERS` of it missing)."""
+    total = float(areas.sum())
+    return (hull * (1 - MAX_SLIVERS) <= total <= hull * (1 + 1e-6) + 1e-6
+            and np.bincount(tris.ravel(), minlength=n).min() > 0)
 
 
 def _with_hull_slivers(nodes: np.ndarray, tris: np.ndarray, hull_ids: np.ndarray) -> Optional[np.ndarray]:

@@ -156,11 +156,8 @@ def seen_face(two: TwoRecognizers, mesh, img: np.ndarray, target: np.ndarray, to
     output from 0.18 to 0.26 (tools/bench/bench_speed_privacy.py: the judge landmarks the output itself)."""
     if mesh is None:
         return True, -1.0, None
-    lm = mesh(img, fm.roi_from_landmarks(np.c_[target, np.zeros(len(target))]))
+    lm = _mesh_where_drawn(mesh, img, target, tolerance)
     if lm is None:
-        return False, -1.0, None
-    size = float(max(np.ptp(target[:, 0]), np.ptp(target[:, 1])))
-    if float(np.median(np.linalg.norm(lm[:, :2] - target, axis=1))) > tolerance * size:
         return False, -1.0, None
     seen = np.ascontiguousarray(lm[:, :2], np.float64)
     return True, float(two.edge_similarity([(img, seen)], edge_refs, full="quick")[0]), seen
@@ -176,13 +173,17 @@ def dlib_both(two: TwoRecognizers, img: np.ndarray, pts: np.ndarray, seen: Optio
 
 def looks_like_face(mesh, img: np.ndarray, target: np.ndarray, tolerance: float) -> bool:
     """FaceMesh finds a face where it was drawn, within `tolerance` of its size (no mesh: True)."""
-    if mesh is None:
-        return True
+    return mesh is None or _mesh_where_drawn(mesh, img, target, tolerance) is not None
+
+
+def _mesh_where_drawn(mesh, img: np.ndarray, target: np.ndarray, tolerance: float) -> Optional[np.ndarray]:
+    """FaceMesh's points on `img` around `target`, or None where it finds no face within `tolerance`
+    of the face's size from where it was drawn."""
     lm = mesh(img, fm.roi_from_landmarks(np.c_[target, np.zeros(len(target))]))
     if lm is None:
-        return False
+        return None
     size = float(max(np.ptp(target[:, 0]), np.ptp(target[:, 1])))
-    return float(np.median(np.linalg.norm(lm[:, :2] - target, axis=1))) <= tolerance * size
+    return lm if float(np.median(np.linalg.norm(lm[:, :2] - target, axis=1))) <= tolerance * size else None
 
 
 def start_candidate(identity, restorer, frame, tid: int, r, level: int, seed: int, provisional: bool = False) -> tuple:

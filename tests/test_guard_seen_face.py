@@ -4,13 +4,14 @@ at. On the 720p speed clip (seed 3) a kept face measured 0.18 at its drawn point
 person for EdgeFace) at its own landmarks, a few px away (tools/bench/bench_speed_privacy.py)."""
 from __future__ import annotations
 
-import math
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from clips import background, read_frames, write_clip
+from clips import read_frames, write_clip
 from footage import mesh_of
 from ideud.eval.portraits import held_out_names, portraits_dir
 from ideud.models import facemesh as fm
@@ -20,30 +21,19 @@ from ideud.stream.guard_policy import POLICIES
 from ideud.stream.guard_views import dlib_both, seen_face
 from ideud.stream.pipeline import Options, deidentify
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools" / "bench"))
+from bench_speed import CLIPS, people_frames  # noqa: E402
+
 PORTRAITS = portraits_dir()
 needs_portraits = pytest.mark.skipif(PORTRAITS is None, reason="public-domain portraits not found")
 
 
-def _speed_clip_frames(n: int = 150) -> list[np.ndarray]:
-    """tools/bench/bench_speed.py's 720p clip (held-out portrait 0, 300 x 366 px). All 150 frames: the
-    encoder's first frame, where the search runs, depends on what follows it (2 or 30 frames gave
-    faces that passed before this check too)."""
-    rgb = np.ascontiguousarray(cv2.resize(cv2.imread(str(PORTRAITS / held_out_names(PORTRAITS)[0])), (300, 366))[:, :, ::-1])
-    bg, ones, out = background(1280, 720), np.full((366, 300), 255, np.uint8), []
-    for i in range(n):
-        phase = 2 * math.pi * i / (n - 1)
-        m = cv2.getRotationMatrix2D((150, 183), 6 * math.sin(phase), 1 + 0.06 * math.sin(phase))
-        m[:, 2] += [640 + 14 * math.sin(phase) - 150, 360 + 6 * math.cos(phase) - 183]
-        img, mask = bg.copy(), cv2.warpAffine(ones, m, (1280, 720)) > 0
-        img[mask] = cv2.warpAffine(rgb, m, (1280, 720))[mask]
-        out.append(img)
-    return out
-
-
 @needs_portraits
 def test_a_kept_face_is_not_the_person_at_its_own_landmarks(tmp_path):
+    # tools/bench/bench_speed.py's 720p clip, all 150 frames: the encoder's first frame, where the search
+    # runs, depends on what follows it (2 or 30 frames gave faces that passed before this check too)
     src = tmp_path / "in.mp4"
-    write_clip(str(src), _speed_clip_frames(), audio=False)
+    write_clip(str(src), people_frames(150, **CLIPS["720p_1person"]), audio=False)
     dst = tmp_path / "out.mp4"
     rep = deidentify(str(src), str(dst), Options(seed=3, force=True))
     assert rep["tracks"] and rep["tracks"][0]["privacy"]["status"] == "verified"

@@ -20,27 +20,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-import av
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_footage import DLIB_TAU, FrameMatcher  # noqa: E402
 from bench_speed import CLIPS, make_clip  # noqa: E402
-import common  # noqa: E402
+import common  # noqa: E402  (puts the checkout's tests/ on the path)
+from clips import read_frames  # noqa: E402
 
 from ideud.stream.detect import make_detector  # noqa: E402
 from ideud.stream.pipeline import Options, deidentify  # noqa: E402
 
 
-def _frames(path: str) -> list[np.ndarray]:
-    with av.open(path) as c:
-        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-
-
 def judge(clip: str, seeds: list[int], second_opinion: bool, frames: int = 150) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         src_path = make_clip(tmp, clip, frames)
-        src = _frames(src_path)
+        src = read_frames(src_path)
         det = make_detector("centerface")
         boxes = [[f.box for f in det.detect(fr)] for fr in src]
         matcher = FrameMatcher(second_opinion)
@@ -49,7 +42,7 @@ def judge(clip: str, seeds: list[int], second_opinion: bool, frames: int = 150) 
             for seed in seeds:
                 out_path = str(Path(tmp) / f"out_{seed}.mp4")
                 rep = deidentify(src_path, out_path, dataclasses.replace(Options(), seed=seed, force=True))
-                out = _frames(out_path)
+                out = read_frames(out_path)
                 judged = matched = xxs = 0
                 hits = []
                 for i, (s, o) in enumerate(zip(src, out)):

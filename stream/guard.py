@@ -9,8 +9,8 @@ models/recognizers.py place it among different people, each on several views of 
                    models/edgeface.py, thresholds in models/data/edgeface_calibration.json)
 
     level     dlib tau   search accepts   EdgeFace edge_max                       search accepts
-    balanced  0.6        d >= 0.64        0.214 (p99 of impostor pairs, portraits)  s <= 0.184
-    strict    0.7        d >= 0.75        0.152 (p95 of impostor pairs, portraits)  s <= 0.122
+    balanced  0.6        d >= 0.64        0.214 (p99 of impostor pairs, portraits)  s <= 0.154
+    strict    0.7        d >= 0.75        0.152 (p95 of impostor pairs, portraits)  s <= 0.092
 
 Per track
 ---------
@@ -27,10 +27,10 @@ Per track
    frame around the face (with this frame's occluders cut out), and run the chip of every
    candidate of the batch through EdgeFace in one call, then the other views of those it did not
    reject in another (the next batch is restored meanwhile: stream/guard_ahead.py). The rest go
-   on most different first, cheapest decisive check first: still a face (FaceMesh finds it where
-   it was drawn, ~10 ms; EdgeFace again at the points it found, as anyone holding the output would
-   align it: guard_views.seen_face), dlib with the margin (~10 ms a view), its undone faces (4.,
-   ~100 ms) not the person for EdgeFace, then for dlib; the first that passes all is kept.
+   on most different first, cheapest decisive check first: still a face (FaceMesh finds it where it
+   was drawn, ~10 ms; EdgeFace again at the points it found, as anyone holding the output would align
+   it: chip, mirror, +5 %; guard_views.seen_face), dlib with the margin (~10 ms a view), its undone
+   faces (4., ~100 ms) not the person for EdgeFace, then for dlib; the first that passes all is kept.
 
        step 0, 1  sigma x1, restorer level 0, 1 (more of the face from the restorer)
        step 2, 3  sigma x2, restorer level 1, 2
@@ -45,16 +45,16 @@ Per track
    A restorer without levels (classic, gan) renders the same face at every level, so for it the
    steps only vary and strengthen the geometry. z' = clip(z + n, -1, 1) is what every candidate
    renders, so every kept one respects the clip.
-3. Re-check on change, not on the clock: until the ID code freezes, after it while yaw or pitch moved
-   over LOOK_SHARE of the bar below or the last check passed without the search's margins
+3. Re-check on change: until the ID code freezes, after it while yaw or pitch moved over LOOK_SHARE
+   of the bar below, and every LOOK_EVERY face-frames for an output checked near edge_max
    (guard_policy.look_due), when the output or the person changed (guard_views.output_drifted, the
    EdgeFace chips of output and person a face-frame: not the face last checked, or over edge_max -
-   edge_margin against the person, now or kept); when yaw or pitch moved more than `pose_delta`
+   look_margin against the person, now or kept); when yaw or pitch moved more than `pose_delta`
    degrees since the last check (down to a third of that for a face within 0.2 of tau or 0.1 of
    edge_max), when the face grew or shrank by `scale_delta` or got `sharper_delta` times sharper
    (motion blur gone: guard_views.face_detail), when `occluded_delta` more of it is left original
    for an occluder (a misread one leaves the person's own face), and once when the ID code freezes.
-   The output must pass both recognizers (without the margins) against the person at this frame and
+   The output must pass both recognizers (dlib's margin, look_margin) against the person at this frame and
    the references kept from earlier poses (up to 4); EdgeFace goes first, dlib only if it and
    FaceMesh passed, and not at all when the person looks as a kept reference and the output is the
    same new face as at the last full check (its EdgeFace chip within SAME_OUTPUT of it; that dlib
@@ -81,9 +81,9 @@ Per track
 
 Privacy of the guard itself: the person's embeddings (dlib and EdgeFace) live in this object's
 memory only and are dropped with the track (`drop`). The report holds per track both worst-view
-numbers reached (dlib distance, EdgeFace similarity), the escalation step, the frames obfuscated
-and why, the mosaic strength and its two numbers; no embedding, no ID code, no crop. Which
-candidate was kept depends on the face (a few bits); the candidates are drawn from the track seed.
+numbers reached, the escalation step, the frames obfuscated and why, the mosaic strength and its
+two numbers; no embedding, ID code or crop. Which candidate was kept depends on the face (a few
+bits); the candidates are drawn from the track seed.
 
 Batch runs that split a video: `decision(track)` is the (step, candidate) a track uses and
 `preset(track, seed, choice)` starts the same person's track in another segment from it (checked
@@ -149,7 +149,7 @@ class PrivacyGuard:
         st = self._tracks.get(track.id)
         if st is None:
             st = self._tracks[track.id] = _Track(seed=track.seed, appearance=track.seed, sigma=self.sigma)
-        st.since_check += 1
+        st.since_check, st.since_look = st.since_check + 1, st.since_look + 1
         if st.status == "obfuscated" and not (_good(rendering) and retry_due(self.policy, st, rendering)):
             _count(st, "no_candidate_passed")
             return "privacy"
@@ -177,7 +177,7 @@ class PrivacyGuard:
             # ID code freezes (the output settles over a track's first frames) and after while the head turns
             look = look_due(self.policy, st, r, self.identity.is_frozen(tr.id))
             if not self._due(st, tr.id, r, rendered) and not (look and output_drifted(
-                    self.two, frame, r, (rendered, item, face_rgb), st, self.policy.edge_max - self.policy.edge_margin,
+                    self.two, frame, r, (rendered, item, face_rgb), st, self.policy.edge_max - self.policy.look_margin,
                     self.policy.tau)):
                 st.seconds += time.perf_counter() - t0
                 out.append((job, rendered, item, face_rgb))
@@ -300,7 +300,7 @@ class PrivacyGuard:
 
     def _check(self, frame, tid: int, st: _Track, r, current, occluder=None) -> Optional[tuple]:
         st.checks += 1
-        st.since_check = 0
+        st.since_check = st.since_look = 0
         st.last_pose = (r.yaw, r.pitch)
         st.last_size = _size(r)
         st.last_occluded, st.checked_detail = current[0].occluded, st.detail
@@ -345,7 +345,7 @@ class PrivacyGuard:
                         d = dlib_both(self.two, img, pts, seen, dref, self.policy.tau)
                 st.output_edge = output if d is not None and d >= self.policy.tau + self.policy.margin else None
             st.distance, st.similarity = d, s
-            if self.policy.passes(d, s, strict_margin=margin) and (
+            if self.policy.passes(d, s, search=margin) and (
                     face if face is not None else looks_like_face(self.mesh, img, pts, self.policy.face_tolerance)):
                 st.min_distance = d if st.min_distance is None else min(st.min_distance, d)
                 st.max_similarity = s if st.max_similarity is None else max(st.max_similarity, s)
@@ -455,7 +455,7 @@ class PrivacyGuard:
                         continue
                     d = dlib_both(self.two, img, pts, seen, dref, p.tau + p.margin)
                     note_tried(p, st, d, s)
-                    if not p.passes(d, s, strict_margin=True):
+                    if not p.passes(d, s, search=True):
                         continue
                     undone = undone_by_edgeface(self.inverses, self.two, st, img, pts, ctx, eref, p.edge_max)
                     if undone is None or not undone_passes_dlib(self.two, st, undone, pts, dref, p.tau):

@@ -160,7 +160,7 @@ def seen_face(two: TwoRecognizers, mesh, img: np.ndarray, target: np.ndarray, to
     if lm is None:
         return False, -1.0, None
     seen = np.ascontiguousarray(lm[:, :2], np.float64)
-    return True, float(two.edge_similarity([(img, seen)], edge_refs, full="quick")[0]), seen
+    return True, float(two.edge_similarity([(img, seen)], edge_refs, full="seen")[0]), seen
 
 
 def dlib_both(two: TwoRecognizers, img: np.ndarray, pts: np.ndarray, seen: Optional[np.ndarray], refs,
@@ -273,7 +273,7 @@ def output_drifted(two: TwoRecognizers, frame, r, current: tuple, st, limit: flo
     img, pts = candidate_output(ctx_rgb, ctx, *current, surroundings_mode(st.step), occluder=st.occluder)
     chip, person = two.chip_embeddings([edge_views(img, pts, full=False)[0],
                                         edge_views(ctx_rgb, np.asarray(r.landmarks)[:, :2] - ctx.offset, full=False)[0]])
-    st.looked = (frame.index, chip, person)  # a re-check of this frame embeds neither again
+    st.looked, st.since_look = (frame.index, chip, person), 0  # a re-check of this frame embeds neither again
     refs = np.vstack([np.asarray(st.edge_refs, np.float32), person[None]])
     refs /= np.maximum(np.linalg.norm(refs, axis=1, keepdims=True), 1e-12)
     return float((refs @ chip).max()) > limit or not same_output(float(chip @ st.output_edge), st.distance, tau)

@@ -93,9 +93,10 @@ def test_only_the_last_steps_change_the_surroundings_and_they_repeat_the_mildest
 
 
 # held-out portraits (index, seed) that no step clears with their surroundings at the default settings
-# (tools/bench/bench_face_prior.py --privacy balanced, twenty-seventh session: 6 of 100 blurred, 3 filled)
-DRAWN_WITHOUT = {"blur": ((40, 40), (58, 58), (72, 72), (30, 30)),  # a step that blurs them clears them
-                 "fill": ((97, 97), (41, 41), (95, 95))}  # only a step that fills them flat does
+# (tools/bench/bench_face_prior.py --privacy balanced, twenty-seventh session: 6 of 100 blurred, 3 filled;
+# since the search's EdgeFace margin is 0.06 (thirty-first) none at its own seed ends filled: 97 at seed 5 does)
+DRAWN_WITHOUT = {"blur": ((40, 40), (58, 58), (3, 2), (30, 30)),  # a step that blurs them clears them
+                 "fill": ((97, 5), (97, 97), (41, 41))}  # only a step that fills them flat does
 
 
 @pytest.mark.parametrize("mode", ["blur", "fill"])
@@ -131,13 +132,14 @@ def test_a_face_no_step_clears_with_its_surroundings_is_drawn_without_them(tmp_p
     lo, hi = lm.min(0), lm.max(0)
     w, h = hi - lo
     rows_above, cols_above = slice(int(max(0, lo[1] - 0.4 * h)), int(lo[1] - 0.1 * h)), slice(int(lo[0] + 0.2 * w), int(hi[0] - 0.2 * w))
-    rows_beside, cols_beside = slice(int(lo[1] + 0.3 * h), int(hi[1] - 0.3 * h)), slice(int(max(0, lo[0] - 0.26 * w)), int(lo[0] - 0.14 * w))
+    a = 0.2 if mode == "fill" else 0.14  # the part beside starts this far out (a wider new face's feathered edge)
+    rows_beside, cols_beside = slice(int(lo[1] + 0.3 * h), int(hi[1] - 0.3 * h)), slice(int(max(0, lo[0] - (a + 0.12) * w)), int(lo[0] - a * w))
     detail = (lambda img: np.abs(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32), cv2.CV_32F)))
     d_in, d_out = detail(rgb), detail(out)
     for rows, cols in ((rows_above, cols_above), (rows_beside, cols_beside)):
         part = out[rows, cols]
         assert part.size
-        if mode == "fill":  # (the new face's feathered edge may reach into the part beside it)
+        if mode == "fill":
             assert np.percentile(np.abs(part.astype(int) - np.median(part.reshape(-1, 3), 0)).max(-1), 80) <= 1
         else:
             assert d_out[rows, cols].mean() < 0.5 * d_in[rows, cols].mean() + 0.5, "the surroundings keep their shapes"

@@ -42,9 +42,10 @@ def test_admit_obfuscates_until_a_good_frame_where_the_retry_is_due():
 
 
 def test_a_head_that_turned_away_and_back_is_rendered_again(tmp_path):
-    """hard_turns at default privacy, seed 1: the turning head's new face fails against the
-    person in profile (EdgeFace over its limit at yaw 44) and every candidate fails there; before
-    the change it stayed obfuscated to the clip's end, now it is searched again facing the camera."""
+    """hard_turns at default privacy, seed 2 (seed 1 until the thirty-first session, whose margins keep
+    that face through the turn): the turning head's new face fails against the person in profile and
+    every candidate fails there; before the change it stayed obfuscated to the clip's end, now it is
+    searched again facing the camera."""
     from clips import write_clip
     from footage import hard_turns
     from portrait_faces import PORTRAITS
@@ -54,7 +55,7 @@ def test_a_head_that_turned_away_and_back_is_rendered_again(tmp_path):
         pytest.skip("public-domain portraits not found")
     frames = hard_turns()
     src = write_clip(str(tmp_path / "turns.mp4"), [f.rgb for f in frames], audio=False)
-    rep = deidentify(src, str(tmp_path / "out.mp4"), Options(seed=1, frame_log=True, audio=False))
+    rep = deidentify(src, str(tmp_path / "out.mp4"), Options(seed=2, frame_log=True, audio=False))
     # the turning head: obfuscated for privacy in some frames, not all (the small face: all)
     turned = [t for t in rep["tracks"]
               if t.get("fallback_reasons", {}).get("privacy") and t["fallback_frames"] < t["frames"]]

@@ -47,10 +47,13 @@ def edge_views(rgb: np.ndarray, landmarks: np.ndarray, full=True) -> list[np.nda
     base = ef.align(rgb, p5)
     if not full:
         return [base]
-    if full in ("quick", "seen"):
-        return [base, np.ascontiguousarray(base[:, ::-1])] + ([ef.align(rgb, p5, scale=1.05)] if full == "seen" else [])
-    return [base, np.ascontiguousarray(base[:, ::-1]), ef.align(rgb, p5, scale=1.05),
-            ef.align(rgb, p5, scale=0.95, shift=(2.0, -2.0)), _jpeg(base)]
+    views = [base, np.ascontiguousarray(base[:, ::-1])]
+    if full == "quick":
+        return views
+    views.append(ef.align(rgb, p5, scale=1.05))
+    if full == "seen":
+        return views
+    return views + [ef.align(rgb, p5, scale=0.95, shift=(2.0, -2.0)), _jpeg(base)]
 
 
 def dlib_views(rec: FaceRecognizer, rgb: np.ndarray, landmarks: np.ndarray, full: bool = True) -> list[np.ndarray]:

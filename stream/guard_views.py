@@ -150,8 +150,8 @@ def surroundings_redrawn(ctx_rgb: np.ndarray, ctx: Crop, crop: Crop, target: np.
 def seen_face(two: TwoRecognizers, mesh, img: np.ndarray, target: np.ndarray, tolerance: float,
               edge_refs) -> tuple[bool, float, Optional[np.ndarray]]:
     """The output face as anyone holding it finds it: FaceMesh on it (where it was drawn, within
-    `tolerance` of its size, or it is no face), and EdgeFace on the chip and its mirror aligned at the
-    points FaceMesh found, not at the ones the face was drawn at -> (a face, that worst similarity to
+    `tolerance` of its size, or it is no face), and EdgeFace on the chip, its mirror and the +5 % view
+    aligned at the points FaceMesh found, not at the ones the face was drawn at -> (a face, that worst similarity to
     `edge_refs`, the points; no mesh: True, -1, None). A few px between the two alignments moved a 720p
     output from 0.18 to 0.26 (tools/bench/bench_speed_privacy.py: the judge landmarks the output itself)."""
     if mesh is None:

@@ -171,6 +171,12 @@ class FrameMatcher:
         xxs = None if self.second is None else float(self.second.embed_at(co, lo) @ self.second.embed_at(ci, li))
         return (*self.two.measure(co, lo, np.asarray([person[0]]), np.asarray([person[1]])), xxs), points
 
+    def verdict(self, m: tuple) -> tuple[bool, bool]:
+        """(matched by the guard's recognizers, matched by EdgeFace-xxs) for one face-frame's numbers
+        (what `__call__` returns; xxs False without a second opinion)."""
+        return (m[0] < DLIB_TAU or m[1] > self.edge_max,
+                self.second is not None and m[2] is not None and m[2] > self.second.threshold)
+
     def close(self) -> None:
         self.mesh.close()
 
@@ -193,9 +199,8 @@ def footage_numbers(privacy: str, work: Path, clip: str = "multi_person", second
                 m, points = matcher(src[i], out[i], box)
                 no_face += m is None
                 if m is not None:
-                    judged += 1
-                    matched += m[0] < DLIB_TAU or m[1] > matcher.edge_max
-                    xxs_matched += m[2] is not None and m[2] > matcher.second.threshold
+                    hit, second = matcher.verdict(m)
+                    judged, matched, xxs_matched = judged + 1, matched + hit, xxs_matched + second
             x0, y0, x1, y1 = (int(max(0, v)) for v in box)
             region = np.zeros(src[i].shape[:2], bool)
             region[y0:y1, x0:x1] = True

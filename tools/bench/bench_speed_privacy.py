@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_footage import DLIB_TAU, FrameMatcher  # noqa: E402
+from bench_footage import FrameMatcher  # noqa: E402
 from bench_speed import CLIPS, make_clip  # noqa: E402
 import common  # noqa: E402  (puts the checkout's tests/ on the path)
 from clips import read_frames  # noqa: E402
@@ -49,11 +49,8 @@ def judge(clip: str, seeds: list[int], second_opinion: bool, frames: int = 150) 
                         m, _ = matcher(s, o, b)
                         if m is None:
                             continue
-                        judged += 1
-                        hit = m[0] < DLIB_TAU or m[1] > matcher.edge_max
-                        second = m[2] is not None and m[2] > matcher.second.threshold
-                        matched += hit
-                        xxs += second
+                        hit, second = matcher.verdict(m)
+                        judged, matched, xxs = judged + 1, matched + hit, xxs + second
                         if hit:
                             hits.append({"frame": i, "x": round(float(b[0])), "dlib": round(m[0], 3),
                                          "edgeface": round(m[1], 3)})

@@ -177,7 +177,7 @@ class PrivacyGuard:
             # ID code freezes (the output settles over a track's first frames) and after while the head turns
             look = look_due(self.policy, st, r, self.identity.is_frozen(tr.id))
             if not self._due(st, tr.id, r, rendered) and not (look and output_drifted(
-                    self.two, frame, r, (rendered, item, face_rgb), st, self.policy.edge_max - self.policy.look_margin,
+                    self.two, frame, r, (rendered, item, face_rgb), st, self.policy.edge_limit(search=False),
                     self.policy.tau)):
                 st.seconds += time.perf_counter() - t0
                 out.append((job, rendered, item, face_rgb))
@@ -337,11 +337,11 @@ class PrivacyGuard:
                 d = st.distance
                 st.dlib_reused += 1
             else:
-                d = None  # cheapest decisive check first: EdgeFace, FaceMesh (and EdgeFace at its points), dlib
-                if s <= self.policy.edge_max:
+                d, limit = None, self.policy.edge_limit(search=margin)  # EdgeFace, FaceMesh, dlib: none over `limit`
+                if s <= limit:
                     face, s_seen, seen = seen_face(self.two, self.mesh, img, pts, self.policy.face_tolerance, eref)
                     s = max(s, s_seen)
-                    if face and s <= self.policy.edge_max:
+                    if face and s <= limit:
                         d = dlib_both(self.two, img, pts, seen, dref, self.policy.tau)
                 st.output_edge = output if d is not None and d >= self.policy.tau + self.policy.margin else None
             st.distance, st.similarity = d, s
@@ -400,7 +400,7 @@ class PrivacyGuard:
         render alone first), checked as the module docstring (2.) says; the first that passes
         everything is kept (early stop). With `per_frame` set, stops after that many candidates and
         resumes at the next frame (None is returned meanwhile: the face is obfuscated)."""
-        p = self.policy
+        p, limit = self.policy, self.policy.edge_limit(search=True)  # EdgeFace's most for a kept candidate
         if st.cursor is None:
             st.searches, st.best_tried, st.cursor = st.searches + 1, None, [start, 0, self.identity.noise_of(tid)]
         budget = p.per_frame if p.per_frame else 1 << 30
@@ -436,21 +436,21 @@ class PrivacyGuard:
                 # first pass: the chip of every candidate in one batch; all views for the ones left
                 quick, chip_emb = self.two.edge_similarity([(img, pts) for _, _, img, pts in group], eref,
                                                            full=False, embeddings=True)
-                left = np.flatnonzero(quick <= p.edge_max - p.edge_margin)  # the other views of these, one batch
+                left = np.flatnonzero(quick <= limit)  # the other views of these, one batch
                 sims = quick.copy()
                 sims[left] = self.two.edge_similarity([group[i][2:] for i in left], eref,
                                                       chip_embeddings=chip_emb[left, 0])
                 for idx in np.argsort(sims, kind="stable"):
                     j, cand, img, pts = group[idx]
                     s = float(sims[idx])
-                    if s > p.edge_max - p.edge_margin:
+                    if s > limit:
                         note_tried(p, st, None, s)
                         continue
                     # the cheapest decisive checks first: FaceMesh (~10 ms) and EdgeFace at its points, dlib (~10 ms
                     # a view), the undone faces (~100 ms); a candidate refused by one is refused whatever the others say
                     face, s_seen, seen = seen_face(self.two, self.mesh, img, pts, p.face_tolerance, eref)
                     s = max(s, s_seen)
-                    if not face or s > p.edge_max - p.edge_margin:
+                    if not face or s > limit:
                         note_tried(p, st, None, s)
                         continue
                     d = dlib_both(self.two, img, pts, seen, dref, p.tau + p.margin)

@@ -119,11 +119,15 @@ class Policy:
     # (files). A number spreads it over frames, the face obfuscated meanwhile (live streams).
     per_frame: Optional[int] = None
 
+    def edge_limit(self, search: bool) -> float:
+        """The EdgeFace similarity a face may reach: edge_margin under edge_max for a candidate a search
+        would keep (`search`), look_margin under it for an output a re-check holds or a look lets pass."""
+        return self.edge_max - (self.edge_margin if search else self.look_margin)
+
     def passes(self, d: Optional[float], s: float, search: bool) -> bool:
         """Both recognizers place the face among different people with room: the dlib margin, and
-        edge_margin under edge_max (`search`: a candidate a search would keep) or look_margin (a re-check)."""
-        room = self.edge_margin if search else self.look_margin
-        return d is not None and d >= self.tau + self.margin and s <= self.edge_max - room
+        EdgeFace under `edge_limit(search)`."""
+        return d is not None and d >= self.tau + self.margin and s <= self.edge_limit(search)
 
     def output_unchanged(self, st: "_Track", output: np.ndarray, new_reference: bool) -> bool:
         """A re-check may keep the last dlib distance when nothing it measured has changed: no new

@@ -265,7 +265,8 @@ def output_drifted(two: TwoRecognizers, frame, r, current: tuple, st, limit: flo
     input, and looking on cost 5 ms a frame for 4 faces and found nothing the full checks had not):
     a full re-check is due when the output is no longer the face last checked (guard_policy.same_output,
     with that check's dlib distance and `tau`) or its chip alone is over `limit` against the person, now
-    or kept (`limit` sits under the full check's own: the chip is the mildest of its views, 0.01-0.02 lower)."""
+    or kept (`limit` is the re-check's own, Policy.edge_limit: the chip is the mildest of the re-check's
+    views, 0.01-0.02 lower, so an output held near it can pass a look and fail the re-check)."""
     if st.output_edge is None or not st.edge_refs:
         return True  # nothing to compare with: check in full
     ctx = context_crop(frame, r, current[0].target + current[0].crop.offset)

@@ -342,7 +342,7 @@ class PrivacyGuard:
                     face, s_seen, seen = seen_face(self.two, self.mesh, img, pts, self.policy.face_tolerance, eref)
                     s = max(s, s_seen)
                     if face and s <= limit:
-                        d = dlib_both(self.two, img, pts, seen, dref, self.policy.tau)
+                        d = dlib_both(self.two, img, pts, seen, dref, self.policy.tau + self.policy.margin)
                 st.output_edge = output if d is not None and d >= self.policy.tau + self.policy.margin else None
             st.distance, st.similarity = d, s
             if self.policy.passes(d, s, search=margin) and (

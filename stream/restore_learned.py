@@ -29,7 +29,7 @@ from ideud.stream.errors import InputError
 from ideud.stream.types import RestoreItem
 
 WEIGHTS_PATH = Path(fp.__file__).with_name("data") / "restorer_learned.onnx"
-WEIGHTS_SHA256 = "6744ea3784ccbdaba9e5c43727f3bd88d01c8b54d9b9025597a325701d93e7bd"
+WEIGHTS_SHA256 = "b9e5ab34b33d22cb6576b8b18c464a22444a3b57d17162af53a08a2920a24d5d"
 SIZE = 128  # the network's working resolution (models/restorer_net.SIZE; not imported: that needs torch)
 
 

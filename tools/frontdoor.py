@@ -44,7 +44,7 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, skip: frozenset = frozens
     add(g, "--restorer", default=d["restorer"],
         help="step II restorer: auto (default: the GAN with fetched weights and a CUDA GPU, else prior), "
              "prior (a new face from the appearance model learned on public-domain portraits), learned "
-             "(prior + a small restoration network trained here; undertrained), bank (detail from two "
+             "(prior + a small restoration GAN trained here on a CPU; ~1.6x slower), bank (detail from two "
              "donor faces), classic (geometry only), gan (GFPGAN; 'ideud-video models fetch' first), none")
     add(g, "--relink", default="on", choices=["on", "off"],
         help="on: a person who comes back (out of the picture and in again, after a scene cut) gets "

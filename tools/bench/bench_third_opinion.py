@@ -174,26 +174,26 @@ def save_grid(path: Path, rows: Sequence[np.ndarray]) -> None:
     cv2.imwrite(str(path), np.vstack(rows)[:, :, ::-1])
 
 
-def run_product(src: Path, dst: Path, seed: int, reuse: bool) -> str:
-    """The product at default settings on one portrait: "rendered", "obfuscated" or "no face"."""
+def run_product(src: Path, dst: Path, seed: int, reuse: bool, restorer: str = "auto") -> str:
+    """The product at default settings (but `restorer`) on one portrait: "rendered", "obfuscated" or "no face"."""
     from ideud.stream.options import Options
     from ideud.stream.pipeline import deidentify
 
     status_file = dst.with_suffix(".status.json")
     if reuse and dst.exists() and status_file.exists():
         return json.loads(status_file.read_text())["status"]
-    rep = deidentify(str(src), str(dst), Options(seed=seed, force=True, audio=False))
+    rep = deidentify(str(src), str(dst), Options(seed=seed, force=True, audio=False, restorer=restorer))
     status = "obfuscated" if rep["fallback_face_frames"] > 0 else "rendered" if rep["face_frames"] > 0 else "no face"
     status_file.write_text(json.dumps({"status": status, "wall_s": rep.get("wall_s")}))
     return status
 
 
 def measure(names: Sequence[str], folder: Path, out: Path, first: int, emb, recognizers, thresholds: dict,
-            reuse: bool, chips_dir: Optional[Path], log=print, context: bool = False) -> dict:
+            reuse: bool, chips_dir: Optional[Path], log=print, context: bool = False, restorer: str = "auto") -> dict:
     status, faces, t0 = [], {}, time.perf_counter()  # faces: index -> (original, output, points0, points1, own)
     for i, n in enumerate(names):
         dst = out / f"{Path(n).stem}.default.png"
-        status.append(run_product(folder / n, dst, first + i, reuse))
+        status.append(run_product(folder / n, dst, first + i, reuse, restorer))
         rgb, res = read_rgb(folder / n), read_rgb(dst)
         p0, p1 = points5(emb.marker, rgb), points5(emb.marker, res)
         if p0 is None:
@@ -322,6 +322,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     help=f"human-models' models folder; get it with: {tor.GET_MODELS}")
     ap.add_argument("--node-modules", type=Path, default=tor.DEFAULT_NODE_MODULES, help=f"made by: {tor.GET_NODE}")
     ap.add_argument("--limit", type=int, default=20, help="held-out portraits (0: calibration only)")
+    ap.add_argument("--restorer", default="auto", help="the product's Step II (default: as users run it)")
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--calibration", type=int, default=150, help="build portraits (every 3rd) for the thresholds")
     ap.add_argument("--out", type=Path, default=None, help="folder for the product's outputs")
@@ -356,9 +357,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         out = args.out or Path(tempfile.mkdtemp(prefix="third_opinion_"))
         out.mkdir(parents=True, exist_ok=True)
         names = held_out_names(folder)[args.start:][: args.limit]
-        results["held_out"] = {"first": args.start, "outputs": str(out), "settings": "default (Options(seed=i))",
+        settings = "default (Options(seed=i))" if args.restorer == "auto" else f"Options(seed=i, restorer={args.restorer!r})"
+        results["held_out"] = {"first": args.start, "outputs": str(out), "settings": settings,
                                **measure(names, folder, out, args.start, emb, recognizers, thresholds, args.reuse,
-                                         args.chips, context=args.context_control)}
+                                         args.chips, context=args.context_control, restorer=args.restorer)}
     return emit_json(results, args.json)
 
 

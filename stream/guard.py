@@ -342,8 +342,8 @@ class PrivacyGuard:
                     face, s_seen, seen = seen_face(self.two, self.mesh, img, pts, self.policy.face_tolerance, eref)
                     s = max(s, s_seen)
                     if face and s <= limit:
-                        d = dlib_both(self.two, img, pts, seen, dref, self.policy.tau + self.policy.margin)
-                st.output_edge = output if d is not None and d >= self.policy.tau + self.policy.margin else None
+                        d = dlib_both(self.two, img, pts, seen, dref, self.policy.dlib_floor)
+                st.output_edge = output if d is not None and d >= self.policy.dlib_floor else None
             st.distance, st.similarity = d, s
             if self.policy.passes(d, s, search=margin) and (
                     face if face is not None else looks_like_face(self.mesh, img, pts, self.policy.face_tolerance)):
@@ -453,7 +453,7 @@ class PrivacyGuard:
                     if not face or s > limit:
                         note_tried(p, st, None, s)
                         continue
-                    d = dlib_both(self.two, img, pts, seen, dref, p.tau + p.margin)
+                    d = dlib_both(self.two, img, pts, seen, dref, p.dlib_floor)
                     note_tried(p, st, d, s)
                     if not p.passes(d, s, search=True):
                         continue

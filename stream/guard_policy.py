@@ -119,6 +119,11 @@ class Policy:
     # (files). A number spreads it over frames, the face obfuscated meanwhile (live streams).
     per_frame: Optional[int] = None
 
+    @property
+    def dlib_floor(self) -> float:
+        """The dlib distance a face must reach to pass: tau with the margin, a search's and a re-check's alike."""
+        return self.tau + self.margin
+
     def edge_limit(self, search: bool) -> float:
         """The EdgeFace similarity a face may reach: edge_margin under edge_max for a candidate a search
         would keep (`search`), look_margin under it for an output a re-check holds or a look lets pass."""
@@ -127,7 +132,7 @@ class Policy:
     def passes(self, d: Optional[float], s: float, search: bool) -> bool:
         """Both recognizers place the face among different people with room: the dlib margin, and
         EdgeFace under `edge_limit(search)`."""
-        return d is not None and d >= self.tau + self.margin and s <= self.edge_limit(search)
+        return d is not None and d >= self.dlib_floor and s <= self.edge_limit(search)
 
     def output_unchanged(self, st: "_Track", output: np.ndarray, new_reference: bool) -> bool:
         """A re-check may keep the last dlib distance when nothing it measured has changed: no new
@@ -135,7 +140,7 @@ class Policy:
         the same new face for EdgeFace (its chip's cosine to the last fully checked output at
         least SAME_OUTPUT, as a re-crop of one photo, or a little less: `same_output`)."""
         return (not new_reference and st.output_edge is not None and st.distance is not None
-                and st.distance >= self.tau + self.margin
+                and st.distance >= self.dlib_floor
                 and same_output(float(output @ st.output_edge), st.distance, self.tau))
 
 

@@ -37,6 +37,7 @@ from ideud.stream.restore import auto_restorer, make_restorer
 from ideud.stream.restore_processes import RestoreProcesses, auto_count
 from ideud.stream.restore_worker import RestoreWorker
 from ideud.stream.scene import CutDetector
+from ideud.stream.soften import soften_finds
 from ideud.stream.stage_timer import StageTimer
 from ideud.stream.track import Tracker
 from ideud.stream.types import Face, FaceJob, Frame, RenderRequest, RestoreItem, Track
@@ -64,6 +65,7 @@ class PendingFrame:
     done: bool = False  # nothing left to do (detection failed: the frame is hidden)
     track_boxes: dict = field(default_factory=dict)  # track id -> its tracker box in this frame (reuse)
     reviewed: Optional[tuple] = None  # (jobs, restored faces) once restored and reviewed (`_settle`)
+    soft: list = field(default_factory=list)  # boxes of soft finds, blurred at the end (stream/soften.py)
 
     def restoring(self) -> list[FaceJob]:
         """The jobs whose faces went to the restorer, in the order they were handed over."""
@@ -109,8 +111,7 @@ class FaceProcessor:
                                          mesh=self.mesh, sigma=options.scale, per_frame=options.guard_per_frame)
         if self.restorer.on_gpu:
             self.restorer.warmup()  # seconds now rather than a stall at the first faces of a stream
-        # the restorer on its own thread: a GPU's batches, or on the CPU a second core while Step I
-        # runs on the next frame (issue 14: 5.8 -> 7.1 fps on the 4-person 360p bench clip)
+        # the restorer on its own thread: a GPU's batches, or a second CPU core while Step I runs on the next frame
         self.restore_ahead = (options.restore_ahead if options.restore_ahead is not None
                               else (2 if self.restorer.on_gpu or (os.cpu_count() or 1) > 1 else 0))
         # with the guard a frame is reviewed after the next one's Step I (`_settle`), whatever restore_ahead
@@ -137,7 +138,7 @@ class FaceProcessor:
         self.track_stats: dict[int, dict] = {}
         self.frames = 0
         self.face_frames = 0
-        self.fallback_face_frames = 0
+        self.fallback_face_frames = self.softened_finds = 0
         self.frame_failures = 0
         self.frame_log: list = []
         blas_threads.acquire(1)  # tiny matrices: a BLAS pool only fights the models for the cores
@@ -146,7 +147,6 @@ class FaceProcessor:
     def detect_size(self, width: int, height: int) -> tuple[int, int]:
         return self.detector.input_size(width, height)
 
-    # ------------------------------------------------------------------ faults
     def _fault(self, stage: str, frame: Frame):
         if frame.index in self.o.inject_faults.get(stage, ()):
             raise FaceFault(f"injected fault in {stage} at frame {frame.index}")
@@ -171,9 +171,10 @@ class FaceProcessor:
                 faces = self._detect_upright(frame) if frame.small is not None else []
                 if self.frame_judge is not None and faces:
                     kept = self.frame_judge.faces(frame, faces)
-                    if len(kept) < len(faces) and hasattr(self.detector, "judged"):  # a batch run's pass 1
-                        self.detector.judged([i for i, f in enumerate(faces) if not any(f is k for k in kept)])
+                    if hasattr(self.detector, "judged"):  # a batch run's pass 1 records what it kept and softened
+                        self.detector.judged(kept)
                     faces = kept
+                p.soft, faces = [f.box for f in faces if f.soft], [f for f in faces if not f.soft]
         except Exception as e:
             # without detections we cannot know where faces are: hide the whole frame
             self._fail_frame(frame, None, f"detect: {type(e).__name__}")
@@ -221,6 +222,7 @@ class FaceProcessor:
                 p.jobs = [FaceJob(tr, np.asarray(face.box if face is not None else tr.box, float), reason="frame")
                           for tr, face in p.pairs]
                 self._fail_frame(frame, [j.box for j in p.jobs], f"frame: {type(e).__name__}", log=False)
+            self.softened_finds += soften_finds(frame, p.soft, [j.box for j in p.jobs])
             for job in p.jobs:
                 self._account(job, p.number)
             if self.o.frame_log:
@@ -479,7 +481,7 @@ class FaceProcessor:
                 "restore_processes": getattr(self.restorer, "processes", 0),
                 "face_frames": self.face_frames, "reused_face_frames": self.reuse.reused,
                 "fallback_face_frames": self.fallback_face_frames, "failed_frames": self.frame_failures,
-                "scene_cuts": self.cuts.cuts, "occluder_kept": self.kept.report(),
+                "softened_finds": self.softened_finds, "scene_cuts": self.cuts.cuts, "occluder_kept": self.kept.report(),
                 **(self.relink.report() if self.relink is not None else {}),
                 "tracks": tracks, "timing": self.timer.summary(self.frames),
                 "privacy": self.guard.summary() if self.guard is not None else {"mode": "off"},

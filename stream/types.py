@@ -72,6 +72,9 @@ class Face:
     # (K, 2) keypoints in frame pixels; BlazeFace/CenterFace order:
     # right eye, left eye, nose tip, mouth centre, (right ear, left ear)
     keypoints: Optional[np.ndarray] = None
+    # a find no cue confirmed that could be a heavily blurred face: not processed as a face, only
+    # blurred a little more (stream/soften.py)
+    soft: bool = False
 
     @property
     def size(self) -> float:

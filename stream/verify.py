@@ -86,6 +86,7 @@ import numpy as np
 
 from ideud.models.geometry import iou_matrix
 from ideud.stream.protocols import Detector, Scale
+from ideud.stream.soften import change
 from ideud.stream.types import Face
 from ideud.stream.verify_cues import (CROP_PX, Confirmers, chroma_spread, face_crop, face_roll, fine_detail,
                                       mirrored_halves, near_centre, sharpened, skin_share)
@@ -122,16 +123,18 @@ class VerifyingDetector:
     """A `Detector` that drops the finds every cue of `VerifyPolicy` calls no face.
 
     Wraps any detector; `input_size` and the rest of its attributes are the wrapped one's.
-    `dropped` counts the finds dropped (for the benchmark; the pipeline does not read it)."""
+    `dropped` counts the finds dropped (for the benchmark; the pipeline does not read it). A dropped
+    find smooth enough to be a heavily blurred face is still returned, after the faces, flagged
+    `soft` (`VerifyPolicy.soften_max_change`, stream/soften.py); `softened` counts those."""
 
     def __init__(self, inner: Detector, policy: Optional[VerifyPolicy] = None):
         self.inner = inner
         self.policy = policy or VerifyPolicy()
         self.confirmers = Confirmers()
-        self.dropped = 0
+        self.dropped = self.softened = 0
         self.confirmed: list[list[np.ndarray]] = []  # per recent call: boxes (detector px) confirmed
 
-    _OWN = ("inner", "policy", "confirmers", "dropped", "confirmed")
+    _OWN = ("inner", "policy", "confirmers", "dropped", "softened", "confirmed")
 
     def __getattr__(self, name):  # name, threshold, min_size, ... of the wrapped detector
         if name in self._OWN:
@@ -399,7 +402,7 @@ class VerifyingDetector:
     def detect(self, image_rgb: np.ndarray, scale: Scale = 1.0) -> list[Face]:
         faces = self.inner.detect(image_rgb, scale)
         sx, sy = _scale_xy(scale)
-        keep, confirmed = [], []
+        keep, confirmed, soft = [], [], []
         for f in faces:
             box = np.asarray(f.box, np.float64) / [sx, sy, sx, sy]
             if f.score < self.policy.keep_score and self._remembered(box):
@@ -407,9 +410,13 @@ class VerifyingDetector:
             elif not self.is_false(image_rgb, f, scale):
                 keep.append(f)
             else:
+                if self.policy.soften_max_change > 0 and change(image_rgb, box) <= self.policy.soften_max_change:
+                    f.soft = True  # smooth enough to be a heavily blurred face (stream/soften.py)
+                    soft.append(f)
                 continue
             if f.score < self.policy.keep_score:
                 confirmed.append(box)
         self.confirmed = (self.confirmed + [confirmed])[-self.policy.remember_calls:]
         self.dropped += len(faces) - len(keep)
-        return keep
+        self.softened += len(soft)
+        return keep + soft

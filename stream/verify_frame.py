@@ -22,6 +22,7 @@ from dataclasses import replace
 import numpy as np
 
 from ideud.stream.blend import crop_rgb
+from ideud.stream.soften import change
 from ideud.stream.types import Crop, Face, Frame
 from ideud.stream.verify import overlaps_recent
 from ideud.stream.workers import quarter_turns
@@ -46,7 +47,8 @@ def _upright(points: np.ndarray, k: int, w: int, h: int) -> np.ndarray:
 
 
 class FrameJudge:
-    """`faces(frame, faces)`: the detector's finds less those the frame's pixels show are not faces."""
+    """`faces(frame, faces)`: the detector's finds less those the frame's pixels show are not faces
+    (such a find smooth enough to be a heavily blurred face comes back soft, as the verifier's do)."""
 
     def __init__(self, verifier):
         self.verifier = verifier  # a VerifyingDetector: its policy and `is_false`
@@ -66,11 +68,16 @@ class FrameJudge:
         p = self.verifier.policy
         keep, confirmed = [], []
         for f in faces:
-            if self.due(f, frame.small_scale):
+            if not f.soft and self.due(f, frame.small_scale):  # a soft find was dropped already
                 if not overlaps_recent(self.confirmed, f.box, p.remember_iou):
                     self.asked += 1
-                    if self.is_false(frame, f):
+                    rgb, here = self._look(frame, f)
+                    if self.verifier.is_false(rgb, here, 1.0):
                         self.dropped += 1
+                        gate = p.soften_max_change  # smooth enough to be a heavily blurred face: softened
+                        if gate > 0 and change(rgb, here.box) <= gate:
+                            f.soft = True
+                            keep.append(f)
                         continue
                 confirmed.append(np.asarray(f.box, float))  # remembered on: a face that stays is asked once
             keep.append(f)
@@ -79,6 +86,10 @@ class FrameJudge:
 
     def is_false(self, frame: Frame, face: Face) -> bool:
         """The verifier's `is_false` on the region of the frame around `face`, upright."""
+        return self.verifier.is_false(*self._look(frame, face), 1.0)
+
+    def _look(self, frame: Frame, face: Face) -> tuple[np.ndarray, Face]:
+        """The region of the frame around `face`, upright (RGB), and the face in its pixels."""
         box = np.asarray(face.box, float)
         cx, cy, half = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, face.size * REGION / 2
         x0, y0 = max(0, math.floor(cx - half)) // 2 * 2, max(0, math.floor(cy - half)) // 2 * 2  # even: chroma
@@ -91,4 +102,4 @@ class FrameJudge:
         if kps is not None:
             kps = _upright(np.asarray(kps, float) - crop.offset, k, w, h)
         here = replace(face, box=np.r_[corners.min(0), corners.max(0)], keypoints=kps)
-        return self.verifier.is_false(np.ascontiguousarray(np.rot90(rgb, k)), here, 1.0)
+        return np.ascontiguousarray(np.rot90(rgb, k)), here

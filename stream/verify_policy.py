@@ -169,3 +169,10 @@ class VerifyPolicy:
     #   7 -> 5 (grey); every face-free set still 0.
     half_face_wide_aspect: float = 0.8
     half_face_wide_redetect: float = 0.7
+    # A find about to be dropped that a blur of a tenth of its box changes by at most this (mean
+    # levels inside the box, the detector's input) is kept as a soft find, blurred so in the output
+    # and not processed as a face (stream/soften.py; 0: off). Build portraits 0-99, 32-64 px, sigma
+    # = size / 14 and / 10, colour and grey, video path: 12 of the 13 real faces the verifier dropped
+    # change 2.5-6.0 (the last 7.5); the face-free sets' dropped finds (200 frames of each kind,
+    # colour and grey, sharp and blurred 2 px) 7.7 and more, but one blurred animals find 4.0.
+    soften_max_change: float = 6.0

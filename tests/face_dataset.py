@@ -47,7 +47,7 @@ def run_detector(det, frame_rgb: np.ndarray):
     h, w = frame_rgb.shape[:2]
     iw, ih = det.input_size(w, h)
     small = frame_rgb if (iw, ih) == (w, h) else cv2.resize(frame_rgb, (iw, ih), interpolation=cv2.INTER_AREA)
-    return det.detect(small, scale=(w / iw, h / ih))
+    return [f for f in det.detect(small, scale=(w / iw, h / ih)) if not f.soft]  # soft finds: not faces
 
 
 def match(gt: np.ndarray, det: np.ndarray, thr: float = IOU) -> tuple[np.ndarray, np.ndarray]:

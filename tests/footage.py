@@ -32,7 +32,7 @@ def portrait_head(index: int, size: int = 200, split: str = "held_out") -> np.nd
         if bgr is None:
             continue
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-        faces = det.detect(rgb)
+        faces = [f for f in det.detect(rgb) if not f.soft]
         if not faces:
             continue
         f = max(faces, key=lambda f: f.size)
@@ -50,7 +50,7 @@ def mesh_of(rgb: np.ndarray, detector=None, mesh=None) -> Optional[np.ndarray]:
     from ideud.models import facemesh as fm
     from ideud.stream.detect import make_detector
 
-    found = (detector or make_detector("centerface")).detect(rgb)
+    found = [f for f in (detector or make_detector("centerface")).detect(rgb) if not f.soft]
     if not found:
         return None
     f = max(found, key=lambda f: f.size)

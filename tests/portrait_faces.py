@@ -18,7 +18,7 @@ def read_rgb(path) -> np.ndarray | None:
 
 def portrait_landmarks(rgb: np.ndarray, detector, mesh) -> np.ndarray | None:
     """FaceMesh's 468 points (x, y, z) of the biggest detected face, or None."""
-    faces = detector.detect(rgb)
+    faces = [f for f in detector.detect(rgb) if not f.soft]
     if not faces:
         return None
     f = max(faces, key=lambda f: f.size)

@@ -178,6 +178,9 @@ def summary(rep: dict) -> str:
         text += f" ({'; '.join(notes)})"
     if face_frames:
         text += f", {plural(face_frames, 'face-frame')}: {face_frames - obfuscated} rendered, {obfuscated} obfuscated"
+    softened = rep.get("softened_finds", 0)
+    if softened:  # stream/soften.py: finds no cue confirmed that could be a heavily blurred face
+        text += f"; {plural(softened, 'unconfirmed find')} blurred further (maybe a blurred face)"
     declared = rep.get("input", {}).get("frames_declared") or 0
     written = rep.get("output", {}).get("frames", frames)
     if looks_short(written, declared):

@@ -89,7 +89,7 @@ class RecordingDetector:
         self.detector = detector
         self.calls: list = []
         # the processor judges on the frame what the verifier could not (stream/verify_frame.py);
-        # what it drops is dropped from the record too (`judged`), so pass 2 replays what pass 1 kept
+        # the record becomes what it kept (`judged`), so pass 2 replays what pass 1 kept and softened
         self.verifier = detector if hasattr(detector, "is_false") else None
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
@@ -104,10 +104,9 @@ class RecordingDetector:
         self.calls.append(copy.deepcopy(faces))
         return faces
 
-    def judged(self, dropped: list[int]) -> None:
-        """The last call's faces at these indices were dropped on the frame (same order as returned)."""
-        gone = set(dropped)
-        self.calls[-1] = [f for i, f in enumerate(self.calls[-1]) if i not in gone]
+    def judged(self, kept: list) -> None:
+        """What the frame's pixels left of the last call's faces (some now soft: stream/soften.py)."""
+        self.calls[-1] = copy.deepcopy(kept)
 
 
 class ReplayDetector:

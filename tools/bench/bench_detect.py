@@ -94,7 +94,7 @@ def time_detector(det, width: int, height: int, repeats: int = 30, face: Optiona
         small = cv2.resize(frame, (iw, ih), interpolation=cv2.INTER_AREA) if (iw, ih) != (width, height) else frame
         t1 = time.perf_counter()
         c1 = time.process_time()
-        faces = det.detect(small, scale=(width / iw, height / ih))
+        faces = [f for f in det.detect(small, scale=(width / iw, height / ih)) if not f.soft]
         t2 = time.perf_counter()
         if i >= 3:  # warm-up calls excluded
             t_resize.append(t1 - t0)

@@ -47,6 +47,10 @@ tests/false_face_sets.py (`face_free`, or `animals_at` / `mandelbrot_at` for one
 `altered` here, without running the whole set again. `--identify-lost` matches every real face
 the verifier drops against the held-out people's photos (tools/bench/lost_faces.py): a lost face
 over a recognizer's "same person" threshold is a person written raw and identifiable.
+A dropped find smooth enough to be a heavily blurred face is kept soft and blurred further in the
+output (stream/soften.py): each real set says how many of its lost faces were softened and how
+many were written raw ("lost" counts both), each face-free set how many finds were softened per
+1,000 frames; `--identify-lost` judges a softened face as the output shows it.
 """
 from __future__ import annotations
 
@@ -72,6 +76,7 @@ from false_face_sets import _places, build_head  # noqa: E402
 from footage import _paste, multi_person, portrait_head  # noqa: E402
 from ideud.stream import blend as bl  # noqa: E402
 from ideud.stream.detect import make_detector  # noqa: E402
+from ideud.stream.soften import change, soften  # noqa: E402
 from ideud.stream.types import Crop, Frame  # noqa: E402
 from ideud.stream.verify import VerifyingDetector, VerifyPolicy, chroma_spread, face_crop  # noqa: E402
 from ideud.stream.verify_frame import FrameJudge  # noqa: E402
@@ -102,6 +107,7 @@ class Counter:
         self.frame_judge = FrameJudge(self.verified)  # stateless here: `is_false` only
         self.lost_faces = None  # a lost_faces.Gallery: each real face the verifier drops is identified
         self.lost: list[dict] = []
+        self.last_soft: list = []  # the last `run`'s dropped finds kept as soft finds (stream/soften.py)
 
     def run(self, frame: np.ndarray, small: np.ndarray | None = None, whole: Frame | None = None):
         """(faces before, faces after, verifier seconds, finds kept only by the sharpened look, finds
@@ -127,6 +133,10 @@ class Counter:
                 if len(self.sharp_calls) > asked and self.sharp_calls[-1][0] >= bar:
                     sharp_only.append(f)
         secs = time.perf_counter() - t
+        gate = self.verified.policy.soften_max_change
+        sx, sy = scale
+        self.last_soft = [f for f in before if gate > 0 and not any(f is a for a in after)
+                          and change(small, np.asarray(f.box, np.float64) / [sx, sy, sx, sy]) <= gate]
         sharp_only = [f for f in sharp_only if not self._cnn_keeps(small, f, scale)]
         kept = {id(f) for f in after}
         no_grey = [f for f in before if (not self.no_grey_checks.is_false(small, f, scale)
@@ -176,15 +186,17 @@ def face_free_numbers(c: Counter, kind: str, n: int, blur: float = 0.0, grey: bo
     pipeline = VerifyingDetector(c.bare, c.verified.policy)
     pipeline.confirmers = c.verified.confirmers  # the same finders, built once
     judge = FrameJudge(pipeline)  # the pipeline's look at the frame after its detect() call
-    before = after = sharp_only = no_grey = detect_kept = detect_frames = 0
-    secs = []
+    before = after = sharp_only = no_grey = detect_kept = detect_frames = softened = 0
+    secs, soft_change = [], []
     for i, (fr, wh) in enumerate(zip(frames, wholes)):
         small = wh.small if wh is not None else detector_input(c.bare, fr)[0]
         b, a, s, so, ng = c.run(fr, small, wh)
         h, w = fr.shape[:2]
         iw, ih = c.bare.input_size(w, h)
         d = pipeline.detect(small, (w / iw, h / ih))
-        d = judge.faces(wh if wh is not None else rgb_frame(fr, (w / iw, h / ih)), d)
+        d = [f for f in judge.faces(wh if wh is not None else rgb_frame(fr, (w / iw, h / ih)), d) if not f.soft]
+        softened += len(c.last_soft)
+        soft_change += [change(fr, f.box) for f in c.last_soft]  # in the frame: how much softening shows
         detect_kept, detect_frames = detect_kept + len(d), detect_frames + bool(d)
         if kept is not None:
             kept += [{"kind": kind, "blur": blur, "grey": grey, "video": video, "frames": n, "frame": i,
@@ -199,46 +211,63 @@ def face_free_numbers(c: Counter, kind: str, n: int, blur: float = 0.0, grey: bo
             "per_1000_without_grey_checks": round(1000 * no_grey / len(frames), 1),
             "per_1000_after": round(1000 * after / len(frames), 1),
             "detect_kept": detect_kept, "detect_frames_per_1000": round(1000 * detect_frames / len(frames), 1),
+            "softened": softened, "per_1000_softened": round(1000 * softened / len(frames), 1),
+            "softened_change_max": round(max(soft_change), 2) if soft_change else None,
             "added_ms_mean": round(1000 * float(np.mean(secs)), 2), "added_ms_max": round(1000 * max(secs), 1)}
 
 
 def recall_numbers(c: Counter, frames, video: bool = False) -> dict | None:
     """frames: (rgb, ground-truth boxes) pairs. `video`: the frames as one H.264 clip through the
     pipeline's decoder (None for a set whose frames differ in size: no one video holds them)."""
-    if video and len({fr.shape for fr, _ in frames}) > 1:
+    frames = [(f[0], f[1], f[2] if len(f) > 2 else None) for f in frames]  # (rgb, boxes, who or None)
+    if video and len({fr.shape for fr, _, _ in frames}) > 1:
         return None
-    wholes = video_detector_inputs([fr for fr, _ in frames], c.bare.input_size, whole=True) if video else [None] * len(frames)
-    total = hit_b = hit_a = lost = lost_without = lost_grey = 0
+    wholes = (video_detector_inputs([fr for fr, _, _ in frames], c.bare.input_size, whole=True) if video
+              else [None] * len(frames))
+    total = hit_b = hit_a = lost = lost_without = lost_grey = softened = 0
     secs = []
     asked, dropped = c.frame_judge.asked, c.frame_judge.dropped
-    for (fr, gt), wh in zip(frames, wholes):
+    for (fr, gt, who), wh in zip(frames, wholes):
         b, a, s, so, ng = c.run(fr, None if wh is None else wh.small, wh)
         hb, ha = found(gt, [f.box for f in b]), found(gt, [f.box for f in a])
         hw = found(gt, [f.box for f in a if not any(f is g for g in so)])
         hg = found(gt, [f.box for f in ng])  # as the verifier without the grey checks keeps
         total, hit_b, hit_a = total + len(gt), hit_b + int(hb.sum()), hit_a + int(ha.sum())
+        hs = found(gt, [f.box for f in c.last_soft])  # dropped, but blurred further (stream/soften.py)
         lost += int((hb & ~ha).sum())
+        softened += int((hb & ~ha & hs).sum())
         if c.lost_faces is not None:
-            c.lost += lost_identified(c, fr if wh is None else bl.crop_rgb(wh, Crop(0, 0, wh.width, wh.height)),
-                                      [g for g, gone in zip(gt, hb & ~ha) if gone], b)
+            rgb = fr if wh is None else bl.crop_rgb(wh, Crop(0, 0, wh.width, wh.height))
+            gone = np.flatnonzero(hb & ~ha)
+            c.lost += lost_identified(c, rgb, [gt[k] for k in gone], b, c.last_soft,
+                                      None if who is None else [who[k] for k in gone])
         lost_without += int((hb & ~hw).sum())
         lost_grey += int((hb & ~hg).sum())
         secs.append(s)
-    return {"faces": total, "found_before": hit_b, "found_after": hit_a, "lost": lost,
+    return {"faces": total, "found_before": hit_b, "found_after": hit_a, "lost": lost, "softened": softened,
+            "raw": lost - softened,
             "lost_without_sharpened": lost_without, "lost_without_grey_checks": lost_grey,
             "recall_before": round(hit_b / max(total, 1), 3), "recall_after": round(hit_a / max(total, 1), 3),
             "judged_on_frame": c.frame_judge.asked - asked, "dropped_on_frame": c.frame_judge.dropped - dropped,
             "added_ms_mean": round(1000 * float(np.mean(secs)), 2)}
 
 
-def lost_identified(c: Counter, rgb: np.ndarray, lost_boxes, finds) -> list[dict]:
+def lost_identified(c: Counter, rgb: np.ndarray, lost_boxes, finds, soft=(), who=None) -> list[dict]:
     """Per real face the verifier dropped (its ground-truth box): the bare find on it, how big, and
-    how close it comes to any held-out person (`lost_faces.Gallery.best`)."""
+    how close it comes to any held-out person (`lost_faces.Gallery.best`), as the output shows it:
+    a face kept as a soft find is judged softened (`soften`, as the processor does). `who`: each
+    face's person, where the set knows it (`Gallery.best`'s own-person numbers)."""
     out = []
-    for g in lost_boxes:
+    for i, g in enumerate(lost_boxes):
         f = next(f for f in finds if found([g], [f.box])[0])
+        softened = next((s for s in soft if found([g], [s.box])[0]), None)
+        shown = rgb
+        if softened is not None:
+            shown = np.ascontiguousarray(rgb).copy()
+            soften(rgb_frame(shown, (1.0, 1.0)), softened.box)
         out.append({"find_frame_px": round(f.size, 1), "score": round(float(f.score), 3),
-                    **c.lost_faces.best(rgb, f.keypoints)})
+                    "softened": softened is not None,
+                    **c.lost_faces.best(shown, f.keypoints, None if who is None else who[i])})
     return out
 
 
@@ -262,7 +291,8 @@ HEAVY_BLUR_DIVISORS = (14.0, 10.0)  # sigma = face size / this (the hard sets' b
 def heavy_blur_faces(portraits: int, divisor: float, split: str = "held_out", first: int = 0,
                      sizes=HEAVY_BLUR_SIZES, width: int = 640, height: int = 360):
     """Frames (width x height) of portrait heads at `sizes` blurred with sigma = size / `divisor`,
-    placed as in tests/false_face_sets.py `hard_faces`, with their face boxes."""
+    placed as in tests/false_face_sets.py `hard_faces`, with their face boxes and who each face is
+    (the portrait's index; held-out ones only: `--identify-lost` knows their photos)."""
     heads = [build_head(first + i, 200) if split == "build" else portrait_head(first + i, 200)
              for i in range(portraits)]
     bg = background(width, height, seed=21)
@@ -275,23 +305,29 @@ def heavy_blur_faces(portraits: int, divisor: float, split: str = "held_out", fi
             for j, (cx, cy) in enumerate(places[:portraits - p0]):
                 head = cv2.GaussianBlur(heads[p0 + j], (0, 0), max(0.3, size / divisor) / scale)
                 boxes.append(_paste(img, head, cx, cy, scale, 0.0))
-            frames.append((img, boxes))
+            who = [first + p0 + j for j in range(len(boxes))] if split == "held_out" else None
+            frames.append((img, boxes, who))
     return frames
 
 
 def table(res: dict) -> str:
     lines = ["| face-free footage (640x360) | frames | false faces / 1,000 frames: bare → without the sharpened "
              "look → without the grey checks → verifier | frames with a false face / 1,000, as the pipeline asks "
-             "(`detect`) | added ms / frame |", "|---|---|---|---|---|"]
+             "(`detect`) | soft finds / 1,000 frames (blurred further, stream/soften.py) | added ms / frame |",
+             "|---|---|---|---|---|---|"]
     for k, r in res["face_free"].items():
         lines.append(f"| {k} | {r['frames']} | {r['per_1000_before']:g} → {r['per_1000_without_sharpened']:g} → "
                      f"{r['per_1000_without_grey_checks']:g} → **{r['per_1000_after']:g}** | "
-                     f"**{r['detect_frames_per_1000']:g}** | {r['added_ms_mean']:.1f} (max {r['added_ms_max']:.0f}) |")
+                     f"**{r['detect_frames_per_1000']:g}** | {r['per_1000_softened']:g} | "
+                     f"{r['added_ms_mean']:.1f} (max {r['added_ms_max']:.0f}) |")
     lines += ["", "| real faces | faces | recall before → after (lost; lost without the sharpened look; lost "
-              "without the grey checks) | added ms / frame |", "|---|---|---|---|"]
+              "without the grey checks) | of the lost: softened, written raw | added ms / frame |",
+              "|---|---|---|---|---|"]
     for k, r in res["real"].items():
         lines.append(f"| {k} | {r['faces']} | {r['recall_before']:.3f} → {r['recall_after']:.3f} ({r['lost']}; "
-                     f"{r['lost_without_sharpened']}; {r['lost_without_grey_checks']}) | {r['added_ms_mean']:.1f} |")
+                     f"{r['lost_without_sharpened']}; {r['lost_without_grey_checks']}) | "
+                     f"{r['softened']}, **{r['raw']}** | "
+                     f"{r['added_ms_mean']:.1f} |")
     if res.get("sharpened_looks"):
         sl = res["sharpened_looks"]
         lines += ["", f"sharpened looks: {sl['asked']} asked, {sl['kept']} kept, {sl['ms_mean']:.1f} ms each "
@@ -391,7 +427,7 @@ def main(argv=None) -> int:
     if not a.free_only and "footage" in sets:
         real["footage clip (tests/footage.py)"] = [(f.rgb, f.faces) for f in multi_person()]
     if a.grey_real:
-        real = {f"{name}, grey": [(altered(fr, grey=True), gt) for fr, gt in frames] for name, frames in real.items()}
+        real = {f"{name}, grey": [(altered(f[0], grey=True), *f[1:]) for f in frames] for name, frames in real.items()}
     for name, frames in real.items():
         r = recall_numbers(c, frames, a.video)
         if r is None:

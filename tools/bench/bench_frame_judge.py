@@ -45,7 +45,7 @@ def judged(judge: FrameJudge, fine: CenterFaceDetector, frames, product_scale: t
     faces = lost = due = due_lost = 0
     lost_px = []
     for (_, gt), whole in zip(frames, wholes):
-        finds = fine.detect(whole.small, whole.small_scale)
+        finds = [f for f in fine.detect(whole.small, whole.small_scale) if not f.soft]
         for g in gt:
             on = [f for f in finds if found([g], [f.box])[0]]
             if not on:
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     verifier.warmup()
     judge = FrameJudge(verifier)
     sets = {f"portraits, {v}": f for v, f in hard_faces(a.portraits, sizes, VARIANTS, w, h, split=a.split).items()}
-    sets.update({f"portraits, blur size/{d:g}": heavy_blur_faces(a.portraits, d, a.split, 0, sizes, w, h)
+    sets.update({f"portraits, blur size/{d:g}": [f[:2] for f in heavy_blur_faces(a.portraits, d, a.split, 0, sizes, w, h)]
                  for d in HEAVY_BLUR_DIVISORS})
     if a.grey:
         sets = {f"{k}, grey": [(altered(fr, grey=True), gt) for fr, gt in v] for k, v in sets.items()}

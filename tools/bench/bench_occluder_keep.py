@@ -129,7 +129,7 @@ def main(argv=None) -> int:
             if bgr is None:
                 continue
             rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-            found = det.detect(rgb)
+            found = [f for f in det.detect(rgb) if not f.soft]
             if not found:
                 continue
             f = max(found, key=lambda f: f.size)

@@ -34,7 +34,7 @@ def judge(clip: str, seeds: list[int], second_opinion: bool, frames: int = 150) 
         src_path = make_clip(tmp, clip, frames)
         src = read_frames(src_path)
         det = make_detector("centerface")
-        boxes = [[f.box for f in det.detect(fr)] for fr in src]
+        boxes = [[f.box for f in det.detect(fr) if not f.soft] for fr in src]
         matcher = FrameMatcher(second_opinion)
         runs = []
         try:

@@ -88,7 +88,7 @@ def measure(portraits: int, size: int) -> dict:
                 # fresh: one frame per yaw, a new stage each time
                 for y in YAWS:
                     img = scene(p, size, sign * y)
-                    faces = det.detect(img)
+                    faces = [f for f in det.detect(img) if not f.soft]
                     rows[y]["n"] += 1
                     rows[y]["detected"] += bool(faces)
                     if faces:
@@ -108,7 +108,7 @@ def measure(portraits: int, size: int) -> dict:
                         stage = LandmarkStage(mesh, tracker)
                     for i, y in enumerate(range(0, 91, STEP)):
                         img = scene(p, size, sign * y)
-                        faces = det.detect(img)
+                        faces = [f for f in det.detect(img) if not f.soft]
                         pairs = tracker.update(faces[:1], i)
                         lm = None
                         for track, face in pairs[:1]:

@@ -47,16 +47,28 @@ class Gallery:
         xxs = [self.second.embed(h) if self.second else None for h in heads]
         ok = [i for i in people if xs[i] is not None and (self.second is None or xxs[i] is not None)]
         self.people = len(ok)
+        self.row = {person: k for k, person in enumerate(ok)}  # held-out person index -> gallery row
         self.g_xs = np.stack([xs[i] for i in ok])
         self.g_xxs = np.stack([xxs[i] for i in ok]) if self.second else None
 
-    def best(self, rgb: np.ndarray, points4: np.ndarray) -> dict:
-        """The highest similarity of the face to any held-out person, per recognizer, and its threshold."""
+    def best(self, rgb: np.ndarray, points4: np.ndarray, person: Optional[int] = None) -> dict:
+        """The highest similarity of the face to any held-out person, per recognizer, and its threshold.
+        With `person` (who the face is, where the set knows it): also the similarity to that person's
+        photo and its rank among all of them (1: nobody is closer), and `identified`: over the
+        threshold with the right person (a face blurred to something generic can pass the threshold
+        with somebody else: "identifiable" counts that too)."""
         chip = chip_on_points(rgb, points4)
-        out = {"xs": round(float((self.g_xs @ self.xs.embed_chips(chip[None])[0]).max()), 3),
-               "xs_threshold": self.xs.threshold("balanced")}
+        sims = {"xs": self.g_xs @ self.xs.embed_chips(chip[None])[0]}
+        out = {"xs": round(float(sims["xs"].max()), 3), "xs_threshold": self.xs.threshold("balanced")}
         if self.second is not None:
-            out["xxs"] = round(float((self.g_xxs @ self.second.embed_chip(chip)).max()), 3)
+            sims["xxs"] = self.g_xxs @ self.second.embed_chip(chip)
+            out["xxs"] = round(float(sims["xxs"].max()), 3)
             out["xxs_threshold"] = self.second.threshold
         out["identifiable"] = out["xs"] > out["xs_threshold"] or out.get("xxs", -1.0) > out.get("xxs_threshold", 1.0)
+        row = self.row.get(person) if person is not None else None
+        if row is not None:
+            for name, s in sims.items():
+                out[f"{name}_own"] = round(float(s[row]), 3)
+                out[f"{name}_own_rank"] = int((s > s[row]).sum()) + 1
+            out["identified"] = any(out[f"{name}_own"] > out[f"{name}_threshold"] for name in sims)
         return out

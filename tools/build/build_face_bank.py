@@ -44,7 +44,7 @@ def fit_mesh(mesh: fm.FaceMesh, rgb: np.ndarray) -> np.ndarray:
     """468 landmarks of the biggest face in a portrait (detector box, ROI refined three times)."""
     from ideud.stream.detect import make_detector
 
-    faces = make_detector("auto").detect(rgb, 1.0)
+    faces = [f for f in make_detector("auto").detect(rgb, 1.0) if not f.soft]
     if not faces:
         raise RuntimeError("no face found on a donor portrait")
     f = max(faces, key=lambda f: f.size)

@@ -48,7 +48,7 @@ class Landmarker:
 
     def __call__(self, rgb: np.ndarray) -> Optional[np.ndarray]:
         fm = self.fm
-        faces = self.detector.detect(rgb, 1.0)
+        faces = [f for f in self.detector.detect(rgb, 1.0) if not f.soft]
         if not faces:
             return None
         f = max(faces, key=lambda f: f.size)

@@ -32,7 +32,7 @@ def pick(folder: Path) -> Path:
         if path.stat().st_size > MAX_BYTES:
             continue
         rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-        if len(det.detect(rgb)) == 1:
+        if len([f for f in det.detect(rgb) if not f.soft]) == 1:
             return path
     raise SystemExit("no held-out portrait with exactly one detected face")
 

@@ -194,9 +194,11 @@ def face_free_numbers(c: Counter, kind: str, n: int, blur: float = 0.0, grey: bo
         h, w = fr.shape[:2]
         iw, ih = c.bare.input_size(w, h)
         d = pipeline.detect(small, (w / iw, h / ih))
-        d = [f for f in judge.faces(wh if wh is not None else rgb_frame(fr, (w / iw, h / ih)), d) if not f.soft]
-        softened += len(c.last_soft)
-        soft_change += [change(fr, f.box) for f in c.last_soft]  # in the frame: how much softening shows
+        d = judge.faces(wh if wh is not None else rgb_frame(fr, (w / iw, h / ih)), d)
+        soft = [f for f in d if f.soft]  # as the pipeline softens them (the verifier's and the frame look's)
+        d = [f for f in d if not f.soft]
+        softened += len(soft)
+        soft_change += [change(fr, f.box) for f in soft]  # in the frame: how much softening shows
         detect_kept, detect_frames = detect_kept + len(d), detect_frames + bool(d)
         if kept is not None:
             kept += [{"kind": kind, "blur": blur, "grey": grey, "video": video, "frames": n, "frame": i,

@@ -125,8 +125,7 @@ class FaceProcessor:
         rng = np.random.default_rng(options.seed)  # seed None: fresh OS entropy every run
         self.tracker = Tracker(max_misses=options.max_misses, seed_rng=rng)
         self.landmarks = LandmarkStage(self.mesh, self.tracker)
-        # a returning person's new face back (stream/relink.py)
-        self.relink = relinker_for(self.guard, self.identity, self.restorer) if options.relink else None
+        self.relink = relinker_for(self.guard, self.identity, self.restorer) if options.relink else None  # returning people
         if self.relink is not None and self.guard is not None:
             self.guard.exhausted = self.relink.unlink  # a linked face that no longer passes: a face of its own
         self.cuts = CutDetector()  # every track ends at a scene cut
@@ -222,11 +221,12 @@ class FaceProcessor:
                 p.jobs = [FaceJob(tr, np.asarray(face.box if face is not None else tr.box, float), reason="frame")
                           for tr, face in p.pairs]
                 self._fail_frame(frame, [j.box for j in p.jobs], f"frame: {type(e).__name__}", log=False)
-            self.softened_finds += soften_finds(frame, p.soft, [j.box for j in p.jobs])
+            softened = soften_finds(frame, p.soft, [j.box for j in p.jobs])
+            self.softened_finds += len(softened)
             for job in p.jobs:
                 self._account(job, p.number)
-            if self.o.frame_log:
-                self.frame_log.append({"frame": frame.index, "faces": [
+            if self.o.frame_log:  # the soft finds' boxes too (stream/soften.py): no face, nothing of anybody
+                self.frame_log.append({"frame": frame.index, "softened": softened, "faces": [
                     {"track": j.track.id, "box": [round(float(v), 1) for v in j.box], "status": j.status}
                     for j in p.jobs]})
         self._drop_tracks(p.finished_tracks)

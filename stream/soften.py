@@ -97,9 +97,10 @@ def covered(box: np.ndarray, handled: list) -> bool:
     return False
 
 
-def soften_finds(frame: Frame, boxes: list, handled: list) -> int:
-    """`soften` each soft find's box not `covered` by a handled face's box; how many were softened."""
+def soften_finds(frame: Frame, boxes: list, handled: list) -> list:
+    """`soften` each soft find's box not `covered` by a handled face's box; the boxes softened
+    (rounded to 0.1 px, for the report's frame log)."""
     todo = [b for b in boxes if not covered(b, handled)]
     for box in todo:
         soften(frame, box)
-    return len(todo)
+    return [[round(float(v), 1) for v in b] for b in todo]

@@ -103,9 +103,9 @@ def test_a_soft_find_on_a_handled_face_is_left_to_it():
     fr = _rgb_frame(rgb.copy())
     box = np.array([20.0, 20.0, 60.0, 60.0])
     assert covered(box, [np.array([30.0, 25.0, 70.0, 70.0])]) and not covered(box, [np.array([55.0, 55.0, 99.0, 99.0])])
-    assert soften_finds(fr, [box], [np.array([30.0, 25.0, 70.0, 70.0])]) == 0
+    assert soften_finds(fr, [box], [np.array([30.0, 25.0, 70.0, 70.0])]) == []
     assert np.array_equal(np.dstack(fr.planes), rgb)
-    assert soften_finds(fr, [box], []) == 1
+    assert soften_finds(fr, [box], []) == [[20.0, 20.0, 60.0, 60.0]]
     assert not np.array_equal(np.dstack(fr.planes), rgb)
 
 
@@ -133,6 +133,15 @@ def test_cli_blurs_the_face_every_cue_drops(tmp_path):
     away = np.ones(frame.shape[:2], bool)
     away[max(0, y0 - 40):y1 + 40, max(0, x0 - 40):x1 + 40] = False
     assert all(np.abs(o.astype(int) - i.astype(int))[away].mean() < 1.5 for i, o in zip(ins, outs))
+
+    # the frame log (Options.frame_log) says where: the soft find's box, in the frames without the face
+    from ideud.stream.options import Options
+    from ideud.stream.runner import deidentify
+
+    rep2 = deidentify(str(src), str(tmp_path / "log.mp4"), Options(frame_log=True, seed=1))
+    soft_frames = [e for e in rep2["frame_log"] if e.get("softened")]
+    assert len(soft_frames) == rep2["softened_finds"] >= 1
+    assert all(not e["faces"] and found([box], e["softened"]).all() for e in soft_frames)
 
 
 def test_the_frames_look_softens_what_it_drops_when_smooth_enough():

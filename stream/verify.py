@@ -396,6 +396,12 @@ class VerifyingDetector:
             return False  # before dlib's CNN: cheaper
         return self.confirmers.run("cnn", crop) <= 0
 
+    def smooth_enough(self, image_rgb: np.ndarray, box: np.ndarray) -> bool:
+        """A find about to be dropped that could still be a heavily blurred face: a blur of a tenth of
+        its box (`box` in `image_rgb`'s pixels) changes it by at most `soften_max_change` (0: never)."""
+        gate = self.policy.soften_max_change
+        return gate > 0 and change(image_rgb, box) <= gate
+
     def _remembered(self, box: np.ndarray) -> bool:
         return overlaps_recent(self.confirmed, box, self.policy.remember_iou)
 
@@ -410,8 +416,8 @@ class VerifyingDetector:
             elif not self.is_false(image_rgb, f, scale):
                 keep.append(f)
             else:
-                if self.policy.soften_max_change > 0 and change(image_rgb, box) <= self.policy.soften_max_change:
-                    f.soft = True  # smooth enough to be a heavily blurred face (stream/soften.py)
+                if self.smooth_enough(image_rgb, box):
+                    f.soft = True  # could be a heavily blurred face (stream/soften.py)
                     soft.append(f)
                 continue
             if f.score < self.policy.keep_score:

@@ -22,7 +22,6 @@ from dataclasses import replace
 import numpy as np
 
 from ideud.stream.blend import crop_rgb
-from ideud.stream.soften import change
 from ideud.stream.types import Crop, Face, Frame
 from ideud.stream.verify import overlaps_recent
 from ideud.stream.workers import quarter_turns
@@ -74,8 +73,7 @@ class FrameJudge:
                     rgb, here = self._look(frame, f)
                     if self.verifier.is_false(rgb, here, 1.0):
                         self.dropped += 1
-                        gate = p.soften_max_change  # smooth enough to be a heavily blurred face: softened
-                        if gate > 0 and change(rgb, here.box) <= gate:
+                        if self.verifier.smooth_enough(rgb, here.box):  # softened, as the verifier's
                             f.soft = True
                             keep.append(f)
                         continue

@@ -133,10 +133,9 @@ class Counter:
                 if len(self.sharp_calls) > asked and self.sharp_calls[-1][0] >= bar:
                     sharp_only.append(f)
         secs = time.perf_counter() - t
-        gate = self.verified.policy.soften_max_change
         sx, sy = scale
-        self.last_soft = [f for f in before if gate > 0 and not any(f is a for a in after)
-                          and change(small, np.asarray(f.box, np.float64) / [sx, sy, sx, sy]) <= gate]
+        self.last_soft = [f for f in before if not any(f is a for a in after)
+                          and self.verified.smooth_enough(small, np.asarray(f.box, np.float64) / [sx, sy, sx, sy])]
         sharp_only = [f for f in sharp_only if not self._cnn_keeps(small, f, scale)]
         kept = {id(f) for f in after}
         no_grey = [f for f in before if (not self.no_grey_checks.is_false(small, f, scale)

@@ -181,6 +181,50 @@ def canvas_regions() -> np.ndarray:
     return w[:, canvas_mask()].astype(np.float32)
 
 
+def _moustache(lm: np.ndarray) -> np.ndarray:  # above the upper lip, nose to mouth corners
+    return np.vstack([lm[[61, 206, 203, 98, 97, 2, 326, 327, 423, 426, 291]], lm[LIPS[0]][::-1]])
+
+
+def _beard(lm: np.ndarray) -> np.ndarray:  # below the lower lip to the chin
+    return np.vstack([lm[LIPS[1]], lm[[422, 430, 394, 379, 378, 400, 377, 152, 148, 176, 149, 150, 169, 210, 202]]])
+
+
+def _cheeks(lm: np.ndarray) -> list:
+    return [_hull(lm[[117, 118, 101, 50, 205, 187, 123]]), _hull(lm[[346, 347, 330, 280, 425, 411, 352]])]
+
+
+@functools.lru_cache(maxsize=1)
+def lip_weights() -> tuple[np.ndarray, np.ndarray]:
+    """(where the lips are, soft, 0..1; their averaging weights minus the cheeks', summing to 0), over
+    the masked canvas pixels: the lip band between the outer and the inner lip line (an open mouth's
+    teeth left out)."""
+    lm = canvas_landmarks()
+    shape = CANVAS[::-1]
+    m = canvas_mask()
+    band = fill(shape, [ring(lm, LIPS)], 1.0) * (1.0 - fill(shape, [ring(lm, INNER_LIPS)], 1.0))
+    cheeks = fill(shape, _cheeks(lm))
+    band, cheeks = band[m].astype(np.float32), cheeks[m].astype(np.float32)
+    return band, band / band.sum() - cheeks / cheeks.sum()
+
+
+@functools.lru_cache(maxsize=1)
+def relief_mask() -> np.ndarray:
+    """Where a new face's relief may be deepened (canvas image, float32 0..1): the face but
+    its facial-hair zones (above the upper lip, the chin), the brows and the lips, feathered. Deepened
+    there, the new face's own shadows drew moustaches on women and clean-shaven men and harsh brows."""
+    lm = canvas_landmarks()
+    shape = CANVAS[::-1]
+    fw = face_width(lm)
+    polys = [_moustache(lm), _beard(lm), ring(lm, LIPS), ring(lm, R_BROW), ring(lm, L_BROW)]
+    out = fill(shape, polys, 0.03 * fw, grow=0.03 * fw)
+    return (1.0 - out).astype(np.float32)
+
+
+def lip_tone(vec: np.ndarray) -> np.ndarray:
+    """The lips' colour against the cheeks' (3 log units, RGB) of a canvas log-R vector."""
+    return lip_weights()[1] @ np.asarray(vec, np.float32).reshape(-1, 3)
+
+
 TRAITS = ("moustache", "beard", "brows")  # sexually dimorphic / facial-hair traits a new face must share
 # a candidate is compatible when each trait is within this many prior SDs of the person's: the
 # moustache (at 1 SD women still got a visible shadow). Beard and brows are measured, not matched:
@@ -210,10 +254,8 @@ def trait_weights() -> np.ndarray:
         a = a[m]
         return a / a.sum()
 
-    moustache = np.vstack([lm[[61, 206, 203, 98, 97, 2, 326, 327, 423, 426, 291]], lm[LIPS[0]][::-1]])
-    beard = np.vstack([lm[LIPS[1]], lm[[422, 430, 394, 379, 378, 400, 377, 152, 148, 176, 149, 150, 169, 210, 202]]])
-    cheeks = weights([_hull(lm[[117, 118, 101, 50, 205, 187, 123]]), _hull(lm[[346, 347, 330, 280, 425, 411, 352]])])
-    regions = np.stack([weights([moustache], minus=lips), weights([beard], minus=lips),
+    cheeks = weights(_cheeks(lm))
+    regions = np.stack([weights([_moustache(lm)], minus=lips), weights([_beard(lm)], minus=lips),
                         weights([ring(lm, R_BROW), ring(lm, L_BROW)], grow=1)])
     w = np.repeat((cheeks - regions) / 3.0, 3, axis=1)  # per pixel RGB, interleaved like the vectors
     w.flags.writeable = False

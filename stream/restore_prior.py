@@ -91,9 +91,9 @@ GRAIN = 0.009  # the person's own grain: below this share of the face width
 WORK_FACE_PX = 120.0  # bigger faces are re-synthesised at this face width, the change added at full size
 CONTRAST_RANGE = (0.35, 1.0)  # the new face's contrast per region, relative to its own: matched to the person's
 LIP_SHIFT_MAX = 0.8  # log units per channel: lipstick moved the lips by up to ~0.7 from the prior's (build portraits)
-# the new face's relief may be deepened this much toward the person's contrast (_deepened): at 1.6 and
-# 2.2 eye sockets and brows came out heavy; build portraits 0-99, guard off, EdgeFace same-person
-# 52 -> 49 (1.6) and 44 (2.2) of 100, xxs 53 -> 49 and 49
+# the new face's relief may be deepened this much toward the person's contrast (_deepened): at 2.2 the
+# eye sockets looked drawn; build portraits 0-99, guard off, EdgeFace same-person 52 -> 49 / 45 / 44
+# of 100 at 1.6 / 1.8 / 2.2, xxs 53 -> 49 / 49 / 49 (docs/measured.md, thirty-fifth session)
 RELIEF_GAIN_MAX = 1.8
 HIGHLIGHT = 0.1  # the new reflectance may brighten the person's shading by e^0.1 (+10 %) at most
 FADE_FROM = 0.3  # the new face fades out over the upper (1 - FADE_FROM) of the forehead the oval holds

@@ -207,12 +207,7 @@ class PriorRestorer:
             self._gains[key] = gains.astype(np.float32)
             self._lip_tones[key] = lips.astype(np.float32)
             if len(self._targets) > TRACKS_KEPT:
-                old, _ = self._targets.popitem(last=False)
-                self._gains.pop(old, None)
-                self._lip_tones.pop(old, None)
-                self._relief.pop(old, None)
-                self._picks.pop(old, None)
-                self._canvases.pop(old, None)
+                self._drop(next(iter(self._targets)))
             self.log.append(f"track {key[0]}: new face chosen from {self.candidates} seeded candidates (level {level})")
         return t
 
@@ -236,15 +231,15 @@ class PriorRestorer:
 
     def forget(self, track_id: int) -> None:
         for key in [k for k in set(self._targets) | set(self._picks) if k[0] == track_id]:
-            self._targets.pop(key, None)
-            self._picks.pop(key, None)
-            self._gains.pop(key, None)
-            self._lip_tones.pop(key, None)
-            self._relief.pop(key, None)
-            self._canvases.pop(key, None)
+            self._drop(key)
             self._wears_glasses.pop(key[:2], None)
         self._glasses_frames.pop(int(track_id), None)
         self._provisional.pop(int(track_id), None)
+
+    def _drop(self, key: tuple) -> None:
+        """Forget what one (track, seed, level) key fixed."""
+        for cache in (self._targets, self._picks, self._gains, self._lip_tones, self._relief, self._canvases):
+            cache.pop(key, None)
 
     def _scaled(self, it: RestoreItem) -> np.ndarray:
         lm = np.asarray(it.landmarks, np.float64)[:, :2]

@@ -41,7 +41,8 @@ segments (`picks_of` / `preset_picks`, stream/batch/), as it carries the ID stag
 
 What stays the person's: shading and skin tone; what shows through the eye openings (iris colour
 and gaze: eye colour is a weak cue for recognisers, and replacing the iris moves the gaze and made
-brown eyes of blue ones) and the open mouth (teeth, tongue: the expression); glasses, which the
+brown eyes of blue ones) and the open mouth (teeth, tongue: the expression); hair that falls over
+the forehead, a fringe's tips (models/forehead_hair.py: they were smeared into skin); glasses, which the
 glasses-free prior cannot hold, where the person wears them (kept like an occluder: only what the
 prior cannot explain, on a band around the eyes and across the bridge), at levels under
 GLASSES_BELOW_LEVEL only. That band holds the person's eyelids, creases and brows behind the frames
@@ -79,6 +80,7 @@ import numpy as np
 from ideud.models import face_bank as fbk
 from ideud.models import face_prior as fp
 from ideud.models import facemesh as fm
+from ideud.models import forehead_hair as fh
 from ideud.stream.types import RestoreItem
 
 LEVEL_SIGMA_LOW = (fp.SIGMA_LOW, 0.15, 0.18, 0.21, 0.24)  # shading scale per escalation level (level 0: see FULL_SIGMA_LOW)
@@ -102,7 +104,8 @@ FADE_FROM = 0.3  # the new face fades out over the upper (1 - FADE_FROM) of the 
 # them (the keep mask covers the whole eye band), and EdgeFace reads a face by its eyes first
 GLASSES_BELOW_LEVEL = 3
 # what a track's items fix, once each (per key): taken back for provisional items the guard did not use
-_FIXED_PER_TRACK = ("_targets", "_gains", "_lip_tones", "_relief", "_wears_glasses", "_glasses_frames", "_picks", "_canvases")
+_FIXED_PER_TRACK = ("_targets", "_gains", "_lip_tones", "_relief", "_skin_colours", "_wears_glasses", "_glasses_frames",
+                    "_picks", "_canvases")
 TRACKS_KEPT = 512  # per-track choices remembered (oldest forgotten first)
 
 
@@ -151,6 +154,7 @@ class PriorRestorer:
         self._targets: OrderedDict = OrderedDict()  # (track, seed, level) -> target code (a seeded face)
         self._gains: dict = {}  # (track, seed, level) -> contrast per face region (fp.REGIONS)
         self._relief: dict = {}  # (track, seed, level) -> relief gain
+        self._skin_colours: dict = {}  # (track, seed, level) -> the cheeks' colour (3 numbers): hair tells from it
         self._lip_tones: dict = {}  # (track, seed, level) -> the person's lip colour against the cheeks (3 numbers)
         self._wears_glasses: dict = {}  # (track, seed) -> bool
         self._glasses_frames: OrderedDict = OrderedDict()  # track -> its glasses frames on the canvas
@@ -238,7 +242,8 @@ class PriorRestorer:
 
     def _drop(self, key: tuple) -> None:
         """Forget what one (track, seed, level) key fixed."""
-        for cache in (self._targets, self._picks, self._gains, self._lip_tones, self._relief, self._canvases):
+        for cache in (self._targets, self._picks, self._gains, self._lip_tones, self._relief, self._skin_colours,
+                      self._canvases):
             cache.pop(key, None)
 
     def _scaled(self, it: RestoreItem) -> np.ndarray:
@@ -284,9 +289,11 @@ class PriorRestorer:
         log_r, fold = _unfold(log_r, mx, my, fw)
         oval = fp.face_region(lm, shape, fw)  # the same mask several times below: made once
         region = oval > 0.5
+        drawn = oval * _forehead_fade(lm, shape)
+        hair = fh.hair_mask(img, lm, drawn, fw, self._skin_colour(key, img, lm))  # a fringe stays the person's
         # the shading is taken from the face's skin only: at the escalated levels' wide scales the
         # background, hair and collar bled in (a grey or blue cast, a dark band under the hairline)
-        skin = oval * (1.0 - fp.feature_mask(lm, shape, fw))
+        skin = oval * (1.0 - fp.feature_mask(lm, shape, fw)) * (1.0 - hair)
         s = fp.shading(x, 1.0 - skin, self._shading_scale(level) * fw)
         log_r = self._match_colourfulness(log_r, img, region)
         valid = cv2.remap(_canvas_valid(), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
@@ -299,13 +306,20 @@ class PriorRestorer:
         grain *= (1.0 - fold)[..., None]  # the warp's shreds there are in the input's grain too
         log_r = self._deepened(key, log_r, x, s, grain, skin, mx, my)
         new = s * np.exp(log_r) - fp.EPS + grain
-        keep = fp.apertures(lm, shape, fw) * (1.0 - fold)  # a folded lip ring would keep the shreds
+        keep = np.maximum(fp.apertures(lm, shape, fw) * (1.0 - fold), hair)  # a folded lip ring would keep the shreds
         glasses = self._glasses(it, lm, fw, shape, warp) if level < GLASSES_BELOW_LEVEL else None
         if glasses is not None:
             keep = np.maximum(keep, glasses)
-        face = oval * _forehead_fade(lm, shape) * fp.blur(np.clip(valid * 1.2 - 0.2, 0, 1), 0.02 * fw)
+        face = drawn * fp.blur(np.clip(valid * 1.2 - 0.2, 0, 1), 0.02 * fw)
         a = (face * (1.0 - keep))[..., None]
         return np.clip(img * (1.0 - a) + new * a + 0.5, 0, 255).astype(np.uint8)
+
+    def _skin_colour(self, key: tuple, img: np.ndarray, lm: np.ndarray) -> Optional[np.ndarray]:
+        """The cheeks' colour the forehead's hair is told from (fh.skin_colour), fixed on the key's first
+        frame: a frame's own would make a fringe's edge come and go with the light."""
+        if key not in self._skin_colours:
+            self._skin_colours[key] = fh.skin_colour(img, lm)
+        return self._skin_colours[key]
 
     def _deepened(self, key: tuple, log_r, x, s, grain, skin, mx, my) -> np.ndarray:
         """The new face's relief (its luminance against the person's shading) deepened toward the

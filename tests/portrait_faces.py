@@ -42,3 +42,20 @@ def build_portrait_faces(n: int, stride: int = 40) -> list[tuple[np.ndarray, np.
             break
     mesh.close()
     return out
+
+
+def first_build_faces(n: int, among: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(rgb, (468, 2) points) of the first n of the first `among` build portraits that
+    tools/build/build_face_prior.py's own landmarking finds (as the prior was built)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "build" / "build_face_prior.py"
+    spec = importlib.util.spec_from_file_location("build_face_prior", path)
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    names = build_names(PORTRAITS)[:among]
+    marks = build.portrait_landmarks([PORTRAITS / name for name in names])
+    out = [(read_rgb(PORTRAITS / name), marks[name][:, :2]) for name in names if name in marks][:n]
+    assert len(out) == n
+    return out

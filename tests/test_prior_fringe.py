@@ -7,17 +7,17 @@ above the brows.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from ideud.eval.portraits import build_names, portraits_dir
+from ideud.eval.portraits import portraits_dir
 from ideud.models import face_prior as fp
 from ideud.models import facemesh as fm
 from ideud.models import forehead_hair as fh
 from ideud.stream.types import RestoreItem
+from portrait_faces import first_build_faces
 
 PORTRAITS = portraits_dir()
 pytestmark = pytest.mark.skipif(PORTRAITS is None, reason="shared portraits not found")
@@ -26,18 +26,7 @@ pytestmark = pytest.mark.skipif(PORTRAITS is None, reason="shared portraits not 
 @pytest.fixture(scope="module")
 def faces():
     """Four build portraits with their landmarks (the first ones FaceMesh finds)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "tools" / "build" / "build_face_prior.py"
-    spec = importlib.util.spec_from_file_location("build_face_prior", path)
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    names = build_names(PORTRAITS)[:6]
-    marks = build.portrait_landmarks([PORTRAITS / n for n in names])
-    out = [(np.ascontiguousarray(cv2.imread(str(PORTRAITS / n))[:, :, ::-1]), marks[n][:, :2])
-           for n in names if n in marks][:4]
-    assert len(out) == 4
-    return out
+    return first_build_faces(4, among=6)
 
 
 def _height(lm: np.ndarray, shape) -> tuple[np.ndarray, float, float]:

@@ -6,15 +6,15 @@ change in L* up the middle of the forehead (the new face used to stop there on a
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from ideud.eval.portraits import build_names, portraits_dir
+from ideud.eval.portraits import portraits_dir
 from ideud.models import face_prior as fp
 from ideud.stream.types import RestoreItem
+from portrait_faces import first_build_faces
 
 PORTRAITS = portraits_dir()
 pytestmark = pytest.mark.skipif(PORTRAITS is None, reason="shared portraits not found")
@@ -27,20 +27,7 @@ LEVELS = (0, 2, 4)  # level 0 and two escalated levels (wider shading scales)
 @pytest.fixture(scope="module")
 def faces():
     """Six build portraits with their landmarks (the first ones FaceMesh finds)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "tools" / "build" / "build_face_prior.py"
-    spec = importlib.util.spec_from_file_location("build_face_prior", path)
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    names = build_names(PORTRAITS)[:8]
-    marks = build.portrait_landmarks([PORTRAITS / n for n in names])
-    out = []
-    for n in names:
-        if n in marks and len(out) < 6:
-            out.append((np.ascontiguousarray(cv2.imread(str(PORTRAITS / n))[:, :, ::-1]), marks[n][:, :2]))
-    assert len(out) == 6
-    return out
+    return first_build_faces(6, among=8)
 
 
 @pytest.fixture(scope="module")

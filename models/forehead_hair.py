@@ -8,15 +8,16 @@ The method's visual-similarity mask keeps hair; this is its embedded-tier stand-
 above the brows, what is far from the colour of the person's own cheeks, in a mass wider than a
 hairline.
 
-Colour alone: the cheeks' median (`skin_colour`, taken once per track by the restorer), and a pixel
-is hair where it is much darker than that (dark and brown hair) or of another hue (blonde or red
-hair over fair skin). Lighter at the skin's hue is the forehead's own light, a highlight: not hair
+Colour alone: the cheeks' median in the same frame (`skin_colour`), and a pixel is hair where it
+is much darker than that (dark and brown hair) or of another hue (blonde or red hair over fair skin). Lighter at the skin's hue is the forehead's own light, a highlight: not hair
 (grey hair there has no hue to tell and stays painted over, as before). An opening drops lines
 thinner than OPEN_SHARE of the face width: a forehead's wrinkles are darker than its skin too, and
 they are the person's, not hair. On 699 build portraits the mask covers 0.1-1.8 % of the drawn face
 on 96 (fringes, strands across the forehead, a low hairline), less on the rest; ~0.3 ms a face.
 """
 from __future__ import annotations
+
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -25,7 +26,7 @@ from ideud.models import face_prior as fp
 from ideud.models import facemesh as fm
 
 ABOVE_BROWS = 0.02  # share of the face width above the brows' top where the forehead starts
-DISTANCE = (2.5, 4.0)  # distance from the cheeks' colour: skin below, hair above, a ramp between
+DISTANCE = (2.5, 4.0)  # distance from the cheeks' colour (in the units below): skin under, hair over, a ramp between
 # log units of luma darker than the cheeks' median per unit of distance: hair begins at 0.375 (69 % of
 # the skin's luma) and is whole at 0.6 (55 %); a forehead's own shading stays mostly above that
 DARK_SCALE = 0.15
@@ -65,7 +66,7 @@ def _inside(polys: list, box: tuple) -> np.ndarray:
     return fp.fill((y1 - y0, x1 - x0), [p - (x0, y0) for p in polys]) > 0.5
 
 
-def skin_colour(image: np.ndarray, lm: np.ndarray) -> np.ndarray:
+def skin_colour(image: np.ndarray, lm: np.ndarray) -> Optional[np.ndarray]:
     """The cheeks' median colour (`_colour`'s three numbers); None where they hold too few pixels."""
     cheeks = fp._cheeks(lm)
     box = _box(np.vstack(cheeks), 1, image.shape[:2])
@@ -75,18 +76,17 @@ def skin_colour(image: np.ndarray, lm: np.ndarray) -> np.ndarray:
     return np.median(_colour(image, box, inside), 0)
 
 
-def hair_mask(image: np.ndarray, lm: np.ndarray, face: np.ndarray, fw: float,
-              skin: np.ndarray = None) -> np.ndarray:
+def hair_mask(image: np.ndarray, lm: np.ndarray, face: np.ndarray, fw: float) -> np.ndarray:
     """Soft mask (float32 0..1, `image`'s height and width) of hair over the forehead, inside
-    `face` (> 0.05: where a new face would be drawn). `image`: RGB, uint8 or float 0..255.
-    `skin`: `skin_colour` of the face (a track's, taken once), else taken from `image`."""
+    `face` (> 0.05: where a new face would be drawn). `image`: RGB, uint8 or float 0..255."""
     shape = image.shape[:2]
     out = np.zeros(shape, np.float32)
     up = _up(lm)
     brow = float(np.max(lm[fm.LEFT_BROW + fm.RIGHT_BROW, :2] @ up)) + ABOVE_BROWS * fw
     poly = fm.face_polygon(lm[:, :2])
     pad = 3 * FEATHER * fw + 2
-    x0, y0, x1, y1 = _box(poly[poly @ up > brow - fw * 0.1] if (poly @ up > brow - fw * 0.1).sum() > 1 else poly, pad, shape)
+    top = poly[poly @ up > brow - 0.1 * fw]  # the oval's upper part: the box the forehead is judged in
+    x0, y0, x1, y1 = _box(top if len(top) > 1 else poly, pad, shape)
     if x1 - x0 < 2 or y1 - y0 < 2:
         return out
     height = (np.arange(y0, y1, dtype=np.float32)[:, None] * np.float32(up[1])
@@ -95,7 +95,7 @@ def hair_mask(image: np.ndarray, lm: np.ndarray, face: np.ndarray, fw: float,
     # judged over the whole box above the brows, not only where a new face is drawn: the opening must
     # see a fringe's full mass, of which the drawn oval holds a thin band along its top
     zone = height > brow
-    med = skin_colour(image, lm) if skin is None else skin
+    med = skin_colour(image, lm)
     if med is None or np.count_nonzero(zone & drawn) < 4:
         return out
     px = _colour(image, (x0, y0, x1, y1), zone)

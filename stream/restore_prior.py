@@ -104,8 +104,7 @@ FADE_FROM = 0.3  # the new face fades out over the upper (1 - FADE_FROM) of the 
 # them (the keep mask covers the whole eye band), and EdgeFace reads a face by its eyes first
 GLASSES_BELOW_LEVEL = 3
 # what a track's items fix, once each (per key): taken back for provisional items the guard did not use
-_FIXED_PER_TRACK = ("_targets", "_gains", "_lip_tones", "_relief", "_skin_colours", "_wears_glasses", "_glasses_frames",
-                    "_picks", "_canvases")
+_FIXED_PER_TRACK = ("_targets", "_gains", "_lip_tones", "_relief", "_wears_glasses", "_glasses_frames", "_picks", "_canvases")
 TRACKS_KEPT = 512  # per-track choices remembered (oldest forgotten first)
 
 
@@ -154,7 +153,6 @@ class PriorRestorer:
         self._targets: OrderedDict = OrderedDict()  # (track, seed, level) -> target code (a seeded face)
         self._gains: dict = {}  # (track, seed, level) -> contrast per face region (fp.REGIONS)
         self._relief: dict = {}  # (track, seed, level) -> relief gain
-        self._skin_colours: dict = {}  # (track, seed, level) -> the cheeks' colour (3 numbers): hair tells from it
         self._lip_tones: dict = {}  # (track, seed, level) -> the person's lip colour against the cheeks (3 numbers)
         self._wears_glasses: dict = {}  # (track, seed) -> bool
         self._glasses_frames: OrderedDict = OrderedDict()  # track -> its glasses frames on the canvas
@@ -234,23 +232,15 @@ class PriorRestorer:
         return min(max(int(it.level), 0), len(LEVEL_SIGMA_LOW) - 1)
 
     def forget(self, track_id: int) -> None:
-        # every cache's keys, not only the targets': a subclass's own target() (the guard's undo) fixes
-        # none, and the relief, skin colour and glasses it left would serve the next face of that track id
-        for key in {k for cache in self._keyed() for k in cache if k[0] == track_id}:
+        for key in [k for k in set(self._targets) | set(self._picks) if k[0] == track_id]:
             self._drop(key)
-        for key in [k for k in self._wears_glasses if k[0] == track_id]:
-            del self._wears_glasses[key]
+            self._wears_glasses.pop(key[:2], None)
         self._glasses_frames.pop(int(track_id), None)
         self._provisional.pop(int(track_id), None)
 
-    def _keyed(self) -> tuple:
-        """The caches keyed by (track, seed, level)."""
-        return (self._targets, self._picks, self._gains, self._lip_tones, self._relief, self._skin_colours,
-                self._canvases)
-
     def _drop(self, key: tuple) -> None:
         """Forget what one (track, seed, level) key fixed."""
-        for cache in self._keyed():
+        for cache in (self._targets, self._picks, self._gains, self._lip_tones, self._relief, self._canvases):
             cache.pop(key, None)
 
     def _scaled(self, it: RestoreItem) -> np.ndarray:
@@ -297,7 +287,7 @@ class PriorRestorer:
         oval = fp.face_region(lm, shape, fw)  # the same mask several times below: made once
         region = oval > 0.5
         drawn = oval * _forehead_fade(lm, shape)
-        hair = fh.hair_mask(img, lm, drawn, fw, self._skin_colour(key, img, lm))  # a fringe stays the person's
+        hair = fh.hair_mask(img, lm, drawn, fw)  # a fringe over the forehead stays the person's
         # the shading is taken from the face's skin only: at the escalated levels' wide scales the
         # background, hair and collar bled in (a grey or blue cast, a dark band under the hairline)
         skin = oval * (1.0 - fp.feature_mask(lm, shape, fw)) * (1.0 - hair)
@@ -320,13 +310,6 @@ class PriorRestorer:
         face = drawn * fp.blur(np.clip(valid * 1.2 - 0.2, 0, 1), 0.02 * fw)
         a = (face * (1.0 - keep))[..., None]
         return np.clip(img * (1.0 - a) + new * a + 0.5, 0, 255).astype(np.uint8)
-
-    def _skin_colour(self, key: tuple, img: np.ndarray, lm: np.ndarray) -> Optional[np.ndarray]:
-        """The cheeks' colour the forehead's hair is told from (fh.skin_colour), fixed on the key's first
-        frame: a frame's own would make a fringe's edge come and go with the light."""
-        if key not in self._skin_colours:
-            self._skin_colours[key] = fh.skin_colour(img, lm)
-        return self._skin_colours[key]
 
     def _deepened(self, key: tuple, log_r, x, s, grain, skin, mx, my) -> np.ndarray:
         """The new face's relief (its luminance against the person's shading) deepened toward the

@@ -189,7 +189,7 @@ def _beard(lm: np.ndarray) -> np.ndarray:  # below the lower lip to the chin
     return np.vstack([lm[LIPS[1]], lm[[422, 430, 394, 379, 378, 400, 377, 152, 148, 176, 149, 150, 169, 210, 202]]])
 
 
-def _cheeks(lm: np.ndarray) -> list:
+def cheek_hulls(lm: np.ndarray) -> list:  # the two cheeks, below the eyes, beside the nose
     return [_hull(lm[[117, 118, 101, 50, 205, 187, 123]]), _hull(lm[[346, 347, 330, 280, 425, 411, 352]])]
 
 
@@ -202,7 +202,7 @@ def lip_weights() -> tuple[np.ndarray, np.ndarray]:
     shape = CANVAS[::-1]
     m = canvas_mask()
     band = fill(shape, [ring(lm, LIPS)], 1.0) * (1.0 - fill(shape, [ring(lm, INNER_LIPS)], 1.0))
-    cheeks = fill(shape, _cheeks(lm))
+    cheeks = fill(shape, cheek_hulls(lm))
     band, cheeks = band[m].astype(np.float32), cheeks[m].astype(np.float32)
     return band, band / band.sum() - cheeks / cheeks.sum()
 
@@ -254,7 +254,7 @@ def trait_weights() -> np.ndarray:
         a = a[m]
         return a / a.sum()
 
-    cheeks = weights(_cheeks(lm))
+    cheeks = weights(cheek_hulls(lm))
     regions = np.stack([weights([_moustache(lm)], minus=lips), weights([_beard(lm)], minus=lips),
                         weights([ring(lm, R_BROW), ring(lm, L_BROW)], grow=1)])
     w = np.repeat((cheeks - regions) / 3.0, 3, axis=1)  # per pixel RGB, interleaved like the vectors

@@ -281,15 +281,22 @@ def landmarks_array(landmarks) -> np.ndarray:
     return np.array([(p.x, p.y, p.z) for p in landmarks.landmark], dtype=np.float64)
 
 
+def face_up(points2d: np.ndarray) -> np.ndarray:
+    """The face's up in the picture: unit vector from the chin to between the outer eye corners."""
+    up = (points2d[LEFT_EYE_OUTER] + points2d[RIGHT_EYE_OUTER]) / 2 - points2d[CHIN]
+    return up / max(float(np.linalg.norm(up)), 1e-6)
+
+
+def brow_top(points2d: np.ndarray, up: np.ndarray) -> float:
+    """How far up (`face_up`) the brows reach: the highest brow point's projection on it."""
+    return float(np.max(points2d[LEFT_BROW + RIGHT_BROW] @ up))
+
+
 def face_polygon(points2d: np.ndarray) -> np.ndarray:
     """Face oval with the forehead lowered below the hairline (2D, same frame as input)."""
     oval = points2d[FACE_OVAL].copy()
-    eyes = (points2d[LEFT_EYE_OUTER] + points2d[RIGHT_EYE_OUTER]) / 2
-    up = eyes - points2d[CHIN]
-    up /= max(np.linalg.norm(up), 1e-6)
-    brow = points2d[LEFT_BROW + RIGHT_BROW] @ up
-    brow_level = float(np.max(brow))
-    height = (oval @ up) - brow_level
+    up = face_up(points2d)
+    height = (oval @ up) - brow_top(points2d, up)
     above = height > 0
     # keep 40% of the forehead height: the hairline sits higher on almost every face
     oval[above] -= np.outer(height[above] * 0.6, up)

@@ -37,12 +37,6 @@ OPEN_SHARE = 0.03  # hair masses wider than this share of the face width; wrinkl
 FEATHER = 0.01  # the mask's edge, share of the face width
 
 
-def _up(lm: np.ndarray) -> np.ndarray:
-    eyes = (lm[fm.LEFT_EYE_OUTER, :2] + lm[fm.RIGHT_EYE_OUTER, :2]) / 2
-    up = eyes - lm[fm.CHIN, :2]
-    return up / max(float(np.linalg.norm(up)), 1e-6)
-
-
 def _colour(image: np.ndarray, box: tuple, inside: np.ndarray) -> np.ndarray:
     """(N, 3) of the pixels of `image` (RGB, 0..255) in `box` where `inside`: luma and two opponent
     colours (red - green, yellow - blue), whose angle is the hue. Plain numpy on the few pixels: an
@@ -68,7 +62,7 @@ def _inside(polys: list, box: tuple) -> np.ndarray:
 
 def skin_colour(image: np.ndarray, lm: np.ndarray) -> Optional[np.ndarray]:
     """The cheeks' median colour (`_colour`'s three numbers); None where they hold too few pixels."""
-    cheeks = fp._cheeks(lm)
+    cheeks = fp.cheek_hulls(lm)
     box = _box(np.vstack(cheeks), 1, image.shape[:2])
     inside = _inside(cheeks, box)
     if np.count_nonzero(inside) < 16:
@@ -81,8 +75,8 @@ def hair_mask(image: np.ndarray, lm: np.ndarray, face: np.ndarray, fw: float) ->
     `face` (> 0.05: where a new face would be drawn). `image`: RGB, uint8 or float 0..255."""
     shape = image.shape[:2]
     out = np.zeros(shape, np.float32)
-    up = _up(lm)
-    brow = float(np.max(lm[fm.LEFT_BROW + fm.RIGHT_BROW, :2] @ up)) + ABOVE_BROWS * fw
+    up = fm.face_up(lm[:, :2])
+    brow = fm.brow_top(lm[:, :2], up) + ABOVE_BROWS * fw
     poly = fm.face_polygon(lm[:, :2])
     pad = 3 * FEATHER * fw + 2
     top = poly[poly @ up > brow - 0.1 * fw]  # the oval's upper part: the box the forehead is judged in

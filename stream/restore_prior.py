@@ -417,10 +417,8 @@ def _forehead_fade(lm: np.ndarray, shape) -> np.ndarray:
     face), and a new face cut off there left a horizontal seam; faded in over the upper forehead the
     new skin and the person's meet without one.
     """
-    eyes = (lm[fm.LEFT_EYE_OUTER, :2] + lm[fm.RIGHT_EYE_OUTER, :2]) / 2
-    up = eyes - lm[fm.CHIN, :2]
-    up = up / max(float(np.linalg.norm(up)), 1e-6)
-    brow = float(np.max(lm[fm.LEFT_BROW + fm.RIGHT_BROW, :2] @ up))
+    up = fm.face_up(lm[:, :2])
+    brow = fm.brow_top(lm[:, :2], up)
     top = float(np.max(fm.face_polygon(lm[:, :2]) @ up))
     start = brow + FADE_FROM * (top - brow)
     if top - start < 1.0:

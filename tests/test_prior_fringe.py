@@ -31,9 +31,9 @@ def faces():
 
 def _height(lm: np.ndarray, shape) -> tuple[np.ndarray, float, float]:
     """Each pixel's height along the face's up direction; the brows' top and the oval's top on it."""
-    up = fh._up(lm)
+    up = fm.face_up(lm)
     h = np.arange(shape[0])[:, None] * up[1] + np.arange(shape[1])[None, :] * up[0]
-    brow = float(np.max(lm[fm.LEFT_BROW + fm.RIGHT_BROW] @ up))
+    brow = fm.brow_top(lm, up)
     top = float(np.max(fm.face_polygon(lm) @ up))
     return h, brow, top
 

@@ -31,8 +31,9 @@ Each `cut` also leaves for `take_occluder` what an obfuscated face may keep orig
 `KEEP_DIFF` off the face there (the colour growth takes in skin only a few levels off the
 reference: 19-46 % of the face outline besides the hand on tools/bench/bench_footage.py's
 multi_person clip, 16-33 % with `KEEP_DIFF`), or without a reference the judgement's own outline;
-with a rim of KEEP_MARGIN, not the margin and the feather a rendered face's cut adds (that margin is
-face: `_keep_found`), and only its regions that reach into the face (`_reaching_in`).
+its small enclosed holes filled (`_holes_filled`), with a rim of KEEP_MARGIN, not the margin and
+the feather a rendered face's cut adds (that margin is face: `_keep_found`), and only its regions
+that reach into the face (`_reaching_in`).
 Limits: a
 skin-coloured hand that leaves the mouth and nose visible from the first frame (over the chin or a
 cheek) is still taken for face; an occluder the judgement cannot delineate is rendered over; the
@@ -61,6 +62,7 @@ GROW_DIFF = 6.0  # grey levels: the least difference a pixel grown into an occlu
 MAX_SPREAD = 40.0  # grey levels: colour spread of an occluder region that may grow (one colour)
 MIN_OUTSIDE = 0.15  # share of an occluder region that must lie outside the face outline
 CARRIED_OVERLAP = 0.5  # ... or inside the last frame's occluder (a hand that came in and stays)
+MAX_HOLE = 0.15  # share of the face size: a hole in a kept occluder up to this side squared is filled (`_holes_filled`)
 KEEP_DIFF = DIFF  # grey levels off the face there (the seeds' own) an occluder pixel needs to be kept in an obfuscated face
 KEEP_INNER = 0.12  # share of the face size the face outline is shrunk by to give its inside (`_reaching_in`)
 KEEP_THIN = 0.045  # share of the face size: thinner strips of an occluder are not kept (`_reaching_in`)
@@ -123,6 +125,20 @@ def _reaching_in(occluder: np.ndarray, lm2: np.ndarray) -> np.ndarray:
     reaching = inside >= KEEP_INSIDE * stats[:, cv2.CC_STAT_AREA]
     reaching[0] = False
     return reaching[labels]
+
+
+def _holes_filled(occluder: np.ndarray, size: float) -> np.ndarray:
+    """`occluder` (bool) with its small enclosed holes filled: pixels of a hand that happen to look
+    like the face behind them (KEEP_DIFF) are inside the hand, and filled there they came out as a
+    seam across a finger (tools/bench/bench_footage.py's multi_person, a hand over an obfuscated face)."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((~occluder).astype(np.uint8), connectivity=4)
+    if n <= 2:
+        return occluder
+    h, w = occluder.shape
+    x, y, bw, bh, area = (stats[:, i] for i in range(5))
+    enclosed = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & (area <= (MAX_HOLE * size) ** 2)
+    enclosed[0] = False  # label 0: the occluder itself
+    return occluder | enclosed[labels]
 
 
 def _aligned_points(lm2: np.ndarray) -> np.ndarray:
@@ -248,6 +264,7 @@ class OcclusionStage:
         occluder = _reaching_in(occluder, lm2)
         if not occluder.any():
             return
+        occluder = _holes_filled(occluder, float(np.ptp(lm2, 0).max()))
         m = occluder.astype(np.uint8) * 255
         r = int(round(KEEP_MARGIN * float(np.ptp(lm2, 0).max())))
         if r > 0:  # a pixel or two: the stage's outline, worked out smaller, misses the rim

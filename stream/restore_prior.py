@@ -232,15 +232,22 @@ class PriorRestorer:
         return min(max(int(it.level), 0), len(LEVEL_SIGMA_LOW) - 1)
 
     def forget(self, track_id: int) -> None:
-        for key in [k for k in set(self._targets) | set(self._picks) if k[0] == track_id]:
+        # every cache's keys, not only the targets': a subclass's own target() (the guard's undo) fixes
+        # none, and the relief and glasses it left would serve the next face of that track id
+        for key in {k for cache in self._keyed() for k in cache if k[0] == track_id}:
             self._drop(key)
-            self._wears_glasses.pop(key[:2], None)
+        for key in [k for k in self._wears_glasses if k[0] == track_id]:
+            del self._wears_glasses[key]
         self._glasses_frames.pop(int(track_id), None)
         self._provisional.pop(int(track_id), None)
 
+    def _keyed(self) -> tuple:
+        """The caches keyed by (track, seed, level)."""
+        return self._targets, self._picks, self._gains, self._lip_tones, self._relief, self._canvases
+
     def _drop(self, key: tuple) -> None:
         """Forget what one (track, seed, level) key fixed."""
-        for cache in (self._targets, self._picks, self._gains, self._lip_tones, self._relief, self._canvases):
+        for cache in self._keyed():
             cache.pop(key, None)
 
     def _scaled(self, it: RestoreItem) -> np.ndarray:

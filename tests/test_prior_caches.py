@@ -69,6 +69,27 @@ def test_subclass_target_per_frame_is_not_cached(face):
     assert not r._canvases and np.array_equal(a, b)
 
 
+def test_forget_clears_what_a_subclass_target_left(face):
+    """The guard's undo (a PriorRestorer whose target() is its own, fixing no target) forgets its
+    track after every face: the relief gain and the glasses decision it fixed
+    must go too, else the next face of that track id is drawn with the first one's (a warmed-up run
+    and a cold one then differed in their inversion numbers)."""
+    from ideud.stream.guard_inversion import _MirroredCode
+
+    rgb, lm = face
+    r = _MirroredCode()
+    first = r.restore([item(rgb, lm, -7, seed=0)])[0]
+    assert any(k[0] == -7 for k in r._relief)
+    r.forget(-7)
+    assert not any(k[0] == -7 for cache in (r._relief, r._canvases) for k in cache)
+    assert not r._wears_glasses
+    darker = np.clip(rgb.astype(np.float32) * 0.7, 0, 255).astype(np.uint8)  # another face under that id
+    again = r.restore([item(darker, lm, -7, seed=0)])[0]
+    r.forget(-7)
+    fresh = _MirroredCode().restore([item(darker, lm, -7, seed=0)])[0]
+    assert np.array_equal(again, fresh) and not np.array_equal(first, again)
+
+
 def test_unique_rows_shortcut_matches():
     rng = np.random.default_rng(0)
     pts = rng.uniform(0, 100, (480, 2))

@@ -13,7 +13,8 @@
   matches the frame around it.
 
 The new face fades out over the upper forehead (`_forehead_fade`): the face oval stops across the
-forehead, where it left a horizontal seam. (Also setting its mean log colour on skin to the person's
+forehead, where it left a horizontal seam. Above the brows its reflectance is never darker than
+FOREHEAD_FLOOR (`_without_smudges`): the prior's blur of higher brows and hairlines drew smudges there. (Also setting its mean log colour on skin to the person's
 took the guard's last candidate for one track of tools/bench/bench_speed.py's 4-person clip under
 dlib's bar, obfuscating it throughout: not kept; skin-only shading alone holds the tone within
 tests/test_prior_skin_tone.py's bounds.)

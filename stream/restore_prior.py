@@ -13,8 +13,9 @@
   matches the frame around it.
 
 The new face fades out over the upper forehead (`_forehead_fade`): the face oval stops across the
-forehead, where it left a horizontal seam. Above the brows its reflectance is never darker than
-FOREHEAD_FLOOR (`_without_smudges`): the prior's blur of higher brows and hairlines drew smudges there. (Also setting its mean log colour on skin to the person's
+forehead, where it left a horizontal seam. Above the brows its reflectance is never darker than the
+new skin by more than models/prior_forehead.FOREHEAD_FLOOR: the prior's blur of higher brows and
+hairlines drew smudges there. (Also setting its mean log colour on skin to the person's
 took the guard's last candidate for one track of tools/bench/bench_speed.py's 4-person clip under
 dlib's bar, obfuscating it throughout: not kept; skin-only shading alone holds the tone within
 tests/test_prior_skin_tone.py's bounds.)
@@ -82,6 +83,7 @@ from ideud.models import face_bank as fbk
 from ideud.models import face_prior as fp
 from ideud.models import facemesh as fm
 from ideud.models import forehead_hair as fh
+from ideud.models import prior_forehead as pf
 from ideud.stream.types import RestoreItem
 
 LEVEL_SIGMA_LOW = (fp.SIGMA_LOW, 0.15, 0.18, 0.21, 0.24)  # shading scale per escalation level (level 0: see FULL_SIGMA_LOW)
@@ -99,10 +101,6 @@ LIP_SHIFT_MAX = 0.8  # log units per channel: lipstick moved the lips by up to ~
 # of 100 at 1.6 / 1.8 / 2.2, xxs 53 -> 49 / 49 / 49 (docs/measured.md, thirty-fifth session)
 RELIEF_GAIN_MAX = 1.8
 HIGHLIGHT = 0.1  # the new reflectance may brighten the person's shading by e^0.1 (+10 %) at most
-# darker than this (log units against the new face's own skin there) above the brows is not skin: the
-# prior's blur of brows and hairlines that sat higher on some portraits (`_without_smudges`; the canvas
-# holds ~6 rows of forehead, which the warp stretches over the whole forehead)
-FOREHEAD_FLOOR = -0.08
 FADE_FROM = 0.3  # the new face fades out over the upper (1 - FADE_FROM) of the forehead the oval holds
 # the person's glasses are kept below this escalation level only: what the prior cannot explain on
 # the band around the eyes is the frames *and* the person's own eyelids, creases and brows behind
@@ -343,7 +341,7 @@ class PriorRestorer:
             g = self._relief[key] = float(np.clip(own.std() / max(float(new.std()), 1e-4), 1.0, RELIEF_GAIN_MAX))
         if g <= 1.0:
             return log_r
-        w = cv2.remap(_relief_weights(), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        w = cv2.remap(pf.relief_weights(), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         return np.minimum(log_r + ((g - 1.0) * w * _channel_mean(log_r)[..., 0])[..., None], HIGHLIGHT)
 
     def _new_canvas(self, key: tuple, t: np.ndarray) -> np.ndarray:
@@ -363,7 +361,7 @@ class PriorRestorer:
             shift = np.clip(lips - fp.lip_tone(vec), -LIP_SHIFT_MAX, LIP_SHIFT_MAX)
             shift = shift - shift.mean()  # their hue and saturation, not their darkness (a cue: below)
             vec = (vec.reshape(-1, 3) + band[:, None] * shift).ravel()
-        canvas = _without_smudges(self.prior.to_image(vec))
+        canvas = pf.without_smudges(self.prior.to_image(vec))
         if self._targets.get(key) is t:
             canvas.flags.writeable = False
             self._canvases[key] = (t, canvas)
@@ -453,38 +451,6 @@ def _canvas_valid() -> np.ndarray:
     m = fp.canvas_mask().astype(np.float32)
     m.flags.writeable = False
     return m
-
-
-@functools.lru_cache(maxsize=1)
-def _above_brows() -> np.ndarray:
-    """The canvas above the brows' upper line (float32 0..1, feathered; read-only): forehead skin."""
-    lm = fp.canvas_landmarks()
-    h, w = fp.CANVAS[::-1]
-    top = lm[np.r_[fp.R_BROW[0], fp.L_BROW[0]]]
-    top = top[np.argsort(top[:, 0])]
-    line = np.interp(np.arange(w), top[:, 0], top[:, 1])
-    zone = (np.arange(h)[:, None] < line[None, :]).astype(np.float32)
-    zone = cv2.GaussianBlur(zone, (0, 0), 1.0) * fp.canvas_mask()  # feathered at the brows, not the canvas's edge
-    zone.flags.writeable = False
-    return zone
-
-
-def _without_smudges(canvas: np.ndarray) -> np.ndarray:
-    """The new face's reflectance (canvas image) with dark blotches above the brows lifted to
-    FOREHEAD_FLOOR. The prior blurs brows and hairlines that sat higher on some of its portraits into
-    a grey or brown smudge over the forehead, which the picked candidates (the farthest from the
-    person) show most; relief deepening made it darker still (`_relief_weights`)."""
-    lift = np.maximum(FOREHEAD_FLOOR - _channel_mean(canvas)[..., 0], 0.0) * _above_brows()
-    return canvas + lift[..., None]
-
-
-@functools.lru_cache(maxsize=1)
-def _relief_weights() -> np.ndarray:
-    """Where relief is deepened (`PriorRestorer._deepened`): fp.relief_mask less the forehead above
-    the brows, where deepening drew the new face's faint forehead blotches as smudges."""
-    w = (fp.relief_mask() * (1.0 - _above_brows())).astype(np.float32)
-    w.flags.writeable = False
-    return w
 
 
 @functools.lru_cache(maxsize=1)

@@ -64,34 +64,23 @@ def relief_weights() -> np.ndarray:
     return w
 
 
-FIT_FACE_PX = 24.0  # the band is smooth (both its ends are low-passes): fitted with the face this wide
-
-
 def broad_light(x: np.ndarray, skin: np.ndarray, s: np.ndarray, lm: np.ndarray, fw: float) -> np.ndarray:
     """A gain per pixel (HxW float32) for the shading `s` (taken at a scale wider than the prior's): the
     person's band between fp.SIGMA_LOW and that scale (log luminance of `x`, float HxWx3, over the
-    `skin` weights) fitted by a quadratic in the face's own frame, within e^+-0.3. Worked out with
-    the face FIT_FACE_PX wide (~0.3 ms a face; at full size ~6 ms)."""
-    h, w = skin.shape
-    k = min(1.0, FIT_FACE_PX / max(fw, 1e-6))
-    size = (max(4, round(w * k)), max(4, round(h * k)))
-    kx, ky = size[0] / w, size[1] / h
-    small = lambda a: cv2.resize(a, size, interpolation=cv2.INTER_AREA)
-    xs, ks, ss = small(x), small(skin), small(s)
-    narrow = fp.shading(xs, 1.0 - ks, fp.SIGMA_LOW * fw * k)
-    band = np.log(np.maximum(narrow, 1.0)) - np.log(np.maximum(ss, 1.0))
+    `skin` weights) fitted by a quadratic in the face's own frame, within e^+-0.3."""
+    narrow = fp.shading(x, 1.0 - skin, fp.SIGMA_LOW * fw)
+    band = np.log(np.maximum(narrow, 1.0)) - np.log(np.maximum(s, 1.0))
     band = (band[..., 0] + band[..., 1] + band[..., 2]) / np.float32(3)
-    m = ks > 0.5
-    if np.count_nonzero(m) < 16:
+    h, w = skin.shape
+    m = skin > 0.5
+    if np.count_nonzero(m) < 32:
         return np.ones((h, w), np.float32)
     up = fm.face_up(lm[:, :2])
     c = lm[:, :2].mean(0)
-    yy, xx = np.mgrid[0:size[1], 0:size[0]].astype(np.float32)
-    xx, yy = (xx + 0.5) / kx - 0.5, (yy + 0.5) / ky - 0.5  # the small grid's pixel centres, in full-size px
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     v = ((xx - c[0]) * up[0] + (yy - c[1]) * up[1]) / fw
     u = ((xx - c[0]) * -up[1] + (yy - c[1]) * up[0]) / fw
     basis = np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], -1)
-    wts = np.sqrt(ks[m])[:, None]
+    wts = np.sqrt(skin[m])[:, None]
     coef, *_ = np.linalg.lstsq(basis[m] * wts, band[m] * wts[:, 0], rcond=None)
-    gain = np.exp(np.clip(basis @ coef.astype(np.float32), -0.3, 0.3)).astype(np.float32)
-    return cv2.resize(gain, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.exp(np.clip(basis @ coef.astype(np.float32), -0.3, 0.3)).astype(np.float32)

@@ -1,5 +1,4 @@
-"""The prior's new face over the forehead: no smudges there, and the light's broad layout kept
-(stream/restore_prior.py draws it).
+"""The prior's new face over the forehead: no smudges there (stream/restore_prior.py draws it).
 
 The appearance prior (models/face_prior.py) holds only ~6 canvas rows of forehead above the brows,
 which the warp stretches over the whole forehead. There it has blurred the brows and hairlines that
@@ -10,13 +9,6 @@ smudge on the forehead or temple". Above the brows' upper line the new reflectan
 lifted to FOREHEAD_FLOOR (`without_smudges`) and its relief is not deepened (`relief_weights`).
 Measured (docs/measured.md, thirty-seventh session): build portraits whose darkest forehead blob is
 under -25 levels 22 -> 14 of 100 at level 0, 37 -> 31 at level 3.
-
-From the privacy guard's level 1 on, the restorer takes the person's shading at a wider scale than
-the prior's own (more of the face from the new one), and the band between the two scales came from
-neither face: the forehead's highlight was lost and escalated faces came out darker and flatter than
-their own. `broad_light` puts back a quadratic of that band over the face (six numbers: brighter at the
-top, to one side, in the middle), not the shapes in it: held-out portraits at level 3 whose darkest
-forehead blob is under -25 levels 22 -> 8 of 100.
 """
 from __future__ import annotations
 
@@ -26,7 +18,6 @@ import cv2
 import numpy as np
 
 from ideud.models import face_prior as fp
-from ideud.models import facemesh as fm
 
 # darker than this (log units against the new face's own skin there) above the brows is not skin; a
 # 1-px wrinkle of -0.1 moves by 0.02
@@ -62,25 +53,3 @@ def relief_weights() -> np.ndarray:
     w = (fp.relief_mask() * (1.0 - above_brows())).astype(np.float32)
     w.flags.writeable = False
     return w
-
-
-def broad_light(x: np.ndarray, skin: np.ndarray, s: np.ndarray, lm: np.ndarray, fw: float) -> np.ndarray:
-    """A gain per pixel (HxW float32) for the shading `s` (taken at a scale wider than the prior's): the
-    person's band between fp.SIGMA_LOW and that scale (log luminance of `x`, float HxWx3, over the
-    `skin` weights) fitted by a quadratic in the face's own frame, within e^+-0.3."""
-    narrow = fp.shading(x, 1.0 - skin, fp.SIGMA_LOW * fw)
-    band = np.log(np.maximum(narrow, 1.0)) - np.log(np.maximum(s, 1.0))
-    band = (band[..., 0] + band[..., 1] + band[..., 2]) / np.float32(3)
-    h, w = skin.shape
-    m = skin > 0.5
-    if np.count_nonzero(m) < 32:
-        return np.ones((h, w), np.float32)
-    up = fm.face_up(lm[:, :2])
-    c = lm[:, :2].mean(0)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    v = ((xx - c[0]) * up[0] + (yy - c[1]) * up[1]) / fw
-    u = ((xx - c[0]) * -up[1] + (yy - c[1]) * up[0]) / fw
-    basis = np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], -1)
-    wts = np.sqrt(skin[m])[:, None]
-    coef, *_ = np.linalg.lstsq(basis[m] * wts, band[m] * wts[:, 0], rcond=None)
-    return np.exp(np.clip(basis @ coef.astype(np.float32), -0.3, 0.3)).astype(np.float32)

@@ -302,8 +302,6 @@ class PriorRestorer:
         # background, hair and collar bled in (a grey or blue cast, a dark band under the hairline)
         skin = oval * (1.0 - fp.feature_mask(lm, shape, fw)) * (1.0 - hair)
         s = fp.shading(x, 1.0 - skin, self._shading_scale(level) * fw)
-        if level > 0:  # the light's broad layout between the prior's scale and this one (prior_forehead)
-            s = s * pf.broad_light(x, skin, s, lm, fw)[..., None]
         log_r = self._match_colourfulness(log_r, img, region)
         valid = cv2.remap(_canvas_valid(), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         grain = img - fp.blur(img, max(0.6, GRAIN * fw))

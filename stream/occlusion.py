@@ -264,9 +264,10 @@ class OcclusionStage:
         occluder = _reaching_in(occluder, lm2)
         if not occluder.any():
             return
-        occluder = _holes_filled(occluder, float(np.ptp(lm2, 0).max()))
+        size = float(np.ptp(lm2, 0).max())
+        occluder = _holes_filled(occluder, size)
         m = occluder.astype(np.uint8) * 255
-        r = int(round(KEEP_MARGIN * float(np.ptp(lm2, 0).max())))
+        r = int(round(KEEP_MARGIN * size))
         if r > 0:  # a pixel or two: the stage's outline, worked out smaller, misses the rim
             m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
         if m.shape != tuple(shape[:2]):

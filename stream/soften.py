@@ -10,7 +10,9 @@ of blurred animals footage 4.0; checked on 1,000 frames a set afterwards: 3 per 
 Mandelbrot frames under the bar, none elsewhere). So a dropped find that such a blur changes by at most
 `VerifyPolicy.soften_max_change` is kept as a soft find (`Face.soft`), and the processor blurs
 it so in the output (`soften`): a face there loses the detail it had left, anything else hardly
-changes, being that smooth already. A soft find is not tracked, rendered or checked, and a find
+changes, being that smooth already. A grey find gets a finer look too (`FINE_SHARE`,
+`VerifyPolicy.soften_max_fine_change_grey`): a blurred face's box may hold a sharper edge (its
+portrait's, its hair against a wall) that the tenth of the box sees and the twentieth hardly. A soft find is not tracked, rendered or checked, and a find
 that overlaps a face the pipeline handles is left to that face.
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ideud.stream.blend import crop_rgb, paste_rgb
 from ideud.stream.types import Crop, Frame
 
 SIGMA_SHARE = 0.1  # the blur: sigma = this x the box's longer side
+FINE_SHARE = 0.05  # the finer look at a grey find (`VerifyPolicy.soften_max_fine_change_grey`)
 GROW = 0.15  # the softened ellipse reaches this share of the box past each side (the box is the detector's)
 FEATHER = 0.05  # its edge, feathered over this share of the box
 COVERED = 0.3  # a soft find sharing this much of its box with a handled face is left to that face

@@ -86,7 +86,7 @@ import numpy as np
 
 from ideud.models.geometry import iou_matrix
 from ideud.stream.protocols import Detector, Scale
-from ideud.stream.soften import change
+from ideud.stream.soften import FINE_SHARE, change
 from ideud.stream.types import Face
 from ideud.stream.verify_cues import (CROP_PX, Confirmers, chroma_spread, face_crop, face_roll, fine_detail,
                                       mirrored_halves, near_centre, sharpened, skin_share)
@@ -398,9 +398,15 @@ class VerifyingDetector:
 
     def smooth_enough(self, image_rgb: np.ndarray, box: np.ndarray) -> bool:
         """A find about to be dropped that could still be a heavily blurred face: a blur of a tenth of
-        its box (`box` in `image_rgb`'s pixels) changes it by at most `soften_max_change` (0: never)."""
-        gate = self.policy.soften_max_change
-        return gate > 0 and change(image_rgb, box) <= gate
+        its box (`box` in `image_rgb`'s pixels) changes it by at most `soften_max_change` (0: never),
+        or it is grey and a blur of a twentieth changes it by at most `soften_max_fine_change_grey`."""
+        p = self.policy
+        if p.soften_max_change <= 0:
+            return False
+        if change(image_rgb, box) <= p.soften_max_change:
+            return True
+        return (p.soften_max_fine_change_grey > 0 and chroma_spread(face_crop(image_rgb, box)[0]) < p.grey_chroma
+                and change(image_rgb, box, FINE_SHARE) <= p.soften_max_fine_change_grey)
 
     def _remembered(self, box: np.ndarray) -> bool:
         return overlaps_recent(self.confirmed, box, self.policy.remember_iou)

@@ -17,7 +17,7 @@ import pytest
 from clips import background, read_frames, write_clip
 from false_face_sets import detector_input, found, heavily_blurred_build_faces, mandelbrot
 from ideud.stream.detect import find_centerface_model
-from ideud.stream.soften import GROW, change, covered, soften, soften_finds
+from ideud.stream.soften import FINE_SHARE, GROW, change, covered, soften, soften_finds
 from ideud.stream.types import Face, Frame
 from ideud.stream.verify import VerifyingDetector, VerifyPolicy
 
@@ -62,6 +62,33 @@ def test_heavily_blurred_face_every_cue_drops_comes_back_soft(detectors):
     assert verified.softened == before + 1
     sx, sy = scale
     assert change(small, np.asarray(on[0].box) / [sx, sy, sx, sy]) <= verified.policy.soften_max_change
+
+
+def test_a_grey_face_over_the_bar_comes_back_soft_at_the_finer_look(detectors):
+    """Build portrait 17 (a black-and-white photo) at a 64 px face, blurred with sigma = size / 14,
+    through H.264 and the pipeline's decoder (as tools/bench/bench_false_faces.py's video path): every
+    cue drops it, and a blur of a tenth of its box changes it by more than `soften_max_change` (its
+    portrait's edge and its hair against the background are inside the box), so it was written raw.
+    At a twentieth of the box it is as smooth as the faces the first bar catches: soft now."""
+    from false_face_sets import video_detector_inputs
+
+    bare, verified = detectors
+    frame, gt = heavily_blurred_build_faces(16, 64, 14.0)
+    box = gt[1]
+    small = video_detector_inputs([frame], bare.input_size, whole=True)[0].small
+    iw, ih = bare.input_size(640, 360)
+    scale = (640 / iw, 360 / ih)
+    finds = [f for f in bare.detect(small, scale) if found([box], [f.box])[0]]
+    assert len(finds) == 1
+    in_input = np.asarray(finds[0].box) / [scale[0], scale[1], scale[0], scale[1]]
+    policy = verified.policy
+    assert change(small, in_input) > policy.soften_max_change  # the first bar misses it
+    assert change(small, in_input, FINE_SHARE) <= policy.soften_max_fine_change_grey
+    off = VerifyingDetector(bare, VerifyPolicy(soften_max_fine_change_grey=0.0))
+    off.confirmers = verified.confirmers
+    assert not found([box], [f.box for f in off.detect(small, scale)]).any()  # dropped: it was written raw
+    on = [f for f in verified.detect(small, scale) if found([box], [f.box])[0]]
+    assert len(on) == 1 and on[0].soft
 
 
 def test_face_free_finds_the_verifier_drops_are_not_softened(detectors):

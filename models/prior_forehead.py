@@ -38,11 +38,16 @@ def above_brows() -> np.ndarray:
     return zone
 
 
+def channel_mean(x: np.ndarray) -> np.ndarray:
+    """x.mean(-1, keepdims=True) for 3 channels, the same float32 sums: numpy reduces a last
+    axis of 3 element by element (~0.3 ms for a face crop against ~0.02 ms for this)."""
+    return ((x[..., 0] + x[..., 1] + x[..., 2]) / np.float32(3))[..., None]
+
+
 def without_smudges(canvas: np.ndarray) -> np.ndarray:
     """The new face's reflectance (canvas image, HxWx3 log R) with what is darker than FOREHEAD_FLOOR
     above the brows lifted to it."""
-    lum = (canvas[..., 0] + canvas[..., 1] + canvas[..., 2]) / np.float32(3)
-    lift = np.maximum(FOREHEAD_FLOOR - lum, 0.0) * above_brows()
+    lift = np.maximum(FOREHEAD_FLOOR - channel_mean(canvas)[..., 0], 0.0) * above_brows()
     return canvas + lift[..., None]
 
 

@@ -12,8 +12,9 @@ Mandelbrot frames under the bar, none elsewhere). So a dropped find that such a 
 it so in the output (`soften`): a face there loses the detail it had left, anything else hardly
 changes, being that smooth already. A grey find gets a finer look too (`FINE_SHARE`,
 `VerifyPolicy.soften_max_fine_change_grey`): a blurred face's box may hold a sharper edge (its
-portrait's, its hair against a wall) that the tenth of the box sees and the twentieth hardly. A soft find is not tracked, rendered or checked, and a find
-that overlaps a face the pipeline handles is left to that face.
+portrait's, its hair against a wall) that the tenth of the box sees and the twentieth hardly. A soft
+find is not tracked, rendered or checked, and a find that overlaps a face the pipeline handles is
+left to that face.
 """
 from __future__ import annotations
 

@@ -139,3 +139,16 @@ def _cuda_available() -> bool:
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
+
+
+def restorer_for(options) -> Restorer:
+    """The restorer `options` (stream/options.py Options) ask for."""
+    if options.restorer == "auto":
+        import logging  # its own logger: -q keeps it
+
+        return auto_restorer(logging.getLogger("ideud.tier").info, options.gan_engine, sigma=options.scale)
+    if options.restorer == "gan":
+        from ideud.stream.restore_gan import gan_engine_options  # torch: an optional extra
+
+        return make_restorer("gan", **gan_engine_options(options.gan_engine))
+    return make_restorer(options.restorer, sigma=options.scale)

@@ -26,6 +26,7 @@ from ideud.stream.detect import make_detector
 from ideud.stream.guard import PrivacyGuard
 from ideud.stream.identity import IdentityStage
 from ideud.stream.landmarks import LandmarkStage
+from ideud.stream.look_back import FRAMES as LOOK_BACK_FRAMES, LookBack
 from ideud.stream.obfuscate_keep import OccluderKeep
 from ideud.stream.occlusion import OcclusionStage
 from ideud.stream.options import Options
@@ -33,7 +34,7 @@ from ideud.stream.protocols import Detector, Restorer
 from ideud.stream.relink import relinker_for
 from ideud.stream.face_work import render_and_cut, take_answers
 from ideud.stream.render import crop_for
-from ideud.stream.restore import auto_restorer, make_restorer
+from ideud.stream.restore import restorer_for
 from ideud.stream.restore_processes import RestoreProcesses, auto_count
 from ideud.stream.restore_worker import RestoreWorker
 from ideud.stream.scene import CutDetector
@@ -66,20 +67,11 @@ class PendingFrame:
     track_boxes: dict = field(default_factory=dict)  # track id -> its tracker box in this frame (reuse)
     reviewed: Optional[tuple] = None  # (jobs, restored faces) once restored and reviewed (`_settle`)
     soft: list = field(default_factory=list)  # boxes of soft finds, blurred at the end (stream/soften.py)
+    look_back: list = field(default_factory=list)  # (box, frames back) of faces first found later (stream/look_back.py)
 
     def restoring(self) -> list[FaceJob]:
         """The jobs whose faces went to the restorer, in the order they were handed over."""
         return [j for j in self.jobs if j.item is not None or j.request is not None]
-
-
-def _restorer_for(options: Options) -> Restorer:
-    if options.restorer == "auto":
-        return auto_restorer(logging.getLogger("ideud.tier").info, options.gan_engine, sigma=options.scale)  # own logger: -q keeps it
-    if options.restorer == "gan":
-        from ideud.stream.restore_gan import gan_engine_options  # torch: an optional extra
-
-        return make_restorer("gan", **gan_engine_options(options.gan_engine))
-    return make_restorer(options.restorer, sigma=options.scale)
 
 
 class FaceProcessor:
@@ -98,7 +90,7 @@ class FaceProcessor:
         self.ahead = None  # stream/workers.py DetectAhead, set by the runner for the length of a file run
         self.mesh = fm.FaceMesh()
         self.identity = IdentityStage(sigma=options.scale, smooth=options.smooth)
-        self.restorer: Restorer = restorer if restorer is not None else _restorer_for(options)
+        self.restorer: Restorer = restorer if restorer is not None else restorer_for(options)
         if restorer is None and not options.track_only and options.restorer != "gan":
             # Step II's CPU work in processes of its own: off this process's interpreter lock
             n = (options.restore_processes if options.restore_processes is not None
@@ -114,8 +106,9 @@ class FaceProcessor:
         # the restorer on its own thread: a GPU's batches, or a second CPU core while Step I runs on the next frame
         self.restore_ahead = (options.restore_ahead if options.restore_ahead is not None
                               else (2 if self.restorer.on_gpu or (os.cpu_count() or 1) > 1 else 0))
-        # with the guard a frame is reviewed after the next one's Step I (`_settle`), whatever restore_ahead
-        self.frames_held = max(self.restore_ahead, 1) if self.guard is not None else self.restore_ahead
+        # frames a file run holds before their paste-back: the restorer's, at least the look-back's (stream/
+        # look_back.py; more than the guard's one: a frame is reviewed after the next one's Step I, `_settle`)
+        self.frames_held = max(self.restore_ahead, LOOK_BACK_FRAMES)
         self.worker: Optional[RestoreWorker] = None
         self._unreviewed: list[PendingFrame] = []  # prepared, not yet restored and reviewed (`_settle`)
         if self.restore_ahead > 0 and not options.track_only:
@@ -129,6 +122,7 @@ class FaceProcessor:
         if self.relink is not None and self.guard is not None:
             self.guard.exhausted = self.relink.unlink  # a linked face that no longer passes: a face of its own
         self.cuts = CutDetector()  # every track ends at a scene cut
+        self.look_back = LookBack(options.fallback)  # a new face hidden in the held frames before it too
         self.occlusion = OcclusionStage()  # hands, microphones in front of a face stay original
         self.reuse = ReuseCache()  # live degrade step: a track's last pasted face, moved to its new box
         self.kept = OccluderKeep(self.guard)  # what of an obfuscated face's box is an occluder, kept original
@@ -180,9 +174,11 @@ class FaceProcessor:
             p.done = True
             return p
         with self.timer.timed("track"):
-            if self.cuts.is_cut(frame.small, (frame.width, frame.height)):
+            cut = self.cuts.is_cut(frame.small, (frame.width, frame.height))
+            if cut:
                 self.tracker.reset()  # no track (nor its predicted box) survives into another shot
             p.pairs = self.tracker.update(faces, frame.index)
+            self.look_back.opened(p, [f.box for tr, f in p.pairs if f is not None and tr.first_frame == frame.index], cut)
             p.track_boxes = {tr.id: np.array(tr.box, float) for tr, _ in p.pairs}
             # forgotten when this frame is finished: frames still waiting may hold their faces
             p.finished_tracks = list(self.tracker.finished)
@@ -223,12 +219,14 @@ class FaceProcessor:
                 self._fail_frame(frame, [j.box for j in p.jobs], f"frame: {type(e).__name__}", log=False)
             softened = soften_finds(frame, p.soft, [j.box for j in p.jobs])
             self.softened_finds += len(softened)
+            hidden = self.look_back.patch(p)
             for job in p.jobs:
                 self._account(job, p.number)
-            if self.o.frame_log:  # the soft finds' boxes too (stream/soften.py): no face, nothing of anybody
+            if self.o.frame_log:  # the soft finds' and look-back's boxes too: no face, nothing of anybody
+                r1 = lambda b: [round(float(v), 1) for v in b]  # noqa: E731
                 self.frame_log.append({"frame": frame.index, "softened": softened, "faces": [
-                    {"track": j.track.id, "box": [round(float(v), 1) for v in j.box], "status": j.status}
-                    for j in p.jobs]})
+                    {"track": j.track.id, "box": r1(j.box), "status": j.status} for j in p.jobs],
+                    **({"hidden_before_found": [r1(b) for b in hidden]} if hidden else {})})
         self._drop_tracks(p.finished_tracks)
 
     def _detect_upright(self, frame: Frame) -> list[Face]:
@@ -359,13 +357,11 @@ class FaceProcessor:
         return items
 
     def _settle(self, upto: Optional[PendingFrame] = None, keep: int = 0) -> None:
-        """Restore and review the frames still waiting, oldest first (up to `upto`; the last `keep`
-        stay). The guard's review may change a track's face or status and its state (the occlusion
-        reference, the ID fit, counters). Step I of frame t+1 settles all but frame t (`keep=1`): the
-        restorer works on t while t+1 is meshed and drawn, and t is reviewed before t+2's Step I. The
-        order is fixed (file runs hold a frame back: `frames_held`), so the output depends neither on
-        `restore_ahead` nor on the restorer's timing; a decision in t's review makes t+1's face out of
-        date, and `_review` draws it again (`refreshed`). 4-person 360p bench clip: ~10.0 -> 10.9 fps."""
+        """Restore and review the waiting frames, oldest first (up to `upto`; the last `keep` stay):
+        the guard's review may change a track's face, status and state. Step I of frame t+1 settles all
+        but t (`keep=1`): t is restored while t+1 is drawn, and reviewed before t+2's Step I. The order is
+        fixed (file runs hold a frame back: `frames_held`), so the output depends neither on `restore_ahead`
+        nor on the restorer's timing; t+1's face made out of date by t's review is drawn again (`refreshed`)."""
         while len(self._unreviewed) > keep:
             q = self._unreviewed.pop(0)
             try:
@@ -481,7 +477,8 @@ class FaceProcessor:
                 "restore_processes": getattr(self.restorer, "processes", 0),
                 "face_frames": self.face_frames, "reused_face_frames": self.reuse.reused,
                 "fallback_face_frames": self.fallback_face_frames, "failed_frames": self.frame_failures,
-                "softened_finds": self.softened_finds, "scene_cuts": self.cuts.cuts, "occluder_kept": self.kept.report(),
+                "softened_finds": self.softened_finds, "hidden_before_found": self.look_back.hidden,
+                "scene_cuts": self.cuts.cuts, "occluder_kept": self.kept.report(),
                 **(self.relink.report() if self.relink is not None else {}),
                 "tracks": tracks, "timing": self.timer.summary(self.frames),
                 "privacy": self.guard.summary() if self.guard is not None else {"mode": "off"},

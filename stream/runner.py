@@ -2,7 +2,7 @@
 
 A video runs on three threads: decode and encode each on their own, with bounded queues between
 them and the main thread, which prepares and finishes frames (stream/processor.py). Frames may
-wait for the restorer (`restore_ahead`; with the privacy guard at least one: `frames_held`), but
+wait for the restorer and are held for the look-back (`frames_held`: stream/look_back.py), but
 they and the audio packets between them reach the encoder in decode order. The output is written
 to a temp file and renamed when complete (stream/encode.py); on any failure it is removed. With
 `processes` > 1, worker processes detect faces a few frames ahead (stream/workers.py); with one

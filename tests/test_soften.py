@@ -95,7 +95,7 @@ def test_cli_blurs_the_grey_face_over_the_bar(tmp_path):
     """The same frame as a 2-frame clip through `ideud-video` at its default settings: the
     black-and-white face is softened in both frames (it was written raw). (How libx264 codes a longer
     clip of it moves the find: at 3 frames the verifier keeps it, at 6 CenterFace misses it in the
-    first frame, which is then written as it is: the detector's own recall, README.)"""
+    first frame, which the look-back hides since the thirty-ninth session: stream/look_back.py.)"""
     frame, gt = heavily_blurred_build_faces(16, 64, 14.0)
     box = np.asarray(gt[1], np.float64)
     src, dst, rep = tmp_path / "in.mp4", tmp_path / "out.mp4", tmp_path / "rep.json"

@@ -183,7 +183,8 @@ def summary(rep: dict) -> str:
         text += f"; {plural(softened, 'unconfirmed find')} blurred further (maybe a blurred face)"
     hidden = rep.get("hidden_before_found", 0)
     if hidden:  # stream/look_back.py: a new face's place hidden in the frames just before its first find
-        text += f"; {plural(hidden, 'face-frame')} hidden just before their face was first found"
+        whose = "its" if hidden == 1 else "their"
+        text += f"; {plural(hidden, 'face-frame')} hidden just before {whose} face was first found"
     declared = rep.get("input", {}).get("frames_declared") or 0
     written = rep.get("output", {}).get("frames", frames)
     if looks_short(written, declared):

@@ -10,6 +10,7 @@ import io
 import logging
 import os
 import time
+from collections import deque
 from typing import Iterator, Optional
 
 import av
@@ -231,15 +232,25 @@ def pass2(src: str, seg: Segment, options, seeds: dict, detections: Optional[dic
         with VideoSource(src, audio=False) as s:
             info = s.info
         info.audio = []
-        for frame in segment_frames(src, seg, proc.detect_size):
-            proc.process(frame)
-            if frame.index >= seg.start:
+
+        def finish(done) -> None:
+            nonlocal sink
+            proc.finish(done)
+            if done.frame.index >= seg.start:
                 if sink is None:
-                    info.take_picture_of(frame)
+                    info.take_picture_of(done.frame)
                     sink = VideoSink(seg_path, info, codec=o.codec, crf=o.crf, preset=o.preset, audio=False,
                                      fill_heap=o.seed is not None, hdr_auto=True)
-                sink.write(frame)
+                sink.write(done.frame)
+
+        held: deque = deque()  # frames held as a whole run holds them: the look-back (stream/look_back.py)
+        for frame in segment_frames(src, seg, proc.detect_size):
+            held.append(proc.prepare(frame))
             tick()
+            if len(held) > proc.frames_held:
+                finish(held.popleft())
+        while held:
+            finish(held.popleft())
         if replay is not None and replay.n != len(replay.calls):
             raise SegmentError(f"segment {seg.index}: pass 2 used {replay.n} of pass 1's {len(replay.calls)} detections")
         if sink is None or sink.frames != seg.written:

@@ -134,14 +134,13 @@ def main() -> None:
     ap.add_argument("--first", type=int, default=0, help="the first held-out portrait")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
-    kinds = {"enter_200": lambda h: enter_clip(h), "enter_110": None, "focus_200": lambda h: focus_clip(h)}
+    kinds = {"enter_200": (200, enter_clip), "enter_110": (110, enter_clip), "focus_200": (200, focus_clip)}
     totals: dict = {}
     identify = Identify()
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(a.first, a.first + a.people):
-            for kind in kinds:
-                head = portrait_head(k, 110 if kind == "enter_110" else 200)
-                frames, boxes = (kinds[kind] or enter_clip)(head)
+            for kind, (size, make) in kinds.items():
+                frames, boxes = make(portrait_head(k, size))
                 src = write_clip(str(Path(tmp) / "in.mp4"), frames, audio=False)
                 out = str(Path(tmp) / "out.mkv")
                 rep = deidentify(src, out, Options(codec="ffv1", seed=1, audio=False, frame_log=True, force=True))

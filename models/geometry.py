@@ -27,6 +27,19 @@ def box_iou(a, b) -> float:
     return float(iou_matrix(a, b)[0, 0])
 
 
+def covered_by(box, others, share: float) -> bool:
+    """At least `share` of `box`'s area lies inside one of the boxes `others` (x0 y0 x1 y1)."""
+    box = np.asarray(box, np.float64)
+    area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
+    for other in others:
+        o = np.asarray(other, np.float64)
+        iw = min(box[2], o[2]) - max(box[0], o[0])
+        ih = min(box[3], o[3]) - max(box[1], o[1])
+        if iw > 0 and ih > 0 and iw * ih >= share * area:
+            return True
+    return False
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.3) -> np.ndarray:
     """Greedy non-maximum suppression; returns kept indices, best score first."""
     order = np.argsort(-np.asarray(scores), kind="stable")

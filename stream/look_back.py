@@ -39,6 +39,7 @@ from typing import Optional
 
 import numpy as np
 
+from ideud.models.geometry import covered_by
 from ideud.stream import blend as bl
 
 FRAMES = 2  # frames before a face's first find that are hidden (the runner holds at least these)
@@ -48,16 +49,6 @@ GROW_PER_FRAME = 0.15
 # a face the held frame processed counts as the new face's place when it covers this share of the
 # box (the same person, followed there by its last track or found by another)
 COVERED = 0.5
-
-
-def _covered(box: np.ndarray, others: list) -> bool:
-    area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
-    for o in others:
-        iw = min(box[2], o[2]) - max(box[0], o[0])
-        ih = min(box[3], o[3]) - max(box[1], o[1])
-        if iw > 0 and ih > 0 and iw * ih / area >= COVERED:
-            return True
-    return False
 
 
 class LookBack:
@@ -87,10 +78,10 @@ class LookBack:
         self.open = [q for q in self.open if q is not p]
         if not p.look_back or p.done:
             return None
-        faces = [np.asarray(j.box, float) for j in p.jobs]
+        faces = [j.box for j in p.jobs]
         done = []
         for box, k in p.look_back:
-            if _covered(box, faces):
+            if covered_by(box, faces, COVERED):
                 continue
             bl.obfuscate(p.frame, box, self.fallback, grow=0.25 + GROW_PER_FRAME * k)
             done.append(box)

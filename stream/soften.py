@@ -23,6 +23,7 @@ import math
 import cv2
 import numpy as np
 
+from ideud.models.geometry import covered_by
 from ideud.stream.blend import crop_rgb, paste_rgb
 from ideud.stream.types import Crop, Frame
 
@@ -90,15 +91,7 @@ def soften(frame: Frame, box: np.ndarray, share: float = SIGMA_SHARE) -> None:
 
 def covered(box: np.ndarray, handled: list) -> bool:
     """The soft find shares at least COVERED of its box with one of the `handled` face boxes."""
-    box = np.asarray(box, np.float64)
-    area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
-    for other in handled:
-        o = np.asarray(other, np.float64)
-        iw = min(box[2], o[2]) - max(box[0], o[0])
-        ih = min(box[3], o[3]) - max(box[1], o[1])
-        if iw > 0 and ih > 0 and iw * ih >= COVERED * area:
-            return True
-    return False
+    return covered_by(box, handled, COVERED)
 
 
 def soften_finds(frame: Frame, boxes: list, handled: list) -> list:

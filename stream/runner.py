@@ -132,7 +132,7 @@ class _Encoder:
         self._early_audio.clear()
 
 
-class _InOrder:
+class InOrder:
     """Frames prepared but not finished (their faces may be with the restore worker) and the
     audio packets behind them, in decode order. `emit(limit)` finishes frames until at most
     `limit` wait, and hands everything finished to `put` in order."""
@@ -169,7 +169,7 @@ class _DetectFirst:
     """With detection workers: each frame goes to them when decoded and into the processor up to
     `depth` frames later, so its faces are found while the frames before it are processed."""
 
-    def __init__(self, ahead: DetectAhead, order: _InOrder, limit: int, detect_size):
+    def __init__(self, ahead: DetectAhead, order: InOrder, limit: int, detect_size):
         self.ahead, self.order, self.limit, self.detect_size = ahead, order, limit, detect_size
         self.staged: deque = deque()
         self.frames = 0  # frames submitted, not yet handed to the processor
@@ -254,7 +254,7 @@ def deidentify(src: str, dst: str, options: Optional[Options] = None,
         if not _put(encoder.queue, item, stop) or enc.error is not None:
             raise enc.error or RuntimeError("encoder stopped")
 
-    order = _InOrder(proc, to_encoder, on_frame, info.frames)
+    order = InOrder(proc, to_encoder, on_frame, info.frames)
     feed = order
     if ahead is not None:
         feed = _DetectFirst(ahead, order, proc.frames_held, proc.detect_size)

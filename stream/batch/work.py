@@ -10,7 +10,6 @@ import io
 import logging
 import os
 import time
-from collections import deque
 from typing import Iterator, Optional
 
 import av
@@ -216,6 +215,7 @@ def pass2(src: str, seg: Segment, options, seeds: dict, detections: Optional[dic
     """Render the segment window with the global seeds; write frames start..end-1 to `seg_path`."""
     from ideud.stream.encode import VideoSink
     from ideud.stream.pipeline import FaceProcessor
+    from ideud.stream.runner import InOrder
 
     # a spawn that matches no global track falls back to a generator of its own per segment
     seg_seed = None if options.seed is None else int(np.random.SeedSequence([options.seed, seg.index]).generate_state(1)[0])
@@ -233,24 +233,22 @@ def pass2(src: str, seg: Segment, options, seeds: dict, detections: Optional[dic
             info = s.info
         info.audio = []
 
-        def finish(done) -> None:
+        def write(frame: Frame) -> None:
             nonlocal sink
-            proc.finish(done)
-            if done.frame.index >= seg.start:
+            if frame.index >= seg.start:
                 if sink is None:
-                    info.take_picture_of(done.frame)
+                    info.take_picture_of(frame)
                     sink = VideoSink(seg_path, info, codec=o.codec, crf=o.crf, preset=o.preset, audio=False,
                                      fill_heap=o.seed is not None, hdr_auto=True)
-                sink.write(done.frame)
+                sink.write(frame)
 
-        held: deque = deque()  # frames held as a whole run holds them: the look-back (stream/look_back.py)
+        # frames held and finished in order as a whole run holds them (the look-back: stream/look_back.py)
+        order = InOrder(proc, write, None, seg.window)
         for frame in segment_frames(src, seg, proc.detect_size):
-            held.append(proc.prepare(frame))
+            order.add(frame)
+            order.emit(proc.frames_held)
             tick()
-            if len(held) > proc.frames_held:
-                finish(held.popleft())
-        while held:
-            finish(held.popleft())
+        order.emit(0)
         if replay is not None and replay.n != len(replay.calls):
             raise SegmentError(f"segment {seg.index}: pass 2 used {replay.n} of pass 1's {len(replay.calls)} detections")
         if sink is None or sink.frames != seg.written:

@@ -76,7 +76,7 @@ class LookBack:
         """Obfuscate in `p`'s frame the boxes later frames gave it (none covered by a face it
         processed); the boxes obfuscated (frame pixels), or None where there were none."""
         self.open = [q for q in self.open if q is not p]
-        if not p.look_back or p.done:
+        if not p.look_back:
             return None
         faces = [j.box for j in p.jobs]
         done = []

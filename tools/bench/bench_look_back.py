@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from clips import read_frames, write_clip  # noqa: E402
-from footage import portrait_head  # noqa: E402
+from footage import mesh_of, portrait_head  # noqa: E402
 from ideud.stream.options import Options  # noqa: E402
 from ideud.stream.runner import deidentify  # noqa: E402
 
@@ -83,16 +83,16 @@ class Identify:
     """EdgeFace of a raw face-frame against the clip's sharp last frame (the same place)."""
 
     def __init__(self):
+        from ideud.models import facemesh as fm
         from ideud.models.edgeface import default_edgeface
         from ideud.models.recognizers import TwoRecognizers, edge_views
+        from ideud.stream.detect import make_detector
 
         self.two, self.views, self.limit = TwoRecognizers(), edge_views, default_edgeface().threshold("balanced")
+        self.det, self.mesh = make_detector("centerface"), fm.FaceMesh()  # one of each for the whole run
 
     def __call__(self, sharp: np.ndarray, frames: list) -> int:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from footage import mesh_of
-
-        lm = mesh_of(sharp)
+        lm = mesh_of(sharp, self.det, self.mesh)
         if lm is None or not frames:
             return 0
         ref = self.two.chip_embeddings(np.stack(self.views(sharp, lm, full=False)))

@@ -374,12 +374,16 @@ def run_live(src: str, dst: str, options: Optional[Options] = None, live: Option
     if lo.realtime and o.guard_per_frame is None:
         # a blocking guard search (~1 s) would stall the stream: spread it, one candidate a frame
         o = dataclasses.replace(o, guard_per_frame=1)
+    # every frame detected: a frame is written before the next is read, so nothing could hide a face
+    # that appeared on a frame without detection before its first find (stream/cadence.py)
+    o = dataclasses.replace(o, detect_every=1)
     check_live(src, dst, o, lo)
     stop = stop or threading.Event()
     emit = event_emitter(lo)
     source = open_waiting(src, lo, stop, emit, audio=o.audio)  # a bad URL fails here, before any model loads
     try:
         proc = processor or FaceProcessor(o)
+        proc.cadence.every = 1  # a caller's processor too
         if processor is None and lo.realtime:
             warm_up(proc)  # models' first calls now, not as frames dropped at the stream's start
     except BaseException:

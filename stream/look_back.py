@@ -10,10 +10,14 @@ three (`tools/bench/bench_look_back.py`).
 
 File runs hold frames between Step I and the paste-back anyway (two where the restorer works a
 frame ahead); they hold at least `FRAMES` (`FaceProcessor.frames_held`), so when a track is born
-in frame t, the frames t-1 and t-2 of the same shot are still open. In each, the new face's box
-is obfuscated as any face the pipeline cannot de-identify is (`blend.obfuscate`, the run's
-`--fallback`), grown for the motion a frame allows, unless a face that frame processed covers the
-place already (the person was tracked there: a relinked or re-found track).
+in frame t, the frames t-1 and t-2 of the same shot are still open. Where the detector runs only on
+every n-th frame (stream/cadence.py), a face is found up to n-1 frames after the detector could
+have found it: where the frames just before a first find went without detection, the look-back
+reaches that many frames further back, and the run holds n-1 frames more for it. In each open
+frame the new face's box is obfuscated as any face the pipeline cannot de-identify is
+(`blend.obfuscate`, the run's `--fallback`), grown for the motion a frame allows, unless a face that
+frame processed covers the place already (the person was tracked there: a relinked or re-found
+track).
 
 Nothing is asked of the pixels: in those frames the detector, which missed the face, is the only
 judge there is. What was tried (build portraits, `/tmp` probes): a template match of the new
@@ -57,9 +61,10 @@ class LookBack:
     `opened(p, born, cut)` after each frame's tracking, with the boxes of the tracks born in it;
     `patch(p)` when the frame is finished (after its faces are pasted), which also lets go of it."""
 
-    def __init__(self, fallback: str):
+    def __init__(self, fallback: str, frames: int = FRAMES):
         self.fallback = fallback
-        self.open: list = []  # PendingFrames of this shot, oldest first (at most FRAMES)
+        self.frames = frames  # FRAMES, and the frames a detection cadence may skip in a row (held)
+        self.open: list = []  # PendingFrames of this shot, oldest first (at most `frames`)
         self.hidden = 0  # face-frames obfuscated before their face's first find (the report's count)
 
     def opened(self, p, born: list, cut: bool) -> None:
@@ -67,10 +72,17 @@ class LookBack:
         it starts a new shot. The open frames before it get those boxes, nearest first."""
         if cut:
             self.open = []
-        for k, q in enumerate(reversed(self.open), start=1):
+        # where the frames just before went without detection, a face may be found that much later
+        skipped = 0
+        for q in reversed(self.open):
+            if getattr(q, "detected", True):
+                break
+            skipped += 1
+        depth = min(FRAMES + skipped, self.frames)
+        for k, q in enumerate(reversed(self.open[len(self.open) - depth:]), start=1):
             q.look_back.extend((np.asarray(b, float), k) for b in born)
         self.open.append(p)
-        del self.open[:-FRAMES]
+        del self.open[:-self.frames]
 
     def patch(self, p) -> Optional[list]:
         """Obfuscate in `p`'s frame the boxes later frames gave it (none covered by a face it

@@ -25,6 +25,9 @@ class Options:
     audio: bool = True
     keep_metadata: bool = False
     force: bool = False
+    # the detector runs on every N-th frame of a file run (and at scene cuts, and while no face is
+    # tracked); FaceMesh follows the tracked faces between (stream/cadence.py). Live streams: every frame
+    detect_every: int = 2
     max_misses: int = 12  # frames a track survives without detection (predicted box processed)
     # a track that starts on a person seen before in the run gets that person's new face back
     # (stream/relink.py); False: every track a face of its own. Segmented batch runs do not link

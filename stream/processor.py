@@ -1,18 +1,17 @@
 """FaceProcessor: de-identifies frames in place, every face, fail closed.
 
-Per frame: detect -> track -> landmarks (stream/landmarks.py) -> identity, Step I
-(stream/identity.py) -> privacy admission -> render, then restore, Step II (on the restore
-worker's thread when `restore_ahead` > 0) -> privacy review -> paste back. `prepare(frame)` does
-the first half and `finish(pending)` the second, so that frames can wait for the restorer while
-the next ones go through Step I; `process(frame)` does both. One `FaceJob` per face and frame
-carries what the stages found, and the `reason` when the face must be obfuscated instead.
+Per frame: detect (every `detect_every`-th frame while faces are tracked: stream/cadence.py) ->
+track -> landmarks (stream/landmarks.py) -> identity, Step I (stream/identity.py) -> privacy
+admission -> render, then restore, Step II (on the restore worker's thread when `restore_ahead` > 0)
+-> privacy review -> paste back. `prepare(frame)` does the first half and `finish(pending)` the
+second, so that frames can wait for the restorer while the next ones go through Step I;
+`process(frame)` does both. One `FaceJob` per face and frame carries what the stages found, and the
+`reason` when the face must be obfuscated instead.
 """
 from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -20,6 +19,7 @@ import numpy as np
 from ideud.models import facemesh as fm
 from ideud.stream import blas_threads
 from ideud.stream import blend as bl
+from ideud.stream.cadence import DetectCadence
 from ideud.stream.decode import attach_small
 from ideud.stream.degrade import FULL, REUSE, ReuseCache
 from ideud.stream.detect import make_detector
@@ -41,7 +41,7 @@ from ideud.stream.scene import CutDetector
 from ideud.stream.soften import soften_finds
 from ideud.stream.stage_timer import StageTimer
 from ideud.stream.track import Tracker
-from ideud.stream.types import Face, FaceJob, Frame, RenderRequest, RestoreItem, Track
+from ideud.stream.types import Face, FaceJob, Frame, PendingFrame, RenderRequest, RestoreItem, Track
 from ideud.stream.verify_frame import FrameJudge
 from ideud.stream.workers import detect_upright
 
@@ -50,28 +50,6 @@ log = logging.getLogger("ideud")
 
 class FaceFault(RuntimeError):
     """Raised by the fault-injection hook (tests of the fail-closed paths)."""
-
-
-@dataclass
-class PendingFrame:
-    """A frame between Step I (`prepare`) and Step II + paste-back (`finish`)."""
-
-    frame: Frame
-    number: int  # the processor's count of this frame (report), not the decoder's index
-    pairs: list = field(default_factory=list)  # (track, face or None)
-    jobs: list[FaceJob] = field(default_factory=list)
-    future: Optional[Future] = None  # the restore worker's answer
-    finished_tracks: list = field(default_factory=list)  # dropped once this frame is done
-    error: Optional[BaseException] = None  # a whole-frame stage failed in prepare
-    done: bool = False  # nothing left to do (detection failed: the frame is hidden)
-    track_boxes: dict = field(default_factory=dict)  # track id -> its tracker box in this frame (reuse)
-    reviewed: Optional[tuple] = None  # (jobs, restored faces) once restored and reviewed (`_settle`)
-    soft: list = field(default_factory=list)  # boxes of soft finds, blurred at the end (stream/soften.py)
-    look_back: list = field(default_factory=list)  # (box, frames back) of faces first found later (stream/look_back.py)
-
-    def restoring(self) -> list[FaceJob]:
-        """The jobs whose faces went to the restorer, in the order they were handed over."""
-        return [j for j in self.jobs if j.item is not None or j.request is not None]
 
 
 class FaceProcessor:
@@ -106,9 +84,12 @@ class FaceProcessor:
         # the restorer on its own thread: a GPU's batches, or a second CPU core while Step I runs on the next frame
         self.restore_ahead = (options.restore_ahead if options.restore_ahead is not None
                               else (2 if self.restorer.on_gpu or (os.cpu_count() or 1) > 1 else 0))
+        self.cadence = DetectCadence(options.detect_every)  # frames FaceMesh alone follows the faces in
+        # a new face is hidden in the held frames before it too (more of them where the cadence skipped some)
+        self.look_back = LookBack(options.fallback, frames=LOOK_BACK_FRAMES + self.cadence.every - 1)
         # frames a file run holds before their paste-back: the restorer's, at least the look-back's (stream/
         # look_back.py; more than the guard's one: a frame is reviewed after the next one's Step I, `_settle`)
-        self.frames_held = max(self.restore_ahead, LOOK_BACK_FRAMES)
+        self.frames_held = max(self.restore_ahead, self.look_back.frames)
         self.worker: Optional[RestoreWorker] = None
         self._unreviewed: list[PendingFrame] = []  # prepared, not yet restored and reviewed (`_settle`)
         if self.restore_ahead > 0 and not options.track_only:
@@ -122,7 +103,6 @@ class FaceProcessor:
         if self.relink is not None and self.guard is not None:
             self.guard.exhausted = self.relink.unlink  # a linked face that no longer passes: a face of its own
         self.cuts = CutDetector()  # every track ends at a scene cut
-        self.look_back = LookBack(options.fallback)  # a new face hidden in the held frames before it too
         self.occlusion = OcclusionStage()  # hands, microphones in front of a face stay original
         self.reuse = ReuseCache()  # live degrade step: a track's last pasted face, moved to its new box
         self.kept = OccluderKeep(self.guard)  # what of an obfuscated face's box is an occluder, kept original
@@ -158,25 +138,23 @@ class FaceProcessor:
         p = PendingFrame(frame, self.frames - 1)
         if frame.small is None and frame.is_rgb:
             attach_small(frame, self.detect_size)
-        try:
-            with self.timer.timed("detect"):
-                self._fault("detect", frame)
-                faces = self._detect_upright(frame) if frame.small is not None else []
-                if self.frame_judge is not None and faces:
-                    kept = self.frame_judge.faces(frame, faces)
-                    if hasattr(self.detector, "judged"):  # a batch run's pass 1 records what it kept and softened
-                        self.detector.judged(kept)
-                    faces = kept
-                p.soft, faces = [f.box for f in faces if f.soft], [f for f in faces if not f.soft]
-        except Exception as e:
-            # without detections we cannot know where faces are: hide the whole frame
-            self._fail_frame(frame, None, f"detect: {type(e).__name__}")
-            p.done = True
-            return p
         with self.timer.timed("track"):
             cut = self.cuts.is_cut(frame.small, (frame.width, frame.height))
             if cut:
                 self.tracker.reset()  # no track (nor its predicted box) survives into another shot
+        if self.cadence.due(frame.index, tracking=bool(self.tracker.tracks)):  # a cut ended every track
+            try:
+                with self.timer.timed("detect"):
+                    faces = self._detect(frame, p)
+            except Exception as e:
+                # without detections we cannot know where faces are: hide the whole frame
+                self._fail_frame(frame, None, f"detect: {type(e).__name__}")
+                p.done = True
+                self.look_back.opened(p, [], cut)  # hidden whole; a frame back all the same
+                return p
+        else:  # the tracked faces are found by FaceMesh alone (stream/cadence.py)
+            faces, p.soft, p.detected = [], list(self.cadence.soft), False
+        with self.timer.timed("track"):
             p.pairs = self.tracker.update(faces, frame.index)
             self.look_back.opened(p, [f.box for tr, f in p.pairs if f is not None and tr.first_frame == frame.index], cut)
             p.track_boxes = {tr.id: np.array(tr.box, float) for tr, _ in p.pairs}
@@ -229,11 +207,20 @@ class FaceProcessor:
                     **({"hidden_before_found": [r1(b) for b in hidden]} if hidden else {})})
         self._drop_tracks(p.finished_tracks)
 
-    def _detect_upright(self, frame: Frame) -> list[Face]:
-        """Detect on the frame as it is displayed (phone videos are stored turned), boxes in stored pixels."""
-        if self.ahead is not None:  # detected by a worker process (stream/workers.py), same code
-            return self.ahead.faces(frame, self.detector)
-        return detect_upright(self.detector, frame.small, frame.small_scale, frame.rotation)
+    def _detect(self, frame: Frame, p: PendingFrame) -> list[Face]:
+        """The detector's faces in `frame`, judged; its soft finds go to `p.soft`."""
+        self._fault("detect", frame)
+        faces = []
+        if frame.small is not None:  # as displayed (phone videos are stored turned), boxes in stored pixels
+            faces = (self.ahead.faces(frame, self.detector) if self.ahead is not None  # a worker's, same code
+                     else detect_upright(self.detector, frame.small, frame.small_scale, frame.rotation))
+        if self.frame_judge is not None and faces:
+            kept = self.frame_judge.faces(frame, faces)
+            if hasattr(self.detector, "judged"):  # a batch run's pass 1 records what it kept and softened
+                self.detector.judged(kept)
+            faces = kept
+        p.soft = self.cadence.soft = [f.box for f in faces if f.soft]
+        return [f for f in faces if not f.soft]
 
     def _fail_frame(self, frame: Frame, boxes, reason: str, log: bool = True):
         self.frame_failures += 1
@@ -478,6 +465,7 @@ class FaceProcessor:
                 "face_frames": self.face_frames, "reused_face_frames": self.reuse.reused,
                 "fallback_face_frames": self.fallback_face_frames, "failed_frames": self.frame_failures,
                 "softened_finds": self.softened_finds, "hidden_before_found": self.look_back.hidden,
+                "detect_skipped_frames": self.cadence.skipped,
                 "scene_cuts": self.cuts.cuts, "occluder_kept": self.kept.report(),
                 **(self.relink.report() if self.relink is not None else {}),
                 "tracks": tracks, "timing": self.timer.summary(self.frames),

@@ -10,6 +10,7 @@ Images are numpy arrays. RGB images are HxWx3 uint8. Boxes are float
 """
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Optional
@@ -218,3 +219,26 @@ class FaceJob:
     @property
     def status(self) -> str:
         return "deidentified" if self.reason is None else f"fallback:{self.reason}"
+
+
+@dataclass
+class PendingFrame:
+    """A frame between Step I (`prepare`) and Step II + paste-back (`finish`)."""
+
+    frame: Frame
+    number: int  # the processor's count of this frame (report), not the decoder's index
+    pairs: list = field(default_factory=list)  # (track, face or None)
+    jobs: list[FaceJob] = field(default_factory=list)
+    future: Optional[Future] = None  # the restore worker's answer
+    finished_tracks: list = field(default_factory=list)  # dropped once this frame is done
+    error: Optional[BaseException] = None  # a whole-frame stage failed in prepare
+    done: bool = False  # nothing left to do (detection failed: the frame is hidden)
+    detected: bool = True  # the detector ran on this frame (stream/cadence.py)
+    track_boxes: dict = field(default_factory=dict)  # track id -> its tracker box in this frame (reuse)
+    reviewed: Optional[tuple] = None  # (jobs, restored faces) once restored and reviewed (`_settle`)
+    soft: list = field(default_factory=list)  # boxes of soft finds, blurred at the end (stream/soften.py)
+    look_back: list = field(default_factory=list)  # (box, frames back) of faces first found later (stream/look_back.py)
+
+    def restoring(self) -> list[FaceJob]:
+        """The jobs whose faces went to the restorer, in the order they were handed over."""
+        return [j for j in self.jobs if j.item is not None or j.request is not None]

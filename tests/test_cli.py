@@ -65,12 +65,15 @@ def test_unwritable_output_folder(face_clip, tmp_path):
 
 def test_bad_option_value(face_clip, tmp_path):
     one_line_error(run(face_clip, tmp_path / "o.mp4", "--det-threshold", "3"))
+    # more frames without detection than the look-back hides before a first find
+    assert "--detect-every must be between 1 and 3" in one_line_error(run(face_clip, tmp_path / "o.mp4",
+                                                                           "--detect-every", "4"))
 
 
 def test_help_explains_every_option():
     out = run("--help").stdout
     for opt in ("--scale", "--seed", "--min-face", "--det-threshold", "--codec", "--crf", "--no-audio",
-                "--report", "--force", "--keep-metadata", "--quiet", "--fallback", "--restorer"):
+                "--report", "--force", "--keep-metadata", "--quiet", "--fallback", "--restorer", "--detect-every"):
         assert opt in out
 
 
@@ -105,7 +108,7 @@ def test_defaults_come_from_options():
     many = batch.parser().parse_args(["in.mp4", "--out", "d"])
     o = Options()
     for name in ("scale", "seed", "restorer", "fallback", "privacy", "gan_engine", "restore_ahead", "min_face",
-                 "det_threshold", "detector", "codec", "crf", "preset", "keep_metadata"):
+                 "det_threshold", "detector", "detect_every", "codec", "crf", "preset", "keep_metadata"):
         assert getattr(single, name) == getattr(many, name) == getattr(o, name), name
     assert single.no_audio is (not o.audio) and single.force is o.force
 

@@ -296,6 +296,7 @@ def test_stdin_to_stdout_every_frame(live_clip, source_frames, tmp_path):
     r = json.loads((tmp_path / "r.json").read_text())
     assert r["live"]["dropped_frames"] == 0 and r["live"]["stopped_by"] == "source ended"
     assert r["live"]["degrade"]["frames_at_level"] == {"0": r["frames"]}  # nothing is dropped: no degrading
+    assert r["detect_skipped_frames"] == 0  # a live stream detects every frame (stream/cadence.py)
     with av.open(io.BytesIO(p.stdout), format="mpegts") as c:
         frames = [(float(f.pts * f.time_base), f.to_ndarray(format="gray").astype(np.int16)) for f in c.decode(video=0)]
     assert len(frames) == 50

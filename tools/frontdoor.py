@@ -81,6 +81,10 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, skip: frozenset = frozens
              "(default: the detector's own, 0.3 for CenterFace, tuned for recall)")
     add(det, "--detector", default=d["detector"],
         help=f"face detector: {', '.join(DETECTOR_NAMES)} (default %(default)s)")
+    add(det, "--detect-every", type=int, default=d["detect_every"], metavar="N",
+        help="files: run the detector on every N-th frame (1-3), and at scene cuts and while no face is "
+             "tracked; the face mesh follows the tracked faces between, and a face first found late is "
+             "hidden in the frames before. Live streams detect every frame (default %(default)s)")
     out = p.add_argument_group("output")
     add(out, "--codec", default=d["codec"],
         help="video encoder: auto (the default: libx264, libvpx-vp9 for .webm, gif for .gif) or an FFmpeg "
@@ -101,6 +105,7 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, skip: frozenset = frozens
 
 def pipeline_options(a: argparse.Namespace):
     """`Options` from parsed arguments, checked: a bad value is a UsageError (exit 2) before any work."""
+    from ideud.stream.cadence import MAX_EVERY
     from ideud.stream.encode import check_encoder_options
     from ideud.stream.errors import UsageError
     from ideud.stream.options import Options
@@ -111,6 +116,9 @@ def pipeline_options(a: argparse.Namespace):
         raise UsageError("--min-face must be >= 0")
     if a.det_threshold is not None and not 0 < a.det_threshold < 1:
         raise UsageError("--det-threshold must be between 0 and 1")
+    detect_every = getattr(a, "detect_every", 2)
+    if not 1 <= detect_every <= MAX_EVERY:
+        raise UsageError(f"--detect-every must be between 1 and {MAX_EVERY}")
     if a.restore_ahead is not None and not 0 <= a.restore_ahead <= 64:
         raise UsageError("--restore-ahead must be between 0 and 64")
     restore_processes = getattr(a, "restore_processes", None)
@@ -126,7 +134,7 @@ def pipeline_options(a: argparse.Namespace):
                    detector=a.detector,
                    restorer=a.restorer, fallback=a.fallback, privacy=a.privacy, codec=a.codec, crf=a.crf,
                    preset=a.preset, audio=not a.no_audio, keep_metadata=a.keep_metadata, force=a.force,
-                   relink=getattr(a, "relink", "on") == "on")
+                   relink=getattr(a, "relink", "on") == "on", detect_every=detect_every)
 
 
 def log_to_stderr(prog: str, quiet: int) -> None:

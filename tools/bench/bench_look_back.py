@@ -2,10 +2,12 @@
 
     python tools/bench/bench_look_back.py [--people 12] [--first 0] [--json out.json]
 
-Two kinds of clip, one held-out portrait each, 640x360, 25 fps, H.264 (libx264's defaults, as a
+Three kinds of clip, one measured held-out portrait each, 640x360, 25 fps, H.264 (libx264's defaults, as a
 user's file), through `deidentify` at default settings (FFV1 out, so the output is what was drawn):
 - `enter`: the head walks in from the left edge at 8 px a frame (heads of 200 and 110 px: faces of
   ~90 and ~50 px), 30 frames;
+- `enter_beside`: the same 200 px head walking in while another held-out person stands at the right
+  from the first frame (a face is tracked, so the detector skips frames: `--detect-every`);
 - `focus`: the head sits in the picture out of focus and comes into focus (Gaussian sigma 16 px
   falling to 0 over 10 frames; heads of 200 px), 16 frames.
 Per frame the face's place is known (the face box `portrait_head` centres, ~45 % of the head); a
@@ -26,6 +28,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -48,14 +51,18 @@ def _bg() -> np.ndarray:
     return f
 
 
-def enter_clip(head: np.ndarray, step: int = 8, n: int = 30):
-    """Frames and per-frame face boxes (x0, y0, x1, y1, may reach outside the picture)."""
+def enter_clip(head: np.ndarray, step: int = 8, n: int = 30, still: Optional[np.ndarray] = None):
+    """Frames and per-frame face boxes (x0, y0, x1, y1, may reach outside the picture) of `head`;
+    `still`: another head standing at the right from the first frame (tracked all along)."""
     s = head.shape[0]
     y = (H - s) // 2
     frames, boxes = [], []
     for i in range(n):
         x = -s + step * (i + 1)  # the head square's left edge
         f = _bg()
+        if still is not None:
+            t = still.shape[0]
+            f[(H - t) // 2:(H - t) // 2 + t, W - t - 20:W - 20] = still
         a, b = max(0, x), min(W, x + s)
         if b > a:
             f[y:y + s, a:b] = head[:, a - x:b - x]
@@ -99,8 +106,13 @@ class Identify:
         return int((self.two.edge_similarity([(f, lm) for f in frames], ref) > self.limit).sum())
 
 
+def _meets(a, b) -> bool:
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+
+
 def judge(src, out, boxes, log, identify=None) -> dict:
-    found = [i for i, e in enumerate(log) if e["faces"]]
+    # found: a face processed where this face is (a clip's other face, standing apart, does not count)
+    found = [i for i, e in enumerate(log) if any(_meets(f["box"], boxes[i]) for f in e["faces"])]
     first = found[0] if found else len(src)
     counts = dict(face_frames=0, raw_before_first=0, raw_after=0, before_first=0, hidden=0, hidden_no_face=0)
     raw_first = []
@@ -134,13 +146,16 @@ def main() -> None:
     ap.add_argument("--first", type=int, default=0, help="the first held-out portrait")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
-    kinds = {"enter_200": (200, enter_clip), "enter_110": (110, enter_clip), "focus_200": (200, focus_clip)}
+    kinds = {"enter_200": (200, enter_clip), "enter_110": (110, enter_clip), "focus_200": (200, focus_clip),
+             "enter_beside_200": (200, enter_clip)}
     totals: dict = {}
     identify = Identify()
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(a.first, a.first + a.people):
             for kind, (size, make) in kinds.items():
-                frames, boxes = make(portrait_head(k, size))
+                # beside: another held-out person (none of the measured ones) stands there all along
+                extra = dict(still=portrait_head(k + a.people, 200)) if "beside" in kind else {}
+                frames, boxes = make(portrait_head(k, size), **extra)
                 src = write_clip(str(Path(tmp) / "in.mp4"), frames, audio=False)
                 out = str(Path(tmp) / "out.mkv")
                 rep = deidentify(src, out, Options(codec="ffv1", seed=1, audio=False, frame_log=True, force=True))

@@ -2,7 +2,7 @@
 deface, on clips animated from held-out public-domain portraits, with the per-stage table.
 
     python tools/bench/bench_speed.py [--out DIR] [--frames N] [--deface EXE] [--rounds N] [--seeds 1,2,3]
-                                     [--processes 1,2] [--json FILE]
+                                     [--processes 1,2] [--detect-every 1,2] [--json FILE]
                                      [--restore-processes auto,0] [--privacy off] [--cpu-time] [--profile FILE.prof]
 
 Clips (made once, deterministic): 640x360 with four people, 1280x720 with one. fps is wall clock
@@ -91,6 +91,8 @@ def run_cli(src: str, dst: str, options: Options) -> tuple[dict, float]:
     rep_path = dst + ".report.json"
     cmd = [sys.executable, "-m", "ideud.tools.cli", src, dst, "--force", "-q", "--seed", str(options.seed),
            "--processes", str(options.processes), "--privacy", options.privacy, "--report", rep_path]
+    if hasattr(options, "detect_every"):  # not in trees before the fortieth session (PYTHONPATH)
+        cmd += ["--detect-every", str(options.detect_every)]
     if options.restore_processes is not None:
         cmd += ["--restore-processes", str(options.restore_processes)]
     t = time.perf_counter()
@@ -201,6 +203,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu-time", action="store_true",
                     help="per-stage table in the main thread's CPU time (robust to other load; FaceMesh's "
                          "own inference threads are not counted)")
+    ap.add_argument("--detect-every", default=str(getattr(Options(), "detect_every", 1)),
+                    help="comma-separated detection cadences to measure (Options.detect_every), e.g. 1,2")
     ap.add_argument("--privacy", help="override the default privacy mode (off: the path without the guard)")
     ap.add_argument("--detect-thread", action="store_true",
                     help="detection a frame ahead on a thread (stream/detect_thread.py; off by default: its "
@@ -221,11 +225,14 @@ def main(argv=None) -> int:
     if any(c not in CLIPS for c in names):
         ap.error(f"unknown clip; choose from {', '.join(CLIPS)}")
     rps = [None if w.strip() == "auto" else int(w) for w in a.restore_processes.split(",")]
-    # one label per configuration measured: p<processes>, with _r<restore processes> when several are
-    runs = [(f"p{n}" + ("" if len(rps) == 1 else f"_r{'auto' if rp is None else rp}"), n, rp)
-            for n in (int(w) for w in a.processes.split(",")) for rp in rps]
-    runs = [(lb if [r[0] for r in runs[:i]].count(lb) == 0 else f"{lb}_{i}", n, rp)  # a repeat: its own label
-            for i, (lb, n, rp) in enumerate(runs)]
+    everies = [int(w) for w in a.detect_every.split(",")] if hasattr(Options(), "detect_every") else [None]
+    # one label per configuration measured: p<processes>, with _r<restore processes> and _d<detect every>
+    # when several are
+    runs = [(f"p{n}" + ("" if len(rps) == 1 else f"_r{'auto' if rp is None else rp}")
+             + ("" if len(everies) == 1 else f"_d{k}"), n, rp, k)
+            for n in (int(w) for w in a.processes.split(",")) for rp in rps for k in everies]
+    runs = [(lb if [r[0] for r in runs[:i]].count(lb) == 0 else f"{lb}_{i}", n, rp, k)  # a repeat: its own label
+            for i, (lb, n, rp, k) in enumerate(runs)]
     load0 = os.getloadavg()
     results = {"machine": f"{os.cpu_count()} CPU cores", "frames": a.frames, "load_avg_start": load0, "clips": {}}
     print(f"{os.cpu_count()} cores, load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} (1/5/15 min)")
@@ -234,8 +241,9 @@ def main(argv=None) -> int:
         src = make_clip(a.out, name, a.frames)
         rounds: dict = {}  # label -> one result per round (ours alternating with deface, round by round)
         for k in range(a.rounds):
-            for label, n, rp in runs:
-                o = dataclasses.replace(Options(), seed=seeds[k % len(seeds)], force=True, processes=n, restore_processes=rp)
+            for label, n, rp, every in runs:
+                o = dataclasses.replace(Options(), seed=seeds[k % len(seeds)], force=True, processes=n, restore_processes=rp,
+                                        **({} if every is None else {"detect_every": every}))
                 if a.privacy:
                     o.privacy = a.privacy
                 dst = os.path.join(a.out, f"{name}.ideud.{label}.mp4")
@@ -259,19 +267,19 @@ def main(argv=None) -> int:
                 print(f"  {name} deface: {res}")
         r = {key: _median_run(got) for key, got in rounds.items()}
         if "fps" in r.get("deface", {}):
-            for label, _, _ in runs:
+            for label, *_ in runs:
                 r[f"ratio_{label}_vs_deface"] = round(r[f"ideud_{label}"]["fps"] / r["deface"]["fps"], 2)
                 if a.rounds > 1:  # each round's own ratio: how far the machine's drift moves it
                     r[f"ratio_{label}_vs_deface_rounds"] = [round(o["fps"] / d["fps"], 2) for o, d in
                                                             zip(rounds[f"ideud_{label}"], rounds["deface"])]
             print("  " + ", ".join(f"{k} {v}" for k, v in r.items() if k.startswith("ratio")))
         if a.rounds > 1:  # the guard's share, round by round (seed by seed with --seeds)
-            for label, _, _ in runs:
+            for label, *_ in runs:
                 r[f"guard_share_{label}_rounds"] = [o["guard"]["share_of_wall"] for o in rounds[f"ideud_{label}"]]
             print("  " + ", ".join(f"{k} {v}" for k, v in r.items() if k.startswith("guard_share")))
         if len(runs) > 1:
             base = r[f"ideud_{runs[0][0]}"]["fps"]
-            print("  against the first: " + ", ".join(f"{lb} {r[f'ideud_{lb}']['fps'] / base:.2f}x" for lb, _, _ in runs))
+            print("  against the first: " + ", ".join(f"{lb} {r[f'ideud_{lb}']['fps'] / base:.2f}x" for lb, *_ in runs))
         results["clips"][name] = r
     results["load_avg_end"] = os.getloadavg()
     print(f"load average at the end {results['load_avg_end'][0]:.2f}")

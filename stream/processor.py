@@ -138,22 +138,23 @@ class FaceProcessor:
         p = PendingFrame(frame, self.frames - 1)
         if frame.small is None and frame.is_rgb:
             attach_small(frame, self.detect_size)
-        with self.timer.timed("track"):
-            cut = self.cuts.is_cut(frame.small, (frame.width, frame.height))
-            if cut:
-                self.tracker.reset()  # no track (nor its predicted box) survives into another shot
-        if self.cadence.due(frame.index, tracking=bool(self.tracker.tracks)):  # a cut ended every track
-            try:
+        cut = False
+        try:
+            with self.timer.timed("track"):
+                cut = self.cuts.is_cut(frame.small, (frame.width, frame.height))
+                if cut:
+                    self.tracker.reset()  # no track (nor its predicted box) survives into another shot
+            if self.cadence.due(frame.index, tracking=bool(self.tracker.tracks)):  # a cut ended every track
                 with self.timer.timed("detect"):
                     faces = self._detect(frame, p)
-            except Exception as e:
-                # without detections we cannot know where faces are: hide the whole frame
-                self._fail_frame(frame, None, f"detect: {type(e).__name__}")
-                p.done = True
-                self.look_back.opened(p, [], cut)  # hidden whole; a frame back all the same
-                return p
-        else:  # the tracked faces are found by FaceMesh alone (stream/cadence.py)
-            faces, p.soft, p.detected = [], list(self.cadence.soft), False
+            else:  # the tracked faces are found by FaceMesh alone (stream/cadence.py)
+                faces, p.soft, p.detected = [], list(self.cadence.soft), False
+        except Exception as e:
+            # without detections we cannot know where faces are: hide the whole frame
+            self._fail_frame(frame, None, f"detect: {type(e).__name__}")
+            p.done = True
+            self.look_back.opened(p, [], cut)  # hidden whole; a frame back all the same
+            return p
         with self.timer.timed("track"):
             p.pairs = self.tracker.update(faces, frame.index)
             self.look_back.opened(p, [f.box for tr, f in p.pairs if f is not None and tr.first_frame == frame.index], cut)

@@ -5,6 +5,7 @@ them, never writes a raw face, and never reuses an obfuscated one; and the detec
 nothing here depends on the clock."""
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import numpy as np
@@ -21,6 +22,11 @@ from ideud.stream.pipeline import FaceProcessor, Options
 from ideud.stream.types import Crop, Frame
 
 
+def _live_processor(o: Options) -> FaceProcessor:
+    """A processor as a live stream runs it (stream/live.py): the detector on every frame."""
+    return FaceProcessor(dataclasses.replace(o, detect_every=1))
+
+
 def frame_of(rgb: np.ndarray, index: int) -> Frame:
     return Frame(index=index, pts=index, time_base=Fraction(1, 25),
                  planes=[np.ascontiguousarray(rgb[..., i]) for i in range(3)], pix_fmt="rgb", full_range=True,
@@ -30,7 +36,7 @@ def frame_of(rgb: np.ndarray, index: int) -> Frame:
 def _run(o: Options, frames: list, reuse_from: int, max_reuse: int = 1, level: int = 1):
     """Process `frames`, the face stage 'behind' from frame `reuse_from` on (a face reused up to
     `max_reuse` frames in a row, at degrade `level`); outputs, report, boxes and statuses."""
-    p = FaceProcessor(o)
+    p = _live_processor(o)
     p.reuse.max_reuse = max_reuse
     p.reuse.level = level
     outs, boxes = [], []
@@ -306,7 +312,7 @@ def _wait_until(cond, timeout: float = 30.0) -> bool:
 
 
 def test_the_detection_thread_finds_what_the_face_stage_would_and_keeps_order():
-    p = FaceProcessor(Options(seed=1, privacy="off"))
+    p = _live_processor(Options(seed=1, privacy="off"))
     stop = threading.Event()
     q = DropQueue(8)
     det = LiveDetect(q, p.detector, p.detect_size, stop).start()
@@ -335,7 +341,7 @@ def test_the_detection_thread_finds_what_the_face_stage_would_and_keeps_order():
 
 def test_only_one_frame_is_held_outside_the_drop_queue():
     """The oldest unprocessed frame is still the one dropped; `waiting` counts the held one."""
-    p = FaceProcessor(Options(seed=1, privacy="off"))
+    p = _live_processor(Options(seed=1, privacy="off"))
     stop = threading.Event()
     dropped = []
     q = DropQueue(2, on_drop=lambda: dropped.append(1))
@@ -356,7 +362,7 @@ def test_only_one_frame_is_held_outside_the_drop_queue():
 
 
 def test_a_detection_that_fails_on_the_thread_hides_the_whole_frame():
-    p = FaceProcessor(Options(seed=1, privacy="off", frame_log=True))
+    p = _live_processor(Options(seed=1, privacy="off", frame_log=True))
     stop = threading.Event()
     q = DropQueue(4)
     det = LiveDetect(q, p.detector, p.detect_size, stop).start()
@@ -402,7 +408,7 @@ def test_a_reused_face_drawn_without_its_surroundings_has_them_obfuscated_too():
     # the processor asks for the wider box exactly for tracks the guard draws without their surroundings
     frames = list(moving_faces(2, width=480, height=320, size=180))
     for mode, want in ((None, False), ("blur", True), ("fill", True)):
-        p = FaceProcessor(Options(seed=2, privacy="balanced"))
+        p = _live_processor(Options(seed=2, privacy="balanced"))
         asked = []
         try:
             p.process(frame_of(frames[0].copy(), 0))

@@ -75,11 +75,11 @@ class LookBack:
         # where the frames just before went without detection, a face may be found that much later
         skipped = 0
         for q in reversed(self.open):
-            if getattr(q, "detected", True):
+            if q.detected:
                 break
             skipped += 1
         depth = min(FRAMES + skipped, self.frames)
-        for k, q in enumerate(reversed(self.open[len(self.open) - depth:]), start=1):
+        for k, q in enumerate(self.open[::-1][:depth], start=1):
             q.look_back.extend((np.asarray(b, float), k) for b in born)
         self.open.append(p)
         del self.open[:-self.frames]

@@ -118,9 +118,11 @@ def test_a_place_already_processed_is_not_hidden_again():
     # the held frame had a face of its own there (the person, tracked): its output stands
     lb = LookBack("pixelate")
     frame = SimpleNamespace()
-    held = SimpleNamespace(frame=frame, jobs=[SimpleNamespace(box=[100, 100, 180, 190])], done=False, look_back=[])
+    held = SimpleNamespace(frame=frame, jobs=[SimpleNamespace(box=[100, 100, 180, 190])], done=False, look_back=[],
+                           detected=True)
     lb.opened(held, [], cut=False)
-    lb.opened(SimpleNamespace(frame=frame, look_back=[]), [np.array([104.0, 98.0, 186.0, 192.0])], cut=False)
+    lb.opened(SimpleNamespace(frame=frame, look_back=[], detected=True), [np.array([104.0, 98.0, 186.0, 192.0])],
+              cut=False)
     assert len(held.look_back) == 1
     assert lb.patch(held) is None  # covered: nothing drawn (the frame object would not take it)
     assert lb.hidden == 0 and held not in lb.open
@@ -128,12 +130,13 @@ def test_a_place_already_processed_is_not_hidden_again():
 
 def test_it_reaches_one_frame_further_past_a_frame_without_detection():
     # stream/cadence.py: a face appearing on a frame the detector skipped is found a frame late
-    for detected, reached in (((True, True, False), [1, 1, 1]), ((True, False, True), [0, 1, 1])):
+    for detected, reached in (((True, True, False), [1, 1, 1]), ((True, False, True), [0, 1, 1]),
+                              ((True, False), [1, 1])):  # a shot two frames old: both
         lb = LookBack("pixelate", frames=3)
         held = [SimpleNamespace(look_back=[], detected=d) for d in detected]
         for q in held:
             lb.opened(q, [], cut=False)
-        lb.opened(SimpleNamespace(look_back=[]), [np.array([10.0, 10.0, 90.0, 100.0])], cut=False)
+        lb.opened(SimpleNamespace(look_back=[], detected=True), [np.array([10.0, 10.0, 90.0, 100.0])], cut=False)
         assert [len(q.look_back) for q in held] == reached
 
 

@@ -116,7 +116,7 @@ def pipeline_options(a: argparse.Namespace):
         raise UsageError("--min-face must be >= 0")
     if a.det_threshold is not None and not 0 < a.det_threshold < 1:
         raise UsageError("--det-threshold must be between 0 and 1")
-    detect_every = getattr(a, "detect_every", 2)
+    detect_every = a.detect_every  # (batch has the flag too)
     if not 1 <= detect_every <= MAX_EVERY:
         raise UsageError(f"--detect-every must be between 1 and {MAX_EVERY}")
     if a.restore_ahead is not None and not 0 <= a.restore_ahead <= 64:

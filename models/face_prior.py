@@ -80,15 +80,33 @@ def low_pass(x: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (sw * f, sh * f), interpolation=cv2.INTER_LINEAR)[:h, :w]
 
 
+def blur_reach(sigma: float) -> int:
+    """Pixels a float32 `blur` of `sigma` reaches on each side (OpenCV's kernel radius), and one more."""
+    return int(round(sigma * 4 * 2 + 1)) // 2 + 1
+
+
 def fill(shape, polys, feather: float = 0.0, grow: float = 0.0) -> np.ndarray:
     """Soft mask (float32 0..1) of filled polygons, optionally grown and feathered."""
     m = np.zeros(shape, np.uint8)
-    for p in polys:
-        cv2.fillPoly(m, [np.round(np.asarray(p, np.float64) * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
-    if grow >= 1:
-        k = int(round(grow))
+    pts = [np.asarray(p, np.float64).reshape(-1, 2) for p in polys]
+    for p in pts:
+        cv2.fillPoly(m, [np.round(p * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
+    k = int(round(grow)) if grow >= 1 else 0
+    if k:
         m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
-    return blur(m.astype(np.float32) / 255.0, feather)
+    out = m.astype(np.float32) / 255.0
+    if feather <= 0.3 or not pts:
+        return out
+    # feathered around the polygons only: the blur of the zeros beyond its reach is zero, and inside
+    # a margin of zeros as wide as its reach the values are those of blurring the whole mask
+    every = np.vstack(pts)
+    reach = k + 3 + blur_reach(feather)
+    x0, y0 = (max(int(v) - reach, 0) for v in every.min(0))
+    x1, y1 = (int(v) + reach + 1 for v in every.max(0))
+    x1, y1 = min(x1, m.shape[1]), min(y1, m.shape[0])
+    if x1 > x0 and y1 > y0:
+        out[y0:y1, x0:x1] = blur(out[y0:y1, x0:x1], feather)
+    return out
 
 
 def face_width(lm: np.ndarray) -> float:

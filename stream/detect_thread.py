@@ -1,23 +1,32 @@
-"""File runs on one process: face detection a frame or two ahead, on its own thread.
+"""File runs on one process: face detection ahead of the main thread, on its own thread.
 
 The same idea as the live path's detection thread (stream/live_detect.py) for `deidentify`
 with `processes` = 1 on a machine with more than one core: while the main thread runs the face
 stages of frame N, this thread detects frame N+1 (onnxruntime releases the GIL), on the core
 the restorer, decoder and encoder leave free. The runner drives it like the detection worker
 processes (stream/runner.py `_DetectFirst`): `submit` in decode order, then `faces` in the same
-order. The processor's own detector is called, one frame at a time and in decode order, so its
-state (the verifier's memory of confirmed finds) and every answer are what the main thread
-would have got: the faces and every frame handed to the encoder are the same. A detection that
-raises is raised again from `faces`, where the processor hides that frame whole, as for a
-detection on the main thread.
+order, or `forget` for a frame whose faces are not asked for.
 
-Off by default (`stream.runner.DETECT_THREAD`): with it, the encoded file was not always the same
-bytes (tenth session: in about one round in ten of tests/test_batch.py's three clips; the encoder's
-input was identical, and it read heap memory it had not written: stream/heap_fill.py). `tools/bench/bench_speed.py --detect-thread` measures it.
+The processor's own detector is called, one frame at a time and on exactly the frames the main
+thread would detect, in the same order, so its state (the verifier's memory of confirmed finds)
+and every answer are what the main thread would have got: the faces and every frame handed to
+the encoder are the same. With a detection cadence (stream/cadence.py) a frame off the schedule is
+detected only where no track is alive when the processor reaches it, which the frames before it
+decide. So a frame starts once every frame before it is decided: at once on the schedule, else when
+the processor asks for its faces (due) or forgets it (skipped; the processor says so as it decides,
+so the next scheduled frame is detected while the main thread works on the skipped one). A
+detection that raises is raised again from `faces`, where the processor hides that frame whole, as
+for a detection on the main thread.
+
+On by default (`stream.runner.DETECT_THREAD`; `IDEUD_DETECT_THREAD=0` turns it off for a
+comparison). In the tenth session the encoded file was not always the same bytes with it (the
+encoder read heap memory it had not written): a run with a fixed seed fills new heap blocks
+(stream/heap_fill.py), which made them the same.
 """
 from __future__ import annotations
 
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ideud.stream.types import Face, Frame
@@ -25,16 +34,20 @@ from ideud.stream.workers import detect_upright
 
 
 class DetectThread:
-    """The processor's `ahead` hook (`faces(frame, detector)`, `forget(frame)`) backed by one thread."""
+    """The processor's `ahead` hook (`faces(frame, detector)`, `forget(frame)`) backed by one thread.
+    `every`: the processor's detection cadence (its frames with index % every == 0 are always detected)."""
 
-    def __init__(self, detector, depth: int = 2):
+    def __init__(self, detector, every: int = 1, depth: int = 2):
         self.detector = detector
+        self.every = max(1, int(every))
         self.depth = depth  # frames submitted and not yet handed to the processor
         self.lost = None  # a thread cannot be lost like a process; the runner asks
         self.worker_seconds = 0.0
         self.answered = 0
+        self.detected = 0  # detections the thread ran
+        self._held: deque = deque()  # submitted, not started: behind a frame not yet decided
         self._waiting: dict[int, Future] = {}  # id(frame) -> its detection
-        # one worker: frames are detected one at a time, in the order submitted
+        # one worker: frames are detected one at a time, in the order started
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ideud-detect")
 
     def open(self, slot_bytes: int) -> None:
@@ -42,8 +55,25 @@ class DetectThread:
 
     def submit(self, frame: Frame) -> None:
         if frame.small is None:
-            return
+            return  # never detected (the processor has no picture for the detector)
+        self._held.append(frame)
+        self._start_scheduled()
+
+    def _start_scheduled(self) -> None:
+        # a frame off the schedule may be skipped: it and the frames after it wait for the decision
+        while self._held and self._held[0].index % self.every == 0:
+            self._start(self._held.popleft())
+
+    def _start(self, frame: Frame) -> None:
         self._waiting[id(frame)] = self._pool.submit(self._detect, frame)
+
+    def _decided(self, frame: Frame, due: bool) -> None:
+        """The processor reached `frame` (every frame before it was decided already)."""
+        while self._held and any(f is frame for f in self._held):
+            first = self._held.popleft()
+            if first is frame and due:
+                self._start(first)
+        self._start_scheduled()
 
     def _detect(self, frame: Frame) -> list[Face]:
         t = time.perf_counter()
@@ -51,9 +81,11 @@ class DetectThread:
             return detect_upright(self.detector, frame.small, frame.small_scale, frame.rotation)
         finally:
             self.worker_seconds += time.perf_counter() - t
+            self.detected += 1
 
     def faces(self, frame: Frame, local_detector) -> list[Face]:
         """The faces of a submitted frame (waits for them); a frame never submitted is detected here."""
+        self._decided(frame, due=True)
         found = self._waiting.pop(id(frame), None)
         if found is None:
             return detect_upright(local_detector, frame.small, frame.small_scale, frame.rotation)
@@ -62,9 +94,11 @@ class DetectThread:
         return faces
 
     def forget(self, frame: Frame) -> None:
-        """The frame left without asking for its faces (its detection still runs, in order)."""
+        """The frame left, or is skipped, without asking for its faces (a detection started still runs, in order)."""
+        self._decided(frame, due=False)
         self._waiting.pop(id(frame), None)
 
     def close(self) -> None:
+        self._held.clear()
         self._waiting.clear()
         self._pool.shutdown(wait=True, cancel_futures=True)

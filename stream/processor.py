@@ -149,6 +149,8 @@ class FaceProcessor:
                     faces = self._detect(frame, p)
             else:  # the tracked faces are found by FaceMesh alone (stream/cadence.py)
                 faces, p.soft, p.detected = [], list(self.cadence.soft), False
+                if self.ahead is not None:
+                    self.ahead.forget(frame)  # said now: a detection thread starts the next frame's
         except Exception as e:
             # without detections we cannot know where faces are: hide the whole frame
             self._fail_frame(frame, None, f"detect: {type(e).__name__}")

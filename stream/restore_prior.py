@@ -126,10 +126,20 @@ def _unfold(x: np.ndarray, mx: np.ndarray, my: np.ndarray, fw: float) -> tuple[n
     if ok.all():
         return x, np.zeros(x.shape[:2], np.float32)
     bad = cv2.dilate((~ok).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    w = fp.blur((~bad).astype(np.float32), 0.06 * fw)
-    fill = fp.blur(x * (~bad)[..., None], 0.06 * fw) / np.maximum(w, 1e-3)[..., None]
-    soft = fp.blur(bad.astype(np.float32), 1.0)[..., None]
-    return x * (1.0 - soft) + fill * soft, soft[..., 0]
+    soft = fp.blur(bad.astype(np.float32), 1.0)
+    # the fill is only used where `soft` is not 0: blurred there alone, with the blur's whole reach
+    # around it (its values there are the same as blurring everything)
+    ys, xs = np.nonzero(soft)
+    reach = fp.blur_reach(0.06 * fw)
+    y0, y1 = max(int(ys.min()) - reach, 0), min(int(ys.max()) + reach + 1, x.shape[0])
+    x0, x1 = max(int(xs.min()) - reach, 0), min(int(xs.max()) + reach + 1, x.shape[1])
+    good = ~bad[y0:y1, x0:x1]
+    w = fp.blur(good.astype(np.float32), 0.06 * fw)
+    fill = fp.blur(x[y0:y1, x0:x1] * good[..., None], 0.06 * fw) / np.maximum(w, 1e-3)[..., None]
+    out = x.copy()
+    a = soft[y0:y1, x0:x1, None]
+    out[y0:y1, x0:x1] = x[y0:y1, x0:x1] * (1.0 - a) + fill * a
+    return out, soft
 
 
 class PriorRestorer:

@@ -33,13 +33,9 @@ from ideud.stream.workers import DetectAhead, WorkerLost, resolve_processes
 log = logging.getLogger("ideud")
 
 QUEUE_FRAMES = 8  # frames between decode and the processor, and between it and encode
-# detection a frame ahead on a thread (stream/detect_thread.py) for one process on several cores: off.
-# With it, in about one round in ten of tests/test_batch.py's three clips a file came out with
-# different bytes from the same frames (1 round in 136 without it): the encoder read heap memory
-# it had not written, which other threads had (fixed for seeded runs: stream/heap_fill.py). Its
-# speed gain was within the noise on the 4-person 360p clip and ~10 % on the 720p one (README,
-# tenth session)
-DETECT_THREAD = False
+# detection ahead on a thread (stream/detect_thread.py) for one process on several cores; the
+# environment's IDEUD_DETECT_THREAD=0 turns it off (benchmarks compare the two)
+DETECT_THREAD = True
 
 
 def check_paths(src: str, dst: str, force: bool) -> None:
@@ -59,6 +55,10 @@ def check_paths(src: str, dst: str, force: bool) -> None:
         raise OutputError(f"{dst}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise OutputError(f"{dst}: folder {folder} is not writable")
+
+
+def _detect_thread_wanted() -> bool:
+    return DETECT_THREAD and os.environ.get("IDEUD_DETECT_THREAD", "1") != "0" and (os.cpu_count() or 1) > 1
 
 
 _END = object()  # end of the stream, through both queues
@@ -220,8 +220,8 @@ def deidentify(src: str, dst: str, options: Optional[Options] = None,
             # load their detector while this one loads the rest
             ahead = DetectAhead(processes - 1, o.detector, o.det_threshold, depth=2 * processes)
         proc = processor or FaceProcessor(o)
-        if ahead is None and DETECT_THREAD and processes == 1 and not o.track_only and (os.cpu_count() or 1) > 1:
-            ahead = DetectThread(proc.detector)
+        if ahead is None and _detect_thread_wanted() and processes == 1 and not o.track_only:
+            ahead = DetectThread(proc.detector, every=proc.cadence.every)
         if ahead is not None:
             dw, dh = proc.detect_size(source.info.width, source.info.height)
             ahead.open(slot_bytes=dw * dh * 3)

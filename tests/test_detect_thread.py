@@ -1,9 +1,11 @@
-"""Detection a frame ahead on a thread (stream/detect_thread.py; off by default, `runner.DETECT_THREAD`,
-for `tools/bench/bench_speed.py --detect-thread`): the faces and frames are the main-thread path's,
-and a detection that fails on the thread hides that frame whole."""
+"""Detection ahead on a thread (stream/detect_thread.py; on by default for one process on several
+cores, `runner.DETECT_THREAD`): the thread runs the detector on exactly the frames the main thread
+would, in the same order, the faces and frames are the main-thread path's, and a detection that
+fails on the thread hides that frame whole."""
 from __future__ import annotations
 
 import os
+import threading
 
 import cv2
 import numpy as np
@@ -34,19 +36,43 @@ def _same_video(a, b) -> None:
 
 def test_the_thread_gives_the_main_thread_output(two_faces, monkeypatch):
     folder, src = two_faces
-    assert runner.DETECT_THREAD is False  # off by default (its encoded bytes were not always the same)
-    monkeypatch.setattr(runner, "DETECT_THREAD", True)
-    threaded = deidentify(src, str(folder / "thread.mkv"), Options(**FAST))
+    assert runner.DETECT_THREAD is True  # on by default
+    monkeypatch.setenv("IDEUD_DETECT_THREAD", "1")
+    o = Options(**FAST)
+    proc = FaceProcessor(o, detector=Counting(make_detector("auto")))
+    try:
+        threaded = deidentify(src, str(folder / "thread.mkv"), o, processor=proc)
+    finally:
+        proc.close()
+    # the detector ran on the thread, on the frames the cadence asked for and no other
+    assert proc.detector.threads == {"ideud-detect"}
+    assert proc.detector.calls == FRAMES - threaded["detect_skipped_frames"]
     # every frame the detector ran on (stream/cadence.py) was detected on the thread
     assert 0 < threaded["detect_skipped_frames"] < FRAMES
     assert threaded["timing"]["detect_thread"]["calls"] == FRAMES - threaded["detect_skipped_frames"]
     assert threaded["timing"]["detect"]["ms_per_frame"] >= 0 and threaded["processes"] == 1
     assert threaded["face_frames"] >= FRAMES and threaded["fallback_face_frames"] < threaded["face_frames"] // 2
-    monkeypatch.setattr(runner, "DETECT_THREAD", False)
+    monkeypatch.setenv("IDEUD_DETECT_THREAD", "0")
     main = deidentify(src, str(folder / "main.mkv"), Options(**FAST))
     assert "detect_thread" not in main["timing"]
     assert main["face_frames"] == threaded["face_frames"]
     _same_video(folder / "main.mkv", folder / "thread.mkv")
+
+
+class Counting:
+    """The real detector, counting its calls and the threads they came from."""
+
+    def __init__(self, inner):
+        self.inner, self.calls, self.threads = inner, 0, set()
+        self.name = inner.name
+
+    def input_size(self, width, height):
+        return self.inner.input_size(width, height)
+
+    def detect(self, image_rgb, scale=1.0):
+        self.calls += 1
+        self.threads.add(threading.current_thread().name.split("_")[0])
+        return self.inner.detect(image_rgb, scale)
 
 
 class FailsOnCall:

@@ -2,13 +2,13 @@
 deface, on clips animated from held-out public-domain portraits, with the per-stage table.
 
     python tools/bench/bench_speed.py [--out DIR] [--frames N] [--deface EXE] [--rounds N] [--seeds 1,2,3]
-                                     [--processes 1,2] [--detect-every 1,2] [--json FILE]
+                                     [--processes 1,2] [--detect-every 1,2] [--detect-thread on,off] [--json FILE]
                                      [--restore-processes auto,0] [--privacy off] [--cpu-time] [--profile FILE.prof]
 
 Clips (made once, deterministic): 640x360 with four people, 1280x720 with one. fps is wall clock
 as a user runs it: `ideud-video` in a process of its own, from its start (interpreter, imports,
 models) to its exit, as deface's is (before the twenty-eighth session ours ran inside this script,
-its imports off the clock; --profile, --cpu-time and --detect-thread still run it here). A user's run
+its imports off the clock; --profile and --cpu-time still run it here). A user's run
 draws its tracks' seeds at random, and how far the privacy guard searches depends on them (the
 4-face clip's guard share was 18-34 % over seeds 1-20): `--seeds 1,2,3` gives round k the k-th seed
 (as many rounds as seeds at least) and reports every round's guard share. Every run of one command shares the
@@ -85,7 +85,7 @@ def make_clip(folder: str, name: str, frames: int) -> str:
     return path
 
 
-def run_cli(src: str, dst: str, options: Options) -> tuple[dict, float]:
+def run_cli(src: str, dst: str, options: Options, thread: bool = True) -> tuple[dict, float]:
     """(report, wall seconds) of `ideud-video` run as a user runs it, in a process of its own:
     the clock holds the interpreter's start and the imports too, as deface's clock holds its own."""
     rep_path = dst + ".report.json"
@@ -96,7 +96,7 @@ def run_cli(src: str, dst: str, options: Options) -> tuple[dict, float]:
     if options.restore_processes is not None:
         cmd += ["--restore-processes", str(options.restore_processes)]
     t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "IDEUD_DETECT_THREAD": "1" if thread else "0"})
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise SystemExit(f"bench_speed: ideud-video failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
@@ -106,7 +106,8 @@ def run_cli(src: str, dst: str, options: Options) -> tuple[dict, float]:
     return rep, wall
 
 
-def run_ideud(src: str, dst: str, options: Options, cpu_time: bool = False, in_process: bool = False) -> dict:
+def run_ideud(src: str, dst: str, options: Options, cpu_time: bool = False, in_process: bool = False,
+              thread: bool = True) -> dict:
     """One run as a user runs it: `ideud-video` in a process of its own, its clock from the start of
     that process (deface's likewise). `in_process` (cProfile, a patched runner) or `cpu_time`: run
     here, the models' loading still on the clock, the imports not; with `cpu_time` the models are
@@ -114,8 +115,9 @@ def run_ideud(src: str, dst: str, options: Options, cpu_time: bool = False, in_p
     proc = None
     restore_cpu = [0.0]
     if not (cpu_time or in_process):
-        rep, wall = run_cli(src, dst, options)
+        rep, wall = run_cli(src, dst, options, thread)
     else:
+        os.environ["IDEUD_DETECT_THREAD"] = "1" if thread else "0"  # read by the runner of this process
         if cpu_time:
             proc = FaceProcessor(options)
             # the main thread's CPU seconds: what a stage costs, not what the machine's other load made
@@ -206,9 +208,9 @@ def main(argv=None) -> int:
     ap.add_argument("--detect-every", default=str(getattr(Options(), "detect_every", 1)),
                     help="comma-separated detection cadences to measure (Options.detect_every), e.g. 1,2")
     ap.add_argument("--privacy", help="override the default privacy mode (off: the path without the guard)")
-    ap.add_argument("--detect-thread", action="store_true",
-                    help="detection a frame ahead on a thread (stream/detect_thread.py; off by default: its "
-                         "encoded bytes were not always the same)")
+    ap.add_argument("--detect-thread", default="on",
+                    help="comma-separated on/off: detection ahead on a thread (stream/detect_thread.py, on by "
+                         "default; off sets IDEUD_DETECT_THREAD=0 for the CLI run), e.g. on,off")
     ap.add_argument("--rounds", type=int, default=1,
                     help="runs of each, ours and deface alternating; the median run's numbers are reported "
                          "and the ratio of the medians (this machine's speed drifts by 10-30 %% in minutes)")
@@ -218,21 +220,20 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     seeds = [int(w) for w in a.seeds.split(",") if w.strip()]
     a.rounds = max(a.rounds, len(seeds))
-    if a.detect_thread:
-        from ideud.stream import runner
-        runner.DETECT_THREAD = True
     names = [c.strip() for c in a.clips.split(",") if c.strip()]
     if any(c not in CLIPS for c in names):
         ap.error(f"unknown clip; choose from {', '.join(CLIPS)}")
     rps = [None if w.strip() == "auto" else int(w) for w in a.restore_processes.split(",")]
     everies = [int(w) for w in a.detect_every.split(",")] if hasattr(Options(), "detect_every") else [None]
-    # one label per configuration measured: p<processes>, with _r<restore processes> and _d<detect every>
-    # when several are
+    threads = [w.strip() == "on" for w in a.detect_thread.split(",") if w.strip()]
+    # one label per configuration measured: p<processes>, with _r<restore processes>, _d<detect every>
+    # and _t<on|off> (the detection thread) when several are
     runs = [(f"p{n}" + ("" if len(rps) == 1 else f"_r{'auto' if rp is None else rp}")
-             + ("" if len(everies) == 1 else f"_d{k}"), n, rp, k)
-            for n in (int(w) for w in a.processes.split(",")) for rp in rps for k in everies]
-    runs = [(lb if [r[0] for r in runs[:i]].count(lb) == 0 else f"{lb}_{i}", n, rp, k)  # a repeat: its own label
-            for i, (lb, n, rp, k) in enumerate(runs)]
+             + ("" if len(everies) == 1 else f"_d{k}") + ("" if len(threads) == 1 else f"_t{'on' if t else 'off'}"),
+             n, rp, k, t)
+            for n in (int(w) for w in a.processes.split(",")) for rp in rps for k in everies for t in threads]
+    runs = [(lb if [r[0] for r in runs[:i]].count(lb) == 0 else f"{lb}_{i}", *rest)  # a repeat: its own label
+            for i, (lb, *rest) in enumerate(runs)]
     load0 = os.getloadavg()
     results = {"machine": f"{os.cpu_count()} CPU cores", "frames": a.frames, "load_avg_start": load0, "clips": {}}
     print(f"{os.cpu_count()} cores, load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} (1/5/15 min)")
@@ -241,7 +242,7 @@ def main(argv=None) -> int:
         src = make_clip(a.out, name, a.frames)
         rounds: dict = {}  # label -> one result per round (ours alternating with deface, round by round)
         for k in range(a.rounds):
-            for label, n, rp, every in runs:
+            for label, n, rp, every, thread in runs:
                 o = dataclasses.replace(Options(), seed=seeds[k % len(seeds)], force=True, processes=n, restore_processes=rp,
                                         **({} if every is None else {"detect_every": every}))
                 if a.privacy:
@@ -255,7 +256,7 @@ def main(argv=None) -> int:
                     prof.dump_stats(a.profile)
                     profiled = True
                 else:
-                    res = run_ideud(src, dst, o, a.cpu_time, a.detect_thread)
+                    res = run_ideud(src, dst, o, a.cpu_time, thread=thread)
                 rounds.setdefault(f"ideud_{label}", []).append(res)
                 print_table(f"{name} ideud {label} (processes={n}, restore processes {res['restore_processes']})"
                             + (f", round {k + 1}, seed {o.seed}" if a.rounds > 1 else ""), res)

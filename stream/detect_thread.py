@@ -44,7 +44,6 @@ class DetectThread:
         self.lost = None  # a thread cannot be lost like a process; the runner asks
         self.worker_seconds = 0.0
         self.answered = 0
-        self.detected = 0  # detections the thread ran
         self._held: deque = deque()  # submitted, not started: behind a frame not yet decided
         self._waiting: dict[int, Future] = {}  # id(frame) -> its detection
         # one worker: frames are detected one at a time, in the order started
@@ -81,14 +80,12 @@ class DetectThread:
             return detect_upright(self.detector, frame.small, frame.small_scale, frame.rotation)
         finally:
             self.worker_seconds += time.perf_counter() - t
-            self.detected += 1
 
     def faces(self, frame: Frame, local_detector) -> list[Face]:
-        """The faces of a submitted frame (waits for them); a frame never submitted is detected here."""
+        """The faces of a submitted frame (waits for them); a frame never submitted is detected on the
+        thread too, after what it has started (the detector's calls stay in frame order)."""
         self._decided(frame, due=True)
-        found = self._waiting.pop(id(frame), None)
-        if found is None:
-            return detect_upright(local_detector, frame.small, frame.small_scale, frame.rotation)
+        found = self._waiting.pop(id(frame), None) or self._pool.submit(self._detect, frame)
         faces = found.result()  # re-raises the detection's exception: the frame is hidden
         self.answered += 1
         return faces

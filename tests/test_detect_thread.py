@@ -113,3 +113,49 @@ def test_a_detection_failing_on_the_thread_hides_its_frame(two_faces, monkeypatc
     assert detail[1] < 40 < min(detail[0], detail[2]), detail
     if not threaded:
         _same_video(folder / "fail_True.mkv", folder / "fail_False.mkv")
+
+
+class Recording:
+    """Records the frames it is asked about (their index is the picture's value); frame 2's call
+    waits until the test lets it go."""
+
+    def __init__(self):
+        self.order, self.entered, self.release = [], {}, threading.Event()
+
+    def detect(self, image_rgb, scale=1.0):
+        index = int(image_rgb[0, 0, 0])
+        self.order.append(index)
+        self.entered.setdefault(index, threading.Event()).set()
+        if index == 2:
+            assert self.release.wait(60)
+        return []
+
+
+def _frame(index: int):
+    from ideud.stream.types import Frame
+    return Frame(index=index, pts=index, time_base=None, planes=[], pix_fmt="yuv420p",
+                 small=np.full((8, 8, 3), index, np.uint8))
+
+
+def test_frames_off_the_cadence_wait_for_the_processor():
+    from ideud.stream.detect_thread import DetectThread
+
+    det = Recording()
+    ahead = DetectThread(det, every=2)
+    frames = [_frame(i) for i in range(5)]
+    try:
+        for f in frames[:3]:
+            ahead.submit(f)
+        assert ahead.faces(frames[0], det) == []  # on the schedule: started when submitted
+        assert det.order == [0]  # frame 1 may be skipped: neither it nor frame 2 has started
+        ahead.forget(frames[1])  # skipped (a track is alive): frame 2 starts before anybody asks
+        assert det.entered.setdefault(2, threading.Event()).wait(60)
+        det.release.set()
+        assert ahead.faces(frames[2], det) == []
+        for f in frames[3:]:
+            ahead.submit(f)
+        assert ahead.faces(frames[3], det) == []  # due (no track alive): detected in order, then 4
+        assert ahead.faces(frames[4], det) == []
+        assert det.order == [0, 2, 3, 4]  # frame 1 never ran: the calls the main thread would make
+    finally:
+        ahead.close()

@@ -408,7 +408,7 @@ class BlazeFaceDetector:
 
 
 def make_detector(name: str = "auto", threshold: Optional[float] = None, min_size: float = 0.0,
-                  verify: bool = True, **kw) -> Detector:
+                  verify: bool = True, threads: int = 1, **kw) -> Detector:
     """Build a detector by name: one of `DETECTOR_NAMES` (auto | centerface | blazeface |
     blazeface-tiled); ``blaze`` and ``blaze-tiled`` are accepted for the BlazeFace two.
 
@@ -420,7 +420,8 @@ def make_detector(name: str = "auto", threshold: Optional[float] = None, min_siz
     `find_centerface_model`), otherwise BlazeFace with a warning: BlazeFace
     misses small faces, so a deployment should ship the ONNX.
     ``threshold=None`` takes the detector's own default (CenterFace 0.3,
-    BlazeFace 0.5); ``min_size`` is in full-frame pixels.
+    BlazeFace 0.5); ``min_size`` is in full-frame pixels. ``threads``: CenterFace's onnxruntime
+    intra-op threads (BlazeFace runs in mediapipe's own graph).
     """
     name = _ALIASES.get(name, name)
     if name == "auto":
@@ -430,7 +431,7 @@ def make_detector(name: str = "auto", threshold: Optional[float] = None, min_siz
             log.warning("CenterFace ONNX not found; falling back to BlazeFace (misses small faces)")
             name = "blaze"
     if name == "centerface":
-        det = CenterFaceDetector(threshold=threshold, min_size=min_size, **kw)
+        det = CenterFaceDetector(threshold=threshold, min_size=min_size, threads=threads, **kw)
         if not verify:
             return det
         return VerifyingDetector(det)

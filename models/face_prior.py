@@ -31,6 +31,7 @@ from ideud.models import facemesh as fm
 from ideud.models import model_file
 from ideud.models import meshhead as mh
 from ideud.models import face_bank as fbk
+from ideud.models.soft_mask import blur, blur_reach, fill, low_pass  # noqa: F401  (fp.blur, fp.fill, ... for callers)
 
 CANVAS = (112, 128)  # (w, h) px of the shape-free frame
 CANVAS_MM = 0.62  # canvas px per canonical mm: ~86 px between the cheek points
@@ -58,55 +59,6 @@ def ring(lm: np.ndarray, upper_lower) -> np.ndarray:
 def scaled(poly: np.ndarray, sx: float, sy: float) -> np.ndarray:
     c = poly.mean(0)
     return c + (poly - c) * [sx, sy]
-
-
-def blur(x: np.ndarray, sigma: float) -> np.ndarray:
-    return cv2.GaussianBlur(x, (0, 0), sigma) if sigma > 0.3 else x
-
-
-def low_pass(x: np.ndarray, sigma: float) -> np.ndarray:
-    """`blur` for wide sigmas (the shading's 6-40 px), at a 2-4x smaller scale: 10-30x cheaper, within
-    ~0.3 levels on average (more at the borders). Area-down, blur, linear-up; the down and up steps'
-    own spread (box (f^2 - 1) / 12, tent f^2 / 6) is taken off the Gaussian's variance."""
-    f = min(int(sigma // 3), 4)
-    if f < 2:
-        return blur(x, sigma)
-    h, w = x.shape[:2]
-    sh, sw = -(-h // f), -(-w // f)
-    padded = cv2.copyMakeBorder(x, 0, sh * f - h, 0, sw * f - w, cv2.BORDER_REFLECT_101)
-    small = cv2.resize(padded, (sw, sh), interpolation=cv2.INTER_AREA)
-    rest = np.sqrt(max(sigma * sigma - (f * f - 1) / 12.0 - f * f / 6.0, 0.25)) / f
-    small = cv2.GaussianBlur(small, (0, 0), rest)
-    return cv2.resize(small, (sw * f, sh * f), interpolation=cv2.INTER_LINEAR)[:h, :w]
-
-
-def blur_reach(sigma: float) -> int:
-    """Pixels a float32 `blur` of `sigma` reaches on each side (OpenCV's kernel radius), and one more."""
-    return int(round(sigma * 4 * 2 + 1)) // 2 + 1
-
-
-def fill(shape, polys, feather: float = 0.0, grow: float = 0.0) -> np.ndarray:
-    """Soft mask (float32 0..1) of filled polygons, optionally grown and feathered."""
-    m = np.zeros(shape, np.uint8)
-    pts = [np.asarray(p, np.float64).reshape(-1, 2) for p in polys]
-    for p in pts:
-        cv2.fillPoly(m, [np.round(p * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
-    k = int(round(grow)) if grow >= 1 else 0
-    if k:
-        m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
-    out = m.astype(np.float32) / 255.0
-    if feather <= 0.3 or not pts:
-        return out
-    # feathered around the polygons only: the blur of the zeros beyond its reach is zero, and inside
-    # a margin of zeros as wide as its reach the values are those of blurring the whole mask
-    every = np.vstack(pts)
-    reach = k + 3 + blur_reach(feather)
-    x0, y0 = (max(int(v) - reach, 0) for v in every.min(0))
-    x1, y1 = (int(v) + reach + 1 for v in every.max(0))
-    x1, y1 = min(x1, m.shape[1]), min(y1, m.shape[0])
-    if x1 > x0 and y1 > y0:
-        out[y0:y1, x0:x1] = blur(out[y0:y1, x0:x1], feather)
-    return out
 
 
 def face_width(lm: np.ndarray) -> float:

@@ -38,8 +38,12 @@ class DetectCadence:
         self.soft: list = []  # the last detected frame's soft finds, blurred again until the next
         self.skipped = 0  # frames the detector did not run on
 
+    def scheduled(self, index: int) -> bool:
+        """Detected whatever the tracks: every frame at 1, else every `every`-th."""
+        return index % self.every == 0
+
     def due(self, index: int, tracking: bool) -> bool:
-        if self.every == 1 or not tracking or index % self.every == 0:
+        if not tracking or self.scheduled(index):
             return True
         self.skipped += 1
         return False

@@ -29,17 +29,18 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from ideud.stream.cadence import DetectCadence
 from ideud.stream.types import Face, Frame
 from ideud.stream.workers import detect_upright
 
 
 class DetectThread:
     """The processor's `ahead` hook (`faces(frame, detector)`, `forget(frame)`) backed by one thread.
-    `every`: the processor's detection cadence (its frames with index % every == 0 are always detected)."""
+    `cadence`: the processor's (stream/cadence.py); its scheduled frames are always detected."""
 
-    def __init__(self, detector, every: int = 1, depth: int = 2):
+    def __init__(self, detector, cadence: DetectCadence, depth: int = 2):
         self.detector = detector
-        self.every = max(1, int(every))
+        self.cadence = cadence
         self.depth = depth  # frames submitted and not yet handed to the processor
         self.lost = None  # a thread cannot be lost like a process; the runner asks
         self.worker_seconds = 0.0
@@ -60,7 +61,7 @@ class DetectThread:
 
     def _start_scheduled(self) -> None:
         # a frame off the schedule may be skipped: it and the frames after it wait for the decision
-        while self._held and self._held[0].index % self.every == 0:
+        while self._held and self.cadence.scheduled(self._held[0].index):
             self._start(self._held.popleft())
 
     def _start(self, frame: Frame) -> None:
@@ -68,10 +69,11 @@ class DetectThread:
 
     def _decided(self, frame: Frame, due: bool) -> None:
         """The processor reached `frame` (every frame before it was decided already)."""
-        while self._held and any(f is frame for f in self._held):
-            first = self._held.popleft()
-            if first is frame and due:
-                self._start(first)
+        if any(f is frame for f in self._held):
+            while self._held.popleft() is not frame:
+                pass  # decided before it, without a word (a frame that failed before its decision)
+            if due:
+                self._start(frame)
         self._start_scheduled()
 
     def _detect(self, frame: Frame) -> list[Face]:

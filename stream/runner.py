@@ -221,7 +221,7 @@ def deidentify(src: str, dst: str, options: Optional[Options] = None,
             ahead = DetectAhead(processes - 1, o.detector, o.det_threshold, depth=2 * processes)
         proc = processor or FaceProcessor(o)
         if ahead is None and _detect_thread_wanted() and processes == 1 and not o.track_only:
-            ahead = DetectThread(proc.detector, every=proc.cadence.every)
+            ahead = DetectThread(proc.detector, proc.cadence)
         if ahead is not None:
             dw, dh = proc.detect_size(source.info.width, source.info.height)
             ahead.open(slot_bytes=dw * dh * 3)

@@ -138,10 +138,11 @@ def _frame(index: int):
 
 
 def test_frames_off_the_cadence_wait_for_the_processor():
+    from ideud.stream.cadence import DetectCadence
     from ideud.stream.detect_thread import DetectThread
 
     det = Recording()
-    ahead = DetectThread(det, every=2)
+    ahead = DetectThread(det, DetectCadence(2))
     frames = [_frame(i) for i in range(5)]
     try:
         for f in frames[:3]:

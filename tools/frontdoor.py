@@ -116,8 +116,7 @@ def pipeline_options(a: argparse.Namespace):
         raise UsageError("--min-face must be >= 0")
     if a.det_threshold is not None and not 0 < a.det_threshold < 1:
         raise UsageError("--det-threshold must be between 0 and 1")
-    detect_every = a.detect_every  # (batch has the flag too)
-    if not 1 <= detect_every <= MAX_EVERY:
+    if not 1 <= a.detect_every <= MAX_EVERY:
         raise UsageError(f"--detect-every must be between 1 and {MAX_EVERY}")
     if a.restore_ahead is not None and not 0 <= a.restore_ahead <= 64:
         raise UsageError("--restore-ahead must be between 0 and 64")
@@ -134,7 +133,7 @@ def pipeline_options(a: argparse.Namespace):
                    detector=a.detector,
                    restorer=a.restorer, fallback=a.fallback, privacy=a.privacy, codec=a.codec, crf=a.crf,
                    preset=a.preset, audio=not a.no_audio, keep_metadata=a.keep_metadata, force=a.force,
-                   relink=getattr(a, "relink", "on") == "on", detect_every=detect_every)
+                   relink=getattr(a, "relink", "on") == "on", detect_every=a.detect_every)
 
 
 def log_to_stderr(prog: str, quiet: int) -> None:

@@ -35,6 +35,7 @@ several threads are serialised by a lock::
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -259,6 +260,7 @@ class CenterFaceDetector:
             )
         self._input = self._sess.get_inputs()[0].name
         self._lock = threading.Lock()
+        self._given: Optional[tuple] = None  # (image, its network outputs): `given`
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
         """Size to scale a full frame to: `input_scale` (raised to reach
@@ -270,8 +272,9 @@ class CenterFaceDetector:
         w = max(32, int(round(width * s / 32.0)) * 32)
         return w, _even(height * w / float(width))
 
-    def raw(self, image_rgb: np.ndarray, threshold: float):
-        """Boxes (N,4), scores (N,), keypoints (N,4,2) in `image_rgb` pixels, no NMS."""
+    def forward(self, image_rgb: np.ndarray) -> tuple:
+        """The network's outputs for an image: no state, so any frame's may be computed at any time
+        (stream/detect_thread.py computes them for frames whose detection must wait its turn)."""
         h, w = image_rgb.shape[:2]
         # the net downsamples by 32: pad right/bottom instead of resizing, so
         # the pipeline's scale factor stays exact
@@ -279,7 +282,23 @@ class CenterFaceDetector:
         x = np.zeros((1, 3, H, W), np.float32)
         x[0, :, :h, :w] = np.moveaxis(image_rgb, 2, 0)  # RGB 0..255, no normalisation
         with self._lock:
-            heat, size, off, lms = self._sess.run(None, {self._input: x})
+            return tuple(self._sess.run(None, {self._input: x}))
+
+    @contextlib.contextmanager
+    def given(self, image_rgb: np.ndarray, outputs: tuple):
+        """Within it, a `raw` of this very array uses `outputs` (its `forward`, computed earlier)
+        instead of running the network again: the same numbers, the pass already paid for."""
+        self._given = (image_rgb, outputs)
+        try:
+            yield
+        finally:
+            self._given = None
+
+    def raw(self, image_rgb: np.ndarray, threshold: float):
+        """Boxes (N,4), scores (N,), keypoints (N,4,2) in `image_rgb` pixels, no NMS."""
+        h, w = image_rgb.shape[:2]
+        given = self._given
+        heat, size, off, lms = given[1] if given is not None and given[0] is image_rgb else self.forward(image_rgb)
         ys, xs = np.nonzero(heat[0, 0] > threshold)
         if ys.size == 0:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 4, 2), np.float32)

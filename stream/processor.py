@@ -35,7 +35,7 @@ from ideud.stream.relink import relinker_for
 from ideud.stream.face_work import render_and_cut, take_answers
 from ideud.stream.render import crop_for
 from ideud.stream.restore import restorer_for
-from ideud.stream.restore_processes import RestoreProcesses, auto_count
+from ideud.stream.restore_processes import RestoreProcesses, wanted
 from ideud.stream.restore_worker import RestoreWorker
 from ideud.stream.scene import CutDetector
 from ideud.stream.soften import soften_finds
@@ -69,11 +69,10 @@ class FaceProcessor:
         self.mesh = fm.FaceMesh()
         self.identity = IdentityStage(sigma=options.scale, smooth=options.smooth)
         self.restorer: Restorer = restorer if restorer is not None else restorer_for(options)
-        if restorer is None and not options.track_only and options.restorer != "gan":
+        if restorer is None:
             # Step II's CPU work in processes of its own: off this process's interpreter lock
-            n = (options.restore_processes if options.restore_processes is not None
-                 else auto_count(self.restorer))
-            if n > 0 and not self.restorer.on_gpu:
+            n = wanted(options, self.restorer)
+            if n > 0:
                 self.restorer = RestoreProcesses(self.restorer, n, sigma=options.scale)
         # with restore processes each face is also warped and its occluders cut there (stream/face_work.py)
         self.render_in_restorer = isinstance(self.restorer, RestoreProcesses)

@@ -118,7 +118,7 @@ def auto_restorer(log=None, gan_engine: str = "auto", sigma: float | None = None
     from ideud.stream.restore_gan import gan_engine_options, load_gan_restorer
 
     # without the weights there is nothing to run on a GPU, and torch (~1.3 s to import) stays unloaded
-    if not registry.model_path(registry.DEFAULT_GAN).is_file():
+    if not gan_installed():
         reason = f"the GAN weights are not installed ({registry.DEFAULT_GAN}: `ideud-video models fetch`)"
     elif not _cuda_available():
         reason = "no CUDA GPU for the GAN restorer"
@@ -131,6 +131,21 @@ def auto_restorer(log=None, gan_engine: str = "auto", sigma: float | None = None
     if log:
         log(f"using the embedded tier ({EMBEDDED_DEFAULT} restorer): {reason}")
     return make_restorer(EMBEDDED_DEFAULT, sigma=sigma)
+
+
+def gan_installed() -> bool:
+    """The GAN tier's weights are where `ideud-video models fetch` puts them (auto may pick that tier)."""
+    from ideud.models import registry
+
+    return registry.model_path(registry.DEFAULT_GAN).is_file()
+
+
+def cpu_restorer_for(options) -> Restorer | None:
+    """The restorer `restorer_for(options)` builds, where that is known without torch or a model file
+    (auto without the GAN weights, or a restorer named other than gan); None otherwise."""
+    if options.restorer == "gan" or (options.restorer == "auto" and gan_installed()):
+        return None
+    return make_restorer(EMBEDDED_DEFAULT if options.restorer == "auto" else options.restorer, sigma=options.scale)
 
 
 def _cuda_available() -> bool:

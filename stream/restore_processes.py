@@ -70,7 +70,7 @@ _CHILD = "import sys; from ideud.stream.restore_processes import serve; serve(in
 def serve(fd: int, spec: str) -> None:
     """A restore process: builds the restorer, answers calls until told to stop or the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent closes us
-    from ideud.stream import blas_threads
+    from ideud.stream import blas_threads, occlusion_judge
     from ideud.stream.occlusion import OcclusionStage
     from ideud.stream.restore import make_restorer
 
@@ -80,6 +80,8 @@ def serve(fd: int, spec: str) -> None:
     try:
         args = json.loads(spec)
         restorer = make_restorer(args["name"], **args["kwargs"])
+        restorer.warmup()  # before the parent's first call, which may be a while off (`start_early`)
+        occlusion_judge.warmup()
     except BaseException as e:  # the parent restores in its own process instead
         conn.send(("failed", f"{type(e).__name__}: {e}"))
         return
@@ -112,17 +114,65 @@ def _answer_call(restorer, occlusion, op: str, arg, drops: list):
     return fn(*arg) if fn is not None else ({} if op == "picks_of" else None)
 
 
-def _start(name: str, kwargs: dict) -> tuple[Connection, subprocess.Popen]:
+def _spec(name: str, kwargs: dict) -> str:
+    return json.dumps({"name": name, "kwargs": kwargs}, sort_keys=True)
+
+
+def _start(spec: str) -> tuple[Connection, subprocess.Popen]:
     here, there = socket.socketpair()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # the caller's import path, as it is now
     try:
-        proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(there.fileno()),
-                                 json.dumps({"name": name, "kwargs": kwargs})],
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(there.fileno()), spec],
                                 pass_fds=[there.fileno()], stdin=subprocess.DEVNULL, env=env)
     finally:
         there.close()
     return Connection(here.detach()), proc
+
+
+def wanted(options, restorer) -> int:
+    """How many restore processes a `FaceProcessor` built from `options` runs `restorer` in (the one
+    it built from them): none for the GAN tier, an explicit --restore-processes, else `auto_count`."""
+    if options.track_only or options.restorer == "gan" or getattr(restorer, "on_gpu", False):
+        return 0
+    return options.restore_processes if options.restore_processes is not None else auto_count(restorer)
+
+
+_EARLY: dict[str, list] = {}  # spec -> [(connection, process)] started by `start_early`, not yet taken
+
+
+def start_early(options) -> None:
+    """Start now the restore processes a run with `options` will ask for, before this process loads
+    its own models: each imports and builds its restorer (~0.5 s, more on busy cores) beside this
+    process's imports and model loads (~1 s), where it started after them before and the first face
+    waited for it. `RestoreProcesses` takes them when asked for the same restorer; `stop_early`
+    ends those nobody took. Nothing is started where the restorer is not known without loading
+    torch or a model (the GAN tier)."""
+    from ideud.stream.restore import cpu_restorer_for  # cv2 and numpy (~0.2 s): the run needs them anyway
+
+    restorer = cpu_restorer_for(options)
+    n = 0 if restorer is None else wanted(options, restorer)
+    spec = _spec(restorer.name, {"sigma": options.scale}) if n else ""
+    try:
+        for _ in range(n - len(_EARLY.get(spec, ()))):
+            _EARLY.setdefault(spec, []).append(_start(spec))
+    except (OSError, ValueError):
+        pass  # RestoreProcesses tries again, and says why
+
+
+def stop_early() -> None:
+    """End the processes `start_early` started that no run took (they hold no state: killed)."""
+    for started in _EARLY.values():
+        for conn, proc in started:
+            conn.close()
+            proc.kill()
+            proc.wait()
+    _EARLY.clear()
+
+
+def _take_or_start(spec: str) -> tuple[Connection, subprocess.Popen]:
+    early = _EARLY.get(spec)
+    return early.pop(0) if early else _start(spec)
 
 
 class RestoreProcesses:
@@ -148,7 +198,7 @@ class RestoreProcesses:
         self._conns, self._procs = [], []
         try:
             for _ in range(n):
-                conn, proc = _start(restorer.name, kwargs)
+                conn, proc = _take_or_start(_spec(restorer.name, kwargs))
                 self._conns.append(conn)
                 self._procs.append(proc)
         except (OSError, ValueError) as e:  # no interpreter to run, no fd passing: in this process

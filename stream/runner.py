@@ -6,8 +6,8 @@ wait for the restorer and are held for the look-back (`frames_held`: stream/look
 they and the audio packets between them reach the encoder in decode order. The output is written
 to a temp file and renamed when complete (stream/encode.py); on any failure it is removed. With
 `processes` > 1, worker processes detect faces a few frames ahead (stream/workers.py); with one
-process on several cores, a thread does (stream/detect_thread.py); everything else with state
-stays on the main thread.
+process on several cores, a thread does (stream/detect_thread.py), taking each frame from the
+decode thread; everything else with state stays on the main thread.
 """
 from __future__ import annotations
 
@@ -33,6 +33,10 @@ from ideud.stream.workers import DetectAhead, WorkerLost, resolve_processes
 log = logging.getLogger("ideud")
 
 QUEUE_FRAMES = 8  # frames between decode and the processor, and between it and encode
+# ... between decode and the processor with the detection thread, which works through them while the
+# main thread waits (a new track's search): as many as fit this many bytes, at most AHEAD_FRAMES
+AHEAD_BYTES = 64 << 20
+AHEAD_FRAMES = 48
 # detection ahead on a thread (stream/detect_thread.py) for one process on several cores; the
 # environment's IDEUD_DETECT_THREAD=0 turns it off (benchmarks compare the two)
 DETECT_THREAD = True
@@ -59,6 +63,11 @@ def check_paths(src: str, dst: str, force: bool) -> None:
 
 def _detect_thread_wanted() -> bool:
     return DETECT_THREAD and os.environ.get("IDEUD_DETECT_THREAD", "1") != "0" and (os.cpu_count() or 1) > 1
+
+
+def _ahead_frames(info: VideoInfo) -> int:
+    frame_bytes = 3 * max(info.width * info.height, 1)  # RGB, or 10-bit 4:2:0
+    return max(QUEUE_FRAMES, min(AHEAD_FRAMES, AHEAD_BYTES // frame_bytes))
 
 
 _END = object()  # end of the stream, through both queues
@@ -202,6 +211,23 @@ class _DetectFirst:
                 return
 
 
+class _Submitted:
+    """With the detection thread: each frame went to it from the decode thread as decoded (it detects
+    ahead as far as the decoded queue reaches); here it goes into the processor, which asks for its faces."""
+
+    def __init__(self, ahead: DetectThread, order: InOrder, limit: int):
+        self.ahead, self.order, self.limit = ahead, order, limit
+
+    def add(self, item) -> None:
+        self.order.add(item)
+        if isinstance(item, Frame):
+            self.ahead.forget(item)  # a detection the processor did not ask for (a frame that failed) goes
+        self.order.emit(self.limit)
+
+    def drain(self) -> None:
+        """Nothing staged here (the decoded queue holds the frames ahead)."""
+
+
 def deidentify(src: str, dst: str, options: Optional[Options] = None,
                on_frame: Optional[Callable[[int, int], None]] = None, processor: Optional[FaceProcessor] = None) -> dict:
     """De-identify a video or image file. Returns the report (nothing identity-derived in it)."""
@@ -235,13 +261,19 @@ def deidentify(src: str, dst: str, options: Optional[Options] = None,
     source.detect_size = proc.detect_size
     info = source.info
     stop = threading.Event()
-    decoded: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES)
+    # the detection thread takes each frame from the decode thread; detection workers from this one (_DetectFirst)
+    early = ahead if isinstance(ahead, DetectThread) else None
+    decoded: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES if early is None else _ahead_frames(info))
     encoder = _Encoder(dst, info, o, proc, stop)
 
     def decode_loop():
         t = time.perf_counter()
         for item in source.items():
             proc.timer.add("decode", time.perf_counter() - t, 1 if isinstance(item, Frame) else 0)
+            if early is not None and isinstance(item, Frame):
+                if item.small is None and item.is_rgb:
+                    attach_small(item, proc.detect_size)
+                early.submit(item)
             if not _put(decoded, item, stop):
                 return
             t = time.perf_counter()
@@ -257,7 +289,8 @@ def deidentify(src: str, dst: str, options: Optional[Options] = None,
     order = InOrder(proc, to_encoder, on_frame, info.frames)
     feed = order
     if ahead is not None:
-        feed = _DetectFirst(ahead, order, proc.frames_held, proc.detect_size)
+        feed = (_DetectFirst(ahead, order, proc.frames_held, proc.detect_size) if early is None
+                else _Submitted(early, order, proc.frames_held))
         proc.ahead = ahead
     dec.start()
     enc.start()

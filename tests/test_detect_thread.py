@@ -74,6 +74,13 @@ class Counting:
         self.threads.add(threading.current_thread().name.split("_")[0])
         return self.inner.detect(image_rgb, scale)
 
+    def forward(self, image_rgb):  # CenterFace's pass, which the thread runs ahead for held frames
+        self.threads.add(threading.current_thread().name.split("_")[0])
+        return self.inner.forward(image_rgb)
+
+    def given(self, image_rgb, outputs):
+        return self.inner.given(image_rgb, outputs)
+
 
 class FailsOnCall:
     """The real detector, failing on its n-th call (0-based): a detection fault on the thread."""
@@ -160,3 +167,47 @@ def test_frames_off_the_cadence_wait_for_the_processor():
         assert det.order == [0, 2, 3, 4]  # frame 1 never ran: the calls the main thread would make
     finally:
         ahead.close()
+
+
+def test_a_held_frame_has_its_network_pass_while_it_waits():
+    # frames 2 and 4 are on the schedule but wait behind frame 1 (which the processor may skip or
+    # not): CenterFace's pass over them has no state, so it runs while they wait, and their
+    # detections then use it; the faces are those of the same calls made one after another
+    from ideud.stream.cadence import DetectCadence
+    from ideud.stream.detect_thread import DetectThread
+    from ideud.stream.types import Frame
+
+    pictures = list(moving_faces(5, 448, 252, size=110, faces=2))
+    frames = [Frame(index=i, pts=i, time_base=None, planes=[], pix_fmt="rgb24", small=p, small_scale=(1.0, 1.0))
+              for i, p in enumerate(pictures)]
+    for f, p in zip(frames, pictures):
+        p[0, 0, 0] = f.index  # which frame a pass was over
+    reference = make_detector("auto")
+    expected = {i: reference.detect(pictures[i], (1.0, 1.0)) for i in (0, 2, 3, 4)}  # the main thread's calls
+    det = make_detector("auto")
+    passes = []  # over whole frames (the verifier's looks at crops go through `forward` too)
+    forward = det.inner.forward
+    det.inner.forward = lambda image: (image.shape == pictures[0].shape and passes.append(int(image[0, 0, 0]))
+                                       or forward(image))
+    ahead = DetectThread(det, DetectCadence(2))
+    try:
+        for f in frames:
+            ahead.submit(f)
+        found = {0: ahead.faces(frames[0], det)}
+        for _ in range(600):
+            if len(passes) >= 3:
+                break
+            threading.Event().wait(0.1)
+        assert passes == [0, 2, 4]  # before anybody decided frame 1
+        ahead.forget(frames[1])  # skipped
+        found[2] = ahead.faces(frames[2], det)
+        assert passes == [0, 2, 4]  # its pass was done already
+        found[3] = ahead.faces(frames[3], det)  # due after all (off the schedule: no pass ahead)
+        found[4] = ahead.faces(frames[4], det)
+        assert passes == [0, 2, 4, 3]
+    finally:
+        ahead.close()
+    for i, faces in found.items():
+        assert len(faces) == len(expected[i]) == 2, i
+        for a, b in zip(faces, expected[i]):
+            assert np.array_equal(a.box, b.box) and a.score == b.score

@@ -11,6 +11,7 @@ import pytest
 
 from clips import moving_faces, read_frames, write_clip
 from ideud.stream.pipeline import FaceProcessor, Options, deidentify
+from ideud.stream import restore_processes as rp_module
 from ideud.stream.restore import make_restorer
 from ideud.stream.restore_processes import RestoreProcesses, RestoreProcessLost, auto_count
 from ideud.stream.types import RestoreItem
@@ -167,3 +168,55 @@ def test_auto_count_leaves_gpu_restorers_and_one_core_alone():
     assert auto_count(Cpu(), cores=1) == 0
     assert auto_count(Cpu(), cores=2) == 1
     assert auto_count(Cpu(), cores=16) == 4
+
+
+def test_processes_started_early_are_taken_by_the_run(face_clip, tmp_path, monkeypatch):
+    # the CLI starts them before its own imports (restore_processes.start_early); the processor built
+    # from the same options takes those very processes and starts none of its own
+    started = []
+    start = rp_module._start
+    monkeypatch.setattr(rp_module, "_start", lambda spec: started.append(start(spec)) or started[-1])
+    o = Options(codec="ffv1", seed=3, audio=False, restore_processes=1, restorer="prior")
+    rp_module.start_early(o)
+    assert len(started) == 1 and started[0][1].poll() is None
+    rp_module.start_early(o)  # asked twice: still one
+    assert len(started) == 1
+    proc = FaceProcessor(o)
+    try:
+        assert proc.restorer._procs == [started[0][1]] and not rp_module._EARLY.get(rp_module._spec("prior", {"sigma": o.scale}))
+        rep = deidentify(str(face_clip), str(tmp_path / "early.mkv"), o, processor=proc)
+    finally:
+        proc.close()
+    assert len(started) == 1 and rep["restore_processes"] == 1
+    assert rep["fallback_face_frames"] < rep["face_frames"]
+
+
+def test_processes_nobody_takes_are_ended(monkeypatch):
+    started = []
+    start = rp_module._start
+    monkeypatch.setattr(rp_module, "_start", lambda spec: started.append(start(spec)) or started[-1])
+    for o in (Options(restorer="gan"), Options(track_only=True), Options(restore_processes=0),
+              Options(restorer="classic")):  # the GAN tier, no restorer, none asked for, a light restorer
+        rp_module.start_early(o)
+    assert started == []
+    rp_module.start_early(Options(restorer="prior", restore_processes=2))
+    assert len(started) == 2
+    rp_module.stop_early()
+    assert rp_module._EARLY == {}
+    assert all(p.wait(timeout=30) is not None for _, p in started)
+
+
+def test_the_cli_ends_its_early_processes_on_bad_input(tmp_path, monkeypatch):
+    from ideud.stream.errors import InputError
+    from ideud.tools import cli
+
+    started = []
+    start = rp_module._start
+    monkeypatch.setattr(rp_module, "_start", lambda spec: started.append(start(spec)) or started[-1])
+    bad = tmp_path / "not_a_video.mp4"
+    bad.write_bytes(b"\0" * 1000)
+    with pytest.raises(InputError):  # the front door prints it in one line, exit 2 (tests/test_new_user.py)
+        cli.run([str(bad), str(tmp_path / "out.mp4"), "--restorer", "prior", "--restore-processes", "1"])
+    assert len(started) == 1 and rp_module._EARLY == {}
+    assert started[0][1].wait(timeout=30) is not None  # killed, not left behind
+    assert not (tmp_path / "out.mp4").exists()

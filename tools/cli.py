@@ -104,12 +104,22 @@ def _progress(quiet: int):
 def run(argv: list[str]) -> int:
     a = parser().parse_args(argv)
     log_to_stderr(PROG, a.quiet)
+    from ideud.stream import restore_processes
+
+    options = pipeline_options(a)
+    restore_processes.start_early(options)  # they import while this process does (below)
+    try:
+        return _run(a, options)
+    finally:
+        restore_processes.stop_early()
+
+
+def _run(a, options) -> int:
     from ideud.stream.decode import is_image
     from ideud.stream.encode import check_output_path
     from ideud.stream.live import is_live_output, is_live_source, is_recording
     from ideud.stream.pipeline import deidentify
 
-    options = pipeline_options(a)
     if a.live or (is_live_source(a.input) and not is_recording(a.input)) or is_live_output(a.output):
         return _run_live(a, options)
     check_output_path(a.output, video_input=not is_image(a.input), codec=a.codec)

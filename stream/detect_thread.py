@@ -3,9 +3,9 @@
 The same idea as the live path's detection thread (stream/live_detect.py) for `deidentify`
 with `processes` = 1 on a machine with more than one core: while the main thread runs the face
 stages of frame N, this thread detects frame N+1 (onnxruntime releases the GIL), on the core
-the restorer, decoder and encoder leave free. The runner drives it like the detection worker
-processes (stream/runner.py `_DetectFirst`): `submit` in decode order, then `faces` in the same
-order, or `forget` for a frame whose faces are not asked for.
+the restorer, decoder and encoder leave free. The runner's decode thread `submit`s every frame as
+it is decoded; the processor then asks for the `faces` of each in the same order, or `forget`s
+one whose faces it does not ask for (stream/runner.py `_Submitted`).
 
 The processor's own detector is called, one frame at a time and on exactly the frames the main
 thread would detect, in the same order, so its state (the verifier's memory of confirmed finds)
@@ -22,8 +22,8 @@ The network's pass itself has no state (`CenterFaceDetector.forward`): a frame o
 behind an undecided one has it computed while it waits, when the thread has nothing due (`_early`),
 and its detection then uses it (`given`). While the main thread is held up (a new track's search
 waits on the restore process), the thread so works through the frames the decoder has ready, and
-the detections they need later cost little. The frames come from the decode thread as decoded
-(stream/runner.py), so how far ahead is the decoded queue's length.
+the detections they need later cost little: as far ahead as the decoded queue reaches
+(runner.AHEAD_BYTES).
 
 On by default (`stream.runner.DETECT_THREAD`; `IDEUD_DETECT_THREAD=0` turns it off for a
 comparison). In the tenth session the encoded file was not always the same bytes with it (the
@@ -73,6 +73,8 @@ class DetectThread:
         if frame.small is None:
             return  # never detected (the processor has no picture for the detector)
         with self._cv:
+            if self._closed:
+                return  # the run stopped while this frame was being decoded
             self._held.append(frame)
             self._start_scheduled()
             if self._held and self._held[-1] is frame and self._early_pass(frame):

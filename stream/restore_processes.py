@@ -26,9 +26,10 @@ this process mid-run would give a track a second new face.
 Each process is a fresh interpreter (`python -c`, a socket pair for the pipe), not a
 multiprocessing child: fork would copy the parent's decoder and model threads half-locked, and
 "spawn" runs the caller's main script again, which a library caller's script without an
-`if __name__ == "__main__":` guard does not survive. They start importing while the parent loads
-its own models; the first call waits for them. They ignore Ctrl-C (the parent closes them) and
-exit when the parent's end of the pipe closes.
+`if __name__ == "__main__":` guard does not survive. The CLI starts them before its own imports
+(`start_early`), a library caller's run when it builds its processor; either way they import and warm
+up while the parent loads its own models, and the first call waits for them. They ignore Ctrl-C
+(the parent closes them) and exit when the parent's end of the pipe closes.
 """
 from __future__ import annotations
 

@@ -375,7 +375,9 @@ def image_icc_profile(path: str) -> Optional[bytes]:
 
 
 def attach_small(frame: Frame, detect_size: Callable[[int, int], tuple[int, int]]) -> None:
-    """Give a still-image frame its detector copy (videos get it from swscale)."""
+    """Give a still-image frame its detector copy where it has none (videos get it from swscale)."""
+    if frame.small is not None or not frame.is_rgb:
+        return
     dw, dh = detect_size(frame.width, frame.height)
     rgb = np.dstack(frame.planes)
     frame.small = cv2.resize(rgb, (dw, dh), interpolation=cv2.INTER_AREA) if (dw, dh) != (frame.width, frame.height) else rgb

@@ -99,8 +99,7 @@ class LiveDetect:
     def _detect(self, frame: Frame) -> None:
         t = time.perf_counter()
         try:
-            if frame.small is None and frame.is_rgb:
-                attach_small(frame, self.detect_size)
+            attach_small(frame, self.detect_size)
             found = (detect_upright(self.detector, frame.small, frame.small_scale, frame.rotation)
                      if frame.small is not None else [])
         except Exception as e:

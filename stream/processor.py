@@ -135,8 +135,7 @@ class FaceProcessor:
         """
         self.frames += 1
         p = PendingFrame(frame, self.frames - 1)
-        if frame.small is None and frame.is_rgb:
-            attach_small(frame, self.detect_size)
+        attach_small(frame, self.detect_size)
         cut = False
         try:
             with self.timer.timed("track"):

@@ -187,8 +187,7 @@ class _DetectFirst:
         if isinstance(item, Frame):
             while self.frames >= self.ahead.depth:
                 self._release_one()
-            if item.small is None and item.is_rgb:
-                attach_small(item, self.detect_size)
+            attach_small(item, self.detect_size)
             self.ahead.submit(item)
             self.frames += 1
         self.staged.append(item)
@@ -271,8 +270,7 @@ def deidentify(src: str, dst: str, options: Optional[Options] = None,
         for item in source.items():
             proc.timer.add("decode", time.perf_counter() - t, 1 if isinstance(item, Frame) else 0)
             if early is not None and isinstance(item, Frame):
-                if item.small is None and item.is_rgb:
-                    attach_small(item, proc.detect_size)
+                attach_small(item, proc.detect_size)
                 early.submit(item)
             if not _put(decoded, item, stop):
                 return

@@ -32,11 +32,11 @@ encoder read heap memory it had not written): a run with a fixed seed fills new 
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from typing import Optional
 
 from ideud.stream.cadence import DetectCadence
 from ideud.stream.types import Face, Frame
@@ -88,25 +88,29 @@ class DetectThread:
     def _start_scheduled(self) -> None:
         # a frame off the schedule may be skipped: it and the frames after it wait for the decision
         while self._held and self.cadence.scheduled(self._held[0].index):
-            self._start(self._held.popleft())
+            frame = self._held.popleft()
+            self._waiting[id(frame)] = self._start(frame)
+
+    def _is_held(self, frame: Frame) -> bool:
+        return any(f is frame for f in self._held)
 
     def _start(self, frame: Frame) -> Future:
+        """Queue the frame's detection after those started before it."""
         found: Future = Future()
-        self._waiting[id(frame)] = found
         self._calls.append((frame, found))
         self._cv.notify()
         return found
 
     def _decided(self, frame: Frame, due: bool) -> None:
         """The processor reached `frame` (every frame before it was decided already)."""
-        if any(f is frame for f in self._held):
+        if self._is_held(frame):
             while True:
                 f = self._held.popleft()
                 if f is frame:
                     break
                 self._passes.pop(id(f), None)  # decided before it, without a word (a frame that failed)
             if due:
-                self._start(frame)
+                self._waiting[id(frame)] = self._start(frame)
             else:
                 self._passes.pop(id(frame), None)
         self._start_scheduled()
@@ -120,7 +124,7 @@ class DetectThread:
                     return
                 call = self._calls.popleft() if self._calls else None
                 frame = call[0] if call is not None else self._early.popleft()
-                if call is None and not any(f is frame for f in self._held):
+                if call is None and not self._is_held(frame):
                     continue  # started or decided meanwhile: its detection runs the network itself
             if call is None:
                 self._early_pass_of(frame)
@@ -140,17 +144,16 @@ class DetectThread:
         finally:
             self.worker_seconds += time.perf_counter() - t
         with self._cv:
-            if any(f is frame for f in self._held):
+            if self._is_held(frame):
                 self._passes[id(frame)] = (frame.small, outputs)
 
     def _detect(self, frame: Frame) -> list[Face]:
         t = time.perf_counter()
         with self._cv:
             done = self._passes.pop(id(frame), None)
+        ready = done is not None and done[0] is frame.small  # its network pass, run while it waited
         try:
-            if done is None or done[0] is not frame.small:
-                return detect_upright(self.detector, frame.small, frame.small_scale, frame.rotation)
-            with self.detector.given(frame.small, done[1]):
+            with self.detector.given(frame.small, done[1]) if ready else contextlib.nullcontext():
                 return detect_upright(self.detector, frame.small, frame.small_scale, frame.rotation)
         finally:
             self.worker_seconds += time.perf_counter() - t
@@ -160,8 +163,7 @@ class DetectThread:
         thread too, after what it has started (the detector's calls stay in frame order)."""
         with self._cv:
             self._decided(frame, due=True)
-            found: Optional[Future] = self._waiting.pop(id(frame), None) or self._start(frame)
-            self._waiting.pop(id(frame), None)
+            found = self._waiting.pop(id(frame), None) or self._start(frame)
         faces = found.result()  # re-raises the detection's exception: the frame is hidden
         self.answered += 1
         return faces

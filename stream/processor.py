@@ -35,7 +35,7 @@ from ideud.stream.relink import relinker_for
 from ideud.stream.face_work import render_and_cut, take_answers
 from ideud.stream.render import crop_for
 from ideud.stream.restore import restorer_for
-from ideud.stream.restore_processes import RestoreProcesses, wanted
+from ideud.stream.restore_processes import RestoreProcesses, rebuild_kwargs, wanted
 from ideud.stream.restore_worker import RestoreWorker
 from ideud.stream.scene import CutDetector
 from ideud.stream.soften import soften_finds
@@ -73,7 +73,7 @@ class FaceProcessor:
             # Step II's CPU work in processes of its own: off this process's interpreter lock
             n = wanted(options, self.restorer)
             if n > 0:
-                self.restorer = RestoreProcesses(self.restorer, n, sigma=options.scale)
+                self.restorer = RestoreProcesses(self.restorer, n, **rebuild_kwargs(options))
         # with restore processes each face is also warped and its occluders cut there (stream/face_work.py)
         self.render_in_restorer = isinstance(self.restorer, RestoreProcesses)
         self.guard = PrivacyGuard.create(options.privacy, identity=self.identity, restorer=self.restorer,

@@ -139,6 +139,12 @@ def wanted(options, restorer) -> int:
     return options.restore_processes if options.restore_processes is not None else auto_count(restorer)
 
 
+def rebuild_kwargs(options) -> dict:
+    """What a restore process needs, beside the restorer's name, to build the restorer `options` ask
+    for (`FaceProcessor` and `start_early` alike: the processes they start must match)."""
+    return {"sigma": options.scale}
+
+
 _EARLY: dict[str, list] = {}  # spec -> [(connection, process)] started by `start_early`, not yet taken
 
 
@@ -153,7 +159,7 @@ def start_early(options) -> None:
 
     restorer = cpu_restorer_for(options)
     n = 0 if restorer is None else wanted(options, restorer)
-    spec = _spec(restorer.name, {"sigma": options.scale}) if n else ""
+    spec = _spec(restorer.name, rebuild_kwargs(options)) if n else ""
     try:
         for _ in range(n - len(_EARLY.get(spec, ()))):
             _EARLY.setdefault(spec, []).append(_start(spec))

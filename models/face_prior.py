@@ -31,7 +31,7 @@ from ideud.models import facemesh as fm
 from ideud.models import model_file
 from ideud.models import meshhead as mh
 from ideud.models import face_bank as fbk
-from ideud.models.soft_mask import blur, blur_reach, fill, low_pass  # noqa: F401  (fp.blur, fp.fill, ... for callers)
+from ideud.models.soft_mask import around, blur, blur_reach, fill, low_pass  # noqa: F401  (fp.blur, fp.fill, ... for callers)
 
 CANVAS = (112, 128)  # (w, h) px of the shape-free frame
 CANVAS_MM = 0.62  # canvas px per canonical mm: ~86 px between the cheek points

@@ -35,6 +35,14 @@ def blur_reach(sigma: float) -> int:
     return int(round(sigma * 4 * 2 + 1)) // 2 + 1
 
 
+def around(lo, hi, reach: int, shape) -> tuple[slice, slice]:
+    """Rows and columns of an image of `shape` within `reach` pixels of the box from `lo` to `hi`
+    ((x, y) each): where a blur of that reach changes anything of what lies in the box."""
+    x0, y0 = (max(int(v) - reach, 0) for v in lo)
+    x1, y1 = min(int(hi[0]) + reach + 1, shape[1]), min(int(hi[1]) + reach + 1, shape[0])
+    return slice(y0, y1), slice(x0, x1)
+
+
 def fill(shape, polys, feather: float = 0.0, grow: float = 0.0) -> np.ndarray:
     """Soft mask (float32 0..1) of filled polygons, optionally grown and feathered."""
     m = np.zeros(shape, np.uint8)
@@ -50,10 +58,7 @@ def fill(shape, polys, feather: float = 0.0, grow: float = 0.0) -> np.ndarray:
     # feathered around the polygons only: the blur of the zeros beyond its reach is zero, and inside
     # a margin of zeros as wide as its reach the values are those of blurring the whole mask
     every = np.vstack(pts)
-    reach = k + 3 + blur_reach(feather)
-    x0, y0 = (max(int(v) - reach, 0) for v in every.min(0))
-    x1, y1 = (int(v) + reach + 1 for v in every.max(0))
-    x1, y1 = min(x1, m.shape[1]), min(y1, m.shape[0])
-    if x1 > x0 and y1 > y0:
-        out[y0:y1, x0:x1] = blur(out[y0:y1, x0:x1], feather)
+    rows, cols = around(every.min(0), every.max(0), k + 3 + blur_reach(feather), m.shape)
+    if rows.stop > rows.start and cols.stop > cols.start:
+        out[rows, cols] = blur(out[rows, cols], feather)
     return out

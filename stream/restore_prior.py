@@ -130,15 +130,13 @@ def _unfold(x: np.ndarray, mx: np.ndarray, my: np.ndarray, fw: float) -> tuple[n
     # the fill is only used where `soft` is not 0: blurred there alone, with the blur's whole reach
     # around it (its values there are the same as blurring everything)
     ys, xs = np.nonzero(soft)
-    reach = fp.blur_reach(0.06 * fw)
-    y0, y1 = max(int(ys.min()) - reach, 0), min(int(ys.max()) + reach + 1, x.shape[0])
-    x0, x1 = max(int(xs.min()) - reach, 0), min(int(xs.max()) + reach + 1, x.shape[1])
-    good = ~bad[y0:y1, x0:x1]
+    win = fp.around((xs.min(), ys.min()), (xs.max(), ys.max()), fp.blur_reach(0.06 * fw), x.shape)
+    good = ~bad[win]
     w = fp.blur(good.astype(np.float32), 0.06 * fw)
-    fill = fp.blur(x[y0:y1, x0:x1] * good[..., None], 0.06 * fw) / np.maximum(w, 1e-3)[..., None]
+    fill = fp.blur(x[win] * good[..., None], 0.06 * fw) / np.maximum(w, 1e-3)[..., None]
     out = x.copy()
-    a = soft[y0:y1, x0:x1, None]
-    out[y0:y1, x0:x1] = x[y0:y1, x0:x1] * (1.0 - a) + fill * a
+    a = soft[win][..., None]
+    out[win] = x[win] * (1.0 - a) + fill * a
     return out, soft
 
 

@@ -125,6 +125,9 @@ class LiveRun:
         self.lost_at = 0.0  # arrival time of the last frame before an outage
         self.lost_reason = ""
         self.processed = 0  # frames through the face stage: the index the tracker sees next
+        # a frame is held while its faces are restored (by a restore worker), and finished after the
+        # next frame's Step I, as in file runs (stream/processor.py `_settle`)
+        self.hold = lo.hold and proc.worker is not None
         # degrade before dropping: a pipe read at its own pace (not realtime) drops nothing, so never
         self.degrade = DegradeControl(lo.degrade_steps if lo.degrade and lo.realtime else 0,
                                       capacity=lo.queue - 1 + lo.detect_ahead)  # frames that can wait undropped
@@ -256,6 +259,7 @@ class LiveRun:
         deadline = time.monotonic() + lo.duration if lo.duration else None
         next_stats = time.monotonic() + lo.stats_every
         reset_gap = self.o.max_misses / float(self.rate)
+        held = None  # (prepared frame, its queue item): finished after the next frame's Step I
         while not self.stop.is_set():
             if deadline is not None and time.monotonic() >= deadline:
                 self.stopped_by.setdefault("reason", "duration")
@@ -273,6 +277,7 @@ class LiveRun:
                     raise self.detect.error
                 break
             if isinstance(item, Gap):
+                held = self._finish_held(held)
                 if item.seconds > reset_gap:
                     self.proc.tracker.reset()  # people after a gap are new tracks, new identities
                 _handoff(self.encode_q, item, self.stop)
@@ -284,9 +289,22 @@ class LiveRun:
             # behind: the degrade steps (stream/degrade.py) before the queue drops frames
             self.degrade.update(q.waiting)
             self.degrade.apply(self.proc)
-            self.proc.process(frame)
+            if self.hold:
+                pending = self.proc.prepare(frame)
+                held = self._finish_held(held)
+                held = (pending, item)
+            else:
+                self.proc.process(frame)
+                _handoff(self.encode_q, item, self.stop)
             self.processed += 1
-            _handoff(self.encode_q, item, self.stop)
+        self._finish_held(held)
+
+    def _finish_held(self, held):
+        """Finish the frame held back (its faces restored meanwhile) and hand it to the writer."""
+        if held is not None:
+            self.proc.finish(held[0])
+            _handoff(self.encode_q, held[1], self.stop)
+        return None
 
     # ------------------------------------------------------------------ the report
 

@@ -6,6 +6,7 @@ fixed time and then counts frames: they wait for the live loop's structured even
 reconnect, a segment closed; `ideud-live-event` lines on stderr with $IDEUD_LIVE_EVENTS=stderr) with
 generous deadlines, so a loaded machine makes them slower, not red.
 """
+import dataclasses
 import io
 import os
 import json
@@ -69,6 +70,29 @@ def test_live_detection_takes_two_cores():
     threads = det.inner._sess.get_session_options().intra_op_num_threads
     assert threads == min(LIVE_DETECT_THREADS, os.cpu_count() or 1) and LIVE_DETECT_THREADS == 2
     assert make_detector("auto").inner._sess.get_session_options().intra_op_num_threads == 1  # a file run's
+
+
+def test_live_face_stage_holds_a_frame_as_file_runs_do(tmp_path):
+    """The face stage prepares the next frame while a frame's faces are restored, and reviews in the
+    file run's order: a source read at its own pace gives the file run's frames bit for bit (with
+    detection on every frame, as live runs have it). Waiting for each restore instead gave other ones."""
+    src = tmp_path / "two.mp4"
+    write_clip(src, moving_faces(24, 320, 180, size=80, faces=2), fps=25, audio=False, options={"bf": "0"})
+    o = Options(seed=3, force=True, codec="ffv1")
+
+    def frames(path):
+        with av.open(str(path)) as c:
+            return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+    from ideud.stream.pipeline import deidentify
+    deidentify(str(src), str(tmp_path / "file.mkv"), dataclasses.replace(o, detect_every=1))
+    rep = {hold: run_live(str(src), str(tmp_path / f"live_{hold}.mkv"), o, LiveOptions(realtime=False, hold=hold))
+           for hold in (True, False)}
+    assert rep[True]["face_frames"] == 48 and rep[True]["live"]["written_frames"] == 24
+    held, file_run, waited = frames(tmp_path / "live_True.mkv"), frames(tmp_path / "file.mkv"), frames(tmp_path / "live_False.mkv")
+    assert len(held) == len(file_run) == len(waited) == 24
+    assert all(np.array_equal(a, b) for a, b in zip(held, file_run))
+    assert not all(np.array_equal(a, b) for a, b in zip(waited, file_run))  # what the hold changes
 
 
 def test_names_and_containers(tmp_path):

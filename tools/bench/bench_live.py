@@ -100,6 +100,8 @@ def main(argv=None) -> int:
     p.add_argument("--degrade-steps", type=int, default=4, help="the last degrade step used, 1-4 (default 4)")
     p.add_argument("--detect-ahead", action="store_true",
                    help="detect one frame ahead on a thread (stream/live_detect.py; default: on the face stage's)")
+    p.add_argument("--no-hold", action="store_true",
+                   help="the face stage waits for each frame's restore instead of preparing the next meanwhile")
     p.add_argument("--restore-processes", type=int, default=None,
                    help="Options.restore_processes (default: the library's default, one per two cores)")
     p.add_argument("--queue", type=int, default=3)
@@ -117,7 +119,8 @@ def main(argv=None) -> int:
         rep = run_live(url, os.path.join(a.out, "out.mp4"), Options(seed=1, force=True, preset=a.preset,
                                                                      restore_processes=a.restore_processes),
                        LiveOptions(duration=a.seconds + a.warmup, queue=a.queue, degrade=not a.no_degrade,
-                                   degrade_steps=a.degrade_steps, detect_ahead=a.detect_ahead),
+                                   degrade_steps=a.degrade_steps, detect_ahead=a.detect_ahead,
+                                   hold=not a.no_hold),
                        stats=stats)
     finally:
         server.kill()
@@ -128,7 +131,7 @@ def main(argv=None) -> int:
     result = {
         "stream": f"{a.width}x{a.height}@{a.fps} RTSP/TCP, {a.faces} face(s), 127.0.0.1", "cpus": os.cpu_count(),
         "degrade": not a.no_degrade, "degrade_steps": 0 if a.no_degrade else a.degrade_steps,
-        "detect_ahead": a.detect_ahead, "degraded_frames": rep["live"].get("degraded_frames"),
+        "detect_ahead": a.detect_ahead, "hold": not a.no_hold, "degraded_frames": rep["live"].get("degraded_frames"),
         "degrade_report": rep["live"].get("degrade"),
         "reused_face_frames": rep.get("reused_face_frames"),
         "written_share": round(live["written_frames"] / max(live["received_frames"], 1), 3),

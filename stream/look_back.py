@@ -32,8 +32,9 @@ its face the further back. The price is a face-sized box for a frame or two wher
 without having been there (an occluder taken away, a head turning from the back), which the
 report counts (`hidden_before_found`).
 
-Not covered: frames already written (a live stream finishes each frame before it reads the next:
-holding one more raised its p95 latency by ~65 ms on a 2-core machine; a batch segment does not see
+Not covered: frames already written (a live stream holds one frame while its faces are restored,
+`LiveOptions.hold`, so its look-back reaches one frame back, not two: holding one more raised its
+p95 latency by ~65 ms on a 2-core machine, and without a restore worker it holds none; a batch segment does not see
 the frames after its end, so a face first found just past it is not hidden in the segment's last
 two frames), frames more than `FRAMES` before the first find. Scene cuts end the look-back: the frames before are another picture.
 """

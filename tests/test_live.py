@@ -75,7 +75,9 @@ def test_live_detection_takes_two_cores():
 def test_live_face_stage_holds_a_frame_as_file_runs_do(tmp_path):
     """The face stage prepares the next frame while a frame's faces are restored, and reviews in the
     file run's order: a source read at its own pace gives the file run's frames bit for bit (with
-    detection on every frame, as live runs have it). Waiting for each restore instead gave other ones."""
+    detection on every frame, as live runs have it; the faces there from the first frame, where the
+    file run's look-back, two frames deep to the live run's one, hides nothing). Waiting for each
+    restore instead gave other ones."""
     src = tmp_path / "two.mp4"
     write_clip(src, moving_faces(24, 320, 180, size=80, faces=2), fps=25, audio=False, options={"bf": "0"})
     o = Options(seed=3, force=True, codec="ffv1")

@@ -3,6 +3,7 @@ frame around the face, and the fallback mosaic of a face, verified like a render
 from __future__ import annotations
 
 import dataclasses
+import math
 from concurrent.futures import Future
 from fractions import Fraction
 from typing import Optional
@@ -10,11 +11,12 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from ideud.models import edgeface as ef
 from ideud.models import facemesh as fm
+from ideud.models.face_align import five_points_from_facemesh
 from ideud.models.recognizer import THRESHOLD as DLIB_THRESHOLD
 from ideud.models.recognizers import TwoRecognizers, edge_views
 from ideud.stream import blend as bl
-from ideud.stream.chip_window import chip_window
 from ideud.stream.guard_occluded_refs import greyed, in_context
 from ideud.stream.guard_policy import same_output, surroundings_mode
 from ideud.stream.render import crop_for, render, render_mask
@@ -23,6 +25,7 @@ from ideud.stream.types import Crop, Frame, RestoreItem
 from ideud.stream.verify_cues import laplacian_contrast
 
 CONTEXT = 0.65  # the checked region: the face box grown by this much each side (FaceMesh needs ~0.6)
+CHIP_MARGIN = 4  # px around a chip's corners: its interpolation, and the chroma upsampled at a window's edge
 
 
 def paste_into(ctx_rgb: np.ndarray, ctx: Crop, crop: Crop, rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -125,6 +128,25 @@ def context_crop(frame, r, target) -> Crop:
     x0, y0 = (np.floor(lo - grow).astype(int) // 2) * 2
     x1, y1 = np.ceil(hi + grow).astype(int)
     return Crop(max(0, int(x0)), max(0, int(y0)), min(frame.width, int(x1)), min(frame.height, int(y1)))
+
+
+def chip_window(ctx: Crop, faces: list) -> Crop:
+    """The part of `ctx` that EdgeFace's chips of these faces (their points in frame pixels, as
+    `edge_views(full=False)` cuts them) read: each chip's corners grown by CHIP_MARGIN px, and where
+    that passes ctx's edge, what the chip mirrors back from inside (BORDER_REFLECT_101); x0 and y0
+    even, as ctx's, so the chroma is upsampled in the same phase. Chips cut from the context in this
+    window are those cut from the whole context, bit for bit, for a fraction of its conversion."""
+    corners = np.vstack([ef.chip_corners(five_points_from_facemesh(np.asarray(p, np.float64)[:, :2])) for p in faces])
+    (lx, ly), (hx, hy), out = corners.min(0), corners.max(0), []
+    for lo, hi, a, b in ((lx, hx, ctx.x0, ctx.x1), (ly, hy, ctx.y0, ctx.y1)):
+        lo, hi = math.floor(lo) - CHIP_MARGIN, math.ceil(hi) + CHIP_MARGIN
+        if lo < a:
+            hi = max(hi, 2 * a - lo)
+        if hi > b - 1:
+            lo = min(lo, 2 * (b - 1) - hi)
+        out.append((max(a, (lo // 2) * 2), min(b, hi + 1)))
+    (x0, x1), (y0, y1) = out
+    return ctx if x1 <= x0 or y1 <= y0 else Crop(x0, y0, x1, y1)
 
 
 def candidate_output(ctx_rgb: np.ndarray, ctx: Crop, rendered, item, face_rgb, surroundings: Optional[str] = None,

@@ -44,7 +44,6 @@ import numpy as np
 from ideud.models import edgeface as ef
 from ideud.models.face_align import five_points_from_facemesh
 from ideud.stream import blend as bl
-from ideud.stream.chip_window import chip_window
 from ideud.stream.types import Crop
 
 LINK_MIN = 0.5  # cosine similarity at least this to be taken for the same person (module docstring)
@@ -194,7 +193,6 @@ class Relinker:
         crop = Crop(max(0, int(x0)), max(0, int(y0)), min(frame.width, int(x1)), min(frame.height, int(y1)))
         if crop.x1 - crop.x0 < 8 or crop.y1 - crop.y0 < 8:
             return None
-        crop = chip_window(crop, [landmarks])  # the chip's part only (bit for bit the same chip)
         rgb = bl.crop_rgb(frame, crop)
         if self._edge is None:
             self._edge = ef.default_edgeface()

@@ -15,7 +15,6 @@ from ideud.stream.guard_policy import CLOCK_SLACK, LOOK_EVERY
 from ideud.models.recognizers import edge_views
 from ideud.stream import blend as bl
 from ideud.stream import guard_views as gv
-from ideud.stream.chip_window import chip_window
 from ideud.stream.types import Crop, Frame
 from ideud.stream.pipeline import FaceProcessor, Options
 from ideud.stream.restore import IdentityRestorer
@@ -274,7 +273,7 @@ def test_a_drifted_output_is_judged_against_the_person_of_its_own_frame():
 
 def test_the_look_reads_only_the_chips_window_of_the_context():
     """The per-frame look converts only the part of the context its two chips read
-    (`stream/chip_window.py`): each chip cut from that window equals the chip cut from the
+    (`guard_views.chip_window`): each chip cut from that window equals the chip cut from the
     whole context, bit for bit, for a 4:2:0 frame, faces big and small, inside the picture and
     past its edges (where the chip mirrors pixels back from inside)."""
     (rgb, lm), = _portraits(1)
@@ -291,7 +290,7 @@ def test_the_look_reads_only_the_chips_window_of_the_context():
         other = pts0 * scale * 1.1 + np.asarray(centre) + (3.5, -2.25)  # the output's points: moved a little
         r = SimpleNamespace(landmarks=np.c_[pts, np.zeros(len(pts))])
         ctx = gv.context_crop(frame, r, other)
-        win = chip_window(ctx, [other, pts])
+        win = gv.chip_window(ctx, [other, pts])
         assert ctx.x0 <= win.x0 and ctx.y0 <= win.y0 and win.x1 <= ctx.x1 and win.y1 <= ctx.y1
         assert win.x0 % 2 == 0 and win.y0 % 2 == 0
         smaller += (win.x1 - win.x0) * (win.y1 - win.y0) < (ctx.x1 - ctx.x0) * (ctx.y1 - ctx.y0)

@@ -69,25 +69,11 @@ EPS = 1e-6  # every LayerNorm
 
 
 # ---------------------------------------------------------------------------- run time (onnxruntime)
-def _chip_matrix(points5: np.ndarray, scale: float = 1.0, shift=(0.0, 0.0)) -> np.ndarray:
-    """The 2x3 similarity taking image pixels to chip pixels; `scale`/`shift` jitter the template."""
-    tpl = (ARCFACE_112 - SIZE / 2) * scale + SIZE / 2 + np.asarray(shift, np.float64)
-    return similarity_matrix(np.asarray(points5, np.float64)[:, :2], tpl)
-
-
 def align(rgb: np.ndarray, points5: np.ndarray, scale: float = 1.0, shift=(0.0, 0.0)) -> np.ndarray:
     """The 112x112 ArcFace chip of a face; `scale`/`shift` jitter the template (views)."""
-    m = _chip_matrix(points5, scale, shift)
+    tpl = (ARCFACE_112 - SIZE / 2) * scale + SIZE / 2 + np.asarray(shift, np.float64)
+    m = similarity_matrix(np.asarray(points5, np.float64)[:, :2], tpl)
     return cv2.warpAffine(rgb, m, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-
-
-def chip_corners(points5: np.ndarray, scale: float = 1.0, shift=(0.0, 0.0)) -> np.ndarray:
-    """(4, 2) image pixels of the corners of the chip `align` cuts: what it reads lies within
-    them (and a pixel around, for the interpolation; mirrored back where they pass the image's edge)."""
-    m = _chip_matrix(points5, scale, shift)
-    inv = cv2.invertAffineTransform(m)
-    corners = np.array([[0, 0], [SIZE, 0], [0, SIZE], [SIZE, SIZE]], np.float64)
-    return corners @ inv[:, :2].T + inv[:, 2]
 
 
 def normalise(chips: np.ndarray) -> np.ndarray:

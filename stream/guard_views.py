@@ -3,7 +3,6 @@ frame around the face, and the fallback mosaic of a face, verified like a render
 from __future__ import annotations
 
 import dataclasses
-import math
 from concurrent.futures import Future
 from fractions import Fraction
 from typing import Optional
@@ -11,9 +10,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from ideud.models import edgeface as ef
 from ideud.models import facemesh as fm
-from ideud.models.face_align import five_points_from_facemesh
 from ideud.models.recognizer import THRESHOLD as DLIB_THRESHOLD
 from ideud.models.recognizers import TwoRecognizers, edge_views
 from ideud.stream import blend as bl
@@ -25,7 +22,6 @@ from ideud.stream.types import Crop, Frame, RestoreItem
 from ideud.stream.verify_cues import laplacian_contrast
 
 CONTEXT = 0.65  # the checked region: the face box grown by this much each side (FaceMesh needs ~0.6)
-CHIP_MARGIN = 4  # px around a chip's corners: its interpolation, and the chroma upsampled at a window's edge
 
 
 def paste_into(ctx_rgb: np.ndarray, ctx: Crop, crop: Crop, rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -128,25 +124,6 @@ def context_crop(frame, r, target) -> Crop:
     x0, y0 = (np.floor(lo - grow).astype(int) // 2) * 2
     x1, y1 = np.ceil(hi + grow).astype(int)
     return Crop(max(0, int(x0)), max(0, int(y0)), min(frame.width, int(x1)), min(frame.height, int(y1)))
-
-
-def chip_window(ctx: Crop, faces: list) -> Crop:
-    """The part of `ctx` that EdgeFace's chips of these faces (their points in frame pixels, as
-    `edge_views(full=False)` cuts them) read: each chip's corners grown by CHIP_MARGIN px, and where
-    that passes ctx's edge, what the chip mirrors back from inside (BORDER_REFLECT_101); x0 and y0
-    even, as ctx's, so the chroma is upsampled in the same phase. Chips cut from the context in this
-    window are those cut from the whole context, bit for bit, for a fraction of its conversion."""
-    corners = np.vstack([ef.chip_corners(five_points_from_facemesh(np.asarray(p, np.float64)[:, :2])) for p in faces])
-    (lx, ly), (hx, hy), out = corners.min(0), corners.max(0), []
-    for lo, hi, a, b in ((lx, hx, ctx.x0, ctx.x1), (ly, hy, ctx.y0, ctx.y1)):
-        lo, hi = math.floor(lo) - CHIP_MARGIN, math.ceil(hi) + CHIP_MARGIN
-        if lo < a:
-            hi = max(hi, 2 * a - lo)
-        if hi > b - 1:
-            lo = min(lo, 2 * (b - 1) - hi)
-        out.append((max(a, (lo // 2) * 2), min(b, hi + 1)))
-    (x0, x1), (y0, y1) = out
-    return ctx if x1 <= x0 or y1 <= y0 else Crop(x0, y0, x1, y1)
 
 
 def candidate_output(ctx_rgb: np.ndarray, ctx: Crop, rendered, item, face_rgb, surroundings: Optional[str] = None,
@@ -293,11 +270,8 @@ def output_drifted(two: TwoRecognizers, frame, r, current: tuple, st, limit: flo
     if st.output_edge is None or not st.edge_refs:
         return True  # nothing to compare with: check in full
     ctx = context_crop(frame, r, current[0].target + current[0].crop.offset)
-    mode = surroundings_mode(st.step)
-    if mode is None:  # the face pasted as it is: only the two chips' part of the context is read
-        ctx = chip_window(ctx, [current[0].target + current[0].crop.offset, r.landmarks])
     ctx_rgb = bl.crop_rgb(frame, ctx)
-    img, pts = candidate_output(ctx_rgb, ctx, *current, mode, occluder=st.occluder)
+    img, pts = candidate_output(ctx_rgb, ctx, *current, surroundings_mode(st.step), occluder=st.occluder)
     chip, person = two.chip_embeddings([edge_views(img, pts, full=False)[0],
                                         edge_views(ctx_rgb, np.asarray(r.landmarks)[:, :2] - ctx.offset, full=False)[0]])
     st.looked, st.since_look = (frame.index, chip, person), 0  # a re-check of this frame embeds neither again

@@ -13,8 +13,8 @@ such a frame is found on the next detected frame, at most `every - 1` frames lat
 look-back (stream/look_back.py) hides it in the held frames before that find: its own
 `look_back.FRAMES` for a detector that finds a face late (out of focus, entering the picture), and
 `every - 1` more, so that the cadence leaves no more of those frames raw than detection on every
-frame did. Only runs that hold frames (`FaceProcessor.frames_held`) may skip: a live stream writes
-each frame before it reads the next, and detects every frame. `every` is at most MAX_EVERY: each
+frame did. Only runs that hold frames (`FaceProcessor.frames_held`) may skip: a live stream holds at
+most the one frame being restored, and detects every frame (why: stream/degrade.py). `every` is at most MAX_EVERY: each
 skipped frame is a frame more held, and a box grown further for the motion it allows.
 
 The detector still runs on every frame with no live track: nothing to follow there, and a face

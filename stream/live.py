@@ -403,8 +403,8 @@ def run_live(src: str, dst: str, options: Optional[Options] = None, live: Option
     if lo.realtime and o.guard_per_frame is None:
         # a blocking guard search (~1 s) would stall the stream: spread it, one candidate a frame
         o = dataclasses.replace(o, guard_per_frame=1)
-    # every frame detected: a frame is written before the next is read, so nothing could hide a face
-    # that appeared on a frame without detection before its first find (stream/cadence.py)
+    # every frame detected: a frame without detection has no box for a track's last face, so the
+    # degrade steps could not move it there (why: stream/degrade.py)
     o = dataclasses.replace(o, detect_every=1)
     check_live(src, dst, o, lo)
     stop = stop or threading.Event()

@@ -403,8 +403,9 @@ def run_live(src: str, dst: str, options: Optional[Options] = None, live: Option
     if lo.realtime and o.guard_per_frame is None:
         # a blocking guard search (~1 s) would stall the stream: spread it, one candidate a frame
         o = dataclasses.replace(o, guard_per_frame=1)
-    # every frame detected: a frame without detection has no box for a track's last face, so the
-    # degrade steps could not move it there (why: stream/degrade.py)
+    # every frame detected: without a held frame (no restore worker) nothing could hide a face that
+    # appeared on a frame without detection, and with one such a frame has no box to move a track's
+    # last face to (the degrade steps: stream/degrade.py)
     o = dataclasses.replace(o, detect_every=1)
     check_live(src, dst, o, lo)
     stop = stop or threading.Event()

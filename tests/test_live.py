@@ -21,7 +21,7 @@ import av
 import numpy as np
 import pytest
 
-from clips import moving_faces, write_clip
+from clips import background, moving_faces, write_clip
 from live_support import (CLI, FPS, H, N, SIZE, W, Cli, EventLog, RtspServer, check_timestamps, decode_all, free_port,
                           no_server, raw_face_frames, server_missing, wait_until_bound)
 from ideud.stream.detect import make_detector
@@ -95,6 +95,18 @@ def test_live_face_stage_holds_a_frame_as_file_runs_do(tmp_path):
     assert len(held) == len(file_run) == len(waited) == 24
     assert all(np.array_equal(a, b) for a, b in zip(held, file_run))
     assert not all(np.array_equal(a, b) for a, b in zip(waited, file_run))  # what the hold changes
+
+
+def test_the_held_frame_hides_a_face_first_found_in_the_next(tmp_path):
+    """The held frame gets the look-back (stream/look_back.py): a head that appears in frame 6 is
+    hidden in frame 5 too. Without the hold a live run had nothing to hide it in."""
+    src = tmp_path / "enter.mp4"
+    faces = list(moving_faces(12, 320, 180, size=80, faces=1))
+    write_clip(src, [background(320, 180)] * 6 + faces[6:], fps=25, audio=False, options={"bf": "0"})
+    o = Options(seed=1, force=True, codec="ffv1")
+    hidden = {hold: run_live(str(src), str(tmp_path / f"{hold}.mkv"), o, LiveOptions(realtime=False, hold=hold))
+              ["hidden_before_found"] for hold in (True, False)}
+    assert hidden == {True: 1, False: 0}
 
 
 def test_names_and_containers(tmp_path):

@@ -277,7 +277,8 @@ class LiveRun:
                     raise self.detect.error
                 break
             if isinstance(item, Gap):
-                held = self._finish_held(held)
+                self._finish_frame(held)
+                held = None
                 if item.seconds > reset_gap:
                     self.proc.tracker.reset()  # people after a gap are new tracks, new identities
                 _handoff(self.encode_q, item, self.stop)
@@ -289,22 +290,18 @@ class LiveRun:
             # behind: the degrade steps (stream/degrade.py) before the queue drops frames
             self.degrade.update(q.waiting)
             self.degrade.apply(self.proc)
-            if self.hold:
-                pending = self.proc.prepare(frame)
-                held = self._finish_held(held)
-                held = (pending, item)
-            else:
-                self.proc.process(frame)
-                _handoff(self.encode_q, item, self.stop)
+            ready = (self.proc.prepare(frame), item)
+            if self.hold:  # this one waits for its restore; the one held before is finished now
+                ready, held = held, ready
+            self._finish_frame(ready)
             self.processed += 1
-        self._finish_held(held)
+        self._finish_frame(held)
 
-    def _finish_held(self, held):
-        """Finish the frame held back (its faces restored meanwhile) and hand it to the writer."""
-        if held is not None:
-            self.proc.finish(held[0])
-            _handoff(self.encode_q, held[1], self.stop)
-        return None
+    def _finish_frame(self, prepared) -> None:
+        """Finish a prepared frame (None: none) and hand it to the writer."""
+        if prepared is not None:
+            self.proc.finish(prepared[0])
+            _handoff(self.encode_q, prepared[1], self.stop)
 
     # ------------------------------------------------------------------ the report
 

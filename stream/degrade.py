@@ -93,6 +93,7 @@ class _Last:
     crop: Crop
     box: np.ndarray  # the face's box in that frame (x0, y0, x1, y1)
     reused: int = 0  # frames in a row it has been reused since
+    hid_surroundings: bool = False  # the guard checked it with its surroundings blurred or filled
 
 
 class ReuseCache:
@@ -108,8 +109,14 @@ class ReuseCache:
         self._full_new_frame = -1  # the frame an unverified track last went the full way in (level 3)
         self.waiting = 0  # frames waiting behind this one (DegradeControl.apply)
 
-    def keep(self, track_id: int, rgb: np.ndarray, mask: np.ndarray, crop: Crop, box: np.ndarray) -> None:
-        self._last[track_id] = _Last(rgb, mask, crop, np.asarray(box, float).copy())
+    def keep(self, track_id: int, rgb: np.ndarray, mask: np.ndarray, crop: Crop, box: np.ndarray,
+             hid_surroundings: bool = False) -> None:
+        self._last[track_id] = _Last(rgb, mask, crop, np.asarray(box, float).copy(), hid_surroundings=hid_surroundings)
+
+    def hid_surroundings(self, track_id: int) -> bool:
+        """The track's kept face was checked with its surroundings blurred or filled."""
+        last = self._last.get(track_id)
+        return last is not None and last.hid_surroundings
 
     def forget(self, track_id: int) -> None:
         """The track's face was not pasted this frame (obfuscated): nothing of it may be reused."""

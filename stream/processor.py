@@ -262,7 +262,9 @@ class FaceProcessor:
             return False
         if way == REUSE:
             strength = self.guard.mosaic_strength(track.id) if self.guard is not None else 0
-            hide = self.guard is not None and self.guard.surroundings(track.id) is not None
+            # hidden as the kept face was checked, or as the track is now (both: the safer)
+            hide = self.reuse.hid_surroundings(track.id) or (
+                self.guard is not None and self.guard.surroundings(track.id) is not None)
             with self.timer.timed("reuse"):
                 self.reuse.paste_moved(frame, track.id, box, self.o.fallback, strength, hide)
         # the landmark stage did not see this frame: its held mesh and flow reference are stale
@@ -405,6 +407,10 @@ class FaceProcessor:
             kept = [k for k in kept if k is not None]
             for job, rendered, item, _ in kept:
                 job.rendered, job.item = rendered, item  # what the guard passed: perhaps drawn again
+                # the surroundings it was checked with: by its paste-back the next frames' reviews may have
+                # moved the track on (to no step, obfuscated), and this face would be pasted with the
+                # person's own hair and outline around it, which the check had blurred away
+                job.surroundings = self.guard.surroundings(job.track.id)
             jobs, restored = [k[0] for k in kept], [k[3] for k in kept]
         return jobs, restored
 
@@ -413,12 +419,12 @@ class FaceProcessor:
             try:
                 self._fault("blend", frame)
                 face_rgb = bl.match_colour(face_rgb, job.item.image, job.rendered.mask)
-                if self.guard is not None:  # as checked
-                    bl.redraw_surroundings(frame, job.rendered.crop, job.rendered.target,
-                                           self.guard.surroundings(job.track.id), job.occluder)
+                if self.guard is not None:  # as checked (at this frame's review)
+                    bl.redraw_surroundings(frame, job.rendered.crop, job.rendered.target, job.surroundings,
+                                           job.occluder)
                 bl.paste_rgb(frame, job.rendered.crop, face_rgb, job.rendered.mask)
                 self.reuse.keep(job.track.id, face_rgb, job.rendered.mask, job.rendered.crop,
-                                p.track_boxes[job.track.id])
+                                p.track_boxes[job.track.id], job.surroundings is not None)
             except Exception as e:
                 job.reason = f"error:{type(e).__name__}"
         for job in p.jobs:

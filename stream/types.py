@@ -215,6 +215,9 @@ class FaceJob:
     guard_version: int = -1  # the guard's version of the track's parameters when the face was rendered
     propagated: bool = False  # its mesh was the last frame's moved by optical flow, not fitted
     occluder: Optional[tuple] = None  # (Crop, uint8 HxW): this frame's occluder, kept original if obfuscated
+    # how the guard checked its new face's surroundings ("blur", "fill" or None), fixed at this frame's review:
+    # a later frame's review may change the track's (frames wait for their paste-back), not this face's
+    surroundings: Optional[str] = None
 
     @property
     def status(self) -> str:

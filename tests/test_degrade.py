@@ -405,13 +405,18 @@ def test_a_reused_face_drawn_without_its_surroundings_has_them_obfuscated_too():
     raw = (lambda out: float((np.abs(out[band].astype(int) - rgb[band].astype(int)).max(-1) <= 1).mean()))
     assert raw(outs[True]) < 0.05, "the surroundings were left raw"
     assert raw(outs[False]) > 0.5  # (a plain reuse leaves them)
-    # the processor asks for the wider box exactly for tracks the guard draws without their surroundings
+    # the processor asks for the wider box exactly for tracks the guard draws without their surroundings,
+    # and for a kept face that was checked without them though the track has moved on since
     frames = list(moving_faces(2, width=480, height=320, size=180))
-    for mode, want in ((None, False), ("blur", True), ("fill", True)):
+    for kept_hid, mode, want in ((False, None, False), (False, "blur", True), (False, "fill", True), (True, None, True)):
         p = _live_processor(Options(seed=2, privacy="balanced"))
         asked = []
         try:
             p.process(frame_of(frames[0].copy(), 0))
+            if kept_hid:
+                assert p.reuse._last, "no face kept to reuse"
+                for last in p.reuse._last.values():
+                    last.hid_surroundings = True
             p.guard.surroundings = lambda tid, mode=mode: mode
             p.reuse.route = lambda *a: REUSE
             p.reuse.paste_moved = lambda *a: asked.append(a[-1])
@@ -419,4 +424,4 @@ def test_a_reused_face_drawn_without_its_surroundings_has_them_obfuscated_too():
             p.process(frame_of(frames[1].copy(), 1))
         finally:
             p.close()
-        assert asked and all(g == want for g in asked), (mode, asked)
+        assert asked and all(g == want for g in asked), (kept_hid, mode, asked)

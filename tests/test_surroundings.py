@@ -215,3 +215,35 @@ def test_an_occluder_found_past_the_face_oval_keeps_its_pixels_and_small_faces_a
     p[box.y0:box.y1, box.x0:box.x1] = plain
     assert (p[below] < 0.5).any()  # (without it those pixels were filled)
     assert search_end(FILL_MIN_PX) == len(gd.STEPS) and search_end(FILL_MIN_PX - 1) == BLUR_FROM
+
+
+def test_each_face_is_pasted_with_the_surroundings_its_own_frame_was_checked_with(tmp_path, monkeypatch):
+    """A file run pastes a frame back after the next frames' reviews (it holds frames: the restorer, the
+    look-back), and one of those may move the track on: to a step that keeps the surroundings, or to
+    obfuscated (no step). The frame's face must keep the surroundings its own review passed it with
+    (hard_turns, bench_footage.py: a face cleared with them blurred was pasted with the person's hair and
+    outline because the next frame's re-check failed; the judge matched it, EdgeFace 0.23-0.28).
+    Here each review says the track's surroundings are blurred after even frames and kept after odd ones."""
+    from clips import moving_faces, write_clip
+    from ideud.stream import processor
+    from ideud.stream.pipeline import Options, deidentify
+
+    src = write_clip(str(tmp_path / "in.mp4"), moving_faces(12, size=200), audio=False)
+    now, reviewed, drawn = {"mode": None}, {}, []
+    review, redraw_surroundings = gd.PrivacyGuard.review, bl.redraw_surroundings
+
+    def reviewing(self, frame, entries):
+        out = review(self, frame, entries)
+        now["mode"] = reviewed[frame.index] = "blur" if frame.index % 2 == 0 else None
+        return out
+
+    def redraw(frame, crop, target, mode, occluder=None):
+        drawn.append((frame.index, mode))
+        return redraw_surroundings(frame, crop, target, mode, occluder)
+
+    monkeypatch.setattr(gd.PrivacyGuard, "review", reviewing)
+    monkeypatch.setattr(gd.PrivacyGuard, "surroundings", lambda self, track_id: now["mode"])
+    monkeypatch.setattr(processor.bl, "redraw_surroundings", redraw)
+    rep = deidentify(src, str(tmp_path / "out.mkv"), Options(codec="ffv1", seed=1, audio=False, force=True))
+    assert rep["fallback_face_frames"] <= 2 and len(drawn) >= 10, "too few faces pasted to tell"
+    assert [mode for _, mode in drawn] == [reviewed[i] for i, _ in drawn]

@@ -98,7 +98,6 @@ from typing import Optional
 import numpy as np
 
 from ideud.models import facemesh as fm
-from ideud.models.face_shape import FIT_MAX_PITCH, FIT_MAX_YAW
 from ideud.models.recognizer import FaceRecognizer
 from ideud.models.recognizers import TwoRecognizers
 from ideud.stream import blend as bl
@@ -106,8 +105,9 @@ from ideud.stream.guard_ahead import batch_size, can_look_ahead, next_batch, set
 from ideud.stream.guard_inversion import inverses_for, undone_by_edgeface, undone_passes_dlib
 from ideud.stream.guard_occluded_refs import kept_references, masked_reference
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, LOOK_SHARE, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
-                                       STEPS, Policy, _Track, look_due, note_tried, step_candidates, surroundings_mode,
-                                       pose_moved_since_check, retry_due, same_output, search_end, sharper_since_check, track_report)
+                                       STEPS, Policy, _Track, count_fallback, look_due, near_frontal, note_tried,
+                                       step_candidates, surroundings_mode, pose_moved_since_check, retry_due, same_output,
+                                       search_end, sharper_since_check, track_report)
 from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, dlib_both, face_detail,  # noqa: F401
                                       finish_candidate, kept_occluder_passes, looks_like_face, obfuscated, seen_face,
                                       occluder_keep, output_drifted, render_candidate, verified_mosaic, with_occluders)
@@ -138,6 +138,7 @@ class PrivacyGuard:
         self._done: dict[int, dict] = {}  # reports of dropped tracks (numbers only)
         # track id -> a fresh seed to search with before obfuscating, or None (a relinked track's own)
         self.exhausted = None
+        self.checked, self.failed = set(), set()  # of the last review (`review`)
 
     @classmethod
     def create(cls, mode: str, **kw) -> Optional["PrivacyGuard"]:
@@ -150,8 +151,8 @@ class PrivacyGuard:
         if st is None:
             st = self._tracks[track.id] = _Track(seed=track.seed, appearance=track.seed, sigma=self.sigma)
         st.since_check, st.since_look = st.since_check + 1, st.since_look + 1
-        if st.status == "obfuscated" and not (_good(rendering) and retry_due(self.policy, st, rendering)):
-            _count(st, "no_candidate_passed")
+        if st.status == "obfuscated" and not (near_frontal(rendering) and retry_due(self.policy, st, rendering)):
+            count_fallback(st, "no_candidate_passed")
             return "privacy"
         return None
 
@@ -164,9 +165,10 @@ class PrivacyGuard:
         """After restore, before paste. `entries`: [(job, rendered, item, restored_rgb)].
 
         Returns one entry per input: the same or a re-rendered one that passed,
-        or None where the face must be obfuscated. The frame is not modified.
+        or None where the face must be obfuscated. The frame is not modified. After it, `checked`
+        holds the tracks whose face passed a full check here, `failed` those whose shown face failed one.
         """
-        out = []
+        out, self.checked, self.failed = [], set(), set()
         for job, rendered, item, face_rgb in entries:
             tr = job.track
             st = self._tracks[tr.id]
@@ -186,8 +188,10 @@ class PrivacyGuard:
                 res = self._check(frame, tr.id, st, r, (rendered, item, face_rgb), job.occluder)
             finally:
                 st.seconds += time.perf_counter() - t0
-            if res is None:
-                _count(st, "searching" if st.cursor is not None else
+            if res is not None:
+                self.checked.add(tr.id)
+            else:
+                count_fallback(st, "searching" if st.cursor is not None else
                        "no_candidate_passed" if st.status == "obfuscated" else "check_failed")
             out.append(None if res is None else (job, *res))
         return out
@@ -211,7 +215,7 @@ class PrivacyGuard:
                                                   st.level, st.appearance),
                                  occluder_keep(frame, job.rendering, job.rendered), OCCLUDED_MAX)
         if res is None:
-            _count(st, "searching" if st.cursor is not None else "not_verified")
+            count_fallback(st, "searching" if st.cursor is not None else "not_verified")
             return None
         return (job, *res)
 
@@ -270,7 +274,7 @@ class PrivacyGuard:
         frozen = self.identity.is_frozen(tid)
         uncovered = rendered.occluded > st.last_occluded + p.occluded_delta
         return (pose_moved or resized or uncovered or (frozen and not st.frozen_seen)
-                or (st.provisional and _good(r)) or sharper_since_check(p, st))
+                or (st.provisional and near_frontal(r)) or sharper_since_check(p, st))
 
     def _refs(self, st: _Track) -> tuple[np.ndarray, np.ndarray]:
         now = [] if st.now is None else [st.now]
@@ -305,7 +309,7 @@ class PrivacyGuard:
         st.last_size = _size(r)
         st.last_occluded, st.checked_detail = current[0].occluded, st.detail
         st.frozen_seen = self.identity.is_frozen(tid)
-        if _good(r):
+        if near_frontal(r):
             st.provisional = False
         elif st.status != "verified":
             st.provisional = True  # check again at the first near-frontal frame
@@ -350,6 +354,7 @@ class PrivacyGuard:
                 st.min_distance = d if st.min_distance is None else min(st.min_distance, d)
                 st.max_similarity = s if st.max_similarity is None else max(st.max_similarity, s)
                 return current
+            self.failed.add(tid)  # the face shown until now no longer holds (stream/retract.py)
             if self._own_seed(st, tid):  # a relinked face: another step of its seed would be another face too
                 return self._search(frame, tid, st, r, ctx, ctx_rgb, 0, None, occ)
             start, first = st.step + 1, None  # escalate past the step that no longer holds
@@ -490,11 +495,3 @@ class PrivacyGuard:
         st.mosaic, st.mosaic_check = verified_mosaic(self.two, ctx_rgb, pts, *self._refs(st),
                                                      self.policy.edge_max, start=st.mosaic)
 
-
-def _count(st: _Track, why: str) -> None:
-    st.fallback_frames += 1
-    st.fallback_why[why] = st.fallback_why.get(why, 0) + 1
-
-
-def _good(r) -> bool:
-    return abs(r.yaw) <= FIT_MAX_YAW and abs(r.pitch) <= FIT_MAX_PITCH

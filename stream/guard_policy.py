@@ -12,6 +12,7 @@ from typing import Optional
 import numpy as np
 
 from ideud.models.edgeface import calibration as edge_calibration
+from ideud.models.face_shape import FIT_MAX_PITCH, FIT_MAX_YAW
 
 MODES = ("off", "balanced", "strict")
 
@@ -288,3 +289,14 @@ def note_tried(p: Policy, st: _Track, d: Optional[float], s: float) -> None:
         return min(edge, 0.0) - 1.0 if c[0] is None else min((c[0] - p.tau) / 0.2, edge)
     if st.best_tried is None or slack((d, s)) > slack(st.best_tried):
         st.best_tried = (d, s)
+
+
+def count_fallback(st: "_Track", why: str) -> None:
+    """One more frame of the track obfuscated, and why (its report)."""
+    st.fallback_frames += 1
+    st.fallback_why[why] = st.fallback_why.get(why, 0) + 1
+
+
+def near_frontal(r) -> bool:
+    """Within the pose range the ID fit uses: a search or a check there is a track's verification."""
+    return abs(r.yaw) <= FIT_MAX_YAW and abs(r.pitch) <= FIT_MAX_PITCH

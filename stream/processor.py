@@ -37,6 +37,7 @@ from ideud.stream.render import crop_for
 from ideud.stream.restore import restorer_for
 from ideud.stream.restore_processes import RestoreProcesses, rebuild_kwargs, wanted
 from ideud.stream.restore_worker import RestoreWorker
+from ideud.stream.retract import Retraction
 from ideud.stream.scene import CutDetector
 from ideud.stream.soften import soften_finds
 from ideud.stream.stage_timer import StageTimer
@@ -91,6 +92,7 @@ class FaceProcessor:
         self.frames_held = max(self.restore_ahead, self.look_back.frames)
         self.worker: Optional[RestoreWorker] = None
         self._unreviewed: list[PendingFrame] = []  # prepared, not yet restored and reviewed (`_settle`)
+        self.retract = Retraction()  # reviewed, not yet pasted back: unchecked faces before a failed re-check hidden
         if self.restore_ahead > 0 and not options.track_only:
             self.worker = RestoreWorker(self.restorer, max_faces=self.restorer.max_batch)
             if self.guard is not None:
@@ -355,7 +357,10 @@ class FaceProcessor:
         while len(self._unreviewed) > keep:
             q = self._unreviewed.pop(0)
             try:
+                if self.guard is not None:
+                    self.guard.checked, self.guard.failed = set(), set()  # a frame without faces asks it nothing
                 q.reviewed = self._restore_review(q.frame, q)
+                self.retract.reviewed(q, self.guard.failed if self.guard is not None else set())
             except Exception as e:
                 q.error = e  # finish hides the frame's faces, as for any failed whole-frame stage
             if q is upto:
@@ -366,6 +371,7 @@ class FaceProcessor:
             self._settle(upto=p)
             if p.error is not None:
                 raise p.error
+        self.retract.pasted(p)
         jobs, restored = p.reviewed if p.reviewed is not None else self._restore_review(frame, p)
         with self.timer.timed("blend"):
             self._blend(frame, p, jobs, restored)
@@ -410,7 +416,7 @@ class FaceProcessor:
                 # the surroundings it was checked with: by its paste-back the next frames' reviews may have
                 # moved the track on (to no step, obfuscated), and this face would be pasted with the
                 # person's own hair and outline around it, which the check had blurred away
-                job.surroundings = self.guard.surroundings(job.track.id)
+                job.surroundings, job.checked = self.guard.surroundings(job.track.id), job.track.id in self.guard.checked
             jobs, restored = [k[0] for k in kept], [k[3] for k in kept]
         return jobs, restored
 
@@ -472,6 +478,7 @@ class FaceProcessor:
                 "face_frames": self.face_frames, "reused_face_frames": self.reuse.reused,
                 "fallback_face_frames": self.fallback_face_frames, "failed_frames": self.frame_failures,
                 "softened_finds": self.softened_finds, "hidden_before_found": self.look_back.hidden,
+                "hidden_before_failed_check": self.retract.hidden,
                 "detect_skipped_frames": self.cadence.skipped,
                 "scene_cuts": self.cuts.cuts, "occluder_kept": self.kept.report(),
                 **(self.relink.report() if self.relink is not None else {}),

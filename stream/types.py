@@ -218,6 +218,7 @@ class FaceJob:
     # how the guard checked its new face's surroundings ("blur", "fill" or None), fixed at this frame's review:
     # a later frame's review may change the track's (frames wait for their paste-back), not this face's
     surroundings: Optional[str] = None
+    checked: bool = False  # the guard checked it in full at its frame's review (stream/retract.py)
 
     @property
     def status(self) -> str:

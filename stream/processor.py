@@ -92,7 +92,7 @@ class FaceProcessor:
         self.frames_held = max(self.restore_ahead, self.look_back.frames)
         self.worker: Optional[RestoreWorker] = None
         self._unreviewed: list[PendingFrame] = []  # prepared, not yet restored and reviewed (`_settle`)
-        self.retract = Retraction()  # reviewed, not yet pasted back: unchecked faces before a failed re-check hidden
+        self.retract = Retraction(self.guard)  # reviewed, not yet pasted back: an unchecked face before a failed check
         if self.restore_ahead > 0 and not options.track_only:
             self.worker = RestoreWorker(self.restorer, max_faces=self.restorer.max_batch)
             if self.guard is not None:
@@ -360,7 +360,7 @@ class FaceProcessor:
                 if self.guard is not None:
                     self.guard.checked, self.guard.failed = set(), set()  # a frame without faces asks it nothing
                 q.reviewed = self._restore_review(q.frame, q)
-                self.retract.reviewed(q, self.guard.failed if self.guard is not None else set())
+                self.retract.reviewed(q)
             except Exception as e:
                 q.error = e  # finish hides the frame's faces, as for any failed whole-frame stage
             if q is upto:
@@ -478,7 +478,7 @@ class FaceProcessor:
                 "face_frames": self.face_frames, "reused_face_frames": self.reuse.reused,
                 "fallback_face_frames": self.fallback_face_frames, "failed_frames": self.frame_failures,
                 "softened_finds": self.softened_finds, "hidden_before_found": self.look_back.hidden,
-                "hidden_before_failed_check": self.retract.hidden,
+                "hidden_before_failed_check": self.retract.hidden, "rechecked_before_failed_check": self.retract.rechecked,
                 "detect_skipped_frames": self.cadence.skipped,
                 "scene_cuts": self.cuts.cuts, "occluder_kept": self.kept.report(),
                 **(self.relink.report() if self.relink is not None else {}),

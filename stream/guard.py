@@ -59,7 +59,8 @@ Per track
    FaceMesh passed, and not at all when the person looks as a kept reference and the output is the
    same new face as at the last full check (its EdgeFace chip within SAME_OUTPUT of it; that dlib
    distance had the margin). If not, the search goes on with the next step and that frame is not
-   handed back until a candidate passes (or it is obfuscated).
+   handed back until a candidate passes (or it is obfuscated); the frame before it, if a file run still
+   holds it and its face was not checked, is checked in full too and hidden where it fails (retract.py).
 4. Inversion: where the mapping can be undone by someone who knows the method (the prior
    restorer: its output's code mirrored, or a second pass; stream/guard_inversion.py), the
    candidate a search would keep is undone both ways and each undone face must not match the
@@ -192,7 +193,7 @@ class PrivacyGuard:
                 self.checked.add(tr.id)
             else:
                 count_fallback(st, "searching" if st.cursor is not None else
-                       "no_candidate_passed" if st.status == "obfuscated" else "check_failed")
+                               "no_candidate_passed" if st.status == "obfuscated" else "check_failed")
             out.append(None if res is None else (job, *res))
         return out
 

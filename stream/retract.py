@@ -15,6 +15,7 @@ seeds 1-4 for the one that was matched. A live run has written it already; nothi
 """
 from __future__ import annotations
 
+from ideud.stream.guard_policy import count_fallback
 from ideud.stream.guard_recheck import held_face_passes
 
 
@@ -49,6 +50,9 @@ class Retraction:
                     if not job.checked:
                         job.reason = "privacy"
                         self.hidden += 1
+                        st = self.guard._tracks.get(tid)
+                        if st is not None:  # the guard's report: the frames obfuscated and why
+                            count_fallback(st, "before_failed_check")
                         continue
                 if tid in open_tracks:
                     open_tracks.discard(tid)  # checked and passed at its own frame: it and those before stay

@@ -36,7 +36,7 @@ def test_only_the_failed_tracks_unchecked_faces_that_fail_since_its_last_check_a
         return face == "face 3.1"
 
     monkeypatch.setattr(retract, "held_face_passes", passes)
-    guard = SimpleNamespace(failed=set())
+    guard = SimpleNamespace(failed=set(), _tracks={})
     r = Retraction(guard)
     frames = [_frame(0, [(1, False), (2, False)]), _frame(1, [(1, True), (2, False)]),
               _frame(2, [(1, False), (2, False)]), _frame(3, [(1, False), (2, True)])]
@@ -94,5 +94,6 @@ def test_a_failed_re_check_has_the_unchecked_frame_before_it_checked_in_a_file_r
     assert rep["rechecked_before_failed_check"] == 1 and status[fail_at] == "fallback:privacy"
     if held_check == "fails":
         assert hidden == [fail_at - 1] and rep["hidden_before_failed_check"] == 1
+        assert rep["tracks"][0]["privacy"]["fallback_why"]["before_failed_check"] == 1  # the track's report says why
     else:  # this head's new face holds: checked in full, it is written
         assert hidden == [] and rep["hidden_before_failed_check"] == 0

@@ -1,4 +1,4 @@
-"""A track's faces not checked since its last passed check are hidden when its next re-check fails.
+"""When a track's re-check fails, its face in the frame before, if not checked there, is checked now.
 
 Between full checks the privacy guard lets a track's face through while nothing changed enough to
 ask again (stream/guard.py, 3.). When a re-check then fails, the output had drifted toward the
@@ -10,8 +10,9 @@ A file run still holds the frame before the failed one (its paste-back waits for
 the restorer: `FaceProcessor.frames_held`; the frames before it are written by then). That track's
 face in it, if it was not checked at its own frame, is checked in full now (stream/guard_recheck.py,
 ~0.1 s, once per failed re-check); it is obfuscated like the one that failed (reason "privacy") unless
-it passes. Hiding them all unchecked cost 24 rendered face-frames of 1,056 on the footage clips at
-seeds 1-4 for the one that was matched. A live run has written it already; nothing is taken back there.
+it passes. Hiding them unchecked cost 24 rendered face-frames of 1,056 on the footage clips at seeds
+1-4 for the one that was matched; checking them first, 14 (docs/measured.md, forty-fourth session).
+A live run has written it already; nothing is taken back there.
 """
 from __future__ import annotations
 

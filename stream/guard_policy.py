@@ -80,6 +80,10 @@ LOOK_EVERY = 4
 # ... while the last check was within this of edge_max (an output checked further from the person
 # wandered less than this: 150-frame 360p tracks checked at 0.05-0.10 stayed under 0.14)
 CLOCK_SLACK = 0.1
+# ... and at the very next face-frame while the last check or look left less than this under the look's
+# limit: hand_from_start at seed 2 (bench_footage.py), the hand leaving the mouth, was checked at 0.172
+# and looked at 0.182 against 0.184, then written at 0.215-0.275 in the three frames before the next look
+NEAR_LIMIT = 0.02
 
 
 #: EdgeFace's calibrated "same person" cosine similarities (models/data/edgeface_calibration.json):
@@ -170,6 +174,7 @@ class _Track:
     best_tried: Optional[tuple] = None  # (dlib, EdgeFace) of the last search's closest-to-passing candidate
     since_check: int = 0
     since_look: int = 0  # face-frames since the output was last looked at or checked (`look_due`)
+    look_similarity: Optional[float] = None  # EdgeFace, the chip against the person, at the last look
     last_pose: Optional[tuple] = None
     last_size: Optional[float] = None
     last_occluded: float = 0.0  # occluded share of the face at the last check
@@ -262,9 +267,12 @@ def sharper_since_check(p: Policy, st: _Track) -> bool:
 
 def look_due(p: Policy, st: _Track, r, frozen: bool) -> bool:
     """The output's drift is looked at (guard_views.output_drifted) this face-frame: until the ID
-    code freezes, while the head turns (LOOK_SHARE of the re-check's bar), and once in LOOK_EVERY
-    face-frames while the last check was within CLOCK_SLACK of edge_max."""
+    code freezes, while the head turns (LOOK_SHARE of the re-check's bar), once in LOOK_EVERY
+    face-frames while the last check was within CLOCK_SLACK of edge_max, and every face-frame while
+    the last check or look (whichever came later) left less than NEAR_LIMIT under the look's limit."""
+    last = st.look_similarity if st.look_similarity is not None and st.since_look < st.since_check else st.similarity
     return (not frozen or pose_moved_since_check(p, st, r, LOOK_SHARE)
+            or (last is not None and last > p.edge_limit(search=False) - NEAR_LIMIT)
             or (st.since_look >= LOOK_EVERY and (st.similarity is None or st.similarity > p.edge_max - CLOCK_SLACK)))
 
 

@@ -277,4 +277,5 @@ def output_drifted(two: TwoRecognizers, frame, r, current: tuple, st, limit: flo
     st.looked, st.since_look = (frame.index, chip, person), 0  # a re-check of this frame embeds neither again
     refs = np.vstack([np.asarray(st.edge_refs, np.float32), person[None]])
     refs /= np.maximum(np.linalg.norm(refs, axis=1, keepdims=True), 1e-12)
-    return float((refs @ chip).max()) > limit or not same_output(float(chip @ st.output_edge), st.distance, tau)
+    st.look_similarity = float((refs @ chip).max())  # close to `limit`: looked at again next face-frame (look_due)
+    return st.look_similarity > limit or not same_output(float(chip @ st.output_edge), st.distance, tau)

@@ -109,9 +109,10 @@ from ideud.stream.guard_policy import (EDGE_THRESHOLDS, LOOK_SHARE, MAX_REFERENC
                                        STEPS, Policy, _Track, count_fallback, look_due, near_frontal, note_tried,
                                        step_candidates, surroundings_mode, pose_moved_since_check, retry_due, same_output,
                                        search_end, sharper_since_check, track_report)
-from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, dlib_both, face_detail,  # noqa: F401
-                                      finish_candidate, kept_occluder_passes, looks_like_face, obfuscated, seen_face,
-                                      occluder_keep, output_drifted, render_candidate, verified_mosaic, with_occluders)
+from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, face_detail,  # noqa: F401
+                                      finish_candidate, kept_occluder_passes, looks_like_face, obfuscated,
+                                      occluder_keep, output_drifted, render_candidate, seen_then_dlib, verified_mosaic,
+                                      with_occluders)
 from ideud.stream.identity import perturbation
 from ideud.stream.occlusion import MAX_SHARE as OCCLUDED_MAX
 from ideud.stream.types import Crop
@@ -342,12 +343,9 @@ class PrivacyGuard:
                 d = st.distance
                 st.dlib_reused += 1
             else:
-                d, limit = None, self.policy.edge_limit(search=margin)  # EdgeFace, FaceMesh, dlib: none over `limit`
-                if s <= limit:
-                    face, s_seen, seen = seen_face(self.two, self.mesh, img, pts, self.policy.face_tolerance, eref)
-                    s = max(s, s_seen)
-                    if face and s <= limit:
-                        d = dlib_both(self.two, img, pts, seen, dref, self.policy.dlib_floor)
+                # EdgeFace, FaceMesh, dlib: none over the limit
+                face, s, d = seen_then_dlib(self.two, self.mesh, self.policy, img, pts, s,
+                                            self.policy.edge_limit(search=margin), dref, eref)
                 st.output_edge = output if d is not None and d >= self.policy.dlib_floor else None
             st.distance, st.similarity = d, s
             if self.policy.passes(d, s, search=margin) and (
@@ -448,18 +446,9 @@ class PrivacyGuard:
                                                       chip_embeddings=chip_emb[left, 0])
                 for idx in np.argsort(sims, kind="stable"):
                     j, cand, img, pts = group[idx]
-                    s = float(sims[idx])
-                    if s > limit:
-                        note_tried(p, st, None, s)
-                        continue
                     # the cheapest decisive checks first: FaceMesh (~10 ms) and EdgeFace at its points, dlib (~10 ms
                     # a view), the undone faces (~100 ms); a candidate refused by one is refused whatever the others say
-                    face, s_seen, seen = seen_face(self.two, self.mesh, img, pts, p.face_tolerance, eref)
-                    s = max(s, s_seen)
-                    if not face or s > limit:
-                        note_tried(p, st, None, s)
-                        continue
-                    d = dlib_both(self.two, img, pts, seen, dref, p.dlib_floor)
+                    _, s, d = seen_then_dlib(self.two, self.mesh, p, img, pts, float(sims[idx]), limit, dref, eref)
                     note_tried(p, st, d, s)
                     if not p.passes(d, s, search=True):
                         continue

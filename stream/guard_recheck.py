@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ideud.stream import blend as bl
-from ideud.stream.guard_views import candidate_output, context_crop, dlib_both, seen_face
+from ideud.stream.guard_views import candidate_output, context_crop, seen_then_dlib
 
 
 def held_face_passes(guard, frame, job, face_rgb) -> bool:
@@ -25,11 +25,6 @@ def held_face_passes(guard, frame, job, face_rgb) -> bool:
     dref, eref = guard._refs(st)
     person = guard.two.person(ctx_rgb, r.landmarks[:, :2] - ctx.offset)  # at this frame: the look drifts
     dref, eref = np.vstack([dref.reshape(-1, person[0].size), person[0]]), np.vstack([eref.reshape(-1, person[1].size), person[1]])
-    limit = p.edge_limit(search=False)
     s = float(guard.two.edge_similarity([(img, pts)], eref)[0])
-    if s > limit:
-        return False
-    face, s_seen, seen = seen_face(guard.two, guard.mesh, img, pts, p.face_tolerance, eref)
-    if not face or s_seen > limit:
-        return False
-    return p.passes(dlib_both(guard.two, img, pts, seen, dref, p.dlib_floor), max(s, s_seen), search=False)
+    _, s, d = seen_then_dlib(guard.two, guard.mesh, p, img, pts, s, p.edge_limit(search=False), dref, eref)
+    return p.passes(d, s, search=False)

@@ -163,6 +163,20 @@ def seen_face(two: TwoRecognizers, mesh, img: np.ndarray, target: np.ndarray, to
     return True, float(two.edge_similarity([(img, seen)], edge_refs, full="seen")[0]), seen
 
 
+def seen_then_dlib(two: TwoRecognizers, mesh, policy, img: np.ndarray, pts: np.ndarray, s: float, limit: float,
+                   dlib_refs, edge_refs) -> tuple[Optional[bool], float, Optional[float]]:
+    """After EdgeFace at the drawn points gave `s`: the cheaper decisive checks in turn, each only while
+    the face is still under `limit` (a search's, a re-check's): `seen_face`, then `dlib_both` ->
+    (FaceMesh found the face (None: not asked), the worst EdgeFace similarity, dlib's distance or None)."""
+    if s > limit:
+        return None, s, None
+    face, s_seen, seen = seen_face(two, mesh, img, pts, policy.face_tolerance, edge_refs)
+    s = max(s, s_seen)
+    if not face or s > limit:
+        return face, s, None
+    return face, s, dlib_both(two, img, pts, seen, dlib_refs, policy.dlib_floor)
+
+
 def dlib_both(two: TwoRecognizers, img: np.ndarray, pts: np.ndarray, seen: Optional[np.ndarray], refs,
               stop_below: float) -> float:
     """dlib's worst distance over the views at the drawn points and the chip at the points FaceMesh

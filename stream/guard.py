@@ -106,10 +106,10 @@ from ideud.stream.guard_ahead import batch_size, can_look_ahead, next_batch, set
 from ideud.stream.guard_inversion import inverses_for, undone_by_edgeface, undone_passes_dlib
 from ideud.stream.guard_occluded_refs import kept_references, masked_reference
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, LOOK_SHARE, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
-                                       STEPS, Policy, _Track, count_fallback, look_due, near_frontal, note_tried,
+                                       STEPS, Policy, _Track, count_fallback, face_size, look_due, near_frontal, note_tried,
                                        step_candidates, surroundings_mode, pose_moved_since_check, retry_due, same_output,
                                        search_end, sharper_since_check, track_report)
-from ideud.stream.guard_views import (_mix, _size, candidate_output, context_crop, face_detail,  # noqa: F401
+from ideud.stream.guard_views import (_mix, candidate_output, context_crop, face_detail,  # noqa: F401
                                       finish_candidate, kept_occluder_passes, looks_like_face, obfuscated,
                                       occluder_keep, output_drifted, render_candidate, seen_then_dlib, verified_mosaic,
                                       with_occluders)
@@ -157,6 +157,14 @@ class PrivacyGuard:
             count_fallback(st, "no_candidate_passed")
             return "privacy"
         return None
+
+    def saw_obfuscated(self, jobs) -> None:
+        """A reviewed frame's faces (in frame order, as reviews go): whether an occluder was found in
+        front of each face obfuscated for privacy (`guard_policy.retry_due`: gone, searched again)."""
+        for job in jobs:
+            st = self._tracks.get(job.track.id)
+            if st is not None and st.status == "obfuscated" and job.reason == "privacy":
+                st.clear_frames = 0 if job.occluder is not None else st.clear_frames + 1
 
     def restore_params(self, track_id: int) -> tuple[int, int]:
         """(level, seed) for this track's RestoreItem."""
@@ -271,7 +279,7 @@ class PrivacyGuard:
             return True  # pending, a search under way, or an obfuscated track's retry
         p = self.policy
         pose_moved = pose_moved_since_check(p, st, r, 1.0)
-        size = _size(r)
+        size = face_size(r)
         resized = st.last_size is not None and max(size / st.last_size, st.last_size / size) > p.scale_delta
         frozen = self.identity.is_frozen(tid)
         uncovered = rendered.occluded > st.last_occluded + p.occluded_delta
@@ -308,8 +316,8 @@ class PrivacyGuard:
         st.checks += 1
         st.since_check = st.since_look = 0
         st.last_pose = (r.yaw, r.pitch)
-        st.last_size = _size(r)
-        st.last_occluded, st.checked_detail = current[0].occluded, st.detail
+        st.last_size = face_size(r)
+        st.last_occluded, st.checked_detail, st.clear_frames = current[0].occluded, st.detail, 0
         st.frozen_seen = self.identity.is_frozen(tid)
         if near_frontal(r):
             st.provisional = False
@@ -411,7 +419,7 @@ class PrivacyGuard:
         dref, eref = self._refs(st)
         ahead = None  # the next batch, restored while this one is checked (stream/guard_ahead.py)
         try:
-            while st.cursor[0] < search_end(_size(r)):
+            while st.cursor[0] < search_end(face_size(r)):
                 step, k, _ = st.cursor
                 if k >= step_candidates(p, step):
                     st.cursor = [step + 1, 0, st.cursor[2]]

@@ -117,6 +117,9 @@ class Policy:
     # ... or sooner, once yaw or pitch has moved `pose_delta` from where its last search failed and
     # at least this many frames have passed (`retry_due`: a head that turned away and back)
     retry_after_turn: int = 8
+    # ... or once a search that failed with `occluded_delta` of the face covered (a microphone, a hand
+    # the occlusion stage found) has had no occluder in front for this many face-frames in a row
+    retry_after_uncover: int = 3
     face_tolerance: float = 0.2  # "still a face": FaceMesh finds one, within this share of the face size
     batch: int = 4  # candidates rendered, then embedded by EdgeFace in one batch (every view of each)
     ahead: bool = True  # the next batch is restored while this one is checked (stream/guard_ahead.py)
@@ -178,6 +181,8 @@ class _Track:
     last_pose: Optional[tuple] = None
     last_size: Optional[float] = None
     last_occluded: float = 0.0  # occluded share of the face at the last check
+    # face-frames in a row obfuscated with no occluder found in front (`retry_due`; `saw_obfuscated`)
+    clear_frames: int = 0
     detail: Optional[float] = None  # the face's fine detail (guard_views.face_detail): this frame's
     checked_detail: Optional[float] = None  # ... and at the last check
     frozen_seen: bool = False
@@ -276,16 +281,28 @@ def look_due(p: Policy, st: _Track, r, frozen: bool) -> bool:
             or (st.since_look >= LOOK_EVERY and (st.similarity is None or st.similarity > p.edge_max - CLOCK_SLACK)))
 
 
+def face_size(r) -> float:
+    """The face's extent in px (its landmarks' larger side)."""
+    lm = np.asarray(r.landmarks)[:, :2]
+    return float(max(np.ptp(lm[:, 0]), np.ptp(lm[:, 1]), 1.0))
+
+
 def retry_due(p: Policy, st: _Track, r) -> bool:
     """An obfuscated track is searched again (at a good frame: the caller's test) every
     `retry_every` frames, or once its pose has moved `pose_delta` from the pose of its last failed
     search, `retry_after_turn` frames on: on change, not only on the clock. A head that turned to
     profile and failed there is searched again when it faces the camera (every candidate checked in
-    full, as in any search); one that failed facing the camera is not searched again for jitter."""
+    full, as in any search); one that failed facing the camera is not searched again for jitter. One
+    that failed behind an occluder is searched again once that has gone (`retry_after_uncover`), one
+    that has grown or shrunk by `scale_delta` since (a person walking towards or away from the camera)."""
     if st.since_check >= p.retry_every:
         return True
     if st.last_pose is None or st.since_check < p.retry_after_turn:
         return False
+    if st.last_occluded >= p.occluded_delta and st.clear_frames >= p.retry_after_uncover:
+        return True  # the occluder it failed behind is gone (the reference had it too: both matched it)
+    if st.last_size is not None and max(face_size(r) / st.last_size, st.last_size / face_size(r)) > p.scale_delta:
+        return True  # come nearer or gone further: the recognizers see another face (and a search more steps)
     return abs(r.yaw - st.last_pose[0]) >= p.pose_delta or abs(r.pitch - st.last_pose[1]) >= p.pose_delta
 
 

@@ -111,11 +111,6 @@ def face_detail(frame, r) -> float:
     return laplacian_contrast(cv2.resize(y[y0:y1, x0:x1], (48, 48), interpolation=cv2.INTER_AREA))
 
 
-def _size(r) -> float:
-    lm = np.asarray(r.landmarks)[:, :2]
-    return float(max(np.ptp(lm[:, 0]), np.ptp(lm[:, 1]), 1.0))
-
-
 def context_crop(frame, r, target) -> Crop:
     """The checked region: the face (original and rendered points) grown by CONTEXT each side."""
     pts = np.vstack([r.landmarks[:, :2], target])

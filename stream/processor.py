@@ -377,8 +377,7 @@ class FaceProcessor:
             self._blend(frame, p, jobs, restored)
 
     def _restore_review(self, frame: Frame, p: PendingFrame) -> tuple[list, list]:
-        """Step II's faces (the worker's answer, or restored now) reviewed by the guard: the
-        jobs and faces to paste."""
+        """Step II's faces (the worker's answer, or restored now) reviewed by the guard: the jobs and faces to paste."""
         jobs = p.restoring()
         restored = []
         if jobs:
@@ -397,6 +396,8 @@ class FaceProcessor:
                     job.reason, job.request = f"error:{type(e).__name__}", None
                 jobs, restored = [], []
             jobs, restored = take_answers(jobs, restored)
+        if self.guard is not None:
+            self.guard.saw_obfuscated(p.jobs)  # an occluder gone: a track refused behind it is searched again
         if self.guard is not None and jobs:
             # the guard may re-render a face (new perturbation / restorer level) or have it obfuscated
             try:
@@ -413,9 +414,8 @@ class FaceProcessor:
             kept = [k for k in kept if k is not None]
             for job, rendered, item, _ in kept:
                 job.rendered, job.item = rendered, item  # what the guard passed: perhaps drawn again
-                # the surroundings it was checked with: by its paste-back the next frames' reviews may have
-                # moved the track on (to no step, obfuscated), and this face would be pasted with the
-                # person's own hair and outline around it, which the check had blurred away
+                # the surroundings it was checked with: by its paste-back later reviews may have moved the track
+                # on (no step, obfuscated), pasting it with the hair and outline the check had blurred away
                 job.surroundings, job.checked = self.guard.surroundings(job.track.id), job.track.id in self.guard.checked
             jobs, restored = [k[0] for k in kept], [k[3] for k in kept]
         return jobs, restored

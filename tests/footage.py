@@ -296,6 +296,16 @@ def two_scenes(n_a: int, n_b: int, width: int = 480, height: int = 270, head: in
     return out
 
 
+def walking_closer(n: int = 60, portrait: int = 0, width: int = 640, height: int = 360) -> list[FootageFrame]:
+    """One portrait walking towards the camera: its face from ~40 px to ~160 px over `n` frames."""
+    head, bg, out = portrait_head(portrait, 340), background(width, height, seed=7), []
+    for i in range(n):
+        img = bg.copy()
+        box = _paste(img, head, width / 2 + 20 * i / n, height * 0.53, 0.26 * (1.0 + 3.0 * i / (n - 1)), 0.0)
+        out.append(FootageFrame(img, [box]))
+    return out
+
+
 def repeated(frames: list[FootageFrame], times: int) -> list[FootageFrame]:
     """Every frame `times` times in a row (pulldown-like repeats)."""
     return [f for f in frames for _ in range(times)]

@@ -10,7 +10,7 @@ import pytest
 from portrait_faces import PORTRAITS, build_portrait_faces as _portraits
 from test_guard import frame_of, portrait, processed
 from ideud.stream import guard as gd
-from ideud.stream.guard_policy import CLOCK_SLACK, LOOK_EVERY
+from ideud.stream.guard_policy import CLOCK_SLACK, LOOK_EVERY, face_size
 from ideud.models.recognizers import edge_views
 from ideud.stream import blend as bl
 from ideud.stream import guard_views as gv
@@ -295,7 +295,7 @@ def _frozen_verified(distance: float, similarity: float, checked: list):
     ctx = gv.context_crop(frame, r0, a_lm)  # the output as last checked: this very face
     img, pts = gv.candidate_output(bl.crop_rgb(frame, ctx), ctx, rendered, item, a_rgb)
     st.output_edge = g.two.chip_embeddings(edge_views(img, pts, full=False))[0]
-    st.last_pose, st.last_size = (0.0, 0.0), gv._size(r0)
+    st.last_pose, st.last_size = (0.0, 0.0), face_size(r0)
     return g, st, rendered, item, frame, r0
 
 

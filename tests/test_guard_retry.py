@@ -1,5 +1,7 @@
 """An obfuscated track is searched again on change, not only on the clock (guard_policy.retry_due):
-a head that failed the guard while turned to profile is searched again once it faces the camera.
+a head that failed the guard while turned to profile is searched again once it faces the camera, and
+one that failed behind a microphone once the microphone has gone, and one that failed while small once
+it has come nearer.
 
 Real components: the privacy guard's policy on constructed tracks, then the whole pipeline on the
 hard_turns clip (tests/footage.py, held-out portraits) at default privacy."""
@@ -39,6 +41,88 @@ def test_admit_obfuscates_until_a_good_frame_where_the_retry_is_due():
     assert g.admit(track, SimpleNamespace(yaw=35.0, pitch=0.0)) == "privacy"  # turned: not a good frame
     assert g.admit(track, SimpleNamespace(yaw=10.0, pitch=0.0)) is None  # rendered, then searched (review)
     assert st.since_check == 22
+
+
+def test_a_search_failed_behind_an_occluder_is_retried_once_it_has_gone():
+    p = POLICIES["balanced"]
+    at = SimpleNamespace(yaw=5.0, pitch=0.0)
+
+    def failed_behind(share, clear):
+        st = _obfuscated_track(5.0, p.retry_after_turn)
+        st.last_occluded, st.clear_frames = share, clear
+        return st
+    assert retry_due(p, failed_behind(0.23, p.retry_after_uncover), at)
+    assert not retry_due(p, failed_behind(0.23, p.retry_after_uncover - 1), at)  # not gone long enough
+    assert not retry_due(p, failed_behind(0.05, p.retry_after_uncover), at)  # failed with its face uncovered
+    g = gd.PrivacyGuard("balanced", identity=None, restorer=None)
+    g._tracks[1] = st = failed_behind(0.23, 0)
+    job = lambda occluder, reason="privacy": SimpleNamespace(track=SimpleNamespace(id=1), occluder=occluder,  # noqa: E731
+                                                             reason=reason)
+    for k in range(p.retry_after_uncover):
+        assert g.admit(SimpleNamespace(id=1, seed=1), at) == "privacy"
+        g.saw_obfuscated([job(None)])  # obfuscated, no occluder found in front
+        assert st.clear_frames == k + 1
+    g.saw_obfuscated([job(object())])  # found again: counted from 0
+    g.saw_obfuscated([job(None, reason="small")])  # obfuscated for another reason: not the guard's
+    assert st.clear_frames == 0
+    for _ in range(p.retry_after_uncover):
+        g.saw_obfuscated([job(None)])
+    assert g.admit(SimpleNamespace(id=1, seed=1), at) is None  # rendered, then searched (review)
+
+
+def test_a_search_failed_at_one_size_is_retried_once_the_face_is_much_nearer_or_further():
+    import numpy as np
+    p = POLICIES["balanced"]
+    st = _obfuscated_track(5.0, p.retry_after_turn)
+    st.last_size = 60.0
+    at = lambda size: SimpleNamespace(yaw=5.0, pitch=0.0, landmarks=np.array([[0.0, 0.0], [size, size * 1.2]]))  # noqa: E731
+    assert not retry_due(p, st, at(60.0 * p.scale_delta / 1.2))  # its extent: the larger side
+    assert retry_due(p, st, at(60.0 * p.scale_delta / 1.2 + 1.0))
+    assert retry_due(p, st, at(60.0 / p.scale_delta / 1.2 - 1.0))
+    st.since_check = p.retry_after_turn - 1
+    assert not retry_due(p, st, at(200.0))
+
+
+def test_a_face_refused_while_far_is_rendered_once_it_has_come_nearer(tmp_path):
+    """Held-out portrait 3 walking towards the camera (face ~40 -> ~160 px over 60 frames): every candidate
+    fails at ~40 px, and before the change the face stayed obfuscated to the clip's end (frame 150 would
+    have been the clock's retry); now it is searched again at 1.5 times the size (forty-fifth session)."""
+    from clips import write_clip
+    from footage import walking_closer
+    from portrait_faces import PORTRAITS
+    from ideud.stream.pipeline import Options, deidentify
+
+    if PORTRAITS is None:
+        pytest.skip("public-domain portraits not found")
+    frames = walking_closer(portrait=3)
+    src = write_clip(str(tmp_path / "near.mp4"), [f.rgb for f in frames], audio=False)
+    rep = deidentify(src, str(tmp_path / "out.mp4"), Options(seed=1, frame_log=True, audio=False))
+    (track,) = rep["tracks"]
+    assert track["privacy"]["searches"] >= 2 and track["privacy"]["status"] == "verified", track["privacy"]
+    status = [f["faces"][0]["status"] for f in rep["frame_log"]]
+    assert status[0] != "deidentified" and status.count("deidentified") >= len(frames) // 2, status
+
+
+def test_a_face_refused_behind_a_microphone_is_rendered_once_it_has_gone(tmp_path):
+    """The microphone over the mouth from the first frame, gone from frame 30 (tools/bench/bench_footage.py
+    microphone_from_start, held-out portrait 10): the person's reference has it too, and every candidate
+    failed; before the change the face stayed obfuscated to the clip's end (forty-fourth session: all
+    36 frames at seeds 1-4), now it is searched again once the stage has found no microphone for 3 frames."""
+    from clips import write_clip
+    from footage import hand_over_mouth
+    from portrait_faces import PORTRAITS
+    from ideud.stream.pipeline import Options, deidentify
+
+    if PORTRAITS is None:
+        pytest.skip("public-domain portraits not found")
+    frames = hand_over_mouth(36, enter=-6, leave=24, portrait=10, kind="microphone")
+    src = write_clip(str(tmp_path / "mic.mp4"), [f.rgb for f in frames], audio=False)
+    rep = deidentify(src, str(tmp_path / "out.mp4"), Options(seed=1, frame_log=True, audio=False))
+    (track,) = rep["tracks"]
+    assert track["privacy"]["searches"] >= 2 and track["privacy"]["status"] == "verified", track["privacy"]
+    status = [next(f["status"] for f in rep["frame_log"][i]["faces"] if f.get("track") == track["id"])
+              for i in range(len(frames))]
+    assert status[0] != "deidentified" and all(s == "deidentified" for s in status[-5:]), status
 
 
 def test_a_head_that_turned_away_and_back_is_rendered_again(tmp_path):

@@ -65,7 +65,7 @@ from portrait_faces import portrait_landmarks, read_rgb  # noqa: E402
 
 
 def face_size(lm: np.ndarray) -> float:
-    """The guard's face size (stream/guard_views._size): the larger side of the points' extent."""
+    """The guard's face size (stream/guard_policy.face_size): the larger side of the points' extent."""
     return float(max(np.ptp(lm[:, 0]), np.ptp(lm[:, 1]), 1.0))
 
 

@@ -153,7 +153,8 @@ class PrivacyGuard:
         if st is None:
             st = self._tracks[track.id] = _Track(seed=track.seed, appearance=track.seed, sigma=self.sigma)
         st.since_check, st.since_look = st.since_check + 1, st.since_look + 1
-        if st.status == "obfuscated" and not (near_frontal(rendering) and retry_due(self.policy, st, rendering)):
+        if st.status == "obfuscated" and not (near_frontal(rendering) and retry_due(
+                self.policy, st, rendering, self.identity.is_frozen(track.id))):
             count_fallback(st, "no_candidate_passed")
             return "privacy"
         return None

@@ -287,18 +287,21 @@ def face_size(r) -> float:
     return float(max(np.ptp(lm[:, 0]), np.ptp(lm[:, 1]), 1.0))
 
 
-def retry_due(p: Policy, st: _Track, r) -> bool:
+def retry_due(p: Policy, st: _Track, r, frozen: bool = False) -> bool:
     """An obfuscated track is searched again (at a good frame: the caller's test) every
     `retry_every` frames, or once its pose has moved `pose_delta` from the pose of its last failed
     search, `retry_after_turn` frames on: on change, not only on the clock. A head that turned to
     profile and failed there is searched again when it faces the camera (every candidate checked in
     full, as in any search); one that failed facing the camera is not searched again for jitter. One
     that failed behind an occluder is searched again once that has gone (`retry_after_uncover`), one
-    that has grown or shrunk by `scale_delta` since (a person walking towards or away from the camera)."""
+    that has grown or shrunk by `scale_delta` since (a person walking towards or away from the camera),
+    and one whose search came before its ID code froze (`frozen`: it is now), once."""
     if st.since_check >= p.retry_every:
         return True
     if st.last_pose is None or st.since_check < p.retry_after_turn:
         return False
+    if frozen and not st.frozen_seen:
+        return True  # searched before the ID code froze (a track's first search always is): once more frozen
     if st.last_occluded >= p.occluded_delta and st.clear_frames >= p.retry_after_uncover:
         return True  # the occluder it failed behind is gone (the reference had it too: both matched it)
     if st.last_size is not None and max(face_size(r) / st.last_size, st.last_size / face_size(r)) > p.scale_delta:

@@ -107,8 +107,8 @@ from ideud.stream.guard_inversion import inverses_for, undone_by_edgeface, undon
 from ideud.stream.guard_occluded_refs import kept_references, masked_reference
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, LOOK_SHARE, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
                                        STEPS, Policy, _Track, count_fallback, face_size, look_due, near_frontal, note_tried,
-                                       step_candidates, surroundings_mode, pose_moved_since_check, retry_due, same_output,
-                                       search_end, sharper_since_check, track_report)
+                                       step_candidates, surroundings_mode, pose_moved_since_check, resized_since_check,
+                                       retry_due, same_output, search_end, sharper_since_check, track_report)
 from ideud.stream.guard_views import (_mix, candidate_output, context_crop, face_detail,  # noqa: F401
                                       finish_candidate, kept_occluder_passes, looks_like_face, obfuscated,
                                       occluder_keep, output_drifted, render_candidate, seen_then_dlib, verified_mosaic,
@@ -280,8 +280,7 @@ class PrivacyGuard:
             return True  # pending, a search under way, or an obfuscated track's retry
         p = self.policy
         pose_moved = pose_moved_since_check(p, st, r, 1.0)
-        size = face_size(r)
-        resized = st.last_size is not None and max(size / st.last_size, st.last_size / size) > p.scale_delta
+        resized = resized_since_check(p, st, r)
         frozen = self.identity.is_frozen(tid)
         uncovered = rendered.occluded > st.last_occluded + p.occluded_delta
         return (pose_moved or resized or uncovered or (frozen and not st.frozen_seen)

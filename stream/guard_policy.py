@@ -287,6 +287,14 @@ def face_size(r) -> float:
     return float(max(np.ptp(lm[:, 0]), np.ptp(lm[:, 1]), 1.0))
 
 
+def resized_since_check(p: Policy, st: _Track, r) -> bool:
+    """The face grew or shrank by more than `scale_delta` since its last check (or failed search)."""
+    if st.last_size is None:
+        return False
+    size = face_size(r)
+    return max(size / st.last_size, st.last_size / size) > p.scale_delta
+
+
 def retry_due(p: Policy, st: _Track, r, frozen: bool = False) -> bool:
     """An obfuscated track is searched again (at a good frame: the caller's test) every
     `retry_every` frames, or once its pose has moved `pose_delta` from the pose of its last failed
@@ -304,7 +312,7 @@ def retry_due(p: Policy, st: _Track, r, frozen: bool = False) -> bool:
         return True  # searched before the ID code froze (a track's first search always is): once more frozen
     if st.last_occluded >= p.occluded_delta and st.clear_frames >= p.retry_after_uncover:
         return True  # the occluder it failed behind is gone (the reference had it too: both matched it)
-    if st.last_size is not None and max(face_size(r) / st.last_size, st.last_size / face_size(r)) > p.scale_delta:
+    if resized_since_check(p, st, r):
         return True  # come nearer or gone further: the recognizers see another face (and a search more steps)
     return abs(r.yaw - st.last_pose[0]) >= p.pose_delta or abs(r.pitch - st.last_pose[1]) >= p.pose_delta
 

@@ -102,20 +102,26 @@ def test_a_search_failed_at_one_size_is_retried_once_the_face_is_much_nearer_or_
     assert not retry_due(p, st, at(200.0))
 
 
-def test_a_face_refused_while_far_is_rendered_once_it_has_come_nearer(tmp_path):
-    """Held-out portrait 3 walking towards the camera (face ~40 -> ~160 px over 60 frames): every candidate
-    fails at ~40 px, and before the change the face stayed obfuscated to the clip's end (frame 150 would
-    have been the clock's retry); now it is searched again at 1.5 times the size (forty-fifth session)."""
+def _deidentified(work, name: str, frames: list, seed: int) -> dict:
+    """The report of a default-privacy run over `frames` (tests/footage.py, held-out portraits), with its frame log."""
     from clips import write_clip
-    from footage import walking_closer
     from portrait_faces import PORTRAITS
     from ideud.stream.pipeline import Options, deidentify
 
     if PORTRAITS is None:
         pytest.skip("public-domain portraits not found")
+    src = write_clip(str(work / f"{name}.mp4"), [f.rgb for f in frames], audio=False)
+    return deidentify(src, str(work / f"{name}-out.mp4"), Options(seed=seed, frame_log=True, audio=False))
+
+
+def test_a_face_refused_while_far_is_rendered_once_it_has_come_nearer(tmp_path):
+    """Held-out portrait 3 walking towards the camera (face ~40 -> ~160 px over 60 frames): every candidate
+    fails at ~40 px, and before the change the face stayed obfuscated to the clip's end (frame 150 would
+    have been the clock's retry); now it is searched again at 1.5 times the size (forty-fifth session)."""
+    from footage import walking_closer
+
     frames = walking_closer(portrait=3)
-    src = write_clip(str(tmp_path / "near.mp4"), [f.rgb for f in frames], audio=False)
-    rep = deidentify(src, str(tmp_path / "out.mp4"), Options(seed=1, frame_log=True, audio=False))
+    rep = _deidentified(tmp_path, "near", frames, seed=1)
     (track,) = rep["tracks"]
     assert track["privacy"]["searches"] >= 2 and track["privacy"]["status"] == "verified", track["privacy"]
     status = [f["faces"][0]["status"] for f in rep["frame_log"]]
@@ -127,16 +133,10 @@ def test_a_face_refused_behind_a_microphone_is_rendered_once_it_has_gone(tmp_pat
     microphone_from_start, held-out portrait 10): the person's reference has it too, and every candidate
     failed; before the change the face stayed obfuscated to the clip's end (forty-fourth session: all
     36 frames at seeds 1-4), now it is searched again once the stage has found no microphone for 3 frames."""
-    from clips import write_clip
     from footage import hand_over_mouth
-    from portrait_faces import PORTRAITS
-    from ideud.stream.pipeline import Options, deidentify
 
-    if PORTRAITS is None:
-        pytest.skip("public-domain portraits not found")
     frames = hand_over_mouth(36, enter=-6, leave=24, portrait=10, kind="microphone")
-    src = write_clip(str(tmp_path / "mic.mp4"), [f.rgb for f in frames], audio=False)
-    rep = deidentify(src, str(tmp_path / "out.mp4"), Options(seed=1, frame_log=True, audio=False))
+    rep = _deidentified(tmp_path, "mic", frames, seed=1)
     (track,) = rep["tracks"]
     assert track["privacy"]["searches"] >= 2 and track["privacy"]["status"] == "verified", track["privacy"]
     status = [next(f["status"] for f in rep["frame_log"][i]["faces"] if f.get("track") == track["id"])
@@ -147,17 +147,10 @@ def test_a_face_refused_behind_a_microphone_is_rendered_once_it_has_gone(tmp_pat
 @pytest.fixture(scope="module")
 def turns_seed_2(tmp_path_factory):
     """hard_turns (tests/footage.py, held-out portraits) at default privacy, seed 2: (report, frames)."""
-    from clips import write_clip
     from footage import hard_turns
-    from portrait_faces import PORTRAITS
-    from ideud.stream.pipeline import Options, deidentify
 
-    if PORTRAITS is None:
-        pytest.skip("public-domain portraits not found")
-    tmp_path = tmp_path_factory.mktemp("turns")
     frames = hard_turns()
-    src = write_clip(str(tmp_path / "turns.mp4"), [f.rgb for f in frames], audio=False)
-    return deidentify(src, str(tmp_path / "out.mp4"), Options(seed=2, frame_log=True, audio=False)), frames
+    return _deidentified(tmp_path_factory.mktemp("turns"), "turns", frames, seed=2), frames
 
 
 def _widths(rep) -> dict:

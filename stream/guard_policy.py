@@ -84,6 +84,10 @@ CLOCK_SLACK = 0.1
 # limit: hand_from_start at seed 2 (bench_footage.py), the hand leaving the mouth, was checked at 0.172
 # and looked at 0.182 against 0.184, then written at 0.215-0.275 in the three frames before the next look
 NEAR_LIMIT = 0.02
+# ... and every face-frame while the face is smaller than this (FaceMesh's extent, px): at ~22 px a move
+# of a pixel a frame alone took one output from EdgeFace 0.10 at its check to 0.20-0.24 (multi_person's
+# far face, bench_footage.py seed 8), with no change of pose, size or occluder to re-check it
+SMALL_FACE_PX = 32
 
 
 #: EdgeFace's calibrated "same person" cosine similarities (models/data/edgeface_calibration.json):
@@ -274,11 +278,13 @@ def look_due(p: Policy, st: _Track, r, frozen: bool) -> bool:
     """The output's drift is looked at (guard_views.output_drifted) this face-frame: until the ID
     code freezes, while the head turns (LOOK_SHARE of the re-check's bar), once in LOOK_EVERY
     face-frames while the last check was within CLOCK_SLACK of edge_max, and every face-frame while
-    the last check or look (whichever came later) left less than NEAR_LIMIT under the look's limit."""
+    the last check or look (whichever came later) left less than NEAR_LIMIT under the look's limit
+    or while the face is under SMALL_FACE_PX."""
     last = st.look_similarity if st.look_similarity is not None and st.since_look < st.since_check else st.similarity
     return (not frozen or pose_moved_since_check(p, st, r, LOOK_SHARE)
             or (last is not None and last > p.edge_limit(search=False) - NEAR_LIMIT)
-            or (st.since_look >= LOOK_EVERY and (st.similarity is None or st.similarity > p.edge_max - CLOCK_SLACK)))
+            or (st.since_look >= LOOK_EVERY and (st.similarity is None or st.similarity > p.edge_max - CLOCK_SLACK))
+            or face_size(r) < SMALL_FACE_PX)
 
 
 def face_size(r) -> float:

@@ -410,7 +410,7 @@ def test_an_output_close_to_the_look_limit_is_looked_at_again_the_next_face_fram
     from ideud.stream.guard_policy import NEAR_LIMIT, _Track, look_due
     p = gd.POLICIES["balanced"]
     limit = p.edge_limit(search=False)
-    still = SimpleNamespace(yaw=0.0, pitch=0.0)
+    still = SimpleNamespace(yaw=0.0, pitch=0.0, landmarks=_square(100.0))
     for check, look, look_later, due in ((limit - NEAR_LIMIT / 2, None, False, True),
                                          (limit - 3 * NEAR_LIMIT, None, False, False),
                                          (limit - 3 * NEAR_LIMIT, limit - NEAR_LIMIT / 2, True, True),
@@ -419,3 +419,23 @@ def test_an_output_close_to_the_look_limit_is_looked_at_again_the_next_face_fram
         st = _Track(seed=1, status="verified", similarity=check, look_similarity=look, last_pose=(0.0, 0.0),
                     since_check=2, since_look=1 if look_later else 2)
         assert look_due(p, st, still, frozen=True) == due, (check, look, look_later)
+
+
+def _square(size: float) -> np.ndarray:
+    """Landmarks spanning a face of `size` px (guard_policy.face_size)."""
+    return np.array([[0.0, 0.0, 0.0], [size, size, 0.0]])
+
+
+def test_a_small_face_s_output_is_looked_at_every_face_frame():
+    # guard_policy.SMALL_FACE_PX: multi_person's far face (~22 px, bench_footage.py seed 8) was checked at
+    # EdgeFace 0.10 when its ID code froze and, moving a pixel a frame, went out at 0.20-0.24 (dlib
+    # 0.54-0.58) from ten frames on: nothing a re-check follows had changed, and it was checked far from
+    # the limit, so nothing looked at it either. A face that small is looked at every face-frame.
+    from ideud.stream.guard_policy import SMALL_FACE_PX, _Track, look_due
+    p = gd.POLICIES["balanced"]
+    for size, due in ((SMALL_FACE_PX - 4, True), (SMALL_FACE_PX + 4, False)):
+        st = _Track(seed=1, status="verified", similarity=0.05, distance=0.8, last_pose=(0.0, 0.0),
+                    since_check=2, since_look=1)
+        r = SimpleNamespace(yaw=0.0, pitch=0.0, landmarks=_square(float(size)))
+        assert face_size(r) == size
+        assert look_due(p, st, r, frozen=True) == due, size

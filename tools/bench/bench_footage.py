@@ -10,13 +10,15 @@ then a microphone, held-out portrait 10, gone from frame 30). Also a face-free c
 
     python tools/bench/bench_footage.py [--privacy off] [--clip both] [--mandelbrot 100] [--json out.json]
                                         [--seed N] [--shape FACE_SHAPE.npz] [--second-opinion]
+    python tools/bench/bench_footage.py --chance 20,24,32,40   (the judge on different people at those sizes)
 
 Prints, per clip: face-frames rendered / obfuscated (per reason), face-frames written raw (by the
 ground truth boxes), occluder PSNR, obfuscated face-frames that kept their occluder, the flicker figure (output change / input change inside the
 faces on the still stretch), scene cuts found, false faces per 1,000 face-free frames, the share of
 the face oval shown raw in obfuscated faces that keep an occluder, and the output
 face-frames (faces >= 40 px) that the guard's recognizers still match against the same input frame,
-each image landmarked on its own (`FrameMatcher`).
+each image landmarked on its own (`FrameMatcher`); faces of 20-40 px are judged the same way and
+counted apart (`small_faces_same_frame`: the judge's own chance rate is higher there, `--chance`).
 
 Measured 2026-12-01 (CPU, bank restorer, seed 1), 60 frames, 4 tracks, 120 face-frames:
 
@@ -116,7 +118,11 @@ def run(frames: list[np.ndarray], work: Path, name: str, privacy: str, seed: int
     return read_frames(src), read_frames(out), rep
 
 
-MATCH_MIN_FACE = 40  # px: faces smaller than this in the truth boxes are not judged by the recognizers
+MATCH_MIN_FACE = 40  # px: faces smaller than this in the truth boxes are counted apart ("small")
+# ... and faces smaller than this not judged at all. Between the two the judge itself errs more: of ~100
+# different-person pairs of build portraits shrunk so the face box is 20 / 24 / 32 / 40 px and judged
+# as here, 7 / 6 / 6 / 3 "match" (dlib under 0.6 or EdgeFace over its limit; xxs 1 / 1 / 2 / 2; `--chance`)
+SMALL_MIN_FACE = 20
 
 
 class FrameMatcher:
@@ -192,6 +198,7 @@ def footage_numbers(privacy: str, work: Path, clip: str = "multi_person", second
     face_frames = rep["face_frames"]
     raw, hand_in, hand_out, d_in, d_out, jumps = 0, [], [], [], [], []
     matcher, judged, matched, no_face, xxs_matched = FrameMatcher(second_opinion), 0, 0, 0, 0
+    small = Counter()  # the same for faces of SMALL_MIN_FACE to MATCH_MIN_FACE px
     oval_raw, oval_px = 0, 0  # face-oval pixels of obfuscated faces with an occluder: shown raw / all
     for i, f in enumerate(truth):
         for k, box in enumerate(f.faces):
@@ -201,6 +208,10 @@ def footage_numbers(privacy: str, work: Path, clip: str = "multi_person", second
                 if m is not None:
                     hit, second = matcher.verdict(m)
                     judged, matched, xxs_matched = judged + 1, matched + hit, xxs_matched + second
+            elif box[2] - box[0] >= SMALL_MIN_FACE:
+                m_small, _ = matcher(src[i], out[i], box)
+                hit, second = matcher.verdict(m_small) if m_small is not None else (False, False)
+                small.update(judged=m_small is not None, matched=hit, no_face_in_output=m_small is None, xxs=second)
             x0, y0, x1, y1 = (int(max(0, v)) for v in box)
             region = np.zeros(src[i].shape[:2], bool)
             region[y0:y1, x0:x1] = True
@@ -242,10 +253,52 @@ def footage_numbers(privacy: str, work: Path, clip: str = "multi_person", second
         "obfuscated_face_oval_raw": round(oval_raw / oval_px, 3) if oval_px else None,
         # FrameMatcher: output face-frames (faces >= MATCH_MIN_FACE px) matched to the same input frame
         "recognizers_same_frame": {"judged": judged, "matched": matched, "no_face_in_output": no_face},
+        # ... faces of SMALL_MIN_FACE to MATCH_MIN_FACE px (where the judge errs more), with xxs's count
+        "small_faces_same_frame": {key: int(small[key]) for key in ("judged", "matched", "no_face_in_output", "xxs")},
         # --second-opinion: EdgeFace-xxs (never run by the guard) on the same face-frames, over its own p99
         "xxs_same_frame": None if matcher.second is None else
         {"matched": xxs_matched, "threshold": matcher.second.threshold},
     }
+
+
+def judge_chance(sizes: list[int], limit: int = 100, step: int = 7) -> dict:
+    """How often the judge calls two different people one (build portraits i and i + step, each
+    shrunk so its face box is S px, put on grey, judged as `FrameMatcher` judges a face-frame):
+    the judge's own chance rate at each size, which no Step I can go under at that size."""
+    from bench_face_prior import read_rgb
+    from ideud.eval.portraits import build_names, portraits_dir
+
+    matcher, folder, faces = FrameMatcher(second_opinion=True), portraits_dir(), []
+    for name in build_names(folder)[:limit]:
+        rgb = read_rgb(folder / name)
+        found = [f for f in matcher.det.detect(rgb) if not f.soft]
+        if found:
+            faces.append((rgb, np.asarray(max(found, key=lambda f: f.size).box, float)))
+    res = {}
+    for size in sizes:
+        shrunk = []
+        for rgb, box in faces:
+            k = size / (box[2] - box[0])
+            img = cv2.resize(rgb, (max(8, round(rgb.shape[1] * k)), max(8, round(rgb.shape[0] * k))),
+                             interpolation=cv2.INTER_AREA)
+            frame = np.full((img.shape[0] + 4 * size, img.shape[1] + 4 * size, 3), 128, np.uint8)
+            frame[2 * size:2 * size + img.shape[0], 2 * size:2 * size + img.shape[1]] = img
+            shrunk.append((frame, box * k + 2 * size))
+        n = hits = xxs = 0
+        for i, (frame, box) in enumerate(shrunk):
+            other, other_box = shrunk[(i + step) % len(shrunk)]
+            ci, li, _ = matcher._face(frame, box)
+            co, lo, _ = matcher._face(other, other_box)
+            if li is None or lo is None:
+                continue
+            person = matcher.two.person(ci, li)
+            m = (*matcher.two.measure(co, lo, np.asarray([person[0]]), np.asarray([person[1]])),
+                 float(matcher.second.embed_at(co, lo) @ matcher.second.embed_at(ci, li)))
+            hit, second = matcher.verdict(m)
+            n, hits, xxs = n + 1, hits + hit, xxs + second
+        res[str(size)] = {"pairs": n, "matched": hits, "xxs": xxs}
+    matcher.close()
+    return res
 
 
 def false_faces(n: int, privacy: str, work: Path, seed: int = 1) -> dict:
@@ -267,7 +320,11 @@ def main(argv=None) -> int:
                     help="also judge each face-frame with EdgeFace-xxs (torch, shared/models/edgeface), never run by the guard")
     ap.add_argument("--shape", help="another face-shape model (.npz of tools/build/build_face_shape.py, e.g. --basis ict)")
     ap.add_argument("--seed", type=int, default=1, help="the pipeline's seed (every track's fake face follows it)")
+    ap.add_argument("--chance", help="only the judge's own chance rate: different people at these face sizes "
+                                     "(px, comma-separated; 100 build portraits)")
     a = ap.parse_args(argv)
+    if a.chance:
+        return common.emit_json({"judge_chance": judge_chance([int(v) for v in a.chance.split(",")])}, a.json)
     if a.shape:
         common.use_shape_model(a.shape)
     with tempfile.TemporaryDirectory() as tmp:

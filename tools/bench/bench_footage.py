@@ -264,7 +264,7 @@ def footage_numbers(privacy: str, work: Path, clip: str = "multi_person", second
 def judge_chance(sizes: list[int], limit: int = 100, step: int = 7) -> dict:
     """How often the judge calls two different people one (build portraits i and i + step, each
     shrunk so its face box is S px, put on grey, judged as `FrameMatcher` judges a face-frame):
-    the judge's own chance rate at each size, which no Step I can go under at that size."""
+    the judge's own error at each size (a share of matched face-frames under it may be the judge's)."""
     from bench_face_prior import read_rgb
     from ideud.eval.portraits import build_names, portraits_dir
 

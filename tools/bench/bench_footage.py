@@ -173,9 +173,14 @@ class FrameMatcher:
         points = None if li is None else li + offset
         if li is None or lo is None:
             return None, points
+        return self.measure(ci, li, co, lo), points
+
+    def measure(self, ci: np.ndarray, li: np.ndarray, co: np.ndarray, lo: np.ndarray) -> tuple:
+        """(dlib distance, EdgeFace similarity, EdgeFace-xxs cosine or None) of the face at `lo` in `co`
+        against the person at `li` in `ci`."""
         person = self.two.person(ci, li)
         xxs = None if self.second is None else float(self.second.embed_at(co, lo) @ self.second.embed_at(ci, li))
-        return (*self.two.measure(co, lo, np.asarray([person[0]]), np.asarray([person[1]])), xxs), points
+        return (*self.two.measure(co, lo, np.asarray([person[0]]), np.asarray([person[1]])), xxs)
 
     def verdict(self, m: tuple) -> tuple[bool, bool]:
         """(matched by the guard's recognizers, matched by EdgeFace-xxs) for one face-frame's numbers
@@ -197,21 +202,17 @@ def footage_numbers(privacy: str, work: Path, clip: str = "multi_person", second
         reasons.update(t["fallback_reasons"])
     face_frames = rep["face_frames"]
     raw, hand_in, hand_out, d_in, d_out, jumps = 0, [], [], [], [], []
-    matcher, judged, matched, no_face, xxs_matched = FrameMatcher(second_opinion), 0, 0, 0, 0
-    small = Counter()  # the same for faces of SMALL_MIN_FACE to MATCH_MIN_FACE px
+    matcher = FrameMatcher(second_opinion)
+    # judged face-frames: faces of MATCH_MIN_FACE px or more, and apart those of SMALL_MIN_FACE to it
+    tally = {True: Counter(), False: Counter()}
     oval_raw, oval_px = 0, 0  # face-oval pixels of obfuscated faces with an occluder: shown raw / all
     for i, f in enumerate(truth):
         for k, box in enumerate(f.faces):
-            if box[2] - box[0] >= MATCH_MIN_FACE:
+            if box[2] - box[0] >= SMALL_MIN_FACE:
                 m, points = matcher(src[i], out[i], box)
-                no_face += m is None
-                if m is not None:
-                    hit, second = matcher.verdict(m)
-                    judged, matched, xxs_matched = judged + 1, matched + hit, xxs_matched + second
-            elif box[2] - box[0] >= SMALL_MIN_FACE:
-                m_small, _ = matcher(src[i], out[i], box)
-                hit, second = matcher.verdict(m_small) if m_small is not None else (False, False)
-                small.update(judged=m_small is not None, matched=hit, no_face_in_output=m_small is None, xxs=second)
+                hit, second = matcher.verdict(m) if m is not None else (False, False)
+                tally[box[2] - box[0] >= MATCH_MIN_FACE].update(
+                    judged=m is not None, matched=hit, no_face_in_output=m is None, xxs=second)
             x0, y0, x1, y1 = (int(max(0, v)) for v in box)
             region = np.zeros(src[i].shape[:2], bool)
             region[y0:y1, x0:x1] = True
@@ -252,12 +253,12 @@ def footage_numbers(privacy: str, work: Path, clip: str = "multi_person", second
         # of the face oval of obfuscated faces with an occluder (besides it): the share shown raw
         "obfuscated_face_oval_raw": round(oval_raw / oval_px, 3) if oval_px else None,
         # FrameMatcher: output face-frames (faces >= MATCH_MIN_FACE px) matched to the same input frame
-        "recognizers_same_frame": {"judged": judged, "matched": matched, "no_face_in_output": no_face},
+        "recognizers_same_frame": {key: int(tally[True][key]) for key in ("judged", "matched", "no_face_in_output")},
         # ... faces of SMALL_MIN_FACE to MATCH_MIN_FACE px (where the judge errs more), with xxs's count
-        "small_faces_same_frame": {key: int(small[key]) for key in ("judged", "matched", "no_face_in_output", "xxs")},
+        "small_faces_same_frame": {key: int(tally[False][key]) for key in ("judged", "matched", "no_face_in_output", "xxs")},
         # --second-opinion: EdgeFace-xxs (never run by the guard) on the same face-frames, over its own p99
         "xxs_same_frame": None if matcher.second is None else
-        {"matched": xxs_matched, "threshold": matcher.second.threshold},
+        {"matched": int(tally[True]["xxs"]), "threshold": matcher.second.threshold},
     }
 
 
@@ -291,10 +292,7 @@ def judge_chance(sizes: list[int], limit: int = 100, step: int = 7) -> dict:
             co, lo, _ = matcher._face(other, other_box)
             if li is None or lo is None:
                 continue
-            person = matcher.two.person(ci, li)
-            m = (*matcher.two.measure(co, lo, np.asarray([person[0]]), np.asarray([person[1]])),
-                 float(matcher.second.embed_at(co, lo) @ matcher.second.embed_at(ci, li)))
-            hit, second = matcher.verdict(m)
+            hit, second = matcher.verdict(matcher.measure(ci, li, co, lo))
             n, hits, xxs = n + 1, hits + hit, xxs + second
         res[str(size)] = {"pairs": n, "matched": hits, "xxs": xxs}
     matcher.close()

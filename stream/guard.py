@@ -106,9 +106,9 @@ from ideud.stream.guard_ahead import batch_size, can_look_ahead, next_batch, set
 from ideud.stream.guard_inversion import inverses_for, undone_by_edgeface, undone_passes_dlib
 from ideud.stream.guard_occluded_refs import kept_references, masked_reference
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, LOOK_SHARE, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
-                                       STEPS, Policy, _Track, count_fallback, face_size, look_due, near_frontal, note_tried,
+                                       STEPS, Policy, _Track, count_fallback, face_size, look_due, near_frontal, note_tried, redrawn_small,
                                        step_candidates, surroundings_mode, pose_moved_since_check, resized_since_check,
-                                       retry_due, same_output, search_end, sharper_since_check, track_report)
+                                       retry_due, same_output, sharper_since_check, track_report)
 from ideud.stream.guard_views import (_mix, candidate_output, context_crop, face_detail,  # noqa: F401
                                       finish_candidate, kept_occluder_passes, looks_like_face, obfuscated,
                                       occluder_keep, output_drifted, render_candidate, seen_then_dlib, verified_mosaic,
@@ -190,8 +190,8 @@ class PrivacyGuard:
             # ID code freezes (the output settles over a track's first frames) and after while the head turns
             look = look_due(self.policy, st, r, self.identity.is_frozen(tr.id))
             if not self._due(st, tr.id, r, rendered) and not (look and output_drifted(
-                    self.two, frame, r, (rendered, item, face_rgb), st, self.policy.edge_limit(search=False),
-                    self.policy.tau)):
+                    self.two, frame, r, (rendered, item, face_rgb), st,
+                    self.policy.edge_limit(search=redrawn_small(st, r)), self.policy.tau, self.policy.dlib_floor)):
                 st.seconds += time.perf_counter() - t0
                 out.append((job, rendered, item, face_rgb))
                 continue
@@ -339,6 +339,7 @@ class PrivacyGuard:
                                                       st.appearance), occ, OCCLUDED_MAX)
             st.status = "verified"
         if st.status == "verified" and current is not None:
+            margin = margin or redrawn_small(st, r)  # (guard_policy.REDRAWN_LOOK_PX)
             img, pts = candidate_output(ctx_rgb, ctx, *current, surroundings_mode(st.step), occluder=st.occluder)
             dref, eref = self._refs(st)
             # EdgeFace on every view in one batch; the chip's embedding (view 0) is the output's
@@ -419,7 +420,7 @@ class PrivacyGuard:
         dref, eref = self._refs(st)
         ahead = None  # the next batch, restored while this one is checked (stream/guard_ahead.py)
         try:
-            while st.cursor[0] < search_end(face_size(r)):
+            while st.cursor[0] < len(STEPS):
                 step, k, _ = st.cursor
                 if k >= step_candidates(p, step):
                     st.cursor = [step + 1, 0, st.cursor[2]]

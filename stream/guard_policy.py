@@ -36,10 +36,6 @@ FILL_FROM = 12  # ... and from here on fill them flat
 # candidates as before the blurred steps (64 with 4 each: the 720p speed clip's face, which fails them
 # all, took the guard from 27 % to 40 % of the run)
 SURROUNDINGS_CANDIDATES = 2
-# ... for faces at least this big (FaceMesh's extent, px): a smaller face is mostly its own shading,
-# which Step II keeps; on hard_turns a 40 px face cleared that way drifted between checks to EdgeFace
-# 0.22 and EdgeFace-xxs over its limit in 13 of 44 frames (tools/bench/bench_footage.py, seed 4)
-FILL_MIN_PX = 64
 
 
 def surroundings_mode(step: int) -> Optional[str]:
@@ -52,11 +48,6 @@ def surroundings_mode(step: int) -> Optional[str]:
 def step_candidates(p: "Policy", step: int) -> int:
     """How many candidates step `step` draws (`SURROUNDINGS_CANDIDATES` where the surroundings change)."""
     return p.candidates if step < BLUR_FROM else min(p.candidates, SURROUNDINGS_CANDIDATES)
-
-
-def search_end(size: float) -> int:
-    """The steps a search of a face of this size (px) goes through: all, or those that keep the surroundings."""
-    return len(STEPS) if size >= FILL_MIN_PX else BLUR_FROM
 
 
 MAX_REFERENCES = 4  # embeddings of the person per track (different poses)
@@ -88,6 +79,15 @@ NEAR_LIMIT = 0.02
 # of a pixel a frame alone took one output from EdgeFace 0.10 at its check to 0.20-0.24 (multi_person's
 # far face, bench_footage.py seed 8), with no change of pose, size or occluder to re-check it
 SMALL_FACE_PX = 32
+# A face under this (FaceMesh's extent, px) drawn with its surroundings blurred or filled is mostly its
+# own shading, which Step II keeps, and wanders between checks where no look saw it: hard_turns' ~40 px
+# face, filled, sat at EdgeFace 0.217-0.235 at bench_footage.py's judge while the looks' chip read
+# 0.07-0.14 (the check's 0.95-scale view, which takes in more of the fill and the outline, read 0.165 and
+# up to 0.211); a walking face (approach clips, 49 px, blurred) was re-checked at 0.163 and written at
+# 0.223. Such a face is looked at every face-frame, through that view too and by dlib (one chip each),
+# and its re-checks and looks hold it to the search's margins (`redrawn_small`). At 96 px the 360p speed
+# clip's faces came under it too: the guard's dlib chips at seeds 2 and 3 went from 69 / 62 to 119 / 263.
+REDRAWN_LOOK_PX = 64
 
 
 #: EdgeFace's calibrated "same person" cosine similarities (models/data/edgeface_calibration.json):
@@ -278,13 +278,19 @@ def look_due(p: Policy, st: _Track, r, frozen: bool) -> bool:
     """The output's drift is looked at (guard_views.output_drifted) this face-frame: until the ID
     code freezes, while the head turns (LOOK_SHARE of the re-check's bar), once in LOOK_EVERY
     face-frames while the last check was within CLOCK_SLACK of edge_max, and every face-frame while
-    the last check or look (whichever came later) left less than NEAR_LIMIT under the look's limit
-    or while the face is under SMALL_FACE_PX."""
+    the last check or look (whichever came later) left less than NEAR_LIMIT under the look's limit,
+    while the face is under SMALL_FACE_PX, or while it is `redrawn_small`."""
     last = st.look_similarity if st.look_similarity is not None and st.since_look < st.since_check else st.similarity
     return (not frozen or pose_moved_since_check(p, st, r, LOOK_SHARE)
             or (last is not None and last > p.edge_limit(search=False) - NEAR_LIMIT)
             or (st.since_look >= LOOK_EVERY and (st.similarity is None or st.similarity > p.edge_max - CLOCK_SLACK))
-            or face_size(r) < SMALL_FACE_PX)
+            or face_size(r) < SMALL_FACE_PX or redrawn_small(st, r))
+
+
+def redrawn_small(st: _Track, r) -> bool:
+    """The face is under REDRAWN_LOOK_PX and drawn with its surroundings blurred or filled: looked at
+    every face-frame, more closely (guard_views.output_drifted), and held to the search's margins."""
+    return surroundings_mode(st.step) is not None and face_size(r) < REDRAWN_LOOK_PX
 
 
 def face_size(r) -> float:

@@ -15,7 +15,7 @@ from ideud.models.recognizer import THRESHOLD as DLIB_THRESHOLD
 from ideud.models.recognizers import TwoRecognizers, edge_views
 from ideud.stream import blend as bl
 from ideud.stream.guard_occluded_refs import greyed, in_context
-from ideud.stream.guard_policy import same_output, surroundings_mode
+from ideud.stream.guard_policy import redrawn_small, same_output, surroundings_mode
 from ideud.stream.render import crop_for, render, render_mask
 from ideud.stream.restore_worker import RestoreWorker
 from ideud.stream.types import Crop, Frame, RestoreItem
@@ -262,7 +262,8 @@ def with_occluders(cand: Optional[tuple], occluders: Optional[tuple[Crop, np.nda
     return dataclasses.replace(rendered, mask=mask.astype(np.float32), occluded=share), item, restored
 
 
-def output_drifted(two: TwoRecognizers, frame, r, current: tuple, st, limit: float, tau: float) -> bool:
+def output_drifted(two: TwoRecognizers, frame, r, current: tuple, st, limit: float, tau: float,
+                   dlib_floor: float = 0.0) -> bool:
     """Between full checks the rendered face can drift (Step II follows the face's small motion: a
     repeated frame gives the same output, a slowly turning one does not): on footage its EdgeFace chip
     moved to 0.77 of the checked one within two frames, and its similarity to the person from 0.16 to
@@ -275,16 +276,24 @@ def output_drifted(two: TwoRecognizers, frame, r, current: tuple, st, limit: flo
     a full re-check is due when the output is no longer the face last checked (guard_policy.same_output,
     with that check's dlib distance and `tau`) or its chip alone is over `limit` against the person, now
     or kept (`limit` is the re-check's own, Policy.edge_limit: the chip is the mildest of the re-check's
-    views, 0.01-0.02 lower, so an output held near it can pass a look and fail the re-check)."""
+    views, 0.01-0.02 lower, so an output held near it can pass a look and fail the re-check). A face
+    `guard_policy.redrawn_small` is looked at through the check's 0.95-scale view too, and by dlib
+    against the kept references: under `dlib_floor` a re-check is due as well."""
     if st.output_edge is None or not st.edge_refs:
         return True  # nothing to compare with: check in full
     ctx = context_crop(frame, r, current[0].target + current[0].crop.offset)
     ctx_rgb = bl.crop_rgb(frame, ctx)
     img, pts = candidate_output(ctx_rgb, ctx, *current, surroundings_mode(st.step), occluder=st.occluder)
-    chip, person = two.chip_embeddings([edge_views(img, pts, full=False)[0],
-                                        edge_views(ctx_rgb, np.asarray(r.landmarks)[:, :2] - ctx.offset, full=False)[0]])
+    closer = redrawn_small(st, r)
+    views = edge_views(img, pts, full="wide" if closer else False)
+    emb = two.chip_embeddings([views[0], edge_views(ctx_rgb, np.asarray(r.landmarks)[:, :2] - ctx.offset, full=False)[0],
+                               *views[1:]])
+    chip, person = emb[0], emb[1]
     st.looked, st.since_look = (frame.index, chip, person), 0  # a re-check of this frame embeds neither again
     refs = np.vstack([np.asarray(st.edge_refs, np.float32), person[None]])
     refs /= np.maximum(np.linalg.norm(refs, axis=1, keepdims=True), 1e-12)
-    st.look_similarity = float((refs @ chip).max())  # close to `limit`: looked at again next face-frame (look_due)
-    return st.look_similarity > limit or not same_output(float(chip @ st.output_edge), st.distance, tau)
+    # close to `limit`: looked at again next face-frame (look_due)
+    st.look_similarity = float((refs @ np.delete(emb, 1, axis=0).T).max())
+    if st.look_similarity > limit or not same_output(float(chip @ st.output_edge), st.distance, tau):
+        return True
+    return closer and two.dlib_distance(img, pts, st.refs, full=False) < dlib_floor

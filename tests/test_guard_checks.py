@@ -439,3 +439,43 @@ def test_a_small_face_s_output_is_looked_at_every_face_frame():
         r = SimpleNamespace(yaw=0.0, pitch=0.0, landmarks=_square(float(size)))
         assert face_size(r) == size
         assert look_due(p, st, r, frozen=True) == due, size
+
+
+@needs_portraits
+def test_a_small_face_drawn_without_its_surroundings_is_looked_at_by_dlib_too_and_held_to_the_search_margin():
+    # guard_policy.REDRAWN_LOOK_PX: such a face wandered between checks where the look's chip did not see
+    # it (hard_turns' ~40 px face, filled: 0.217-0.235 at bench_footage.py's judge, the chip 0.07-0.14).
+    # Here the output is person A's own face in person B's frame: EdgeFace, against B (kept, and of this
+    # frame), lets it pass the look; dlib, against A kept as the reference, does not.
+    import cv2
+    from ideud.stream.guard_policy import BLUR_FROM, REDRAWN_LOOK_PX, _Track, look_due, redrawn_small
+    (a_rgb, a_lm), (b_rgb, b_lm) = _portraits(2)
+    g = gd.PrivacyGuard("balanced", identity=None, restorer=None)
+    for face_px, step, closer in ((REDRAWN_LOOK_PX - 16, BLUR_FROM, True), (REDRAWN_LOOK_PX - 16, 0, False),
+                                  (REDRAWN_LOOK_PX + 40, BLUR_FROM, False)):
+        f = face_px / float(np.ptp(b_lm, axis=0).max())
+        size = (int(round(b_rgb.shape[1] * f)), int(round(b_rgb.shape[0] * f)))
+        frame_rgb = cv2.resize(b_rgb, size, interpolation=cv2.INTER_AREA)
+        out_rgb = cv2.resize(a_rgb, size, interpolation=cv2.INTER_AREA)
+        out_lm = a_lm * [size[0] / a_rgb.shape[1], size[1] / a_rgb.shape[0]]
+        r = SimpleNamespace(landmarks=np.c_[b_lm * f, np.zeros(len(b_lm))], yaw=0.0, pitch=0.0)
+        st = _Track(seed=1, status="verified", step=step, distance=0.8, similarity=0.05, last_pose=(0.0, 0.0),
+                    since_check=1, since_look=0)
+        assert redrawn_small(st, r) == closer and look_due(g.policy, st, r, frozen=True) == closer, face_px
+        st.refs = [g.two.person(out_rgb, out_lm)[0]]
+        st.edge_refs = [g.two.person(frame_rgb, b_lm * f)[1]]
+        whole = Crop(0, 0, size[0], size[1])
+        rendered = SimpleNamespace(crop=whole, target=out_lm, mask=np.ones(out_rgb.shape[:2], np.float32))
+        current = (rendered, SimpleNamespace(image=out_rgb), out_rgb)
+        frame = frame_of(frame_rgb)
+        ctx = gv.context_crop(frame, r, out_lm)
+        img, pts = gv.candidate_output(bl.crop_rgb(frame, ctx), ctx, *current, gd.surroundings_mode(step))
+        st.output_edge = g.two.chip_embeddings(edge_views(img, pts, full=False))[0]  # the output last checked
+        limit = g.policy.edge_limit(search=redrawn_small(st, r))
+        assert limit == (g.policy.edge_limit(search=True) if closer else g.policy.edge_limit(search=False))
+        chips, dlib_chips = g.two.edge_chips, g.two.dlib_chips
+        drifted = gv.output_drifted(g.two, frame, r, current, st, limit, g.policy.tau, g.policy.dlib_floor)
+        assert st.look_similarity <= limit, (face_px, step, st.look_similarity)  # EdgeFace lets it pass
+        assert g.two.edge_chips == chips + (3 if closer else 2)  # the 0.95 view besides the chip and the person
+        assert g.two.dlib_chips == dlib_chips + closer
+        assert drifted == closer, (face_px, step)

@@ -285,15 +285,14 @@ def output_drifted(two: TwoRecognizers, frame, r, current: tuple, st, limit: flo
     ctx_rgb = bl.crop_rgb(frame, ctx)
     img, pts = candidate_output(ctx_rgb, ctx, *current, surroundings_mode(st.step), occluder=st.occluder)
     closer = redrawn_small(st, r)
-    views = edge_views(img, pts, full="wide" if closer else False)
-    emb = two.chip_embeddings([views[0], edge_views(ctx_rgb, np.asarray(r.landmarks)[:, :2] - ctx.offset, full=False)[0],
-                               *views[1:]])
-    chip, person = emb[0], emb[1]
+    person, *outputs = two.chip_embeddings([edge_views(ctx_rgb, np.asarray(r.landmarks)[:, :2] - ctx.offset, full=False)[0],
+                                            *edge_views(img, pts, full="wide" if closer else False)])
+    chip = outputs[0]
     st.looked, st.since_look = (frame.index, chip, person), 0  # a re-check of this frame embeds neither again
     refs = np.vstack([np.asarray(st.edge_refs, np.float32), person[None]])
     refs /= np.maximum(np.linalg.norm(refs, axis=1, keepdims=True), 1e-12)
     # close to `limit`: looked at again next face-frame (look_due)
-    st.look_similarity = float((refs @ np.delete(emb, 1, axis=0).T).max())
+    st.look_similarity = float((refs @ np.asarray(outputs).T).max())
     if st.look_similarity > limit or not same_output(float(chip @ st.output_edge), st.distance, tau):
         return True
     return closer and two.dlib_distance(img, pts, st.refs, full=False) < dlib_floor

@@ -44,13 +44,23 @@ def portrait_head(index: int, size: int = 200, split: str = "held_out") -> np.nd
     raise FileNotFoundError(f"no {split} portrait with a detectable face")
 
 
-def mesh_of(rgb: np.ndarray, detector=None, mesh=None) -> Optional[np.ndarray]:
+def mesh_of(rgb: np.ndarray, detector=None, mesh=None, inside: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
     """FaceMesh's fit ((468, 3), image pixels) of the biggest face CenterFace finds, or None.
-    `detector` / `mesh`: ones the caller keeps open across calls (made, and the mesh closed, here otherwise)."""
+    `detector` / `mesh`: ones the caller keeps open across calls (made, and the mesh closed, here otherwise).
+    `inside` (x0, y0, x1, y1 in image pixels): instead, the face whose box is centred inside it, the
+    nearest to its centre (None if there is none)."""
     from ideud.models import facemesh as fm
     from ideud.stream.detect import make_detector
 
     found = [f for f in (detector or make_detector("centerface")).detect(rgb) if not f.soft]
+    if inside is not None:
+        lo, hi = np.asarray(inside[:2], float), np.asarray(inside[2:4], float)
+
+        def centre(f) -> np.ndarray:
+            return (np.asarray(f.box[:2], float) + np.asarray(f.box[2:4], float)) / 2
+
+        found = [f for f in found if np.all((centre(f) >= lo) & (centre(f) <= hi))]
+        found = [min(found, key=lambda f: float(np.linalg.norm(centre(f) - (lo + hi) / 2)))] if found else []
     if not found:
         return None
     f = max(found, key=lambda f: f.size)

@@ -155,20 +155,12 @@ class FrameMatcher:
         The face is the one CenterFace finds centred inside the box, nearest its centre: the crop takes
         in its neighbours too, and with the face itself obfuscated the biggest found was a neighbour's
         (hard_turns seed 8: another person's rendered face judged against this one, dlib 0.576)."""
-        from ideud.models import facemesh as fm
-
         x0, y0, x1, y1 = box
         w, h = x1 - x0, y1 - y0
         X0, Y0 = int(max(0, x0 - w)), int(max(0, y0 - h))
         crop = np.ascontiguousarray(rgb[Y0:int(min(rgb.shape[0], y1 + h)), X0:int(min(rgb.shape[1], x1 + w))])
         offset = np.array([X0, Y0], float)
-        lo, hi = np.array([x0, y0]) - offset, np.array([x1, y1]) - offset
-        centre = lambda f: (np.asarray(f.box[:2], float) + np.asarray(f.box[2:4], float)) / 2  # noqa: E731
-        on_box = [f for f in self.det.detect(crop) if not f.soft and np.all((centre(f) >= lo) & (centre(f) <= hi))]
-        if not on_box:
-            return crop, None, offset
-        f = min(on_box, key=lambda f: float(np.linalg.norm(centre(f) - (lo + hi) / 2)))
-        lm = self.mesh(crop, fm.roi_from_keypoints(f.box, f.keypoints[0], f.keypoints[1]))
+        lm = mesh_of(crop, self.det, self.mesh, inside=np.asarray(box, float) - np.tile(offset, 2))
         return crop, None if lm is None else lm[:, :2], offset
 
     @staticmethod

@@ -162,14 +162,16 @@ FALLBACKS = ("pixelate", "blur", "black")
 
 
 def obfuscate(frame: Frame, box: np.ndarray, mode: str = "pixelate", grow: float = 0.25, strength: int = 0,
-              keep: Optional[tuple[Crop, np.ndarray]] = None, occluder_edge: bool = True) -> None:
+              keep: Optional[tuple[Crop, np.ndarray]] = None, occluder_edge: bool = True,
+              edge_keep: Optional[tuple[Crop, np.ndarray]] = None) -> None:
     """Destroy the identity in a box (grown by `grow` each side), in place.
 
     `keep`: (crop, uint8 or float mask on it) of pixels in front of the face to leave as they are
     (a hand, a microphone: stream/obfuscate_keep.py): 255 (or 1.0) keeps a pixel, 0 fills it,
     between blends. The fill colour is taken from the pixels not kept at all, so neither the
     occluder's colour goes into the fill nor the face's into the occluder; next to the kept pixels
-    the fill is the nearest kept pixel's colour (`_occluder_edge`; `occluder_edge=False`: not).
+    the fill is the nearest kept pixel's colour (`_occluder_edge`; `occluder_edge=False`: not;
+    `edge_keep`: only next to these of the kept pixels, the occluder, where `keep` holds more).
 
     pixelate: at strength 0 (what every face obfuscated for any reason gets, unchecked) the box
     becomes one block of its own mean colour: a mosaic of a single block. Finer mosaics leave
@@ -197,8 +199,9 @@ def obfuscate(frame: Frame, box: np.ndarray, mode: str = "pixelate", grow: float
     block = max(2.0, float(max(w, h)) / BLUR_BLOCKS)
     kept = _kept_planes(frame, crop, keep) if keep is not None else None
     if kept is not None:
+        edge = None if edge_keep is None else (_kept_planes(frame, crop, edge_keep) or [np.zeros_like(kept[0])] * 3)
         _obfuscate_keeping(frame, crop, mode, strength, kept, (cx0, cy0, cx1, cy1, sx), block,
-                           max(1.0, OCCLUDER_REACH * float(max(w, h))) if occluder_edge else 0.0)
+                           max(1.0, OCCLUDER_REACH * float(max(w, h))) if occluder_edge else 0.0, edge)
         return
     for i, (plane, box_p, blk) in enumerate([
         (frame.planes[0], (crop.y0, crop.y1, crop.x0, crop.x1), block),
@@ -259,11 +262,13 @@ def _kept_regions(frame: Frame, crop: Crop, kept: list, chroma_box: tuple):
 
 
 def _obfuscate_keeping(frame: Frame, crop: Crop, mode: str, strength: int, kept: list, chroma_box: tuple,
-                       block: float, reach: float) -> None:
+                       block: float, reach: float, edge_kept: Optional[list] = None) -> None:
     """`obfuscate` of the region `crop` with the pixels of `kept` (per plane, 0..1) left as they are,
-    and the fill next to them (within `reach` luma pixels) in the colour of the nearest kept pixel."""
+    and the fill next to them (within `reach` luma pixels; next to those of `edge_kept` only, where
+    given) in the colour of the nearest kept pixel."""
     sx = chroma_box[4]
     edges = {}  # `_occluder_edge`'s geometry per keep mask: the planes that share one (chroma; RGB) share it
+    edge_of = dict((i, k) for i, _, k in _kept_regions(frame, crop, edge_kept, chroma_box)) if edge_kept else None
     for i, region, k in _kept_regions(frame, crop, kept, chroma_box):
         free = k <= 0.0  # not the occluder nor its margin: what the fill colour is taken from
         mean = float(region[free].mean()) if free.sum() >= 4 else float(region.mean())
@@ -281,9 +286,10 @@ def _obfuscate_keeping(frame: Frame, crop: Crop, mode: str, strength: int, kept:
         else:
             fill = np.full(region.shape, float(int(mean + 0.5)) if strength == 0 else 128.0, np.float32)
         old = region.astype(np.float32)
-        key = (id(kept[i]), region.shape)
+        ek = k if edge_of is None else edge_of[i]
+        key = (id(kept[i] if edge_of is None else edge_kept[i]), region.shape)
         if key not in edges:
-            edges[key] = _occluder_edge(k, reach if i == 0 else reach / sx)
+            edges[key] = _occluder_edge(ek, reach if i == 0 else reach / sx)
         if edges[key] is not None:
             core, labels, weight = edges[key]
             colour = np.zeros(int(labels.max()) + 1, np.float32)
@@ -325,15 +331,22 @@ def surroundings(crop: Crop, target: np.ndarray, width: int, height: int,
     box = Crop(x0 - x0 % 2, y0 - y0 % 2, max(x1, x0 - x0 % 2 + 2), max(y1, y0 - y0 % 2 + 2))
     face = fm.face_polygon_mask(box.shape, pts - box.offset).astype(np.float32)
     keep = cv2.GaussianBlur(face, (0, 0), max(1.0, 0.015 * float(max(w, h))))
-    if occluder is not None:
-        oc, om = occluder
-        x0, y0, x1, y1 = max(box.x0, oc.x0), max(box.y0, oc.y0), min(box.x1, oc.x1), min(box.y1, oc.y1)
-        if x1 > x0 and y1 > y0 and om.shape == oc.shape:
-            part = om[y0 - oc.y0:y1 - oc.y0, x0 - oc.x0:x1 - oc.x0].astype(np.float32)
-            part /= 255.0 if om.dtype == np.uint8 else 1.0
-            sub = keep[y0 - box.y0:y1 - box.y0, x0 - box.x0:x1 - box.x0]
-            np.maximum(sub, part, out=sub)
-    return box, keep
+    held = occluder_on(box, occluder)
+    return box, keep if held is None else np.maximum(keep, held)
+
+
+def occluder_on(box: Crop, occluder: Optional[tuple[Crop, np.ndarray]]) -> Optional[np.ndarray]:
+    """The occluder (crop, mask) as a float keep (0..1) on `box`, or None where it is not there."""
+    if occluder is None:
+        return None
+    oc, om = occluder
+    x0, y0, x1, y1 = max(box.x0, oc.x0), max(box.y0, oc.y0), min(box.x1, oc.x1), min(box.y1, oc.y1)
+    if x1 <= x0 or y1 <= y0 or om.shape != oc.shape:
+        return None
+    out = np.zeros(box.shape, np.float32)
+    out[y0 - box.y0:y1 - box.y0, x0 - box.x0:x1 - box.x0] = om[y0 - oc.y0:y1 - oc.y0, x0 - oc.x0:x1 - oc.x0] / (
+        255.0 if om.dtype == np.uint8 else 1.0)
+    return out
 
 
 def fill_surroundings(frame: Frame, crop: Crop, target: np.ndarray,
@@ -342,8 +355,12 @@ def fill_surroundings(frame: Frame, crop: Crop, target: np.ndarray,
     `obfuscate` fills a box (strength 0); the face oval (and `occluder`) kept for the new face to be
     pasted over."""
     box, keep = surroundings(crop, target, frame.width, frame.height, occluder)
+    # next to a kept occluder the fill takes its colour, as an obfuscated face's does (the stage's outline
+    # ends at the face oval and runs inside the hand's own: a hand's rim below the jaw was filled flat,
+    # 32 dB; tests/test_surroundings.py), never next to the face oval, whose pixels the new face covers
+    held = occluder_on(box, occluder)
     obfuscate(frame, np.array([box.x0, box.y0, box.x1, box.y1], float), "pixelate", grow=0.0, strength=0,
-              keep=(box, keep), occluder_edge=False)
+              keep=(box, keep), occluder_edge=held is not None, edge_keep=None if held is None else (box, held))
 
 
 def blur_surroundings(frame: Frame, crop: Crop, target: np.ndarray,

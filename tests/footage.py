@@ -50,6 +50,22 @@ def mesh_of(rgb: np.ndarray, detector=None, mesh=None, inside: Optional[np.ndarr
     `inside` (x0, y0, x1, y1 in image pixels): instead, the face whose box is centred inside it, the
     nearest to its centre (None if there is none)."""
     from ideud.models import facemesh as fm
+
+    f = find_of(rgb, detector, inside)
+    if f is None:
+        return None
+    own = mesh is None
+    mesh = fm.FaceMesh() if own else mesh
+    try:
+        return mesh(rgb, fm.roi_from_keypoints(f.box, f.keypoints[0], f.keypoints[1]))
+    finally:
+        if own:
+            mesh.close()
+
+
+def find_of(rgb: np.ndarray, detector=None, inside: Optional[np.ndarray] = None):
+    """The biggest face CenterFace finds in `rgb` (not a soft find), or with `inside` (x0, y0, x1, y1)
+    the one whose box is centred inside it, nearest its centre; None if there is none."""
     from ideud.stream.detect import make_detector
 
     found = [f for f in (detector or make_detector("centerface")).detect(rgb) if not f.soft]
@@ -61,16 +77,7 @@ def mesh_of(rgb: np.ndarray, detector=None, mesh=None, inside: Optional[np.ndarr
 
         found = [f for f in found if np.all((centre(f) >= lo) & (centre(f) <= hi))]
         found = [min(found, key=lambda f: float(np.linalg.norm(centre(f) - (lo + hi) / 2)))] if found else []
-    if not found:
-        return None
-    f = max(found, key=lambda f: f.size)
-    own = mesh is None
-    mesh = fm.FaceMesh() if own else mesh
-    try:
-        return mesh(rgb, fm.roi_from_keypoints(f.box, f.keypoints[0], f.keypoints[1]))
-    finally:
-        if own:
-            mesh.close()
+    return max(found, key=lambda f: f.size) if found else None
 
 
 def portrait_mesh(index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -213,6 +220,9 @@ class FootageFrame:
     faces: list = field(default_factory=list)  # (x0, y0, x1, y1) of the pasted heads' face area
     occluder: np.ndarray | None = None  # bool mask of the hand (where it is in front of a face)
     scene: int = 0
+    # the frame without its occluder (only where one is pasted): the person as a photo of them shows
+    # them, not holding this hand or microphone (bench_footage's judge compares outputs with it)
+    clean: np.ndarray | None = None
 
 
 def _paste(img: np.ndarray, head: np.ndarray, cx: float, cy: float, scale: float, angle: float) -> np.ndarray:
@@ -275,7 +285,7 @@ def hand_over_mouth(n: int, width: int = 480, height: int = 270, head: int = 220
         t = i / max(n - 1, 1)
         cx, cy = width / 2 + 6 * math.sin(2 * math.pi * t), height / 2 + 4 * math.cos(2 * math.pi * t)
         box = _paste(img, face, cx, cy, 1.0, 2.0 * math.sin(2 * math.pi * t))
-        occ = None
+        occ = clean = None
         k = min(1.0, (i - enter) / 6)  # slides up over 6 frames, then stays
         if leave is not None and i >= leave:
             k = min(k, 1.0 - (i - leave) / 6)  # and down again over 6 frames
@@ -283,9 +293,10 @@ def hand_over_mouth(n: int, width: int = 480, height: int = 270, head: int = 220
             hs = int(0.42 * head)
             mouth_y = cy + 0.16 * head
             y = height + (mouth_y - 0.35 * hs - height) * k
+            clean = img.copy()
             occ = _paste_occluder(img, cx - hs / 2, y, hs, kind)
-            occ = occ if occ.any() else None
-        out.append(FootageFrame(img, [box], occ))
+            occ, clean = (occ, clean) if occ.any() else (None, None)
+        out.append(FootageFrame(img, [box], occ, clean=clean))
     return out
 
 
@@ -340,14 +351,16 @@ def multi_person(width: int = 640, height: int = 360) -> list[FootageFrame]:
         t = min(i, 28) / 40  # still from frame 28 on
         boxes = [_paste(img, near, 200 + 30 * math.sin(2 * math.pi * t), 190, 1.0, 4 * math.sin(2 * math.pi * t)),
                  _paste(img, far, 480 - 40 * t, 120 + 5 * math.cos(2 * math.pi * t), 1.0, 0.0)]
-        occ = None
+        occ = clean = None
         if i >= 12:
             hs, k = 84, min(1.0, (i - 12) / 6)
             cx, cy = (boxes[0][0] + boxes[0][2]) / 2, (boxes[0][1] + boxes[0][3]) / 2
+            clean = img.copy()
             occ = _paste_hand(img, cx - hs / 2, height + (cy + 0.16 * 200 - 0.35 * hs - height) * k, hs)
+            occ, clean = (occ, clean) if occ.any() else (None, None)  # (frame 12: still below the picture)
         if 4 <= i < 8:
-            img = cv2.filter2D(img, -1, shake)
-        out.append(FootageFrame(img, boxes, occ, scene=0))
+            img, clean = cv2.filter2D(img, -1, shake), None if clean is None else cv2.filter2D(clean, -1, shake)
+        out.append(FootageFrame(img, boxes, occ, scene=0, clean=clean))
     for i in range(20):
         img = bg_b.copy()
         boxes = [_paste(img, tilted, 330 + 2 * i, 180, 1.0, 60.0),

@@ -28,11 +28,10 @@ def test_the_judge_measures_the_face_on_its_box_not_a_neighbour_in_the_crop():
     out = src.copy()  # this face obfuscated (filled past its box, as the fallback does), its neighbours kept
     out[int(y0 - 0.2 * h):int(y1 + 0.2 * h), int(x0 - 0.2 * w):int(x1 + 0.2 * w)] = 128
     # the judge's crop around the box holds a neighbour's face (the biggest found there)
-    X0, Y0 = int(max(0, x0 - w)), int(max(0, y0 - h))
-    crop = out[Y0:int(min(out.shape[0], y1 + h)), X0:int(min(out.shape[1], x1 + w))]
+    crop, offset = bf.FrameMatcher.around(out, box)
     other = mesh_of(crop)
     assert other is not None
-    centre = (other[:, :2].min(0) + other[:, :2].max(0)) / 2 + [X0, Y0]
+    centre = (other[:, :2].min(0) + other[:, :2].max(0)) / 2 + offset
     assert not (x0 <= centre[0] <= x1 and y0 <= centre[1] <= y1)
     judge = bf.FrameMatcher()
     try:
@@ -42,5 +41,36 @@ def test_the_judge_measures_the_face_on_its_box_not_a_neighbour_in_the_crop():
         for k, other_box in enumerate(frame.faces):  # each face judged as itself
             m = judge(src, src, other_box)[0]
             assert m is not None and m[0] < 1e-6, k
+    finally:
+        judge.close()
+
+
+def test_a_frame_with_a_hand_over_the_face_also_comes_drawn_without_it_and_only_there():
+    # the judge compares an output that keeps a hand with the person as a photo of them shows them
+    # (the same frame without the hand), not with the frame as it is: the hand both hold is no part
+    # of the person
+    for frames in (bf.CLIPS["multi_person"](), bf.CLIPS["hand_from_start"]()):
+        for i, f in enumerate(frames):
+            if f.occluder is None:
+                assert f.clean is None, i
+                continue
+            differs = (f.clean != f.rgb).any(-1)
+            assert differs.any() and not (differs & ~f.occluder).any(), i  # the hand's pixels, no other
+
+
+@needs_portraits
+def test_where_centerface_finds_no_face_in_the_output_facemesh_looks_where_the_input_s_is():
+    # a face drawn with its surroundings filled flat and a hand over it escaped CenterFace on
+    # multi_person's output; FaceMesh found it, and the judge measures it at those points
+    frame = bf.CLIPS["multi_person"]()[25]
+    crop, offset = bf.FrameMatcher.around(frame.rgb, frame.faces[0])
+    inner = np.asarray(frame.faces[0], float) - np.tile(offset, 2)
+    judge = bf.FrameMatcher()
+    try:
+        own = mesh_of(crop, judge.det, judge.mesh, inside=inner)[:, :2]
+        found = judge._mesh_at(crop, crop, inner)
+        assert found is not None and np.abs(found - own).mean() < 1.0
+        blank = np.full_like(crop, 128)  # nothing there: no face
+        assert judge._mesh_at(blank, crop, inner) is None
     finally:
         judge.close()

@@ -245,3 +245,37 @@ def test_each_face_is_pasted_with_the_surroundings_its_own_frame_was_checked_wit
     rep = deidentify(src, str(tmp_path / "out.mkv"), Options(codec="ffv1", seed=1, audio=False, force=True))
     assert rep["fallback_face_frames"] <= 2 and len(drawn) >= 10, "too few faces pasted to tell"
     assert [mode for _, mode in drawn] == [reviewed[i] for i, _ in drawn]
+
+
+def test_the_fill_next_to_a_kept_occluder_takes_its_colour_and_never_the_face_oval_s():
+    # the stage's outline of a hand ends at the face oval and runs a pixel or three inside the hand's
+    # own: the hand's rim past it was filled flat (32 dB on multi_person's hand under a face drawn with
+    # its surroundings filled). Next to the kept occluder the fill takes its colour, as an obfuscated
+    # face's fill does; next to the face oval (its original pixels, which the new face covers) never
+    head, lm = portrait_mesh(0, 220)
+    pts = lm[:, :2]
+    rgb = head.copy()
+    chin = pts[fm.CHIN]
+    y0, y1, x0, x1 = int(chin[1]) - 10, min(head.shape[0], int(chin[1]) + 30), int(chin[0]) - 25, int(chin[0]) + 25
+    rgb[y0:y1, x0:x1] = (205, 140, 110)  # a hand over the chin, reaching below the oval
+    found = np.zeros(head.shape[:2], np.uint8)
+    found[y0 + 2:y1 - 2, x0 + 2:x1 - 2] = 255  # what the stage found of it: 2 px short of its edge
+    full = Crop(0, 0, head.shape[1], head.shape[0])
+    fr = _frame(rgb)
+    bl.fill_surroundings(fr, full, pts, occluder=(full, found))
+    out = np.dstack(fr.planes).astype(int)
+    rim = np.zeros(head.shape[:2], bool)
+    rim[y0:y1, x0:x1] = found[y0:y1, x0:x1] == 0
+    box, keep = bl.surroundings(full, pts, head.shape[1], head.shape[0], occluder=(full, found))
+    k = np.zeros(head.shape[:2], np.float32)
+    k[box.y0:box.y1, box.x0:box.x1] = keep
+    rim &= k < 0.5  # the hand's rim the fill covers
+    assert rim.sum() > 20
+    assert np.abs(out[rim] - (205, 140, 110)).max() <= 2, "the hand's rim is not in the hand's colour"
+    # the fill next to the face oval (within twice the reach of its kept core), far from the hand: flat,
+    # in the surroundings' own colour
+    reach = 2 * bl.OCCLUDER_REACH * float(np.ptp(pts, 0).max()) + 2
+    core = (k >= 0.5).astype(np.uint8)
+    ring = (cv2.dilate(core, np.ones((2 * int(reach) + 1,) * 2, np.uint8)) > 0) & (k < 1e-6)
+    ring &= cv2.dilate((found > 0).astype(np.uint8), np.ones((31, 31), np.uint8)) == 0
+    assert ring.sum() > 100 and len(np.unique(out[ring], axis=0)) == 1, "face colours reached into the fill"

@@ -19,6 +19,11 @@ the face oval shown raw in obfuscated faces that keep an occluder, and the outpu
 face-frames (faces >= 40 px) that the guard's recognizers still match against the same input frame,
 each image landmarked on its own (`FrameMatcher`); faces of 20-40 px are judged the same way and
 counted apart (`small_faces_same_frame`: the judge's own chance rate is higher there, `--chance`).
+A face with an occluder in front (a hand, a microphone) is judged against the same frame drawn
+without it (tests/footage.py `FootageFrame.clean`: the person as a photo of them shows them; the
+occluder both frames hold is no part of the person), FaceMesh looking where the input's face is when
+CenterFace finds none in the output (`FrameMatcher._mesh_at`); those matched against the frame as it
+is are counted apart (`occluder_shared`).
 
 Measured 2026-12-01 (CPU, bank restorer, seed 1), 60 frames, 4 tracks, 120 face-frames:
 
@@ -84,7 +89,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402,F401  (puts the checkout's tests/ on the path)
 
 from clips import read_frames, write_clip  # noqa: E402
-from footage import hand_over_mouth, hard_turns, mesh_of, multi_person, psnr  # noqa: E402
+from footage import find_of, hand_over_mouth, hard_turns, mesh_of, multi_person, psnr  # noqa: E402
 from ideud.models.recognizer import THRESHOLD as DLIB_TAU  # noqa: E402
 from ideud.stream.pipeline import Options, deidentify  # noqa: E402
 
@@ -127,7 +132,8 @@ SMALL_MIN_FACE = 20
 
 class FrameMatcher:
     """Per face-frame, both of the guard's recognizers on the OUTPUT against the SAME frame of the
-    input (what someone holding the original footage compares), each image landmarked on its own
+    input (what someone holding the original footage compares; `footage_numbers` takes it without
+    its occluder where one is in front of the face), each image landmarked on its own
     (CenterFace + FaceMesh around the truth box, not the guard's points), worst view of the output:
     matched when dlib < 0.6 or EdgeFace over its balanced limit. A face the output has no face for
     (obfuscated) is counted apart."""
@@ -155,13 +161,29 @@ class FrameMatcher:
         The face is the one CenterFace finds centred inside the box, nearest its centre: the crop takes
         in its neighbours too, and with the face itself obfuscated the biggest found was a neighbour's
         (hard_turns seed 8: another person's rendered face judged against this one, dlib 0.576)."""
+        crop, offset = self.around(rgb, box)
+        lm = mesh_of(crop, self.det, self.mesh, inside=np.asarray(box, float) - np.tile(offset, 2))
+        return crop, None if lm is None else lm[:, :2], offset
+
+    @staticmethod
+    def around(rgb: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
+        """The crop the judge looks in: the box and a box's size more each side, within the frame; and
+        its offset (x, y) in the frame."""
         x0, y0, x1, y1 = box
         w, h = x1 - x0, y1 - y0
         X0, Y0 = int(max(0, x0 - w)), int(max(0, y0 - h))
         crop = np.ascontiguousarray(rgb[Y0:int(min(rgb.shape[0], y1 + h)), X0:int(min(rgb.shape[1], x1 + w))])
-        offset = np.array([X0, Y0], float)
-        lm = mesh_of(crop, self.det, self.mesh, inside=np.asarray(box, float) - np.tile(offset, 2))
-        return crop, None if lm is None else lm[:, :2], offset
+        return crop, np.array([X0, Y0], float)
+
+    def _mesh_at(self, co: np.ndarray, ci: np.ndarray, box) -> Optional[np.ndarray]:
+        """FaceMesh's points on the output crop `co` in the region where CenterFace finds the input's
+        face in `ci` (the same crop of the input), or None: a face drawn with its surroundings filled
+        and a hand over it escapes CenterFace, not FaceMesh (the output's own points, not the input's:
+        at those, an output face drawn to another shape reads as closer to the person than it is)."""
+        from ideud.models import facemesh as fm
+        found = find_of(ci, self.det, inside=np.asarray(box, float))
+        lm = None if found is None else self.mesh(co, fm.roi_from_keypoints(found.box, *found.keypoints[:2]))
+        return None if lm is None else lm[:, :2]
 
     @staticmethod
     def face_oval(shape: tuple, points: np.ndarray) -> np.ndarray:
@@ -169,11 +191,15 @@ class FrameMatcher:
         from ideud.models import facemesh as fm
         return fm.face_polygon_mask(shape, points).astype(bool)
 
-    def __call__(self, src: np.ndarray, out: np.ndarray, box) -> tuple[Optional[tuple], Optional[np.ndarray]]:
+    def __call__(self, src: np.ndarray, out: np.ndarray, box,
+                 at_input: bool = False) -> tuple[Optional[tuple], Optional[np.ndarray]]:
         """((dlib distance, EdgeFace similarity, EdgeFace-xxs cosine or None) of the output face
-        against the input's, or None; the input face's points in frame pixels, or None)."""
+        against the input's, or None; the input face's points in frame pixels, or None). `at_input`:
+        where CenterFace finds no face in the output, FaceMesh looks for one where it found the input's."""
         ci, li, offset = self._face(src, box)
         co, lo, _ = self._face(out, box)
+        if lo is None and at_input and li is not None:
+            lo = self._mesh_at(co, ci, np.asarray(box, float) - np.tile(offset, 2))
         points = None if li is None else li + offset
         if li is None or lo is None:
             return None, points
@@ -201,6 +227,10 @@ def footage_numbers(privacy: str, work: Path, clip: str = "multi_person", second
     truth = CLIPS[clip]()
     still = STILL if clip == "multi_person" else ()
     src, out, rep = run([f.rgb for f in truth], work, clip, privacy, seed)
+    # the person as a photo of them shows them: the frames without their occluder, through the same encoder
+    person_src = (read_frames(write_clip(str(work / f"{clip}-clean.mp4"), [f.rgb if f.clean is None else f.clean
+                                                                            for f in truth], audio=False))
+                  if any(f.clean is not None for f in truth) else src)
     reasons = Counter()
     for t in rep["tracks"]:
         reasons.update(t["fallback_reasons"])
@@ -214,6 +244,16 @@ def footage_numbers(privacy: str, work: Path, clip: str = "multi_person", second
         for k, box in enumerate(f.faces):
             if box[2] - box[0] >= SMALL_MIN_FACE:
                 m, points = matcher(src[i], out[i], box)
+                found = m is not None  # a face in the output where the input's is
+                y0, y1, x0, x1 = int(max(0, box[1])), int(box[3]), int(max(0, box[0])), int(box[2])
+                if f.clean is not None and f.occluder[y0:y1, x0:x1].any():
+                    # an occluder the output keeps is in both frames: it alone pulls both recognizers
+                    # towards "one person" (stream/guard_occluded_refs.py). Judged against the person
+                    # without it (FaceMesh looking where the input's face is when CenterFace finds none
+                    # in the output: `_mesh_at`); matched against the frame as it is, counted apart
+                    if found:
+                        tally[box[2] - box[0] >= MATCH_MIN_FACE].update(occluder_shared=matcher.verdict(m)[0])
+                    m = matcher(person_src[i], out[i], box, at_input=True)[0]
                 hit, second = matcher.verdict(m) if m is not None else (False, False)
                 tally[box[2] - box[0] >= MATCH_MIN_FACE].update(
                     judged=m is not None, matched=hit, no_face_in_output=m is None, xxs=second)
@@ -228,7 +268,7 @@ def footage_numbers(privacy: str, work: Path, clip: str = "multi_person", second
                 hand_in.append(src[i][occ])
                 hand_out.append(out[i][occ])
                 # obfuscated (no face in the output): the face there besides the occluder (grown 2 px: its edge)
-                if box[2] - box[0] >= MATCH_MIN_FACE and m is None and points is not None:
+                if box[2] - box[0] >= MATCH_MIN_FACE and not found and points is not None:
                     face = matcher.face_oval(src[i].shape, points) & ~(
                         cv2.dilate(occ.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
                     same = np.abs(src[i].astype(int) - out[i].astype(int)).max(-1) <= RAW_LEVELS
@@ -257,7 +297,10 @@ def footage_numbers(privacy: str, work: Path, clip: str = "multi_person", second
         # of the face oval of obfuscated faces with an occluder (besides it): the share shown raw
         "obfuscated_face_oval_raw": round(oval_raw / oval_px, 3) if oval_px else None,
         # FrameMatcher: output face-frames (faces >= MATCH_MIN_FACE px) matched to the same input frame
-        "recognizers_same_frame": {key: int(tally[True][key]) for key in ("judged", "matched", "no_face_in_output")},
+        # (frames with an occluder in front: against the person without it; `occluder_shared`: those matched
+        # against the frame as it is, the occluder in both)
+        "recognizers_same_frame": {key: int(tally[True][key]) for key in ("judged", "matched", "no_face_in_output",
+                                                                          "occluder_shared")},
         # ... faces of SMALL_MIN_FACE to MATCH_MIN_FACE px (where the judge errs more), with xxs's count
         "small_faces_same_frame": {key: int(tally[False][key]) for key in ("judged", "matched", "no_face_in_output", "xxs")},
         # --second-opinion: EdgeFace-xxs (never run by the guard) on the same face-frames, over its own p99

@@ -199,9 +199,9 @@ def obfuscate(frame: Frame, box: np.ndarray, mode: str = "pixelate", grow: float
     block = max(2.0, float(max(w, h)) / BLUR_BLOCKS)
     kept = _kept_planes(frame, crop, keep) if keep is not None else None
     if kept is not None:
-        edge = None if edge_keep is None else (_kept_planes(frame, crop, edge_keep) or [np.zeros_like(kept[0])] * 3)
-        _obfuscate_keeping(frame, crop, mode, strength, kept, (cx0, cy0, cx1, cy1, sx), block,
-                           max(1.0, OCCLUDER_REACH * float(max(w, h))) if occluder_edge else 0.0, edge)
+        edge = None if edge_keep is None else _kept_planes(frame, crop, edge_keep)  # None: none of it here
+        reach = max(1.0, OCCLUDER_REACH * float(max(w, h))) if occluder_edge and (edge_keep is None or edge) else 0.0
+        _obfuscate_keeping(frame, crop, mode, strength, kept, (cx0, cy0, cx1, cy1, sx), block, reach, edge)
         return
     for i, (plane, box_p, blk) in enumerate([
         (frame.planes[0], (crop.y0, crop.y1, crop.x0, crop.x1), block),
@@ -268,7 +268,8 @@ def _obfuscate_keeping(frame: Frame, crop: Crop, mode: str, strength: int, kept:
     given) in the colour of the nearest kept pixel."""
     sx = chroma_box[4]
     edges = {}  # `_occluder_edge`'s geometry per keep mask: the planes that share one (chroma; RGB) share it
-    edge_of = dict((i, k) for i, _, k in _kept_regions(frame, crop, edge_kept, chroma_box)) if edge_kept else None
+    edge_src = kept if edge_kept is None else edge_kept
+    edge_of = {i: k for i, _, k in _kept_regions(frame, crop, edge_src, chroma_box)}
     for i, region, k in _kept_regions(frame, crop, kept, chroma_box):
         free = k <= 0.0  # not the occluder nor its margin: what the fill colour is taken from
         mean = float(region[free].mean()) if free.sum() >= 4 else float(region.mean())
@@ -286,10 +287,9 @@ def _obfuscate_keeping(frame: Frame, crop: Crop, mode: str, strength: int, kept:
         else:
             fill = np.full(region.shape, float(int(mean + 0.5)) if strength == 0 else 128.0, np.float32)
         old = region.astype(np.float32)
-        ek = k if edge_of is None else edge_of[i]
-        key = (id(kept[i] if edge_of is None else edge_kept[i]), region.shape)
+        key = (id(edge_src[i]), region.shape)
         if key not in edges:
-            edges[key] = _occluder_edge(ek, reach if i == 0 else reach / sx)
+            edges[key] = _occluder_edge(edge_of[i], reach if i == 0 else reach / sx)
         if edges[key] is not None:
             core, labels, weight = edges[key]
             colour = np.zeros(int(labels.max()) + 1, np.float32)

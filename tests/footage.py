@@ -57,10 +57,18 @@ def mesh_of(rgb: np.ndarray, detector=None, mesh=None, inside: Optional[np.ndarr
     own = mesh is None
     mesh = fm.FaceMesh() if own else mesh
     try:
-        return mesh(rgb, fm.roi_from_keypoints(f.box, f.keypoints[0], f.keypoints[1]))
+        return mesh_at(rgb, f, mesh)
     finally:
         if own:
             mesh.close()
+
+
+def mesh_at(rgb: np.ndarray, found, mesh) -> Optional[np.ndarray]:
+    """FaceMesh's fit ((468, 3), image pixels) in `rgb` where CenterFace found the face `found` (in this
+    image, or in another of the same place), or None."""
+    from ideud.models import facemesh as fm
+
+    return mesh(rgb, fm.roi_from_keypoints(found.box, found.keypoints[0], found.keypoints[1]))
 
 
 def find_of(rgb: np.ndarray, detector=None, inside: Optional[np.ndarray] = None):

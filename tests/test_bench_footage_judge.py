@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from footage import mesh_of
+from footage import find_of, mesh_of
 from ideud.eval.portraits import portraits_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools" / "bench"))
@@ -68,9 +68,9 @@ def test_where_centerface_finds_no_face_in_the_output_facemesh_looks_where_the_i
     judge = bf.FrameMatcher()
     try:
         own = mesh_of(crop, judge.det, judge.mesh, inside=inner)[:, :2]
-        found = judge._mesh_at(crop, crop, inner)
-        assert found is not None and np.abs(found - own).mean() < 1.0
+        at_input = judge._mesh_at(crop, find_of(crop, judge.det, inside=inner))
+        assert at_input is not None and np.abs(at_input - own).mean() < 1.0
         blank = np.full_like(crop, 128)  # nothing there: no face
-        assert judge._mesh_at(blank, crop, inner) is None
+        assert judge._mesh_at(blank, find_of(crop, judge.det, inside=inner)) is None
     finally:
         judge.close()

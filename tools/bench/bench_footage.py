@@ -89,7 +89,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402,F401  (puts the checkout's tests/ on the path)
 
 from clips import read_frames, write_clip  # noqa: E402
-from footage import find_of, hand_over_mouth, hard_turns, mesh_of, multi_person, psnr  # noqa: E402
+from footage import find_of, hand_over_mouth, hard_turns, mesh_at, mesh_of, multi_person, psnr  # noqa: E402
 from ideud.models.recognizer import THRESHOLD as DLIB_TAU  # noqa: E402
 from ideud.stream.pipeline import Options, deidentify  # noqa: E402
 
@@ -157,13 +157,14 @@ class FrameMatcher:
         return None if lm is None else lm[:, :2]
 
     def _face(self, rgb: np.ndarray, box) -> tuple:
-        """(the crop around the box, FaceMesh's points in it or None, the crop's offset in the frame).
+        """(the crop around the box, FaceMesh's points in it or None, the crop's offset in the frame,
+        CenterFace's face there or None).
         The face is the one CenterFace finds centred inside the box, nearest its centre: the crop takes
         in its neighbours too, and with the face itself obfuscated the biggest found was a neighbour's
         (hard_turns seed 8: another person's rendered face judged against this one, dlib 0.576)."""
         crop, offset = self.around(rgb, box)
-        lm = mesh_of(crop, self.det, self.mesh, inside=np.asarray(box, float) - np.tile(offset, 2))
-        return crop, None if lm is None else lm[:, :2], offset
+        found = find_of(crop, self.det, inside=np.asarray(box, float) - np.tile(offset, 2))
+        return crop, self._mesh_at(crop, found), offset, found
 
     @staticmethod
     def around(rgb: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
@@ -175,14 +176,12 @@ class FrameMatcher:
         crop = np.ascontiguousarray(rgb[Y0:int(min(rgb.shape[0], y1 + h)), X0:int(min(rgb.shape[1], x1 + w))])
         return crop, np.array([X0, Y0], float)
 
-    def _mesh_at(self, co: np.ndarray, ci: np.ndarray, box) -> Optional[np.ndarray]:
-        """FaceMesh's points on the output crop `co` in the region where CenterFace finds the input's
-        face in `ci` (the same crop of the input), or None: a face drawn with its surroundings filled
-        and a hand over it escapes CenterFace, not FaceMesh (the output's own points, not the input's:
-        at those, an output face drawn to another shape reads as closer to the person than it is)."""
-        from ideud.models import facemesh as fm
-        found = find_of(ci, self.det, inside=np.asarray(box, float))
-        lm = None if found is None else self.mesh(co, fm.roi_from_keypoints(found.box, *found.keypoints[:2]))
+    def _mesh_at(self, crop: np.ndarray, found) -> Optional[np.ndarray]:
+        """FaceMesh's points ((468, 2)) in `crop` where CenterFace found the face `found` (in this crop, or
+        in the input's same crop: a face drawn with its surroundings filled and a hand over it escapes
+        CenterFace, not FaceMesh; the output's own points, not the input's: at those, an output face
+        drawn to another shape reads as closer to the person than it is), or None."""
+        lm = None if found is None else mesh_at(crop, found, self.mesh)
         return None if lm is None else lm[:, :2]
 
     @staticmethod
@@ -196,10 +195,10 @@ class FrameMatcher:
         """((dlib distance, EdgeFace similarity, EdgeFace-xxs cosine or None) of the output face
         against the input's, or None; the input face's points in frame pixels, or None). `at_input`:
         where CenterFace finds no face in the output, FaceMesh looks for one where it found the input's."""
-        ci, li, offset = self._face(src, box)
-        co, lo, _ = self._face(out, box)
+        ci, li, offset, found = self._face(src, box)
+        co, lo, _, _ = self._face(out, box)
         if lo is None and at_input and li is not None:
-            lo = self._mesh_at(co, ci, np.asarray(box, float) - np.tile(offset, 2))
+            lo = self._mesh_at(co, found)
         points = None if li is None else li + offset
         if li is None or lo is None:
             return None, points
@@ -242,11 +241,13 @@ def footage_numbers(privacy: str, work: Path, clip: str = "multi_person", second
     oval_raw, oval_px = 0, 0  # face-oval pixels of obfuscated faces with an occluder: shown raw / all
     for i, f in enumerate(truth):
         for k, box in enumerate(f.faces):
+            x0, y0, x1, y1 = (int(max(0, v)) for v in box)
+            region = np.zeros(src[i].shape[:2], bool)
+            region[y0:y1, x0:x1] = True
             if box[2] - box[0] >= SMALL_MIN_FACE:
                 m, points = matcher(src[i], out[i], box)
                 found = m is not None  # a face in the output where the input's is
-                y0, y1, x0, x1 = int(max(0, box[1])), int(box[3]), int(max(0, box[0])), int(box[2])
-                if f.clean is not None and f.occluder[y0:y1, x0:x1].any():
+                if f.clean is not None and (f.occluder & region).any():
                     # an occluder the output keeps is in both frames: it alone pulls both recognizers
                     # towards "one person" (stream/guard_occluded_refs.py). Judged against the person
                     # without it (FaceMesh looking where the input's face is when CenterFace finds none
@@ -257,9 +258,6 @@ def footage_numbers(privacy: str, work: Path, clip: str = "multi_person", second
                 hit, second = matcher.verdict(m) if m is not None else (False, False)
                 tally[box[2] - box[0] >= MATCH_MIN_FACE].update(
                     judged=m is not None, matched=hit, no_face_in_output=m is None, xxs=second)
-            x0, y0, x1, y1 = (int(max(0, v)) for v in box)
-            region = np.zeros(src[i].shape[:2], bool)
-            region[y0:y1, x0:x1] = True
             occ = f.occluder & region if f.occluder is not None and k == 0 else np.zeros_like(region)
             rest = region & ~occ
             changed = (np.abs(src[i][rest].astype(int) - out[i][rest].astype(int)).max(-1) > RAW_LEVELS).mean()
@@ -335,8 +333,8 @@ def judge_chance(sizes: list[int], limit: int = 100, step: int = 7) -> dict:
         n = hits = xxs = 0
         for i, (frame, box) in enumerate(shrunk):
             other, other_box = shrunk[(i + step) % len(shrunk)]
-            ci, li, _ = matcher._face(frame, box)
-            co, lo, _ = matcher._face(other, other_box)
+            ci, li, _, _ = matcher._face(frame, box)
+            co, lo, _, _ = matcher._face(other, other_box)
             if li is None or lo is None:
                 continue
             hit, second = matcher.verdict(matcher.measure(ci, li, co, lo))

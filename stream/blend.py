@@ -290,11 +290,7 @@ def _obfuscate_keeping(frame: Frame, crop: Crop, mode: str, strength: int, kept:
         key = (id(edge_src[i]), region.shape)
         if key not in edges:
             edges[key] = _occluder_edge(edge_of[i], reach if i == 0 else reach / sx)
-        if edges[key] is not None:
-            core, labels, weight = edges[key]
-            colour = np.zeros(int(labels.max()) + 1, np.float32)
-            colour[labels[core]] = old[core]  # DIST_LABEL_PIXEL: each kept pixel its own label
-            fill = fill + weight * (colour[labels] - fill)
+        fill = _toward_occluder(fill, old, edges[key])
         out = np.clip(fill + k * (old - fill) + 0.5, 0, 255).astype(np.uint8)
         np.copyto(region, out, where=k < 1.0)  # the occluder's own pixels are not written at all
 
@@ -313,6 +309,17 @@ def _occluder_edge(k: np.ndarray, reach: float) -> Optional[tuple[np.ndarray, np
     dist, labels = cv2.distanceTransformWithLabels((~core).astype(np.uint8), cv2.DIST_L2, 3,
                                                    labelType=cv2.DIST_LABEL_PIXEL)
     return core, labels, np.clip(2.0 - dist / max(reach, 1e-3), 0.0, 1.0)
+
+
+def _toward_occluder(fill: np.ndarray, old: np.ndarray, edge: Optional[tuple]) -> np.ndarray:
+    """`fill` taking the colour of the nearest kept occluder pixel of `old` next to it (`edge`:
+    `_occluder_edge`'s, or None: as it is)."""
+    if edge is None:
+        return fill
+    core, labels, weight = edge
+    colour = np.zeros(int(labels.max()) + 1, np.float32)
+    colour[labels[core]] = old[core]  # DIST_LABEL_PIXEL: each kept pixel its own label
+    return fill + weight * (colour[labels] - fill)
 
 
 def surroundings(crop: Crop, target: np.ndarray, width: int, height: int,
@@ -369,7 +376,9 @@ def blur_surroundings(frame: Frame, crop: Crop, target: np.ndarray,
     x the face's size over the pixels outside the face oval (and `occluder`) only, so neither the
     face nor the occluder bleeds into them; it fades in from the box's edge over SURROUNDINGS_FADE
     x that size (no seam where it ends). Hair, ears, jaw line and background keep their colours and
-    lose their shapes: the milder way the guard tries before `fill_surroundings`."""
+    lose their shapes: the milder way the guard tries before `fill_surroundings`. Next to a kept
+    occluder they take its colour, as the fill does (the stage's outline runs inside the hand's own:
+    its rim below the jaw was blurred into the background, 34 dB on bench_footage.py's multi_person)."""
     box, keep = surroundings(crop, target, frame.width, frame.height, occluder)
     pts = np.asarray(target, np.float64)[:, :2]
     size = float(np.ptp(pts, 0).max())
@@ -378,6 +387,10 @@ def blur_surroundings(frame: Frame, crop: Crop, target: np.ndarray,
     frame.touched.append(box)
     chroma_box = _chroma_box(frame, box)
     sx = chroma_box[4]
+    held = occluder_on(box, occluder)
+    held = None if held is None else _kept_planes(frame, box, (box, held))
+    edge_of = {} if held is None else {i: k for i, _, k in _kept_regions(frame, box, held, chroma_box)}
+    reach, edges = max(1.0, OCCLUDER_REACH * float(max(box.shape))), {}  # as the fill's (`obfuscate` of the box)
     for i, region, k in _kept_regions(frame, box, kept, chroma_box):
         f = fade if i == 0 or frame.is_rgb else cv2.resize(fade, region.shape[::-1], interpolation=cv2.INTER_AREA)
         free = (1.0 - k).astype(np.float32)
@@ -388,6 +401,11 @@ def blur_surroundings(frame: Frame, crop: Crop, target: np.ndarray,
         blurred = np.where(den > 1e-3, num / np.maximum(den, 1e-3), mean)
         w = free * f[:region.shape[0], :region.shape[1]]
         old = region.astype(np.float32)
+        if i in edge_of:  # the chroma planes share one mask, so one geometry
+            key = id(edge_of[i])
+            if key not in edges:
+                edges[key] = _occluder_edge(edge_of[i], reach if i == 0 else reach / sx)
+            blurred = _toward_occluder(blurred, old, edges[key])
         out = np.clip(old + w * (blurred - old) + 0.5, 0, 255).astype(np.uint8)
         np.copyto(region, out, where=w > 0.0)
 

@@ -104,7 +104,7 @@ from ideud.models.recognizers import TwoRecognizers
 from ideud.stream import blend as bl
 from ideud.stream.guard_ahead import batch_size, can_look_ahead, next_batch, settle, start_batch
 from ideud.stream.guard_inversion import inverses_for, undone_by_edgeface, undone_passes_dlib
-from ideud.stream.guard_occluded_refs import kept_references, masked_reference
+from ideud.stream.guard_occluded_refs import behind_level, kept_references, masked_reference, person_behind, references
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, LOOK_SHARE, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
                                        STEPS, Policy, _Track, count_fallback, face_size, look_due, near_frontal, note_tried, redrawn_small,
                                        step_candidates, surroundings_mode, pose_moved_since_check, resized_since_check,
@@ -236,7 +236,7 @@ class PrivacyGuard:
         if st is not None:
             for kept in (st.refs, st.edge_refs, st.masked_refs):
                 kept.clear()
-            st.now = st.output_edge = st.looked = None
+            st.now = st.now_behind = st.output_edge = st.looked = None
             self._done[track_id] = self._track_report(st)
 
     def track_report(self, track_id: int) -> Optional[dict]:
@@ -282,13 +282,14 @@ class PrivacyGuard:
         pose_moved = pose_moved_since_check(p, st, r, 1.0)
         resized = resized_since_check(p, st, r)
         frozen = self.identity.is_frozen(tid)
-        uncovered = rendered.occluded > st.last_occluded + p.occluded_delta
+        # more left original (an occluder gone), or checked against the person behind one that has gone
+        uncovered = (rendered.occluded > st.last_occluded + p.occluded_delta
+                     or (st.checked_behind and st.occluder is None))
         return (pose_moved or resized or uncovered or (frozen and not st.frozen_seen)
                 or (st.provisional and near_frontal(r)) or sharper_since_check(p, st))
 
-    def _refs(self, st: _Track) -> tuple[np.ndarray, np.ndarray]:
-        now = [] if st.now is None else [st.now]
-        return (np.array(st.refs + [n[0] for n in now]), np.array(st.edge_refs + [n[1] for n in now]))
+    def _refs(self, st: _Track, plain: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        return references(st, plain)  # (dlib, EdgeFace): the person, this frame and kept
 
     def _add_reference(self, st: _Track, ctx_rgb: np.ndarray, ctx: Crop, r, occluder=None, edge=None) -> bool:
         """The person at this frame, always measured against (st.now: the look drifts with light and
@@ -328,6 +329,9 @@ class PrivacyGuard:
         looked, st.looked = (st.looked if st.looked and st.looked[0] == frame.index else None), None  # output_drifted's
         new_reference = self._add_reference(st, ctx_rgb, ctx, r, occluder, edge=None if looked is None else looked[2])
         occ = occluder_keep(frame, r, current[0])  # what this frame's own render left original
+        st.now_behind = person_behind(self.two, st, ctx_rgb, ctx, r.landmarks[:, :2] - ctx.offset, occ, occluder)
+        # dlib's last distance stands only against the same kind of references (`output_unchanged`)
+        behind, st.checked_behind = st.checked_behind or st.now_behind is not None, st.now_behind is not None
         if st.cursor is not None:  # a search spread over frames goes on
             return self._search(frame, tid, st, r, ctx, ctx_rgb, st.cursor[0], None, occ)
         margin = False  # a relinked face must pass with the search's margins at its first check (preset)
@@ -346,7 +350,7 @@ class PrivacyGuard:
             sims, views = self.two.edge_similarity([(img, pts)], eref, embeddings=True,
                                                    chip_embeddings=None if looked is None else looked[1][None])
             s, output, face = float(sims[0]), views[0, 0], None
-            if self.policy.output_unchanged(st, output, new_reference):
+            if self.policy.output_unchanged(st, output, new_reference or behind):
                 # the same new face as at the last full check, against the same references: dlib's
                 # distance (measured then, with the margin) stands
                 d = st.distance
@@ -372,7 +376,7 @@ class PrivacyGuard:
 
     def _candidate(self, st: _Track, step: int, k: int) -> tuple:
         """(noise, restorer level, appearance seed, sigma) of candidate k of a step: from the track seed only."""
-        mult, level = STEPS[step]
+        mult, level = STEPS[step][0], behind_level(st, STEPS[step][1])
         if step == 0 and k == 0:
             return perturbation(st.seed, self.sigma), level, st.seed, self.sigma
         return (perturbation(_mix(st.seed, step, k), mult * self.sigma), level, _mix(st.seed, step, k, 1),
@@ -491,6 +495,6 @@ class PrivacyGuard:
         draws it, here on RGB) must be among different people for both recognizers, on every view;
         if not, the next strength is tried (fewer blocks, then a solid fill). dlib's own threshold
         (0.6) applies in strict mode too: a face-less fill sits only ~0.61-0.74 from anyone."""
-        st.mosaic, st.mosaic_check = verified_mosaic(self.two, ctx_rgb, pts, *self._refs(st),
+        st.mosaic, st.mosaic_check = verified_mosaic(self.two, ctx_rgb, pts, *self._refs(st, plain=True),
                                                      self.policy.edge_max, start=st.mosaic)
 

@@ -30,16 +30,46 @@ missed_vs_clean). On the microphone_from_start clip with every found occluder ke
 person without it matched 2 of 28 kept faces (dlib 0.59, 0.60): this check refused both.
 A reference whose occluder the stage did not find keeps it: compared as it is, and a kept face is
 then usually refused (filled whole: fail closed).
-Privacy: the greyed references live in the guard's memory only, with the plain ones, and are
-dropped with the track.
+Rendered faces (`shared_region`, `references`): a rendered face shows what is in front of
+it original too, and this frame's person, always among its references, holds the same pixels: a
+hand over the mouth alone kept every candidate of bench_footage.py's multi_person near face "one
+person" (EdgeFace 0.29 against this frame, 0.149 against the person before the hand came), and the
+face was obfuscated for the rest of the shot. Where the track has a reference taken with nothing in
+front, a face the stage found an occluder in front of is measured against those references and this
+frame's person with the occluder (and the render's cut margin next to it) painted in from around it
+(cv2.inpaint; greyed, the grey still held every candidate of that frame); the references taken
+behind an occluder are left out. What the render left original elsewhere, the eyes and brows, and
+a region over MAX_KEPT_CHECKED of the face are never painted in; a track seen only behind its
+occluder, or a frame where the stage found none, keeps the plain references (fail closed). The look
+between checks does the same (guard_views.output_drifted). Such a face's candidates are drawn at the
+restorer's level 3 at least (`BEHIND_MIN_LEVEL`: the prior redraws a glasses wearer's eye band there), and
+a face checked so is checked again once no occluder is found in front of it (guard.py `_due`). The
+footage judge compares such outputs with the frame drawn without its occluder (tests/footage.py
+`FootageFrame.clean`), as a photo of the person would show them.
+
+Privacy: the greyed and painted-in references live in the guard's memory only, with the plain ones,
+and are dropped with the track.
 """
 from __future__ import annotations
 
 from typing import Optional
 
+import cv2
 import numpy as np
 
+from ideud.stream.obfuscate_keep import MAX_KEPT_CHECKED, trusted
+from ideud.stream.restore_prior import GLASSES_BELOW_LEVEL
 from ideud.stream.types import Crop
+
+# share of the face size around the stage's occluder within which what the render left original is the
+# cut's margin (stream/occlusion.py grows a rendered face's cut by 0.05 of it), painted in with it
+NEAR_OCCLUDER = 0.06
+# the restorer level a candidate measured against the person behind the occluder is drawn at, at least:
+# below it the prior keeps a glasses wearer's own eye band (restore_prior.GLASSES_BELOW_LEVEL), and with
+# a hand over the mouth that band is most of the face shown; the painted-in blob under it made the
+# reference read farther from it than the person is (bench_footage.py multi_person, seeds 1, 5, 6: 5
+# face-frames drawn at level 1 passed here and matched the person without the hand, EdgeFace 0.25-0.26)
+BEHIND_MIN_LEVEL = GLASSES_BELOW_LEVEL
 
 
 def greyed(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -90,3 +120,70 @@ def kept_references(dlib_refs: list, edge_refs: list, masked: Optional[list]) ->
         masked = [None] * len(dlib_refs)
     return (np.array([d if m is None else m[0] for d, m in zip(dlib_refs, masked)]),
             np.array([e if m is None else m[1] for e, m in zip(edge_refs, masked)]))
+
+
+def shared_region(left: Optional[tuple[Crop, np.ndarray]], occluder: Optional[tuple[Crop, np.ndarray]],
+                  ctx: Crop, pts: np.ndarray, masked: list, kept: int) -> Optional[np.ndarray]:
+    """What a rendered face's output shares with its own frame because something is in front of it,
+    on the context crop (bool): the occluder the stage found (`occluder`: (crop, uint8 keep)) and,
+    within NEAR_OCCLUDER of it, what the render left original of the face (`left`: guard_views.
+    occluder_keep's (crop, keep factor on the face mask): the cut's margin around a hand). None, and
+    the person is compared as they are (fail closed), where the stage found nothing in front (what a
+    render leaves original then is the face misread as an occluder: a face walking nearer its camera
+    left 90-1,500 px so, and with them painted in one output read 0.225 to the person); where the
+    track has no kept reference taken with nothing in front (`masked`: each of the `kept` ones'
+    greyed twin or None), as nothing else would see the face under it; or where it covers over
+    MAX_KEPT_CHECKED of the face. Never the eyes and brows (obfuscate_keep.trusted): what the output
+    shows original there stays in the reference, measured as it is."""
+    core = None if occluder is None or not clean_kept(masked, kept) else occluder_core(occluder, ctx)
+    if core is None:
+        return None
+    region = core.copy()
+    cut = None if left is None else occluder_core((left[0], np.where(left[1] < 0.5, 255, 0).astype(np.uint8)), ctx)
+    if cut is not None:
+        r = max(1, int(round(NEAR_OCCLUDER * float(np.ptp(pts, 0).max()))))
+        near = cv2.dilate(core.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)) > 0
+        region |= cut & near
+    allowed, _ = trusted(np.where(region, 255, 0).astype(np.uint8), pts, MAX_KEPT_CHECKED)
+    return None if allowed is None else allowed >= 128
+
+
+def clean_kept(masked: list, kept: int) -> list:
+    """Indices of the `kept` references taken with no occluder found in front (`masked` None there);
+    none where the greyed twins are out of step with them (a failed embedding: fail closed)."""
+    return [i for i, m in enumerate(masked) if m is None] if len(masked) == kept else []
+
+
+def behind_level(st, level: int) -> int:
+    """The restorer level of a candidate of a track at `level` in `STEPS`: at least BEHIND_MIN_LEVEL
+    while it is measured against the person behind an occluder (`st.now_behind` set)."""
+    return level if st.now_behind is None else max(level, BEHIND_MIN_LEVEL)
+
+
+def references(st, plain: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The (dlib, EdgeFace) references a track's output is measured against: the kept ones and this
+    frame's person (`st.now`, where not among them). For an output that shows what is in front of the
+    face this frame (`st.now_behind` set) and not `plain`: the kept references taken with nothing in
+    front, and this frame's person with what the output shares painted in."""
+    if plain or st.now_behind is None:
+        now = [] if st.now is None else [st.now]
+        return (np.array(st.refs + [n[0] for n in now]), np.array(st.edge_refs + [n[1] for n in now]))
+    clean = clean_kept(st.masked_refs, len(st.refs))
+    return (np.array([st.refs[i] for i in clean] + [st.now_behind[0]]),
+            np.array([st.edge_refs[i] for i in clean] + [st.now_behind[1]]))
+
+
+def person_behind(two, st, ctx_rgb: np.ndarray, ctx: Crop, pts: np.ndarray, left: Optional[tuple[Crop, np.ndarray]],
+                  occluder: Optional[tuple[Crop, np.ndarray]]) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """This frame's person (in `ctx_rgb`, points `pts` in it) with what its output shares because
+    something is in front of the face (`shared_region`) painted in from around it: (dlib, EdgeFace),
+    memory only; None where the plain references stand. Painted in, not greyed: on bench_footage.py's
+    multi_person near face (seed 1, frame 18, a hand over the mouth) the grey still held all 24
+    candidates of the frame's search over the limits (painted in: one passed)."""
+    region = shared_region(left, occluder, ctx, pts, st.masked_refs, len(st.refs))
+    return None if region is None else two.person(filled_in(ctx_rgb, region), pts)
+
+
+def filled_in(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A copy of `rgb` with the pixels of `mask` (bool) painted in from around them (cv2.inpaint)."""
+    return cv2.inpaint(np.ascontiguousarray(rgb), mask.astype(np.uint8) * 255, 3, cv2.INPAINT_TELEA)

@@ -167,6 +167,9 @@ class _Track:
     refs: list = field(default_factory=list)  # the person's dlib embeddings: memory only
     edge_refs: list = field(default_factory=list)  # the person's EdgeFace embeddings: memory only
     now: Optional[tuple] = None  # the person at the frame being checked (dlib, EdgeFace): memory only
+    # ... with what its output shares because something is in front painted in (guard_occluded_refs): memory only
+    now_behind: Optional[tuple] = None
+    checked_behind: bool = False  # the last full check measured it against the person behind an occluder
     ref_poses: list = field(default_factory=list)
     # beside each reference: the person with that frame's occluder greyed, or None (guard_occluded_refs.py): memory only
     masked_refs: list = field(default_factory=list)

@@ -14,7 +14,7 @@ from ideud.models import facemesh as fm
 from ideud.models.recognizer import THRESHOLD as DLIB_THRESHOLD
 from ideud.models.recognizers import TwoRecognizers, edge_views
 from ideud.stream import blend as bl
-from ideud.stream.guard_occluded_refs import greyed, in_context
+from ideud.stream.guard_occluded_refs import clean_kept, filled_in, greyed, in_context, shared_region
 from ideud.stream.guard_policy import redrawn_small, same_output, surroundings_mode
 from ideud.stream.render import crop_for, render, render_mask
 from ideud.stream.restore_worker import RestoreWorker
@@ -278,21 +278,30 @@ def output_drifted(two: TwoRecognizers, frame, r, current: tuple, st, limit: flo
     or kept (`limit` is the re-check's own, Policy.edge_limit: the chip is the mildest of the re-check's
     views, 0.01-0.02 lower, so an output held near it can pass a look and fail the re-check). A face
     `guard_policy.redrawn_small` is looked at through the check's 0.95-scale view too, and by dlib
-    against the kept references: under `dlib_floor` a re-check is due as well."""
+    against the kept references: under `dlib_floor` a re-check is due as well. A face that shows what
+    is in front of it is looked at as a re-check measures it (guard_occluded_refs.shared_region)."""
     if st.output_edge is None or not st.edge_refs:
         return True  # nothing to compare with: check in full
     ctx = context_crop(frame, r, current[0].target + current[0].crop.offset)
     ctx_rgb = bl.crop_rgb(frame, ctx)
     img, pts = candidate_output(ctx_rgb, ctx, *current, surroundings_mode(st.step), occluder=st.occluder)
     closer = redrawn_small(st, r)
-    person, *outputs = two.chip_embeddings([edge_views(ctx_rgb, np.asarray(r.landmarks)[:, :2] - ctx.offset, full=False)[0],
+    # what is in front of the face, kept original in the output, painted in in the person (as a re-check does)
+    at = np.asarray(r.landmarks)[:, :2] - ctx.offset
+    shared = shared_region(occluder_keep(frame, r, current[0]), st.occluder, ctx, at, st.masked_refs, len(st.refs))
+    clean = None if shared is None else clean_kept(st.masked_refs, len(st.refs))
+    edge_refs, dlib_refs = ((st.edge_refs, st.refs) if clean is None else
+                            ([st.edge_refs[i] for i in clean], [st.refs[i] for i in clean]))
+    person, *outputs = two.chip_embeddings([edge_views(ctx_rgb if shared is None else filled_in(ctx_rgb, shared),
+                                                       at, full=False)[0],
                                             *edge_views(img, pts, full="wide" if closer else False)])
     chip = outputs[0]
-    st.looked, st.since_look = (frame.index, chip, person), 0  # a re-check of this frame embeds neither again
-    refs = np.vstack([np.asarray(st.edge_refs, np.float32), person[None]])
+    # a re-check of this frame embeds neither again (the person painted in: the plain one is embedded there)
+    st.looked, st.since_look = (frame.index, chip, person if shared is None else None), 0
+    refs = np.vstack([np.asarray(edge_refs, np.float32).reshape(-1, person.shape[0]), person[None]])
     refs /= np.maximum(np.linalg.norm(refs, axis=1, keepdims=True), 1e-12)
     # close to `limit`: looked at again next face-frame (look_due)
     st.look_similarity = float((refs @ np.asarray(outputs).T).max())
     if st.look_similarity > limit or not same_output(float(chip @ st.output_edge), st.distance, tau):
         return True
-    return closer and two.dlib_distance(img, pts, st.refs, full=False) < dlib_floor
+    return closer and two.dlib_distance(img, pts, dlib_refs, full=False) < dlib_floor

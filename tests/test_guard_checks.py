@@ -253,7 +253,7 @@ def test_a_drifted_output_is_judged_against_the_person_of_its_own_frame():
     st = gd._Track(seed=1)
     st.edge_refs = [g.two.person(b_rgb, b_lm)[1]]
     whole = Crop(0, 0, a_rgb.shape[1], a_rgb.shape[0])
-    rendered = SimpleNamespace(crop=whole, target=a_lm, mask=np.ones(a_rgb.shape[:2], np.float32))
+    rendered = SimpleNamespace(crop=whole, target=a_lm, mask=np.ones(a_rgb.shape[:2], np.float32), occluded=0.0)
     current = (rendered, SimpleNamespace(image=a_rgb), a_rgb)
     r = SimpleNamespace(landmarks=np.c_[a_lm, np.zeros(len(a_lm))], yaw=0.0, pitch=0.0)
     frame = frame_of(a_rgb)
@@ -465,7 +465,8 @@ def test_a_small_face_drawn_without_its_surroundings_is_looked_at_by_dlib_too_an
         st.refs = [g.two.person(out_rgb, out_lm)[0]]
         st.edge_refs = [g.two.person(frame_rgb, b_lm * f)[1]]
         whole = Crop(0, 0, size[0], size[1])
-        rendered = SimpleNamespace(crop=whole, target=out_lm, mask=np.ones(out_rgb.shape[:2], np.float32))
+        rendered = SimpleNamespace(crop=whole, target=out_lm, mask=np.ones(out_rgb.shape[:2], np.float32),
+                                   occluded=0.0)
         current = (rendered, SimpleNamespace(image=out_rgb), out_rgb)
         frame = frame_of(frame_rgb)
         ctx = gv.context_crop(frame, r, out_lm)

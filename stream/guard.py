@@ -104,7 +104,8 @@ from ideud.models.recognizers import TwoRecognizers
 from ideud.stream import blend as bl
 from ideud.stream.guard_ahead import batch_size, can_look_ahead, next_batch, settle, start_batch
 from ideud.stream.guard_inversion import inverses_for, undone_by_edgeface, undone_passes_dlib
-from ideud.stream.guard_occluded_refs import behind_level, kept_references, masked_reference, person_behind, references
+from ideud.stream.guard_occluded_refs import (behind_level, kept_references, masked_reference, note_behind, person_behind,
+                                              references)
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, LOOK_SHARE, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
                                        STEPS, Policy, _Track, count_fallback, face_size, look_due, near_frontal, note_tried, redrawn_small,
                                        step_candidates, surroundings_mode, pose_moved_since_check, resized_since_check,
@@ -330,8 +331,7 @@ class PrivacyGuard:
         new_reference = self._add_reference(st, ctx_rgb, ctx, r, occluder, edge=None if looked is None else looked[2])
         occ = occluder_keep(frame, r, current[0])  # what this frame's own render left original
         st.now_behind = person_behind(self.two, st, ctx_rgb, ctx, r.landmarks[:, :2] - ctx.offset, occ, occluder)
-        # dlib's last distance stands only against the same kind of references (`output_unchanged`)
-        behind, st.checked_behind = st.checked_behind or st.now_behind is not None, st.now_behind is not None
+        behind = note_behind(st)  # dlib's last distance stands only against the same kind of references
         if st.cursor is not None:  # a search spread over frames goes on
             return self._search(frame, tid, st, r, ctx, ctx_rgb, st.cursor[0], None, occ)
         margin = False  # a relinked face must pass with the search's margins at its first check (preset)

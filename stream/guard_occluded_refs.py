@@ -160,6 +160,17 @@ def behind_level(st, level: int) -> int:
     return level if st.now_behind is None else max(level, BEHIND_MIN_LEVEL)
 
 
+def note_behind(st) -> bool:
+    """After `person_behind` at a full check: counts it (the report's `checks_behind_occluder`) and
+    keeps whether it measured against the person behind an occluder (`st.checked_behind`: checked again
+    once the occluder has gone). True where this check or the last one did: a dlib distance measured
+    against one kind of references does not stand for the other."""
+    now = st.now_behind is not None
+    was, st.checked_behind = st.checked_behind, now
+    st.checks_behind += now
+    return was or now
+
+
 def references(st, plain: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The (dlib, EdgeFace) references a track's output is measured against: the kept ones and this
     frame's person (`st.now`, where not among them). For an output that shows what is in front of the

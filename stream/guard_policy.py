@@ -170,6 +170,7 @@ class _Track:
     # ... with what its output shares because something is in front painted in (guard_occluded_refs): memory only
     now_behind: Optional[tuple] = None
     checked_behind: bool = False  # the last full check measured it against the person behind an occluder
+    checks_behind: int = 0  # ... full checks that did
     ref_poses: list = field(default_factory=list)
     # beside each reference: the person with that frame's occluder greyed, or None (guard_occluded_refs.py): memory only
     masked_refs: list = field(default_factory=list)
@@ -238,7 +239,8 @@ def track_report(st: _Track, policy: Policy) -> dict:
             "tau": policy.tau, "edgeface_max": policy.edge_max,
             "step": st.step, "level": st.level, "sigma": round(st.sigma, 4),
             "surroundings_filled": st.surroundings_filled, "surroundings_blurred": st.surroundings == "blur",
-            "checks": st.checks, "searches": st.searches, "candidates": st.candidates,
+            "checks": st.checks, "checks_behind_occluder": st.checks_behind, "searches": st.searches,
+            "candidates": st.candidates,
             "fallback_frames": st.fallback_frames, "fallback_why": dict(st.fallback_why),
             "mosaic_strength": st.mosaic,
             "inversion": {"checks": st.inversion_checks, "refused": st.inversion_refused,

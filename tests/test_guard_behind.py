@@ -11,7 +11,7 @@ import numpy as np
 from footage import portrait_mesh
 from ideud.models import facemesh as fm
 from ideud.stream import guard as gd
-from ideud.stream.guard_occluded_refs import BEHIND_MIN_LEVEL, behind_level, references, shared_region
+from ideud.stream.guard_occluded_refs import BEHIND_MIN_LEVEL, behind_level, note_behind, references, shared_region
 from ideud.stream.guard_policy import STEPS, _Track
 from ideud.stream.types import Crop
 
@@ -97,3 +97,13 @@ def test_a_face_checked_behind_an_occluder_is_checked_again_once_it_has_gone():
     assert g._due(st, 1, r, rendered)  # the hand gone: measured against the person as they are now
     st.checked_behind = False
     assert not g._due(st, 1, r, rendered)
+
+
+def test_checks_behind_an_occluder_are_counted_and_a_dlib_distance_stands_only_within_one_kind():
+    st = _Track(seed=1)
+    assert note_behind(st) is False and st.checks_behind == 0  # plain, after plain
+    st.now_behind = (np.zeros(4), np.zeros(3))
+    assert note_behind(st) is True and st.checked_behind and st.checks_behind == 1
+    st.now_behind = None
+    assert note_behind(st) is True and not st.checked_behind  # plain after behind: not the same references
+    assert note_behind(st) is False and st.checks_behind == 1

@@ -114,6 +114,7 @@ def test_a_hand_over_a_face_keeps_its_pixels_rendered_or_obfuscated(tmp_path):
     near = next(t for t in reps[0]["tracks"] if t["first_frame"] == 0 and t["last_frame"] == 39
                 and t["privacy"]["status"] == "verified")
     assert near["fallback_frames"] <= 3, near  # rendered behind the hand (the frame it arrives in may not be)
+    assert near["privacy"]["checks_behind_occluder"] >= 1, near["privacy"]
 
     def hand_numbers(out):
         hand_in, hand_out = [], []

@@ -86,9 +86,9 @@ numbers reached, the escalation step, the frames obfuscated and why, the mosaic 
 two numbers; no embedding, ID code or crop. Which candidate was kept depends on the face (a few
 bits); the candidates are drawn from the track seed.
 
-Batch runs that split a video: `decision(track)` is the (step, candidate) a track uses and
-`preset(track, seed, choice)` starts the same person's track in another segment from it (checked
-like a re-check), so that the segments keep one new face.
+Batch runs that split a video: `decision(track)` is the (step, candidate, restorer level) a track
+uses and `preset(track, seed, choice)` starts the same person's track in another segment from it
+(checked like a re-check), so that the segments keep one new face (the level: one drawn behind a hand).
 """
 from __future__ import annotations
 
@@ -336,9 +336,9 @@ class PrivacyGuard:
             return self._search(frame, tid, st, r, ctx, ctx_rgb, st.cursor[0], None, occ)
         margin = False  # a relinked face must pass with the search's margins at its first check (preset)
         if st.status == "pending" and st.preset is not None:
-            (step, k), margin = st.preset, st.preset_margin
+            (step, k, *level), margin = st.preset, st.preset_margin  # (a level: the one it was drawn at)
             st.preset = None
-            self._apply(st, tid, step, k)
+            self._apply(st, tid, step, k, *level)
             current = with_occluders(render_candidate(self.identity, self.restorer, frame, tid, r, st.level,
                                                       st.appearance), occ, OCCLUDED_MAX)
             st.status = "verified"
@@ -374,22 +374,22 @@ class PrivacyGuard:
             start, first = 0, (current if st.status == "pending" else None)
         return self._search(frame, tid, st, r, ctx, ctx_rgb, start, first, occ)
 
-    def _candidate(self, st: _Track, step: int, k: int) -> tuple:
-        """(noise, restorer level, appearance seed, sigma) of candidate k of a step: from the track seed only."""
-        mult, level = STEPS[step][0], behind_level(st, STEPS[step][1])
+    def _candidate(self, st: _Track, step: int, k: int, level: Optional[int] = None) -> tuple:
+        """(noise, restorer level (unless given), appearance seed, sigma) of candidate k of a step: from the seed only."""
+        mult, level = STEPS[step][0], behind_level(st, STEPS[step][1]) if level is None else int(level)
         if step == 0 and k == 0:
             return perturbation(st.seed, self.sigma), level, st.seed, self.sigma
         return (perturbation(_mix(st.seed, step, k), mult * self.sigma), level, _mix(st.seed, step, k, 1),
                 mult * self.sigma)
 
-    def _apply(self, st: _Track, tid: int, step: int, k: int) -> None:
-        noise, level, seed, sigma = self._candidate(st, step, k)
+    def _apply(self, st: _Track, tid: int, step: int, k: int, level: Optional[int] = None) -> None:
+        noise, level, seed, sigma = self._candidate(st, step, k, level)
         self.identity.set_noise(tid, noise)
-        st.step, st.level, st.appearance, st.sigma, st.choice = step, level, seed, sigma, (step, k)
+        st.step, st.level, st.appearance, st.sigma, st.choice = step, level, seed, sigma, (step, k, level)
         st.version += 1  # every way to "verified" goes through here
 
     def decision(self, track_id: int) -> Optional[tuple]:
-        """The (step, candidate) a verified track uses; nothing of the person is in it."""
+        """The (step, candidate, restorer level) a verified track uses; nothing of the person is in it."""
         st = self._tracks.get(track_id)
         return st.choice if st is not None and st.status == "verified" else None
 
@@ -409,7 +409,7 @@ class PrivacyGuard:
         batch run, same track seed): it is checked at the track's first frame like a re-check,
         and searched again only if it fails there, so segments keep one new face."""
         st = self._tracks.setdefault(track_id, _Track(seed=seed, appearance=seed, sigma=self.sigma))
-        st.preset, st.preset_margin = (int(choice[0]), int(choice[1])), margin
+        st.preset, st.preset_margin = tuple(int(c) for c in choice[:3]), margin
 
     def _search(self, frame, tid: int, st: _Track, r, ctx: Crop, ctx_rgb, start: int, first,
                 occ=None) -> Optional[tuple]:

@@ -195,7 +195,7 @@ class _Track:
     checked_detail: Optional[float] = None  # ... and at the last check
     frozen_seen: bool = False
     provisional: bool = False  # verified at a frame that was not near-frontal
-    choice: Optional[tuple] = None  # (step, candidate) in use: no identity in it, shareable (batch)
+    choice: Optional[tuple] = None  # (step, candidate, restorer level) in use: no identity in it, shareable (batch)
     preset: Optional[tuple] = None  # a choice made elsewhere for this track, to check first
     preset_margin: bool = False  # ... with the search's margins (a returning person's face: stream/relink.py)
     cursor: Optional[list] = None  # a search under way: [step, candidate, noise before]
@@ -249,7 +249,7 @@ def track_report(st: _Track, policy: Policy) -> dict:
             "mosaic_check": None if st.mosaic_check is None else
             {"dlib": rnd(st.mosaic_check[0]), "edgeface": rnd(st.mosaic_check[1])},
             "refreshed": st.refreshed, "dlib_reused": st.dlib_reused, "seconds": round(st.seconds, 3),
-            # (step, candidate) of a verified track: nothing of the person, shareable (batch segments)
+            # (step, candidate, restorer level) of a verified track: nothing of the person, shareable (batch segments)
             "choice": list(st.choice) if st.status == "verified" and st.choice is not None else None}
 
 

@@ -107,3 +107,22 @@ def test_checks_behind_an_occluder_are_counted_and_a_dlib_distance_stands_only_w
     st.now_behind = None
     assert note_behind(st) is True and not st.checked_behind  # plain after behind: not the same references
     assert note_behind(st) is False and st.checks_behind == 1
+
+
+def test_a_choice_carries_the_level_it_was_drawn_at_to_another_segment_or_a_returning_track():
+    g = gd.PrivacyGuard.__new__(gd.PrivacyGuard)
+    g.sigma, g._tracks = 0.25, {}
+    g.identity = SimpleNamespace(set_noise=lambda tid, noise: None)
+    behind = _Track(seed=1)
+    behind.now_behind = (np.zeros(4), np.zeros(3))
+    fill = next(i for i, (_, lv) in enumerate(STEPS) if i >= 12 and lv < BEHIND_MIN_LEVEL)
+    g._apply(behind, 1, fill, 0)  # chosen behind a hand: drawn at level 3
+    assert behind.level == BEHIND_MIN_LEVEL and behind.choice == (fill, 0, BEHIND_MIN_LEVEL)
+    g.preset(7, 1, list(behind.choice))  # as the report and the batch stitch hand it on
+    assert g._tracks[7].preset == behind.choice
+    other = _Track(seed=1)  # nothing in front at its first frame: the same face all the same
+    g._apply(other, 7, *g._tracks[7].preset)
+    assert other.level == behind.level and other.choice == behind.choice
+    g.preset(8, 1, [fill, 0])  # a choice without a level (an older report): the step's own
+    g._apply(other, 8, *g._tracks[8].preset)
+    assert other.level == STEPS[fill][1]

@@ -109,7 +109,7 @@ from ideud.stream.guard_occluded_refs import (behind_level, kept_references, mas
 from ideud.stream.guard_policy import (EDGE_THRESHOLDS, LOOK_SHARE, MAX_REFERENCES, MODES, POLICIES, SAME_OUTPUT,  # noqa: F401
                                        STEPS, Policy, _Track, count_fallback, face_size, look_due, near_frontal, note_tried, redrawn_small,
                                        step_candidates, surroundings_mode, pose_moved_since_check, resized_since_check,
-                                       retry_due, same_output, sharper_since_check, track_report)
+                                       retry_due, same_output, sharper_since_check, track_report, occluder_changed_since_check)
 from ideud.stream.guard_views import (_mix, candidate_output, context_crop, face_detail,  # noqa: F401
                                       finish_candidate, kept_occluder_passes, looks_like_face, obfuscated,
                                       occluder_keep, output_drifted, render_candidate, seen_then_dlib, verified_mosaic,
@@ -283,9 +283,8 @@ class PrivacyGuard:
         pose_moved = pose_moved_since_check(p, st, r, 1.0)
         resized = resized_since_check(p, st, r)
         frozen = self.identity.is_frozen(tid)
-        # more left original (an occluder gone), or checked against the person behind one that has gone
-        uncovered = (rendered.occluded > st.last_occluded + p.occluded_delta
-                     or (st.checked_behind and st.occluder is None))
+        # more left original (an occluder gone), or what is in front changed as the last check did not see
+        uncovered = rendered.occluded > st.last_occluded + p.occluded_delta or occluder_changed_since_check(st)
         return (pose_moved or resized or uncovered or (frozen and not st.frozen_seen)
                 or (st.provisional and near_frontal(r)) or sharper_since_check(p, st))
 

@@ -163,10 +163,11 @@ def behind_level(st, level: int) -> int:
 def note_behind(st) -> bool:
     """After `person_behind` at a full check: counts it (the report's `checks_behind_occluder`) and
     keeps whether it measured against the person behind an occluder (`st.checked_behind`: checked again
-    once the occluder has gone). True where this check or the last one did: a dlib distance measured
-    against one kind of references does not stand for the other."""
+    once the occluder has gone) and whether one was in front (`st.checked_occluder`; both read by
+    guard_policy.occluder_changed_since_check). True where this check or the last one measured behind
+    an occluder: a dlib distance measured against one kind of references does not stand for the other."""
     now = st.now_behind is not None
-    was, st.checked_behind = st.checked_behind, now
+    was, st.checked_behind, st.checked_occluder = st.checked_behind, now, st.occluder is not None
     st.checks_behind += now
     return was or now
 

@@ -171,6 +171,7 @@ class _Track:
     now_behind: Optional[tuple] = None
     checked_behind: bool = False  # the last full check measured it against the person behind an occluder
     checks_behind: int = 0  # ... full checks that did
+    checked_occluder: bool = False  # an occluder was found in front at the last full check
     ref_poses: list = field(default_factory=list)
     # beside each reference: the person with that frame's occluder greyed, or None (guard_occluded_refs.py): memory only
     masked_refs: list = field(default_factory=list)
@@ -332,6 +333,17 @@ def retry_due(p: Policy, st: _Track, r, frozen: bool = False) -> bool:
     if resized_since_check(p, st, r):
         return True  # come nearer or gone further: the recognizers see another face (and a search more steps)
     return abs(r.yaw - st.last_pose[0]) >= p.pose_delta or abs(r.pitch - st.last_pose[1]) >= p.pose_delta
+
+
+def occluder_changed_since_check(st: _Track) -> bool:
+    """What is in front of the face (`st.occluder`, this frame's) changed since the last full check
+    in a way that check did not see: it was measured against the person behind an occluder that has
+    gone (its references were others), or its surroundings are blurred or filled and an occluder came
+    or went (next to a kept occluder they take its colour: one the stage misread, the person's own ear,
+    spread its skin over the blurred outline in one frame, multi_person strict seed 1 frame 54,
+    EdgeFace 0.166 -> 0.223 at bench_footage.py's judge, with no check in between)."""
+    return ((st.checked_behind and st.occluder is None)
+            or (st.surroundings is not None and (st.occluder is not None) != st.checked_occluder))
 
 
 def note_tried(p: Policy, st: _Track, d: Optional[float], s: float) -> None:

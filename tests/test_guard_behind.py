@@ -12,7 +12,7 @@ from footage import portrait_mesh
 from ideud.models import facemesh as fm
 from ideud.stream import guard as gd
 from ideud.stream.guard_occluded_refs import BEHIND_MIN_LEVEL, behind_level, note_behind, references, shared_region
-from ideud.stream.guard_policy import STEPS, _Track
+from ideud.stream.guard_policy import BLUR_FROM, STEPS, _Track
 from ideud.stream.types import Crop
 
 
@@ -97,6 +97,18 @@ def test_a_face_checked_behind_an_occluder_is_checked_again_once_it_has_gone():
     assert g._due(st, 1, r, rendered)  # the hand gone: measured against the person as they are now
     st.checked_behind = False
     assert not g._due(st, 1, r, rendered)
+    # drawn with its surroundings blurred (a step from BLUR_FROM on): an occluder coming or going is a
+    # change the last check did not see (next to a kept occluder the blur takes its colour)
+    st.step = BLUR_FROM
+    assert not g._due(st, 1, r, rendered)
+    st.occluder = (Crop(0, 0, 4, 4), np.full((4, 4), 255, np.uint8))
+    assert g._due(st, 1, r, rendered)  # one came (a misread ear: multi_person strict seed 1, frame 54)
+    st.checked_occluder = True
+    assert not g._due(st, 1, r, rendered)
+    st.occluder = None
+    assert g._due(st, 1, r, rendered)  # ... and went
+    st.step = 0
+    assert not g._due(st, 1, r, rendered)  # surroundings as they are: the occluder's pixels are the frame's
 
 
 def test_checks_behind_an_occluder_are_counted_and_a_dlib_distance_stands_only_within_one_kind():

@@ -287,10 +287,8 @@ def _obfuscate_keeping(frame: Frame, crop: Crop, mode: str, strength: int, kept:
         else:
             fill = np.full(region.shape, float(int(mean + 0.5)) if strength == 0 else 128.0, np.float32)
         old = region.astype(np.float32)
-        key = (id(edge_src[i]), region.shape)
-        if key not in edges:
-            edges[key] = _occluder_edge(edge_of[i], reach if i == 0 else reach / sx)
-        fill = _toward_occluder(fill, old, edges[key])
+        fill = _toward_occluder(fill, old, edges, (id(edge_src[i]), region.shape), edge_of[i],
+                                reach if i == 0 else reach / sx)
         out = np.clip(fill + k * (old - fill) + 0.5, 0, 255).astype(np.uint8)
         np.copyto(region, out, where=k < 1.0)  # the occluder's own pixels are not written at all
 
@@ -311,12 +309,16 @@ def _occluder_edge(k: np.ndarray, reach: float) -> Optional[tuple[np.ndarray, np
     return core, labels, np.clip(2.0 - dist / max(reach, 1e-3), 0.0, 1.0)
 
 
-def _toward_occluder(fill: np.ndarray, old: np.ndarray, edge: Optional[tuple]) -> np.ndarray:
-    """`fill` taking the colour of the nearest kept occluder pixel of `old` next to it (`edge`:
-    `_occluder_edge`'s, or None: as it is)."""
-    if edge is None:
+def _toward_occluder(fill: np.ndarray, old: np.ndarray, edges: dict, key: tuple, k: np.ndarray,
+                     reach: float) -> np.ndarray:
+    """`fill` taking the colour of the nearest kept occluder pixel of `old` (`k` >= 0.5) within `reach`
+    of it (`_occluder_edge`, its geometry kept in `edges` under `key`: the planes that share a keep mask,
+    chroma or RGB, share it)."""
+    if key not in edges:
+        edges[key] = _occluder_edge(k, reach)
+    if edges[key] is None:
         return fill
-    core, labels, weight = edge
+    core, labels, weight = edges[key]
     colour = np.zeros(int(labels.max()) + 1, np.float32)
     colour[labels[core]] = old[core]  # DIST_LABEL_PIXEL: each kept pixel its own label
     return fill + weight * (colour[labels] - fill)
@@ -330,6 +332,14 @@ def surroundings(crop: Crop, target: np.ndarray, width: int, height: int,
     without its occluder cuts), feathered, as a keep factor: (box, keep). `occluder`: (crop, mask)
     of what the occlusion stage found in front of the face this frame (a hand reaching past the
     oval), kept too, as an obfuscated face keeps it."""
+    box, keep, _ = _surroundings_held(crop, target, width, height, occluder)
+    return box, keep
+
+
+def _surroundings_held(crop: Crop, target: np.ndarray, width: int, height: int,
+                       occluder: Optional[tuple[Crop, np.ndarray]]) -> tuple[Crop, np.ndarray, Optional[np.ndarray]]:
+    """`surroundings`, and the occluder alone on its box (`occluder_on`: what the fill and the blur
+    colour next to)."""
     pts = np.asarray(target, np.float64)[:, :2] + crop.offset
     lo, hi = pts.min(0), pts.max(0)
     (w, h), (left, top, right, bottom) = hi - lo, SURROUNDINGS
@@ -339,7 +349,7 @@ def surroundings(crop: Crop, target: np.ndarray, width: int, height: int,
     face = fm.face_polygon_mask(box.shape, pts - box.offset).astype(np.float32)
     keep = cv2.GaussianBlur(face, (0, 0), max(1.0, 0.015 * float(max(w, h))))
     held = occluder_on(box, occluder)
-    return box, keep if held is None else np.maximum(keep, held)
+    return box, keep if held is None else np.maximum(keep, held), held
 
 
 def occluder_on(box: Crop, occluder: Optional[tuple[Crop, np.ndarray]]) -> Optional[np.ndarray]:
@@ -361,11 +371,10 @@ def fill_surroundings(frame: Frame, crop: Crop, target: np.ndarray,
     """The surroundings of a face (`surroundings`) filled flat in their own mean colour, in place, as
     `obfuscate` fills a box (strength 0); the face oval (and `occluder`) kept for the new face to be
     pasted over."""
-    box, keep = surroundings(crop, target, frame.width, frame.height, occluder)
+    box, keep, held = _surroundings_held(crop, target, frame.width, frame.height, occluder)
     # next to a kept occluder the fill takes its colour, as an obfuscated face's does (the stage's outline
     # ends at the face oval and runs inside the hand's own: a hand's rim below the jaw was filled flat,
     # 32 dB; tests/test_surroundings.py), never next to the face oval, whose pixels the new face covers
-    held = occluder_on(box, occluder)
     obfuscate(frame, np.array([box.x0, box.y0, box.x1, box.y1], float), "pixelate", grow=0.0, strength=0,
               keep=(box, keep), occluder_edge=held is not None, edge_keep=None if held is None else (box, held))
 
@@ -379,7 +388,7 @@ def blur_surroundings(frame: Frame, crop: Crop, target: np.ndarray,
     lose their shapes: the milder way the guard tries before `fill_surroundings`. Next to a kept
     occluder they take its colour, as the fill does (the stage's outline runs inside the hand's own:
     its rim below the jaw was blurred into the background, 34 dB on bench_footage.py's multi_person)."""
-    box, keep = surroundings(crop, target, frame.width, frame.height, occluder)
+    box, keep, held = _surroundings_held(crop, target, frame.width, frame.height, occluder)
     pts = np.asarray(target, np.float64)[:, :2]
     size = float(np.ptp(pts, 0).max())
     kept = _kept_planes(frame, box, (box, keep)) or [np.zeros(box.shape, np.float32)] * 3
@@ -387,7 +396,6 @@ def blur_surroundings(frame: Frame, crop: Crop, target: np.ndarray,
     frame.touched.append(box)
     chroma_box = _chroma_box(frame, box)
     sx = chroma_box[4]
-    held = occluder_on(box, occluder)
     held = None if held is None else _kept_planes(frame, box, (box, held))
     edge_of = {} if held is None else {i: k for i, _, k in _kept_regions(frame, box, held, chroma_box)}
     reach, edges = max(1.0, OCCLUDER_REACH * float(max(box.shape))), {}  # as the fill's (`obfuscate` of the box)
@@ -401,11 +409,9 @@ def blur_surroundings(frame: Frame, crop: Crop, target: np.ndarray,
         blurred = np.where(den > 1e-3, num / np.maximum(den, 1e-3), mean)
         w = free * f[:region.shape[0], :region.shape[1]]
         old = region.astype(np.float32)
-        if i in edge_of:  # the chroma planes share one mask, so one geometry
-            key = id(edge_of[i])
-            if key not in edges:
-                edges[key] = _occluder_edge(edge_of[i], reach if i == 0 else reach / sx)
-            blurred = _toward_occluder(blurred, old, edges[key])
+        if i in edge_of:
+            blurred = _toward_occluder(blurred, old, edges, (id(held[i]), region.shape), edge_of[i],
+                                       reach if i == 0 else reach / sx)
         out = np.clip(old + w * (blurred - old) + 0.5, 0, 255).astype(np.uint8)
         np.copyto(region, out, where=w > 0.0)
 

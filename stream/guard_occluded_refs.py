@@ -180,9 +180,14 @@ def references(st, plain: bool = False) -> tuple[np.ndarray, np.ndarray]:
     if plain or st.now_behind is None:
         now = [] if st.now is None else [st.now]
         return (np.array(st.refs + [n[0] for n in now]), np.array(st.edge_refs + [n[1] for n in now]))
+    dlib, edge = clean_references(st)
+    return np.array(dlib + [st.now_behind[0]]), np.array(edge + [st.now_behind[1]])
+
+
+def clean_references(st) -> tuple[list, list]:
+    """(dlib, EdgeFace) of the kept references taken with nothing in front (`clean_kept`)."""
     clean = clean_kept(st.masked_refs, len(st.refs))
-    return (np.array([st.refs[i] for i in clean] + [st.now_behind[0]]),
-            np.array([st.edge_refs[i] for i in clean] + [st.now_behind[1]]))
+    return [st.refs[i] for i in clean], [st.edge_refs[i] for i in clean]
 
 
 def person_behind(two, st, ctx_rgb: np.ndarray, ctx: Crop, pts: np.ndarray, left: Optional[tuple[Crop, np.ndarray]],

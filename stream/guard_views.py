@@ -14,7 +14,7 @@ from ideud.models import facemesh as fm
 from ideud.models.recognizer import THRESHOLD as DLIB_THRESHOLD
 from ideud.models.recognizers import TwoRecognizers, edge_views
 from ideud.stream import blend as bl
-from ideud.stream.guard_occluded_refs import clean_kept, filled_in, greyed, in_context, shared_region
+from ideud.stream.guard_occluded_refs import clean_references, filled_in, greyed, in_context, shared_region
 from ideud.stream.guard_policy import redrawn_small, same_output, surroundings_mode
 from ideud.stream.render import crop_for, render, render_mask
 from ideud.stream.restore_worker import RestoreWorker
@@ -289,9 +289,7 @@ def output_drifted(two: TwoRecognizers, frame, r, current: tuple, st, limit: flo
     # what is in front of the face, kept original in the output, painted in in the person (as a re-check does)
     at = np.asarray(r.landmarks)[:, :2] - ctx.offset
     shared = shared_region(occluder_keep(frame, r, current[0]), st.occluder, ctx, at, st.masked_refs, len(st.refs))
-    clean = None if shared is None else clean_kept(st.masked_refs, len(st.refs))
-    edge_refs, dlib_refs = ((st.edge_refs, st.refs) if clean is None else
-                            ([st.edge_refs[i] for i in clean], [st.refs[i] for i in clean]))
+    dlib_refs, edge_refs = (st.refs, st.edge_refs) if shared is None else clean_references(st)
     person, *outputs = two.chip_embeddings([edge_views(ctx_rgb if shared is None else filled_in(ctx_rgb, shared),
                                                        at, full=False)[0],
                                             *edge_views(img, pts, full="wide" if closer else False)])

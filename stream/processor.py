@@ -35,7 +35,7 @@ from ideud.stream.relink import relinker_for
 from ideud.stream.face_work import render_and_cut, take_answers
 from ideud.stream.render import crop_for
 from ideud.stream.restore import restorer_for
-from ideud.stream.restore_processes import RestoreProcesses, rebuild_kwargs, wanted
+from ideud.stream.restore_processes import RestoreProcesses, cpu_report, rebuild_kwargs, wanted
 from ideud.stream.restore_worker import RestoreWorker
 from ideud.stream.retract import Retraction
 from ideud.stream.scene import CutDetector
@@ -486,6 +486,7 @@ class FaceProcessor:
                 "privacy": self.guard.summary() if self.guard is not None else {"mode": "off"},
                 **({"restore_worker": {"ahead": self.restore_ahead, **self.worker.stats()}}
                    if self.worker is not None else {}),
+                "cpu_s": cpu_report(self.restorer),
                 **({"frame_log": self.frame_log} if self.o.frame_log else {})}
 
     def close(self):

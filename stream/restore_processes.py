@@ -41,6 +41,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from multiprocessing.connection import Connection
 from typing import Optional, Sequence
 
@@ -111,6 +112,8 @@ def _answer_call(restorer, occlusion, op: str, arg, drops: list):
         return run_entries(arg, restorer, occlusion)
     if op == "warmup":
         return restorer.warmup()
+    if op == "cpu":  # this process's CPU seconds so far (the run's report: which process bounds it)
+        return time.process_time()
     fn = getattr(restorer, op, None)  # forget, picks_of, preset_picks: per-track state, where kept
     return fn(*arg) if fn is not None else ({} if op == "picks_of" else None)
 
@@ -203,6 +206,7 @@ class RestoreProcesses:
         self._drops: dict[int, list] = {}  # process -> tracks ended since its last call
         self._drops_lock = threading.Lock()
         self._conns, self._procs = [], []
+        self._cpu_at_close: Optional[list] = None
         try:
             for _ in range(n):
                 conn, proc = _take_or_start(_spec(restorer.name, kwargs))
@@ -323,7 +327,22 @@ class RestoreProcesses:
     def preset_picks(self, track_id: int, picks: dict) -> None:
         self._call({self._of(track_id): ("preset_picks", (int(track_id), dict(picks)))})
 
+    def cpu_seconds(self) -> list[float]:
+        """Each restore process's CPU seconds so far, or at its close ([] where they run in this
+        process or were lost)."""
+        if self._cpu_at_close is not None:
+            return self._cpu_at_close
+        if self.in_process or not self._started or self._lost is not None:
+            return []
+        try:
+            answers = self._call({i: ("cpu", None) for i in range(self._count)})
+        except (RestoreProcessLost, RuntimeError):
+            return []
+        return [round(float(answers[i]), 3) for i in range(self._count)]
+
     def close(self) -> None:
+        if self._cpu_at_close is None:
+            self._cpu_at_close = self.cpu_seconds()  # (the run's report is made after its processes stop)
         with self._lock:
             self._stop()
             self._lost = self._lost or "closed"
@@ -343,3 +362,10 @@ class RestoreProcesses:
         for conn in self._conns:
             conn.close()
         self._conns, self._procs = [], []
+
+
+def cpu_report(restorer) -> dict:
+    """CPU seconds so far of this process (all its threads) and of each restore process: against the
+    run's wall clock they tell which one bounds it (docs/measured.md, fiftieth session)."""
+    return {"this_process": round(time.process_time(), 3),
+            "restore_processes": restorer.cpu_seconds() if isinstance(restorer, RestoreProcesses) else []}

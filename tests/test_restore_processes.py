@@ -37,6 +37,10 @@ def test_the_default_path_gives_the_same_video_in_restore_processes(two_face_cli
     assert len(videos[0]) == len(videos[2]) == 10
     for a, b in zip(videos[0], videos[2]):
         assert np.array_equal(a, b)
+    # the report says what each process spent on the CPU (asked before they stop): which one bounds the run
+    assert reports[0]["cpu_s"]["restore_processes"] == [] and reports[0]["cpu_s"]["this_process"] > 0
+    per_process = reports[2]["cpu_s"]["restore_processes"]
+    assert len(per_process) == 2 and all(c > 0 for c in per_process)
 
 
 def test_a_track_stays_in_one_process_and_keeps_its_picks():
@@ -76,7 +80,7 @@ def test_a_lost_restore_process_hides_the_faces(face_clip, tmp_path):
     reasons = {k: v for t in rep["tracks"] for k, v in t["fallback_reasons"].items()}
     # the frames restored before the loss are rendered; every face after it is hidden (fail closed)
     assert set(reasons) == {"error:RestoreProcessLost"} and 20 <= reasons["error:RestoreProcessLost"] <= 27
-    assert rep["restore_processes"] == 1
+    assert rep["restore_processes"] == 1 and rep["cpu_s"]["restore_processes"] == []  # lost: nothing to ask
     with pytest.raises(RestoreProcessLost):
         proc.restorer.warmup()
 

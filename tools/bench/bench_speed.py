@@ -192,7 +192,8 @@ def print_table(name: str, r: dict) -> None:
               f"{g['dlib_chips']} dlib chips, {g['edgeface_chips']} EdgeFace chips")
     cpu = r.get("cpu_s") or {}
     if cpu.get("restore_processes"):
-        # near the wall clock: that process bounds the run (a CPU second taken from it is a wall second)
+        # the share alone does not say which process bounds the run (docs/measured.md, fiftieth session:
+        # the restore process did at 72-74 %, shown by adding work to each)
         print(f"    CPU over the {r['wall_s']} s run: this process {cpu['this_process']} s, restore process(es) "
               + ", ".join(f"{c} s ({100 * c / max(r['wall_s'], 1e-9):.0f} %)" for c in cpu["restore_processes"]))
 

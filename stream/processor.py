@@ -32,7 +32,7 @@ from ideud.stream.occlusion import OcclusionStage
 from ideud.stream.options import Options
 from ideud.stream.protocols import Detector, Restorer
 from ideud.stream.relink import relinker_for
-from ideud.stream.face_work import render_and_cut, take_answers
+from ideud.stream.face_work import render_and_cut, take_answers, warp_here
 from ideud.stream.render import crop_for
 from ideud.stream.restore import restorer_for
 from ideud.stream.restore_processes import RestoreProcesses, cpu_report, rebuild_kwargs, wanted
@@ -331,8 +331,8 @@ class FaceProcessor:
                                         target=r.target, visible=r.visible, track_id=job.track.id, seed=seed,
                                         level=level, measured=self.landmarks.current(job.track.id),
                                         restore=not cut_only)
-                    if self.render_in_restorer:  # warped, cut and restored in the track's restore process
-                        job.request = req
+                    if self.render_in_restorer:  # warped here, cut and restored in the track's restore process
+                        job.request = warp_here(req)
                         items.append(req)
                         continue
                     # hands, microphones in front of the face keep their pixels (stream/occlusion.py)

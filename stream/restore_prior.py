@@ -10,7 +10,9 @@
   (models/face_prior.py) at a target code, plus fine detail mixed from k >= 3 donors;
 - grain: the warped face's finest band (sensor noise, compression), capped at a few times its
   noise level (a mole or a wrinkle's edge is the person's, not the picture's), so the face
-  matches the frame around it.
+  matches the frame around it. A face bigger than WORK_FACE_PX is drawn at that width and the
+  change added at full size: the band finer than that is capped likewise where the face is drawn
+  (before the fifty-first session it passed whole, the person's fine lines over the new face).
 
 The new face fades out over the upper forehead (`_forehead_fade`): the face oval stops across the
 forehead, where it left a horizontal seam. Above the brows its reflectance is never darker than the
@@ -268,16 +270,27 @@ class PriorRestorer:
             return it.image
         k = WORK_FACE_PX / fw
         if k >= 1.0:
-            return self._one(it, lm)
+            return _blended(*self._drawn(it, lm))
         h, w = it.image.shape[:2]
         size = (max(8, round(w * k)), max(8, round(h * k)))
         sk = np.array([size[0] / w, size[1] / h])
         small = cv2.resize(it.image, size, interpolation=cv2.INTER_AREA)
-        done = self._one(RestoreItem(image=small, original=small, mask=cv2.resize(it.mask, size),
-                                     landmarks=lm * sk, track_id=it.track_id, seed=it.seed, level=it.level),
-                         lm * sk, full=it)
-        change = cv2.resize(done.astype(np.float32) - small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-        return np.clip(it.image.astype(np.float32) + change + 0.5, 0, 255).astype(np.uint8)
+        img, new, a = self._drawn(RestoreItem(image=small, original=small, mask=cv2.resize(it.mask, size),
+                                              landmarks=lm * sk, track_id=it.track_id, seed=it.seed, level=it.level),
+                                  lm * sk, full=it)
+        small_f = small.astype(np.float32)
+        change = cv2.resize(_blended(img, new, a).astype(np.float32) - small_f, (w, h), interpolation=cv2.INTER_LINEAR)
+        full = it.image.astype(np.float32)
+        # the person's detail finer than the work size passed into the new face whole (a mole, a
+        # wrinkle's or an eyelid's edge); where the face is drawn it passes as the grain does, capped
+        drawn = cv2.resize(a[..., 0], (w, h), interpolation=cv2.INTER_LINEAR)
+        x, y, bw, bh = cv2.boundingRect((drawn > 0).astype(np.uint8))
+        if bw > 0 and bh > 0:  # (only where it is drawn: ~2 ms a 720p face over the whole crop)
+            win = np.s_[y:y + bh, x:x + bw]
+            fine = full[win] - cv2.resize(small_f, (w, h), interpolation=cv2.INTER_LINEAR)[win]
+            cap = _noise_cap(fine[::3, ::3][drawn[win][::3, ::3] > 0.5])
+            change[win] -= drawn[win][..., None] * (fine - np.clip(fine, -cap, cap))
+        return np.clip(full + change + 0.5, 0, 255).astype(np.uint8)
 
     def _shading_scale(self, level: int) -> float:
         """The shading low-pass (share of the face width) at an escalation level and this sigma."""
@@ -286,7 +299,8 @@ class PriorRestorer:
         w = float(np.clip(self.sigma / SIGMA_FULL, 0.0, 1.0))
         return LEVEL_SIGMA_LOW[0] + w * (FULL_SIGMA_LOW - LEVEL_SIGMA_LOW[0])
 
-    def _one(self, it: RestoreItem, lm: np.ndarray, full: Optional[RestoreItem] = None) -> np.ndarray:
+    def _drawn(self, it: RestoreItem, lm: np.ndarray, full: Optional[RestoreItem] = None) -> tuple:
+        """(the crop as float, the new face drawn on it, where it is drawn (h, w, 1)): `_blended` mixes them."""
         t = self.target(full if full is not None else it)
         shape = it.image.shape[:2]
         fw = fp.face_width(lm)
@@ -316,7 +330,7 @@ class PriorRestorer:
         # grain is noise-sized; what stands out of it (a wrinkle's edge, a mole, a fold of the warp)
         # is structure of the person's face, not of the picture: capped at a few times the noise level
         if region.any():
-            cap = 2.5 * 1.4826 * float(np.median(np.abs(grain[region]))) + 0.5
+            cap = _noise_cap(grain[region])
             grain = np.clip(grain, -cap, cap)
         grain *= (1.0 - fold)[..., None]  # the warp's shreds there are in the input's grain too
         log_r = self._deepened(key, log_r, x, s, grain, skin, mx, my)
@@ -326,8 +340,7 @@ class PriorRestorer:
         if glasses is not None:
             keep = np.maximum(keep, glasses)
         face = drawn * fp.blur(np.clip(valid * 1.2 - 0.2, 0, 1), 0.02 * fw)
-        a = (face * (1.0 - keep))[..., None]
-        return np.clip(img * (1.0 - a) + new * a + 0.5, 0, 255).astype(np.uint8)
+        return img, new, (face * (1.0 - keep))[..., None]
 
     def _deepened(self, key: tuple, log_r, x, s, grain, skin, mx, my) -> np.ndarray:
         """The new face's relief (its luminance against the person's shading) deepened toward the
@@ -426,6 +439,16 @@ class PriorRestorer:
         frame = cv2.dilate(frame, np.ones((3, 3), np.uint8))
         frame.flags.writeable = False
         return frame
+
+
+def _blended(img: np.ndarray, new: np.ndarray, a: np.ndarray) -> np.ndarray:
+    return np.clip(img * (1.0 - a) + new * a + 0.5, 0, 255).astype(np.uint8)
+
+
+def _noise_cap(band: np.ndarray) -> float:
+    """A few times the noise level of a fine band's values (their median absolute value, robust to
+    the few that are structure)."""
+    return 2.5 * 1.4826 * float(np.median(np.abs(band))) + 0.5
 
 
 def _forehead_fade(lm: np.ndarray, shape) -> np.ndarray:

@@ -181,6 +181,7 @@ class RenderRequest:
     seed: int
     level: int = 0
     restore: bool = True  # False: a face obfuscated anyway, rendered and cut only for its occluder
+    rendered: Optional[Rendered] = None  # the warp, made by the caller (face_work.warp_here); None: where it is answered
 
 
 @dataclass

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from ideud.models import facemesh as fm
-from ideud.stream.face_work import render_and_cut
+from ideud.stream.face_work import render_and_cut, warp_here
 from ideud.stream.render import crop_for
 from ideud.stream.types import Crop, RenderRequest
 
@@ -70,9 +70,9 @@ def _restore_once(proc, rgb: np.ndarray, lm: np.ndarray) -> None:
     req = RenderRequest(original=np.ascontiguousarray(rgb[crop.y0:crop.y1, crop.x0:crop.x1]), crop=crop,
                         landmarks=lm, target=lm[:, :2].copy(), visible=np.ones(len(lm), bool), measured=lm,
                         track_id=WARMUP_TRACK, seed=0)
-    if proc.render_in_restorer:  # warped, cut and restored in the restore process, as the stream's faces
+    if proc.render_in_restorer:  # warped here, cut and restored in the restore process, as the stream's faces
         try:
-            proc.restorer.restore([req])
+            proc.restorer.restore([warp_here(req)])
         finally:
             proc.restorer.drop_track(WARMUP_TRACK)  # with the next call to that process
         return

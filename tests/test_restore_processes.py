@@ -3,6 +3,7 @@ the restorer in this process, one track always in one process, fail closed when 
 and no `if __name__ == "__main__":` needed in a caller's script."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -121,7 +122,7 @@ def test_a_render_request_that_fails_fails_only_its_own_face():
     from portrait_faces import portrait_landmarks
     from ideud.models import facemesh as fm
     from ideud.stream.detect import make_detector
-    from ideud.stream.face_work import run_entries
+    from ideud.stream.face_work import run_entries, warp_here
     from ideud.stream.occlusion import OcclusionStage
     from ideud.stream.render import crop_for
     from ideud.stream.types import RenderAnswer, RenderRequest
@@ -153,6 +154,11 @@ def test_a_render_request_that_fails_fails_only_its_own_face():
         rp.close()
     assert np.array_equal(there[0].face, here[0].face) and np.array_equal(there[0].mask, here[0].mask)
     assert there[1].reason == here[1].reason and np.array_equal(there[2], here[2])
+    # the pipeline warps a request here before it sends it (face_work.warp_here): the same answer
+    warped = run_entries([warp_here(dataclasses.replace(good))], make_restorer("prior", sigma=0.25),
+                         OcclusionStage())[0]
+    assert warped.reason is None and np.array_equal(warped.face, here[0].face)
+    assert np.array_equal(warped.image, here[0].image) and np.array_equal(warped.mask, here[0].mask)
 
 
 def test_auto_count_leaves_gpu_restorers_and_one_core_alone():

@@ -4,9 +4,9 @@ runs where the restorer runs (in this process, or in a restore process: stream/r
 One implementation for both places, so a track's warp, occluder cut and new face are computed by
 the same code on the same inputs in the same order, and the output is the same bit for bit.
 The warp itself is made by the pipeline before it sends a request (`warp_here`): the restore process
-bounds a default run, and this process has time while it waits for its answers (fifty-first session:
-the 4-face 360p clip ~4 % faster; moving the occluder cut or the restorer's canvas maps here as
-well made it slower: this process then bounds it, docs/measured.md).
+bounded a default run, and this process had time while it waited for its answers (fifty-first session:
+the 4-face 360p clip ~4 % faster, this process's main thread now the bound; moving the occluder cut or
+the restorer's canvas maps here as well made it slower, docs/measured.md).
 `take_answers` is the pipeline's side: a restore process's answers back into the face jobs.
 """
 from __future__ import annotations

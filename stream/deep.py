@@ -116,7 +116,10 @@ def hdr10_params(f: "av.VideoFrame") -> Optional[str]:
     display's colours and light levels: how players tone-map a PQ video; they describe a screen, not a
     person), or None where the frame carries none."""
     parts = []
-    for sd in f.side_data:
+    container = f.side_data
+    for sd in container:
+        if not hasattr(sd, "type"):  # PyAV ≥ 18.1.1: a mapping, iterated by its keys (the types)
+            sd = container[sd]
         kind = getattr(sd.type, "name", str(sd.type))
         raw = bytes(sd)
         if kind == "MASTERING_DISPLAY_METADATA" and len(raw) >= 88:

@@ -39,6 +39,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ideud.models import onnx_writer as ow
+from ideud.models.onnx_cpu import RECOGNIZER_THREADS, cpu_session_options
 
 DAT_NAME = "dlib_face_recognition_resnet_model_v1.dat"
 CHIP = 150
@@ -433,14 +434,14 @@ def onnx_bytes(dat: Optional[os.PathLike] = None, cache_dir: Optional[os.PathLik
 
 class DlibResnetOnnx:
     """dlib's face descriptor on onnxruntime: `embed_chips` as FaceRecognizer.embed_chips.
-    threads=1: the guard shares the CPU with the pipeline's other threads, as dlib did."""
+    Threads: models/onnx_cpu.py."""
 
-    def __init__(self, dat: Optional[os.PathLike] = None, threads: int = 1, cache_dir: Optional[os.PathLike] = None):
+    def __init__(self, dat: Optional[os.PathLike] = None, threads: int = RECOGNIZER_THREADS,
+                 cache_dir: Optional[os.PathLike] = None):
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        self.session = ort.InferenceSession(onnx_bytes(dat, cache_dir), opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(onnx_bytes(dat, cache_dir), cpu_session_options(threads),
+                                            providers=["CPUExecutionProvider"])
 
     def embed_chips(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         """(N, 128) float32 descriptors of aligned 150x150 RGB uint8 chips."""

@@ -51,6 +51,7 @@ import cv2
 import numpy as np
 
 from ideud.models.geometry import similarity_matrix
+from ideud.models.onnx_cpu import RECOGNIZER_THREADS, cpu_session_options
 
 DATA = Path(__file__).with_name("data")
 ONNX_PATH = DATA / "edgeface_xs.onnx"
@@ -90,7 +91,7 @@ def calibration(path: Optional[Path] = None) -> dict:
 class EdgeFace:
     """The EdgeFace ONNX model on onnxruntime, loaded on first use; thread-safe."""
 
-    def __init__(self, path: Optional[Path] = None, threads: int = 1):
+    def __init__(self, path: Optional[Path] = None, threads: int = RECOGNIZER_THREADS):
         self.path = Path(path or ONNX_PATH)
         self.threads = threads
         self._session = None
@@ -105,10 +106,8 @@ class EdgeFace:
 
                     if not self.path.is_file():
                         raise FileNotFoundError(f"EdgeFace model missing: {self.path}")
-                    so = ort.SessionOptions()
-                    so.intra_op_num_threads = self.threads
-                    so.inter_op_num_threads = 1
-                    self._session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+                    self._session = ort.InferenceSession(str(self.path), cpu_session_options(self.threads),
+                                                         providers=["CPUExecutionProvider"])
         return self._session
 
     def threshold(self, level: str = "balanced") -> float:

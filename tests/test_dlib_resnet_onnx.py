@@ -60,6 +60,15 @@ def test_descriptors_equal_dlibs(onnx_net, guard_chips):
     assert np.abs(one - got[:3]).max() < 1e-6
 
 
+@needs_portraits
+def test_two_threads_give_the_same_descriptors_bit_for_bit(onnx_net, guard_chips, tmp_path):
+    """The guard's sessions run on two threads where the machine has them (models/onnx_cpu.py): its
+    decisions, so the output, must not depend on that."""
+    one = dro.DlibResnetOnnx(threads=1, cache_dir=tmp_path).embed_chips(guard_chips)
+    two = dro.DlibResnetOnnx(threads=2, cache_dir=tmp_path).embed_chips(guard_chips)
+    assert np.array_equal(one, two)
+
+
 def test_build_is_reproducible_and_valid_onnx(dat_bytes):
     a = dro.build_onnx(dro.parse_dat(dat_bytes))
     assert a == dro.build_onnx(dro.parse_dat(dat_bytes))

@@ -70,6 +70,14 @@ def ef_points(lm):
     return five_points_from_facemesh(lm)
 
 
+def test_two_threads_give_the_same_embeddings_bit_for_bit(faces):
+    """The guard's sessions run on two threads where the machine has them (models/onnx_cpu.py): its
+    decisions, so the output, must not depend on that."""
+    chips = np.stack([v for rgb, lm in faces[:4] for v in edge_views(rgb, lm)])
+    one, two = ef.EdgeFace(threads=1).embed_chips(chips), ef.EdgeFace(threads=2).embed_chips(chips)
+    assert np.array_equal(one, two)
+
+
 def test_impostors_are_far_and_views_of_one_photo_are_near(faces):
     model = ef.EdgeFace()
     thr = model.threshold("balanced")

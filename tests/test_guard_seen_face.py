@@ -30,20 +30,29 @@ PORTRAITS = portraits_dir()
 needs_portraits = pytest.mark.skipif(PORTRAITS is None, reason="public-domain portraits not found")
 
 
-def _rendered_720p(tmp_path, seed: int) -> tuple[list, list]:
+@pytest.fixture(scope="module")
+def clip_720p(tmp_path_factory) -> tuple[str, list]:
     """tools/bench/bench_speed.py's 720p clip, all 150 frames (the encoder's first frame, where the search
-    runs, depends on what follows it: 2 or 30 frames gave faces that passed before these checks too), run
-    at the defaults with `seed`, its face rendered -> (input frames, output frames)."""
-    src, dst = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    runs, depends on what follows it: 2 or 30 frames gave faces that passed before these checks too):
+    (its file, its frames as decoded). Written once: both seeds below run on the same file."""
+    src = tmp_path_factory.mktemp("seen_face") / "in.mp4"
     write_clip(str(src), people_frames(150, **CLIPS["720p_1person"]), audio=False)
-    rep = deidentify(str(src), str(dst), Options(seed=seed, force=True))
+    return str(src), read_frames(src)
+
+
+def _rendered_720p(clip_720p, tmp_path, seed: int) -> tuple[list, list]:
+    """`clip_720p` run at the defaults with `seed`, its face rendered -> (input frames, output frames)."""
+    src, before = clip_720p
+    dst = tmp_path / "out.mp4"
+    rep = deidentify(src, str(dst), Options(seed=seed, force=True))
     assert rep["tracks"] and rep["tracks"][0]["privacy"]["status"] == "verified"
-    return read_frames(src), read_frames(dst)
+    return before, read_frames(dst)
 
 
 @needs_portraits
-def test_a_kept_face_is_not_the_person_at_its_own_landmarks(tmp_path):
-    before, after = (frames[0] for frames in _rendered_720p(tmp_path, seed=3))  # the frame the face was chosen in
+def test_a_kept_face_is_not_the_person_at_its_own_landmarks(clip_720p, tmp_path):
+    # the frame the face was chosen in
+    before, after = (frames[0] for frames in _rendered_720p(clip_720p, tmp_path, seed=3))
     # as anyone would: CenterFace and FaceMesh on each picture, the output's points its own
     lm_in, lm_out = mesh_of(before), mesh_of(after)
     assert lm_in is not None and lm_out is not None
@@ -80,11 +89,11 @@ def test_seen_face_measures_at_the_points_facemesh_finds():
 
 
 @needs_portraits
-def test_a_kept_face_stays_another_person_between_its_checks(tmp_path):
+def test_a_kept_face_stays_another_person_between_its_checks(clip_720p, tmp_path):
     # tools/bench/bench_speed.py's 720p clip at seed 4: a face kept at EdgeFace 0.15 (the search's limit
     # was 0.184, the +5 % view at FaceMesh's points not measured) was the same person (0.216-0.231) at its
     # own landmarks in frames 38-55 and on, where no re-check ran (guard_policy.edge_margin, LOOK_EVERY)
-    before, after = _rendered_720p(tmp_path, seed=4)
+    before, after = _rendered_720p(clip_720p, tmp_path, seed=4)
     two = TwoRecognizers()
     for i in range(38, 62, 3):
         lm_in, lm_out = mesh_of(before[i]), mesh_of(after[i])

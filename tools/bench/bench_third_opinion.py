@@ -174,26 +174,35 @@ def save_grid(path: Path, rows: Sequence[np.ndarray]) -> None:
     cv2.imwrite(str(path), np.vstack(rows)[:, :, ::-1])
 
 
-def run_product(src: Path, dst: Path, seed: int, reuse: bool, restorer: str = "auto") -> str:
-    """The product at default settings (but `restorer`) on one portrait: "rendered", "obfuscated" or "no face"."""
+def run_product(src: Path, dst: Path, seed: int, reuse: bool, restorer: str = "auto") -> dict:
+    """The product at default settings (but `restorer`) on one portrait: {"status": "rendered",
+    "obfuscated" or "no face", "step": the guard's escalation step of its first track (None: no guard
+    decision)}. The step is a policy choice, nothing of the person (the report's `privacy.step`)."""
     from ideud.stream.options import Options
     from ideud.stream.pipeline import deidentify
 
     status_file = dst.with_suffix(".status.json")
     if reuse and dst.exists() and status_file.exists():
-        return json.loads(status_file.read_text())["status"]
+        got = json.loads(status_file.read_text())
+        if "step" in got:  # (written before the step was kept: run again)
+            return got
     rep = deidentify(str(src), str(dst), Options(seed=seed, force=True, audio=False, restorer=restorer))
     status = "obfuscated" if rep["fallback_face_frames"] > 0 else "rendered" if rep["face_frames"] > 0 else "no face"
-    status_file.write_text(json.dumps({"status": status, "wall_s": rep.get("wall_s")}))
-    return status
+    tracks = rep.get("tracks") or []
+    step = (tracks[0].get("privacy") or {}).get("step") if tracks else None
+    got = {"status": status, "step": step, "wall_s": rep.get("wall_s")}
+    status_file.write_text(json.dumps(got))
+    return got
 
 
 def measure(names: Sequence[str], folder: Path, out: Path, first: int, emb, recognizers, thresholds: dict,
             reuse: bool, chips_dir: Optional[Path], log=print, context: bool = False, restorer: str = "auto") -> dict:
-    status, faces, t0 = [], {}, time.perf_counter()  # faces: index -> (original, output, points0, points1, own)
+    status, steps, faces, t0 = [], [], {}, time.perf_counter()  # faces: index -> (original, output, points0, points1, own)
     for i, n in enumerate(names):
         dst = out / f"{Path(n).stem}.default.png"
-        status.append(run_product(folder / n, dst, first + i, reuse, restorer))
+        got = run_product(folder / n, dst, first + i, reuse, restorer)
+        status.append(got["status"])
+        steps.append(got["step"])
         rgb, res = read_rgb(folder / n), read_rgb(dst)
         p0, p1 = points5(emb.marker, rgb), points5(emb.marker, res)
         if p0 is None:
@@ -245,6 +254,14 @@ def measure(names: Sequence[str], folder: Path, out: Path, first: int, emb, reco
     third = [r.name for r in recognizers]
     res["matched_by_any_third"] = {g: len(set(idx) & set().union(*(matched[m] for m in third))) for g, idx in groups.items()}
     res["matched_by_any"] = {g: len(set(idx) & set().union(*matched.values())) for g, idx in groups.items()}
+    # the rendered faces by the guard's step (how far it escalated): are those the third opinion matches
+    # the ones it cleared early?
+    by_third = set().union(*(matched[m] for m in third))
+    res["rendered_by_guard_step"] = {}
+    for k in groups["rendered"]:
+        row = res["rendered_by_guard_step"].setdefault(str(steps[ok[k]]), {"n": 0, "matched_by_any_third": 0})
+        row["n"] += 1
+        row["matched_by_any_third"] += int(k in by_third)
     res["seconds"] = round(time.perf_counter() - t0, 1)
     return res
 

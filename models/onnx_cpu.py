@@ -1,4 +1,4 @@
-"""onnxruntime session options for the privacy guard's recognizers on the CPU.
+"""onnxruntime session options on the CPU: the privacy guard's recognizers, CenterFace (stream/detect.py).
 
 Two intra-op threads: the guard's EdgeFace and dlib batches run on this process's main thread, which
 bounds a default run since the warp moved here (fifty-first session), while the restore process waits a

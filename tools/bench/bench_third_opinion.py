@@ -251,12 +251,11 @@ def measure(names: Sequence[str], folder: Path, out: Path, first: int, emb, reco
         if chips_dir is not None:
             rows = [np.hstack([r.chip(faces[i][0], faces[i][2]), r.chip(faces[i][1], faces[i][3])]) for i in ok[:8]]
             save_grid(chips_dir / f"held_out_{r.name}.png", rows)
-    third = [r.name for r in recognizers]
-    res["matched_by_any_third"] = {g: len(set(idx) & set().union(*(matched[m] for m in third))) for g, idx in groups.items()}
+    by_third = set().union(*(matched[r.name] for r in recognizers))
+    res["matched_by_any_third"] = {g: len(set(idx) & by_third) for g, idx in groups.items()}
     res["matched_by_any"] = {g: len(set(idx) & set().union(*matched.values())) for g, idx in groups.items()}
     # the rendered faces by the guard's step (how far it escalated): are those the third opinion matches
     # the ones it cleared early?
-    by_third = set().union(*(matched[m] for m in third))
     res["rendered_by_guard_step"] = {}
     for k in groups["rendered"]:
         row = res["rendered_by_guard_step"].setdefault(str(steps[ok[k]]), {"n": 0, "matched_by_any_third": 0})

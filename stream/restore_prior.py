@@ -29,16 +29,15 @@ RELIEF_GAIN_MAX, outside the facial-hair zones, brows and lips (`_deepened`): th
 smoother than a real one, and it came out flat, paler and more orange than its own neck. Its lips
 take the hue and saturation of the person's against their cheeks (lipstick came out pale), not
 their darkness: with it, build portraits 0-99, guard off, EdgeFace same-person went 52 -> 57 of 100
-(hue only: 52). Where the
-perturbed mesh folds (a nose pushed into the lip flips triangles), the new reflectance and the
-grain are smoothed over instead of coming out as shreds.
+(hue only: 52). Where the perturbed mesh folds (a nose pushed into the lip flips triangles), the new
+reflectance and the grain are smoothed over instead of coming out as shreds.
 
 The target code (face_prior.target_code): M candidates drawn from the prior with the track's
 seed, the one farthest from the person's own code taken among those that share its moustache
 darkness (face_prior.pick_farthest, TRAIT_TOL: the portraits are mostly men, and the farthest
-alone drew moustache shadows on women and clean-shaven men). The person's code is used only for that choice and is
-forgotten; the new face is one of a few seeded random faces, so neither an inverse
-of the mapping nor a second pass of the tool can lead back to the original's appearance. The
+alone drew moustache shadows on women and clean-shaven men). The person's code is used only for
+that choice and is forgotten; the new face is one of a few seeded random faces, so neither an
+inverse of the mapping nor a second pass of the tool can lead back to the original's appearance. The
 choice is made once per track (the first frame that has a fit) and kept, so one track shows one
 new face for its whole life; a segmented batch run carries the index of that choice to the later
 segments (`picks_of` / `preset_picks`, stream/batch/), as it carries the ID stage's shape pick.
@@ -50,8 +49,9 @@ the forehead, a fringe's tips (models/forehead_hair.py: they were smeared into s
 glasses-free prior cannot hold, where the person wears them (kept like an occluder: only what the
 prior cannot explain, on a band around the eyes and across the bridge), at levels under
 GLASSES_BELOW_LEVEL only. That band holds the person's eyelids, creases and brows behind the frames
-as well; from the guard's level 3 the new face is drawn there too (the frames show faintly through
-the person's shading and grain): held-out portraits with the guard on, obfuscated 6 -> 4 of 100, the
+as well; from the guard's level 3 the new face is drawn there too, and where the frames were (a
+wider band, `_glasses_band(wide=True)`) without the person's shading and grain, which drew a ghost of
+them (fifty-third session): held-out portraits with the guard on, obfuscated 6 -> 4 of 100, the
 surroundings blurred 6 -> 3, EdgeFace-xxs same person 4 -> 4 of the rendered.
 
 `RestoreItem.level` (the privacy guard's escalation) moves the new face further: from level 1 the
@@ -62,15 +62,15 @@ frequencies come from the new face, less of the person's). No level subtracts th
 
 `sigma` is the σ of `--scale` (default 0.25): below 0.25 the code is blended from the person's
 toward the new face, at 0.25 and above the person's code is discarded; the shading scale at level 0
-follows it too (FULL_SIGMA_LOW at 0.25, SIGMA_LOW at 0). The pipeline builds
-restorers by name without arguments, so today the restorer always runs at its default σ.
+follows it too (FULL_SIGMA_LOW at 0.25, SIGMA_LOW at 0). The pipeline builds restorers by name
+without arguments, so today the restorer always runs at its default σ.
 
 Cost: ~7-8 ms per face-frame of CPU once a track has its new face (640x360 clip of
 tools/bench/bench_speed.py): the new face's canvas and, for glasses, where the frames sit on the
 canvas are made once per track key and only warped after (kept in the restorer, dropped by
 `forget`); a track's first frame (and each new seed the privacy guard tries) costs ~5 ms more (the
-fit); faces above WORK_FACE_PX are worked at that width. The skin-only shading and the forehead fade add
-~1-2 ms (measured on 275x225 portrait crops; bench_speed not re-run since), the fringe's mask ~0.3 ms.
+fit); faces above WORK_FACE_PX are worked at that width. The skin-only shading and the forehead fade
+add ~1-2 ms (measured on 275x225 portrait crops; bench_speed not re-run since), the fringe ~0.3 ms.
 """
 from __future__ import annotations
 
@@ -108,6 +108,7 @@ FADE_FROM = 0.3  # the new face fades out over the upper (1 - FADE_FROM) of the 
 # the band around the eyes is the frames *and* the person's own eyelids, creases and brows behind
 # them (the keep mask covers the whole eye band), and EdgeFace reads a face by its eyes first
 GLASSES_BELOW_LEVEL = 3
+WIDE_MISS = (0.05, 0.10)  # from it, where the frames were: the prior's reconstruction misses this much
 # what a track's items fix, once each (per key): taken back for provisional items the guard did not use
 _FIXED_PER_TRACK = ("_targets", "_gains", "_lip_tones", "_relief", "_wears_glasses", "_glasses_frames", "_picks", "_canvases")
 TRACKS_KEPT = 512  # per-track choices remembered (oldest forgotten first)
@@ -270,12 +271,12 @@ class PriorRestorer:
             return it.image
         k = WORK_FACE_PX / fw
         if k >= 1.0:
-            return _blended(*self._drawn(it, lm))
+            return _blended(*self._drawn(it, lm)[:3])
         h, w = it.image.shape[:2]
         size = (max(8, round(w * k)), max(8, round(h * k)))
         sk = np.array([size[0] / w, size[1] / h])
         small = cv2.resize(it.image, size, interpolation=cv2.INTER_AREA)
-        img, new, a = self._drawn(RestoreItem(image=small, original=small, mask=cv2.resize(it.mask, size),
+        img, new, a, gone = self._drawn(RestoreItem(image=small, original=small, mask=cv2.resize(it.mask, size),
                                               landmarks=lm * sk, track_id=it.track_id, seed=it.seed, level=it.level),
                                   lm * sk, full=it)
         small_f = small.astype(np.float32)
@@ -289,7 +290,10 @@ class PriorRestorer:
             win = np.s_[y:y + bh, x:x + bw]
             fine = full[win] - cv2.resize(small_f, (w, h), interpolation=cv2.INTER_LINEAR)[win]
             cap = _noise_cap(fine[::3, ::3][drawn[win][::3, ::3] > 0.5])
-            change[win] -= drawn[win][..., None] * (fine - np.clip(fine, -cap, cap))
+            kept = np.clip(fine, -cap, cap)
+            if gone is not None:  # where glasses were, none of the person's fine detail
+                kept *= 1.0 - cv2.resize(gone, (w, h), interpolation=cv2.INTER_LINEAR)[win][..., None]
+            change[win] -= drawn[win][..., None] * (fine - kept)
         return np.clip(full + change + 0.5, 0, 255).astype(np.uint8)
 
     def _shading_scale(self, level: int) -> float:
@@ -323,6 +327,11 @@ class PriorRestorer:
         # the shading is taken from the face's skin only: at the escalated levels' wide scales the
         # background, hair and collar bled in (a grey or blue cast, a dark band under the hairline)
         skin = oval * (1.0 - fp.feature_mask(lm, shape, fw)) * (1.0 - hair)
+        # glasses kept below GLASSES_BELOW_LEVEL; from it, where they were the person's light and
+        # grain are not taken (the frames' lines came through the new face as a ghost)
+        glasses = self._glasses(it, lm, fw, shape, warp, gone=level >= GLASSES_BELOW_LEVEL)
+        gone = glasses if level >= GLASSES_BELOW_LEVEL else None
+        skin = skin if gone is None else skin * (1.0 - gone)
         s = fp.shading(x, 1.0 - skin, self._shading_scale(level) * fw)
         log_r = self._match_colourfulness(log_r, img, region)
         valid = cv2.remap(_canvas_valid(), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
@@ -332,15 +341,14 @@ class PriorRestorer:
         if region.any():
             cap = _noise_cap(grain[region])
             grain = np.clip(grain, -cap, cap)
-        grain *= (1.0 - fold)[..., None]  # the warp's shreds there are in the input's grain too
+        grain *= ((1.0 - fold) * (1.0 if gone is None else 1.0 - gone))[..., None]  # the warp's shreds are in it too
         log_r = self._deepened(key, log_r, x, s, grain, skin, mx, my)
         new = s * np.exp(log_r) - fp.EPS + grain
         keep = np.maximum(fp.apertures(lm, shape, fw) * (1.0 - fold), hair)  # a folded lip ring would keep the shreds
-        glasses = self._glasses(it, lm, fw, shape, warp) if level < GLASSES_BELOW_LEVEL else None
-        if glasses is not None:
+        if glasses is not None and gone is None:
             keep = np.maximum(keep, glasses)
         face = drawn * fp.blur(np.clip(valid * 1.2 - 0.2, 0, 1), 0.02 * fw)
-        return img, new, (face * (1.0 - keep))[..., None]
+        return img, new, (face * (1.0 - keep))[..., None], gone
 
     def _deepened(self, key: tuple, log_r, x, s, grain, skin, mx, my) -> np.ndarray:
         """The new face's relief (its luminance against the person's shading) deepened toward the
@@ -405,12 +413,10 @@ class PriorRestorer:
         grey = pf.channel_mean(log_r)
         return grey + (log_r - grey) * k
 
-    def _glasses(self, it, lm, fw, shape, warp) -> Optional[np.ndarray]:
-        """Where the person's glasses frames are (soft mask), if they wear glasses; else None.
-
-        The glasses-free prior cannot explain a frame: what its reconstruction of the person misses,
-        on a band around the eyes and across the bridge, is the frame.
-        """
+    def _glasses(self, it, lm, fw, shape, warp, gone: bool = False) -> Optional[np.ndarray]:
+        """Where the person's glasses frames are (soft mask; `gone`: wider, where they were), if they
+        wear glasses; else None. The glasses-free prior cannot explain a frame: what its reconstruction
+        of the person misses, on a band around the eyes and across the bridge, is the frame."""
         key = (int(it.track_id), int(it.seed))
         wears = self._wears_glasses.get(key)
         if wears is None:  # decided once per track, on its first frame
@@ -426,7 +432,8 @@ class PriorRestorer:
             frame = self._glasses_frames[int(it.track_id)] = self._glasses_canvas(it.image, lm)
             if len(self._glasses_frames) > TRACKS_KEPT:
                 self._glasses_frames.popitem(last=False)
-        return fp.blur(warp.sample(frame, fp.canvas_landmarks(), border=cv2.BORDER_CONSTANT), max(0.6, 0.008 * fw))
+        mask = warp.sample(np.ascontiguousarray(frame[..., int(gone)]), fp.canvas_landmarks(), cv2.BORDER_CONSTANT)
+        return fp.blur(mask, max(0.6, (0.02 if gone else 0.008) * fw))
 
     def _glasses_canvas(self, image: np.ndarray, lm: np.ndarray) -> np.ndarray:
         """The glasses frames on the canvas (soft mask): what the prior's reconstruction of the
@@ -435,10 +442,11 @@ class PriorRestorer:
         miss = self.prior.to_image(own - self.prior.decode(self.prior.encode(own)))
         del own
         y = np.abs(miss).mean(-1)
-        frame = np.clip((y - 0.08) / 0.12, 0, 1) * _glasses_band()
-        frame = cv2.dilate(frame, np.ones((3, 3), np.uint8))
-        frame.flags.writeable = False
-        return frame
+        frame = cv2.dilate(np.clip((y - 0.08) / 0.12, 0, 1) * _glasses_band(), np.ones((3, 3), np.uint8))
+        wide = cv2.dilate(np.clip((y - WIDE_MISS[0]) / WIDE_MISS[1], 0, 1) * _glasses_band(True), np.ones((7, 7), np.uint8))
+        both = np.dstack([frame, wide])  # kept below GLASSES_BELOW_LEVEL, where they were from it
+        both.flags.writeable = False
+        return both
 
 
 def _blended(img: np.ndarray, new: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -478,11 +486,14 @@ def _canvas_valid() -> np.ndarray:
     return m
 
 
-@functools.lru_cache(maxsize=1)
-def _glasses_band() -> np.ndarray:
-    """Where glasses frames can be on the canvas: a band around the eyes and across the bridge."""
+@functools.lru_cache(maxsize=2)
+def _glasses_band(wide: bool = False) -> np.ndarray:
+    """Where glasses frames can be on the canvas: a band around the eyes and across the bridge
+    (`wide`: big frames too, aviators from the brows to the cheekbones)."""
     can = fp.canvas_landmarks()
-    band = fp.fill(fp.CANVAS[::-1], [fp.scaled(fp.ring(can, e), 1.9, 3.6) for e in (fp.R_EYE, fp.L_EYE)]
+    sx, sy = (3.0, 5.5) if wide else (1.9, 3.6)
+    band = fp.fill(fp.CANVAS[::-1], [fp.scaled(fp.ring(can, e), sx, sy) for e in (fp.R_EYE, fp.L_EYE)]
                    + [cv2.convexHull(can[[193, 417, 351, 122, 168, 6]].astype(np.float32))[:, 0]], 1.0)
     band.flags.writeable = False
     return band
+

@@ -134,11 +134,13 @@ def test_a_face_refused_behind_a_microphone_is_rendered_once_it_has_gone(tmp_pat
     """The microphone over the mouth from the first frame, gone from frame 30 (tools/bench/bench_footage.py
     microphone_from_start, held-out portrait 10): the person's reference has it too, and every candidate
     failed; before the change the face stayed obfuscated to the clip's end (forty-fourth session: all
-    36 frames at seeds 1-4), now it is searched again once the stage has found no microphone for 3 frames."""
+    36 frames at seeds 1-4), now it is searched again once the stage has found no microphone for 3 frames.
+    Seed 3: since the fifty-third session a candidate drawn over the glasses leaves no ghost of them,
+    and at seeds 1, 2 and 4 one passes in the first frames (then fails a re-check behind the microphone)."""
     from footage import hand_over_mouth
 
     frames = hand_over_mouth(36, enter=-6, leave=24, portrait=10, kind="microphone")
-    rep = _deidentified(tmp_path, "mic", frames, seed=1)
+    rep = _deidentified(tmp_path, "mic", frames, seed=3)
     (track,) = rep["tracks"]
     assert track["privacy"]["searches"] >= 2 and track["privacy"]["status"] == "verified", track["privacy"]
     status = [next(f["status"] for f in rep["frame_log"][i]["faces"] if f.get("track") == track["id"])

@@ -49,10 +49,10 @@ the forehead, a fringe's tips (models/forehead_hair.py: they were smeared into s
 glasses-free prior cannot hold, where the person wears them (kept like an occluder: only what the
 prior cannot explain, on a band around the eyes and across the bridge), at levels under
 GLASSES_BELOW_LEVEL only. That band holds the person's eyelids, creases and brows behind the frames
-as well; from the guard's level 3 the new face is drawn there too, and where the frames were (a
-wider band, `_glasses_band(wide=True)`) without the person's shading and grain, which drew a ghost of
-them (fifty-third session): held-out portraits with the guard on, obfuscated 6 -> 4 of 100, the
-surroundings blurred 6 -> 3, EdgeFace-xxs same person 4 -> 4 of the rendered.
+as well; from the guard's level 3 the new face is drawn there too (held-out portraits, guard on:
+obfuscated 6 -> 4 of 100, surroundings blurred 6 -> 3, EdgeFace-xxs 4 -> 4), and where the frames were
+(`_glasses_band(wide=True)`) without the person's shading and grain, which drew a ghost of them
+(fifty-third session; held-out: obfuscated 6 -> 4 again, the third opinion 21 -> 20 of the rendered).
 
 `RestoreItem.level` (the privacy guard's escalation) moves the new face further: from level 1 the
 shading is taken at a larger scale each level (LEVEL_SIGMA_LOW: more of the face's mid-low

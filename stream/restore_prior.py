@@ -169,7 +169,7 @@ class PriorRestorer:
         self._relief: dict = {}  # (track, seed, level) -> relief gain
         self._lip_tones: dict = {}  # (track, seed, level) -> the person's lip colour against the cheeks (3 numbers)
         self._wears_glasses: dict = {}  # (track, seed) -> bool
-        self._glasses_frames: OrderedDict = OrderedDict()  # track -> its glasses frames on the canvas
+        self._glasses_frames: OrderedDict = OrderedDict()  # track -> its glasses frames on the canvas (_glasses_canvas)
         self._picks: dict = {}  # (track, seed, level) -> index of the seeded candidate taken
         self._canvases: dict = {}  # (track, seed, level) -> (its target, the new face on the canvas)
         self.log: list[str] = []  # what the restorer did, for reports: no code of anybody in it
@@ -329,8 +329,9 @@ class PriorRestorer:
         skin = oval * (1.0 - fp.feature_mask(lm, shape, fw)) * (1.0 - hair)
         # glasses kept below GLASSES_BELOW_LEVEL; from it, where they were the person's light and
         # grain are not taken (the frames' lines came through the new face as a ghost)
-        glasses = self._glasses(it, lm, fw, shape, warp, gone=level >= GLASSES_BELOW_LEVEL)
-        gone = glasses if level >= GLASSES_BELOW_LEVEL else None
+        dropped = level >= GLASSES_BELOW_LEVEL
+        glasses = self._glasses(it, lm, fw, shape, warp, gone=dropped)
+        gone = glasses if dropped else None
         skin = skin if gone is None else skin * (1.0 - gone)
         s = fp.shading(x, 1.0 - skin, self._shading_scale(level) * fw)
         log_r = self._match_colourfulness(log_r, img, region)
@@ -341,11 +342,11 @@ class PriorRestorer:
         if region.any():
             cap = _noise_cap(grain[region])
             grain = np.clip(grain, -cap, cap)
-        grain *= ((1.0 - fold) * (1.0 if gone is None else 1.0 - gone))[..., None]  # the warp's shreds are in it too
+        grain *= ((1.0 - fold) if gone is None else (1.0 - fold) * (1.0 - gone))[..., None]  # (the warp's shreds)
         log_r = self._deepened(key, log_r, x, s, grain, skin, mx, my)
         new = s * np.exp(log_r) - fp.EPS + grain
         keep = np.maximum(fp.apertures(lm, shape, fw) * (1.0 - fold), hair)  # a folded lip ring would keep the shreds
-        if glasses is not None and gone is None:
+        if glasses is not None and not dropped:
             keep = np.maximum(keep, glasses)
         face = drawn * fp.blur(np.clip(valid * 1.2 - 0.2, 0, 1), 0.02 * fw)
         return img, new, (face * (1.0 - keep))[..., None], gone
@@ -432,21 +433,20 @@ class PriorRestorer:
             frame = self._glasses_frames[int(it.track_id)] = self._glasses_canvas(it.image, lm)
             if len(self._glasses_frames) > TRACKS_KEPT:
                 self._glasses_frames.popitem(last=False)
-        mask = warp.sample(np.ascontiguousarray(frame[..., int(gone)]), fp.canvas_landmarks(), cv2.BORDER_CONSTANT)
+        mask = warp.sample(frame[int(gone)], fp.canvas_landmarks(), cv2.BORDER_CONSTANT)
         return fp.blur(mask, max(0.6, (0.02 if gone else 0.008) * fw))
 
-    def _glasses_canvas(self, image: np.ndarray, lm: np.ndarray) -> np.ndarray:
-        """The glasses frames on the canvas (soft mask): what the prior's reconstruction of the
-        person misses, on the band around the eyes and across the bridge."""
+    def _glasses_canvas(self, image: np.ndarray, lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The glasses frames on the canvas (soft masks: to keep, and the wider one of where they were):
+        what the prior's reconstruction of the person misses, on the band around the eyes and the bridge."""
         own = fp.canvas_reflectance(image, lm)
         miss = self.prior.to_image(own - self.prior.decode(self.prior.encode(own)))
         del own
         y = np.abs(miss).mean(-1)
         frame = cv2.dilate(np.clip((y - 0.08) / 0.12, 0, 1) * _glasses_band(), np.ones((3, 3), np.uint8))
         wide = cv2.dilate(np.clip((y - WIDE_MISS[0]) / WIDE_MISS[1], 0, 1) * _glasses_band(True), np.ones((7, 7), np.uint8))
-        both = np.dstack([frame, wide])  # kept below GLASSES_BELOW_LEVEL, where they were from it
-        both.flags.writeable = False
-        return both
+        frame.flags.writeable = wide.flags.writeable = False
+        return frame, wide  # kept below GLASSES_BELOW_LEVEL; where they were, from it
 
 
 def _blended(img: np.ndarray, new: np.ndarray, a: np.ndarray) -> np.ndarray:

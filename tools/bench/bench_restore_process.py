@@ -75,7 +75,9 @@ def replay(calls: list) -> tuple[float, str]:
     t = time.perf_counter()
     for i, (op, arg), drops in calls:
         restorer, occlusion = states[i]
-        digest(rp._answer_call(restorer, occlusion, op, arg, drops))
+        answer = rp._answer_call(restorer, occlusion, op, arg, drops)
+        if op != "cpu":  # the process's CPU seconds so far: a clock, not an output (it moved every digest)
+            digest(answer)
     return time.perf_counter() - t, h.hexdigest()[:16]
 
 

@@ -138,15 +138,15 @@ def test_a_hand_over_a_face_keeps_its_pixels_rendered_or_obfuscated(tmp_path):
 
     # the face oval (FaceMesh on the frame without the hand) away from the hand: there the face is drawn
     # (the box around it holds hair and background, which a face drawn with its surroundings keeps)
-    ovals = {}
-    for i, face, occluder in near_face_occluders(frames):
+    covered, ovals = near_face_occluders(frames), {}  # made once: hand_numbers runs for every output
+    for i, _, occluder in covered:
         lm = mesh_of(frames[i].clean, inside=np.asarray(frames[i].faces[0], float))
         ovals[i] = (fm.face_polygon_mask(src[i].shape, lm[:, :2]).astype(bool)
                     & ~(cv2.dilate(occluder.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0))
 
     def hand_numbers(out):
         hand_in, hand_out = [], []
-        for i, face, occluder in near_face_occluders(frames):
+        for i, _, occluder in covered:
             # the face itself is not raw: away from the hand most of it changed
             rest = ovals[i]
             changed = (np.abs(src[i][rest].astype(int) - out[i][rest].astype(int)).max(-1) > 4).mean()
